@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# lambda-fanout's one entry point.
+#   ./build.sh test    bootstrap .venv and run the whole test suite (what CI runs)
+#   ./build.sh bench   bootstrap .venv and compare the strategies on a local endpoint
+#   ./build.sh layer   build the Lambda layer zip
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$PWD
+VENV=$ROOT/.venv
+PY_MIN=3.11
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# A Python of at least $PY_MIN: $PYTHON if set, else python3, else python3.1x.
+find_python() {
+  local c
+  for c in ${PYTHON:-} python3 python3.11 python3.12 python3.13; do
+    if command -v "$c" >/dev/null 2>&1 && "$c" -c "import sys; sys.exit(sys.version_info < (3, 11))" 2>/dev/null; then
+      echo "$c"; return 0
+    fi
+  done
+  echo "build.sh: needs Python $PY_MIN or newer; set PYTHON=/path/to/python3.11" >&2
+  return 1
+}
+
+# Where pyenv or the system has python$1 (e.g. 3.12), or nothing.
+python_version_path() {
+  local v=$1 p
+  for p in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$v".*/bin/python"$v" /usr/bin/python"$v" /usr/local/bin/python"$v"; do
+    [ -x "$p" ] && "$p" -c "" 2>/dev/null && { echo "$p"; return 0; }
+  done
+  return 1
+}
+
+# Create or refresh a venv from a hashed requirements file; a stamp skips unchanged work.
+ensure_venv() {
+  local venv=$1 python=$2 req=$3 stamp sum
+  sum=$( (cat "$req"; "$python" -V) | sha256sum | cut -c1-16)
+  stamp=$venv/.fanout-stamp
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ] && [ -x "$venv/bin/python" ]; then
+    return 0
+  fi
+  log "creating $venv ($("$python" -V)) from $req"
+  rm -rf "$venv"
+  "$python" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r "$req" \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+  echo "$sum" > "$stamp"
+}
+
+bootstrap() {
+  local py
+  py=$(find_python)
+  ensure_venv "$VENV" "$py" requirements/dev.txt
+  if ! "$VENV/bin/python" -c "import lambda_fanout, sys; sys.exit(not lambda_fanout.__file__.startswith('$ROOT/'))" 2>/dev/null; then
+    log "installing lambda-fanout (editable) into .venv"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+  fi
+}
+
+cmd_test() {
+  bootstrap
+  log "test suite (benchmarks run once each, untimed)"
+  "$VENV/bin/python" -m pytest tests --benchmark-disable "$@"
+  # The property tests again under Lambda's other current runtimes, where present.
+  local v py
+  for v in 3.12 3.13; do
+    if py=$(python_version_path "$v"); then
+      ensure_venv "$ROOT/.venv-py$v" "$py" requirements/props.txt
+      log "property tests under Python $v"
+      PYTHONPATH="$ROOT/python" "$ROOT/.venv-py$v/bin/python" -m pytest -p no:cacheprovider tests/test_properties.py -q
+    else
+      log "Python $v not found: property tests under $v skipped"
+    fi
+  done
+}
+
+cmd_bench() {
+  bootstrap
+  "$VENV/bin/python" -m lambda_fanout_bench "$@"
+}
+
+cmd_layer() {
+  bootstrap
+  "$VENV/bin/python" "$ROOT/layer/build_layer.py" "$@"
+}
+
+case "${1:-}" in
+  test) shift; cmd_test "$@" ;;
+  bench) shift; cmd_bench "$@" ;;
+  layer) shift; cmd_layer "$@" ;;
+  *) echo "usage: ./build.sh test|bench|layer [options]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,117 @@
+"""lambda_fanout: run a Lambda function's fan-out work with a strategy chosen by environment.
+
+    import lambda_fanout
+    bodies = lambda_fanout.map(read_object, keys)          # FANOUT_STRATEGY picks how
+
+Importing this package loads no asyncio, boto3 or botocore: each loads when the
+strategy or helper that needs it is first used.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from ._config import (
+    DEFAULT_DEADLINE_MARGIN_MS,
+    DEFAULT_MAX_WORKERS,
+    DEFAULT_STRATEGY,
+    ENV_DEADLINE_MARGIN_MS,
+    ENV_MAX_WORKERS,
+    ENV_METRICS,
+    ENV_METRICS_NAMESPACE,
+    ENV_RECORD_HANDLER,
+    ENV_STRATEGY,
+)
+from ._errors import ConfigError, DeadlineExceeded, TaskError
+from ._task import Outcome, Task
+from .strategies import STRATEGIES, strategy_class
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "STRATEGIES", "map", "amap", "get_strategy", "Task", "Outcome", "TaskError",
+    "DeadlineExceeded", "ConfigError", "process_batch", "BatchError",
+    "ENV_STRATEGY", "ENV_MAX_WORKERS", "ENV_DEADLINE_MARGIN_MS", "ENV_RECORD_HANDLER",
+    "ENV_METRICS", "ENV_METRICS_NAMESPACE",
+    "DEFAULT_STRATEGY", "DEFAULT_MAX_WORKERS", "DEFAULT_DEADLINE_MARGIN_MS",
+]
+
+
+def get_strategy(name: str | None = None, *, max_workers: int | None = None):
+    """Build a strategy object.
+
+    Args:
+        name: one of STRATEGIES; None reads FANOUT_STRATEGY, else "threads".
+        max_workers: concurrency; None reads FANOUT_MAX_WORKERS, else 16.
+
+    Returns:
+        A strategy with ``.name``, ``.max_workers``, ``.map(...)`` and ``await .amap(...)``.
+
+    Raises:
+        ConfigError: an unknown name or a bad worker count, from the argument or the environment.
+    """
+    return strategy_class(name)(max_workers)
+
+
+def map(  # noqa: A001 - the package's verb
+    task: Any,
+    items: Iterable[Any],
+    *,
+    strategy: str | None = None,
+    max_workers: int | None = None,
+    errors: str = "raise",
+    context: Any = None,
+) -> list[Any]:
+    """Run ``task`` on every item concurrently; results in input order.
+
+    Args:
+        task: a plain function, a coroutine function, or a Task with both forms.
+        items: any iterable (a generator of millions is fine: it is read lazily,
+            a bounded number of items ahead of the finished ones).
+        strategy: one of STRATEGIES; None reads FANOUT_STRATEGY, else "threads".
+        max_workers: concurrency; None reads FANOUT_MAX_WORKERS, else 16.
+        errors: "raise" stops at the first failure and raises TaskError;
+            "collect" returns one Outcome per item.
+        context: the Lambda context. Items not started before the remaining time
+            falls under FANOUT_DEADLINE_MARGIN_MS (default 500 ms) are reported as
+            DeadlineExceeded instead of run.
+
+    Returns:
+        The task's values ("raise") or Outcomes ("collect"), in input order.
+
+    Raises:
+        TaskError: a task failed (or the deadline cut the run) with errors="raise";
+            ``.index`` and ``.item`` say where, ``__cause__`` is the original error.
+        ConfigError: a bad strategy, worker count, errors value, or a task without
+            the form the strategy runs.
+        RuntimeError: called inside a running event loop; use ``await amap(...)``.
+    """
+    return get_strategy(strategy, max_workers=max_workers).map(task, items, errors=errors, context=context)
+
+
+async def amap(
+    task: Any,
+    items: Iterable[Any],
+    *,
+    strategy: str | None = None,
+    max_workers: int | None = None,
+    errors: str = "raise",
+    context: Any = None,
+) -> list[Any]:
+    """Awaitable :func:`map` for callers already inside an event loop (async handlers).
+
+    The asyncio strategy runs on the caller's loop; sync strategies run from a
+    worker thread so the loop stays free. Arguments, return value and errors as in :func:`map`.
+    """
+    return await get_strategy(strategy, max_workers=max_workers).amap(
+        task, items, errors=errors, context=context
+    )
+
+
+def __getattr__(name: str) -> Any:
+    # The batch layer loads on first use, keeping `import lambda_fanout` small.
+    if name in ("process_batch", "BatchError"):
+        from . import batch
+
+        return getattr(batch, name)
+    raise AttributeError(f"module 'lambda_fanout' has no attribute {name!r}")

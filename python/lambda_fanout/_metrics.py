@@ -1,0 +1,124 @@
+"""CloudWatch Embedded Metric Format: one JSON line on stdout per map / process_batch call.
+
+Only counts, durations and the strategy name are written: never a record's payload
+or identifiers.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+from . import _config
+
+_local = threading.local()
+
+METRICS_UNITS = (
+    ("Items", "Count"),
+    ("Succeeded", "Count"),
+    ("Failed", "Count"),
+    ("Unprocessed", "Count"),
+    ("DurationMs", "Milliseconds"),
+    ("Workers", "Count"),
+)
+
+
+def enabled() -> bool:
+    """FANOUT_METRICS (on|off); by default on inside Lambda and off elsewhere."""
+    default = bool(os.environ.get(_config.ENV_LAMBDA_FUNCTION_NAME))
+    return _config.resolve_flag(_config.ENV_METRICS, default=default)
+
+
+def namespace() -> str:
+    value = os.environ.get(_config.ENV_METRICS_NAMESPACE)
+    if value is None:
+        return _config.DEFAULT_METRICS_NAMESPACE
+    if not value.strip() or len(value) > 255:
+        raise _config.ConfigError(
+            f"environment variable {_config.ENV_METRICS_NAMESPACE} must be a CloudWatch namespace "
+            f"(1 to 255 characters) but got {value!r}. Unset it to use "
+            f"{_config.DEFAULT_METRICS_NAMESPACE!r}."
+        )
+    return value
+
+
+def emf_line(strategy: str, values: dict[str, float], *, timestamp_ms: int | None = None) -> str:
+    """One EMF document for ``values`` (metric name -> number), dimension Strategy."""
+    import json
+
+    doc: dict[str, Any] = {
+        "_aws": {
+            "Timestamp": int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": namespace(),
+                    "Dimensions": [["Strategy"]],
+                    "Metrics": [{"Name": name, "Unit": unit} for name, unit in METRICS_UNITS],
+                }
+            ],
+        },
+        "Strategy": strategy,
+    }
+    doc.update(values)
+    return json.dumps(doc, separators=(",", ":"))
+
+
+class suppressed:
+    """Within this block, map calls on this thread emit nothing (process_batch emits once)."""
+
+    def __enter__(self) -> None:
+        _local.depth = getattr(_local, "depth", 0) + 1
+
+    def __exit__(self, *exc: object) -> None:
+        _local.depth -= 1
+
+
+class measure:
+    """Time one call of ``strategy`` over ``run`` and emit its EMF line on exit."""
+
+    __slots__ = ("strategy", "run", "on", "t0")
+
+    def __init__(self, strategy: Any, run: Any) -> None:
+        self.strategy = strategy
+        self.run = run
+        # Checked here, not at import, so a bad FANOUT_METRICS fails the call clearly.
+        self.on = enabled() and not getattr(_local, "depth", 0)
+
+    def __enter__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if not self.on or exc_type is not None and not issubclass(exc_type, Exception):
+            return
+        final = getattr(self.run, "final", None)
+        if final is None:
+            return
+        items, failed, unprocessed = self.run.counts()
+        emit(
+            self.strategy.name,
+            items=items,
+            failed=failed,
+            unprocessed=unprocessed,
+            duration_ms=(time.perf_counter() - self.t0) * 1000.0,
+            workers=self.strategy.max_workers,
+        )
+
+
+def emit(strategy: str, *, items: int, failed: int, unprocessed: int, duration_ms: float, workers: int) -> None:
+    """Write one EMF line to stdout."""
+    line = emf_line(
+        strategy,
+        {
+            "Items": items,
+            "Succeeded": items - failed - unprocessed,
+            "Failed": failed,
+            "Unprocessed": unprocessed,
+            "DurationMs": round(duration_ms, 3),
+            "Workers": workers,
+        },
+    )
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()

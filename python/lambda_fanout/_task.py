@@ -1,0 +1,180 @@
+"""Tasks in their sync and async forms, and per-item outcomes."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import Any, Awaitable, Callable, Generic, TypeVar
+
+from ._errors import ConfigError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# inspect.CO_COROUTINE, without importing inspect at cold start.
+_CO_COROUTINE = 0x0080
+
+
+class Task(Generic[T, R]):
+    """One piece of work in both forms: a blocking function and its coroutine twin.
+
+    Sync strategies (``sequential``, ``threads``, ``threads-map``) call ``sync_fn``;
+    ``asyncio`` awaits ``async_fn``. Calling the task directly runs ``sync_fn``.
+
+    Args:
+        sync_fn: ``item -> result``, or None when only the async form exists.
+        async_fn: ``async item -> result``, or None when only the sync form exists.
+
+    Raises:
+        ConfigError: both forms are None, or a form is not callable.
+    """
+
+    __slots__ = ("sync_fn", "async_fn", "name")
+
+    def __init__(
+        self,
+        sync_fn: Callable[[T], R] | None,
+        async_fn: Callable[[T], Awaitable[R]] | None = None,
+        *,
+        name: str | None = None,
+    ) -> None:
+        if sync_fn is None and async_fn is None:
+            raise ConfigError("Task(sync_fn, async_fn) needs at least one form but got None for both.")
+        for label, fn in (("sync_fn", sync_fn), ("async_fn", async_fn)):
+            if fn is not None and not callable(fn):
+                raise ConfigError(f"Task {label} must be callable but got {fn!r}.")
+        if sync_fn is not None and _is_coroutine_function(sync_fn):
+            raise ConfigError(
+                f"Task sync_fn must be a plain function but got coroutine function {sync_fn!r}; "
+                "pass it as async_fn."
+            )
+        self.sync_fn = sync_fn
+        self.async_fn = async_fn
+        self.name = name or _name_of(sync_fn if sync_fn is not None else async_fn)
+
+    def __call__(self, item: T) -> R:
+        if self.sync_fn is None:
+            raise ConfigError(f"Task {self.name!r} has no sync form; await it through the asyncio strategy.")
+        return self.sync_fn(item)
+
+    def __repr__(self) -> str:
+        forms = [f for f, fn in (("sync", self.sync_fn), ("async", self.async_fn)) if fn is not None]
+        return f"Task({self.name!r}, forms={'+'.join(forms)})"
+
+
+class Outcome(Generic[T, R]):
+    """What happened to one item under ``errors="collect"``.
+
+    Attributes:
+        index: position of the item in the input.
+        item: the item.
+        value: the task's result, or None if it failed.
+        error: the exception, or None if it succeeded. ``DeadlineExceeded`` marks an
+            item that was not run (or did not finish) before the deadline margin.
+        ok: True when the task succeeded.
+    """
+
+    __slots__ = ("index", "item", "value", "error")
+
+    def __init__(self, index: int, item: T, value: R | None = None, error: BaseException | None = None):
+        self.index = index
+        self.item = item
+        self.value = value
+        self.error = error
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def _key(self) -> tuple:
+        err = self.error
+        return (self.index, self.item, self.value, None if err is None else (type(err), err.args))
+
+    def __eq__(self, other: object) -> bool:
+        # Errors compare by type and args: two runs raise different exception objects.
+        if not isinstance(other, Outcome):
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        if self.error is None:
+            return f"Outcome(index={self.index}, ok=True, value={self.value!r})"
+        return f"Outcome(index={self.index}, ok=False, error={self.error!r})"
+
+
+def _name_of(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def _is_coroutine_function(fn: Any) -> bool:
+    if "inspect" in sys.modules or "asyncio" in sys.modules:
+        import inspect
+
+        return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+    # Cheap path for cold start: a coroutine function's code carries CO_COROUTINE.
+    # (A coroutine function can only exist once the code defining it was compiled, and
+    # functools.partial / markcoroutinefunction users will have imported inspect already.)
+    code = getattr(fn, "__code__", None)
+    return bool(code is not None and code.co_flags & _CO_COROUTINE)
+
+
+def sync_form(task: Any, strategy: str) -> Callable[[Any], Any]:
+    """The blocking callable a sync strategy runs for ``task``.
+
+    Raises:
+        ConfigError: the task has only an async form.
+    """
+    if isinstance(task, Task):
+        if task.sync_fn is None:
+            raise ConfigError(
+                f"strategy {strategy!r} runs the sync form of a task, but task {task.name!r} has "
+                "only an async form. Give Task(...) a sync_fn, or use FANOUT_STRATEGY=asyncio."
+            )
+        return task.sync_fn
+    if not callable(task):
+        raise ConfigError(f"task must be a callable or a lambda_fanout.Task but got {task!r}.")
+    if _is_coroutine_function(task):
+        raise ConfigError(
+            f"strategy {strategy!r} runs the sync form of a task, but {_name_of(task)!r} is a "
+            "coroutine function. Wrap it as Task(sync_fn, async_fn), or use FANOUT_STRATEGY=asyncio."
+        )
+    return task
+
+
+_warned_no_async: set[str] = set()
+
+
+def async_form(task: Any) -> Callable[[Any], Awaitable[Any]]:
+    """The coroutine function the asyncio strategy awaits for ``task``.
+
+    A task with only a sync form runs inline on the loop (same results, no overlap),
+    with a warning once per task name.
+    """
+    if isinstance(task, Task):
+        if task.async_fn is not None:
+            return task.async_fn
+        fn = task.sync_fn
+        name = task.name
+    elif not callable(task):
+        raise ConfigError(f"task must be a callable or a lambda_fanout.Task but got {task!r}.")
+    elif _is_coroutine_function(task):
+        return task
+    else:
+        fn = task
+        name = _name_of(task)
+    if name not in _warned_no_async:
+        _warned_no_async.add(name)
+        warnings.warn(
+            f"task {name!r} has no async form, so the asyncio strategy runs it inline on the "
+            "event loop, one item at a time. Give it an async form with "
+            "lambda_fanout.Task(sync_fn, async_fn), or use FANOUT_STRATEGY=threads.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+    async def inline(item: Any, _fn=fn) -> Any:
+        return _fn(item)
+
+    return inline

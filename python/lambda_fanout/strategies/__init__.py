@@ -1,0 +1,37 @@
+"""The strategy registry: a tuple of names, a name-to-module mapping, one lookup.
+
+Strategy modules load on first lookup, so only the one in use is imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .. import _config
+
+STRATEGIES: tuple[str, ...] = ("sequential", "threads", "threads-map", "asyncio")
+
+#: name -> (module in this package, class name)
+_CLASSES: dict[str, tuple[str, str]] = {
+    "sequential": ("sequential", "SequentialStrategy"),
+    "threads": ("threads", "ThreadsStrategy"),
+    "threads-map": ("threads_map", "ThreadsMapStrategy"),
+    "asyncio": ("aio", "AsyncioStrategy"),
+}
+
+
+def strategy_class(name: str | None = None):
+    """The class of the named strategy; None reads FANOUT_STRATEGY, else ``threads``.
+
+    Raises:
+        ConfigError: an unknown name, repeating it and listing the valid ones.
+    """
+    name = _config.resolve_choice(
+        name,
+        argument="strategy",
+        env=_config.ENV_STRATEGY,
+        default=_config.DEFAULT_STRATEGY,
+        choices=STRATEGIES,
+    )
+    module, cls = _CLASSES[name]
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)

@@ -1,0 +1,47 @@
+"""``threads-map``: ThreadPoolExecutor.map, fed in bounded windows."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
+from functools import partial
+from itertools import islice
+
+from .._run import Run, run_sync
+from .base import WINDOW_PER_WORKER, Strategy
+
+
+class ThreadsMapStrategy(Strategy):
+    """``executor.map`` over consecutive windows, the next window queued while one drains.
+
+    executor.map submits everything it is given at once, so it is handed one window
+    at a time; keeping the following window already submitted means workers never
+    idle at a window's edge.
+    """
+
+    name = "threads-map"
+
+    def _drive(self, run: Run) -> None:
+        size = self.max_workers * WINDOW_PER_WORKER
+        pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="fanout")
+        work = partial(run_sync, run)
+        jobs = run.jobs
+        hung = False
+        try:
+            current = pool.map(work, list(islice(jobs, size)), timeout=run.wait_timeout())
+            while True:
+                window = list(islice(jobs, size))
+                following = pool.map(work, window, timeout=run.wait_timeout()) if window else None
+                try:
+                    for _ in current:
+                        pass
+                except FuturesTimeout:
+                    # The deadline margin passed with jobs still running; finish()
+                    # reports them and everything not started.
+                    hung = True
+                    return
+                if following is None:
+                    return
+                current = following
+        finally:
+            pool.shutdown(wait=not hung, cancel_futures=True)

@@ -1,0 +1,1 @@
+"""Benchmarks run in the same session as their raw standard-library idioms, grouped side by side."""

@@ -1,0 +1,163 @@
+"""Core benchmarks: per-task overhead and the latency-bound ceiling, beside the raw idioms.
+
+Each group puts the toolkit's strategies beside the standard-library idiom they wrap,
+in one run, so ratios (not absolute times) are what to read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+import pytest
+
+import lambda_fanout
+
+OVERHEAD_ITEMS = 20_000
+OVERHEAD_WORKERS = 16
+LATENCY_ITEMS = 1_000
+LATENCY_S = 0.020
+LATENCY_WORKERS = 50
+
+
+def trivial(x):
+    return x + 1
+
+
+async def atrivial(x):
+    return x + 1
+
+
+TRIVIAL = lambda_fanout.Task(trivial, atrivial)
+
+
+def wait_20ms(x):
+    time.sleep(LATENCY_S)
+    return x
+
+
+async def await_20ms(x):
+    await asyncio.sleep(LATENCY_S)
+    return x
+
+
+WAIT = lambda_fanout.Task(wait_20ms, await_20ms)
+
+
+# -- the raw idioms a user would write by hand ----------------------------------------
+
+def raw_sequential(fn, items, workers):
+    return [fn(x) for x in items]
+
+
+def raw_submit_as_completed(fn, items, workers):
+    with ThreadPoolExecutor(workers) as ex:
+        futures = {ex.submit(fn, x): i for i, x in enumerate(items)}
+        out = [None] * len(futures)
+        for f in as_completed(futures):
+            out[futures[f]] = f.result()
+    return out
+
+
+def raw_executor_map(fn, items, workers):
+    with ThreadPoolExecutor(workers) as ex:
+        return list(ex.map(fn, items))
+
+
+_raw_loop = None
+
+
+def raw_gather_semaphore(afn, items, workers):
+    global _raw_loop
+    if _raw_loop is None:
+        _raw_loop = asyncio.new_event_loop()  # reused, as the toolkit reuses its own
+
+    async def main():
+        sem = asyncio.Semaphore(workers)
+
+        async def one(x):
+            async with sem:
+                return await afn(x)
+
+        return await asyncio.gather(*(one(x) for x in items))
+
+    return _raw_loop.run_until_complete(main())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_raw_loop():
+    yield
+    global _raw_loop
+    if _raw_loop is not None:
+        _raw_loop.close()
+        _raw_loop = None
+
+
+RAW = {
+    "raw:list-comprehension": (raw_sequential, "sync"),
+    "raw:submit+as_completed": (raw_submit_as_completed, "sync"),
+    "raw:executor.map": (raw_executor_map, "sync"),
+    "raw:gather+semaphore": (raw_gather_semaphore, "async"),
+}
+
+
+def _run_raw(name, task, items, workers):
+    fn, form = RAW[name]
+    return fn(task.sync_fn if form == "sync" else task.async_fn, items, workers)
+
+
+# -- per-task overhead ---------------------------------------------------------------
+
+@pytest.mark.parametrize("impl", list(lambda_fanout.STRATEGIES) + list(RAW))
+def test_overhead_20k_trivial(benchmark, impl):
+    benchmark.group = f"overhead: {OVERHEAD_ITEMS} trivial tasks, {OVERHEAD_WORKERS} workers"
+    items = list(range(OVERHEAD_ITEMS))
+    if impl in RAW:
+        result = benchmark.pedantic(_run_raw, args=(impl, TRIVIAL, items, OVERHEAD_WORKERS), rounds=5, iterations=1)
+    else:
+        result = benchmark.pedantic(
+            lambda_fanout.map, args=(TRIVIAL, items),
+            kwargs={"strategy": impl, "max_workers": OVERHEAD_WORKERS}, rounds=5, iterations=1,
+        )
+    assert result == [x + 1 for x in items]
+
+
+# -- latency-bound ceiling ------------------------------------------------------------
+
+IDEAL_S = math.ceil(LATENCY_ITEMS / LATENCY_WORKERS) * LATENCY_S
+
+
+@pytest.mark.parametrize(
+    "impl", [s for s in lambda_fanout.STRATEGIES if s != "sequential"]
+    + ["raw:submit+as_completed", "raw:executor.map", "raw:gather+semaphore"],
+)
+def test_latency_1000x20ms(benchmark, impl):
+    benchmark.group = f"latency: {LATENCY_ITEMS} items x {LATENCY_S * 1000:.0f} ms, {LATENCY_WORKERS} workers"
+    benchmark.extra_info["ideal_s"] = IDEAL_S
+    items = list(range(LATENCY_ITEMS))
+    if impl in RAW:
+        result = benchmark.pedantic(_run_raw, args=(impl, WAIT, items, LATENCY_WORKERS), rounds=3, iterations=1)
+    else:
+        result = benchmark.pedantic(
+            lambda_fanout.map, args=(WAIT, items),
+            kwargs={"strategy": impl, "max_workers": LATENCY_WORKERS}, rounds=3, iterations=1,
+        )
+    assert result == items
+
+
+# -- import cost ----------------------------------------------------------------------
+
+PYTHON_DIR = os.path.dirname(os.path.dirname(lambda_fanout.__file__))
+
+
+@pytest.mark.parametrize("module", ["concurrent.futures", "lambda_fanout"])
+def test_import_time(benchmark, module):
+    benchmark.group = "cold start: import in a fresh interpreter (includes interpreter start)"
+    cmd = [sys.executable, "-S", "-c", f"import {module}"]
+    env = {"PYTHONPATH": PYTHON_DIR, "PATH": os.environ.get("PATH", "")}
+    benchmark.pedantic(subprocess.run, args=(cmd,), kwargs={"check": True, "env": env}, rounds=15, iterations=1)

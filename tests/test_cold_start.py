@@ -1,0 +1,37 @@
+"""`import lambda_fanout` stays light: no asyncio, boto3, botocore, aiobotocore or aiohttp."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import lambda_fanout
+
+HEAVY = ("asyncio", "aiobotocore", "aiohttp", "boto3", "botocore")
+PYTHON_DIR = os.path.dirname(os.path.dirname(lambda_fanout.__file__))
+
+
+def fresh_modules(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys, json; print(json.dumps(sorted(sys.modules)))"],
+        check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": PYTHON_DIR},
+    ).stdout
+    return set(json.loads(out.splitlines()[-1]))
+
+
+def test_import_loads_nothing_heavy():
+    loaded = fresh_modules("import lambda_fanout")
+    assert not [m for m in HEAVY if m in loaded]
+
+
+def test_threads_strategy_loads_no_asyncio():
+    loaded = fresh_modules("import lambda_fanout; lambda_fanout.map(abs, [-1, -2], strategy='threads')")
+    assert not [m for m in HEAVY if m in loaded]
+
+
+def test_asyncio_loads_when_first_used():
+    loaded = fresh_modules("import lambda_fanout; lambda_fanout.get_strategy('asyncio')")
+    assert "asyncio" in loaded
+    assert not [m for m in HEAVY[1:] if m in loaded]

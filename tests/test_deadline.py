@@ -1,0 +1,101 @@
+"""The Lambda deadline: unstarted items are reported, never lost; the call returns in time."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+import lambda_fanout
+
+
+def sleepy(delay):
+    def sync_fn(i):
+        time.sleep(delay)
+        return i
+
+    async def async_fn(i):
+        await asyncio.sleep(delay)
+        return i
+
+    return lambda_fanout.Task(sync_fn, async_fn)
+
+
+def test_deadline_mid_run_reports_every_item(strategy_name, fake_context, monkeypatch):
+    monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, "100")
+    ctx = fake_context(400)
+    t0 = time.monotonic()
+    got = lambda_fanout.map(sleepy(0.01), range(400), strategy=strategy_name, max_workers=4,
+                            errors="collect", context=ctx)
+    elapsed_ms = (time.monotonic() - t0) * 1000
+    assert ctx.get_remaining_time_in_millis() > 0, f"returned after the deadline ({elapsed_ms:.0f} ms)"
+    assert [o.index for o in got] == list(range(400))
+    done = [o for o in got if o.ok]
+    cut = [o for o in got if not o.ok]
+    assert done and cut
+    assert all(isinstance(o.error, lambda_fanout.DeadlineExceeded) for o in cut)
+    assert all(o.value == o.index for o in done)
+    # Finished items come first: nothing after the cut ran.
+    assert max(o.index for o in done) < min(o.index for o in cut) + 4 * 4
+
+
+def test_deadline_in_raise_mode(strategy_name, fake_context, monkeypatch):
+    monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, "100")
+    with pytest.raises(lambda_fanout.TaskError) as info:
+        lambda_fanout.map(sleepy(0.01), range(400), strategy=strategy_name, max_workers=4,
+                          context=fake_context(300))
+    assert isinstance(info.value.__cause__, lambda_fanout.DeadlineExceeded)
+
+
+def test_no_time_left_runs_nothing(strategy_name, fake_context):
+    ran = []
+    got = lambda_fanout.map(lambda_fanout.Task(ran.append, None) if strategy_name != "asyncio" else _arecord(ran),
+                            range(5), strategy=strategy_name, errors="collect", context=fake_context(100))
+    assert ran == []
+    assert all(isinstance(o.error, lambda_fanout.DeadlineExceeded) for o in got) and len(got) == 5
+
+
+def _arecord(ran):
+    async def record(i):
+        ran.append(i)
+
+    return record
+
+
+def test_enough_time_runs_everything(strategy_name, fake_context):
+    got = lambda_fanout.map(sleepy(0), range(50), strategy=strategy_name, errors="collect", context=fake_context(60_000))
+    assert all(o.ok for o in got) and len(got) == 50
+
+
+@pytest.mark.parametrize("name", ["threads", "threads-map", "asyncio"])
+def test_hung_task_is_reported_and_its_late_result_ignored(name, fake_context, monkeypatch):
+    monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, "100")
+    release = threading.Event()
+
+    def sync_fn(i):
+        if i == 0:
+            release.wait(10)  # hangs past the deadline
+        return i
+
+    async def async_fn(i):
+        if i == 0:
+            await asyncio.Event().wait()  # never completes
+        return i
+
+    ctx = fake_context(400)
+    try:
+        got = lambda_fanout.map(lambda_fanout.Task(sync_fn, async_fn), range(20), strategy=name,
+                                max_workers=2, errors="collect", context=ctx)
+        assert ctx.get_remaining_time_in_millis() > 0
+        snapshot = [(o.ok, o.value) for o in got]
+        assert isinstance(got[0].error, lambda_fanout.DeadlineExceeded)
+        assert all(o.ok or isinstance(o.error, lambda_fanout.DeadlineExceeded) for o in got)
+        assert len(got) == 20
+    finally:
+        release.set()
+    time.sleep(0.05)  # the hung thread finishes now; its result must not reach `got`
+    assert [(o.ok, o.value) for o in got] == snapshot
+    # The next (warm) call is unaffected.
+    assert lambda_fanout.map(lambda_fanout.Task(sync_fn, async_fn), range(1, 6), strategy=name) == [1, 2, 3, 4, 5]

@@ -1,0 +1,205 @@
+"""Behaviour of lambda_fanout.map / amap under every strategy."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+import warnings
+
+import pytest
+
+import lambda_fanout
+from fakes import Boom, make_task
+from lambda_fanout.strategies.base import WINDOW_PER_WORKER
+
+
+def double(x):
+    return 2 * x
+
+
+async def adouble(x):
+    return 2 * x
+
+
+DOUBLE = lambda_fanout.Task(double, adouble)
+
+
+def test_results_in_input_order(strategy_name):
+    delays = [0.003, 0.0, 0.001, 0.0, 0.002]
+    items = list(enumerate(range(40)))
+    got = lambda_fanout.map(make_task(delays, set()), items, strategy=strategy_name, max_workers=8)
+    assert got == [v * 2 + 1 for _, v in items]
+
+
+def test_collect_outcomes_carry_index_item_value_error(strategy_name):
+    items = list(enumerate([5, 6, 7]))
+    got = lambda_fanout.map(make_task([], {1}), items, strategy=strategy_name, errors="collect")
+    assert [o.index for o in got] == [0, 1, 2]
+    assert [o.item for o in got] == items
+    assert [o.ok for o in got] == [True, False, True]
+    assert got[0].value == 11 and got[0].error is None
+    assert got[1].value is None and isinstance(got[1].error, Boom)
+
+
+def test_raise_stops_new_items_after_a_failure(strategy_name):
+    started = []
+    lock = threading.Lock()
+
+    def task(i):
+        with lock:
+            started.append(i)
+        if i == 3:
+            raise Boom("three")
+        time.sleep(0.001)
+        return i
+
+    async def atask(i):
+        return task(i)
+
+    with pytest.raises(lambda_fanout.TaskError) as info:
+        lambda_fanout.map(lambda_fanout.Task(task, atask), range(10_000), strategy=strategy_name, max_workers=4)
+    assert info.value.index == 3 and info.value.item == 3
+    assert isinstance(info.value.__cause__, Boom)
+    # Only a bounded window beyond the failing item was ever started.
+    assert len(started) <= 3 + 1 + 4 * WINDOW_PER_WORKER * 2
+
+
+def test_task_error_message_names_index_not_payload(strategy_name):
+    with pytest.raises(lambda_fanout.TaskError) as info:
+        lambda_fanout.map(make_task([], {0}), [(0, "s3cr3t-payload")], strategy=strategy_name)
+    assert "#0" in str(info.value) and "Boom" in str(info.value)
+    assert "s3cr3t-payload" not in str(info.value)
+
+
+def test_generator_read_a_bounded_number_ahead(strategy_name):
+    workers = 4
+    bound = 2 * workers * WINDOW_PER_WORKER + 1
+    state = {"pulled": 0, "done": 0, "worst": 0}
+    lock = threading.Lock()
+
+    def source():
+        for i in range(500):
+            with lock:
+                state["pulled"] += 1
+                state["worst"] = max(state["worst"], state["pulled"] - state["done"])
+            yield i
+
+    def task(i):
+        time.sleep(0.0005 if i % 3 else 0.002)
+        with lock:
+            state["done"] += 1
+        return i
+
+    async def atask(i):
+        await asyncio.sleep(0.0005 if i % 3 else 0.002)
+        with lock:
+            state["done"] += 1
+        return i
+
+    got = lambda_fanout.map(lambda_fanout.Task(task, atask), source(), strategy=strategy_name, max_workers=workers)
+    assert got == list(range(500))
+    assert state["worst"] <= bound
+
+
+def test_huge_generator_is_not_materialised(strategy_name):
+    """A few items are read from an endless generator when the first one fails."""
+    def fail_on_first(i):
+        raise Boom("stop")
+
+    async def afail(i):
+        raise Boom("stop")
+
+    with pytest.raises(lambda_fanout.TaskError):
+        lambda_fanout.map(lambda_fanout.Task(fail_on_first, afail), itertools.count(), strategy=strategy_name)
+
+
+def test_no_threads_leak(strategy_name):
+    lambda_fanout.map(DOUBLE, range(50), strategy=strategy_name, max_workers=8)  # warm up
+    before = threading.active_count()
+    for _ in range(5):
+        lambda_fanout.map(DOUBLE, range(200), strategy=strategy_name, max_workers=8)
+        lambda_fanout.map(make_task([], {3}), list(enumerate(range(20))), strategy=strategy_name, errors="collect")
+    assert threading.active_count() == before
+
+
+def test_asyncio_reuses_one_loop_and_leaves_nothing_pending():
+    from lambda_fanout._loop import get_loop
+
+    lambda_fanout.map(DOUBLE, range(10), strategy="asyncio")
+    loop = get_loop()
+    for _ in range(3):  # warm invocations
+        assert lambda_fanout.map(DOUBLE, range(100), strategy="asyncio", max_workers=7) == [2 * i for i in range(100)]
+        assert get_loop() is loop and not loop.is_closed()
+        assert not asyncio.all_tasks(loop)
+
+
+def test_asyncio_runs_sync_only_task_inline_with_one_warning():
+    def only_sync(x):
+        return x + 1
+
+    with pytest.warns(RuntimeWarning, match="no async form"):
+        assert lambda_fanout.map(only_sync, range(5), strategy="asyncio") == [1, 2, 3, 4, 5]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert lambda_fanout.map(only_sync, range(3), strategy="asyncio") == [1, 2, 3]
+
+
+@pytest.mark.parametrize("name", ["sequential", "threads", "threads-map"])
+def test_sync_strategy_refuses_a_coroutine_function(name):
+    with pytest.raises(lambda_fanout.ConfigError, match=f"'{name}'.*coroutine function"):
+        lambda_fanout.map(adouble, [1], strategy=name)
+    with pytest.raises(lambda_fanout.ConfigError, match="only an async form"):
+        lambda_fanout.map(lambda_fanout.Task(None, adouble), [1], strategy=name)
+
+
+def test_amap_inside_a_running_loop(strategy_name):
+    async def handler():
+        return await lambda_fanout.amap(DOUBLE, range(30), strategy=strategy_name, max_workers=5)
+
+    assert asyncio.run(handler()) == [2 * i for i in range(30)]
+
+
+def test_map_inside_a_running_loop_says_use_amap(strategy_name):
+    async def handler():
+        lambda_fanout.map(DOUBLE, [1], strategy=strategy_name)
+
+    with pytest.raises(RuntimeError, match=r"await lambda_fanout\.amap"):
+        asyncio.run(handler())
+
+
+def test_base_exceptions_are_not_swallowed(strategy_name):
+    def interrupt(i):
+        if i == 2:
+            raise KeyboardInterrupt
+        return i
+
+    async def ainterrupt(i):
+        return interrupt(i)
+
+    with pytest.raises(KeyboardInterrupt):
+        lambda_fanout.map(lambda_fanout.Task(interrupt, ainterrupt), range(5), strategy=strategy_name, errors="collect")
+    if strategy_name == "asyncio":
+        from lambda_fanout._loop import reset_loop
+
+        reset_loop()  # an interrupt leaves the loop mid-run, as it would end a real process
+
+
+def test_strategy_object_is_a_context_manager(strategy_name):
+    with lambda_fanout.get_strategy(strategy_name, max_workers=3) as s:
+        assert s.name == strategy_name
+        assert s.max_workers == (1 if strategy_name == "sequential" else 3)
+        assert s.map(DOUBLE, [1, 2]) == [2, 4]
+
+
+def test_empty_input(strategy_name):
+    assert lambda_fanout.map(DOUBLE, [], strategy=strategy_name) == []
+    assert lambda_fanout.map(DOUBLE, iter(()), strategy=strategy_name, errors="collect") == []
+
+
+def test_items_must_be_iterable(strategy_name):
+    with pytest.raises(TypeError):
+        lambda_fanout.map(DOUBLE, 5, strategy=strategy_name)
+    with pytest.raises(TypeError, match="wrap a single item"):
+        lambda_fanout.map(DOUBLE, "abc", strategy=strategy_name)
