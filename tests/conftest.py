@@ -49,3 +49,74 @@ class FakeContext:
 def fake_context():
     """A factory for Lambda contexts with a given remaining time in ms."""
     return FakeContext
+
+
+# -- a real AWS-like endpoint: moto's server behind the fault proxy ---------------------
+
+@pytest.fixture(scope="session")
+def endpoint():
+    """moto's server and the latency/fault proxy, in their own processes, for the session."""
+    from lambda_fanout.testing.endpoint import LocalEndpoint
+
+    with LocalEndpoint() as ep:
+        yield ep
+
+
+@pytest.fixture
+def aws_endpoint(endpoint, monkeypatch):
+    """Point boto3 and aiobotocore at the endpoint; a clean proxy and fresh clients per test.
+
+    On teardown the asyncio strategy's loop (and every aiobotocore client bound to it)
+    is closed, and any ResourceWarning that produces fails the test.
+    """
+    import gc
+    import warnings
+
+    from lambda_fanout import aws as fanout_aws
+    from lambda_fanout._loop import reset_loop
+
+    for name, value in endpoint.environ().items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    endpoint.configure()
+    endpoint.reset_stats()
+    fanout_aws.reset_clients()
+    yield endpoint
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reset_loop()
+        fanout_aws.reset_clients()
+        gc.collect()
+    leaks = [w for w in caught if issubclass(w.category, ResourceWarning) or "Unclosed" in str(w.message)]
+    assert not leaks, [str(w.message) for w in leaks]
+    endpoint.configure()
+
+
+@pytest.fixture
+def s3_bucket(aws_endpoint):
+    """A fresh bucket on the endpoint; its name."""
+    import uuid
+
+    import boto3
+
+    name = f"fanout-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=aws_endpoint.moto_url).create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def ddb_table(aws_endpoint):
+    """A fresh DynamoDB table with a string partition key ``pk``; its name."""
+    import uuid
+
+    import boto3
+
+    name = f"fanout-{uuid.uuid4().hex[:12]}"
+    boto3.client("dynamodb", endpoint_url=aws_endpoint.moto_url).create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return name

@@ -38,18 +38,24 @@ def on_close(loop: asyncio.AbstractEventLoop, closer: Callable[[], Awaitable[Non
         _closers.setdefault(id(loop), []).append(closer)
 
 
+async def run_closers(loop: asyncio.AbstractEventLoop) -> None:
+    """Await every closer registered for ``loop`` (from a coroutine running on it), newest first."""
+    with _lock:
+        closers = _closers.pop(id(loop), [])
+    for closer in reversed(closers):
+        await closer()
+
+
 def close_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Run the loop's closers, cancel what is left on it, and close it."""
     if loop.is_closed():
         return
     with _lock:
-        closers = _closers.pop(id(loop), [])
         if loop in _loops:
             _loops.remove(loop)
     if loop.is_running():
         return  # cannot be closed from inside itself; left to process exit
-    for closer in reversed(closers):
-        loop.run_until_complete(closer())
+    loop.run_until_complete(run_closers(loop))
     pending = asyncio.all_tasks(loop)
     for task in pending:
         task.cancel()

@@ -1,0 +1,285 @@
+"""boto3 and aiobotocore clients tuned for fan-out, and ready-made dual tasks.
+
+    s3 = lambda_fanout.aws.clients("s3")          # nothing is created yet
+    bodies = lambda_fanout.map(lambda_fanout.aws.s3_get_object("my-bucket"), keys)
+
+``clients(...)`` returns one object per process and arguments, so clients are made
+once and reused across warm invocations. ``.sync`` is a boto3 client, made on first
+use; ``.aio`` makes calls through an aiobotocore client bound to the running loop
+(the asyncio strategy's reused loop, or the caller's), made on first use there and
+closed before that loop closes. boto3, aiobotocore and aiohttp load only when their
+form is first used.
+
+Settings applied unless the caller passes their own ``config=``:
+- ``max_pool_connections`` at least the worker count, and never below 64
+  (botocore's default of 10 silently caps concurrency);
+- retries in botocore's ``standard`` mode, unless ``AWS_RETRY_MODE`` or
+  ``AWS_MAX_ATTEMPTS`` is set;
+- ``connect_timeout`` 3 s and ``read_timeout`` 10 s (botocore's are 60 s each), so
+  one stalled connection cannot hold an invocation until the Lambda timeout.
+  Override with ``FANOUT_AWS_CONNECT_TIMEOUT_S`` / ``FANOUT_AWS_READ_TIMEOUT_S`` or
+  by passing ``config=botocore.config.Config(...)``.
+The endpoint comes from the standard ``AWS_ENDPOINT_URL`` (and per-service
+``AWS_ENDPOINT_URL_<SERVICE>``); region and credentials from the usual chain.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Callable
+
+from . import _config
+from ._task import Task
+
+ENV_CONNECT_TIMEOUT_S = "FANOUT_AWS_CONNECT_TIMEOUT_S"
+ENV_READ_TIMEOUT_S = "FANOUT_AWS_READ_TIMEOUT_S"
+DEFAULT_CONNECT_TIMEOUT_S = 3.0
+DEFAULT_READ_TIMEOUT_S = 10.0
+_RETRY_ENV = ("AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS")
+#: Pools never go below this, so a map(max_workers=N) argument above FANOUT_MAX_WORKERS
+#: still gets a connection per worker (aiohttp's limit is a hard cap). Idle slots cost nothing.
+POOL_FLOOR = 64
+
+_lock = threading.Lock()
+_registry: dict[tuple, "Clients"] = {}
+
+
+def _seconds(env: str, default: float) -> float:
+    raw = os.environ.get(env)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 900:
+        raise _config.ConfigError(
+            f"environment variable {env} must be a number of seconds above 0 and at most 900 "
+            f"but got {raw!r}. Unset it to use the default {default:g}."
+        )
+    return value
+
+
+def client_settings(max_workers: int) -> dict[str, Any]:
+    """The botocore Config settings applied to both client forms for ``max_workers``."""
+    settings: dict[str, Any] = {
+        "max_pool_connections": max(max_workers, POOL_FLOOR),
+        "connect_timeout": _seconds(ENV_CONNECT_TIMEOUT_S, DEFAULT_CONNECT_TIMEOUT_S),
+        "read_timeout": _seconds(ENV_READ_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S),
+    }
+    if not any(os.environ.get(name) for name in _RETRY_ENV):
+        settings["retries"] = {"mode": "standard"}
+    return settings
+
+
+class _AioCalls:
+    """``clients.aio``: each attribute is an awaitable call on this loop's aiobotocore client."""
+
+    __slots__ = ("_owner",)
+
+    def __init__(self, owner: "Clients") -> None:
+        self._owner = owner
+
+    def __getattr__(self, operation: str) -> Callable[..., Any]:
+        owner = self._owner
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            client = await owner.aio_client()
+            return await getattr(client, operation)(*args, **kwargs)
+
+        call.__name__ = operation
+        return call
+
+
+class Clients:
+    """A boto3 client and an aiobotocore client for one service, created on first use.
+
+    Attributes:
+        sync: the boto3 client (thread-safe; shared by every thread).
+        aio: awaitable calls, e.g. ``await clients.aio.get_object(Bucket=..., Key=...)``.
+    """
+
+    def __init__(self, service_name: str, max_workers: int, client_kwargs: dict[str, Any]) -> None:
+        self.service_name = service_name
+        self.max_workers = max_workers
+        self.client_kwargs = client_kwargs
+        self._sync: Any = None
+        self._aio: dict[int, tuple[Any, Any]] = {}  # id(loop) -> (loop, client)
+        self._aio_locks: dict[int, tuple[Any, Any]] = {}  # id(loop) -> (loop, asyncio.Lock)
+        self.aio = _AioCalls(self)
+
+    def _config(self, config_cls: Any) -> Any:
+        ours = config_cls(**client_settings(self.max_workers))
+        theirs = self.client_kwargs.get("config")
+        return ours.merge(theirs) if theirs is not None else ours
+
+    def _kwargs(self, config_cls: Any) -> dict[str, Any]:
+        kwargs = dict(self.client_kwargs)
+        kwargs["config"] = self._config(config_cls)
+        return kwargs
+
+    @property
+    def sync(self) -> Any:
+        if self._sync is None:
+            with _lock:
+                if self._sync is None:
+                    import boto3.session
+                    from botocore.config import Config
+
+                    # A session of its own: boto3's default session is not thread-safe to create.
+                    session = boto3.session.Session()
+                    self._sync = session.client(self.service_name, **self._kwargs(Config))
+        return self._sync
+
+    async def aio_client(self) -> Any:
+        """This loop's aiobotocore client, created (and registered for closing) on first use."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        key = id(loop)
+        # Entries hold their loop, so a closed loop's id cannot be reused while listed here.
+        found = self._aio.get(key)
+        if found is not None and found[0] is loop:
+            return found[1]
+        lock = self._aio_locks.setdefault(key, (loop, asyncio.Lock()))[1]
+        async with lock:
+            found = self._aio.get(key)
+            client = found[1] if found is not None and found[0] is loop else None
+            if client is None:
+                from aiobotocore.config import AioConfig
+                from aiobotocore.session import get_session
+
+                from ._loop import on_close
+
+                context = get_session().create_client(self.service_name, **self._kwargs(AioConfig))
+                client = await context.__aenter__()
+                self._aio[key] = (loop, client)
+
+                async def close(context=context, key=key) -> None:
+                    self._aio.pop(key, None)
+                    self._aio_locks.pop(key, None)
+                    await context.__aexit__(None, None, None)
+
+                on_close(loop, close)
+        return client
+
+
+def clients(service_name: str, *, max_workers: int | None = None, **client_kwargs: Any) -> Clients:
+    """The process-wide pair of clients for a service.
+
+    Args:
+        service_name: "s3", "dynamodb", ...
+        max_workers: the concurrency to size connection pools for; None reads
+            FANOUT_MAX_WORKERS, else the default.
+        **client_kwargs: passed to ``boto3 client()`` and aiobotocore's ``create_client()``
+            (``region_name``, ``endpoint_url``, ``config`` ...).
+
+    Returns:
+        A :class:`Clients` with ``.sync`` and ``.aio``; the same object for the same arguments.
+
+    Raises:
+        ConfigError: a bad worker count or timeout setting.
+    """
+    workers = _config.max_workers(max_workers)
+    key = (service_name, workers, _freeze(client_kwargs))
+    with _lock:
+        found = _registry.get(key)
+        if found is None:
+            found = _registry[key] = Clients(service_name, workers, client_kwargs)
+    return found
+
+
+def _freeze(kwargs: dict[str, Any]) -> tuple:
+    return tuple(sorted((k, v if isinstance(v, (str, int, float, bool, type(None))) else id(v)) for k, v in kwargs.items()))
+
+
+async def aclose() -> None:
+    """Close every aiobotocore client bound to the running loop.
+
+    Needed only on a loop this toolkit did not make (``asyncio.run`` in an async
+    handler calling ``amap``): the asyncio strategy's own loop closes its clients
+    at process exit.
+    """
+    import asyncio
+
+    from ._loop import run_closers
+
+    await run_closers(asyncio.get_running_loop())
+
+
+def reset_clients() -> None:
+    """Forget every cached client pair (the next ``clients()`` call makes new ones)."""
+    with _lock:
+        _registry.clear()
+
+
+# -- ready-made dual tasks ----------------------------------------------------------------
+
+def _strip(response: dict) -> dict:
+    response = dict(response)
+    response.pop("ResponseMetadata", None)
+    return response
+
+
+def _dual(service: str, operation: str, params: Callable[[Any], dict], result: Callable[[dict], Any],
+          aresult: Callable[[dict], Any] | None, pair: Clients | None, name: str) -> Task:
+    """A Task calling ``operation`` with ``params(item)`` through either client form."""
+    def sync_fn(item: Any) -> Any:
+        c = pair or clients(service)
+        return result(getattr(c.sync, operation)(**params(item)))
+
+    async def async_fn(item: Any) -> Any:
+        c = pair or clients(service)
+        response = await getattr(c.aio, operation)(**params(item))
+        return await aresult(response) if aresult is not None else result(response)
+
+    return Task(sync_fn, async_fn, name=name)
+
+
+async def _read_body(response: dict) -> bytes:
+    async with response["Body"] as stream:
+        return await stream.read()
+
+
+def s3_get_object(bucket: str, *, clients: Clients | None = None) -> Task:
+    """Task: key -> the object's body as bytes."""
+    return _dual("s3", "get_object", lambda key: {"Bucket": bucket, "Key": key},
+                 lambda r: r["Body"].read(), _read_body, clients, "s3_get_object")
+
+
+def s3_put_object(bucket: str, *, clients: Clients | None = None) -> Task:
+    """Task: (key, body) -> the new object's ETag."""
+    return _dual("s3", "put_object", lambda kb: {"Bucket": bucket, "Key": kb[0], "Body": kb[1]},
+                 lambda r: r["ETag"], None, clients, "s3_put_object")
+
+
+def s3_head_object(bucket: str, *, clients: Clients | None = None) -> Task:
+    """Task: key -> the object's metadata (HeadObject response without ResponseMetadata)."""
+    return _dual("s3", "head_object", lambda key: {"Bucket": bucket, "Key": key},
+                 _strip, None, clients, "s3_head_object")
+
+
+def s3_delete_object(bucket: str, *, clients: Clients | None = None) -> Task:
+    """Task: key -> None, once the object is deleted."""
+    return _dual("s3", "delete_object", lambda key: {"Bucket": bucket, "Key": key},
+                 lambda r: None, None, clients, "s3_delete_object")
+
+
+def dynamodb_get_item(table: str, *, consistent_read: bool = False, clients: Clients | None = None) -> Task:
+    """Task: key (DynamoDB-typed, e.g. ``{"pk": {"S": "a"}}``) -> the item, or None if absent."""
+    return _dual("dynamodb", "get_item",
+                 lambda key: {"TableName": table, "Key": key, "ConsistentRead": consistent_read},
+                 lambda r: r.get("Item"), None, clients, "dynamodb_get_item")
+
+
+def dynamodb_put_item(table: str, *, clients: Clients | None = None) -> Task:
+    """Task: item (DynamoDB-typed) -> None, once written."""
+    return _dual("dynamodb", "put_item", lambda item: {"TableName": table, "Item": item},
+                 lambda r: None, None, clients, "dynamodb_put_item")
+
+
+def sqs_send_message(queue_url: str, *, clients: Clients | None = None) -> Task:
+    """Task: message body (str) -> the MessageId."""
+    return _dual("sqs", "send_message", lambda body: {"QueueUrl": queue_url, "MessageBody": body},
+                 lambda r: r["MessageId"], None, clients, "sqs_send_message")

@@ -1,0 +1,136 @@
+"""Start moto's server and the fault proxy in their own processes, on loopback.
+
+    with LocalEndpoint() as ep:
+        ep.configure(delay_ms=25, tail_sigma=0.5, faults={"503": 0.1})
+        os.environ.update(ep.environ())     # boto3 / aiobotocore now talk to the proxy
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+class LocalEndpoint:
+    """moto's server and the latency/fault proxy in front of it, both child processes."""
+
+    def __init__(self, *, proxy: bool = True, startup_timeout_s: float = 60.0) -> None:
+        self.use_proxy = proxy
+        self.startup_timeout_s = startup_timeout_s
+        self.moto: subprocess.Popen | None = None
+        self.proxy: subprocess.Popen | None = None
+        self.moto_url = ""
+        self.proxy_url = ""
+
+    @property
+    def url(self) -> str:
+        """Where clients should send requests: the proxy, or moto itself without one."""
+        return self.proxy_url or self.moto_url
+
+    def start(self) -> "LocalEndpoint":
+        port = free_port()
+        self.moto = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        atexit.register(self.stop)
+        self.moto_url = f"http://{LOOPBACK}:{port}"
+        self._wait_http(self.moto_url + "/moto-api/", self.moto, "moto server")
+        if self.use_proxy:
+            self.proxy = subprocess.Popen(
+                [sys.executable, "-m", "lambda_fanout.testing.proxy", "--upstream", self.moto_url],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+            )
+            line = self.proxy.stdout.readline() if self.proxy.stdout else ""
+            if not line.startswith("READY "):
+                self.stop()
+                raise RuntimeError(f"the fault proxy did not start (printed {line!r})")
+            self.proxy_url = f"http://{LOOPBACK}:{int(line.split()[1])}"
+        return self
+
+    def _wait_http(self, url: str, proc: subprocess.Popen, what: str) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited with code {proc.returncode} while starting")
+            try:
+                with urllib.request.urlopen(url, timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{what} did not answer at {url} within {self.startup_timeout_s} s")
+
+    def stop(self) -> None:
+        for proc in (self.proxy, self.moto):
+            if proc is None or proc.poll() is not None:
+                continue
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(5)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+            finally:
+                if proc.stdout is not None:
+                    proc.stdout.close()
+        self.proxy = self.moto = None
+
+    def __enter__(self) -> "LocalEndpoint":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- the proxy's controls ------------------------------------------------------------
+
+    def _control(self, action: str, payload: dict | None = None) -> Any:
+        if not self.proxy_url:
+            raise RuntimeError("this endpoint runs without the fault proxy")
+        data = None if payload is None else json.dumps(payload).encode()
+        req = urllib.request.Request(f"{self.proxy_url}/__proxy__/{action}", data=data,
+                                     method="GET" if data is None and action == "stats" else "POST")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def configure(self, *, delay_ms: float = 0.0, tail_sigma: float = 0.0, faults: dict | None = None,
+                  stall_s: float = 30.0, seed: int | None = None, fault_after: int = 0) -> None:
+        """Set the proxy's delay distribution and fault rates (and clear nothing else)."""
+        self._control("config", {"delay_ms": delay_ms, "tail_sigma": tail_sigma, "faults": faults or {},
+                                 "stall_s": stall_s, "seed": seed, "fault_after": fault_after})
+
+    def stats(self) -> dict:
+        """What the proxy has served: request count, faults by kind, and a log per request."""
+        return self._control("stats")
+
+    def reset_stats(self) -> None:
+        self._control("reset", {})
+
+    def environ(self) -> dict[str, str]:
+        """Environment for boto3 / aiobotocore to use this endpoint with dummy credentials."""
+        return {
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }

@@ -1,0 +1,206 @@
+"""A latency and fault proxy for HTTP on loopback, run in its own process.
+
+It forwards each request to an upstream on 127.0.0.1 (moto's server) after a delay
+drawn from a configurable distribution, and injects faults at given rates:
+``503`` (S3 SlowDown / a throttle), ``500``, ``reset`` (the connection is reset)
+and ``stall`` (the response never comes until ``stall_s`` passes).
+
+Control endpoints (never forwarded):
+    GET  /__proxy__/stats   -> {"requests": n, "served": n, "faults": {...}, "log": [...]}
+    POST /__proxy__/config  <- {"delay_ms": 25, "tail_sigma": 0.5, "faults": {"503": 0.1}, ...}
+    POST /__proxy__/reset   clears the stats
+
+Run: python -m lambda_fanout.testing.proxy --upstream http://127.0.0.1:PORT [--port 0]
+Prints ``READY <port>`` on stdout once listening.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import random
+import socket
+import struct
+import sys
+from urllib.parse import urlsplit
+
+from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
+
+FAULT_KINDS = ("503", "500", "reset", "stall")
+_HOP_BY_HOP = {
+    "connection", "keep-alive", "proxy-connection", "transfer-encoding", "content-length",
+    "upgrade", "te", "trailer", "expect", "content-encoding",
+}
+
+
+class ProxyConfig:
+    """Delay distribution and fault rates; replaced whole by POST /__proxy__/config."""
+
+    def __init__(self, delay_ms: float = 0.0, tail_sigma: float = 0.0, faults: dict | None = None,
+                 stall_s: float = 30.0, seed: int | None = None, fault_after: int = 0) -> None:
+        if delay_ms < 0 or tail_sigma < 0 or stall_s < 0:
+            raise ValueError("delay_ms, tail_sigma and stall_s must be >= 0")
+        faults = dict(faults or {})
+        unknown = set(faults) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; expected some of {FAULT_KINDS}")
+        if sum(faults.values()) > 1 or any(r < 0 for r in faults.values()):
+            raise ValueError(f"fault rates must be >= 0 and sum to at most 1, got {faults}")
+        self.delay_ms = float(delay_ms)
+        self.tail_sigma = float(tail_sigma)
+        self.faults = faults
+        self.stall_s = float(stall_s)
+        self.fault_after = int(fault_after)
+        self.rng = random.Random(seed)
+
+    def draw_delay_s(self) -> float:
+        """Median delay_ms; a lognormal tail of width tail_sigma when it is > 0."""
+        if self.delay_ms <= 0:
+            return 0.0
+        if self.tail_sigma <= 0:
+            return self.delay_ms / 1000.0
+        return self.delay_ms * math.exp(self.rng.gauss(0.0, self.tail_sigma)) / 1000.0
+
+    def draw_fault(self) -> str | None:
+        roll = self.rng.random()
+        for kind in FAULT_KINDS:
+            rate = self.faults.get(kind, 0.0)
+            if roll < rate:
+                return kind
+            roll -= rate
+        return None
+
+
+class Proxy:
+    """The aiohttp application that forwards or faults each request."""
+
+    def __init__(self, upstream: str) -> None:
+        parts = urlsplit(upstream)
+        if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError(f"the proxy only forwards to loopback, got upstream {upstream!r}")
+        self.upstream = upstream.rstrip("/")
+        self.config = ProxyConfig()
+        self.session: ClientSession | None = None
+        self.reset_stats()
+
+    def reset_stats(self) -> None:
+        self.requests = 0
+        self.served = 0
+        self.fault_counts = {kind: 0 for kind in FAULT_KINDS}
+        self.log: list[dict] = []
+
+    async def start_session(self, app: web.Application) -> None:
+        self.session = ClientSession(
+            connector=TCPConnector(limit=0), timeout=ClientTimeout(total=None), auto_decompress=False
+        )
+
+    async def close_session(self, app: web.Application) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path.startswith("/__proxy__/"):
+            return await self.control(request)
+        cfg = self.config
+        self.requests += 1
+        number = self.requests
+        body = await request.read()
+        delay = cfg.draw_delay_s()
+        fault = cfg.draw_fault() if number > cfg.fault_after else None
+        entry = {"n": number, "method": request.method, "path": request.path, "fault": fault}
+        self.log.append(entry)
+        if delay:
+            await asyncio.sleep(delay)
+        if fault is not None:
+            self.fault_counts[fault] += 1
+            return await self.fault(request, fault, cfg)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+        assert self.session is not None
+        async with self.session.request(
+            request.method, self.upstream + request.path_qs, headers=headers, data=body,
+            allow_redirects=False, skip_auto_headers=("Content-Type", "User-Agent", "Accept-Encoding"),
+        ) as upstream:
+            payload = await upstream.read()
+            out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
+            if request.method == "HEAD" and "Content-Length" in upstream.headers:
+                # A HEAD response has no body; its Content-Length is the object's size.
+                out_headers["Content-Length"] = upstream.headers["Content-Length"]
+            self.served += 1
+            entry["status"] = upstream.status
+            return web.Response(status=upstream.status, headers=out_headers, body=payload)
+
+    async def fault(self, request: web.Request, fault: str, cfg: ProxyConfig) -> web.StreamResponse:
+        json_protocol = "X-Amz-Target" in request.headers
+        if fault in ("503", "500"):
+            status = int(fault)
+            if json_protocol:
+                code = "ThrottlingException" if status == 503 else "InternalServerError"
+                return web.json_response({"__type": code, "message": "injected by the fault proxy"},
+                                         status=status, content_type="application/x-amz-json-1.0")
+            code = "SlowDown" if status == 503 else "InternalError"
+            xml = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+                   "<Message>injected by the fault proxy</Message></Error>")
+            return web.Response(status=status, body=xml.encode(), content_type="application/xml")
+        transport = request.transport
+        if fault == "stall":
+            await asyncio.sleep(cfg.stall_s)
+        if transport is not None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None and fault == "reset":
+                # SO_LINGER 0: close() sends RST, the client sees "connection reset by peer".
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+        raise asyncio.CancelledError  # nothing more is sent on this connection
+
+    async def control(self, request: web.Request) -> web.Response:
+        action = request.path.removeprefix("/__proxy__/")
+        if action == "stats":
+            return web.json_response({
+                "requests": self.requests, "served": self.served,
+                "faults": self.fault_counts, "log": self.log,
+            })
+        if action == "config" and request.method == "POST":
+            try:
+                self.config = ProxyConfig(**(await request.json()))
+            except (TypeError, ValueError) as exc:
+                return web.json_response({"error": str(exc)}, status=400)
+            return web.json_response({"ok": True})
+        if action == "reset" and request.method == "POST":
+            self.reset_stats()
+            return web.json_response({"ok": True})
+        return web.json_response({"error": f"unknown control {action!r}"}, status=404)
+
+
+async def serve(upstream: str, port: int) -> None:
+    proxy = Proxy(upstream)
+    app = web.Application(client_max_size=1 << 30)
+    app.router.add_route("*", "/{tail:.*}", proxy.handle)
+    app.on_startup.append(proxy.start_session)
+    app.on_cleanup.append(proxy.close_session)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
+    await site.start()
+    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    print(f"READY {bound}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--upstream", required=True, help="http://127.0.0.1:PORT of the real endpoint")
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
+    args = parser.parse_args(argv)
+    try:
+        asyncio.run(serve(args.upstream, args.port))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
