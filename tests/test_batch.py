@@ -1,0 +1,240 @@
+"""process_batch: partial batch responses, ordering, deadlines, other sources, bad events."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import batches
+import lambda_fanout
+from lambda_fanout.batch import BatchError, SkippedAfterFailure
+
+SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def failing_handler(bad: set, log: list | None = None, delay: float = 0.0):
+    """A Task failing for records whose position (from the identifier order) is in ``bad``."""
+    lock = threading.Lock()
+
+    def check(record):
+        position = position_of(record)
+        if log is not None:
+            with lock:
+                log.append(position)
+        if position in bad:
+            raise RuntimeError(f"record {position} fails")
+        return position
+
+    def sync_fn(record):
+        time.sleep(delay)
+        return check(record)
+
+    async def async_fn(record):
+        await asyncio.sleep(delay)
+        return check(record)
+
+    return lambda_fanout.Task(sync_fn, async_fn)
+
+
+def position_of(record):
+    if "messageId" in record:
+        return int(record["messageId"].split("-")[1])
+    if "kinesis" in record:
+        return int(record["kinesis"]["sequenceNumber"]) - 49590338271490256608559692538361571095921575989136588898
+    return int(record["dynamodb"]["SequenceNumber"]) - 111
+
+
+def expected_failures(groups: list, bad: set) -> tuple[list[int], set[int]]:
+    """Reference model: (reported, never run): a failing record, and every later record of its group."""
+    failed_groups: set = set()
+    out, skipped = [], set()
+    for i, g in enumerate(groups):
+        if g is not None and g in failed_groups:
+            out.append(i)
+            skipped.add(i)
+        elif i in bad:
+            out.append(i)
+            if g is not None:
+                failed_groups.add(g)
+    return out, skipped
+
+
+@SETTINGS
+@given(
+    source=st.sampled_from(["sqs", "kinesis", "dynamodb"]),
+    data=st.data(),
+)
+def test_exact_batch_item_failures(strategy_name, source, data):
+    n = data.draw(st.integers(1, 40), label="records")
+    if source == "sqs":
+        groups = data.draw(st.lists(st.one_of(st.none(), st.integers(0, 3)), min_size=n, max_size=n), label="groups")
+        if all(g is None for g in groups):
+            event = batches.sqs(n)
+        else:
+            event = batches.sqs(n, groups)
+    else:
+        groups = data.draw(st.lists(st.integers(0, 3), min_size=n, max_size=n), label="keys")
+        event = batches.BUILDERS[source](n, groups)
+    bad = data.draw(st.sets(st.integers(0, n - 1)), label="failing")
+    log: list = []
+    out = lambda_fanout.process_batch(event, failing_handler(bad, log), strategy=strategy_name, max_workers=4)
+    reported, skipped = expected_failures(groups, bad)
+    want = [batches.identifier(source, event["Records"][i]) for i in reported]
+    got = [f["itemIdentifier"] for f in out["batchItemFailures"]]
+    assert got == want
+    # Skipped records never ran; every other record ran exactly once.
+    assert sorted(log) == [i for i in range(n) if i not in skipped]
+
+
+@pytest.mark.parametrize("source", ["sqs", "kinesis", "dynamodb"])
+def test_order_within_a_group_under_concurrency(strategy_name, source):
+    n, n_groups = 48, 4
+    groups = [i % n_groups for i in range(n)]
+    event = batches.sqs(n, groups) if source == "sqs" else batches.BUILDERS[source](n, groups)
+    order: dict = {}
+    active = {"now": 0, "peak": 0}
+    lock = threading.Lock()
+
+    def enter(record):
+        with lock:
+            order.setdefault(groups[position_of(record)], []).append(position_of(record))
+            active["now"] += 1
+            active["peak"] = max(active["peak"], active["now"])
+
+    def leave():
+        with lock:
+            active["now"] -= 1
+
+    def sync_fn(record):
+        enter(record)
+        time.sleep(0.002)
+        leave()
+
+    async def async_fn(record):
+        enter(record)
+        await asyncio.sleep(0.002)
+        leave()
+
+    out = lambda_fanout.process_batch(event, lambda_fanout.Task(sync_fn, async_fn), strategy=strategy_name, max_workers=8)
+    assert out == {"batchItemFailures": []}
+    for g, seen in order.items():
+        assert seen == sorted(seen) == [i for i in range(n) if groups[i] == g]
+    assert active["peak"] <= n_groups
+    if strategy_name != "sequential":
+        assert active["peak"] > 1, "groups should run concurrently"
+
+
+def test_deadline_reports_unstarted_records_and_loses_none(strategy_name, fake_context, monkeypatch):
+    monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, "100")
+    n = 300
+    event = batches.sqs(n, [i % 5 if i % 2 else None for i in range(n)])
+    done: list = []
+    out = lambda_fanout.process_batch(event, failing_handler(set(), done, delay=0.01),
+                                      context=fake_context(350), strategy=strategy_name, max_workers=4)
+    failed = {f["itemIdentifier"] for f in out["batchItemFailures"]}
+    succeeded = {f"msg-{i:05d}" for i in done}
+    every = {r["messageId"] for r in event["Records"]}
+    assert failed and succeeded
+    assert not failed & succeeded, "a record both succeeded and was reported failed"
+    assert failed | succeeded == every, "a record was neither processed nor reported"
+
+
+@pytest.mark.parametrize("name,source", [("s3", "s3"), ("sns", "sns"), ("eventbridge", "eventbridge")])
+def test_sources_without_partial_responses(strategy_name, name, source):
+    event = batches.sample(name)
+    assert lambda_fanout.process_batch(event, lambda_fanout.Task(lambda r: 1, _one), strategy=strategy_name) == {
+        "batchSize": 1, "succeeded": 1}
+
+    def boom(record):
+        raise KeyError("missing")
+
+    async def aboom(record):
+        raise KeyError("missing")
+
+    with pytest.raises(lambda_fanout.BatchError) as info:
+        lambda_fanout.process_batch(event, lambda_fanout.Task(boom, aboom), strategy=strategy_name)
+    err = info.value
+    assert err.source == source and len(err.failures) == 1
+    assert err.failures[0].index == 0 and isinstance(err.failures[0].error, KeyError)
+    assert isinstance(err.__cause__, KeyError)
+
+
+async def _one(record):
+    return 1
+
+
+def test_distributed_map_batch(strategy_name):
+    event = batches.sample("distributed_map")
+    event["Items"] = [{"key": f"k{i}", "size": i} for i in range(30)]
+    got = lambda_fanout.process_batch(event, lambda_fanout.Task(lambda item: item["size"] * 2, _double_size),
+                                      strategy=strategy_name, max_workers=5)
+    assert got == [i * 2 for i in range(30)]
+
+    def unserialisable(item):
+        return {1, 2} if item["size"] == 7 else item["size"]
+
+    async def aunserialisable(item):
+        return unserialisable(item)
+
+    with pytest.raises(lambda_fanout.BatchError) as info:
+        lambda_fanout.process_batch(event, lambda_fanout.Task(unserialisable, aunserialisable), strategy=strategy_name)
+    assert [f.index for f in info.value.failures] == [7]
+    assert "JSON-serialisable" in str(info.value.failures[0].error)
+
+
+async def _double_size(item):
+    return item["size"] * 2
+
+
+@pytest.mark.parametrize("event,fragment", [
+    ({"foo": 1}, "no 'Records' or 'Items'"),
+    ([], "is a list"),
+    ({"Records": []}, "'Records' is empty"),
+    ({"Records": ["x"]}, "record #0 is a str"),
+    ({"Records": {"a": 1}}, "'Records' is a dict"),
+    ({"Items": "x"}, "'Items' is a str"),
+    ({"Records": [{"eventSource": "aws:sqs", "messageId": "1"}, {"eventSource": "aws:kinesis"}]}, "mixes event sources"),
+    ({"Records": [{"eventSource": "aws:ses"}]}, "unknown eventSource 'aws:ses'"),
+])
+def test_malformed_events_name_the_supported_shapes(event, fragment):
+    ran = []
+    with pytest.raises(ValueError) as info:
+        lambda_fanout.process_batch(event, ran.append)
+    assert fragment in str(info.value)
+    if "Supported event shapes" not in str(info.value):
+        pytest.fail(f"message does not list the shapes: {info.value}")
+    assert ran == []
+
+
+def test_missing_identifier_runs_nothing():
+    event = batches.sqs(3)
+    del event["Records"][1]["messageId"]
+    ran = []
+    with pytest.raises(ValueError, match=r"sqs record #1 has no messageId"):
+        lambda_fanout.process_batch(event, ran.append)
+    assert ran == []
+
+
+def test_skipped_records_carry_a_clear_reason():
+    event = batches.kinesis(3, ["a", "a", "a"])
+    bad = {0}
+    out = lambda_fanout.process_batch(event, failing_handler(bad), strategy="threads")
+    assert len(out["batchItemFailures"]) == 3
+    assert issubclass(SkippedAfterFailure, Exception)
+
+
+def test_batch_error_message_has_no_identifiers():
+    event = batches.sample("sns")
+    with pytest.raises(BatchError) as info:
+        lambda_fanout.process_batch(event, _raise_value_error, strategy="sequential")
+    assert event["Records"][0]["Sns"]["MessageId"] not in str(info.value)
+    assert "1 of 1 sns records failed: #0 ValueError" in str(info.value)
+
+
+def _raise_value_error(record):
+    raise ValueError("nope")

@@ -1,0 +1,121 @@
+"""EMF metrics: one line per map / process_batch call, following the EMF specification."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import batches
+import lambda_fanout
+from lambda_fanout import _metrics
+
+CLOUDWATCH_UNITS = {"Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes",
+                    "Terabytes", "Bits", "Kilobits", "Megabits", "Gigabits", "Terabits", "Percent", "Count",
+                    "Bytes/Second", "Count/Second", "None"}
+
+
+def emf_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith('{"_aws"')]
+
+
+def check_emf(doc: dict) -> None:
+    """The structure the EMF specification requires of a document."""
+    meta = doc["_aws"]
+    assert isinstance(meta["Timestamp"], int) and meta["Timestamp"] > 1_600_000_000_000
+    directives = meta["CloudWatchMetrics"]
+    assert isinstance(directives, list) and directives
+    for d in directives:
+        assert isinstance(d["Namespace"], str) and 0 < len(d["Namespace"]) <= 255
+        for dimension_set in d["Dimensions"]:
+            assert 0 < len(dimension_set) <= 30
+            for name in dimension_set:
+                assert isinstance(doc[name], str), f"dimension {name} must be a top-level string"
+        assert 0 < len(d["Metrics"]) <= 100
+        for metric in d["Metrics"]:
+            assert isinstance(doc[metric["Name"]], (int, float)), f"metric {metric['Name']} must be a top-level number"
+            assert metric.get("Unit", "None") in CLOUDWATCH_UNITS
+
+
+@pytest.fixture
+def metrics_on(monkeypatch):
+    monkeypatch.setenv("FANOUT_METRICS", "on")
+
+
+def test_one_line_per_map_call(strategy_name, metrics_on, capsys):
+    lambda_fanout.map(lambda_fanout.Task(_maybe_fail, _amaybe_fail), range(10), strategy=strategy_name,
+                      max_workers=3, errors="collect")
+    docs = emf_lines(capsys.readouterr().out)
+    assert len(docs) == 1
+    doc = docs[0]
+    check_emf(doc)
+    assert doc["Strategy"] == strategy_name
+    assert (doc["Items"], doc["Succeeded"], doc["Failed"], doc["Unprocessed"]) == (10, 6, 4, 0)
+    assert doc["Workers"] == (1 if strategy_name == "sequential" else 3)
+    assert doc["DurationMs"] >= 0
+    assert doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "LambdaFanout"
+
+
+def _maybe_fail(i):
+    if i % 3 == 0:
+        raise ValueError(i)
+    return i
+
+
+async def _amaybe_fail(i):
+    return _maybe_fail(i)
+
+
+def test_one_line_per_batch_not_two(strategy_name, metrics_on, monkeypatch, capsys):
+    monkeypatch.setenv("FANOUT_METRICS_NAMESPACE", "MyApp/Fanout")
+    event = batches.sqs(5)
+    out = lambda_fanout.process_batch(event, lambda_fanout.Task(_fail_first, _afail_first), strategy=strategy_name)
+    assert len(out["batchItemFailures"]) == 1
+    text = capsys.readouterr().out
+    docs = emf_lines(text)
+    assert len(docs) == 1
+    check_emf(docs[0])
+    assert (docs[0]["Items"], docs[0]["Succeeded"], docs[0]["Failed"]) == (5, 4, 1)
+    assert docs[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "MyApp/Fanout"
+    for record in event["Records"]:  # never identifiers or payloads
+        assert record["messageId"] not in text and record["body"] not in text
+
+
+def _fail_first(record):
+    if record["messageId"].endswith("00000"):
+        raise RuntimeError("first fails")
+
+
+async def _afail_first(record):
+    return _fail_first(record)
+
+
+def test_deadline_counts_as_unprocessed(metrics_on, capsys, fake_context):
+    lambda_fanout.map(abs, range(5), strategy="threads", errors="collect", context=fake_context(10))
+    doc = emf_lines(capsys.readouterr().out)[0]
+    assert (doc["Items"], doc["Succeeded"], doc["Unprocessed"]) == (5, 0, 5)
+
+
+def test_off_by_default_outside_lambda_on_inside(monkeypatch, capsys):
+    lambda_fanout.map(abs, [1], strategy="sequential")
+    assert emf_lines(capsys.readouterr().out) == []
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "my-function")
+    lambda_fanout.map(abs, [1], strategy="sequential")
+    assert len(emf_lines(capsys.readouterr().out)) == 1
+    monkeypatch.setenv("FANOUT_METRICS", "off")
+    lambda_fanout.map(abs, [1], strategy="sequential")
+    assert emf_lines(capsys.readouterr().out) == []
+
+
+@pytest.mark.parametrize("value", ["", "ON", "true", "1", "yes"])
+def test_bad_metrics_flag(monkeypatch, value):
+    monkeypatch.setenv("FANOUT_METRICS", value)
+    with pytest.raises(lambda_fanout.ConfigError, match=r"FANOUT_METRICS.*'on', 'off'"):
+        lambda_fanout.map(abs, [1])
+
+
+def test_bad_namespace(monkeypatch):
+    monkeypatch.setenv("FANOUT_METRICS", "on")
+    monkeypatch.setenv("FANOUT_METRICS_NAMESPACE", " ")
+    with pytest.raises(lambda_fanout.ConfigError, match="FANOUT_METRICS_NAMESPACE"):
+        _metrics.namespace()
