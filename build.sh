@@ -77,7 +77,7 @@ cmd_test() {
 
 cmd_bench() {
   bootstrap
-  "$VENV/bin/python" -m lambda_fanout_bench "$@"
+  "$VENV/bin/python" -m lambda_fanout.bench "$@"
 }
 
 cmd_layer() {

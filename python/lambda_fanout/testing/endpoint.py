@@ -27,7 +27,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class LocalEndpoint:
+class ProxyControl:
+    """The fault proxy's controls, given its URL."""
+
+    def __init__(self, proxy_url: str = "") -> None:
+        self.proxy_url = proxy_url
+
+    def _control(self, action: str, payload: dict | None = None) -> Any:
+        if not self.proxy_url:
+            raise RuntimeError("this endpoint runs without the fault proxy")
+        data = None if payload is None else json.dumps(payload).encode()
+        req = urllib.request.Request(f"{self.proxy_url}/__proxy__/{action}", data=data,
+                                     method="GET" if data is None and action == "stats" else "POST")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def configure(self, *, delay_ms: float = 0.0, tail_sigma: float = 0.0, faults: dict | None = None,
+                  stall_s: float = 30.0, seed: int | None = None, fault_after: int = 0) -> None:
+        """Set the proxy's delay distribution and fault rates (and clear nothing else)."""
+        self._control("config", {"delay_ms": delay_ms, "tail_sigma": tail_sigma, "faults": faults or {},
+                                 "stall_s": stall_s, "seed": seed, "fault_after": fault_after})
+
+    def stats(self) -> dict:
+        """What the proxy has served: request count, faults by kind, and a log per request."""
+        return self._control("stats")
+
+    def reset_stats(self) -> None:
+        self._control("reset", {})
+
+
+class LocalEndpoint(ProxyControl):
     """moto's server and the latency/fault proxy in front of it, both child processes."""
 
     def __init__(self, *, proxy: bool = True, startup_timeout_s: float = 60.0) -> None:
@@ -36,7 +65,7 @@ class LocalEndpoint:
         self.moto: subprocess.Popen | None = None
         self.proxy: subprocess.Popen | None = None
         self.moto_url = ""
-        self.proxy_url = ""
+        super().__init__("")
 
     @property
     def url(self) -> str:
@@ -100,30 +129,6 @@ class LocalEndpoint:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    # -- the proxy's controls ------------------------------------------------------------
-
-    def _control(self, action: str, payload: dict | None = None) -> Any:
-        if not self.proxy_url:
-            raise RuntimeError("this endpoint runs without the fault proxy")
-        data = None if payload is None else json.dumps(payload).encode()
-        req = urllib.request.Request(f"{self.proxy_url}/__proxy__/{action}", data=data,
-                                     method="GET" if data is None and action == "stats" else "POST")
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read())
-
-    def configure(self, *, delay_ms: float = 0.0, tail_sigma: float = 0.0, faults: dict | None = None,
-                  stall_s: float = 30.0, seed: int | None = None, fault_after: int = 0) -> None:
-        """Set the proxy's delay distribution and fault rates (and clear nothing else)."""
-        self._control("config", {"delay_ms": delay_ms, "tail_sigma": tail_sigma, "faults": faults or {},
-                                 "stall_s": stall_s, "seed": seed, "fault_after": fault_after})
-
-    def stats(self) -> dict:
-        """What the proxy has served: request count, faults by kind, and a log per request."""
-        return self._control("stats")
-
-    def reset_stats(self) -> None:
-        self._control("reset", {})
 
     def environ(self) -> dict[str, str]:
         """Environment for boto3 / aiobotocore to use this endpoint with dummy credentials."""

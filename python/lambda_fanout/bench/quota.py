@@ -1,0 +1,101 @@
+"""Emulate Lambda's CPU share: a CPU quota of memory/1769 vCPUs for a child process.
+
+Lambda gives a function one full vCPU at 1,769 MB, proportionally less below and up
+to six at 10,240 MB. A cgroup CPU quota (v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``)
+reproduces that for the benchmark's client process; the endpoint and proxy stay
+outside it. Where the machine does not allow it, :func:`cpu_quota` says why.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+MB_PER_VCPU = 1769
+MAX_VCPUS = 6
+PERIOD_US = 100_000
+
+V2_ROOTS = ("/sys/fs/cgroup", "/sys/fs/cgroup/unified")
+V1_ROOTS = ("/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct")
+
+
+def vcpus_for_memory(memory_mb: int) -> float:
+    """Lambda's CPU share for a memory size, in vCPUs: memory/1769, and six at the 10,240 MB maximum."""
+    if memory_mb >= 10240:
+        return float(MAX_VCPUS)
+    return min(memory_mb / MB_PER_VCPU, MAX_VCPUS)
+
+
+class CpuQuota:
+    """A cgroup limited to ``cpus`` CPUs. Call :meth:`enter` in the child (preexec_fn), then :meth:`close`."""
+
+    def __init__(self, path: str, procs_file: str, cpus: float, kind: str) -> None:
+        self.path = path
+        self.procs_file = procs_file
+        self.cpus = cpus
+        self.kind = kind
+
+    def enter(self) -> None:
+        with open(self.procs_file, "w") as f:
+            f.write(str(os.getpid()))
+
+    def close(self) -> None:
+        try:
+            os.rmdir(self.path)
+        except OSError:
+            pass  # still has a process, or already gone: the kernel frees it when empty
+
+    def describe(self) -> str:
+        return f"{self.cpus:.3f} CPUs via cgroup {self.kind}"
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def cpu_quota(cpus: float, *, v2_roots=V2_ROOTS, v1_roots=V1_ROOTS) -> tuple[CpuQuota | None, str]:
+    """A cgroup limited to ``cpus`` CPUs, or (None, why not)."""
+    if cpus <= 0:
+        raise ValueError(f"cpus must be > 0 but got {cpus!r}")
+    quota_us = max(1000, int(cpus * PERIOD_US))
+    name = f"lambda-fanout-bench-{uuid.uuid4().hex[:8]}"
+    reasons = []
+    for root in v2_roots:
+        controllers = os.path.join(root, "cgroup.controllers")
+        if not os.path.exists(controllers):
+            continue
+        path = os.path.join(root, name)
+        try:
+            with open(controllers) as f:
+                if "cpu" not in f.read().split():
+                    reasons.append(f"{root}: no cpu controller")
+                    continue
+            os.mkdir(path)
+            _write(os.path.join(path, "cpu.max"), f"{quota_us} {PERIOD_US}")
+            return CpuQuota(path, os.path.join(path, "cgroup.procs"), cpus, "v2 cpu.max"), ""
+        except OSError as exc:
+            reasons.append(f"{root}: {exc.strerror or exc}")
+            _rmdir(path)
+    for root in v1_roots:
+        if not os.path.exists(os.path.join(root, "cpu.cfs_quota_us")):
+            continue
+        path = os.path.join(root, name)
+        try:
+            os.mkdir(path)
+            _write(os.path.join(path, "cpu.cfs_period_us"), str(PERIOD_US))
+            _write(os.path.join(path, "cpu.cfs_quota_us"), str(quota_us))
+            return CpuQuota(path, os.path.join(path, "cgroup.procs"), cpus, "v1 cpu.cfs_quota_us"), ""
+        except OSError as exc:
+            reasons.append(f"{root}: {exc.strerror or exc}")
+            _rmdir(path)
+    if not reasons:
+        reasons.append("no cgroup cpu controller is mounted")
+    return None, "; ".join(reasons)
+
+
+def _rmdir(path: str) -> None:
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
