@@ -7,7 +7,6 @@ the server and proxy run in others) goes into extra_info["cpu_ms_per_call"].
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +15,7 @@ import pytest
 
 import lambda_fanout
 from lambda_fanout import aws
+from lambda_fanout.bench.workloads import WORKLOADS, Env, Options, s3_body
 
 N_OBJECTS = 500
 LATENCY_MS = 25
@@ -32,69 +32,21 @@ def seeded(endpoint):
                       aws_access_key_id="testing", aws_secret_access_key="testing")
     s3.create_bucket(Bucket=BUCKET)
     with ThreadPoolExecutor(16) as ex:
-        list(ex.map(lambda k: s3.put_object(Bucket=BUCKET, Key=k, Body=k.encode() * 8), KEYS))
+        list(ex.map(lambda k: s3.put_object(Bucket=BUCKET, Key=k, Body=s3_body(k)), KEYS))
     return BUCKET
 
 
-def raw_boto3_threads(keys):
-    """The hand-written idiom: one boto3 client, a ThreadPoolExecutor, executor.map."""
-    import boto3
-    from botocore.config import Config
-
-    global _raw_s3
-    if _raw_s3 is None:
-        _raw_s3 = boto3.client("s3", config=Config(max_pool_connections=WORKERS))
-    with ThreadPoolExecutor(WORKERS) as ex:
-        return list(ex.map(lambda k: _raw_s3.get_object(Bucket=BUCKET, Key=k)["Body"].read(), keys))
-
-
-_raw_s3 = None
-_raw_aio: dict = {}
-
-
-def raw_aiobotocore_gather(keys):
-    """The hand-written idiom: one aiobotocore client on a reused loop, asyncio.gather."""
-    from aiobotocore.config import AioConfig
-    from aiobotocore.session import get_session
-
-    if "loop" not in _raw_aio:
-        _raw_aio["loop"] = loop = asyncio.new_event_loop()
-        ctx = get_session().create_client("s3", config=AioConfig(max_pool_connections=WORKERS))
-        _raw_aio["ctx"] = ctx
-        _raw_aio["client"] = loop.run_until_complete(ctx.__aenter__())
-    client = _raw_aio["client"]
-
-    async def get(k):
-        resp = await client.get_object(Bucket=BUCKET, Key=k)
-        async with resp["Body"] as stream:
-            return await stream.read()
-
-    async def main():
-        return await asyncio.gather(*(get(k) for k in keys))
-
-    return _raw_aio["loop"].run_until_complete(main())
-
-
-def _close_raw():
-    global _raw_s3
-    if "loop" in _raw_aio:
-        loop = _raw_aio["loop"]
-        loop.run_until_complete(_raw_aio["ctx"].__aexit__(None, None, None))
-        loop.close()
-        _raw_aio.clear()
-    _raw_s3 = None
-
-
-RAW = {"raw:boto3+ThreadPoolExecutor": raw_boto3_threads, "raw:aiobotocore+gather": raw_aiobotocore_gather}
+RAW = ("raw:boto3+ThreadPoolExecutor", "raw:aiobotocore+gather")
 
 
 @pytest.mark.parametrize("impl", list(lambda_fanout.STRATEGIES) + list(RAW))
 def test_s3_get_500_at_25ms(benchmark, impl, seeded, aws_endpoint):
     aws_endpoint.configure(delay_ms=LATENCY_MS)
     benchmark.group = f"s3 get_object: {N_OBJECTS} objects, {LATENCY_MS} ms added latency, {WORKERS} workers"
+    raw = None
     if impl in RAW:
-        fn = RAW[impl]
-        call = lambda: fn(KEYS)  # noqa: E731
+        raw = WORKLOADS["s3"].raw(impl, Options(), Env(seeded, seeded))
+        call = lambda: raw(KEYS, WORKERS)  # noqa: E731
     else:
         task = aws.s3_get_object(seeded)
         call = lambda: lambda_fanout.map(task, KEYS, strategy=impl, max_workers=WORKERS)  # noqa: E731
@@ -109,8 +61,8 @@ def test_s3_get_500_at_25ms(benchmark, impl, seeded, aws_endpoint):
     try:
         result = benchmark.pedantic(measured, rounds=3, iterations=1, warmup_rounds=1)
     finally:
-        if impl in RAW:
-            _close_raw()
-    assert result == [k.encode() * 8 for k in KEYS]
+        if raw is not None:
+            raw.close()
+    assert result == [s3_body(k) for k in KEYS]
     benchmark.extra_info["cpu_ms_per_call"] = statistics.median(cpu[1:] or cpu) * 1000 / N_OBJECTS
     benchmark.extra_info["items"] = N_OBJECTS

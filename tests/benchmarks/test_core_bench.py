@@ -12,11 +12,11 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import pytest
 
 import lambda_fanout
+from lambda_fanout.bench import idioms
 
 OVERHEAD_ITEMS = 20_000
 OVERHEAD_WORKERS = 16
@@ -49,60 +49,22 @@ async def await_20ms(x):
 WAIT = lambda_fanout.Task(wait_20ms, await_20ms)
 
 
-# -- the raw idioms a user would write by hand ----------------------------------------
+# -- the raw idioms a user would write by hand (shared with ./build.sh bench) -----------
 
-def raw_sequential(fn, items, workers):
-    return [fn(x) for x in items]
-
-
-def raw_submit_as_completed(fn, items, workers):
-    with ThreadPoolExecutor(workers) as ex:
-        futures = {ex.submit(fn, x): i for i, x in enumerate(items)}
-        out = [None] * len(futures)
-        for f in as_completed(futures):
-            out[futures[f]] = f.result()
-    return out
-
-
-def raw_executor_map(fn, items, workers):
-    with ThreadPoolExecutor(workers) as ex:
-        return list(ex.map(fn, items))
-
-
-_raw_loop = None
-
-
-def raw_gather_semaphore(afn, items, workers):
-    global _raw_loop
-    if _raw_loop is None:
-        _raw_loop = asyncio.new_event_loop()  # reused, as the toolkit reuses its own
-
-    async def main():
-        sem = asyncio.Semaphore(workers)
-
-        async def one(x):
-            async with sem:
-                return await afn(x)
-
-        return await asyncio.gather(*(one(x) for x in items))
-
-    return _raw_loop.run_until_complete(main())
+_gather = idioms.GatherSemaphore()  # one reused loop, as the toolkit reuses its own
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _close_raw_loop():
     yield
-    global _raw_loop
-    if _raw_loop is not None:
-        _raw_loop.close()
-        _raw_loop = None
+    _gather.close()
 
 
 RAW = {
-    "raw:list-comprehension": (raw_sequential, "sync"),
-    "raw:submit+as_completed": (raw_submit_as_completed, "sync"),
-    "raw:executor.map": (raw_executor_map, "sync"),
-    "raw:gather+semaphore": (raw_gather_semaphore, "async"),
+    "raw:list-comprehension": (idioms.list_comprehension, "sync"),
+    "raw:submit+as_completed": (idioms.submit_as_completed, "sync"),
+    "raw:executor.map": (idioms.executor_map, "sync"),
+    "raw:gather+semaphore": (_gather, "async"),
 }
 
 
