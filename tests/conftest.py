@@ -120,3 +120,33 @@ def ddb_table(aws_endpoint):
         BillingMode="PAY_PER_REQUEST",
     )
     return name
+
+
+# -- the layer zip, built once per session -------------------------------------------------
+
+LAYER_PYTHON = "3.12"
+
+
+@pytest.fixture(scope="session")
+def layer_build(tmp_path_factory):
+    """./build.sh layer's default zip (Python 3.12, x86_64), built into a temporary folder."""
+    import importlib.util
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("build_layer", os.path.join(root, "layer", "build_layer.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path_factory.mktemp("dist")
+    return module, module.build(LAYER_PYTHON, "x86_64", out)
+
+
+@pytest.fixture(scope="session")
+def layer_opt(layer_build, tmp_path_factory):
+    """The layer unpacked into an /opt-like folder; (opt path, target interpreter or None)."""
+    import zipfile
+
+    module, result = layer_build
+    opt = tmp_path_factory.mktemp("opt")
+    with zipfile.ZipFile(result["path"]) as zf:
+        zf.extractall(opt)
+    return opt, module.find_interpreter(LAYER_PYTHON)

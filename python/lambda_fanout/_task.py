@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import sys
 import warnings
-from typing import Any, Awaitable, Callable, Generic, TypeVar
+from types import GenericAlias
+# Annotations only (postponed by `from __future__ import annotations`): typing is
+# not imported at run time, which keeps cold starts short.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Awaitable, Callable
 
 from ._errors import ConfigError
 
-T = TypeVar("T")
-R = TypeVar("R")
 
 # inspect.CO_COROUTINE, without importing inspect at cold start.
 _CO_COROUTINE = 0x0080
 
 
-class Task(Generic[T, R]):
+class Task:
     """One piece of work in both forms: a blocking function and its coroutine twin.
 
     Sync strategies (``sequential``, ``threads``, ``threads-map``) call ``sync_fn``;
@@ -30,11 +33,12 @@ class Task(Generic[T, R]):
     """
 
     __slots__ = ("sync_fn", "async_fn", "name")
+    __class_getitem__ = classmethod(GenericAlias)  # Task[Item, Result] in annotations
 
     def __init__(
         self,
-        sync_fn: Callable[[T], R] | None,
-        async_fn: Callable[[T], Awaitable[R]] | None = None,
+        sync_fn: Callable[[Any], Any] | None,
+        async_fn: Callable[[Any], Awaitable[Any]] | None = None,
         *,
         name: str | None = None,
     ) -> None:
@@ -52,7 +56,7 @@ class Task(Generic[T, R]):
         self.async_fn = async_fn
         self.name = name or _name_of(sync_fn if sync_fn is not None else async_fn)
 
-    def __call__(self, item: T) -> R:
+    def __call__(self, item: Any) -> Any:
         if self.sync_fn is None:
             raise ConfigError(f"Task {self.name!r} has no sync form; await it through the asyncio strategy.")
         return self.sync_fn(item)
@@ -62,7 +66,7 @@ class Task(Generic[T, R]):
         return f"Task({self.name!r}, forms={'+'.join(forms)})"
 
 
-class Outcome(Generic[T, R]):
+class Outcome:
     """What happened to one item under ``errors="collect"``.
 
     Attributes:
@@ -75,8 +79,9 @@ class Outcome(Generic[T, R]):
     """
 
     __slots__ = ("index", "item", "value", "error")
+    __class_getitem__ = classmethod(GenericAlias)
 
-    def __init__(self, index: int, item: T, value: R | None = None, error: BaseException | None = None):
+    def __init__(self, index: int, item: Any, value: Any = None, error: BaseException | None = None):
         self.index = index
         self.item = item
         self.value = value

@@ -27,7 +27,11 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Callable
+# Annotations only (postponed by `from __future__ import annotations`): typing is
+# not imported at run time, which keeps cold starts short.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 from . import _config
 from ._task import Task

@@ -16,7 +16,11 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any, Callable
+# Annotations only (postponed by `from __future__ import annotations`): typing is
+# not imported at run time, which keeps cold starts short.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 from . import _config, _metrics, get_strategy
 from ._errors import ConfigError

@@ -299,10 +299,14 @@ def seed(moto_url: str | None, bucket: str, table: str, n: int) -> None:
                "aws_secret_access_key": "testing"} if moto_url else {})
     s3 = boto3.session.Session().client("s3", **kwargs)
     ddb = boto3.session.Session().client("dynamodb", **kwargs)
-    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-    if bucket not in existing:
+    # head/describe rather than list: they need only the bucket's and table's own permissions.
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except s3.exceptions.ClientError:
         s3.create_bucket(Bucket=bucket)
-    if table not in ddb.list_tables().get("TableNames", []):
+    try:
+        ddb.describe_table(TableName=table)
+    except ddb.exceptions.ResourceNotFoundException:
         ddb.create_table(TableName=table, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
                          AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
                          BillingMode="PAY_PER_REQUEST")

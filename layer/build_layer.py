@@ -1,0 +1,166 @@
+"""Build the Lambda layer zip: lambda_fanout plus its pinned runtime dependencies.
+
+    ./build.sh layer [--python 3.11|3.12|3.13] [--arch x86_64|arm64] [--all] [--out dist]
+
+Layout (what Lambda mounts at /opt):
+    python/lambda_fanout/                        the package (its dev-only testing/ left out)
+    python/lib/python3.X/site-packages/          aiobotocore, boto3, botocore, aiohttp ...
+
+Dependencies come from layer/requirements.txt (pinned, hash-checked) as manylinux
+wheels for the target platform. Bytecode is precompiled (unchecked-hash .pyc) with
+the target interpreter where the machine has it: Lambda's /opt is read-only, so
+Python could not cache it and would compile on every cold start. The zip is
+reproducible: sorted entries, fixed timestamps and permissions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUIREMENTS = ROOT / "layer" / "requirements.txt"
+PACKAGE = ROOT / "python" / "lambda_fanout"
+PYTHONS = ("3.11", "3.12", "3.13")
+ARCHS = ("x86_64", "arm64")
+ZIPPED_LIMIT = 50 * 1024 * 1024     # direct upload
+UNZIPPED_LIMIT = 250 * 1024 * 1024  # function and all its layers, unzipped
+FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+#: Left out of the layer: never read at runtime.
+STRIP_DIRS = {"__pycache__", "tests", "test", "bin"}
+STRIP_SUFFIXES = (".pyi", ".pyc", ".pyo")
+STRIP_DIST_INFO = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+PACKAGE_EXCLUDE = {"testing"}  # lambda_fanout.testing: local endpoint and proxy, dev only
+
+
+def platforms(python: str, arch: str) -> list[str]:
+    """manylinux tags Lambda's runtime can load: python3.11 runs on Amazon Linux 2
+    (glibc 2.26), python3.12+ on Amazon Linux 2023 (glibc 2.34)."""
+    machine = "x86_64" if arch == "x86_64" else "aarch64"
+    tags = [f"manylinux2014_{machine}", f"manylinux_2_17_{machine}"]
+    if python != "3.11":
+        tags = [f"manylinux_2_34_{machine}", f"manylinux_2_28_{machine}"] + tags
+    return tags
+
+
+def find_interpreter(python: str) -> str | None:
+    """The target Python, to precompile bytecode with; None if the machine lacks it."""
+    candidates = [shutil.which(f"python{python}")]
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    if pyenv.is_dir():
+        candidates += [str(p / "bin" / f"python{python}") for p in sorted(pyenv.glob(f"{python}.*"))]
+    for c in candidates:
+        if c and Path(c).exists():
+            probe = subprocess.run([c, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                   capture_output=True, text=True)
+            if probe.returncode == 0 and probe.stdout.strip() == python:
+                return c
+    return None
+
+
+def install_dependencies(target: Path, python: str, arch: str) -> None:
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
+           "--require-hashes", "-r", str(REQUIREMENTS), "--target", str(target), "--only-binary=:all:",
+           "--implementation", "cp", "--python-version", python]
+    for tag in platforms(python, arch):
+        cmd += ["--platform", tag]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        noise = "is ignored: it is neither a file nor a directory"
+        err = "\n".join(line for line in proc.stderr.splitlines() if noise not in line)
+        raise SystemExit(f"pip could not install the layer's dependencies for Python {python} {arch}:\n{err}")
+
+
+def copy_package(dest: Path) -> None:
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        skip = {n for n in names if n in STRIP_DIRS or n.endswith(STRIP_SUFFIXES)}
+        if Path(directory) == PACKAGE:
+            skip |= PACKAGE_EXCLUDE & set(names)
+        return skip
+
+    shutil.copytree(PACKAGE, dest / "lambda_fanout", ignore=ignore)
+
+
+def strip(tree: Path) -> None:
+    for path in sorted(tree.rglob("*"), reverse=True):
+        if not path.exists():
+            continue
+        if path.is_dir() and path.name in STRIP_DIRS:
+            shutil.rmtree(path)
+        elif path.is_file() and (path.name.endswith(STRIP_SUFFIXES)
+                                 or (path.parent.name.endswith(".dist-info") and path.name in STRIP_DIST_INFO)):
+            path.unlink()
+
+
+def compile_bytecode(tree: Path, interpreter: str) -> None:
+    subprocess.run([interpreter, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
+                    "-s", str(tree), "-p", "/opt", str(tree)], check=True)
+
+
+def write_zip(tree: Path, zip_path: Path) -> tuple[int, int]:
+    """Deterministic zip of ``tree``; returns (zipped bytes, unzipped bytes)."""
+    files = sorted((p for p in tree.rglob("*") if p.is_file()), key=lambda p: p.relative_to(tree).as_posix())
+    unzipped = 0
+    zip_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = zip_path.with_suffix(".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for path in files:
+            info = zipfile.ZipInfo(path.relative_to(tree).as_posix(), date_time=FIXED_TIME)
+            info.external_attr = 0o100644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            data = path.read_bytes()
+            unzipped += len(data)
+            zf.writestr(info, data, compresslevel=9)
+    tmp.replace(zip_path)
+    return zip_path.stat().st_size, unzipped
+
+
+def build(python: str, arch: str, out: Path) -> dict:
+    """Build one zip; returns its path, sizes, digest and whether bytecode was compiled."""
+    with tempfile.TemporaryDirectory(prefix="fanout-layer-") as tmp:
+        tree = Path(tmp) / "opt"
+        site = tree / "python" / "lib" / f"python{python}" / "site-packages"
+        install_dependencies(site, python, arch)
+        copy_package(tree / "python")
+        strip(tree)
+        interpreter = find_interpreter(python)
+        if interpreter:
+            compile_bytecode(tree, interpreter)
+        zip_path = out / f"lambda-fanout-layer-py{python}-{arch}.zip"
+        zipped, unzipped = write_zip(tree, zip_path)
+    digest = hashlib.sha256(zip_path.read_bytes()).hexdigest()
+    return {"path": str(zip_path), "python": python, "arch": arch, "zipped": zipped, "unzipped": unzipped,
+            "sha256": digest, "bytecode": bool(interpreter)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="./build.sh layer", description="Build the lambda-fanout Lambda layer zip.")
+    p.add_argument("--python", choices=PYTHONS, default="3.12", help="target runtime (default 3.12)")
+    p.add_argument("--arch", choices=ARCHS, default="x86_64", help="target architecture (default x86_64)")
+    p.add_argument("--all", action="store_true", help="every Python and architecture")
+    p.add_argument("--out", default=str(ROOT / "dist"), help="output folder (default dist/)")
+    args = p.parse_args(argv)
+    matrix = [(py, arch) for py in PYTHONS for arch in ARCHS] if args.all else [(args.python, args.arch)]
+    failed = False
+    for python, arch in matrix:
+        result = build(python, arch, Path(args.out))
+        mb = 1024 * 1024
+        status = "ok"
+        if result["zipped"] > ZIPPED_LIMIT or result["unzipped"] > UNZIPPED_LIMIT:
+            status = "TOO LARGE for Lambda (50 MB zipped, 250 MB unzipped)"
+            failed = True
+        bytecode = "bytecode precompiled" if result["bytecode"] else f"no python{python} here: bytecode not precompiled"
+        print(f"{result['path']}: {result['zipped'] / mb:.1f} MB zipped, {result['unzipped'] / mb:.1f} MB unzipped, "
+              f"{bytecode}, sha256 {result['sha256'][:16]}: {status}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
