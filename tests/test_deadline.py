@@ -69,8 +69,8 @@ def test_enough_time_runs_everything(strategy_name, fake_context):
     assert all(o.ok for o in got) and len(got) == 50
 
 
-@pytest.mark.parametrize("name", ["threads", "threads-map", "asyncio"])
-def test_hung_task_is_reported_and_its_late_result_ignored(name, fake_context, monkeypatch):
+def test_hung_task_is_reported_and_its_late_result_ignored(strategy_name, fake_context, monkeypatch):
+    name = strategy_name
     monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, "100")
     release = threading.Event()
 

@@ -73,7 +73,7 @@ def check_sqs_run(task_root, strategy_name, spec):
 
 @pytest.mark.parametrize("env,fragment", [
     ({}, "FANOUT_RECORD_HANDLER is not set"),
-    ({"FANOUT_RECORD_HANDLER": ""}, "FANOUT_RECORD_HANDLER is empty"),
+    ({"FANOUT_RECORD_HANDLER": ""}, "FANOUT_RECORD_HANDLER is set to an empty value ''"),
     ({"FANOUT_RECORD_HANDLER": "process"}, "FANOUT_RECORD_HANDLER='process' is not of the form module.function"),
     ({"FANOUT_RECORD_HANDLER": "app."}, "is not of the form module.function"),
     ({"FANOUT_RECORD_HANDLER": "nosuch.process"}, "module 'nosuch' could not be imported"),

@@ -39,7 +39,8 @@ def resolve_record_handler(spec: str | None = None) -> Callable[[Any], Any]:
     shown = f"{var}={spec!r}"
     if not spec:
         raise ConfigError(
-            f"{var} is {'empty' if spec == '' else 'not set'}; set it to the per-record function as "
+            f"{var} is {'set to an empty value ' + repr(spec) if spec == '' else 'not set'}; "
+            "set it to the per-record function as "
             "module.function (e.g. app.process_record, or dir/app.process_record), the way a "
             "Lambda Handler is written."
         )

@@ -7,7 +7,12 @@ from .base import Strategy
 
 
 class SequentialStrategy(Strategy):
-    """One item at a time, in order. ``max_workers`` is always 1."""
+    """One item at a time, in order. ``max_workers`` is always 1.
+
+    Without a Lambda context it is a plain loop. With one, each item runs on a single
+    helper thread so that a hung item cannot hold the invocation past the deadline:
+    the loop stops waiting at the margin, reports the item, and returns.
+    """
 
     name = "sequential"
 
@@ -16,5 +21,21 @@ class SequentialStrategy(Strategy):
         self.max_workers = 1
 
     def _drive(self, run: Run) -> None:
-        for job in run.jobs:
-            run_sync(run, job)
+        if run.context is None:
+            for job in run.jobs:
+                run_sync(run, job)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+        from concurrent.futures import TimeoutError as FuturesTimeout
+
+        pool = ThreadPoolExecutor(1, thread_name_prefix="fanout-sequential")
+        hung = False
+        try:
+            for job in run.jobs:
+                try:
+                    pool.submit(run_sync, run, job).result(timeout=run.wait_timeout())
+                except FuturesTimeout:
+                    hung = True
+                    return
+        finally:
+            pool.shutdown(wait=not hung, cancel_futures=True)

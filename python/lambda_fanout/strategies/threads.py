@@ -1,9 +1,9 @@
-"""``threads``: ThreadPoolExecutor with submit and as_completed, results placed by index."""
+"""``threads``: ThreadPoolExecutor, submit, results handled in completion order, placed by index."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from concurrent.futures import TimeoutError as FuturesTimeout
+import queue
+from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 
 from .._run import Run, run_sync
@@ -12,6 +12,11 @@ from .base import WINDOW_PER_WORKER, Strategy
 
 class ThreadsStrategy(Strategy):
     """Submit a bounded window of jobs; as each completes, submit the next.
+
+    This is the submit + as_completed pattern with a sliding window. as_completed
+    itself watches a fixed set of futures, so one slow item would stall every refill
+    until it finished; completions are taken instead from a queue fed by each
+    future's done-callback, in the order as_completed would yield them.
 
     The executor lives for one call, so no thread outlives it (unless a task hangs
     past the deadline: that thread is left to finish on its own and its result is
@@ -23,23 +28,29 @@ class ThreadsStrategy(Strategy):
     def _drive(self, run: Run) -> None:
         window = self.max_workers * WINDOW_PER_WORKER
         pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="fanout")
+        completed: queue.SimpleQueue = queue.SimpleQueue()
         hung = False
         try:
             submit = pool.submit
+            on_done = completed.put
             jobs = run.jobs
-            inflight = {submit(run_sync, run, job) for job in islice(jobs, window)}
+            inflight = 0
+            for job in islice(jobs, window):
+                submit(run_sync, run, job).add_done_callback(on_done)
+                inflight += 1
             while inflight:
-                # as_completed watches the set as it is now; refilled futures join the next round.
                 try:
-                    for future in as_completed(set(inflight), timeout=run.wait_timeout()):
-                        inflight.discard(future)
-                        future.result()  # re-raises a BaseException from the task
-                        for job in jobs:
-                            inflight.add(submit(run_sync, run, job))
-                            break
-                except FuturesTimeout:
+                    future = completed.get(timeout=run.wait_timeout())
+                except queue.Empty:
                     if run.expired():
                         hung = True
                         return
+                    continue
+                inflight -= 1
+                future.result()  # re-raises a BaseException from the task
+                for job in jobs:
+                    submit(run_sync, run, job).add_done_callback(on_done)
+                    inflight += 1
+                    break
         finally:
             pool.shutdown(wait=not hung, cancel_futures=True)
