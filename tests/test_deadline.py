@@ -9,25 +9,14 @@ import time
 import pytest
 
 import lambda_fanout
-
-
-def sleepy(delay):
-    def sync_fn(i):
-        time.sleep(delay)
-        return i
-
-    async def async_fn(i):
-        await asyncio.sleep(delay)
-        return i
-
-    return lambda_fanout.Task(sync_fn, async_fn)
+from lambda_fanout.bench.workloads import sleep_task
 
 
 def test_deadline_mid_run_reports_every_item(strategy_name, fake_context, monkeypatch):
     monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, "100")
     ctx = fake_context(400)
     t0 = time.monotonic()
-    got = lambda_fanout.map(sleepy(0.01), range(400), strategy=strategy_name, max_workers=4,
+    got = lambda_fanout.map(sleep_task(0.01), range(400), strategy=strategy_name, max_workers=4,
                             errors="collect", context=ctx)
     elapsed_ms = (time.monotonic() - t0) * 1000
     assert ctx.get_remaining_time_in_millis() > 0, f"returned after the deadline ({elapsed_ms:.0f} ms)"
@@ -44,7 +33,7 @@ def test_deadline_mid_run_reports_every_item(strategy_name, fake_context, monkey
 def test_deadline_in_raise_mode(strategy_name, fake_context, monkeypatch):
     monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, "100")
     with pytest.raises(lambda_fanout.TaskError) as info:
-        lambda_fanout.map(sleepy(0.01), range(400), strategy=strategy_name, max_workers=4,
+        lambda_fanout.map(sleep_task(0.01), range(400), strategy=strategy_name, max_workers=4,
                           context=fake_context(300))
     assert isinstance(info.value.__cause__, lambda_fanout.DeadlineExceeded)
 
@@ -65,7 +54,7 @@ def _arecord(ran):
 
 
 def test_enough_time_runs_everything(strategy_name, fake_context):
-    got = lambda_fanout.map(sleepy(0), range(50), strategy=strategy_name, errors="collect", context=fake_context(60_000))
+    got = lambda_fanout.map(sleep_task(0), range(50), strategy=strategy_name, errors="collect", context=fake_context(60_000))
     assert all(o.ok for o in got) and len(got) == 50
 
 

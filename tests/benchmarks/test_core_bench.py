@@ -17,6 +17,7 @@ import pytest
 
 import lambda_fanout
 from lambda_fanout.bench import idioms
+from lambda_fanout.bench.workloads import sleep_task
 
 OVERHEAD_ITEMS = 20_000
 OVERHEAD_WORKERS = 16
@@ -36,17 +37,7 @@ async def atrivial(x):
 TRIVIAL = lambda_fanout.Task(trivial, atrivial)
 
 
-def wait_20ms(x):
-    time.sleep(LATENCY_S)
-    return x
-
-
-async def await_20ms(x):
-    await asyncio.sleep(LATENCY_S)
-    return x
-
-
-WAIT = lambda_fanout.Task(wait_20ms, await_20ms)
+WAIT = sleep_task(LATENCY_S)
 
 
 # -- the raw idioms a user would write by hand (shared with ./build.sh bench) -----------

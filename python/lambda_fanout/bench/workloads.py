@@ -113,17 +113,7 @@ class Latency(Workload):
     raws = ("raw:submit+as_completed", "raw:executor.map", "raw:gather+semaphore")
 
     def task(self, opts, env):
-        delay = opts.latency_s(self)
-
-        def wait(x):
-            time.sleep(delay)
-            return x
-
-        async def await_(x):
-            await asyncio.sleep(delay)
-            return x
-
-        return Task(wait, await_, name="wait")
+        return sleep_task(opts.latency_s(self))
 
     def expected(self, items, opts):
         return items
@@ -248,6 +238,20 @@ class Frequency(Workload):
 
     def raw(self, name, opts, env):
         return _Generic(name, self.task(opts, env))
+
+
+def sleep_task(delay_s: float) -> Task:
+    """A Task that waits ``delay_s`` (time.sleep / asyncio.sleep) and returns its item."""
+
+    def wait(x):
+        time.sleep(delay_s)
+        return x
+
+    async def await_(x):
+        await asyncio.sleep(delay_s)
+        return x
+
+    return Task(wait, await_, name=f"sleep {delay_s * 1000:g} ms")
 
 
 class _Generic:
