@@ -70,15 +70,15 @@ def test_quota_v1_layout(tmp_path):
     (tmp_path / "cpu.cfs_quota_us").write_text("-1")
     q, why = quota.cpu_quota(0.25, v2_roots=(), v1_roots=(str(tmp_path),))
     assert q is not None, why
-    assert (tmp_path / os.path.basename(q.path) / "cpu.cfs_quota_us").read_text() == "25000"
-    assert (tmp_path / os.path.basename(q.path) / "cpu.cfs_period_us").read_text() == "100000"
+    assert (tmp_path / os.path.basename(q.path) / "cpu.cfs_quota_us").read_text() == "5000"
+    assert (tmp_path / os.path.basename(q.path) / "cpu.cfs_period_us").read_text() == "20000"
 
 
 def test_quota_v2_layout(tmp_path):
     (tmp_path / "cgroup.controllers").write_text("cpuset cpu io memory")
     q, why = quota.cpu_quota(1.5, v2_roots=(str(tmp_path),), v1_roots=())
     assert q is not None, why
-    assert (tmp_path / os.path.basename(q.path) / "cpu.max").read_text() == "150000 100000"
+    assert (tmp_path / os.path.basename(q.path) / "cpu.max").read_text() == "30000 20000"
 
 
 def test_real_quota_limits_a_child_where_the_machine_allows():
