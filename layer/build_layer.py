@@ -1,10 +1,16 @@
 """Build the Lambda layer zip: lambda_fanout plus its pinned runtime dependencies.
 
-    ./build.sh layer [--python 3.11|3.12|3.13] [--arch x86_64|arm64] [--all] [--out dist]
+    ./build.sh layer [--python 3.11|3.12|3.13] [--arch x86_64|arm64] [--universal] [--all] [--out dist]
 
 Layout (what Lambda mounts at /opt):
     python/lambda_fanout/                        the package (its dev-only testing/ left out)
     python/lib/python3.X/site-packages/          aiobotocore, boto3, botocore, aiohttp ...
+
+``--universal`` builds one zip for python3.11 to 3.13 on both architectures: every
+dependency from its pure-Python wheel, straight under python/, with bytecode for
+each of those interpreters the machine has. aiohttp, multidict, yarl and
+frozenlist then run without their C speedups; a native zip for one runtime and
+architecture keeps them.
 
 Dependencies come from layer/requirements.txt (pinned, hash-checked) as manylinux
 wheels for the target platform. Bytecode is precompiled (unchecked-hash .pyc) with
@@ -65,12 +71,18 @@ def find_interpreter(python: str) -> str | None:
     return None
 
 
+UNIVERSAL = "universal"
+
+
 def install_dependencies(target: Path, python: str, arch: str) -> None:
     cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-           "--require-hashes", "-r", str(REQUIREMENTS), "--target", str(target), "--only-binary=:all:",
-           "--implementation", "cp", "--python-version", python]
-    for tag in platforms(python, arch):
-        cmd += ["--platform", tag]
+           "--require-hashes", "-r", str(REQUIREMENTS), "--target", str(target), "--only-binary=:all:"]
+    if python == UNIVERSAL:
+        cmd += ["--implementation", "py", "--abi", "none", "--platform", "any", "--python-version", PYTHONS[0]]
+    else:
+        cmd += ["--implementation", "cp", "--python-version", python]
+        for tag in platforms(python, arch):
+            cmd += ["--platform", tag]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         noise = "is ignored: it is neither a file nor a directory"
@@ -123,31 +135,43 @@ def write_zip(tree: Path, zip_path: Path) -> tuple[int, int]:
 
 
 def build(python: str, arch: str, out: Path) -> dict:
-    """Build one zip; returns its path, sizes, digest and whether bytecode was compiled."""
+    """Build one zip (``python`` may be "universal"); returns its path, sizes, digest and bytecode versions."""
+    universal = python == UNIVERSAL
     with tempfile.TemporaryDirectory(prefix="fanout-layer-") as tmp:
         tree = Path(tmp) / "opt"
-        site = tree / "python" / "lib" / f"python{python}" / "site-packages"
-        install_dependencies(site, python, arch)
+        deps = tree / "python" if universal else tree / "python" / "lib" / f"python{python}" / "site-packages"
+        install_dependencies(deps, python, arch)
         copy_package(tree / "python")
         strip(tree)
-        interpreter = find_interpreter(python)
-        if interpreter:
-            compile_bytecode(tree, interpreter)
-        zip_path = out / f"lambda-fanout-layer-py{python}-{arch}.zip"
+        compiled = []
+        for version in PYTHONS if universal else (python,):
+            interpreter = find_interpreter(version)
+            if interpreter:
+                compile_bytecode(tree, interpreter)
+                compiled.append(version)
+        name = "lambda-fanout-layer-universal.zip" if universal else f"lambda-fanout-layer-py{python}-{arch}.zip"
+        zip_path = out / name
         zipped, unzipped = write_zip(tree, zip_path)
     digest = hashlib.sha256(zip_path.read_bytes()).hexdigest()
     return {"path": str(zip_path), "python": python, "arch": arch, "zipped": zipped, "unzipped": unzipped,
-            "sha256": digest, "bytecode": bool(interpreter)}
+            "sha256": digest, "bytecode": compiled}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="./build.sh layer", description="Build the lambda-fanout Lambda layer zip.")
     p.add_argument("--python", choices=PYTHONS, default="3.12", help="target runtime (default 3.12)")
     p.add_argument("--arch", choices=ARCHS, default="x86_64", help="target architecture (default x86_64)")
-    p.add_argument("--all", action="store_true", help="every Python and architecture")
+    p.add_argument("--universal", action="store_true",
+                   help="one zip for python3.11-3.13 on both architectures (pure-Python wheels)")
+    p.add_argument("--all", action="store_true", help="every Python and architecture, and the universal zip")
     p.add_argument("--out", default=str(ROOT / "dist"), help="output folder (default dist/)")
     args = p.parse_args(argv)
-    matrix = [(py, arch) for py in PYTHONS for arch in ARCHS] if args.all else [(args.python, args.arch)]
+    if args.all:
+        matrix = [(py, arch) for py in PYTHONS for arch in ARCHS] + [(UNIVERSAL, "any")]
+    elif args.universal:
+        matrix = [(UNIVERSAL, "any")]
+    else:
+        matrix = [(args.python, args.arch)]
     failed = False
     for python, arch in matrix:
         result = build(python, arch, Path(args.out))
@@ -156,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         if result["zipped"] > ZIPPED_LIMIT or result["unzipped"] > UNZIPPED_LIMIT:
             status = "TOO LARGE for Lambda (50 MB zipped, 250 MB unzipped)"
             failed = True
-        bytecode = "bytecode precompiled" if result["bytecode"] else f"no python{python} here: bytecode not precompiled"
+        bytecode = (f"bytecode precompiled for Python {', '.join(result['bytecode'])}" if result["bytecode"]
+                    else "no target interpreter here: bytecode not precompiled")
         print(f"{result['path']}: {result['zipped'] / mb:.1f} MB zipped, {result['unzipped'] / mb:.1f} MB unzipped, "
               f"{bytecode}, sha256 {result['sha256'][:16]}: {status}", flush=True)
     return 1 if failed else 0

@@ -128,25 +128,46 @@ LAYER_PYTHON = "3.12"
 
 
 @pytest.fixture(scope="session")
-def layer_build(tmp_path_factory):
-    """./build.sh layer's default zip (Python 3.12, x86_64), built into a temporary folder."""
+def build_layer_module():
+    """layer/build_layer.py, loaded as a module."""
     import importlib.util
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     spec = importlib.util.spec_from_file_location("build_layer", os.path.join(root, "layer", "build_layer.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    out = tmp_path_factory.mktemp("dist")
-    return module, module.build(LAYER_PYTHON, "x86_64", out)
+    return module
+
+
+@pytest.fixture(scope="session")
+def layer_build(build_layer_module, tmp_path_factory):
+    """./build.sh layer's default zip (Python 3.12, x86_64), built into a temporary folder."""
+    return build_layer_module, build_layer_module.build(LAYER_PYTHON, "x86_64", tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture(scope="session")
+def layer_universal(build_layer_module, tmp_path_factory):
+    """./build.sh layer --universal's zip, built into a temporary folder."""
+    return build_layer_module, build_layer_module.build("universal", "any", tmp_path_factory.mktemp("dist-universal"))
+
+
+def _unpack(path, tmp_path_factory):
+    import zipfile
+
+    opt = tmp_path_factory.mktemp("opt")
+    with zipfile.ZipFile(path) as zf:
+        zf.extractall(opt)
+    return opt
 
 
 @pytest.fixture(scope="session")
 def layer_opt(layer_build, tmp_path_factory):
-    """The layer unpacked into an /opt-like folder; (opt path, target interpreter or None)."""
-    import zipfile
-
+    """The native layer unpacked into an /opt-like folder; (opt path, target interpreter or None)."""
     module, result = layer_build
-    opt = tmp_path_factory.mktemp("opt")
-    with zipfile.ZipFile(result["path"]) as zf:
-        zf.extractall(opt)
-    return opt, module.find_interpreter(LAYER_PYTHON)
+    return _unpack(result["path"], tmp_path_factory), module.find_interpreter(LAYER_PYTHON)
+
+
+@pytest.fixture(scope="session")
+def universal_opt(layer_universal, tmp_path_factory):
+    """The universal layer unpacked into an /opt-like folder."""
+    return _unpack(layer_universal[1]["path"], tmp_path_factory)

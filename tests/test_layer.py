@@ -42,7 +42,20 @@ def test_layer_contents(layer_build):
     assert not [n for n in names if "/tests/" in n or n.endswith((".pyi", "/RECORD"))]
     assert any(n.endswith(".cpython-312-x86_64-linux-gnu.so") for n in names), "manylinux wheels for the target"
     if result["bytecode"]:
-        assert f"python/lambda_fanout/__pycache__/__init__.cpython-312.pyc" in names
+        assert "python/lambda_fanout/__pycache__/__init__.cpython-312.pyc" in names
+
+
+def test_universal_layer_serves_every_runtime_and_architecture(layer_universal):
+    module, result = layer_universal
+    with zipfile.ZipFile(result["path"]) as zf:
+        names = zf.namelist()
+    assert result["zipped"] <= module.ZIPPED_LIMIT and result["unzipped"] <= module.UNZIPPED_LIMIT
+    assert "python/botocore/__init__.py" in names and "python/aiohttp/__init__.py" in names
+    assert not [n for n in names if n.endswith(".so")], "a universal layer carries no compiled extension"
+    assert not [n for n in names if n.startswith("python/lib/")]
+    for version in result["bytecode"]:
+        tag = version.replace(".", "")
+        assert f"python/lambda_fanout/__pycache__/__init__.cpython-{tag}.pyc" in names
 
 
 def test_template_is_clean_under_cfn_lint():
@@ -87,7 +100,9 @@ def test_template_wires_the_functions():
     fanout = res["FanoutStateMachine"]["Properties"]["Definition"]["States"]["FanOut"]
     assert fanout["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED" and "ItemBatcher" in fanout
     layer = res["FanoutLayer"]["Properties"]
-    assert layer["ContentUri"] == "dist/lambda-fanout-layer-py3.12-x86_64.zip"
+    assert layer["ContentUri"] == "dist/lambda-fanout-layer-universal.zip"
+    assert layer["CompatibleRuntimes"] == ["python3.11", "python3.12", "python3.13"]
+    assert layer["CompatibleArchitectures"] == ["x86_64", "arm64"]
 
 
 RECORDS = textwrap.dedent('''
@@ -123,7 +138,9 @@ RECORDS = textwrap.dedent('''
 RUNNER = textwrap.dedent('''
     import json, os, sys
     task_root, opt = sys.argv[1], sys.argv[2]
-    sys.path[:0] = [task_root, os.path.join(opt, "python/lib/python3.12/site-packages"), os.path.join(opt, "python")]
+    version = "%d.%d" % sys.version_info[:2]
+    sys.path[:0] = [task_root, os.path.join(opt, f"python/lib/python{version}/site-packages"),
+                    os.path.join(opt, "python")]
     import lambda_fanout.handler as h
     event = json.loads(sys.stdin.read())
     result = h.handler(event, None)
@@ -137,12 +154,17 @@ RUNNER = textwrap.dedent('''
     print("RESULT " + json.dumps({"result": result, "origins": origins}))
 ''')
 
+ATTACH_CASES = [("native", "3.12"), ("universal", "3.11"), ("universal", "3.13")]
+
 
 @pytest.mark.parametrize("strategy", ["threads", "asyncio"])
-def test_attach_the_layer_like_lambda(layer_opt, strategy, s3_bucket, aws_endpoint, tmp_path):
-    opt, interpreter = layer_opt
+@pytest.mark.parametrize("kind,version", ATTACH_CASES)
+def test_attach_the_layer_like_lambda(request, build_layer_module, kind, version, strategy, s3_bucket,
+                                      aws_endpoint, tmp_path):
+    opt = request.getfixturevalue("layer_opt")[0] if kind == "native" else request.getfixturevalue("universal_opt")
+    interpreter = build_layer_module.find_interpreter(version)
     if interpreter is None:
-        pytest.skip("no python3.12 on this machine to run the layer with")
+        pytest.skip(f"no python{version} on this machine to run the layer with")
     (tmp_path / "records.py").write_text(RECORDS.replace("BUCKET", repr(s3_bucket)))
     event = batches.sqs(12)
     env = {"PATH": os.environ["PATH"], "FANOUT_RECORD_HANDLER": "records.process", "FANOUT_STRATEGY": strategy,
