@@ -64,12 +64,13 @@ def test_faults_lose_no_record(strategy_name, aws_endpoint, s3_bucket, monkeypat
     lambda_fanout.map(lambda_fanout.aws.s3_put_object(s3_bucket), [(k, k.encode()) for k in keys], strategy="threads")
     monkeypatch.setenv("FAULT_BUCKET", s3_bucket)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
-    monkeypatch.setenv(lambda_fanout.aws.ENV_READ_TIMEOUT_S, "0.3")
+    # Far above a served response's time, so a timeout means a stall, not a slow success.
+    monkeypatch.setenv(lambda_fanout.aws.ENV_READ_TIMEOUT_S, "1.0")
     lambda_fanout.aws.reset_clients()
     handler = zero_code_handler(monkeypatch, "fault_records.READ", strategy_name)
     event = sqs_reads(keys)
     aws_endpoint.reset_stats()
-    aws_endpoint.configure(faults=rates, seed=seed, stall_s=1.0)
+    aws_endpoint.configure(faults=rates, seed=seed, stall_s=2.5)
     try:
         out = handler(event, None)
     finally:

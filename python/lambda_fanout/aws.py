@@ -229,13 +229,20 @@ def _strip(response: dict) -> dict:
 def _dual(service: str, operation: str, params: Callable[[Any], dict], result: Callable[[dict], Any],
           aresult: Callable[[dict], Any] | None, pair: Clients | None, name: str) -> Task:
     """A Task calling ``operation`` with ``params(item)`` through either client form."""
+    # The pair is looked up on the first call, not per item: clients() reads the
+    # environment and takes a process-wide lock, which 32 threads would contend for.
+    found: list[Clients] = [pair] if pair is not None else []
+
+    def pair_() -> Clients:
+        if not found:
+            found.append(clients(service))
+        return found[0]
+
     def sync_fn(item: Any) -> Any:
-        c = pair or clients(service)
-        return result(getattr(c.sync, operation)(**params(item)))
+        return result(getattr(pair_().sync, operation)(**params(item)))
 
     async def async_fn(item: Any) -> Any:
-        c = pair or clients(service)
-        response = await getattr(c.aio, operation)(**params(item))
+        response = await getattr(pair_().aio, operation)(**params(item))
         return await aresult(response) if aresult is not None else result(response)
 
     return Task(sync_fn, async_fn, name=name)
