@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from lambda_fanout.bench import cost, quota, report, runner
-from lambda_fanout.bench.workloads import WORKLOADS, Env, Options, seed
+from lambda_fanout.bench.workloads import Options
 
 
 # -- cost model: worked examples ---------------------------------------------------------

@@ -6,7 +6,6 @@ the deadline (reported). None is lost, none is reported twice.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import importlib
 import json

@@ -30,7 +30,7 @@ class Run:
 
     __slots__ = (
         "fn", "collect", "context", "margin_ms", "results", "inflight", "failures",
-        "stopped", "deadline_hit", "wait_until", "started_at", "unprocessed", "closed",
+        "stopped", "wait_until", "unprocessed", "closed",
         "jobs", "final",
     )
 
@@ -51,11 +51,9 @@ class Run:
         self.inflight: dict[int, Any] = {}
         self.failures: dict[int, tuple[Any, BaseException]] = {}
         self.stopped = False
-        self.deadline_hit = False
         self.wait_until: float | None = None
         self.unprocessed = 0
         self.closed = False
-        self.started_at = time.perf_counter()
         self.jobs: Iterator[tuple[int, Any]] = self._gate(iter(items))
 
     # -- the input, consumed lazily ---------------------------------------------------
@@ -84,7 +82,6 @@ class Run:
 
     def _cut(self, index: int, item: Any, rest: Iterator[Any]) -> None:
         """The deadline margin was reached: report every unstarted item, lose none."""
-        self.deadline_hit = True
         err = DeadlineExceeded(
             f"not started: the Lambda deadline was within the {self.margin_ms} ms margin "
             "(FANOUT_DEADLINE_MARGIN_MS)"
@@ -161,7 +158,6 @@ class Run:
             )
             for index, slot in enumerate(results):
                 if slot is _PENDING:
-                    self.deadline_hit = True
                     self.unprocessed += 1
                     if self.collect:
                         results[index] = Outcome(index, items[index], None, err)

@@ -6,12 +6,10 @@ in one run, so ratios (not absolute times) are what to read.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 

@@ -13,7 +13,7 @@ from lambda_fanout.bench.runner import row
 from lambda_fanout.bench.workloads import WORKLOADS, Env, Options, cases, measure, seed
 
 OPTS = Options.from_env()
-CASES = cases(OPTS, with_raw=not OPTS.memory_sweep or OPTS.workloads != ("s3",) or OPTS.memory_mb == 0)
+CASES = cases(OPTS)
 
 
 @pytest.fixture(scope="session")

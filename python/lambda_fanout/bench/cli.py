@@ -33,7 +33,8 @@ def _int_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers such as 8,32,64, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated whole numbers such as 8,32,64, got {text!r}") from None
     if not values or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"expected positive whole numbers, got {text!r}")
     return values
@@ -121,13 +122,17 @@ def run_suite(opts: Options, env: dict, json_path: Path, label: str) -> tuple[bo
     return True, note
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     opts = options(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     # SIGTERM ends the run like Ctrl-C does, so the finally below stops what was started.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     endpoint = None
     started = time.monotonic()
     try:
@@ -155,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append((f"sweep-{memory}MB", Options(**{
                     **vars(opts), "memory_mb": memory, "workloads": ("s3",), "workers": (max(opts.workers),),
                     "items": min(opts.n_items(WORKLOADS["s3"]), 40 if opts.quick else 200),
-                    "rounds": 1 if opts.quick else 2})))
+                    "rounds": 1 if opts.quick else 2, "with_raw": False})))
         rows = []
         all_json = {}
         for label, run_opts in runs:

@@ -10,7 +10,7 @@ from .report import build_markdown
 from .workloads import WORKLOADS, Env, Options, cases, measure, seed
 
 
-def run(opts: Options, env: Env | None, *, section: str = "main", with_raw: bool = True,
+def run(opts: Options, env: Env | None, *, section: str = "main",
         progress: Callable[[str], None] | None = None) -> list[dict]:
     """Measure every case of ``opts``: one row per (workload, implementation, workers).
 
@@ -18,7 +18,7 @@ def run(opts: Options, env: Env | None, *, section: str = "main", with_raw: bool
     ``opts.rounds`` timed rounds; the row holds the median wall time and client CPU.
     """
     rows = []
-    todo = cases(opts, with_raw=with_raw)
+    todo = cases(opts)
     for number, case in enumerate(todo, start=1):
         call, close, items = case.prepare(opts, env)
         try:

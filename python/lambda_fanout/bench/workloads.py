@@ -36,6 +36,7 @@ class Options:
     table: str = "lambda-fanout-bench"
     rounds: int = 3
     cpus: float | None = None  # the CPU quota the suite runs under, for the report
+    with_raw: bool = True  # measure the raw idioms too (the memory sweep measures strategies only)
 
     def n_items(self, workload: "Workload") -> int:
         if self.items is not None:
@@ -344,8 +345,9 @@ class Case:
         return (lambda: raw(items, self.workers)), getattr(raw, "close", lambda: None), items
 
 
-def cases(opts: Options, *, workloads: tuple[str, ...] | None = None, with_raw: bool = True) -> list[Case]:
-    names = workloads or opts.workloads or tuple(WORKLOADS)
+def cases(opts: Options) -> list[Case]:
+    names = opts.workloads or tuple(WORKLOADS)
+    with_raw = opts.with_raw
     out = []
     for name in names:
         w = WORKLOADS[name]
