@@ -26,7 +26,6 @@ DEFAULT_METRICS_NAMESPACE = "LambdaFanout"
 ERROR_MODES = ("raise", "collect")
 
 
-
 def _hint(value: str, choices: tuple[str, ...]) -> str:
     import difflib  # only on the error path
 
