@@ -18,6 +18,27 @@ from .._task import sync_form
 WINDOW_PER_WORKER = 2
 
 
+class CallPool:
+    """A thread pool for one call, shut down when the call ends.
+
+    ``with CallPool(n) as pool:`` waits for the workers on exit, unless the call set
+    ``pool.hung`` because a task ran past the deadline: then the pool is left to that
+    thread (its result is ignored) and jobs not yet started are cancelled.
+    """
+
+    def __init__(self, workers: int, name: str) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix=name)
+        self.hung = False
+
+    def __enter__(self) -> "CallPool":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.executor.shutdown(wait=not self.hung, cancel_futures=True)
+
+
 class Strategy:
     """Runs one task over many items with a given concurrency mechanism.
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._run import Run, run_sync
-from .base import Strategy
+from .base import CallPool, Strategy
 
 
 class SequentialStrategy(Strategy):
@@ -25,17 +25,12 @@ class SequentialStrategy(Strategy):
             for job in run.jobs:
                 run_sync(run, job)
             return
-        from concurrent.futures import ThreadPoolExecutor
         from concurrent.futures import TimeoutError as FuturesTimeout
 
-        pool = ThreadPoolExecutor(1, thread_name_prefix="fanout-sequential")
-        hung = False
-        try:
+        with CallPool(1, "fanout-sequential") as pool:
             for job in run.jobs:
                 try:
-                    pool.submit(run_sync, run, job).result(timeout=run.wait_timeout())
+                    pool.executor.submit(run_sync, run, job).result(timeout=run.wait_timeout())
                 except FuturesTimeout:
-                    hung = True
+                    pool.hung = True
                     return
-        finally:
-            pool.shutdown(wait=not hung, cancel_futures=True)

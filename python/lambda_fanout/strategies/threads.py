@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import queue
-from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 
 from .._run import Run, run_sync
-from .base import WINDOW_PER_WORKER, Strategy
+from .base import WINDOW_PER_WORKER, CallPool, Strategy
 
 
 class ThreadsStrategy(Strategy):
@@ -27,11 +26,9 @@ class ThreadsStrategy(Strategy):
 
     def _drive(self, run: Run) -> None:
         window = self.max_workers * WINDOW_PER_WORKER
-        pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="fanout")
         completed: queue.SimpleQueue = queue.SimpleQueue()
-        hung = False
-        try:
-            submit = pool.submit
+        with CallPool(self.max_workers, "fanout") as pool:
+            submit = pool.executor.submit
             on_done = completed.put
             jobs = run.jobs
             inflight = 0
@@ -43,7 +40,7 @@ class ThreadsStrategy(Strategy):
                     future = completed.get(timeout=run.wait_timeout())
                 except queue.Empty:
                     if run.expired():
-                        hung = True
+                        pool.hung = True
                         return
                     continue
                 inflight -= 1
@@ -52,5 +49,3 @@ class ThreadsStrategy(Strategy):
                     submit(run_sync, run, job).add_done_callback(on_done)
                     inflight += 1
                     break
-        finally:
-            pool.shutdown(wait=not hung, cancel_futures=True)

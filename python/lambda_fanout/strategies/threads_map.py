@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from functools import partial
 from itertools import islice
 
 from .._run import Run, run_sync
-from .base import WINDOW_PER_WORKER, Strategy
+from .base import WINDOW_PER_WORKER, CallPool, Strategy
 
 
 class ThreadsMapStrategy(Strategy):
@@ -23,25 +22,21 @@ class ThreadsMapStrategy(Strategy):
 
     def _drive(self, run: Run) -> None:
         size = self.max_workers * WINDOW_PER_WORKER
-        pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="fanout")
         work = partial(run_sync, run)
         jobs = run.jobs
-        hung = False
-        try:
-            current = pool.map(work, list(islice(jobs, size)), timeout=run.wait_timeout())
+        with CallPool(self.max_workers, "fanout") as pool:
+            current = pool.executor.map(work, list(islice(jobs, size)), timeout=run.wait_timeout())
             while True:
                 window = list(islice(jobs, size))
-                following = pool.map(work, window, timeout=run.wait_timeout()) if window else None
+                following = pool.executor.map(work, window, timeout=run.wait_timeout()) if window else None
                 try:
                     for _ in current:
                         pass
                 except FuturesTimeout:
                     # The deadline margin passed with jobs still running; finish()
                     # reports them and everything not started.
-                    hung = True
+                    pool.hung = True
                     return
                 if following is None:
                     return
                 current = following
-        finally:
-            pool.shutdown(wait=not hung, cancel_futures=True)
