@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, NamedTuple
 
-from . import _config, _metrics
+from . import _metrics
 from ._errors import DeadlineExceeded
 from ._task import Task, async_form, sync_form
 
@@ -321,7 +321,7 @@ def process_batch(
     emit = _metrics.enabled()
     t0 = time.perf_counter()
     batch = _Batch(shape.records, _json_serialisable if shape.reply == RESULTS else None,
-                   context, _config.deadline_margin_ms())
+                   context, strat._margin_ms)
     task = _group_task(batch, record_handler, strat.name, strat.form)
     with _metrics.suppressed():
         strat.map(task, _groups(shape), errors="collect", context=context)
