@@ -63,12 +63,14 @@ cmd_test() {
   log "test suite (benchmarks run once each, untimed)"
   "$VENV/bin/python" -m pytest tests --benchmark-disable "$@"
   # The property tests again under Lambda's other current runtimes, where present.
-  local v py
+  local v py stage
+  # The package as the layer lays it out (python/ plus strategies/), for the other Pythons.
+  stage=$("$VENV/bin/python" "$ROOT/layer/build_layer.py" --stage "$ROOT/build/stage/python")
   for v in 3.12 3.13; do
     if py=$(python_version_path "$v"); then
       ensure_venv "$ROOT/.venv-py$v" "$py" requirements/props.txt
       log "property tests under Python $v"
-      PYTHONPATH="$ROOT/python" "$ROOT/.venv-py$v/bin/python" -m pytest -p no:cacheprovider tests/test_properties.py -q
+      PYTHONPATH="$stage" "$ROOT/.venv-py$v/bin/python" -m pytest -p no:cacheprovider tests/test_properties.py -q
     else
       log "Python $v not found: property tests under $v skipped"
     fi

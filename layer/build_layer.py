@@ -34,6 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENTS = ROOT / "layer" / "requirements.txt"
 PACKAGE = ROOT / "python" / "lambda_fanout"
+#: Shipped as lambda_fanout.strategies; kept at the repository's top level.
+STRATEGIES = ROOT / "strategies"
 PYTHONS = ("3.11", "3.12", "3.13")
 ARCHS = ("x86_64", "arm64")
 ZIPPED_LIMIT = 50 * 1024 * 1024     # direct upload
@@ -98,6 +100,37 @@ def copy_package(dest: Path) -> None:
         return skip
 
     shutil.copytree(PACKAGE, dest / "lambda_fanout", ignore=ignore)
+    shutil.copytree(STRATEGIES, dest / "lambda_fanout" / "strategies", ignore=ignore)
+
+
+def stage(dest: Path) -> Path:
+    """Assemble the importable package (no dependencies) under ``dest``, replacing what was there.
+
+    The tests and the property-test venvs put ``dest`` on PYTHONPATH, so they import
+    the package exactly as the zip lays it out.
+    """
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    copy_package(dest)
+    return dest
+
+
+def check_strategies(names: list[str], root: str = "python/") -> None:
+    """Fail the build if the zip's file list lacks a strategy module or ships a bare ``strategies``.
+
+    A top-level ``strategies`` in the layer would be importable on its own and could be
+    shadowed by (or shadow) a function's own ``strategies`` module.
+    """
+    wanted = {f"{root}lambda_fanout/strategies/{p.name}" for p in STRATEGIES.glob("*.py")}
+    missing = sorted(wanted - set(names))
+    if missing:
+        raise SystemExit(f"layer build: the zip lacks strategy modules {missing}; check copy_package().")
+    bare = sorted({n for n in names if n.startswith(f"{root}strategies/") or n == f"{root}strategies.py"
+                   or "/site-packages/strategies" in n})
+    if bare:
+        raise SystemExit(f"layer build: the zip holds a top-level strategies package ({bare[:3]}); "
+                         "the strategies must ship only as lambda_fanout.strategies.")
 
 
 def strip(tree: Path) -> None:
@@ -151,6 +184,7 @@ def build(python: str, arch: str, out: Path) -> dict:
                 compiled.append(version)
         name = "lambda-fanout-layer-universal.zip" if universal else f"lambda-fanout-layer-py{python}-{arch}.zip"
         zip_path = out / name
+        check_strategies([p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()])
         zipped, unzipped = write_zip(tree, zip_path)
     digest = hashlib.sha256(zip_path.read_bytes()).hexdigest()
     return {"path": str(zip_path), "python": python, "arch": arch, "zipped": zipped, "unzipped": unzipped,
@@ -165,7 +199,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="one zip for python3.11-3.13 on both architectures (pure-Python wheels)")
     p.add_argument("--all", action="store_true", help="every Python and architecture, and the universal zip")
     p.add_argument("--out", default=str(ROOT / "dist"), help="output folder (default dist/)")
+    p.add_argument("--stage", metavar="DIR",
+                   help="only assemble the package (python/ plus strategies/, no dependencies) into DIR")
     args = p.parse_args(argv)
+    if args.stage:
+        print(stage(Path(args.stage)))
+        return 0
     if args.all:
         matrix = [(py, arch) for py in PYTHONS for arch in ARCHS] + [(UNIVERSAL, "any")]
     elif args.universal:

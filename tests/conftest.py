@@ -130,13 +130,9 @@ LAYER_PYTHON = "3.12"
 @pytest.fixture(scope="session")
 def build_layer_module():
     """layer/build_layer.py, loaded as a module."""
-    import importlib.util
+    import staging
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    spec = importlib.util.spec_from_file_location("build_layer", os.path.join(root, "layer", "build_layer.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return staging.build_layer_module()
 
 
 @pytest.fixture(scope="session")

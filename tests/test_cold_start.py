@@ -8,9 +8,10 @@ import subprocess
 import sys
 
 import lambda_fanout
+import staging
 
 HEAVY = ("asyncio", "aiobotocore", "aiohttp", "boto3", "botocore")
-PYTHON_DIR = os.path.dirname(os.path.dirname(lambda_fanout.__file__))
+PYTHON_DIR = staging.python_dir()
 
 
 def fresh_modules(code: str) -> set[str]:

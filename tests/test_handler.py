@@ -12,8 +12,9 @@ import pytest
 
 import batches
 import lambda_fanout
+import staging
 
-PYTHON_DIR = os.path.dirname(os.path.dirname(lambda_fanout.__file__))
+PYTHON_DIR = staging.python_dir()
 
 RECORD_MODULE = textwrap.dedent('''
     import json

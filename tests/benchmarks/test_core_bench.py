@@ -14,6 +14,7 @@ import sys
 import pytest
 
 import lambda_fanout
+import staging
 from lambda_fanout.bench import idioms
 from lambda_fanout.bench.workloads import sleep_task
 
@@ -103,7 +104,7 @@ def test_latency_1000x20ms(benchmark, impl):
 
 # -- import cost ----------------------------------------------------------------------
 
-PYTHON_DIR = os.path.dirname(os.path.dirname(lambda_fanout.__file__))
+PYTHON_DIR = staging.python_dir()
 
 
 @pytest.mark.parametrize("module", ["concurrent.futures", "lambda_fanout"])
