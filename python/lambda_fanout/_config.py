@@ -13,6 +13,8 @@ ENV_RECORD_HANDLER = "FANOUT_RECORD_HANDLER"
 ENV_METRICS = "FANOUT_METRICS"
 ENV_METRICS_NAMESPACE = "FANOUT_METRICS_NAMESPACE"
 ENV_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
+#: Which client settings lambda_fanout.aws uses (one of lambda_fanout.aws.CLIENT_PROFILES).
+ENV_AWS_CLIENT = "FANOUT_AWS_CLIENT"
 
 DEFAULT_STRATEGY = "threads"
 #: Enough to hide typical S3/DynamoDB latency without crowding a small function.
