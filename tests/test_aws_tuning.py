@@ -173,7 +173,7 @@ def pair_and_default(aws_endpoint):
     for service in ("s3", "dynamodb"):
         pair = aws.clients(service)
         ours = pair.sync
-        theirs = boto3.session.Session().client(service, config=Config(**aws.client_settings(pair.max_workers)))
+        theirs = boto3.session.Session().client(service, config=Config(**aws.client_settings(pair.max_workers, pair.profile)))
         made[service] = (ours, theirs, user_agents(ours), user_agents(theirs))
     return made
 

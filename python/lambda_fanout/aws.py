@@ -101,8 +101,17 @@ def client_profile(profile: str | None = None) -> str:
                                   default=DEFAULT_PROFILE, choices=CLIENT_PROFILES)
 
 
-def client_settings(max_workers: int, profile: str = DEFAULT_PROFILE) -> dict[str, Any]:
-    """The botocore Config settings applied to both client forms for ``max_workers`` and ``profile``."""
+def client_settings(max_workers: int, profile: str | None = None) -> dict[str, Any]:
+    """The botocore Config settings applied to both client forms.
+
+    Args:
+        max_workers: the concurrency the connection pools are sized for.
+        profile: one of :data:`CLIENT_PROFILES`; None reads FANOUT_AWS_CLIENT.
+
+    Raises:
+        ConfigError: a bad profile or timeout setting.
+    """
+    profile = client_profile(profile)
     settings: dict[str, Any] = {
         "max_pool_connections": max(max_workers, POOL_FLOOR),
         "connect_timeout": _seconds(ENV_CONNECT_TIMEOUT_S, DEFAULT_CONNECT_TIMEOUT_S),
