@@ -13,10 +13,9 @@ the client's alone; botocore's calls, sync or on the event loop, run in this thr
 
     .venv/bin/python -m pytest tests/benchmarks/test_aws_cpu_bench.py -q -s
 
-Where awscrt is importable, the S3 sync case gains ``crt-probe``: a GET through
-awscrt's HTTP client signed by awscrt (SigV4, static test credentials), with no
-retries, no botocore parsing and no error mapping, so the floor of a native path,
-not a shipped one. Its I/O runs on awscrt's own threads, which is why the ratios
+Where awscrt is importable, the S3 sync case gains two probes of a native path that
+is not shipped (see ``_crt_probes``): GETs through awscrt's HTTP client signed by
+awscrt, bare, and with botocore's credentials and response parser; neither retries. Its I/O runs on awscrt's own threads, which is why the ratios
 count process CPU (``time.process_time``; nothing else runs in this process).
 awscrt is not in the development requirements; to include the probe:
 
@@ -113,10 +112,10 @@ def calls(endpoint):
             made[service, "sync", profile] = sync_batch(pair.sync, service)
             made[service, "aio", profile] = aio_batch(lambda pair=pair, service=service: getattr(
                 pair.aio, operation[service]), service)
-    probe = _crt_probe(endpoint.url)
-    if probe is not None:
-        made["s3", "sync", "crt-probe"], close_probe = probe
-        closers.append(close_probe)
+    probes = _crt_probes(endpoint.url)
+    if probes is not None:
+        made.update({("s3", "sync", name): batch for name, batch in probes[0].items()})
+        closers.append(probes[1])
     for (service, _, _), batch in made.items():
         assert batch() == want[service]  # connects, fills caches, and checks the answer
     yield made
@@ -126,15 +125,30 @@ def calls(endpoint):
     aws.reset_clients()
 
 
-def _crt_probe(url: str):
-    """(CALLS_PER_BATCH signed GETs of the object through awscrt's HTTP client, close), or None without awscrt."""
+def _crt_probes(url: str) -> tuple[dict, object] | None:
+    """({name: batch of CALLS_PER_BATCH GETs through awscrt}, close), or None without awscrt.
+
+    ``crt-probe``: awscrt's HTTP client, signed by awscrt, the body joined: the floor.
+    ``crt-probe+botocore``: the same with what boto3's contract needs on every call at
+    least: frozen credentials from a botocore Credentials object (what the chain gives
+    from environment variables), and the response through botocore's own parser (the
+    exact response dict, and the error code a ClientError would carry).
+    """
     try:
         import awscrt.auth
         import awscrt.http
         import awscrt.io
     except ImportError:
         return None
+    import io
     from urllib.parse import urlsplit
+
+    import botocore.session
+    from botocore.awsrequest import HeadersDict
+    from botocore.credentials import Credentials
+    from botocore.response import StreamingBody
+
+    from lambda_fanout._botocore import tune_session
 
     where = urlsplit(url)
     group = awscrt.io.EventLoopGroup(1)
@@ -149,23 +163,45 @@ def _crt_probe(url: str):
         region=CREDENTIALS["region_name"], service="s3",
         signed_body_value=awscrt.auth.AwsSignedBodyValue.UNSIGNED_PAYLOAD,
         signed_body_header_type=awscrt.auth.AwsSignedBodyHeaderType.X_AMZ_CONTENT_SHA_256)
+    session = botocore.session.get_session()
+    tune_session(session)
+    output = session.get_service_model("s3").operation_model("GetObject").output_shape
+    parsers = session.get_component("response_parser_factory")
+    chain = Credentials(CREDENTIALS["aws_access_key_id"], CREDENTIALS["aws_secret_access_key"])
 
-    def get() -> bytes:
+    def get(config) -> tuple[int, list, bytes]:
         request = awscrt.http.HttpRequest("GET", f"/{BUCKET}/{KEY}", awscrt.http.HttpHeaders([("host", where.netloc)]))
-        awscrt.auth.aws_sign_request(request, signing).result()
-        status, chunks = [], []
-        stream = connection.request(request, on_response=lambda status_code, **_: status.append(status_code),
-                                    on_body=lambda chunk, **_: chunks.append(chunk))
+        awscrt.auth.aws_sign_request(request, config).result()
+        head, chunks = [], []
+        stream = connection.request(request, on_response=lambda status_code, headers, **_: head.append(
+            (status_code, headers)), on_body=lambda chunk, **_: chunks.append(chunk))
         stream.activate()
         stream.completion_future.result()
-        assert status == [200], status
-        return b"".join(chunks)
+        return (*head[0], b"".join(chunks))
 
-    def batch() -> bytes:
-        for _ in range(CALLS_PER_BATCH):
-            out = get()
-        return out
-    return batch, lambda: connection.close().result()
+    def floor() -> bytes:
+        status, _, body = get(signing)
+        assert status == 200, status
+        return body
+
+    def with_botocore() -> bytes:
+        frozen = chain.get_frozen_credentials()
+        status, headers, body = get(signing.replace(credentials_provider=awscrt.auth.AwsCredentialsProvider.new_static(
+            frozen.access_key, frozen.secret_key, frozen.token)))
+        headers = HeadersDict(headers)
+        parsed = parsers.create_parser("rest-xml").parse(
+            {"status_code": status, "headers": headers, "body": StreamingBody(io.BytesIO(body), len(body))}, output)
+        assert status == 200, parsed
+        return parsed["Body"].read()
+
+    def batch_of(get_one):
+        def batch() -> bytes:
+            for _ in range(CALLS_PER_BATCH):
+                out = get_one()
+            return out
+        return batch
+    return {"crt-probe": batch_of(floor), "crt-probe+botocore": batch_of(with_botocore)}, (
+        lambda: connection.close().result())
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -179,7 +215,7 @@ def test_client_cpu_per_call(benchmark, calls, service, form, variant):
 
 @pytest.mark.parametrize("service,form", CASES)
 def test_client_cpu_ratios(benchmark, calls, service, form):
-    variants = [v for v in (*VARIANTS, "crt-probe") if (service, form, v) in calls]
+    variants = [v for v in (*VARIANTS, "crt-probe", "crt-probe+botocore") if (service, form, v) in calls]
     cpu: dict[str, list[float]] = {v: [] for v in variants}
     order = list(variants)
 
