@@ -95,9 +95,13 @@ def test_timestamp_parser_matches_botocores(value):
     assert outcome(parse_timestamp, value) == outcome(parsers.DEFAULT_TIMESTAMP_PARSER, value)
 
 
-@pytest.mark.parametrize("zone", ["UTC", "Europe/London", "America/New_York", "Asia/Kolkata"])
+@pytest.mark.parametrize("zone", ["UTC", "Europe/London", "America/New_York", "Asia/Kolkata", "UTC-3"])
 def test_timestamp_parser_follows_the_local_zone(monkeypatch, zone):
-    """dateutil gives "Z" the local zone only where that zone is called UTC: so does the parser."""
+    """dateutil gives "Z" the local zone only where that zone is called UTC: so does the parser.
+
+    "UTC-3" is such a zone, three hours east: there botocore reads "...Z" as +03:00,
+    and so does the parser, as its results must be botocore's.
+    """
     import time
 
     from botocore import parsers
@@ -288,6 +292,23 @@ def test_user_agent_is_built_once_per_feature_set(aws_endpoint, s3_bucket, monke
         client.head_bucket(Bucket=s3_bucket)
     assert len(sent) == 20 and len(set(sent)) == 1
     assert builds == []  # head_bucket's feature set was seen on the first call
+
+
+def test_user_agent_under_threads_is_botocores(aws_endpoint, s3_bucket):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import boto3
+    from botocore.config import Config
+
+    pair = aws.clients("s3")
+    ours = pair.sync
+    theirs = boto3.session.Session().client("s3", config=Config(**aws.client_settings(pair.max_workers, pair.profile)))
+    sent, reference = user_agents(ours), user_agents(theirs)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: ours.head_bucket(Bucket=s3_bucket), range(64)))
+    theirs.head_bucket(Bucket=s3_bucket)
+    assert len(sent) == 64 and len(set(sent)) == 1
+    assert same_agent(sent[0], reference[0])
 
 
 # -- one shared client ----------------------------------------------------------------------
