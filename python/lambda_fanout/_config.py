@@ -26,13 +26,13 @@ ENV_METRICS = "FANOUT_METRICS"
 ENV_METRICS_NAMESPACE = "FANOUT_METRICS_NAMESPACE"
 ENV_AWS_CONNECT_TIMEOUT_S = "FANOUT_AWS_CONNECT_TIMEOUT_S"
 ENV_AWS_READ_TIMEOUT_S = "FANOUT_AWS_READ_TIMEOUT_S"
+#: Which client settings lambda_fanout.aws uses (one of lambda_fanout.aws.CLIENT_PROFILES).
+ENV_AWS_CLIENT = "FANOUT_AWS_CLIENT"
 ENV_BENCH_OPTIONS = "FANOUT_BENCH_OPTIONS"
 ENV_BENCH_BUCKET = "FANOUT_BENCH_BUCKET"
 ENV_BENCH_TABLE = "FANOUT_BENCH_TABLE"
 #: Set by Lambda in every function's environment; not one of ours.
 ENV_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
-#: Which client settings lambda_fanout.aws uses (one of lambda_fanout.aws.CLIENT_PROFILES).
-ENV_AWS_CLIENT = "FANOUT_AWS_CLIENT"
 
 DEFAULT_STRATEGY = "threads"
 #: Enough to hide typical S3/DynamoDB latency without crowding a small function.

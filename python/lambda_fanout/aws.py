@@ -57,8 +57,9 @@ _RETRY_ENV = ("AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS")
 CLIENT_PROFILES = ("default", "lean")
 DEFAULT_PROFILE = "default"
 #: What ``lean`` adds to the botocore Config, and gives up:
-#: - no client-side parameter validation: a wrong or missing parameter is reported by the
-#:   service (an HTTP 400 ClientError after a round trip) instead of ParamValidationError;
+#: - no client-side parameter validation: a wrong or missing parameter is no longer a
+#:   ParamValidationError before sending; the service rejects it after a round trip, or it
+#:   addresses something else (an empty S3 key reads the bucket listing);
 #: - request checksums (CRC32 on PutObject and other uploads) only where the operation
 #:   requires one, and response checksums checked only where required: corruption in
 #:   transit is left to TLS and TCP.
