@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import lambda_fanout
 from lambda_fanout import aws
-from lambda_fanout._loop import get_loop
+from lambda_fanout._loop import submit
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -242,7 +242,7 @@ def test_helper_async_client_parses_as_default_aiobotocore(aws_endpoint, s3_buck
                     await theirs.list_objects_v2(Bucket=s3_bucket)]
             return got, want, sent
 
-    got, want, (ours_ua, theirs_ua) = get_loop().run_until_complete(both())
+    got, want, (ours_ua, theirs_ua) = submit(both()).result()
     assert [comparable(r) for r in got] == [comparable(r) for r in want]
     assert got[0]["Expires"] == expires
     assert got[1]["Contents"][0]["LastModified"].tzinfo == want[1]["Contents"][0]["LastModified"].tzinfo
@@ -355,9 +355,8 @@ def test_lean_profile_settings(aws_endpoint, ddb_table, monkeypatch):
         except (ClientError, ParamValidationError) as error:
             return type(error)
 
-    loop = get_loop()
-    assert loop.run_until_complete(no_key(aws.clients("dynamodb"))) is ClientError  # the service saw it
-    assert loop.run_until_complete(no_key(aws.clients("dynamodb", profile="default"))) is ParamValidationError
+    assert submit(no_key(aws.clients("dynamodb"))).result() is ClientError  # the service saw it
+    assert submit(no_key(aws.clients("dynamodb", profile="default"))).result() is ParamValidationError
 
 
 @pytest.mark.parametrize("value", ["Lean", "fast", "1", ""])

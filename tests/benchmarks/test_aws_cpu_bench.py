@@ -2,11 +2,12 @@
 
 One 1 KiB object and one item, read again and again, each variant through its own
 client over a kept-alive connection to the local endpoint (the proxy, no added
-delay). moto's server and the proxy run in other processes, so the CPU counted is
-the client's alone; botocore's calls, sync or on the event loop, run in this thread.
+delay). moto's server and the proxy run in other processes, so the process CPU
+counted is the client's alone: sync calls in this thread, aiobotocore's on the shared
+event loop's thread (one hand-off per batch), and nothing else runs meanwhile.
 
 - ``test_client_cpu_per_call``: one pytest-benchmark row per service, form and
-  variant, timed in this thread's CPU time (``timer=time.thread_time``).
+  variant, timed in process CPU time (``timer=time.process_time``).
 - ``test_client_cpu_ratios``: the variants interleaved, round after round in a
   rotating order, so drift on a shared machine hits them alike; the median CPU per
   call of each and its ratio to raw go into ``extra_info`` and are printed.
@@ -15,9 +16,9 @@ the client's alone; botocore's calls, sync or on the event loop, run in this thr
 
 Where awscrt is importable, the S3 sync case gains two probes of a native path that
 is not shipped (see ``_crt_probes``): GETs through awscrt's HTTP client signed by
-awscrt, bare, and with botocore's credentials and response parser; neither retries. Its I/O runs on awscrt's own threads, which is why the ratios
-count process CPU (``time.process_time``; nothing else runs in this process).
-awscrt is not in the development requirements; to include the probe:
+awscrt, bare, and with botocore's credentials and response parser; neither retries.
+Their I/O runs on awscrt's own threads, counted too. awscrt is not in the
+development requirements; to include the probes:
 
     .venv/bin/pip install --target /tmp/crt awscrt
     PYTHONPATH=/tmp/crt .venv/bin/python -m pytest tests/benchmarks/test_aws_cpu_bench.py -q -s -k ratios
@@ -53,7 +54,7 @@ def calls(endpoint):
     import boto3
     from aiobotocore.session import get_session
 
-    from lambda_fanout._loop import get_loop, reset_loop
+    from lambda_fanout._loop import reset_loop, submit
 
     endpoint.configure()
     seed = boto3.session.Session().client("s3", endpoint_url=endpoint.moto_url, **CREDENTIALS)
@@ -66,7 +67,6 @@ def calls(endpoint):
     ddb.put_item(TableName=TABLE, Item=ITEM)
     seed.close(), ddb.close()
 
-    loop = get_loop()
     kwargs = {"endpoint_url": endpoint.url, **CREDENTIALS}
     params = {"s3": {"Bucket": BUCKET, "Key": KEY}, "dynamodb": {"TableName": TABLE, "Key": {"pk": {"S": KEY}}}}
     operation = {"s3": "get_object", "dynamodb": "get_item"}
@@ -96,14 +96,14 @@ def calls(endpoint):
             for _ in range(CALLS_PER_BATCH):
                 out = await read(await get_call()(**p))
             return out
-        return lambda: loop.run_until_complete(batch())
+        return lambda: submit(batch()).result()
 
     for service in ("s3", "dynamodb"):
         raw = boto3.session.Session().client(service, **kwargs)
         closers.append(raw.close)
         context = get_session().create_client(service, **kwargs)
-        raw_aio = loop.run_until_complete(context.__aenter__())
-        closers.append(lambda context=context: loop.run_until_complete(context.__aexit__(None, None, None)))
+        raw_aio = submit(context.__aenter__()).result()
+        closers.append(lambda context=context: submit(context.__aexit__(None, None, None)).result())
         made[service, "sync", "raw"] = sync_batch(raw, service)
         made[service, "aio", "raw"] = aio_batch(lambda raw_aio=raw_aio, service=service: getattr(
             raw_aio, operation[service]), service)
@@ -206,7 +206,7 @@ def _crt_probes(url: str) -> tuple[dict, object] | None:
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("service,form", CASES)
-@pytest.mark.benchmark(timer=time.thread_time)
+@pytest.mark.benchmark(timer=time.process_time)
 def test_client_cpu_per_call(benchmark, calls, service, form, variant):
     benchmark.group = f"client CPU per {service} {form} call (x{CALLS_PER_BATCH})"
     benchmark.extra_info["calls_per_round"] = CALLS_PER_BATCH
