@@ -27,7 +27,7 @@ every record failed raises BatchError instead of replying.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 from ._errors import SkippedAfterFailure
 
