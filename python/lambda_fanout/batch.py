@@ -140,12 +140,22 @@ def detect(event: Any) -> _Shape:
         items = event["Items"]
         if not isinstance(items, list):
             raise _unknown(f"'Items' is a {type(items).__name__}, expected a list")
+        if not items:
+            raise ValueError(
+                "lambda_fanout.process_batch: 'Items' is empty; a Distributed Map ItemBatcher never "
+                "sends an empty batch, so nothing was processed."
+            )
         return _Shape("distributed-map", items, RESULTS, None, None, False)
     if "records" in event and "Records" not in event:
         return _kafka(event)
     if "Records" not in event:
         if "detail-type" in event and "source" in event:
-            return _Shape("eventbridge", [event], RAISE, [event.get("id")], None, False)
+            if event.get("id") in (None, ""):
+                raise ValueError(
+                    "lambda_fanout.process_batch: the EventBridge event has no 'id', which identifies it; "
+                    "nothing was processed. Check the event comes from EventBridge as Lambda delivers it."
+                )
+            return _Shape("eventbridge", [event], RAISE, [event["id"]], None, False)
         raise _unknown(f"the event has no 'Records' or 'Items' (keys: {sorted(map(str, event))[:8]})")
     records = event["Records"]
     if not isinstance(records, list):
@@ -224,7 +234,7 @@ def _json_serialisable(value: Any) -> None:
     import json
 
     try:
-        json.dumps(value)
+        json.dumps(value, allow_nan=False)  # NaN and Infinity are not JSON: Step Functions rejects them
     except (TypeError, ValueError) as exc:
         raise TypeError(
             f"the record handler returned a {type(value).__name__}, which the Distributed Map "
