@@ -35,17 +35,16 @@ def expected_failures(groups: list, bad: set) -> tuple[list[int], set[int]]:
 
 @SETTINGS
 @given(
-    source=st.sampled_from(["sqs", "kinesis", "dynamodb", "kafka"]),
+    source=st.sampled_from(["sqs", "sqs-fair", "kinesis", "dynamodb", "kafka"]),
     data=st.data(),
 )
 def test_exact_batch_item_failures(strategy_name, source, data):
     n = data.draw(st.integers(1, 40), label="records")
-    if source == "sqs":
+    if source.startswith("sqs"):
         groups = data.draw(st.lists(st.one_of(st.none(), st.integers(0, 3)), min_size=n, max_size=n), label="groups")
-        if all(g is None for g in groups):
-            event = batches.sqs(n)
-        else:
-            event = batches.sqs(n, groups)
+        event = batches.sqs(n, groups, fair=source == "sqs-fair")
+        if source == "sqs-fair":
+            groups, source = [None] * n, "sqs"  # a standard queue: MessageGroupId orders nothing
     else:
         groups = data.draw(st.lists(st.integers(0, 3), min_size=n, max_size=n), label="keys")
         event = batches.BUILDERS[source](n, groups)
