@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import batches
 import lambda_fanout
 
 
@@ -80,3 +81,52 @@ def test_task_needs_a_form():
         lambda_fanout.Task(None, None)
     with pytest.raises(lambda_fanout.ConfigError, match="callable"):
         lambda_fanout.Task(42)
+
+
+@pytest.mark.parametrize("var,value,fragment", [
+    ("FANOUT_FIFO_ON_FAILURE", "stop", "'group', 'batch'"),
+    ("FANOUT_FIFO_ON_FAILURE", "", "empty"),
+    ("FANOUT_FIFO_ON_FAILURE", "Batch", "Did you mean 'batch'"),
+    ("FANOUT_RAISE_ON_ALL_FAILED", "yes", "'on', 'off'"),
+    ("FANOUT_RAISE_ON_ALL_FAILED", "1", "'on', 'off'"),
+])
+def test_bad_batch_settings_env(monkeypatch, var, value, fragment):
+    monkeypatch.setenv(var, value)
+    ran = []
+    with pytest.raises(lambda_fanout.ConfigError) as info:
+        lambda_fanout.process_batch(batches.sqs(2), ran.append)
+    assert var in str(info.value) and repr(value) in str(info.value) and fragment in str(info.value)
+    assert ran == []
+
+
+def test_batch_settings_are_listed_with_the_others(monkeypatch):
+    monkeypatch.setenv("FANOUT_STRATEGY", "thread")
+    monkeypatch.setenv("FANOUT_FIFO_ON_FAILURE", "all")
+    monkeypatch.setenv("FANOUT_RAISE_ON_ALL_FAILED", "true")
+    with pytest.raises(lambda_fanout.ConfigError) as info:
+        lambda_fanout.Settings.resolve()
+    lines = str(info.value).splitlines()
+    assert lines[0] == "3 settings are not valid:"
+    assert [v for v in ("FANOUT_STRATEGY", "FANOUT_FIFO_ON_FAILURE", "FANOUT_RAISE_ON_ALL_FAILED")
+            if any(v in line for line in lines[1:])] == ["FANOUT_STRATEGY", "FANOUT_FIFO_ON_FAILURE",
+                                                         "FANOUT_RAISE_ON_ALL_FAILED"]
+
+
+def test_batch_settings_defaults_env_and_arguments():
+    resolve = lambda_fanout.Settings.resolve
+    assert (resolve(environ={}).fifo_on_failure, resolve(environ={}).raise_on_all_failed) == ("group", False)
+    env = {"FANOUT_FIFO_ON_FAILURE": "batch", "FANOUT_RAISE_ON_ALL_FAILED": "on"}
+    assert (resolve(environ=env).fifo_on_failure, resolve(environ=env).raise_on_all_failed) == ("batch", True)
+    explicit = resolve(fifo_on_failure="group", raise_on_all_failed=False, environ=env)
+    assert (explicit.fifo_on_failure, explicit.raise_on_all_failed) == ("group", False)
+
+
+@pytest.mark.parametrize("kwargs,fragment", [
+    ({"fifo_on_failure": "stop"}, "argument fifo_on_failure= must be one of 'group', 'batch' but got 'stop'"),
+    ({"raise_on_all_failed": "on"}, "argument raise_on_all_failed= must be True or False but got 'on'"),
+    ({"raise_on_all_failed": 1}, "must be True or False"),
+])
+def test_bad_batch_settings_arguments(kwargs, fragment):
+    with pytest.raises(lambda_fanout.ConfigError) as info:
+        lambda_fanout.process_batch(batches.sqs(2), abs, **kwargs)
+    assert fragment in str(info.value)

@@ -24,6 +24,8 @@ ENV_DEADLINE_MARGIN_MS = "FANOUT_DEADLINE_MARGIN_MS"
 ENV_RECORD_HANDLER = "FANOUT_RECORD_HANDLER"
 ENV_METRICS = "FANOUT_METRICS"
 ENV_METRICS_NAMESPACE = "FANOUT_METRICS_NAMESPACE"
+ENV_FIFO_ON_FAILURE = "FANOUT_FIFO_ON_FAILURE"
+ENV_RAISE_ON_ALL_FAILED = "FANOUT_RAISE_ON_ALL_FAILED"
 ENV_AWS_CONNECT_TIMEOUT_S = "FANOUT_AWS_CONNECT_TIMEOUT_S"
 ENV_AWS_READ_TIMEOUT_S = "FANOUT_AWS_READ_TIMEOUT_S"
 #: Which client settings lambda_fanout.aws uses (one of lambda_fanout.aws.CLIENT_PROFILES).
@@ -45,6 +47,9 @@ MAX_DEADLINE_MARGIN_MS = 15 * 60 * 1000
 DEFAULT_METRICS_NAMESPACE = "LambdaFanout"
 
 ERROR_MODES = ("raise", "collect")
+#: SQS FIFO batches: after a failure, stop only its message group, or the whole batch.
+FIFO_ON_FAILURE_MODES = ("group", "batch")
+DEFAULT_FIFO_ON_FAILURE = "group"
 
 
 class Settings:
@@ -59,11 +64,17 @@ class Settings:
         deadline_margin_ms: time kept back from the Lambda deadline.
         metrics: whether one EMF line is written per call.
         metrics_namespace: the CloudWatch namespace of that line.
+        fifo_on_failure: SQS FIFO batches: ``"group"`` (after a failure only the later
+            records of its message group are skipped) or ``"batch"`` (no record starts
+            after the first failure).
+        raise_on_all_failed: batches with partial responses: raise BatchError instead of
+            replying when every record failed (so a stream's BisectBatchOnFunctionError applies).
     """
 
     # A plain class rather than a frozen dataclass: dataclasses imports inspect, which
     # would add milliseconds to every cold start.
-    __slots__ = ("strategy", "max_workers", "deadline_margin_ms", "metrics", "metrics_namespace")
+    __slots__ = ("strategy", "max_workers", "deadline_margin_ms", "metrics", "metrics_namespace",
+                 "fifo_on_failure", "raise_on_all_failed")
 
     def __init__(self, **values: Any) -> None:
         missing = [n for n in self.__slots__ if n not in values]
@@ -97,6 +108,8 @@ class Settings:
         strategy: str | None = None,
         max_workers: int | None = None,
         deadline_margin_ms: int | None = None,
+        fifo_on_failure: str | None = None,
+        raise_on_all_failed: bool | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> "Settings":
         """Resolve every setting: the explicit argument, else its ``FANOUT_*`` variable, else the default.
@@ -105,6 +118,8 @@ class Settings:
             strategy: one of STRATEGIES, or None for ``FANOUT_STRATEGY``.
             max_workers: 1 to 1024, or None for ``FANOUT_MAX_WORKERS``.
             deadline_margin_ms: ms kept back from the deadline, or None for ``FANOUT_DEADLINE_MARGIN_MS``.
+            fifo_on_failure: ``"group"`` or ``"batch"``, or None for ``FANOUT_FIFO_ON_FAILURE``.
+            raise_on_all_failed: a bool, or None for ``FANOUT_RAISE_ON_ALL_FAILED`` (on/off).
             environ: the environment to read (default ``os.environ``).
 
         Returns:
@@ -135,11 +150,15 @@ class Settings:
                          maximum=MAX_DEADLINE_MARGIN_MS, environ=env)
         metrics = attempt(resolve_flag, ENV_METRICS, default=bool(env.get(ENV_LAMBDA_FUNCTION_NAME)), environ=env)
         namespace = attempt(resolve_namespace, env)
+        fifo = attempt(resolve_choice, fifo_on_failure, argument="fifo_on_failure", env=ENV_FIFO_ON_FAILURE,
+                       default=DEFAULT_FIFO_ON_FAILURE, choices=FIFO_ON_FAILURE_MODES, environ=env)
+        raise_all = attempt(resolve_flag, ENV_RAISE_ON_ALL_FAILED, default=False, environ=env,
+                            value=raise_on_all_failed, argument="raise_on_all_failed")
         if problems:
             raise ConfigError(problems[0] if len(problems) == 1 else
                               f"{len(problems)} settings are not valid:\n" + "\n".join(f"- {p}" for p in problems))
         return cls(strategy=name, max_workers=workers, deadline_margin_ms=margin, metrics=metrics,
-                   metrics_namespace=namespace)
+                   metrics_namespace=namespace, fifo_on_failure=fifo, raise_on_all_failed=raise_all)
 
 
 def _hint(value: str, choices: tuple[str, ...]) -> str:
@@ -229,8 +248,18 @@ def resolve_int(
     return number
 
 
-def resolve_flag(env: str, *, default: bool, environ: Mapping[str, str] | None = None) -> bool:
-    """Read an on/off environment variable; anything else is a ConfigError."""
+def resolve_flag(
+    env: str, *, default: bool, environ: Mapping[str, str] | None = None,
+    value: bool | None = None, argument: str | None = None,
+) -> bool:
+    """An explicit bool argument, else an on/off environment variable, else the default.
+
+    Raises ConfigError for an argument that is not a bool, or a variable other than on/off.
+    """
+    if value is not None:
+        if not isinstance(value, bool):
+            raise ConfigError(f"argument {argument}= must be True or False but got {value!r}.")
+        return value
     environ = os.environ if environ is None else environ
     if environ.get(env) is None:
         return default
