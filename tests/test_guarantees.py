@@ -245,6 +245,7 @@ BAD_VALUES = {
     "FANOUT_RECORD_HANDLER": ["", "-1", "abc", "App.Process", "nosuch.fn"],
     "FANOUT_AWS_READ_TIMEOUT_S": ["", "-1", "abc", "0"],
     "FANOUT_AWS_CONNECT_TIMEOUT_S": ["", "-1", "abc", "0"],
+    "FANOUT_AWS_CLIENT": ["", "-1", "abc", "LEAN", "1"],
 }
 
 
