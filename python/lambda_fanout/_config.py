@@ -26,11 +26,14 @@ ENV_METRICS = "FANOUT_METRICS"
 ENV_METRICS_NAMESPACE = "FANOUT_METRICS_NAMESPACE"
 ENV_AWS_CONNECT_TIMEOUT_S = "FANOUT_AWS_CONNECT_TIMEOUT_S"
 ENV_AWS_READ_TIMEOUT_S = "FANOUT_AWS_READ_TIMEOUT_S"
+ENV_LOG_FAILURES = "FANOUT_LOG_FAILURES"
 ENV_BENCH_OPTIONS = "FANOUT_BENCH_OPTIONS"
 ENV_BENCH_BUCKET = "FANOUT_BENCH_BUCKET"
 ENV_BENCH_TABLE = "FANOUT_BENCH_TABLE"
-#: Set by Lambda in every function's environment; not one of ours.
+#: Set by Lambda in every function's environment; not ours.
 ENV_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
+#: Lambda's log format setting (``Text`` or ``JSON``); not ours, read to match it.
+ENV_LAMBDA_LOG_FORMAT = "AWS_LAMBDA_LOG_FORMAT"
 
 DEFAULT_STRATEGY = "threads"
 #: Enough to hide typical S3/DynamoDB latency without crowding a small function.
@@ -41,6 +44,51 @@ MAX_WORKERS_LIMIT = 1024
 DEFAULT_DEADLINE_MARGIN_MS = 500
 MAX_DEADLINE_MARGIN_MS = 15 * 60 * 1000
 DEFAULT_METRICS_NAMESPACE = "LambdaFanout"
+#: One log line per failed record: "on" (with the exception's message), "type-only"
+#: (its type and traceback, not its message, which often carries the payload), "off".
+LOG_FAILURES_CHOICES = ("on", "type-only", "off")
+DEFAULT_LOG_FAILURES = "type-only"
+DEFAULT_AWS_CONNECT_TIMEOUT_S = 3.0
+DEFAULT_AWS_READ_TIMEOUT_S = 10.0
+DEFAULT_BENCH_BUCKET = DEFAULT_BENCH_TABLE = "lambda-fanout-bench"
+
+#: The spellings an on/off variable takes, in any case, and what each means.
+FLAG_ALIASES = {"on": "on", "true": "on", "yes": "on", "1": "on",
+                "off": "off", "false": "off", "no": "off", "0": "off"}
+
+# When each variable is read, for the Configuration table (its legend is in the README).
+_PER_CALL = "per call; at init for the zero-code handler"
+_AT_INIT = "at init"
+_CLIENT = "when a client is built"
+_BENCH = "per bench invocation"
+
+#: Every FANOUT_* variable: (name, default, when it is read, meaning). The README's
+#: Configuration table is :func:`configuration_table`, and a test keeps the two equal.
+VARIABLES = (
+    (ENV_STRATEGY, f"`{DEFAULT_STRATEGY}`", _PER_CALL,
+     "how items run: `sequential`, `threads`, `threads-map` or `asyncio`"),
+    (ENV_MAX_WORKERS, f"`{DEFAULT_MAX_WORKERS}`", _PER_CALL,
+     f"concurrency, a whole number from 1 to {MAX_WORKERS_LIMIT}"),
+    (ENV_DEADLINE_MARGIN_MS, f"`{DEFAULT_DEADLINE_MARGIN_MS}`", _PER_CALL,
+     "milliseconds kept back from the Lambda deadline: no item starts after it"),
+    (ENV_LOG_FAILURES, f"`{DEFAULT_LOG_FAILURES}`", _PER_CALL,
+     "one ERROR log line per failed record: `on` (with the exception's message), "
+     "`type-only` (type and traceback, no message), `off`"),
+    (ENV_METRICS, "`on` in Lambda, else `off`", _PER_CALL,
+     "one EMF metrics line per call: on/off, true/false, yes/no or 1/0"),
+    (ENV_METRICS_NAMESPACE, f"`{DEFAULT_METRICS_NAMESPACE}`", _PER_CALL,
+     "CloudWatch namespace of the metrics, 1 to 255 characters"),
+    (ENV_RECORD_HANDLER, "(required)", _AT_INIT,
+     "the per-record function, `module.function` or `dir/module.function`"),
+    (ENV_AWS_CONNECT_TIMEOUT_S, f"`{DEFAULT_AWS_CONNECT_TIMEOUT_S:g}`", _CLIENT,
+     "`lambda_fanout.aws` clients' connect timeout in seconds, above 0 and at most 900"),
+    (ENV_AWS_READ_TIMEOUT_S, f"`{DEFAULT_AWS_READ_TIMEOUT_S:g}`", _CLIENT,
+     "`lambda_fanout.aws` clients' read timeout in seconds, above 0 and at most 900"),
+    (ENV_BENCH_BUCKET, f"`{DEFAULT_BENCH_BUCKET}`", _BENCH, "the bucket the bench function reads"),
+    (ENV_BENCH_TABLE, f"`{DEFAULT_BENCH_TABLE}`", _BENCH, "the table the bench function reads"),
+    (ENV_BENCH_OPTIONS, "(set by `./build.sh bench`)", "by the bench's suite",
+     "internal: the options `./build.sh bench` hands its suite; do not set it"),
+)
 
 ERROR_MODES = ("raise", "collect")
 
@@ -57,11 +105,15 @@ class Settings:
         deadline_margin_ms: time kept back from the Lambda deadline.
         metrics: whether one EMF line is written per call.
         metrics_namespace: the CloudWatch namespace of that line.
+        log_failures: "on", "type-only" or "off": the log line per failed record.
+        log_json: whether Lambda's log format is JSON (the failure line's fields then
+            go out as structured keys).
     """
 
     # A plain class rather than a frozen dataclass: dataclasses imports inspect, which
     # would add milliseconds to every cold start.
-    __slots__ = ("strategy", "max_workers", "deadline_margin_ms", "metrics", "metrics_namespace")
+    __slots__ = ("strategy", "max_workers", "deadline_margin_ms", "metrics", "metrics_namespace", "log_failures",
+                 "log_json")
 
     def __init__(self, **values: Any) -> None:
         missing = [n for n in self.__slots__ if n not in values]
@@ -133,11 +185,16 @@ class Settings:
                          maximum=MAX_DEADLINE_MARGIN_MS, environ=env)
         metrics = attempt(resolve_flag, ENV_METRICS, default=bool(env.get(ENV_LAMBDA_FUNCTION_NAME)), environ=env)
         namespace = attempt(resolve_namespace, env)
+        log_failures = attempt(resolve_choice, None, argument=ENV_LOG_FAILURES, env=ENV_LOG_FAILURES,
+                               default=DEFAULT_LOG_FAILURES, choices=LOG_FAILURES_CHOICES, environ=env,
+                               aliases=FLAG_ALIASES)
         if problems:
             raise ConfigError(problems[0] if len(problems) == 1 else
                               f"{len(problems)} settings are not valid:\n" + "\n".join(f"- {p}" for p in problems))
         return cls(strategy=name, max_workers=workers, deadline_margin_ms=margin, metrics=metrics,
-                   metrics_namespace=namespace)
+                   metrics_namespace=namespace, log_failures=log_failures,
+                   # Lambda's own rule: JSON when the value is "JSON" in any case, else text.
+                   log_json=env.get(ENV_LAMBDA_LOG_FORMAT, "").upper() == "JSON")
 
 
 def _hint(value: str, choices: tuple[str, ...]) -> str:
@@ -151,9 +208,13 @@ def _hint(value: str, choices: tuple[str, ...]) -> str:
 
 def resolve_choice(
     value: str | None, *, argument: str, env: str | None, default: str, choices: tuple[str, ...],
-    environ: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None, aliases: Mapping[str, str] | None = None,
 ) -> str:
     """Pick an explicit argument, else the environment variable, else the default.
+
+    Args:
+        aliases: other spellings (matched in any case) -> the choice each means, e.g.
+            ``"true"`` -> ``"on"``; choices themselves then match in any case too.
 
     Raises ConfigError naming the source, repeating the value and listing the choices.
     """
@@ -170,8 +231,14 @@ def resolve_choice(
             )
     if value is None:
         return default
+    if aliases is not None and isinstance(value, str):
+        spelled = value.strip().lower()
+        value = aliases.get(spelled, spelled if spelled in choices else value)
     if not isinstance(value, str) or value not in choices:
         shown = ", ".join(map(repr, choices))
+        if aliases:
+            others = sorted(set(aliases) - set(choices))
+            shown += f" (also {', '.join(others)}; any case)"
         hint = _hint(value, choices) if isinstance(value, str) else ""
         raise ConfigError(
             f"{source} must be one of {shown} but got {value!r}.{hint}"
@@ -228,13 +295,15 @@ def resolve_int(
 
 
 def resolve_flag(env: str, *, default: bool, environ: Mapping[str, str] | None = None) -> bool:
-    """Read an on/off environment variable; anything else is a ConfigError."""
+    """Read an on/off environment variable: on/off, true/false, yes/no or 1/0, in any case.
+
+    Raises ConfigError for anything else, listing those spellings.
+    """
     environ = os.environ if environ is None else environ
     if environ.get(env) is None:
         return default
-    choice = resolve_choice(
-        None, argument=env, env=env, default="on" if default else "off", choices=("on", "off"), environ=environ
-    )
+    choice = resolve_choice(None, argument=env, env=env, default="on" if default else "off",
+                            choices=("on", "off"), environ=environ, aliases=FLAG_ALIASES)
     return choice == "on"
 
 
@@ -266,3 +335,11 @@ def max_workers(value: int | None = None) -> int:
 def error_mode(value: str) -> str:
     """Validate the ``errors=`` argument."""
     return resolve_choice(value, argument="errors", env=None, default="raise", choices=ERROR_MODES)
+
+
+def configuration_table() -> str:
+    """The README's Configuration table (Markdown), rendered from :data:`VARIABLES`."""
+    lines = ["| variable | default | read | meaning |", "| --- | --- | --- | --- |"]
+    lines += [f"| `{name}` | {default} | {when} | {meaning} |" for name, default, when, meaning in VARIABLES]
+    return "\n".join(lines)
+

@@ -36,10 +36,10 @@ if TYPE_CHECKING:
 from . import _config
 from ._task import Task
 
-ENV_CONNECT_TIMEOUT_S = "FANOUT_AWS_CONNECT_TIMEOUT_S"
-ENV_READ_TIMEOUT_S = "FANOUT_AWS_READ_TIMEOUT_S"
-DEFAULT_CONNECT_TIMEOUT_S = 3.0
-DEFAULT_READ_TIMEOUT_S = 10.0
+ENV_CONNECT_TIMEOUT_S = _config.ENV_AWS_CONNECT_TIMEOUT_S
+ENV_READ_TIMEOUT_S = _config.ENV_AWS_READ_TIMEOUT_S
+DEFAULT_CONNECT_TIMEOUT_S = _config.DEFAULT_AWS_CONNECT_TIMEOUT_S
+DEFAULT_READ_TIMEOUT_S = _config.DEFAULT_AWS_READ_TIMEOUT_S
 _RETRY_ENV = ("AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS")
 #: Pools never go below this, so a map(max_workers=N) argument above FANOUT_MAX_WORKERS
 #: still gets a connection per worker (aiohttp's limit is a hard cap). Idle slots cost nothing.

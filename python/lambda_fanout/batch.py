@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
-from ._errors import SkippedAfterFailure
+from ._errors import SkippedAfterFailure, kind, public
 
 PARTIAL = "partial"
 RAISE = "raise"
@@ -48,6 +48,7 @@ class BatchFailure(NamedTuple):
     error: BaseException
 
 
+@public
 class BatchError(Exception):
     """Records of a batch without partial responses failed; Lambda should retry the batch.
 
@@ -91,6 +92,10 @@ def _ddb_key(record: dict) -> str:
     return json.dumps(keys, sort_keys=True) if keys is not None else None
 
 
+#: Sources whose identifier is metadata, logged with a failed record; an S3 object key
+#: is data (and a Distributed Map item has only its index), so those log the index only.
+_LOGGED_IDENTIFIERS = frozenset({"sqs", "kinesis", "dynamodb", "sns", "eventbridge"})
+
 _RECORD_SOURCES: dict[str, tuple] = {
     # eventSource -> (name, reply, identifier path, group function or None)
     "aws:sqs": ("sqs", PARTIAL, ("messageId",), lambda r: _dig(r, "attributes", "MessageGroupId")),
@@ -102,9 +107,15 @@ _RECORD_SOURCES: dict[str, tuple] = {
 
 
 def _unknown(what: str) -> ValueError:
+    # The shape is unrecognised: the list of shapes is the useful part of the message.
     return ValueError(
         f"lambda_fanout.process_batch: {what}. Supported event shapes: " + "; ".join(SUPPORTED_SHAPES) + "."
     )
+
+
+def _malformed(what: str) -> ValueError:
+    # The shape is known and one thing in it is wrong: say that thing only.
+    return ValueError(f"lambda_fanout.process_batch: {what}; nothing was processed.")
 
 
 def detect(event: Any) -> _Shape:
@@ -115,11 +126,11 @@ def detect(event: Any) -> _Shape:
             object, or a record without the identifier its source needs.
     """
     if not isinstance(event, dict):
-        raise _unknown(f"the event is a {type(event).__name__}, not a JSON object")
+        raise _unknown(f"the event is {kind(event)}, not a JSON object")
     if "Items" in event and "Records" not in event:
         items = event["Items"]
         if not isinstance(items, list):
-            raise _unknown(f"'Items' is a {type(items).__name__}, expected a list")
+            raise _malformed(f"'Items' is {kind(items)}, expected a list")
         return _Shape("distributed-map", items, RESULTS, None, None)
     if "Records" not in event:
         if "detail-type" in event and "source" in event:
@@ -127,17 +138,17 @@ def detect(event: Any) -> _Shape:
         raise _unknown(f"the event has no 'Records' or 'Items' (keys: {sorted(map(str, event))[:8]})")
     records = event["Records"]
     if not isinstance(records, list):
-        raise _unknown(f"'Records' is a {type(records).__name__}, expected a list")
+        raise _malformed(f"'Records' is {kind(records)}, expected a list")
     if not records:
-        raise _unknown("'Records' is empty; Lambda never delivers an empty batch, so nothing was processed")
+        raise _malformed("'Records' is empty (Lambda never delivers an empty batch)")
     sources = []
     for index, record in enumerate(records):
         if not isinstance(record, dict):
-            raise _unknown(f"record #{index} is a {type(record).__name__}, not a JSON object")
+            raise _malformed(f"record #{index} is {kind(record)}, not a JSON object")
         sources.append(record.get("eventSource") or record.get("EventSource"))
     kinds = sorted(set(map(str, sources)))
     if len(kinds) > 1:
-        raise _unknown(f"the batch mixes event sources {kinds}; a batch comes from one source")
+        raise _malformed(f"the batch mixes event sources {kinds}; a batch comes from one source")
     source = sources[0]
     if source not in _RECORD_SOURCES:
         raise _unknown(f"unknown eventSource {source!r}")
@@ -163,7 +174,7 @@ def _json_serialisable(value: Any) -> None:
         json.dumps(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(
-            f"the record handler returned a {type(value).__name__}, which the Distributed Map "
+            f"the record handler returned {kind(value)}, which the Distributed Map "
             f"output cannot hold (it must be JSON-serialisable): {exc}"
         ) from None
 
@@ -237,6 +248,12 @@ def run_batch(shape: _Shape, record_handler: Any, context: Any, strategy: Any) -
         BatchFailure(o.index, shape.identifier(o.item) if shape.identifier else o.index, o.error)
         for o in outcomes if o.error is not None
     ]
+    if failures:
+        from ._failures import log_failures
+
+        logged = shape.source in _LOGGED_IDENTIFIERS
+        log_failures(strategy.settings, shape.source,
+                     ((f.index, f.identifier if logged else None, f.error) for f in failures))
     if shape.reply == PARTIAL:
         return {"batchItemFailures": [{"itemIdentifier": f.identifier} for f in failures]}
     if failures:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 from . import _config, batch, strategies
-from ._errors import ConfigError
+from ._errors import ConfigError, kind
 
 
 def resolve_record_handler(spec: str | None = None, environ: Any = None) -> Callable[[Any], Any]:
@@ -72,7 +72,7 @@ def resolve_record_handler(spec: str | None = None, environ: Any = None) -> Call
         ) from None
     if not callable(fn):
         raise ConfigError(
-            f"{shown}: {module_name}.{func_name} is a {type(fn).__name__}, not a function. "
+            f"{shown}: {module_name}.{func_name} is {kind(fn)}, not a function. "
             "Point it at the per-record function."
         )
     return fn
