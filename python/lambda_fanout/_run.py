@@ -133,8 +133,9 @@ class Run:
         # pulled from the caller's iterator, so a huge or slow input is never drained.
         results = self.results
         pending = self.pending
+        deadline = self.deadline
         index = 0
-        while self.may_start():
+        while not self.stopped and (deadline is None or monotonic() < deadline):  # may_start(), inlined
             try:
                 item = next(items)
             except StopIteration:
@@ -156,18 +157,13 @@ class Run:
             yield group
 
     # -- running one job ----------------------------------------------------------------------
-    # The blocking and coroutine forms differ only in the call itself: everything that
-    # decides or records an outcome is in _begin/_settle/_failed/_fatal_error.
-
-    def _begin(self, index: int) -> Any:
-        """The record to run now, or _QUEUED if it must not start."""
-        # The slot is marked before the flags are read: a finish() that sees _QUEUED
-        # here had already closed the run, so this record is then never started.
-        self.results[index] = _RUNNING
-        if self.stopped or self.closed or (self.deadline is not None and monotonic() >= self.deadline):
-            self.results[index] = _QUEUED
-            return _QUEUED
-        return self.pending[index]
+    # The blocking and coroutine forms differ only in the call itself: what records an
+    # outcome is shared (_settle/_failed/_fatal_error). The start check is written out
+    # in both, as it is the per-item hot path.
+    #
+    # The slot is marked _RUNNING before the stop flag is read: a finish() that still
+    # sees _QUEUED had already set the flag, so such a record is then never started, and
+    # one it sees _RUNNING is reported as possibly started (the safe side).
 
     def _settle(self, index: int, value: Any) -> bool:
         if self.check is not None:
@@ -207,11 +203,13 @@ class Run:
         self.stopped = True
 
     def _execute_one(self, index: int) -> bool:
-        item = self._begin(index)
-        if item is _QUEUED:
+        results = self.results
+        results[index] = _RUNNING
+        if self.stopped or (self.deadline is not None and monotonic() >= self.deadline):
+            results[index] = _QUEUED
             return False
         try:
-            value = self.fn(item)
+            value = self.fn(self.pending[index])
         except Exception as exc:
             return self._failed(index, exc)
         except BaseException as exc:
@@ -220,11 +218,13 @@ class Run:
         return self._settle(index, value)
 
     async def _aexecute_one(self, index: int) -> bool:
-        item = self._begin(index)
-        if item is _QUEUED:
+        results = self.results
+        results[index] = _RUNNING
+        if self.stopped or (self.deadline is not None and monotonic() >= self.deadline):
+            results[index] = _QUEUED
             return False
         try:
-            value = await self.fn(item)
+            value = await self.fn(self.pending[index])
         except Exception as exc:
             return self._failed(index, exc)
         except BaseException as exc:
@@ -283,8 +283,8 @@ class Run:
         exception from the input iterator (after the jobs it allowed ran); TaskError
         for the first failed record in raise mode (a record cut by the deadline counts).
         """
+        self.stopped = True  # first: the record starts above read it after marking their slot
         self.closed = True
-        self.stopped = True
         if self.fatal is not None:
             raise self.fatal
         if self.input_error is not None:
