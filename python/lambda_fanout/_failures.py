@@ -111,14 +111,11 @@ def _aws_error(error: BaseException) -> tuple[str | None, str | None]:
 
 
 def _traceback_lines(error: BaseException, *, with_message: bool) -> list[str]:
-    import traceback
-
     if error.__traceback__ is None and error.__cause__ is None and error.__context__ is None:
         return []  # never raised (a record cut by the deadline): the type and message say it all
-    if with_message:
-        return "".join(traceback.format_exception(error)).rstrip("\n").split("\n")
-    # The chain as Python prints it (innermost first), each exception's frames and type,
-    # with no message and no notes: either may carry the record's data.
+    # The chain as Python prints it (innermost first): each exception's frames, then its
+    # type, then (only with the message on) its message and notes, either of which may
+    # carry the record's data.
     chain: list[tuple[BaseException, str | None]] = []
     seen: set[int] = set()
     exc: BaseException | None = error
@@ -137,8 +134,40 @@ def _traceback_lines(error: BaseException, *, with_message: bool) -> list[str]:
     for exc, link in reversed(chain):
         if lines and link:
             lines += ["", link, ""]
-        if exc.__traceback__ is not None:
-            lines.append("Traceback (most recent call last):")
-            lines += "".join(traceback.format_tb(exc.__traceback__)).rstrip("\n").split("\n")
-        lines.append(_type_name(exc) + (f": {exc}" if _own_words(exc) else ""))
+        lines += _frames(exc.__traceback__)
+        if with_message:
+            import traceback
+
+            lines += "".join(traceback.format_exception_only(exc)).rstrip("\n").split("\n")
+        else:
+            lines.append(_type_name(exc) + (f": {exc}" if _own_words(exc) else ""))
+    return lines
+
+
+#: Formatted frames by where they were raised: a batch's failures mostly share one
+#: traceback, and formatting one (source lines, and in 3.11+ a parse of each line for
+#: its carets) costs far more than logging it.
+_FRAMES: dict[tuple, list[str]] = {}
+_FRAMES_KEPT = 256
+
+
+def _frames(tb: Any) -> list[str]:
+    if tb is None:
+        return []
+    key = []
+    walk = tb
+    while walk is not None:
+        # The code object and the instruction fix the file, line, function and carets.
+        key.append((walk.tb_frame.f_code, walk.tb_lasti))
+        walk = walk.tb_next
+    frozen = tuple(key)
+    lines = _FRAMES.get(frozen)
+    if lines is None:
+        import traceback
+
+        lines = ["Traceback (most recent call last):"]
+        lines += "".join(traceback.format_tb(tb)).rstrip("\n").split("\n")
+        if len(_FRAMES) >= _FRAMES_KEPT:
+            _FRAMES.clear()
+        _FRAMES[frozen] = lines
     return lines
