@@ -265,3 +265,21 @@ def test_the_zero_code_handler_logs_failures_to_stderr(tmp_path):
     assert "lambda_fanout: sqs record #1 (msg-00001) failed: PermissionError" in proc.stderr
     assert 'File "' in proc.stderr and "in process" in proc.stderr
     assert SECRET not in proc.stderr and 'AccessDenied {"card"' not in proc.stderr
+
+
+def test_each_failure_gets_the_traceback_of_where_it_was_raised(caplog):
+    # Tracebacks are formatted once per place they were raised: two places, two tracebacks.
+    caplog.set_level(logging.ERROR)
+
+    def two_places(record):
+        if record["messageId"].endswith(("0", "2", "4")):
+            raise KeyError("even")  # raised here: even
+        raise LookupError("odd")  # raised here: odd
+
+    lambda_fanout.process_batch(batches.sqs(5), two_places, strategy="sequential")
+    lines = fanout_records(caplog)
+    assert [r.exceptionType for r in lines] == ["KeyError", "LookupError", "KeyError", "LookupError", "KeyError"]
+    for r in lines:
+        text = "\n".join(r.traceback)
+        here, there = ("even", "odd") if r.exceptionType == "KeyError" else ("odd", "even")
+        assert f"# raised here: {here}" in text and f"# raised here: {there}" not in text
