@@ -207,6 +207,8 @@ def process_batch(
     """Run ``record_handler`` on every record of a Lambda batch event, concurrently.
 
     Settings are resolved once, here: explicit arguments, else ``FANOUT_*`` variables.
+    Each failed record gets one ERROR line on the ``lambda_fanout`` logger (source,
+    index, identifier, exception type, traceback; see FANOUT_LOG_FAILURES), never its body.
 
     Args:
         event: the event as Lambda delivered it (SQS, Kinesis, DynamoDB Streams, S3,

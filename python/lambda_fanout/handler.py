@@ -4,7 +4,8 @@ Environment:
     FANOUT_RECORD_HANDLER   ``module.function`` (or ``dir/module.function``) of the
                             per-record function, resolved from the task root the way
                             Lambda resolves handlers.
-    FANOUT_STRATEGY, FANOUT_MAX_WORKERS, FANOUT_DEADLINE_MARGIN_MS, FANOUT_METRICS.
+    FANOUT_STRATEGY, FANOUT_MAX_WORKERS, FANOUT_DEADLINE_MARGIN_MS, FANOUT_METRICS,
+    FANOUT_LOG_FAILURES (see the README's Configuration table).
 
 Everything is resolved and checked when Lambda imports this module (init): the
 settings once, into the strategy kept for every warm invocation, and the record
