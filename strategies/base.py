@@ -178,10 +178,30 @@ class Strategy:
         return _logged(self.settings, run, await self.arun(run))
 
     async def _adrive(self, run: Run) -> None:
-        # A sync strategy keeps the caller's loop free by driving from a thread.
+        # A sync strategy keeps the caller's loop free by driving from a thread of its own
+        # (not asyncio.to_thread: asyncio.run would wait at exit for a driver still waiting
+        # on a hung task after the caller was cancelled).
         import asyncio
+        import contextvars
+        import threading
+        from concurrent.futures import Future
 
-        await asyncio.to_thread(self._drive, run)
+        done: Future = Future()
+        context = contextvars.copy_context()
+
+        def drive() -> None:
+            # A cancelled caller has cancelled `done` already: then nobody awaits the outcome.
+            try:
+                context.run(self._drive, run)
+            except BaseException as exc:  # handed to the awaiting caller, whatever it is
+                if done.set_running_or_notify_cancel():
+                    done.set_exception(exc)
+            else:
+                if done.set_running_or_notify_cancel():
+                    done.set_result(None)
+
+        threading.Thread(target=drive, name=f"fanout-{self.name}-amap", daemon=True).start()
+        await asyncio.wrap_future(done)
 
     def close(self) -> None:
         """Release anything held between calls. The base holds nothing."""

@@ -258,8 +258,9 @@ def resolve_int(
 ) -> int:
     """Pick an explicit integer argument, else the environment variable, else the default.
 
-    Only plain ASCII digits (with an optional sign) count as a number in the
-    environment: ``int()`` would also take ``"²"``-like digits of other scripts.
+    Only plain ASCII digits count as a number in the environment (ASCII spaces around
+    them are ignored): ``int()`` would also take digits of other scripts, signs, and
+    Unicode spaces and line breaks.
 
     Raises ConfigError naming the source, repeating the value and giving the valid range.
     """
@@ -274,9 +275,8 @@ def resolve_int(
         return default
     expected = f"a whole number from {minimum} to {maximum}"
     if isinstance(raw, str) and value is None:
-        text = raw.strip()
-        digits = text[1:] if text[:1] in ("+", "-") else text
-        if not (digits.isascii() and digits.isdigit()):
+        text = raw.strip(" ")
+        if not (text.isascii() and text.isdigit()):
             raise ConfigError(
                 f"{source} must be {expected} but got {raw!r}. "
                 f"Set it to such a number, or unset it to use the default {default}."

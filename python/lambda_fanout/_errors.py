@@ -109,7 +109,10 @@ class TaskError(Exception):
     def __init__(self, index: int, item: object, cause: BaseException) -> None:
         # str(cause) is often the payload (KeyError: 'alice@example.com'): only its
         # type goes in the message; the exception itself stays on __cause__.
-        detail = f": {cause}" if isinstance(cause, DeadlineExceeded) else ""  # our own words, no payload
+        detail = ""
+        if type(cause) is DeadlineExceeded and cause.margin_ms is not None:  # the ledger's own report
+            detail = ": started, did not finish by the deadline margin" if cause.started else (
+                ": not started before the deadline margin")
         super().__init__(f"task failed on item #{index}: {type(cause).__name__}{detail}")
         self.index = index
         self.item = item

@@ -131,9 +131,16 @@ def detect(event: Any) -> _Shape:
         items = event["Items"]
         if not isinstance(items, list):
             raise _malformed(f"'Items' is {kind(items)}, expected a list")
+        if not items:
+            raise _malformed("'Items' is empty (a Distributed Map ItemBatcher never sends an empty batch)")
         return _Shape("distributed-map", items, RESULTS, None, None)
     if "Records" not in event:
         if "detail-type" in event and "source" in event:
+            if event.get("id") in (None, ""):
+                raise ValueError(
+                    "lambda_fanout.process_batch: the EventBridge event has no 'id', which identifies it; "
+                    "nothing was processed. Check the event comes from EventBridge as Lambda delivers it."
+                )
             return _Shape("eventbridge", [event], RAISE, lambda r: r.get("id"), None)
         raise _unknown(f"the event has no 'Records' or 'Items' (keys: {sorted(map(str, event))[:8]})")
     records = event["Records"]
@@ -171,7 +178,7 @@ def _json_serialisable(value: Any) -> None:
     import json
 
     try:
-        json.dumps(value)
+        json.dumps(value, allow_nan=False)  # NaN and Infinity are not JSON: Step Functions rejects them
     except (TypeError, ValueError) as exc:
         raise TypeError(
             f"the record handler returned {kind(value)}, which the Distributed Map "
