@@ -87,12 +87,12 @@ def check_sqs_run(task_root, strategy_name, spec):
     ({"FANOUT_RECORD_HANDLER": "nosuch.process"}, "module 'nosuch' could not be imported"),
     ({"FANOUT_RECORD_HANDLER": "broken.process"}, "import-time failure"),
     ({"FANOUT_RECORD_HANDLER": "app.missing"}, "has no attribute 'missing'"),
-    ({"FANOUT_RECORD_HANDLER": "app.not_callable"}, "is a int, not a function"),
+    ({"FANOUT_RECORD_HANDLER": "app.not_callable"}, "is an int, not a function"),
     ({"FANOUT_RECORD_HANDLER": "app.process", "FANOUT_STRATEGY": "thread"}, "Did you mean 'threads'"),
     ({"FANOUT_RECORD_HANDLER": "app.process", "FANOUT_MAX_WORKERS": "-3"}, "FANOUT_MAX_WORKERS"),
-    ({"FANOUT_RECORD_HANDLER": "app.process", "FANOUT_METRICS": "yes"}, "FANOUT_METRICS"),
+    ({"FANOUT_RECORD_HANDLER": "app.process", "FANOUT_METRICS": "maybe"}, "FANOUT_METRICS"),
     ({"FANOUT_RECORD_HANDLER": "app.process", "FANOUT_FIFO_ON_FAILURE": "stop"}, "FANOUT_FIFO_ON_FAILURE"),
-    ({"FANOUT_RECORD_HANDLER": "app.process", "FANOUT_RAISE_ON_ALL_FAILED": "yes"}, "FANOUT_RAISE_ON_ALL_FAILED"),
+    ({"FANOUT_RECORD_HANDLER": "app.process", "FANOUT_RAISE_ON_ALL_FAILED": "maybe"}, "FANOUT_RAISE_ON_ALL_FAILED"),
     ({"FANOUT_RECORD_HANDLER": "app.aprocess", "FANOUT_STRATEGY": "threads"}, "use FANOUT_STRATEGY=asyncio"),
 ])
 def test_bad_settings_fail_at_init(task_root, env, fragment):

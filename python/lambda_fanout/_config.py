@@ -30,11 +30,14 @@ ENV_AWS_CONNECT_TIMEOUT_S = "FANOUT_AWS_CONNECT_TIMEOUT_S"
 ENV_AWS_READ_TIMEOUT_S = "FANOUT_AWS_READ_TIMEOUT_S"
 #: Which client settings lambda_fanout.aws uses (one of lambda_fanout.aws.CLIENT_PROFILES).
 ENV_AWS_CLIENT = "FANOUT_AWS_CLIENT"
+ENV_LOG_FAILURES = "FANOUT_LOG_FAILURES"
 ENV_BENCH_OPTIONS = "FANOUT_BENCH_OPTIONS"
 ENV_BENCH_BUCKET = "FANOUT_BENCH_BUCKET"
 ENV_BENCH_TABLE = "FANOUT_BENCH_TABLE"
-#: Set by Lambda in every function's environment; not one of ours.
+#: Set by Lambda in every function's environment; not ours.
 ENV_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
+#: Lambda's log format setting (``Text`` or ``JSON``); not ours, read to match it.
+ENV_LAMBDA_LOG_FORMAT = "AWS_LAMBDA_LOG_FORMAT"
 
 DEFAULT_STRATEGY = "threads"
 #: Enough to hide typical S3/DynamoDB latency without crowding a small function.
@@ -45,6 +48,60 @@ MAX_WORKERS_LIMIT = 1024
 DEFAULT_DEADLINE_MARGIN_MS = 500
 MAX_DEADLINE_MARGIN_MS = 15 * 60 * 1000
 DEFAULT_METRICS_NAMESPACE = "LambdaFanout"
+#: One log line per failed record: "on" (with the exception's message), "type-only"
+#: (its type and traceback, not its message, which often carries the payload), "off".
+LOG_FAILURES_CHOICES = ("on", "type-only", "off")
+DEFAULT_LOG_FAILURES = "type-only"
+DEFAULT_AWS_CONNECT_TIMEOUT_S = 3.0
+DEFAULT_AWS_READ_TIMEOUT_S = 10.0
+DEFAULT_BENCH_BUCKET = DEFAULT_BENCH_TABLE = "lambda-fanout-bench"
+
+#: The spellings an on/off variable takes, in any case, and what each means.
+FLAG_ALIASES = {"on": "on", "true": "on", "yes": "on", "1": "on",
+                "off": "off", "false": "off", "no": "off", "0": "off"}
+
+# When each variable is read, for the Configuration table (its legend is in the README).
+_PER_CALL = "per call; at init for the zero-code handler"
+_AT_INIT = "at init"
+_CLIENT = "when a client is built"
+_BENCH = "per bench invocation"
+
+#: Every FANOUT_* variable: (name, default, when it is read, meaning). The README's
+#: Configuration table is :func:`configuration_table`, and a test keeps the two equal.
+VARIABLES = (
+    (ENV_STRATEGY, f"`{DEFAULT_STRATEGY}`", _PER_CALL,
+     "how items run: `sequential`, `threads`, `threads-map` or `asyncio`"),
+    (ENV_MAX_WORKERS, f"`{DEFAULT_MAX_WORKERS}`", _PER_CALL,
+     f"concurrency, a whole number from 1 to {MAX_WORKERS_LIMIT}"),
+    (ENV_DEADLINE_MARGIN_MS, f"`{DEFAULT_DEADLINE_MARGIN_MS}`", _PER_CALL,
+     "milliseconds kept back from the Lambda deadline: no item starts after it"),
+    (ENV_LOG_FAILURES, f"`{DEFAULT_LOG_FAILURES}`", _PER_CALL,
+     "one ERROR log line per failed record: `on` (with the exception's message), "
+     "`type-only` (type and traceback, no message), `off`"),
+    (ENV_METRICS, "`on` in Lambda, else `off`", _PER_CALL,
+     "one EMF metrics line per call: on/off, true/false, yes/no or 1/0"),
+    (ENV_METRICS_NAMESPACE, f"`{DEFAULT_METRICS_NAMESPACE}`", _PER_CALL,
+     "CloudWatch namespace of the metrics, 1 to 255 characters"),
+    (ENV_FIFO_ON_FAILURE, "`group`", _PER_CALL,
+     "SQS FIFO batches after a failure: `group` skips the rest of its message group, "
+     "`batch` starts no record after the first failure"),
+    (ENV_RAISE_ON_ALL_FAILED, "`off`", _PER_CALL,
+     "raise `BatchError` instead of a partial response when every record of an SQS, Kinesis, "
+     "DynamoDB or Kafka batch failed (for `BisectBatchOnFunctionError`): on/off"),
+    (ENV_RECORD_HANDLER, "(required)", _AT_INIT,
+     "the per-record function, `module.function` or `dir/module.function`"),
+    (ENV_AWS_CONNECT_TIMEOUT_S, f"`{DEFAULT_AWS_CONNECT_TIMEOUT_S:g}`", _CLIENT,
+     "`lambda_fanout.aws` clients' connect timeout in seconds, above 0 and at most 900"),
+    (ENV_AWS_READ_TIMEOUT_S, f"`{DEFAULT_AWS_READ_TIMEOUT_S:g}`", _CLIENT,
+     "`lambda_fanout.aws` clients' read timeout in seconds, above 0 and at most 900"),
+    (ENV_AWS_CLIENT, "`default`", _CLIENT,
+     "`lambda_fanout.aws` client settings: `default` or `lean` (no parameter validation, checksums "
+     "only where required)"),
+    (ENV_BENCH_BUCKET, f"`{DEFAULT_BENCH_BUCKET}`", _BENCH, "the bucket the bench function reads"),
+    (ENV_BENCH_TABLE, f"`{DEFAULT_BENCH_TABLE}`", _BENCH, "the table the bench function reads"),
+    (ENV_BENCH_OPTIONS, "(set by `./build.sh bench`)", "by the bench's suite",
+     "internal: the options `./build.sh bench` hands its suite; do not set it"),
+)
 
 ERROR_MODES = ("raise", "collect")
 #: SQS FIFO batches: after a failure, stop only its message group, or the whole batch.
@@ -69,12 +126,15 @@ class Settings:
             after the first failure).
         raise_on_all_failed: batches with partial responses: raise BatchError instead of
             replying when every record failed (so a stream's BisectBatchOnFunctionError applies).
+        log_failures: "on", "type-only" or "off": the log line per failed record.
+        log_json: whether Lambda's log format is JSON (the failure line's fields then
+            go out as structured keys).
     """
 
     # A plain class rather than a frozen dataclass: dataclasses imports inspect, which
     # would add milliseconds to every cold start.
     __slots__ = ("strategy", "max_workers", "deadline_margin_ms", "metrics", "metrics_namespace",
-                 "fifo_on_failure", "raise_on_all_failed")
+                 "fifo_on_failure", "raise_on_all_failed", "log_failures", "log_json")
 
     def __init__(self, **values: Any) -> None:
         missing = [n for n in self.__slots__ if n not in values]
@@ -154,11 +214,17 @@ class Settings:
                        default=DEFAULT_FIFO_ON_FAILURE, choices=FIFO_ON_FAILURE_MODES, environ=env)
         raise_all = attempt(resolve_flag, ENV_RAISE_ON_ALL_FAILED, default=False, environ=env,
                             value=raise_on_all_failed, argument="raise_on_all_failed")
+        log_failures = attempt(resolve_choice, None, argument=ENV_LOG_FAILURES, env=ENV_LOG_FAILURES,
+                               default=DEFAULT_LOG_FAILURES, choices=LOG_FAILURES_CHOICES, environ=env,
+                               aliases=FLAG_ALIASES)
         if problems:
             raise ConfigError(problems[0] if len(problems) == 1 else
                               f"{len(problems)} settings are not valid:\n" + "\n".join(f"- {p}" for p in problems))
         return cls(strategy=name, max_workers=workers, deadline_margin_ms=margin, metrics=metrics,
-                   metrics_namespace=namespace, fifo_on_failure=fifo, raise_on_all_failed=raise_all)
+                   metrics_namespace=namespace, fifo_on_failure=fifo, raise_on_all_failed=raise_all,
+                   log_failures=log_failures,
+                   # Lambda's own rule: JSON when the value is "JSON" in any case, else text.
+                   log_json=env.get(ENV_LAMBDA_LOG_FORMAT, "").upper() == "JSON")
 
 
 def _hint(value: str, choices: tuple[str, ...]) -> str:
@@ -172,9 +238,13 @@ def _hint(value: str, choices: tuple[str, ...]) -> str:
 
 def resolve_choice(
     value: str | None, *, argument: str, env: str | None, default: str, choices: tuple[str, ...],
-    environ: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None, aliases: Mapping[str, str] | None = None,
 ) -> str:
     """Pick an explicit argument, else the environment variable, else the default.
+
+    Args:
+        aliases: other spellings (matched in any case) -> the choice each means, e.g.
+            ``"true"`` -> ``"on"``; choices themselves then match in any case too.
 
     Raises ConfigError naming the source, repeating the value and listing the choices.
     """
@@ -191,8 +261,14 @@ def resolve_choice(
             )
     if value is None:
         return default
+    if aliases is not None and isinstance(value, str):
+        spelled = value.strip().lower()
+        value = aliases.get(spelled, spelled if spelled in choices else value)
     if not isinstance(value, str) or value not in choices:
         shown = ", ".join(map(repr, choices))
+        if aliases:
+            others = sorted(set(aliases) - set(choices))
+            shown += f" (also {', '.join(others)}; any case)"
         hint = _hint(value, choices) if isinstance(value, str) else ""
         raise ConfigError(
             f"{source} must be one of {shown} but got {value!r}.{hint}"
@@ -254,7 +330,10 @@ def resolve_flag(
 ) -> bool:
     """An explicit bool argument, else an on/off environment variable, else the default.
 
-    Raises ConfigError for an argument that is not a bool, or a variable other than on/off.
+    The variable takes on/off, true/false, yes/no or 1/0, in any case.
+
+    Raises ConfigError for an argument that is not a bool, or a variable of any other
+    spelling, listing those.
     """
     if value is not None:
         if not isinstance(value, bool):
@@ -263,9 +342,8 @@ def resolve_flag(
     environ = os.environ if environ is None else environ
     if environ.get(env) is None:
         return default
-    choice = resolve_choice(
-        None, argument=env, env=env, default="on" if default else "off", choices=("on", "off"), environ=environ
-    )
+    choice = resolve_choice(None, argument=env, env=env, default="on" if default else "off",
+                            choices=("on", "off"), environ=environ, aliases=FLAG_ALIASES)
     return choice == "on"
 
 
@@ -297,3 +375,11 @@ def max_workers(value: int | None = None) -> int:
 def error_mode(value: str) -> str:
     """Validate the ``errors=`` argument."""
     return resolve_choice(value, argument="errors", env=None, default="raise", choices=ERROR_MODES)
+
+
+def configuration_table() -> str:
+    """The README's Configuration table (Markdown), rendered from :data:`VARIABLES`."""
+    lines = ["| variable | default | read | meaning |", "| --- | --- | --- | --- |"]
+    lines += [f"| `{name}` | {default} | {when} | {meaning} |" for name, default, when, meaning in VARIABLES]
+    return "\n".join(lines)
+

@@ -49,8 +49,8 @@ from ._task import Task
 
 ENV_CONNECT_TIMEOUT_S = _config.ENV_AWS_CONNECT_TIMEOUT_S
 ENV_READ_TIMEOUT_S = _config.ENV_AWS_READ_TIMEOUT_S
-DEFAULT_CONNECT_TIMEOUT_S = 3.0
-DEFAULT_READ_TIMEOUT_S = 10.0
+DEFAULT_CONNECT_TIMEOUT_S = _config.DEFAULT_AWS_CONNECT_TIMEOUT_S
+DEFAULT_READ_TIMEOUT_S = _config.DEFAULT_AWS_READ_TIMEOUT_S
 _RETRY_ENV = ("AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS")
 #: The client settings one can pick with FANOUT_AWS_CLIENT or ``clients(profile=...)``:
 #: ``default`` (results exactly as botocore's) and ``lean`` (less client-side checking).

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ._errors import SkippedAfterFailure
+from ._errors import SkippedAfterFailure, kind, public
 
 PARTIAL = "partial"
 RAISE = "raise"
@@ -55,6 +55,7 @@ class BatchFailure(NamedTuple):
     error: BaseException
 
 
+@public
 class BatchError(Exception):
     """Records of a batch without partial responses failed; Lambda should retry the batch.
 
@@ -107,6 +108,9 @@ def _sqs_group(record: dict) -> Any:
         return None
     return _dig(record, "attributes", "MessageGroupId")
 
+#: Sources whose identifier is metadata, logged with a failed record; an S3 object key
+#: is data (and a Distributed Map item has only its index), so those log the index only.
+_LOGGED_IDENTIFIERS = frozenset({"sqs", "kinesis", "dynamodb", "kafka", "sns", "eventbridge"})
 
 _RECORD_SOURCES: dict[str, tuple] = {
     # eventSource -> (name, reply, identifier path, group function or None)
@@ -122,9 +126,15 @@ _KAFKA_SOURCES = ("aws:kafka", "SelfManagedKafka", "aws:SelfManagedKafka")
 
 
 def _unknown(what: str) -> ValueError:
+    # The shape is unrecognised: the list of shapes is the useful part of the message.
     return ValueError(
         f"lambda_fanout.process_batch: {what}. Supported event shapes: " + "; ".join(SUPPORTED_SHAPES) + "."
     )
+
+
+def _malformed(what: str) -> ValueError:
+    # The shape is known and one thing in it is wrong: say that thing only.
+    return ValueError(f"lambda_fanout.process_batch: {what}; nothing was processed.")
 
 
 def detect(event: Any) -> _Shape:
@@ -135,16 +145,13 @@ def detect(event: Any) -> _Shape:
             object, or a record without the identifier its source needs.
     """
     if not isinstance(event, dict):
-        raise _unknown(f"the event is a {type(event).__name__}, not a JSON object")
+        raise _unknown(f"the event is {kind(event)}, not a JSON object")
     if "Items" in event and "Records" not in event:
         items = event["Items"]
         if not isinstance(items, list):
-            raise _unknown(f"'Items' is a {type(items).__name__}, expected a list")
+            raise _malformed(f"'Items' is {kind(items)}, expected a list")
         if not items:
-            raise ValueError(
-                "lambda_fanout.process_batch: 'Items' is empty; a Distributed Map ItemBatcher never "
-                "sends an empty batch, so nothing was processed."
-            )
+            raise _malformed("'Items' is empty (a Distributed Map ItemBatcher never sends an empty batch)")
         return _Shape("distributed-map", items, RESULTS, None, None, False)
     if "records" in event and "Records" not in event:
         return _kafka(event)
@@ -159,17 +166,17 @@ def detect(event: Any) -> _Shape:
         raise _unknown(f"the event has no 'Records' or 'Items' (keys: {sorted(map(str, event))[:8]})")
     records = event["Records"]
     if not isinstance(records, list):
-        raise _unknown(f"'Records' is a {type(records).__name__}, expected a list")
+        raise _malformed(f"'Records' is {kind(records)}, expected a list")
     if not records:
-        raise _unknown("'Records' is empty; Lambda never delivers an empty batch, so nothing was processed")
+        raise _malformed("'Records' is empty (Lambda never delivers an empty batch)")
     sources = []
     for index, record in enumerate(records):
         if not isinstance(record, dict):
-            raise _unknown(f"record #{index} is a {type(record).__name__}, not a JSON object")
+            raise _malformed(f"record #{index} is {kind(record)}, not a JSON object")
         sources.append(record.get("eventSource") or record.get("EventSource"))
     kinds = sorted(set(map(str, sources)))
     if len(kinds) > 1:
-        raise _unknown(f"the batch mixes event sources {kinds}; a batch comes from one source")
+        raise _malformed(f"the batch mixes event sources {kinds}; a batch comes from one source")
     source = sources[0]
     if source not in _RECORD_SOURCES:
         raise _unknown(f"unknown eventSource {source!r}")
@@ -199,18 +206,18 @@ def _kafka(event: dict) -> _Shape:
                        f"({', '.join(map(repr, _KAFKA_SOURCES))})")
     partitions = event["records"]
     if not isinstance(partitions, dict):
-        raise _unknown(f"Kafka 'records' is a {type(partitions).__name__}, expected an object mapping "
+        raise _malformed(f"Kafka 'records' is {kind(partitions)}, expected an object mapping "
                        '"<topic>-<partition>" to a list of records')
     records: list = []
     identifiers: list = []
     keys: list = []
     for partition, batch in partitions.items():
         if not isinstance(batch, list):
-            raise _unknown(f"Kafka records[{partition!r}] is a {type(batch).__name__}, expected a list of records")
+            raise _malformed(f"Kafka records[{partition!r}] is {kind(batch)}, expected a list of records")
         for position, record in enumerate(batch):
             where = f"kafka record records[{partition!r}][{position}]"
             if not isinstance(record, dict):
-                raise _unknown(f"{where} is a {type(record).__name__}, not a JSON object")
+                raise _malformed(f"{where} is {kind(record)}, not a JSON object")
             offset = record.get("offset")
             if isinstance(offset, bool) or not isinstance(offset, int):
                 raise ValueError(
@@ -224,7 +231,7 @@ def _kafka(event: dict) -> _Shape:
             identifiers.append({"partition": partition, "offset": record["offset"]})
             keys.append(partition)
     if not records:
-        raise _unknown("Kafka 'records' holds no record; Lambda never delivers an empty batch, so nothing was processed")
+        raise _malformed("Kafka 'records' holds no record (Lambda never delivers an empty batch)")
     return _Shape("kafka", records, PARTIAL, identifiers, keys, False)
 
 
@@ -237,7 +244,7 @@ def _json_serialisable(value: Any) -> None:
         json.dumps(value, allow_nan=False)  # NaN and Infinity are not JSON: Step Functions rejects them
     except (TypeError, ValueError) as exc:
         raise TypeError(
-            f"the record handler returned a {type(value).__name__}, which the Distributed Map "
+            f"the record handler returned {kind(value)}, which the Distributed Map "
             f"output cannot hold (it must be JSON-serialisable): {exc}"
         ) from None
 
@@ -271,6 +278,8 @@ def process_batch(
     """Run ``record_handler`` on every record of a Lambda batch event, concurrently.
 
     Settings are resolved once, here: explicit arguments, else ``FANOUT_*`` variables.
+    Each failed record gets one ERROR line on the ``lambda_fanout`` logger (source,
+    index, identifier, exception type, traceback; see FANOUT_LOG_FAILURES), never its body.
 
     Args:
         event: the event as Lambda delivered it (SQS, Kinesis, DynamoDB Streams, Kafka,
@@ -327,6 +336,12 @@ def run_batch(shape: _Shape, record_handler: Any, context: Any, strategy: Any) -
         BatchFailure(o.index, ids[o.index] if ids is not None else o.index, o.error)
         for o in outcomes if o.error is not None
     ]
+    if failures:
+        from ._failures import log_failures
+
+        logged = shape.source in _LOGGED_IDENTIFIERS
+        log_failures(strategy.settings, shape.source,
+                     ((f.index, f.identifier if logged else None, f.error) for f in failures))
     if shape.reply == PARTIAL and not (settings.raise_on_all_failed and len(failures) == len(shape.records)):
         return {"batchItemFailures": [{"itemIdentifier": f.identifier} for f in failures]}
     if failures:
