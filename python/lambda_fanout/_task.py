@@ -116,7 +116,9 @@ class Results(list):
         unread: True when the Lambda deadline stopped the call before the input was
             exhausted. Every item that was read has its entry; the input was read up to
             index ``len(results)`` and no further, so an iterator you passed is left at
-            the first unread item: pass it to a later call to go on from there.
+            the first unread item: pass it to a later call to go on from there. (An
+            iterator cut right after its last item has not yet said it is exhausted, so
+            it counts as unread; a list or other sized input read to its end never does.)
     """
 
     __slots__ = ("unread",)
