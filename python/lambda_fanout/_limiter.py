@@ -1,0 +1,449 @@
+"""Adaptive concurrency for ``FANOUT_MAX_WORKERS=auto``: a limit that finds its own level.
+
+The controller follows TCP Vegas and Netflix's concurrency-limits (Vegas, Gradient2):
+the mean latency of a window of completions is compared with the lowest one seen
+(the no-load latency). The limit starts small and doubles per window while latency
+stays near that floor and completions per second rise (slow start); it then grows
+in smaller steps while both hold, shrinks in proportion when latency climbs, and is
+cut multiplicatively on a throttling signal (TCP's AIMD), at most once per window
+of requests that were already in flight when the signal came. After a cut it climbs
+back quickly towards the limit that throttled, then probes past it slowly.
+
+Per completion the work is a clock read, a lock and a few additions; the decisions
+run once per window (about one round trip: ``limit`` completions, at least
+``MIN_WINDOW_S``).
+
+Throttling signals: a botocore ``ClientError`` whose code is in
+:data:`THROTTLE_CODES`, an HTTP 429 or 503 (``.response`` of botocore's shape,
+``.status``, ``.status_code`` or ``.response.status_code``), an exception of a type
+given to :func:`register_throttle_error`, any of these as ``__cause__``, and every
+throttled attempt that botocore retries inside a client made by
+:mod:`lambda_fanout.aws` (seen through its ``needs-retry`` event). Nothing here
+imports botocore.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+from collections import deque
+
+# Annotations only (postponed by `from __future__ import annotations`): typing is
+# not imported at run time, which keeps cold starts short.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Hashable
+
+from . import _config
+from ._errors import ConfigError
+
+#: botocore error codes that mean "slow down" (S3, DynamoDB, the query/JSON protocols).
+THROTTLE_CODES = frozenset({
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "RequestThrottled",
+})
+THROTTLE_STATUSES = frozenset({429, 503})
+
+AUTO = "auto"
+#: The default ceiling of ``auto``; ``auto:N`` sets another (1 to MAX_WORKERS_LIMIT).
+DEFAULT_CAP = 256
+#: Where a limiter with no history starts: small, so a throttling service sees a gentle ramp.
+INITIAL_LIMIT = 16
+#: A window closes after ``limit`` completions and at least this long, so that very
+#: fast tasks adjust a few hundred times per second, not once per item.
+MIN_WINDOW_S = 0.005
+#: Fewer samples than this make a mean too noisy to act on.
+MIN_SAMPLES = 8
+#: Latency within this factor of the floor counts as "near its observed minimum".
+GROW_BELOW = 1.5
+#: Latency above this factor of the floor shrinks the limit towards GROW_BELOW.
+SHRINK_ABOVE = 2.0
+#: Weight of the newest window in the smoothed latency.
+SMOOTHING = 0.5
+#: The multiplicative cut on a throttling signal (CUBIC's beta).
+BACKOFF = 0.7
+#: A step up is kept only if completions per second rose by at least this share of
+#: the step (a doubling must bring 25 % more).
+STEP_GAIN = 0.25
+#: Adjustments kept for the limit-over-time chart.
+HISTORY = 4096
+
+
+# -- turning it on -------------------------------------------------------------------
+
+class Auto:
+    """``max_workers="auto"``: adaptive concurrency up to ``cap``."""
+
+    __slots__ = ("cap",)
+
+    def __init__(self, cap: int = DEFAULT_CAP) -> None:
+        self.cap = cap
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Auto) and other.cap == self.cap
+
+    def __hash__(self) -> int:
+        return hash((Auto, self.cap))
+
+    def __repr__(self) -> str:
+        return f"Auto(cap={self.cap})"
+
+    def __str__(self) -> str:
+        return AUTO if self.cap == DEFAULT_CAP else f"{AUTO}:{self.cap}"
+
+
+def parse_workers(value: Any = None) -> int | Auto:
+    """The worker setting: an explicit argument, else FANOUT_MAX_WORKERS, else the default.
+
+    Args:
+        value: a whole number, ``"auto"``, ``"auto:N"``, an :class:`Auto`, or None to
+            read FANOUT_MAX_WORKERS.
+
+    Returns:
+        The fixed count, or an :class:`Auto` carrying the cap.
+
+    Raises:
+        ConfigError: anything else, naming the source, repeating the value and
+            listing what is accepted.
+    """
+    import os
+
+    if isinstance(value, Auto):
+        return value
+    source, raw = f"argument max_workers=", value
+    if value is None:
+        raw = os.environ.get(_config.ENV_MAX_WORKERS)
+        source = f"environment variable {_config.ENV_MAX_WORKERS}"
+    if not isinstance(raw, str) or not raw.strip().lower().startswith(AUTO):
+        return _config.max_workers(value)
+    text = raw.strip().lower()
+    if text == AUTO:
+        return Auto()
+    cap = text[len(AUTO) + 1:] if text[len(AUTO)] == ":" else ""
+    if cap.isdigit() and 1 <= int(cap) <= _config.MAX_WORKERS_LIMIT:
+        return Auto(int(cap))
+    raise ConfigError(
+        f"{source} must be a whole number from 1 to {_config.MAX_WORKERS_LIMIT}, 'auto', or "
+        f"'auto:N' with N such a number (the cap, default {DEFAULT_CAP}), but got {raw!r}. "
+        "For example 'auto:64'."
+    )
+
+
+def pool_size(workers: int | Auto) -> int:
+    """How many threads or connections a setting may use at once: the count, or the cap."""
+    return workers.cap if isinstance(workers, Auto) else workers
+
+
+# -- throttling signals ----------------------------------------------------------------
+
+_user_types: tuple[type, ...] = ()
+
+
+def register_throttle_error(*types: type) -> None:
+    """Count exceptions of these types as throttling signals under ``auto``.
+
+    For clients the built-in classification cannot recognise (a rate-limited HTTP API
+    raising its own exception). Registration is process-wide and adds to earlier ones.
+
+    Args:
+        *types: exception classes.
+
+    Raises:
+        ConfigError: something that is not an exception class.
+    """
+    global _user_types
+    for kind in types:
+        if not (isinstance(kind, type) and issubclass(kind, BaseException)):
+            raise ConfigError(f"register_throttle_error() takes exception classes but got {kind!r}.")
+    _user_types = tuple(dict.fromkeys(_user_types + types))
+
+
+def _status(obj: Any) -> Any:
+    status = getattr(obj, "status_code", None)
+    return getattr(obj, "status", None) if status is None else status
+
+
+def response_throttled(response: Any) -> bool:
+    """True for a botocore-shaped response dict (or an HTTP response) that says slow down."""
+    if isinstance(response, dict):
+        error = response.get("Error")
+        if isinstance(error, dict) and error.get("Code") in THROTTLE_CODES:
+            return True
+        meta = response.get("ResponseMetadata")
+        return isinstance(meta, dict) and meta.get("HTTPStatusCode") in THROTTLE_STATUSES
+    status = _status(response)
+    return type(status) is int and status in THROTTLE_STATUSES
+
+
+def is_throttle(exc: BaseException | None) -> bool:
+    """True when ``exc`` (or an exception it was raised from) is a throttling signal."""
+    for _ in range(4):
+        if exc is None:
+            return False
+        if _user_types and isinstance(exc, _user_types):
+            return True
+        if response_throttled(getattr(exc, "response", None)):
+            return True
+        status = _status(exc)
+        if type(status) is int and status in THROTTLE_STATUSES:
+            return True
+        exc = exc.__cause__
+    return False
+
+
+#: The limiter of the task running in this thread or coroutine (set per job under auto).
+current: contextvars.ContextVar[Limiter | None] = contextvars.ContextVar("fanout_limiter", default=None)
+
+# ids of botocore responses already counted by the retry hook, so the ClientError
+# raised from the last attempt is not counted a second time.
+_counted: deque[int] = deque(maxlen=256)
+
+
+def botocore_retry_hook(response: Any = None, **_: Any) -> None:
+    """botocore ``needs-retry`` handler: report each throttled attempt to the running limiter.
+
+    Registered first on every client :mod:`lambda_fanout.aws` makes; returns None, so
+    botocore's own retry decision is unchanged.
+    """
+    if response is None:
+        return None
+    limiter = current.get()
+    if limiter is None:
+        return None
+    http, parsed = response
+    if response_throttled(parsed) or getattr(http, "status_code", None) in THROTTLE_STATUSES:
+        _counted.append(id(parsed))
+        limiter.throttle()
+    return None
+
+
+def note_failure(limiter: Limiter, exc: BaseException) -> None:
+    """Report a task's exception to ``limiter`` when it is a throttling signal not yet counted."""
+    if is_throttle(exc) and id(getattr(exc, "response", None)) not in _counted:
+        limiter.throttle()
+
+
+# -- the controller --------------------------------------------------------------------
+
+class Limiter:
+    """How many items may be in flight; moved by latency, throughput and throttling.
+
+    Thread-safe: :meth:`begin` and :meth:`end` may be called from any thread.
+
+    Attributes:
+        limit: the current limit, within [1, cap].
+        cap: the ceiling.
+        peak: the highest limit reached (since :meth:`new_run`).
+        throttled: throttling signals seen (since :meth:`new_run`).
+        adjustments: decisions taken so far (growth, hold, shrink or cut).
+        history: ``(seconds since the run began, limit)`` after each change.
+    """
+
+    __slots__ = (
+        "cap", "limit", "peak", "throttled", "adjustments", "history", "clock", "_lock",
+        "_inflight", "_done", "_samples", "_t0", "_win_peak", "_floor", "_rate",
+        "_smooth", "_slow", "_stepped", "_before", "_ceiling", "_recover_at", "_origin",
+    )
+
+    def __init__(self, cap: int = DEFAULT_CAP, *, initial: int = INITIAL_LIMIT,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        """Build a limiter.
+
+        Args:
+            cap: the ceiling (at least 1).
+            initial: where the limit starts (clamped into [1, cap]).
+            clock: seconds, monotonic; a simulation passes its own.
+        """
+        self.cap = max(1, int(cap))
+        self.limit = min(self.cap, max(1, int(initial)))
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._floor: float | None = None  # the no-load latency, once measured
+        self._smooth: float | None = None  # window medians, smoothed
+        self._slow = True  # slow start: doubling per window
+        self._ceiling = 0  # the limit at the last throttling cut (0: none yet)
+        self.adjustments = 0
+        self._inflight = 0
+        self._done = 0
+        self.new_run()
+
+    def new_run(self) -> None:
+        """Start a new invocation's figures; what was learned (limit, floor) is kept."""
+        with self._lock:
+            self.peak = self.limit
+            self.throttled = 0
+            self._origin = self.clock()
+            self.history = [(0.0, self.limit)]
+            self._rate = 0.0
+            self._stepped = 0  # +1 after a step up, so the next window can judge it
+            self._before = self.limit
+            self._recover_at = self._done
+            self._open_window(self._origin)
+
+    def _open_window(self, now: float) -> None:
+        self._samples: list[float] = []
+        self._t0 = now
+        self._win_peak = self._inflight
+
+    # -- per item --------------------------------------------------------------------
+
+    def begin(self) -> float:
+        """An item starts; returns its start time for :meth:`end`."""
+        with self._lock:
+            self._inflight = inflight = self._inflight + 1
+            if inflight > self._win_peak:
+                self._win_peak = inflight
+        return self.clock()
+
+    def end(self, started: float, ok: bool = True) -> None:
+        """The item started at ``started`` completed; ``ok=False`` when it raised.
+
+        A failed item's latency says nothing about the service's (a throttled or
+        refused request comes back fast), so only successes are samples.
+        """
+        now = self.clock()
+        with self._lock:
+            self._inflight -= 1
+            self._done += 1
+            if not ok:
+                return
+            samples = self._samples
+            samples.append(now - started)
+            n = len(samples)
+            if n >= self.limit and n >= MIN_SAMPLES and now - self._t0 >= MIN_WINDOW_S:
+                self._adjust(now)
+
+    def throttle(self) -> None:
+        """A throttling signal: cut the limit, once per window of requests already in flight."""
+        with self._lock:
+            self.throttled += 1
+            if self._done < self._recover_at:
+                return  # part of a burst already answered
+            self._ceiling = self.limit
+            self._slow = False
+            self._set(max(1, int(self.limit * BACKOFF)), self.clock(), stepped=0)
+
+    # -- per window ------------------------------------------------------------------
+
+    def _set(self, limit: int, now: float, *, stepped: int) -> None:
+        self.adjustments += 1
+        self._before = self.limit
+        self._stepped = stepped
+        if limit < self.limit:
+            # What is in flight now was sent at the old limit: its latencies and
+            # throttles answer the old limit, not this one.
+            self._recover_at = self._done + self._inflight
+        if limit != self.limit:
+            self.limit = limit
+            if limit > self.peak:
+                self.peak = limit
+            history = self.history
+            if len(history) >= HISTORY:
+                del history[1::2]  # keep the shape, halve the resolution
+            history.append((now - self._origin, limit))
+        self._open_window(now)
+
+    def _adjust(self, now: float) -> None:
+        # The median, not the mean: a few retried or tail requests must not read as congestion.
+        samples = sorted(self._samples)
+        n = len(samples)
+        median = samples[n // 2]
+        # Smoothed over windows, so one lucky window does not set a floor the
+        # service cannot meet again (lognormal tails make single windows noisy).
+        smooth = self._smooth
+        self._smooth = latency = median if smooth is None else smooth + (median - smooth) * SMOOTHING
+        rate = n / (now - self._t0)
+        floor = self._floor
+        if floor is None or latency < floor:
+            self._floor = floor = latency
+        ratio = latency / floor if floor > 0 else 1.0
+        limit = self.limit
+        previous_rate, self._rate = self._rate, rate
+        if self._done < self._recover_at:
+            self._set(limit, now, stepped=0)  # still draining what the old limit sent
+            return
+        if self._stepped:
+            # A step up must buy throughput, at least a share of what it would on an
+            # unloaded service; else go back and stop doubling.
+            wanted = 1.0 + STEP_GAIN * (limit - self._before) / self._before
+            if rate < previous_rate * wanted:
+                self._slow = False
+                self._set(self._before, now, stepped=0)
+                return
+        if ratio > SHRINK_ABOVE:
+            self._slow = False
+            if limit == 1:
+                self._floor = latency  # the service itself became slower: a new floor
+            target = int(limit * max(0.5, GROW_BELOW / ratio))
+            self._set(max(1, min(target, limit - 1)), now, stepped=0)
+            return
+        if ratio >= GROW_BELOW or self._win_peak < limit or limit >= self.cap:
+            # Latency is rising, or the limit was not even used (an idle limit says
+            # nothing about a larger one), or it is at the cap: hold.
+            self._set(limit, now, stepped=0)
+            return
+        if self._slow:
+            grown = limit * 2
+        elif limit < self._ceiling:
+            grown = limit + max(1, (self._ceiling - limit) // 2)  # back towards the last cut quickly
+        else:
+            grown = limit + max(1, limit // 8)
+        self._set(min(self.cap, grown), now, stepped=1)
+
+    def __repr__(self) -> str:
+        return f"<Limiter limit={self.limit} cap={self.cap} peak={self.peak} throttled={self.throttled}>"
+
+
+# -- what persists across warm invocations ---------------------------------------------
+
+_registry_lock = threading.Lock()
+_registry: dict[Hashable, tuple[Hashable, Limiter]] = {}
+
+
+def task_key(fn: Any) -> Hashable:
+    """A key for a task that stays the same across warm invocations."""
+    target = getattr(fn, "sync_fn", None) or getattr(fn, "async_fn", None) or fn
+    target = getattr(target, "func", target)  # functools.partial
+    module = getattr(target, "__module__", None)
+    name = getattr(target, "__qualname__", None)
+    if module is None or name is None:
+        return type(target).__module__, type(target).__qualname__
+    return module, name
+
+
+def limiter_for(task: Any, strategy: str, workers: Auto, settings: Hashable = ()) -> Limiter:
+    """The limiter for this task under this strategy, kept across warm invocations.
+
+    Args:
+        task: the task (its module and qualified name key the state).
+        strategy: the strategy's name.
+        workers: the auto setting (its cap).
+        settings: anything else that, when changed, must reset what was learned.
+
+    Returns:
+        A limiter, fresh for a new key or changed settings, else the one learned so far
+        with its per-run figures reset.
+    """
+    key = (task_key(task), strategy)
+    fingerprint = (workers.cap, settings)
+    with _registry_lock:
+        found = _registry.get(key)
+        if found is not None and found[0] == fingerprint:
+            limiter = found[1]
+        else:
+            limiter = Limiter(workers.cap)
+            _registry[key] = (fingerprint, limiter)
+    limiter.new_run()
+    return limiter
+
+
+def forget() -> None:
+    """Drop everything learned (tests; a process that wants a cold start)."""
+    with _registry_lock:
+        _registry.clear()
