@@ -87,3 +87,59 @@ def test_bad_throttle_settings_are_refused(aws_endpoint):
             aws_endpoint.configure(throttle=bad)
         with err.value:
             assert err.value.code == 400
+
+
+def test_retried_throttles_reach_the_running_limiter_once_each(aws_endpoint, s3_bucket):
+    """botocore retries a SlowDown inside the call; every attempt is a signal, and the
+    ClientError from the last attempt is not counted again."""
+    import asyncio
+
+    from botocore.exceptions import ClientError
+
+    from lambda_fanout import aws
+
+    s3 = aws.clients("s3")
+    s3.sync.put_object(Bucket=s3_bucket, Key="t/one", Body=b"x")
+    aws_endpoint.configure(throttle={"rate": 0.01, "burst": 1})
+    aws_endpoint.reset_stats()
+    limiter = _limiter.Limiter(64)
+    token = _limiter.current.set(limiter)
+    try:
+        s3.sync.head_object(Bucket=s3_bucket, Key="t/one")  # the bucket's one token
+        assert limiter.throttled == 0
+        with pytest.raises(ClientError) as err:
+            s3.sync.head_object(Bucket=s3_bucket, Key="t/one")
+        attempts = aws_endpoint.stats()["throttled"]
+        assert attempts == 3  # botocore's standard mode: three attempts
+        assert limiter.throttled == attempts
+        _limiter.note_failure(limiter, err.value)
+        assert limiter.throttled == attempts
+
+        async def aio_call():
+            _limiter.current.set(limiter)
+            try:
+                await s3.aio.head_object(Bucket=s3_bucket, Key="t/one")
+            finally:
+                await aws.aclose()
+
+        with pytest.raises(ClientError):
+            asyncio.run(aio_call())
+        assert limiter.throttled == aws_endpoint.stats()["throttled"] == 6
+    finally:
+        _limiter.current.reset(token)
+    # No limiter running: the hook stays silent.
+    with pytest.raises(ClientError):
+        s3.sync.head_object(Bucket=s3_bucket, Key="t/one")
+    assert limiter.throttled == 6
+
+
+def test_auto_sizes_the_pool_to_the_cap(monkeypatch):
+    from lambda_fanout import aws
+
+    monkeypatch.setenv("FANOUT_MAX_WORKERS", "auto:300")
+    assert aws.clients("s3").max_workers == 300
+    assert aws.client_settings(300)["max_pool_connections"] == 300
+    assert aws.clients("s3", max_workers="auto").max_workers == _limiter.DEFAULT_CAP
+    monkeypatch.setenv("FANOUT_MAX_WORKERS", "auto:0")
+    with pytest.raises(Exception, match="FANOUT_MAX_WORKERS"):
+        aws.clients("s3")

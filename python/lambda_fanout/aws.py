@@ -133,7 +133,7 @@ class Clients:
 
                     # A session of its own: boto3's default session is not thread-safe to create.
                     session = boto3.session.Session()
-                    self._sync = session.client(self.service_name, **self._kwargs(Config))
+                    self._sync = _watch_throttling(session.client(self.service_name, **self._kwargs(Config)))
         return self._sync
 
     async def aio_client(self) -> Any:
@@ -157,7 +157,7 @@ class Clients:
                 from ._loop import on_close
 
                 context = get_session().create_client(self.service_name, **self._kwargs(AioConfig))
-                client = await context.__aenter__()
+                client = _watch_throttling(await context.__aenter__())
                 self._aio[key] = (loop, client)
 
                 async def close(context=context, key=key) -> None:
@@ -169,13 +169,28 @@ class Clients:
         return client
 
 
-def clients(service_name: str, *, max_workers: int | None = None, **client_kwargs: Any) -> Clients:
+def _watch_throttling(client: Any) -> Any:
+    """Report every throttled attempt, retried ones included, to the ``auto`` limiter.
+
+    Registered first at the level botocore's own retry handler uses, so it runs
+    before that handler (which may return a delay and end the chain).
+    """
+    from . import _limiter
+
+    service = client.meta.service_model.service_id.hyphenize()
+    client.meta.events.register_first(
+        f"needs-retry.{service}", _limiter.botocore_retry_hook, unique_id="lambda-fanout-throttle-signal"
+    )
+    return client
+
+
+def clients(service_name: str, *, max_workers: int | str | None = None, **client_kwargs: Any) -> Clients:
     """The process-wide pair of clients for a service.
 
     Args:
         service_name: "s3", "dynamodb", ...
         max_workers: the concurrency to size connection pools for; None reads
-            FANOUT_MAX_WORKERS, else the default.
+            FANOUT_MAX_WORKERS, else the default. Under ``auto`` the pool follows the cap.
         **client_kwargs: passed to ``boto3 client()`` and aiobotocore's ``create_client()``
             (``region_name``, ``endpoint_url``, ``config`` ...).
 
@@ -185,7 +200,9 @@ def clients(service_name: str, *, max_workers: int | None = None, **client_kwarg
     Raises:
         ConfigError: a bad worker count or timeout setting.
     """
-    workers = _config.max_workers(max_workers)
+    from . import _limiter
+
+    workers = _limiter.pool_size(_limiter.parse_workers(max_workers))
     key = (service_name, workers, _freeze(client_kwargs))
     with _lock:
         found = _registry.get(key)
