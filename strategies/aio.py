@@ -11,7 +11,8 @@ from .base import Strategy
 
 
 class AsyncioStrategy(Strategy):
-    """``max_workers`` coroutines, each pulling the next job from the shared input.
+    """``max_workers`` coroutines, each pulling the next job from the shared input
+    (under auto, as many as the limiter's limit, spawned and retired as it moves).
 
     A fixed pool keeps memory flat whatever the input size, where gather over a
     semaphore would make one task per item. ``map`` runs on this thread's reused
@@ -29,24 +30,41 @@ class AsyncioStrategy(Strategy):
 
     async def _adrive(self, run: Run) -> None:
         jobs = run.jobs
+        limiter = run.limiter
+        loop = asyncio.get_running_loop()
+        workers: list[asyncio.Task] = []
+        alive = [0]
+
+        def spawn() -> None:
+            alive[0] += 1
+            workers.append(loop.create_task(worker()))
 
         async def worker() -> None:
-            # Pulling from the generator never awaits, so workers never race on it.
-            for job in jobs:
-                await run_async(run, job)
+            try:
+                # Pulling from the generator never awaits, so workers never race on it.
+                for job in jobs:
+                    await run_async(run, job)
+                    if limiter is not None:
+                        # Under auto the pool follows the limit: retire above it, spawn below it.
+                        if alive[0] > limiter.limit:
+                            return
+                        while alive[0] < limiter.limit:
+                            spawn()
+            finally:
+                alive[0] -= 1
 
-        loop = asyncio.get_running_loop()
-        workers = [loop.create_task(worker()) for _ in range(self.max_workers)]
+        for _ in range(self.max_workers if limiter is None else limiter.limit):
+            spawn()
         try:
-            pending = set(workers)
-            while pending:
-                done, pending = await asyncio.wait(
-                    pending, timeout=run.wait_timeout(), return_when=asyncio.FIRST_EXCEPTION
-                )
-                for task in done:
-                    if not task.cancelled() and task.exception() is not None:
+            while True:
+                for task in workers:
+                    if task.done() and not task.cancelled() and task.exception() is not None:
                         raise task.exception()
-                if pending and run.expired():
+                workers[:] = [task for task in workers if not task.done()]
+                if not workers:
+                    return
+                await asyncio.wait(workers, timeout=run.wait_timeout(), return_when=asyncio.FIRST_COMPLETED)
+                if run.expired() and not all(task.done() for task in workers):
                     return  # finish() reports what is still in flight
         finally:
             # Nothing is left pending on the reused loop after a call.

@@ -8,7 +8,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterable
 
-from .. import _config
+from .. import _config, _limiter
 from .._run import Run
 from .._task import sync_form
 
@@ -53,17 +53,24 @@ class Strategy:
     name: str = ""
     #: "sync" strategies run a task's blocking form, "async" its coroutine form.
     form: str = "sync"
+    #: False for a strategy that runs one item at a time (auto has nothing to adapt there).
+    concurrent: bool = True
+    #: The last call's adaptive limiter (None unless max_workers is auto).
+    limiter: Any = None
 
-    def __init__(self, max_workers: int | None = None) -> None:
+    def __init__(self, max_workers: int | str | None = None) -> None:
         """Build the strategy.
 
         Args:
-            max_workers: concurrency; None reads FANOUT_MAX_WORKERS, else the default.
+            max_workers: concurrency, or "auto" / "auto:N" for an adaptive limit up to N
+                (default 256); None reads FANOUT_MAX_WORKERS, else the default.
 
         Raises:
-            ConfigError: the worker count is not a whole number from 1 to 1024.
+            ConfigError: the worker count is neither a whole number from 1 to 1024 nor auto.
         """
-        self.max_workers = _config.max_workers(max_workers)
+        self.workers = _limiter.parse_workers(max_workers)
+        #: The most workers (threads, coroutines, connections) a call may use: the count, or auto's cap.
+        self.max_workers = _limiter.pool_size(self.workers)
         self._margin_ms = _config.deadline_margin_ms()
 
     # -- the one required method ------------------------------------------------------
@@ -85,7 +92,13 @@ class Strategy:
                 "wrap a single item in a list."
             )
         iter(items)  # TypeError for a non-iterable, before any work starts
-        return Run(self._form(task), items, collect=collect, context=context, margin_ms=self._margin_ms)
+        fn = self._form(task)
+        limiter = None
+        if isinstance(self.workers, _limiter.Auto) and self.concurrent:
+            limiter = _limiter.limiter_for(task, self.name, self.workers)
+            fn = _limiter.metered(fn, limiter, self.form)
+        self.limiter = limiter
+        return Run(fn, items, collect=collect, context=context, margin_ms=self._margin_ms, limiter=limiter)
 
     def map(self, task: Any, items: Iterable[Any], *, errors: str = "raise", context: Any = None) -> list[Any]:
         """Run ``task`` on every item; results in input order.
@@ -136,7 +149,7 @@ class Strategy:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} name={self.name!r} max_workers={self.max_workers}>"
+        return f"<{type(self).__name__} name={self.name!r} max_workers={self.workers}>"
 
 
 def _refuse_running_loop() -> None:

@@ -15,6 +15,7 @@ class SequentialStrategy(Strategy):
     """
 
     name = "sequential"
+    concurrent = False
 
     def __init__(self, max_workers: int | None = None) -> None:
         super().__init__(max_workers)  # still validates the setting

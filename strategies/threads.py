@@ -26,13 +26,14 @@ class ThreadsStrategy(Strategy):
 
     def _drive(self, run: Run) -> None:
         window = self.max_workers * WINDOW_PER_WORKER
+        limiter = run.limiter  # under auto, the window is its limit, read at each completion
         completed: queue.SimpleQueue = queue.SimpleQueue()
         with CallPool(self.max_workers, "fanout") as pool:
             submit = pool.executor.submit
             on_done = completed.put
             jobs = run.jobs
             inflight = 0
-            for job in islice(jobs, window):
+            for job in islice(jobs, window if limiter is None else limiter.limit):
                 submit(run_sync, run, job).add_done_callback(on_done)
                 inflight += 1
             while inflight:
@@ -45,7 +46,11 @@ class ThreadsStrategy(Strategy):
                     continue
                 inflight -= 1
                 future.result()  # re-raises a BaseException from the task
-                for job in jobs:
-                    submit(run_sync, run, job).add_done_callback(on_done)
-                    inflight += 1
-                    break
+                room = (window if limiter is None else limiter.limit) - inflight
+                if room > 0:
+                    for job in jobs:
+                        submit(run_sync, run, job).add_done_callback(on_done)
+                        inflight += 1
+                        room -= 1
+                        if not room:
+                            break

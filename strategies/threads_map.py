@@ -21,13 +21,16 @@ class ThreadsMapStrategy(Strategy):
     name = "threads-map"
 
     def _drive(self, run: Run) -> None:
-        size = self.max_workers * WINDOW_PER_WORKER
+        fixed = self.max_workers * WINDOW_PER_WORKER
+        limiter = run.limiter
+        # Under auto two windows are in flight at once, each half the limit, sized as each is queued.
+        size = (lambda: fixed) if limiter is None else (lambda: (limiter.limit + 1) // 2)
         work = partial(run_sync, run)
         jobs = run.jobs
         with CallPool(self.max_workers, "fanout") as pool:
-            current = pool.executor.map(work, list(islice(jobs, size)), timeout=run.wait_timeout())
+            current = pool.executor.map(work, list(islice(jobs, size())), timeout=run.wait_timeout())
             while True:
-                window = list(islice(jobs, size))
+                window = list(islice(jobs, size()))
                 following = pool.executor.map(work, window, timeout=run.wait_timeout()) if window else None
                 try:
                     for _ in current:

@@ -41,12 +41,13 @@ __all__ = [
 ]
 
 
-def get_strategy(name: str | None = None, *, max_workers: int | None = None):
+def get_strategy(name: str | None = None, *, max_workers: int | str | None = None):
     """Build a strategy object.
 
     Args:
         name: one of STRATEGIES; None reads FANOUT_STRATEGY, else "threads".
-        max_workers: concurrency; None reads FANOUT_MAX_WORKERS, else 16.
+        max_workers: concurrency, or "auto" / "auto:N" (an adaptive limit up to N,
+            default 256); None reads FANOUT_MAX_WORKERS, else 16.
 
     Returns:
         A strategy with ``.name``, ``.max_workers``, ``.map(...)`` and ``await .amap(...)``.
@@ -62,7 +63,7 @@ def map(  # noqa: A001 - the package's verb
     items: Iterable[Any],
     *,
     strategy: str | None = None,
-    max_workers: int | None = None,
+    max_workers: int | str | None = None,
     errors: str = "raise",
     context: Any = None,
 ) -> list[Any]:
@@ -73,7 +74,8 @@ def map(  # noqa: A001 - the package's verb
         items: any iterable (a generator of millions is fine: it is read lazily,
             a bounded number of items ahead of the finished ones).
         strategy: one of STRATEGIES; None reads FANOUT_STRATEGY, else "threads".
-        max_workers: concurrency; None reads FANOUT_MAX_WORKERS, else 16.
+        max_workers: concurrency, or "auto" / "auto:N" (an adaptive limit up to N,
+            default 256); None reads FANOUT_MAX_WORKERS, else 16.
         errors: "raise" stops at the first failure and raises TaskError;
             "collect" returns one Outcome per item.
         context: the Lambda context. Items not started before the remaining time
@@ -98,7 +100,7 @@ async def amap(
     items: Iterable[Any],
     *,
     strategy: str | None = None,
-    max_workers: int | None = None,
+    max_workers: int | str | None = None,
     errors: str = "raise",
     context: Any = None,
 ) -> list[Any]:

@@ -407,11 +407,13 @@ _registry: dict[Hashable, tuple[Hashable, Limiter]] = {}
 
 
 def task_key(fn: Any) -> Hashable:
-    """A key for a task that stays the same across warm invocations."""
+    """A key for a task that stays the same across warm invocations: its module and name."""
     target = getattr(fn, "sync_fn", None) or getattr(fn, "async_fn", None) or fn
     target = getattr(target, "func", target)  # functools.partial
     module = getattr(target, "__module__", None)
-    name = getattr(target, "__qualname__", None)
+    # A Task's own name first: process_batch names its group task after the record handler.
+    name = getattr(fn, "name", None) if hasattr(fn, "sync_fn") else None
+    name = name or getattr(target, "__qualname__", None)
     if module is None or name is None:
         return type(target).__module__, type(target).__qualname__
     return module, name
@@ -447,3 +449,59 @@ def forget() -> None:
     """Drop everything learned (tests; a process that wants a cold start)."""
     with _registry_lock:
         _registry.clear()
+
+
+# -- around each job ------------------------------------------------------------------
+
+def metered(fn: Callable[[Any], Any], limiter: Limiter, form: str) -> Callable[[Any], Any]:
+    """``fn`` timed for ``limiter``: each call is a sample, each throttling error a signal.
+
+    Args:
+        fn: the callable a strategy runs per job (``form`` "sync") or awaits ("async").
+        limiter: the run's limiter; also made the current one, for the botocore hook
+            and for :func:`report`.
+        form: "sync" or "async".
+
+    Returns:
+        A callable of the same form, results and exceptions unchanged.
+    """
+    begin, end, enter = limiter.begin, limiter.end, current.set
+
+    def failed(started: float, exc: BaseException) -> None:
+        if isinstance(exc, Exception):
+            note_failure(limiter, exc)
+        end(started, False)
+
+    if form == "async":
+        async def ameasured(item: Any) -> Any:
+            enter(limiter)
+            started = begin()
+            try:
+                value = await fn(item)
+            except BaseException as exc:
+                failed(started, exc)
+                raise
+            end(started)
+            return value
+
+        return ameasured
+
+    def measured(item: Any) -> Any:
+        enter(limiter)
+        started = begin()
+        try:
+            value = fn(item)
+        except BaseException as exc:
+            failed(started, exc)
+            raise
+        end(started)
+        return value
+
+    return measured
+
+
+def report(exc: BaseException) -> None:
+    """Tell the running limiter, if any, of an exception a job caught itself (a batch record's)."""
+    limiter = current.get()
+    if limiter is not None:
+        note_failure(limiter, exc)

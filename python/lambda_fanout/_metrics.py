@@ -27,6 +27,8 @@ METRICS_UNITS = (
     ("Unprocessed", "Count"),
     ("DurationMs", "Milliseconds"),
     ("Workers", "Count"),
+    ("WorkersPeak", "Count"),
+    ("Throttled", "Count"),
 )
 
 
@@ -108,11 +110,17 @@ class measure:
             unprocessed=unprocessed,
             duration_ms=(time.perf_counter() - self.t0) * 1000.0,
             workers=self.strategy.max_workers,
+            limiter=self.run.limiter,
         )
 
 
-def emit(strategy: str, *, items: int, failed: int, unprocessed: int, duration_ms: float, workers: int) -> None:
-    """Write one EMF line to stdout."""
+def emit(strategy: str, *, items: int, failed: int, unprocessed: int, duration_ms: float, workers: int,
+         limiter: Any = None) -> None:
+    """Write one EMF line to stdout.
+
+    ``Workers`` is the count, or auto's cap; ``WorkersPeak`` the highest limit auto
+    reached (the count itself when fixed); ``Throttled`` the throttling signals auto saw.
+    """
     line = emf_line(
         strategy,
         {
@@ -122,6 +130,8 @@ def emit(strategy: str, *, items: int, failed: int, unprocessed: int, duration_m
             "Unprocessed": unprocessed,
             "DurationMs": round(duration_ms, 3),
             "Workers": workers,
+            "WorkersPeak": workers if limiter is None else limiter.peak,
+            "Throttled": 0 if limiter is None else limiter.throttled,
         },
     )
     sys.stdout.write(line + "\n")

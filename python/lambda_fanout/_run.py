@@ -31,7 +31,7 @@ class Run:
     __slots__ = (
         "fn", "collect", "context", "margin_ms", "results", "inflight", "failures",
         "stopped", "wait_until", "unprocessed", "closed",
-        "jobs", "final",
+        "jobs", "final", "limiter",
     )
 
     def __init__(
@@ -42,8 +42,11 @@ class Run:
         collect: bool,
         context: Any,
         margin_ms: int,
+        limiter: Any = None,
     ) -> None:
         self.fn = fn
+        #: The adaptive limiter under max_workers=auto (strategies read its .limit), else None.
+        self.limiter = limiter
         self.collect = collect
         self.context = context
         self.margin_ms = margin_ms

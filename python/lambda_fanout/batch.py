@@ -24,9 +24,9 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, NamedTuple
 
-from . import _metrics
+from . import _limiter, _metrics
 from ._errors import DeadlineExceeded
-from ._task import Task, async_form, sync_form
+from ._task import Task, _name_of, async_form, sync_form
 
 PARTIAL = "partial"
 RAISE = "raise"
@@ -230,10 +230,11 @@ def _group_task(batch: _Batch, handler: Any, strategy_name: str, form: str) -> T
                 try:
                     report = batch.done(index, await afn(record))
                 except Exception as exc:
+                    _limiter.report(exc)
                     report = batch.fail(index, exc)
                 step = _advance(walk, report)
 
-        return Task(None, run_async, name="record group")
+        return Task(None, run_async, name=f"records of {_name_of(handler)}")
     fn = sync_form(handler, strategy_name)
 
     def run_sync(group: list[int]) -> None:
@@ -244,10 +245,11 @@ def _group_task(batch: _Batch, handler: Any, strategy_name: str, form: str) -> T
             try:
                 report = batch.done(index, fn(record))
             except Exception as exc:
+                _limiter.report(exc)
                 report = batch.fail(index, exc)
             step = _advance(walk, report)
 
-    return Task(run_sync, None, name="record group")
+    return Task(run_sync, None, name=f"records of {_name_of(handler)}")
 
 
 def _advance(walk, report):
@@ -291,7 +293,7 @@ def process_batch(
     context: Any = None,
     *,
     strategy: str | None = None,
-    max_workers: int | None = None,
+    max_workers: int | str | None = None,
 ) -> Any:
     """Run ``record_handler`` on every record of a Lambda batch event, concurrently.
 
@@ -302,7 +304,7 @@ def process_batch(
         context: the Lambda context, or None locally. Records not started before the
             deadline margin are reported as failures, never lost.
         strategy: one of STRATEGIES; None reads FANOUT_STRATEGY.
-        max_workers: concurrency; None reads FANOUT_MAX_WORKERS.
+        max_workers: concurrency, or "auto" / "auto:N"; None reads FANOUT_MAX_WORKERS.
 
     Returns:
         ``{"batchItemFailures": [{"itemIdentifier": ...}, ...]}`` for SQS, Kinesis and
@@ -341,7 +343,7 @@ def process_batch(
     if emit:
         _metrics.emit(strat.name, items=len(shape.records), failed=len(failures) - unprocessed,
                       unprocessed=unprocessed, duration_ms=(time.perf_counter() - t0) * 1000,
-                      workers=strat.max_workers)
+                      workers=strat.max_workers, limiter=strat.limiter)
 
     if shape.reply == PARTIAL:
         return {"batchItemFailures": [{"itemIdentifier": f.identifier} for f in failures]}
