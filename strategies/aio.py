@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
+from .. import _limiter
 from .._loop import get_loop
 from .._run import Run, run_async
 from .._task import async_form
@@ -32,6 +34,7 @@ class AsyncioStrategy(Strategy):
         jobs = run.jobs
         limiter = run.limiter
         loop = asyncio.get_running_loop()
+        clock = time.perf_counter
         workers: list[asyncio.Task] = []
         alive = [0]
 
@@ -41,15 +44,28 @@ class AsyncioStrategy(Strategy):
 
         async def worker() -> None:
             try:
-                # Pulling from the generator never awaits, so workers never race on it.
+                if limiter is None:
+                    # Pulling from the generator never awaits, so workers never race on it.
+                    for job in jobs:
+                        await run_async(run, job)
+                    return
+                # Under auto one job in limiter.stride is timed here, and then the pool
+                # follows the limit: a worker retires above it and spawns others below it.
+                _limiter.current.set(limiter)  # this worker's own context
+                skip = 0
                 for job in jobs:
-                    await run_async(run, job)
-                    if limiter is not None:
-                        # Under auto the pool follows the limit: retire above it, spawn below it.
-                        if alive[0] > limiter.limit:
-                            return
-                        while alive[0] < limiter.limit:
-                            spawn()
+                    if skip:
+                        skip -= 1
+                        await run_async(run, job)
+                        continue
+                    skip = limiter.stride - 1
+                    started = clock()
+                    ok = await run_async(run, job)
+                    limiter.sample(started, clock(), alive[0] - 1, ok)
+                    if alive[0] > limiter.limit:
+                        return
+                    while alive[0] < limiter.limit:
+                        spawn()
             finally:
                 alive[0] -= 1
 

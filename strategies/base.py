@@ -26,10 +26,14 @@ class CallPool:
     thread (its result is ignored) and jobs not yet started are cancelled.
     """
 
-    def __init__(self, workers: int, name: str) -> None:
+    def __init__(self, workers: int, name: str, limiter: Any = None) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
-        self.executor = ThreadPoolExecutor(workers, thread_name_prefix=name)
+        # Under auto each worker thread knows the run's limiter, for the botocore hook
+        # and the batch layer (a context variable, set once per thread).
+        initializer = None if limiter is None else _limiter.current.set
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix=name, initializer=initializer,
+                                           initargs=(limiter,) if limiter is not None else ())
         self.hung = False
 
     def __enter__(self) -> "CallPool":
@@ -92,13 +96,12 @@ class Strategy:
                 "wrap a single item in a list."
             )
         iter(items)  # TypeError for a non-iterable, before any work starts
-        fn = self._form(task)
         limiter = None
         if isinstance(self.workers, _limiter.Auto) and self.concurrent:
             limiter = _limiter.limiter_for(task, self.name, self.workers)
-            fn = _limiter.metered(fn, limiter, self.form)
         self.limiter = limiter
-        return Run(fn, items, collect=collect, context=context, margin_ms=self._margin_ms, limiter=limiter)
+        return Run(self._form(task), items, collect=collect, context=context, margin_ms=self._margin_ms,
+                   limiter=limiter)
 
     def map(self, task: Any, items: Iterable[Any], *, errors: str = "raise", context: Any = None) -> list[Any]:
         """Run ``task`` on every item; results in input order.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import time
 from itertools import islice
 
 from .._run import Run, run_sync
@@ -26,15 +27,31 @@ class ThreadsStrategy(Strategy):
 
     def _drive(self, run: Run) -> None:
         window = self.max_workers * WINDOW_PER_WORKER
-        limiter = run.limiter  # under auto, the window is its limit, read at each completion
+        # Under auto the window is the limiter's limit, read at each completion, and one
+        # job in limiter.stride is timed from submission to completion, on this thread.
+        limiter = run.limiter
+        clock = time.perf_counter
+        skip = 0
         completed: queue.SimpleQueue = queue.SimpleQueue()
-        with CallPool(self.max_workers, "fanout") as pool:
-            submit = pool.executor.submit
+        with CallPool(self.max_workers, "fanout", limiter) as pool:
+            executor_submit = pool.executor.submit
             on_done = completed.put
+
+            def submit(job):
+                nonlocal skip
+                future = executor_submit(run_sync, run, job)
+                if limiter is not None:
+                    if skip:
+                        skip -= 1
+                    else:
+                        skip = limiter.stride - 1
+                        future.started = clock()
+                future.add_done_callback(on_done)
+
             jobs = run.jobs
             inflight = 0
             for job in islice(jobs, window if limiter is None else limiter.limit):
-                submit(run_sync, run, job).add_done_callback(on_done)
+                submit(job)
                 inflight += 1
             while inflight:
                 try:
@@ -45,11 +62,17 @@ class ThreadsStrategy(Strategy):
                         return
                     continue
                 inflight -= 1
-                future.result()  # re-raises a BaseException from the task
-                room = (window if limiter is None else limiter.limit) - inflight
+                ok = future.result()  # re-raises a BaseException from the task
+                if limiter is None:
+                    room = window - inflight
+                else:
+                    started = getattr(future, "started", None)
+                    if started is not None:
+                        limiter.sample(started, clock(), inflight, ok)
+                    room = limiter.limit - inflight
                 if room > 0:
                     for job in jobs:
-                        submit(run_sync, run, job).add_done_callback(on_done)
+                        submit(job)
                         inflight += 1
                         room -= 1
                         if not room:

@@ -6,8 +6,12 @@ from concurrent.futures import TimeoutError as FuturesTimeout
 from functools import partial
 from itertools import islice
 
+from .. import _limiter
 from .._run import Run, run_sync
 from .base import WINDOW_PER_WORKER, CallPool, Strategy
+
+
+MIN_AUTO_WINDOW = 16
 
 
 class ThreadsMapStrategy(Strategy):
@@ -23,11 +27,16 @@ class ThreadsMapStrategy(Strategy):
     def _drive(self, run: Run) -> None:
         fixed = self.max_workers * WINDOW_PER_WORKER
         limiter = run.limiter
-        # Under auto two windows are in flight at once, each half the limit, sized as each is queued.
-        size = (lambda: fixed) if limiter is None else (lambda: (limiter.limit + 1) // 2)
+        # Under auto each window is the limit, sized as it is queued, but at least
+        # MIN_AUTO_WINDOW: executor.map's cost per window would swamp small ones. So
+        # up to twice the limit (and never more than the pool, auto's cap) may run.
+        size = (lambda: fixed) if limiter is None else (lambda: max(limiter.limit, MIN_AUTO_WINDOW))
+        if limiter is not None:
+            # Jobs complete inside executor.map, on the pool's threads: each is timed there.
+            run.fn = _limiter.metered(run.fn, limiter)
         work = partial(run_sync, run)
         jobs = run.jobs
-        with CallPool(self.max_workers, "fanout") as pool:
+        with CallPool(self.max_workers, "fanout", limiter) as pool:
             current = pool.executor.map(work, list(islice(jobs, size())), timeout=run.wait_timeout())
             while True:
                 window = list(islice(jobs, size()))

@@ -79,8 +79,9 @@ def test_a_moving_limit_keeps_order_and_loses_nothing(concurrent_strategy, monke
                             max_workers="auto:12", errors="collect")
     assert got == expected
     assert len(made) == 1
-    # Never more in flight than the highest limit it was given.
-    assert peak.peak <= max(made[0].peak, 1)
+    # Never more in flight than the highest limit it was given (threads-map: than its
+    # pool, the cap, as it hands executor.map whole windows).
+    assert peak.peak <= (12 if concurrent_strategy == "threads-map" else made[0].peak)
 
 
 def test_auto_grows_on_a_latency_bound_task_and_persists(concurrent_strategy):

@@ -71,6 +71,10 @@ BACKOFF = 0.7
 #: A step up is kept only if completions per second rose by at least this share of
 #: the step (a doubling must bring 25 % more).
 STEP_GAIN = 0.25
+#: Jobs faster than this are timed one in ``stride``: a clock read costs up to a
+#: microsecond on some virtual machines, as much as a trivial job itself.
+FAST_JOB_S = 0.0002
+MAX_STRIDE = 64
 #: Adjustments kept for the limit-over-time chart.
 HISTORY = 4096
 
@@ -243,11 +247,13 @@ class Limiter:
         throttled: throttling signals seen (since :meth:`new_run`).
         adjustments: decisions taken so far (growth, hold, shrink or cut).
         history: ``(seconds since the run began, limit)`` after each change.
+        stride: time one job in this many (1 unless jobs are very fast); each sample
+            stands for ``stride`` completions.
     """
 
     __slots__ = (
-        "cap", "limit", "peak", "throttled", "adjustments", "history", "clock", "_lock",
-        "_inflight", "_done", "_samples", "_t0", "_win_peak", "_floor", "_rate",
+        "cap", "limit", "peak", "throttled", "adjustments", "history", "clock", "stride", "_lock",
+        "_inflight", "_done", "_samples", "_need", "_t0", "_win_peak", "_floor", "_rate",
         "_smooth", "_slow", "_stepped", "_before", "_ceiling", "_recover_at", "_origin",
     )
 
@@ -269,6 +275,7 @@ class Limiter:
         self._slow = True  # slow start: doubling per window
         self._ceiling = 0  # the limit at the last throttling cut (0: none yet)
         self.adjustments = 0
+        self.stride = 1
         self._inflight = 0
         self._done = 0
         self.new_run()
@@ -290,34 +297,47 @@ class Limiter:
         self._samples: list[float] = []
         self._t0 = now
         self._win_peak = self._inflight
+        self._need = max(self.limit, MIN_SAMPLES)
 
     # -- per item --------------------------------------------------------------------
 
+    def sample(self, started: float, now: float, inflight: int, ok: bool = True) -> None:
+        """One job completed: it started at ``started`` and ended at ``now`` (clock seconds).
+
+        Args:
+            started: when the job started (this limiter's clock).
+            now: when it ended.
+            inflight: how many jobs are still in flight after this one.
+            ok: False when it raised. A failed job's latency says nothing about the
+                service's (a refused request comes back fast), so it is no sample.
+
+        Cheap and lock-free unless the window closes: call it from the one thread that
+        drives the run, or through :meth:`end`.
+        """
+        self._done += self.stride
+        self._inflight = inflight
+        if inflight >= self._win_peak:
+            self._win_peak = inflight + 1
+        if ok:
+            samples = self._samples
+            samples.append(now - started)
+            if len(samples) >= self._need and now - self._t0 >= MIN_WINDOW_S:
+                with self._lock:
+                    if samples is self._samples:  # not already closed by another thread
+                        self._adjust(now)
+
     def begin(self) -> float:
-        """An item starts; returns its start time for :meth:`end`."""
+        """A job starts on any thread; returns its start time for :meth:`end`."""
         with self._lock:
-            self._inflight = inflight = self._inflight + 1
-            if inflight > self._win_peak:
-                self._win_peak = inflight
+            self._inflight += 1
         return self.clock()
 
     def end(self, started: float, ok: bool = True) -> None:
-        """The item started at ``started`` completed; ``ok=False`` when it raised.
-
-        A failed item's latency says nothing about the service's (a throttled or
-        refused request comes back fast), so only successes are samples.
-        """
+        """The job begun at ``started`` ended (any thread); see :meth:`sample`."""
         now = self.clock()
         with self._lock:
-            self._inflight -= 1
-            self._done += 1
-            if not ok:
-                return
-            samples = self._samples
-            samples.append(now - started)
-            n = len(samples)
-            if n >= self.limit and n >= MIN_SAMPLES and now - self._t0 >= MIN_WINDOW_S:
-                self._adjust(now)
+            self._inflight = inflight = self._inflight - 1
+        self.sample(started, now, inflight, ok)
 
     def throttle(self) -> None:
         """A throttling signal: cut the limit, once per window of requests already in flight."""
@@ -354,11 +374,15 @@ class Limiter:
         samples = sorted(self._samples)
         n = len(samples)
         median = samples[n // 2]
+        if median < FAST_JOB_S:
+            self.stride = min(MAX_STRIDE, self.stride * 2)
+        elif median > 10 * FAST_JOB_S:
+            self.stride = max(1, self.stride // 2)
         # Smoothed over windows, so one lucky window does not set a floor the
         # service cannot meet again (lognormal tails make single windows noisy).
         smooth = self._smooth
         self._smooth = latency = median if smooth is None else smooth + (median - smooth) * SMOOTHING
-        rate = n / (now - self._t0)
+        rate = n * self.stride / (now - self._t0)
         floor = self._floor
         if floor is None or latency < floor:
             self._floor = floor = latency
@@ -453,46 +477,25 @@ def forget() -> None:
 
 # -- around each job ------------------------------------------------------------------
 
-def metered(fn: Callable[[Any], Any], limiter: Limiter, form: str) -> Callable[[Any], Any]:
-    """``fn`` timed for ``limiter``: each call is a sample, each throttling error a signal.
+def metered(fn: Callable[[Any], Any], limiter: Limiter) -> Callable[[Any], Any]:
+    """``fn`` timed for ``limiter``, for strategies whose jobs complete on many threads.
 
-    Args:
-        fn: the callable a strategy runs per job (``form`` "sync") or awaits ("async").
-        limiter: the run's limiter; also made the current one, for the botocore hook
-            and for :func:`report`.
-        form: "sync" or "async".
-
-    Returns:
-        A callable of the same form, results and exceptions unchanged.
+    One call in ``limiter.stride`` is a sample, taken with the limiter's lock
+    (:meth:`Limiter.begin` / :meth:`Limiter.end`). Results and exceptions pass through.
     """
-    begin, end, enter = limiter.begin, limiter.end, current.set
-
-    def failed(started: float, exc: BaseException) -> None:
-        if isinstance(exc, Exception):
-            note_failure(limiter, exc)
-        end(started, False)
-
-    if form == "async":
-        async def ameasured(item: Any) -> Any:
-            enter(limiter)
-            started = begin()
-            try:
-                value = await fn(item)
-            except BaseException as exc:
-                failed(started, exc)
-                raise
-            end(started)
-            return value
-
-        return ameasured
+    begin, end = limiter.begin, limiter.end
+    skip = [0]  # shared by the threads without a lock: a miscount only moves which call is timed
 
     def measured(item: Any) -> Any:
-        enter(limiter)
+        if skip[0]:
+            skip[0] -= 1
+            return fn(item)
+        skip[0] = limiter.stride - 1
         started = begin()
         try:
             value = fn(item)
-        except BaseException as exc:
-            failed(started, exc)
+        except BaseException:
+            end(started, False)
             raise
         end(started)
         return value

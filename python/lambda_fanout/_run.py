@@ -116,6 +116,10 @@ class Run:
     def failed(self, index: int, error: BaseException) -> None:
         if self.closed:
             return
+        if self.limiter is not None:
+            from ._limiter import note_failure
+
+            note_failure(self.limiter, error)  # a throttling error is a signal to auto
         inflight = self.inflight
         if self.collect:
             self.results[index] = Outcome(index, inflight[index], None, error)
@@ -182,23 +186,25 @@ class Run:
         return len(self.final), errors - self.unprocessed, self.unprocessed
 
 
-def run_sync(run: Run, job: tuple[int, Any]) -> None:
-    """Run one job with the sync form and report it. BaseException propagates."""
+def run_sync(run: Run, job: tuple[int, Any]) -> bool:
+    """Run one job with the sync form and report it; True if it succeeded. BaseException propagates."""
     index, item = job
     try:
         value = run.fn(item)
     except Exception as exc:
         run.failed(index, exc)
-    else:
-        run.succeeded(index, value)
+        return False
+    run.succeeded(index, value)
+    return True
 
 
-async def run_async(run: Run, job: tuple[int, Any]) -> None:
-    """Await one job with the async form and report it. BaseException propagates."""
+async def run_async(run: Run, job: tuple[int, Any]) -> bool:
+    """Await one job with the async form and report it; True if it succeeded. BaseException propagates."""
     index, item = job
     try:
         value = await run.fn(item)
     except Exception as exc:
         run.failed(index, exc)
-    else:
-        run.succeeded(index, value)
+        return False
+    run.succeeded(index, value)
+    return True
