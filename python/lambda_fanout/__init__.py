@@ -34,7 +34,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "STRATEGIES", "map", "amap", "get_strategy", "Task", "Outcome", "TaskError",
-    "DeadlineExceeded", "ConfigError", "process_batch", "BatchError",
+    "DeadlineExceeded", "ConfigError", "process_batch", "BatchError", "register_throttle_error",
     "ENV_STRATEGY", "ENV_MAX_WORKERS", "ENV_DEADLINE_MARGIN_MS", "ENV_RECORD_HANDLER",
     "ENV_METRICS", "ENV_METRICS_NAMESPACE",
     "DEFAULT_STRATEGY", "DEFAULT_MAX_WORKERS", "DEFAULT_DEADLINE_MARGIN_MS",
@@ -120,4 +120,8 @@ def __getattr__(name: str) -> Any:
         from . import batch
 
         return getattr(batch, name)
+    if name == "register_throttle_error":
+        from ._limiter import register_throttle_error
+
+        return register_throttle_error
     raise AttributeError(f"module 'lambda_fanout' has no attribute {name!r}")

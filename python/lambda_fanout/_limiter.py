@@ -1,17 +1,19 @@
 """Adaptive concurrency for ``FANOUT_MAX_WORKERS=auto``: a limit that finds its own level.
 
 The controller follows TCP Vegas and Netflix's concurrency-limits (Vegas, Gradient2):
-the mean latency of a window of completions is compared with the lowest one seen
-(the no-load latency). The limit starts small and doubles per window while latency
-stays near that floor and completions per second rise (slow start); it then grows
-in smaller steps while both hold, shrinks in proportion when latency climbs, and is
-cut multiplicatively on a throttling signal (TCP's AIMD), at most once per window
-of requests that were already in flight when the signal came. After a cut it climbs
-back quickly towards the limit that throttled, then probes past it slowly.
+the median latency of a window of completions, smoothed over windows, is compared
+with the lowest one seen (the no-load latency). The limit starts small and doubles
+per window while latency stays near that floor and completions per second rise
+(slow start); it then grows in smaller steps while both hold, undoes a step that
+bought no throughput, shrinks in proportion when latency climbs, and is cut
+multiplicatively on a throttling signal (TCP's AIMD, CUBIC's 0.7), at most once per
+burst of requests that were already in flight when the signal came. After a cut it
+climbs back quickly towards the limit that throttled, then probes past it slowly.
 
-Per completion the work is a clock read, a lock and a few additions; the decisions
-run once per window (about one round trip: ``limit`` completions, at least
-``MIN_WINDOW_S``).
+Per completion the work is two clock reads and a list append, for one job in
+``stride`` (more than one only for jobs faster than ``FAST_JOB_S``); the decisions
+run once per window (about one round trip: ``limit`` samples, at least
+``MIN_WINDOW_S``), under a lock.
 
 Throttling signals: a botocore ``ClientError`` whose code is in
 :data:`THROTTLE_CODES`, an HTTP 429 or 503 (``.response`` of botocore's shape,
@@ -58,7 +60,7 @@ INITIAL_LIMIT = 16
 #: A window closes after ``limit`` completions and at least this long, so that very
 #: fast tasks adjust a few hundred times per second, not once per item.
 MIN_WINDOW_S = 0.005
-#: Fewer samples than this make a mean too noisy to act on.
+#: Fewer samples than this make a median too noisy to act on.
 MIN_SAMPLES = 8
 #: Latency within this factor of the floor counts as "near its observed minimum".
 GROW_BELOW = 1.5
@@ -238,7 +240,9 @@ def note_failure(limiter: Limiter, exc: BaseException) -> None:
 class Limiter:
     """How many items may be in flight; moved by latency, throughput and throttling.
 
-    Thread-safe: :meth:`begin` and :meth:`end` may be called from any thread.
+    :meth:`throttle`, :meth:`begin` and :meth:`end` may be called from any thread;
+    :meth:`sample` from one thread at a time (the one driving the run). Two runs of
+    the same task and strategy at once share one limiter (and its limit).
 
     Attributes:
         limit: the current limit, within [1, cap].
@@ -291,6 +295,7 @@ class Limiter:
             self._stepped = 0  # +1 after a step up, so the next window can judge it
             self._before = self.limit
             self._recover_at = self._done
+            self._inflight = 0  # a job left hung by the last run is no longer counted
             self._open_window(self._origin)
 
     def _open_window(self, now: float) -> None:
