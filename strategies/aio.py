@@ -1,4 +1,4 @@
-"""``asyncio``: a fixed pool of worker coroutines on an event loop reused across invocations."""
+"""``asyncio``: a fixed pool of worker coroutines on the shared event loop."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ import asyncio
 import time
 
 from .. import _limiter
-from .._loop import get_loop
-from .._run import Run, run_async
+from .._run import Run
 from .._task import async_form
 from .base import Strategy
+
+#: How long past the deadline ``map`` waits for the loop before it stops waiting: only a
+#: blocking call inside a coroutine, which holds the whole loop, can take that long.
+_LOOP_GRACE_S = 0.05
 
 
 class AsyncioStrategy(Strategy):
@@ -17,21 +20,36 @@ class AsyncioStrategy(Strategy):
     (under auto, as many as the limiter's limit, spawned and retired as it moves).
 
     A fixed pool keeps memory flat whatever the input size, where gather over a
-    semaphore would make one task per item. ``map`` runs on this thread's reused
-    loop; ``amap`` runs on the caller's running loop.
+    semaphore would make one task per item. ``map`` runs on the loop shared by every
+    thread and warm invocation (:mod:`lambda_fanout._loop`); ``amap`` runs on the
+    caller's running loop.
     """
 
     name = "asyncio"
-    form = "async"
 
-    def _form(self, task):
+    def adapt(self, task):
+        """The coroutine function this strategy awaits for ``task`` (a sync-only task runs inline)."""
         return async_form(task)
 
     def _drive(self, run: Run) -> None:
-        get_loop().run_until_complete(self._adrive(run))
+        from .. import _loop
+
+        future = _loop.submit(self._adrive(run))
+        while True:
+            timeout = run.wait_timeout()
+            try:
+                future.result(None if timeout is None else timeout + _LOOP_GRACE_S)
+                return
+            except TimeoutError:
+                if run.reading:
+                    continue  # a read of the caller's iterator finishes first, as under every strategy
+                # A blocking call holds the loop: stop waiting; the ledger reports what did not finish.
+                future.cancel()
+                return
 
     async def _adrive(self, run: Run) -> None:
         jobs = run.jobs
+        aexecute = run.aexecute
         limiter = run.limiter
         loop = asyncio.get_running_loop()
         clock = time.perf_counter
@@ -47,21 +65,21 @@ class AsyncioStrategy(Strategy):
                 if limiter is None:
                     # Pulling from the generator never awaits, so workers never race on it.
                     for job in jobs:
-                        await run_async(run, job)
+                        await aexecute(job)
                     return
                 # Under auto one job in limiter.stride is timed here, and then the pool
                 # follows the limit: a worker retires above it and spawns others below it.
-                _limiter.current.set(limiter)  # this worker's own context
+                _limiter.current.set(limiter)  # this worker's own context, for botocore's hook
                 skip = 0
                 for job in jobs:
                     if skip:
                         skip -= 1
-                        await run_async(run, job)
+                        await aexecute(job)
                         continue
                     skip = limiter.stride - 1
                     started = clock()
-                    ok = await run_async(run, job)
-                    limiter.sample(started, clock(), alive[0] - 1, ok)
+                    ok = await aexecute(job)
+                    limiter.sample(started, clock(), alive[0] - 1, ok is not False)
                     if alive[0] > limiter.limit:
                         return
                     while alive[0] < limiter.limit:
@@ -73,17 +91,32 @@ class AsyncioStrategy(Strategy):
             spawn()
         try:
             while True:
+                # Under auto the set of workers changes as they spawn and retire.
                 for task in workers:
                     if task.done() and not task.cancelled() and task.exception() is not None:
-                        raise task.exception()
+                        raise task.exception()  # the ledger records task errors: only a bug gets here
                 workers[:] = [task for task in workers if not task.done()]
                 if not workers:
                     return
                 await asyncio.wait(workers, timeout=run.wait_timeout(), return_when=asyncio.FIRST_COMPLETED)
-                if run.expired() and not all(task.done() for task in workers):
-                    return  # finish() reports what is still in flight
+                if run.must_return() or (run.expired() and not all(task.done() for task in workers)):
+                    return  # finish() raises the fatal error, or reports what is still running
         finally:
-            # Nothing is left pending on the reused loop after a call.
+            # Whatever ends the call (done, deadline, fatal error, the caller's cancel), no
+            # job starts after it; then the workers are cancelled, and waited for only
+            # briefly: a task that delays its cancellation does not hold the caller.
+            run.stop()
+            run.winding_down = True
             for task in workers:
                 task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            if workers:
+                _, stragglers = await asyncio.wait(workers, timeout=_LOOP_GRACE_S)
+                for task in stragglers:
+                    task.add_done_callback(_retrieve)
+
+
+def _retrieve(task: asyncio.Task) -> None:
+    # A straggler's outcome belongs to a call that has returned: retrieve it so asyncio
+    # does not log "exception was never retrieved".
+    if not task.cancelled():
+        task.exception()

@@ -6,7 +6,7 @@ import queue
 import time
 from itertools import islice
 
-from .._run import Run, run_sync
+from .._run import Run
 from .base import WINDOW_PER_WORKER, CallPool, Strategy
 
 
@@ -33,13 +33,14 @@ class ThreadsStrategy(Strategy):
         clock = time.perf_counter
         skip = 0
         completed: queue.SimpleQueue = queue.SimpleQueue()
-        with CallPool(self.max_workers, "fanout", limiter) as pool:
+        with CallPool(run, self.max_workers, "fanout") as pool:
             executor_submit = pool.executor.submit
+            execute = run.execute
             on_done = completed.put
 
             def submit(job):
                 nonlocal skip
-                future = executor_submit(run_sync, run, job)
+                future = executor_submit(execute, job)
                 if limiter is not None:
                     if skip:
                         skip -= 1
@@ -58,17 +59,19 @@ class ThreadsStrategy(Strategy):
                     future = completed.get(timeout=run.wait_timeout())
                 except queue.Empty:
                     if run.expired():
-                        pool.hung = True
                         return
                     continue
                 inflight -= 1
-                ok = future.result()  # re-raises a BaseException from the task
+                ok = future.result()  # the ledger records every task error: this raises only on a bug
+                if run.must_return():
+                    return
                 if limiter is None:
                     room = window - inflight
                 else:
                     started = getattr(future, "started", None)
                     if started is not None:
-                        limiter.sample(started, clock(), inflight, ok)
+                        # False: failed or not started; None: a group (its records report themselves).
+                        limiter.sample(started, clock(), inflight, ok is not False)
                     room = limiter.limit - inflight
                 if room > 0:
                     for job in jobs:

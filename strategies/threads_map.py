@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from concurrent.futures import TimeoutError as FuturesTimeout
-from functools import partial
 from itertools import islice
 
 from .. import _limiter
-from .._run import Run, run_sync
+from .._run import Run
 from .base import WINDOW_PER_WORKER, CallPool, Strategy
 
-
+#: Under auto, the smallest window handed to executor.map: its cost per window would
+#: swamp smaller ones.
 MIN_AUTO_WINDOW = 16
 
 
@@ -19,7 +19,8 @@ class ThreadsMapStrategy(Strategy):
 
     executor.map submits everything it is given at once, so it is handed one window
     at a time; keeping the following window already submitted means workers never
-    idle at a window's edge.
+    idle at a window's edge. It yields in input order, so one hung item holds back the
+    refill until the deadline: what was not started by then is reported as such.
     """
 
     name = "threads-map"
@@ -27,28 +28,25 @@ class ThreadsMapStrategy(Strategy):
     def _drive(self, run: Run) -> None:
         fixed = self.max_workers * WINDOW_PER_WORKER
         limiter = run.limiter
-        # Under auto each window is the limit, sized as it is queued, but at least
-        # MIN_AUTO_WINDOW: executor.map's cost per window would swamp small ones. So
-        # up to twice the limit (and never more than the pool, auto's cap) may run.
+        # Under auto each window is the limit (at least MIN_AUTO_WINDOW), sized as it is
+        # queued; with two queued, up to twice the limit may run, never more than the
+        # pool (auto's cap). Jobs complete on the pool's threads, so they are timed there.
         size = (lambda: fixed) if limiter is None else (lambda: max(limiter.limit, MIN_AUTO_WINDOW))
         if limiter is not None:
-            # Jobs complete inside executor.map, on the pool's threads: each is timed there.
             run.fn = _limiter.metered(run.fn, limiter)
-        work = partial(run_sync, run)
+        execute = run.execute
         jobs = run.jobs
-        with CallPool(self.max_workers, "fanout", limiter) as pool:
-            current = pool.executor.map(work, list(islice(jobs, size())), timeout=run.wait_timeout())
+        with CallPool(run, self.max_workers, "fanout") as pool:
+            current = pool.executor.map(execute, list(islice(jobs, size())), timeout=run.wait_timeout())
             while True:
                 window = list(islice(jobs, size()))
-                following = pool.executor.map(work, window, timeout=run.wait_timeout()) if window else None
+                following = pool.executor.map(execute, window, timeout=run.wait_timeout()) if window else None
                 try:
                     for _ in current:
-                        pass
+                        if run.must_return():
+                            return
                 except FuturesTimeout:
-                    # The deadline margin passed with jobs still running; finish()
-                    # reports them and everything not started.
-                    pool.hung = True
-                    return
+                    return  # the deadline margin passed with jobs still running
                 if following is None:
                     return
                 current = following

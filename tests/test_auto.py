@@ -100,7 +100,7 @@ def test_auto_grows_on_a_latency_bound_task_and_persists(concurrent_strategy):
 
     task = lambda_fanout.Task(wait, await_)
     assert lambda_fanout.map(task, range(600), strategy=concurrent_strategy, max_workers="auto:128") == list(range(600))
-    lim = _limiter.limiter_for(task, concurrent_strategy, _limiter.Auto(128))
+    lim = _limiter.learned(task, concurrent_strategy)
     assert lim.limit > _limiter.INITIAL_LIMIT, lim
     assert peak.peak > _limiter.INITIAL_LIMIT
     # A second (warm) call starts where the first ended.

@@ -9,9 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lambda_fanout import ConfigError
-from lambda_fanout import _limiter
-from lambda_fanout._limiter import DEFAULT_CAP, Auto, Limiter, is_throttle, parse_workers
+from lambda_fanout import ConfigError, Settings
+from lambda_fanout import _config, _limiter
+from lambda_fanout._config import Auto, pool_size
+from lambda_fanout._config import resolve_workers as parse_workers
+from lambda_fanout._limiter import DEFAULT_CAP, Limiter, is_throttle
 from simservice import Service, Simulation
 
 SIM_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -54,9 +56,17 @@ def test_bad_argument_is_named_as_an_argument():
 
 
 def test_the_pool_follows_the_cap():
-    assert _limiter.pool_size(Auto(40)) == 40
-    assert _limiter.pool_size(7) == 7
+    assert pool_size(Auto(40)) == 40
+    assert pool_size(7) == 7
     assert str(Auto()) == "auto" and str(Auto(8)) == "auto:8"
+
+
+def test_settings_carry_auto_and_list_it_among_other_problems():
+    assert Settings.resolve(max_workers="auto:12", environ={}).max_workers == Auto(12)
+    assert Settings.resolve(environ={"FANOUT_MAX_WORKERS": "auto"}).max_workers == Auto(_config.DEFAULT_AUTO_CAP)
+    with pytest.raises(ConfigError) as err:
+        Settings.resolve(environ={"FANOUT_MAX_WORKERS": "auto:²", "FANOUT_STRATEGY": "thread"})
+    assert "2 settings are not valid" in str(err.value) and "'auto:²'" in str(err.value)
 
 
 # -- throttling signals --------------------------------------------------------------------
@@ -170,15 +180,16 @@ def test_converges_on_a_stationary_service(latency, sigma, capacity, cap, seed):
     service can take (its capacity, or the cap) and stays there.
 
     The floor latency is what the service showed at the lowest limit tried, so a
-    service already saturated at the starting limit is held there (same throughput,
-    more latency): the band's top is never below the start."""
+    service already saturated at the starting limit is held near it (same throughput,
+    more latency; steps up stop once latency passes GROW_BELOW times that floor): the
+    band's top is never below that."""
     service = Service(latency, sigma=sigma, capacity=capacity)
     sim = Simulation(cap, seed=seed)
     while len(sim.limits) < CONVERGE_WITHIN + STAY_FOR:
         sim.run(service, completions=50)
     knee = min(cap, capacity)
     low = max(1, math.floor(knee * 0.5))
-    high = min(cap, max(math.ceil(knee * 2.5), _limiter.INITIAL_LIMIT))
+    high = min(cap, max(math.ceil(knee * 2.5), math.ceil(_limiter.INITIAL_LIMIT * _limiter.GROW_BELOW) + 1))
     settled = sim.limits[CONVERGE_WITHIN:CONVERGE_WITHIN + STAY_FOR]
     assert all(low <= limit <= high for limit in settled), (low, high, settled)
 
@@ -247,4 +258,10 @@ def test_state_persists_per_task_and_strategy_and_resets_on_new_settings():
     changed = _limiter.limiter_for(read, "threads", Auto(32))
     assert changed is not first and changed.limit == _limiter.INITIAL_LIMIT
     assert _limiter.limiter_for(read, "threads", Auto(64)) is not first  # reset, not restored
+    settings = Settings.resolve(max_workers="auto:64", environ={})
+    kept = _limiter.limiter_for(read, "threads", Auto(64), settings)
+    assert _limiter.limiter_for(read, "threads", Auto(64), Settings.resolve(max_workers="auto:64", environ={})) is kept
+    other_margin = Settings.resolve(max_workers="auto:64", deadline_margin_ms=10, environ={})
+    assert _limiter.limiter_for(read, "threads", Auto(64), other_margin) is not kept
+    assert _limiter.learned(read, "threads") is not kept and _limiter.learned(read, "nothing") is None
     _limiter.forget()

@@ -37,7 +37,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Hashable
 
-from . import _config
+# The setting itself (``Auto``, ``auto:N``) is parsed with the others, in _config.
+from ._config import DEFAULT_AUTO_CAP as DEFAULT_CAP, Auto
 from ._errors import ConfigError
 
 #: botocore error codes that mean "slow down" (S3, DynamoDB, the query/JSON protocols).
@@ -52,9 +53,6 @@ THROTTLE_CODES = frozenset({
 })
 THROTTLE_STATUSES = frozenset({429, 503})
 
-AUTO = "auto"
-#: The default ceiling of ``auto``; ``auto:N`` sets another (1 to MAX_WORKERS_LIMIT).
-DEFAULT_CAP = 256
 #: Where a limiter with no history starts: small, so a throttling service sees a gentle ramp.
 INITIAL_LIMIT = 16
 #: A window closes after ``limit`` completions and at least this long, so that very
@@ -79,71 +77,6 @@ FAST_JOB_S = 0.0002
 MAX_STRIDE = 64
 #: Adjustments kept for the limit-over-time chart.
 HISTORY = 4096
-
-
-# -- turning it on -------------------------------------------------------------------
-
-class Auto:
-    """``max_workers="auto"``: adaptive concurrency up to ``cap``."""
-
-    __slots__ = ("cap",)
-
-    def __init__(self, cap: int = DEFAULT_CAP) -> None:
-        self.cap = cap
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Auto) and other.cap == self.cap
-
-    def __hash__(self) -> int:
-        return hash((Auto, self.cap))
-
-    def __repr__(self) -> str:
-        return f"Auto(cap={self.cap})"
-
-    def __str__(self) -> str:
-        return AUTO if self.cap == DEFAULT_CAP else f"{AUTO}:{self.cap}"
-
-
-def parse_workers(value: Any = None) -> int | Auto:
-    """The worker setting: an explicit argument, else FANOUT_MAX_WORKERS, else the default.
-
-    Args:
-        value: a whole number, ``"auto"``, ``"auto:N"``, an :class:`Auto`, or None to
-            read FANOUT_MAX_WORKERS.
-
-    Returns:
-        The fixed count, or an :class:`Auto` carrying the cap.
-
-    Raises:
-        ConfigError: anything else, naming the source, repeating the value and
-            listing what is accepted.
-    """
-    import os
-
-    if isinstance(value, Auto):
-        return value
-    source, raw = f"argument max_workers=", value
-    if value is None:
-        raw = os.environ.get(_config.ENV_MAX_WORKERS)
-        source = f"environment variable {_config.ENV_MAX_WORKERS}"
-    if not isinstance(raw, str) or not raw.strip().lower().startswith(AUTO):
-        return _config.max_workers(value)
-    text = raw.strip().lower()
-    if text == AUTO:
-        return Auto()
-    cap = text[len(AUTO) + 1:] if text[len(AUTO)] == ":" else ""
-    if cap.isdigit() and 1 <= int(cap) <= _config.MAX_WORKERS_LIMIT:
-        return Auto(int(cap))
-    raise ConfigError(
-        f"{source} must be a whole number from 1 to {_config.MAX_WORKERS_LIMIT}, 'auto', or "
-        f"'auto:N' with N such a number (the cap, default {DEFAULT_CAP}), but got {raw!r}. "
-        "For example 'auto:64'."
-    )
-
-
-def pool_size(workers: int | Auto) -> int:
-    """How many threads or connections a setting may use at once: the count, or the cap."""
-    return workers.cap if isinstance(workers, Auto) else workers
 
 
 # -- throttling signals ----------------------------------------------------------------
@@ -474,6 +407,13 @@ def limiter_for(task: Any, strategy: str, workers: Auto, settings: Hashable = ()
     return limiter
 
 
+def learned(task: Any, strategy: str) -> Limiter | None:
+    """The limiter kept for this task under this strategy, untouched (None if none yet)."""
+    with _registry_lock:
+        found = _registry.get((task_key(task), strategy))
+    return None if found is None else found[1]
+
+
 def forget() -> None:
     """Drop everything learned (tests; a process that wants a cold start)."""
     with _registry_lock:
@@ -508,8 +448,3 @@ def metered(fn: Callable[[Any], Any], limiter: Limiter) -> Callable[[Any], Any]:
     return measured
 
 
-def report(exc: BaseException) -> None:
-    """Tell the running limiter, if any, of an exception a job caught itself (a batch record's)."""
-    limiter = current.get()
-    if limiter is not None:
-        note_failure(limiter, exc)

@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 from . import _config
 from ._task import Task
 
-ENV_CONNECT_TIMEOUT_S = "FANOUT_AWS_CONNECT_TIMEOUT_S"
-ENV_READ_TIMEOUT_S = "FANOUT_AWS_READ_TIMEOUT_S"
+ENV_CONNECT_TIMEOUT_S = _config.ENV_AWS_CONNECT_TIMEOUT_S
+ENV_READ_TIMEOUT_S = _config.ENV_AWS_READ_TIMEOUT_S
 DEFAULT_CONNECT_TIMEOUT_S = 3.0
 DEFAULT_READ_TIMEOUT_S = 10.0
 _RETRY_ENV = ("AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS")
@@ -200,9 +200,7 @@ def clients(service_name: str, *, max_workers: int | str | None = None, **client
     Raises:
         ConfigError: a bad worker count or timeout setting.
     """
-    from . import _limiter
-
-    workers = _limiter.pool_size(_limiter.parse_workers(max_workers))
+    workers = _config.pool_size(_config.resolve_workers(max_workers))
     key = (service_name, workers, _freeze(client_kwargs))
     with _lock:
         found = _registry.get(key)

@@ -103,7 +103,7 @@ def test_auto_beside_fixed(benchmark, bench_endpoint, workload, strategy, worker
         t0 = time.perf_counter()
         out = lambda_fanout.map(task, items, strategy=strategy, max_workers=max_workers, errors="collect")
         wall = time.perf_counter() - t0
-        lim = _limiter.limiter_for(task, strategy, _limiter.Auto()) if workers in AUTO else None
+        lim = _limiter.learned(task, strategy) if workers in AUTO else None
         runs.append({"wall": wall, "ok": sum(o.ok for o in out), "out": out,
                      "limit": lim.limit if lim else workers, "peak": lim.peak if lim else workers})
         return out
