@@ -64,6 +64,8 @@ MIN_SAMPLES = 8
 GROW_BELOW = 1.5
 #: Latency above this factor of the floor shrinks the limit towards GROW_BELOW.
 SHRINK_ABOVE = 2.0
+#: Latency within this factor of the floor is flat: slow start quadruples the limit.
+FLAT = 1.2
 #: Weight of the newest window in the smoothed latency.
 SMOOTHING = 0.5
 #: The multiplicative cut on a throttling signal (CUBIC's beta).
@@ -351,7 +353,8 @@ class Limiter:
             self._set(limit, now, stepped=0)
             return
         if self._slow:
-            grown = limit * 2
+            # Quadruple while latency is flat, double while it only stays near the floor.
+            grown = limit * (4 if ratio < FLAT else 2)
         elif limit < self._ceiling:
             grown = limit + max(1, (self._ceiling - limit) // 2)  # back towards the last cut quickly
         else:

@@ -35,7 +35,7 @@ AUTO = ("auto-first", "auto-warm")
 STRATEGIES = ("threads", "asyncio")
 ITEMS = 500
 QUICK_ITEMS = 40
-ROUNDS = 5
+ROUNDS = 3
 BUCKET = "fanout-auto-bench"
 TABLE = "fanout-auto-bench"
 #: The throttled workload's token bucket, requests per second per prefix (and its depth).
