@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
     from .._config import Settings
 
-from .. import _config, _limiter
+from .. import _config
 from .._run import Run, deadline_of
 from .._task import Results, sync_form
 
@@ -36,9 +36,13 @@ class CallPool:
         # Under auto each worker thread knows the run's limiter (a context variable set
         # once per thread), so botocore's retry hook can report throttled attempts to it.
         limiter = run.limiter
-        self.executor = ThreadPoolExecutor(
-            workers, thread_name_prefix=name, initializer=None if limiter is None else _limiter.current.set,
-            initargs=() if limiter is None else (limiter,))
+        initializer, initargs = None, ()
+        if limiter is not None:
+            from .._limiter import current
+
+            initializer, initargs = current.set, (limiter,)
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix=name, initializer=initializer,
+                                           initargs=initargs)
 
     def __enter__(self) -> "CallPool":
         return self
@@ -76,8 +80,6 @@ class Strategy:
     name: str = ""
     #: False for a strategy that runs one item at a time (auto has nothing to adapt there).
     concurrent: bool = True
-    #: The last call's adaptive limiter under ``max_workers="auto"``, else None.
-    limiter: Any = None
 
     def __init__(self, settings: Settings | None = None) -> None:
         if settings is None:
@@ -139,9 +141,10 @@ class Strategy:
         workers = self.settings.max_workers
         limiter = None
         if isinstance(workers, _config.Auto) and self.concurrent:
+            from .._limiter import limiter_for
+
             # What it learned persists across warm calls, per task and strategy; new settings reset it.
-            limiter = _limiter.limiter_for(task, self.name, workers, self.settings)
-        self.limiter = limiter
+            limiter = limiter_for(task, self.name, workers, self.settings)
         return Run(fn, items, collect=collect, deadline=deadline_of(context, margin), margin_ms=margin,
                    groups=groups, check=check, stop_on_failure=stop_on_failure, limiter=limiter)
 

@@ -172,7 +172,8 @@ def test_sequential_accepts_auto_and_runs_one_at_a_time():
     strat = lambda_fanout.get_strategy("sequential", max_workers="auto")
     assert strat.max_workers == 1
     assert strat.map(lambda x: x * 2, range(5)) == [0, 2, 4, 6, 8]
-    assert strat.limiter is None
+    assert strat.start(abs, [1]).limiter is None
+    assert lambda_fanout.get_strategy("threads", max_workers="auto:8").start(abs, [1]).limiter.cap == 8
 
 
 def test_bad_auto_fails_at_init_naming_it(monkeypatch):

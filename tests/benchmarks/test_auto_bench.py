@@ -9,8 +9,8 @@ botocore retries). Each runs under ``threads`` and ``asyncio`` at every fixed co
 of SWEEP, and under auto twice: ``auto-first`` forgets what the limiter learned
 before each round (a cold first invocation), ``auto-warm`` keeps it (warm ones).
 
-Plus the per-task overhead: 20,000 trivial tasks, fixed 16 against auto, every
-concurrent strategy.
+The per-task overhead of auto beside a fixed count is in test_core_bench.py
+(``test_overhead_auto_beside_fixed``).
 
 At the end the module prints, per workload and strategy, throughput relative to the
 best fixed count, and for ``throttled`` the 503s relative to fixed 64 (run with -s).
@@ -105,7 +105,8 @@ def test_auto_beside_fixed(benchmark, bench_endpoint, workload, strategy, worker
         wall = time.perf_counter() - t0
         lim = _limiter.learned(task, strategy) if workers in AUTO else None
         runs.append({"wall": wall, "ok": sum(o.ok for o in out), "out": out,
-                     "limit": lim.limit if lim else workers, "peak": lim.peak if lim else workers})
+                     "limit": lim.limit if lim else workers, "peak": lim.peak if lim else workers,
+                     "history": [(round(t, 4), n) for t, n in lim.history] if lim else None})
         return out
 
     if workers == "auto-warm":
@@ -127,6 +128,8 @@ def test_auto_beside_fixed(benchmark, bench_endpoint, workload, strategy, worker
     info = {"throughput": statistics.median(r["ok"] / r["wall"] for r in runs), "wall": median_wall,
             "throttled_503": stats["throttled"], "limit": runs[-1]["limit"], "peak": runs[-1]["peak"],
             "failed": n - runs[-1]["ok"]}
+    if runs[-1]["history"] is not None:
+        info["limit_over_time"] = runs[-1]["history"]  # (seconds, limit) at each change: the chart's data
     benchmark.extra_info.update(info)
     _results.setdefault((workload, strategy), {})[str(workers)] = info
 
@@ -152,29 +155,3 @@ def _report() -> None:
             parts.append(f"(fixed 64: {row['64']['throttled_503']} 503s, {row['64']['failed']} failed)")
         lines.append("  ".join(parts))
     print("\n".join(lines))
-
-
-# -- per-task overhead ---------------------------------------------------------------
-
-OVERHEAD_ITEMS = 20_000
-
-
-def trivial(x):
-    return x + 1
-
-
-async def atrivial(x):
-    return x + 1
-
-
-TRIVIAL = lambda_fanout.Task(trivial, atrivial)
-
-
-@pytest.mark.parametrize("workers", [16, "auto"], ids=str)
-@pytest.mark.parametrize("strategy", ["threads", "threads-map", "asyncio"])
-def test_overhead_trivial_auto_beside_fixed(benchmark, strategy, workers):
-    benchmark.group = f"overhead: {OVERHEAD_ITEMS} trivial tasks, {strategy}"
-    items = list(range(OVERHEAD_ITEMS))
-    result = benchmark.pedantic(lambda_fanout.map, args=(TRIVIAL, items),
-                                kwargs={"strategy": strategy, "max_workers": workers}, rounds=7, iterations=1)
-    assert result == [x + 1 for x in items]
