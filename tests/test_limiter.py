@@ -91,6 +91,16 @@ def test_status_and_code(code, status, expected):
     assert is_throttle(_client_error(code, status)) is expected
 
 
+def test_odd_response_shapes_are_no_signal_and_no_error():
+    class Odd(Exception):
+        def __init__(self, response):
+            self.response = response
+
+    for response in ({"Error": {"Code": {"nested": 1}}}, {"ResponseMetadata": {"HTTPStatusCode": [503]}},
+                     {"Error": "SlowDown"}, "SlowDown", None, {"ResponseMetadata": {"HTTPStatusCode": "503"}}):
+        assert not is_throttle(Odd(response))
+
+
 def test_http_libraries_by_status_and_a_cause_chain():
     class HTTPError(Exception):
         def __init__(self, status):

@@ -114,11 +114,13 @@ def response_throttled(response: Any) -> bool:
     """True for a botocore-shaped response dict (or an HTTP response) that says slow down."""
     if isinstance(response, dict):
         error = response.get("Error")
-        if isinstance(error, dict) and error.get("Code") in THROTTLE_CODES:
+        code = error.get("Code") if isinstance(error, dict) else None
+        if type(code) is str and code in THROTTLE_CODES:
             return True
         meta = response.get("ResponseMetadata")
-        return isinstance(meta, dict) and meta.get("HTTPStatusCode") in THROTTLE_STATUSES
-    status = _status(response)
+        status = meta.get("HTTPStatusCode") if isinstance(meta, dict) else None
+    else:
+        status = _status(response)
     return type(status) is int and status in THROTTLE_STATUSES
 
 
