@@ -116,3 +116,10 @@ class Simulation:
                 check(lim)
         return Trace(list(self.limits), completions, succeeded, throttles, self.now - start)
 
+    def drain(self) -> None:
+        """Let every request in flight complete, starting none: the end of an invocation."""
+        lim = self.limiter
+        while self.heap:
+            done, _, started, throttled, _ = heapq.heappop(self.heap)
+            self.now = max(self.now, done)
+            lim.end(started, ok=not throttled)

@@ -275,3 +275,25 @@ def test_state_persists_per_task_and_strategy_and_resets_on_new_settings():
     assert _limiter.limiter_for(read, "threads", Auto(64), other_margin) is not kept
     assert _limiter.learned(read, "threads") is not kept and _limiter.learned(read, "nothing") is None
     _limiter.forget()
+
+
+def test_each_new_run_relaxes_a_floor_the_service_no_longer_meets():
+    """A service that became 1.8 times slower for good (too little to shrink the limit,
+    enough to stop its growth): with each warm invocation the floor moves halfway
+    (geometrically) towards the new latency, and growth resumes."""
+    sim = Simulation(256, initial=8, seed=3)
+    sim.run(Service(0.010), completions=8)  # one window: the floor, and a first step up
+    lim = sim.limiter
+    sim.run(Service(0.018), completions=3000)
+    held = lim.limit
+    sim.run(Service(0.018), completions=3000)
+    assert lim.limit == held < lim.cap  # latency 1.8x the floor: neither growth nor shrinking
+    floors = []
+    for _ in range(4):
+        sim.drain()
+        lim.new_run()
+        floors.append(lim._floor)
+        sim.run(Service(0.018), completions=300)
+    assert floors[0] == pytest.approx((0.010 * 0.018) ** 0.5, rel=0.05)
+    assert floors == sorted(floors)
+    assert lim.limit > held

@@ -222,8 +222,16 @@ class Limiter:
         self.new_run()
 
     def new_run(self) -> None:
-        """Start a new invocation's figures; what was learned (limit, floor) is kept."""
+        """Start a new invocation's figures; what was learned (limit, floor) is kept.
+
+        The floor is relaxed halfway (geometrically) towards the latency the last run
+        ended with: it may have been set in a quieter spell, and a floor the service
+        can no longer meet would read as congestion for every later invocation.
+        """
         with self._lock:
+            floor, smooth = self._floor, self._smooth
+            if floor is not None and smooth is not None and smooth > floor:
+                self._floor = (floor * smooth) ** 0.5
             self.peak = self.limit
             self.throttled = 0
             self._origin = self.clock()
