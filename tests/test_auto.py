@@ -101,7 +101,7 @@ def test_auto_grows_on_a_latency_bound_task_and_persists(concurrent_strategy):
     task = lambda_fanout.Task(wait, await_)
     assert lambda_fanout.map(task, range(600), strategy=concurrent_strategy, max_workers="auto:128") == list(range(600))
     lim = _limiter.learned(task, concurrent_strategy)
-    assert lim.limit > _limiter.INITIAL_LIMIT, lim
+    assert lim.peak > _limiter.INITIAL_LIMIT, lim  # (a loaded machine may shrink it again later)
     assert peak.peak > _limiter.INITIAL_LIMIT
     # A second (warm) call starts where the first ended.
     learned = lim.limit
