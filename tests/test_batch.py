@@ -62,7 +62,8 @@ def test_exact_batch_item_failures(strategy_name, source, data):
 
 
 @pytest.mark.parametrize("source", ["sqs", "kinesis", "dynamodb", "kafka"])
-def test_order_within_a_group_under_concurrency(strategy_name, source):
+@pytest.mark.parametrize("workers", [8, "auto:8"])
+def test_order_within_a_group_under_concurrency(strategy_name, source, workers):
     n, n_groups = 48, 4
     groups = [i % n_groups for i in range(n)]
     event = batches.sqs(n, groups) if source == "sqs" else batches.BUILDERS[source](n, groups)
@@ -90,7 +91,8 @@ def test_order_within_a_group_under_concurrency(strategy_name, source):
         await asyncio.sleep(0.002)
         leave()
 
-    out = lambda_fanout.process_batch(event, lambda_fanout.Task(sync_fn, async_fn), strategy=strategy_name, max_workers=8)
+    out = lambda_fanout.process_batch(event, lambda_fanout.Task(sync_fn, async_fn), strategy=strategy_name,
+                                      max_workers=workers)
     assert out == {"batchItemFailures": []}
     for g, seen in order.items():
         assert seen == sorted(seen) == [i for i in range(n) if groups[i] == g]
@@ -99,7 +101,8 @@ def test_order_within_a_group_under_concurrency(strategy_name, source):
         assert active["peak"] > 1, "groups should run concurrently"
 
 
-def test_deadline_reports_unstarted_records_and_loses_none(strategy_name, fake_context, monkeypatch):
+@pytest.mark.parametrize("workers", [4, "auto"])
+def test_deadline_reports_unstarted_records_and_loses_none(strategy_name, fake_context, monkeypatch, workers):
     monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, "100")
     n = 300
     event = batches.sqs(n, [i % 5 if i % 2 else None for i in range(n)])
@@ -114,7 +117,7 @@ def test_deadline_reports_unstarted_records_and_loses_none(strategy_name, fake_c
     context = fake_context(350)
     margin_at = context.deadline - 0.1
     out = lambda_fanout.process_batch(event, failing_handler(set(), done, delay=0.01),
-                                      context=context, strategy=strategy_name, max_workers=4)
+                                      context=context, strategy=strategy_name, max_workers=workers)
     failed = {f["itemIdentifier"] for f in out["batchItemFailures"]}
     succeeded = {f"msg-{i:05d}" for i, at in done if at < margin_at}
     late = {f"msg-{i:05d}" for i, at in done if at >= margin_at}

@@ -12,11 +12,12 @@ import lambda_fanout
 from lambda_fanout.bench.workloads import sleep_task
 
 
-def test_deadline_mid_run_reports_every_item(strategy_name, fake_context, monkeypatch):
+@pytest.mark.parametrize("workers", [4, "auto:4"])
+def test_deadline_mid_run_reports_every_item(strategy_name, fake_context, monkeypatch, workers):
     monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, "100")
     ctx = fake_context(400)
     t0 = time.monotonic()
-    got = lambda_fanout.map(sleep_task(0.01), range(400), strategy=strategy_name, max_workers=4,
+    got = lambda_fanout.map(sleep_task(0.01), range(400), strategy=strategy_name, max_workers=workers,
                             errors="collect", context=ctx)
     elapsed_ms = (time.monotonic() - t0) * 1000
     assert ctx.get_remaining_time_in_millis() > 0, f"returned after the deadline ({elapsed_ms:.0f} ms)"

@@ -62,18 +62,19 @@ def run_handler(task_root, env: dict, event: dict | None) -> subprocess.Complete
 
 
 @pytest.mark.parametrize("spec", ["app.process", "pkg/records.process"])
-def test_sqs_batch_through_the_zero_code_handler(task_root, strategy_name, spec):
-    check_sqs_run(task_root, strategy_name, spec)
+@pytest.mark.parametrize("workers", ["4", "auto:8"])
+def test_sqs_batch_through_the_zero_code_handler(task_root, strategy_name, spec, workers):
+    check_sqs_run(task_root, strategy_name, spec, workers)
 
 
 def test_coroutine_record_handler_under_asyncio(task_root):
-    check_sqs_run(task_root, "asyncio", "app.aprocess")
+    check_sqs_run(task_root, "asyncio", "app.aprocess", "auto")
 
 
-def check_sqs_run(task_root, strategy_name, spec):
+def check_sqs_run(task_root, strategy_name, spec, workers):
     event = batches.sqs(10)
     proc = run_handler(task_root, {"FANOUT_RECORD_HANDLER": spec, "FANOUT_STRATEGY": strategy_name,
-                                   "FANOUT_MAX_WORKERS": "4"}, event)
+                                   "FANOUT_MAX_WORKERS": workers}, event)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.split("RESULT ", 1)[1])
     assert result == {"batchItemFailures": [{"itemIdentifier": f"msg-{i:05d}"} for i in (0, 3, 6, 9)]}
@@ -93,6 +94,7 @@ def check_sqs_run(task_root, strategy_name, spec):
     ({"FANOUT_RECORD_HANDLER": "app.process", "FANOUT_METRICS": "maybe"}, "FANOUT_METRICS"),
     ({"FANOUT_RECORD_HANDLER": "app.process", "FANOUT_FIFO_ON_FAILURE": "stop"}, "FANOUT_FIFO_ON_FAILURE"),
     ({"FANOUT_RECORD_HANDLER": "app.process", "FANOUT_RAISE_ON_ALL_FAILED": "maybe"}, "FANOUT_RAISE_ON_ALL_FAILED"),
+    ({"FANOUT_RECORD_HANDLER": "app.process", "FANOUT_MAX_WORKERS": "auto:0"}, "'auto:N'"),
     ({"FANOUT_RECORD_HANDLER": "app.aprocess", "FANOUT_STRATEGY": "threads"}, "use FANOUT_STRATEGY=asyncio"),
 ])
 def test_bad_settings_fail_at_init(task_root, env, fragment):

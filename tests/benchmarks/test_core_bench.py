@@ -79,6 +79,17 @@ def test_overhead_20k_trivial(benchmark, impl):
     assert result == [x + 1 for x in items]
 
 
+@pytest.mark.parametrize("workers", [OVERHEAD_WORKERS, "auto"], ids=str)
+@pytest.mark.parametrize("strategy", [s for s in lambda_fanout.STRATEGIES if s != "sequential"])
+def test_overhead_auto_beside_fixed(benchmark, strategy, workers):
+    """FANOUT_MAX_WORKERS=auto's own cost per task: the limiter's timing and decisions."""
+    benchmark.group = f"overhead, auto beside fixed: {OVERHEAD_ITEMS} trivial tasks, {strategy}"
+    items = list(range(OVERHEAD_ITEMS))
+    result = benchmark.pedantic(lambda_fanout.map, args=(TRIVIAL, items),
+                                kwargs={"strategy": strategy, "max_workers": workers}, rounds=7, iterations=1)
+    assert result == [x + 1 for x in items]
+
+
 # -- latency-bound ceiling ------------------------------------------------------------
 
 IDEAL_S = math.ceil(LATENCY_ITEMS / LATENCY_WORKERS) * LATENCY_S
