@@ -1,0 +1,156 @@
+"""Case preparation and the one measurement harness.
+
+A case is one (workload, implementation, workers) row. :func:`measure_case` prepares
+it, warms it up on a slice of its items (client creation, connections), picks the
+number of rounds, times them through a *timer* and checks the result. The timer is
+pytest-benchmark's fixture in the suite behind ``./build.sh bench``
+(tests/benchmarks/test_workloads.py), and :class:`LoopTimer` inside Lambda, where
+pytest is not at hand; everything else is shared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable
+
+from .. import STRATEGIES
+from . import idioms, peers
+from .options import Options
+from .stats import median
+from .workloads import WORKLOADS, Check, Env, Workload
+
+#: The strategy every other one is compared against: a plain loop.
+REFERENCE = "sequential"
+KINDS = ("strategy", "raw", "peer")
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    workload: Workload
+    impl: str
+    kind: str  # one of KINDS
+    workers: Any  # a worker count or mode; None for implementations without one
+
+    @property
+    def id(self) -> str:
+        return f"{self.workload.name}-{self.impl}-{self.workers if self.workers is not None else 1}w"
+
+    @property
+    def venv(self) -> str:
+        return peers.PEERS[self.impl].venv if self.kind == "peer" else "main"
+
+    def unavailable(self) -> str | None:
+        """Why this case cannot run in this process, or None."""
+        return peers.PEERS[self.impl].unavailable() if self.kind == "peer" else None
+
+    def runner(self, env: Env | None) -> idioms.Runner:
+        w = self.workload
+        if self.kind == "strategy":
+            return w.strategy_runner(env, self.impl, self.workers)
+        if self.kind == "raw":
+            return idioms.build(self.impl, w.task(env), w.client_calls(env) if env else {}, self.workers)
+        return peers.PEERS[self.impl].make(w, env, self.workers)
+
+
+def _takes_workers(impl: str, kind: str) -> bool:
+    if kind == "strategy":
+        return impl != REFERENCE
+    if kind == "raw":
+        return idioms.RAW[impl].concurrent
+    return peers.PEERS[impl].takes_workers
+
+
+def cases(opts: Options, venv: str | None = None) -> list[Case]:
+    """Every case of ``opts`` that runs in ``venv`` (default: opts.venv), in table order.
+
+    Strategies come from lambda_fanout.STRATEGIES, so a new strategy or worker mode
+    appears in every workload without code here.
+    """
+    venv = venv or opts.venv
+    out = []
+    for name in opts.workloads or tuple(WORKLOADS):
+        w = WORKLOADS[name]
+        impls = [(s, "strategy") for s in STRATEGIES]
+        if opts.with_others:
+            impls += [(r, "raw") for r in w.raws] + [(p, "peer") for p in w.peers]
+        for number, workers in enumerate(opts.workers):
+            for impl, kind in impls:
+                takes = _takes_workers(impl, kind)
+                if not takes and number:
+                    continue  # one row is enough for what has no worker count
+                case = Case(w, impl, kind, workers if takes else None)
+                if case.venv == venv:
+                    out.append(case)
+    return out
+
+
+def warm_slice(items: list, workers: Any) -> list:
+    """The items a warm-up runs: enough to open a connection per worker, never all of a large batch."""
+    size = 2 * workers if isinstance(workers, int) else 64
+    return items[:max(8, size)]
+
+
+@dataclasses.dataclass
+class Measured:
+    """What :func:`measure_case` learned: the report's row fields, the result check, the timer's output."""
+
+    info: dict
+    check: Check
+    timed: Any
+
+
+Timer = Callable[[Callable[[], Any], int], Any]
+
+
+def measure_case(case: Case, opts: Options, env: Env | None, timer: Timer, *, section: str = "main") -> Measured:
+    """Prepare, warm up, time and check one case.
+
+    Args:
+        timer: ``timer(fn, rounds)`` runs ``fn`` for ``rounds`` timed rounds and returns
+            what the caller wants back; its last call's result must be ``fn``'s.
+
+    Returns:
+        The row fields (without wall times, which the timer holds), the check, and the timer's return.
+    """
+    w = case.workload
+    w.setup(opts, env)
+    items = w.items(opts.n_items(w))
+    warm = warm_slice(items, case.workers)
+    runner = case.runner(env)
+    results: list = []
+    cpu: list[float] = []
+
+    def one_round() -> Any:
+        c0 = time.process_time()
+        out = runner.run(items)
+        cpu.append(time.process_time() - c0)
+        results[:] = [out]
+        return out
+
+    try:
+        t0 = time.perf_counter()
+        runner.run(warm)
+        estimate = (time.perf_counter() - t0) * len(items) / max(len(warm), 1)
+        rounds = opts.rounds_for(estimate)
+        timed = timer(one_round, rounds)
+    finally:
+        runner.close()
+    check = w.check(results[0], items)
+    info = {
+        "workload": w.name, "impl": case.impl, "kind": case.kind, "workers": case.workers, "items": len(items),
+        "rounds": rounds, "cpu_ms_per_item": median(cpu) * 1000 / max(len(items), 1),
+        "ideal_s": w.ideal_s(opts, case.workers), "memory_mb": opts.memory_mb, "cpus": opts.cpus,
+        "check": check.text, "check_ok": check.ok, "section": section,
+    }
+    return Measured(info, check, timed)
+
+
+def loop_timer(fn: Callable[[], Any], rounds: int) -> list[float]:
+    """Time ``rounds`` calls of ``fn``; the wall time of each (the harness without pytest)."""
+    walls = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        walls.append(time.perf_counter() - t0)
+    return walls
