@@ -10,6 +10,7 @@ lambda_fanout.bench.cases.measure_case, shared with the in-Lambda runner.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -37,8 +38,16 @@ def bench_setup(request):
     return Env(OPTS.bucket, OPTS.table, endpoint), endpoint.environ()
 
 
+@pytest.fixture(scope="session")
+def under_quota(bench_setup):
+    """Move this process into the CPU quota the CLI made, once set up: only the cases run under it."""
+    if OPTS.quota_procs:
+        with open(OPTS.quota_procs, "w") as f:
+            f.write(str(os.getpid()))
+
+
 @pytest.fixture
-def bench_env(bench_setup, monkeypatch):
+def bench_env(bench_setup, under_quota, monkeypatch):
     env, environ = bench_setup
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
@@ -56,7 +65,8 @@ def test_workload(benchmark, case, bench_env):
     if why_not:
         if OPTS.skip_file:
             with open(OPTS.skip_file, "a") as f:
-                f.write(json.dumps({"workload": case.workload.name, "impl": case.impl, "reason": why_not}) + "\n")
+                f.write(json.dumps({"workload": case.workload.name, "impl": case.impl, "kind": case.kind,
+                                    "skipped": why_not}) + "\n")
         pytest.skip(why_not)
     benchmark.group = f"{case.workload.name}: {case.workload.title}"
     measured = measure_case(case, OPTS, bench_env,

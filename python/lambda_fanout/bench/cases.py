@@ -82,13 +82,14 @@ def cases(opts: Options, venv: str | None = None) -> list[Case]:
                 case = Case(w, impl, kind, workers if takes else None)
                 if case.venv == venv:
                     out.append(case)
-    return out
+    return out[::-1] if opts.reverse else out
 
 
 def warm_slice(items: list, workers: Any) -> list:
     """The items a warm-up runs: enough to open a connection per worker, never all of a large batch."""
-    size = 2 * workers if isinstance(workers, int) else 64
-    return items[:max(8, size)]
+    if workers is None:  # one at a time: a few items create the clients
+        return items[:8]
+    return items[:max(8, workers if isinstance(workers, int) else 32)]
 
 
 @dataclasses.dataclass

@@ -26,22 +26,28 @@ TAIL_SIGMA = 0.5
 class Mode:
     """The defaults of a full or a quick run.
 
-    Rounds: each case runs as many rounds as fit in ``case_budget_s`` (estimated from
-    its warm-up), at least ``min_rounds`` and at most ``max_rounds``.
+    Rounds: the suite runs ``passes`` times, every other pass in reverse case order, so
+    each case's rounds are spread over the run and a slow drift of a shared machine
+    shows up as spread within a case (which the statistics see) rather than as a
+    difference between cases (which they could not). In each pass a case runs as many
+    rounds as fit in ``case_budget_s`` (estimated from its warm-up), at least
+    ``min_rounds`` and at most ``max_rounds``.
     """
 
     workers: tuple[int | str, ...]
+    passes: int
     min_rounds: int
     max_rounds: int
     case_budget_s: float
     memory_sweep: tuple[int, ...]
     sweep_items: int
+    sweep_passes: int
 
 
-FULL = Mode(workers=(32,), min_rounds=3, max_rounds=15, case_budget_s=4.0,
-            memory_sweep=(128, 512, 1769, 3008), sweep_items=200)
-QUICK = Mode(workers=(16,), min_rounds=5, max_rounds=15, case_budget_s=0.8,
-             memory_sweep=(128, 1769), sweep_items=40)
+FULL = Mode(workers=(32,), passes=3, min_rounds=1, max_rounds=12, case_budget_s=1.5,
+            memory_sweep=(128, 512, 1769, 3008), sweep_items=100, sweep_passes=2)
+QUICK = Mode(workers=(16,), passes=2, min_rounds=2, max_rounds=20, case_budget_s=0.3,
+             memory_sweep=(128, 1769), sweep_items=32, sweep_passes=1)
 
 
 @dataclasses.dataclass
@@ -65,6 +71,9 @@ class Options:
     with_others: bool = True  # measure raw idioms and peers too (the memory sweep measures strategies only)
     venv: str = "main"  # which environment's cases this process runs (see peers.VENVS)
     skip_file: str | None = None  # where the suite writes the cases it skipped, with the reason
+    quota_procs: str | None = None  # the CPU quota's cgroup.procs: the suite enters it once set up
+    passes: int | None = None  # suite passes; None: the mode's
+    reverse: bool = False  # this pass runs the cases in reverse order
 
     @classmethod
     def create(cls, *, quick: bool = False, workers: tuple | None = None, memory_sweep: tuple | None = None,
@@ -78,7 +87,7 @@ class Options:
     @classmethod
     def for_tests(cls) -> "Options":
         """What ``./build.sh test`` runs the suite with: small sizes, one round, so it cannot rot."""
-        return cls.create(quick=True, items=16, workers=(4,), rounds=1, memory_sweep=())
+        return cls.create(quick=True, items=16, workers=(4,), rounds=1, passes=1, memory_sweep=())
 
     @property
     def mode(self) -> Mode:
@@ -93,8 +102,12 @@ class Options:
         ms = self.latency_ms if self.latency_ms is not None else workload.default_latency_ms
         return ms / 1000.0
 
+    @property
+    def n_passes(self) -> int:
+        return self.passes or self.mode.passes
+
     def rounds_for(self, estimate_s: float) -> int:
-        """Timed rounds for a case whose one round is estimated at ``estimate_s``."""
+        """Timed rounds in one pass for a case whose one round is estimated at ``estimate_s``."""
         if self.rounds is not None:
             return self.rounds
         mode = self.mode
@@ -104,7 +117,8 @@ class Options:
         """These options for one point of the memory sweep: one workload, strategies only."""
         return dataclasses.replace(
             self, memory_mb=memory_mb, workloads=(workload,), workers=(self.workers[-1],),
-            items=min(self.items or self.mode.sweep_items, self.mode.sweep_items), with_others=False)
+            items=min(self.items or self.mode.sweep_items, self.mode.sweep_items), with_others=False,
+            passes=self.passes or self.mode.sweep_passes)
 
     def to_env(self) -> str:
         return json.dumps(dataclasses.asdict(self))

@@ -37,13 +37,15 @@ class Workload:
     name = ""
     title = ""
     default_items = 500
-    quick_items = 64
+    quick_items = 48
     default_latency_ms: float = 0.0
     latency_bound = False  # ideal = ceil(N/C) x L applies
     needs_aws = False
     #: names in idioms.RAW and peers.PEERS measured beside the strategies
     raws: tuple[str, ...] = ()
     peers: tuple[str, ...] = ()
+    #: why concurrency may not pay here, for the report
+    why_no_gain = "each item does too little waiting for overlap to pay for the hand-off"
 
     def items(self, n: int) -> list:
         return list(range(n))
@@ -88,7 +90,6 @@ class Latency(Workload):
     name = "latency"
     title = "latency-only I/O: each item waits L ms"
     default_latency_ms = 20.0
-    quick_items = 100
     latency_bound = True
     raws = ("raw:submit+as_completed", "raw:executor.map", "raw:gather+semaphore")
     delay_s = default_latency_ms / 1000  # set from the options by setup()
@@ -178,6 +179,8 @@ class CpuBound(Workload):
     default_items = 300
     quick_items = 60
     raws = ("raw:list-comprehension",)
+    why_no_gain = ("the work is CPU-bound and holds the GIL, so threads take turns on one core and asyncio "
+                   "runs items one after another")
     _doc = json.dumps({"records": [{"id": i, "name": f"item-{i}", "tags": ["a", "b", "c"], "score": i / 7}
                                    for i in range(120)]})
 
@@ -226,7 +229,7 @@ class Batch(Workload):
     name = "batch"
     title = "SQS batch through the zero-code handler (lambda_fanout.handler.handler), an S3 GET per record"
     default_items = 1000
-    quick_items = 100
+    quick_items = 50
     default_latency_ms = 10.0
     latency_bound = True
     needs_aws = True
