@@ -1,108 +1,19 @@
-"""Core benchmarks: per-task overhead and the latency-bound ceiling, beside the raw idioms.
+"""Core benchmark: the cost of importing the toolkit, beside the standard library's executor.
 
-Each group puts the toolkit's strategies beside the standard-library idiom they wrap,
-in one run, so ratios (not absolute times) are what to read.
+Per-task overhead (the ``frequency`` workload: 20,000 trivial items) and the
+latency-bound ceiling (the ``latency`` workload) are measured by the workload suite
+(test_workloads.py), each strategy beside the raw idioms of lambda_fanout.bench.idioms.RAW.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys
 
 import pytest
 
-import lambda_fanout
 import staging
-from lambda_fanout.bench import idioms
-from lambda_fanout.bench.workloads import sleep_task
-
-OVERHEAD_ITEMS = 20_000
-OVERHEAD_WORKERS = 16
-LATENCY_ITEMS = 1_000
-LATENCY_S = 0.020
-LATENCY_WORKERS = 50
-
-
-def trivial(x):
-    return x + 1
-
-
-async def atrivial(x):
-    return x + 1
-
-
-TRIVIAL = lambda_fanout.Task(trivial, atrivial)
-
-
-WAIT = sleep_task(LATENCY_S)
-
-
-# -- the raw idioms a user would write by hand (shared with ./build.sh bench) -----------
-
-_gather = idioms.GatherSemaphore()  # one reused loop, as the toolkit reuses its own
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_raw_loop():
-    yield
-    _gather.close()
-
-
-RAW = {
-    "raw:list-comprehension": (idioms.list_comprehension, "sync"),
-    "raw:submit+as_completed": (idioms.submit_as_completed, "sync"),
-    "raw:executor.map": (idioms.executor_map, "sync"),
-    "raw:gather+semaphore": (_gather, "async"),
-}
-
-
-def _run_raw(name, task, items, workers):
-    fn, form = RAW[name]
-    return fn(task.sync_fn if form == "sync" else task.async_fn, items, workers)
-
-
-# -- per-task overhead ---------------------------------------------------------------
-
-@pytest.mark.parametrize("impl", list(lambda_fanout.STRATEGIES) + list(RAW))
-def test_overhead_20k_trivial(benchmark, impl):
-    benchmark.group = f"overhead: {OVERHEAD_ITEMS} trivial tasks, {OVERHEAD_WORKERS} workers"
-    items = list(range(OVERHEAD_ITEMS))
-    if impl in RAW:
-        result = benchmark.pedantic(_run_raw, args=(impl, TRIVIAL, items, OVERHEAD_WORKERS), rounds=5, iterations=1)
-    else:
-        result = benchmark.pedantic(
-            lambda_fanout.map, args=(TRIVIAL, items),
-            kwargs={"strategy": impl, "max_workers": OVERHEAD_WORKERS}, rounds=5, iterations=1,
-        )
-    assert result == [x + 1 for x in items]
-
-
-# -- latency-bound ceiling ------------------------------------------------------------
-
-IDEAL_S = math.ceil(LATENCY_ITEMS / LATENCY_WORKERS) * LATENCY_S
-
-
-@pytest.mark.parametrize(
-    "impl", [s for s in lambda_fanout.STRATEGIES if s != "sequential"]
-    + ["raw:submit+as_completed", "raw:executor.map", "raw:gather+semaphore"],
-)
-def test_latency_1000x20ms(benchmark, impl):
-    benchmark.group = f"latency: {LATENCY_ITEMS} items x {LATENCY_S * 1000:.0f} ms, {LATENCY_WORKERS} workers"
-    benchmark.extra_info["ideal_s"] = IDEAL_S
-    items = list(range(LATENCY_ITEMS))
-    if impl in RAW:
-        result = benchmark.pedantic(_run_raw, args=(impl, WAIT, items, LATENCY_WORKERS), rounds=3, iterations=1)
-    else:
-        result = benchmark.pedantic(
-            lambda_fanout.map, args=(WAIT, items),
-            kwargs={"strategy": impl, "max_workers": LATENCY_WORKERS}, rounds=3, iterations=1,
-        )
-    assert result == items
-
-
-# -- import cost ----------------------------------------------------------------------
 
 PYTHON_DIR = staging.python_dir()
 

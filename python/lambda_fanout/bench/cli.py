@@ -153,8 +153,6 @@ def _merge(doc: dict, part: dict, label: str, section: str) -> None:
     Rows of another run label are named by it; a case met again in a later pass gets
     that pass's rounds added to its data, and its statistics recomputed.
     """
-    from pytest_benchmark.stats import Stats
-
     for key in ("machine_info", "commit_info", "datetime", "version"):
         doc.setdefault(key, part.get(key))
     known = {b["fullname"]: b for b in doc["benchmarks"]}
@@ -167,15 +165,12 @@ def _merge(doc: dict, part: dict, label: str, section: str) -> None:
         if earlier is None:
             doc["benchmarks"].append(bench)
             continue
-        stats = Stats()
-        for duration in earlier["stats"]["data"] + bench["stats"]["data"]:
-            stats.update(duration)
-        earlier["stats"] = {**stats.as_dict(), "data": stats.data}
+        earlier["stats"] = history.stats_dict(earlier["stats"]["data"] + bench["stats"]["data"])
         info = earlier["extra_info"]
         info["cpu_ms_per_item_passes"] = info.get("cpu_ms_per_item_passes", [info["cpu_ms_per_item"]]) + [
             bench["extra_info"]["cpu_ms_per_item"]]
         info["cpu_ms_per_item"] = statistics.median(info["cpu_ms_per_item_passes"])
-        info["rounds"] = len(stats.data)
+        info["rounds"] = len(earlier["stats"]["data"])
         if not bench["extra_info"]["check_ok"]:
             info["check"], info["check_ok"] = bench["extra_info"]["check"], False
 

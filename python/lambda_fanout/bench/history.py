@@ -23,6 +23,16 @@ STORAGE = ".benchmarks"
 _log = logging.getLogger(__name__)
 
 
+def stats_dict(data: list[float]) -> dict:
+    """pytest-benchmark's statistics of ``data`` (as in its JSON), with the rounds themselves."""
+    from pytest_benchmark.stats import Stats
+
+    stats = Stats()
+    for duration in data:
+        stats.update(duration)
+    return {**stats.as_dict(), "data": list(data)}
+
+
 def _storage(out_dir: Path):
     from pytest_benchmark.storage.file import FileStorage
 
