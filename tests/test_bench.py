@@ -339,7 +339,7 @@ def test_bench_cli_quick_end_to_end(tmp_path):
     assert main_rounds == {QUICK.passes}  # one round in each pass, merged
     assert "peer:aioboto3+gather" in md  # a row, measured from .venv-peers or skipped with the reason
     assert "[" in proc.stdout and "ok" in proc.stdout  # the progress lines
-    again = subprocess.run(cmd[:3] + ["frequency", "--items", "8", "--rounds", "1", "--no-memory-sweep", "--out",
+    again = subprocess.run(cmd[:5] + ["frequency", "--items", "8", "--rounds", "1", "--no-memory-sweep", "--out",
                                       str(tmp_path), "--compare", "first"], capture_output=True, text=True,
                            timeout=600, env=env)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]

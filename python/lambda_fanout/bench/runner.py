@@ -10,6 +10,7 @@ import os
 from typing import Any, Callable
 
 from .cases import cases, loop_timer, measure_case
+from .peers import VENVS
 from .options import DEFAULT_MEMORY_MB, ENV_BUCKET, ENV_TABLE, Options
 from .report import build_markdown
 from .seeding import seed
@@ -25,7 +26,7 @@ def run(opts: Options, env: Env | None, *, section: str = "main",
     with ``skipped`` set to the reason.
     """
     rows = []
-    todo = cases(opts)
+    todo = [case for venv in VENVS for case in cases(opts, venv)]  # one process here: peers of every venv
     for number, case in enumerate(todo, start=1):
         why_not = case.unavailable()
         if why_not:

@@ -76,11 +76,13 @@ def expected_failures(records: list[dict], groups: int | None = None) -> set[str
 def seed(moto_url: str | None, bucket: str, table: str, n: int) -> None:
     """Create the bucket and table (if missing) and write n objects and n items."""
     import boto3
+    from botocore.config import Config
     from concurrent.futures import ThreadPoolExecutor
 
     # A local endpoint takes any credentials; real AWS uses the usual chain.
     kwargs = ({"endpoint_url": moto_url, "region_name": "us-east-1", "aws_access_key_id": "testing",
                "aws_secret_access_key": "testing"} if moto_url else {})
+    kwargs["config"] = Config(max_pool_connections=16)  # one connection per seeding thread
     s3 = boto3.session.Session().client("s3", **kwargs)
     ddb = boto3.session.Session().client("dynamodb", **kwargs)
     # head/describe rather than list: they need only the bucket's and table's own permissions.
