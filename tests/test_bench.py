@@ -239,6 +239,20 @@ def test_cases_follow_the_strategy_registry_and_worker_modes(monkeypatch):
     assert [c.id for c in reverse] == [c.id for c in bench_cases.cases(Options.create(workloads=("cpu",)))][::-1]
 
 
+def test_client_profiles_add_rows_where_the_aws_helpers_have_them(monkeypatch):
+    from lambda_fanout import aws
+
+    monkeypatch.setattr(aws, "CLIENT_PROFILES", ("default", "lean", "crt"), raising=False)
+    ids = [c.id for c in bench_cases.cases(Options.create(workers=(8,), workloads=("s3", "cpu")))]
+    assert "s3-threads[lean]-8w" in ids and "s3-asyncio[crt]-8w" in ids and "s3-threads-8w" in ids
+    assert not [i for i in ids if "[default]" in i or i.startswith("cpu") and "[" in i]
+    assert "s3-sequential[lean]-1w" not in ids  # the reference stays one row
+    rows = [row("sequential", 1.0), row("threads", 0.5), row("threads", 0.2, profile="lean")]
+    assert report.recommend("s3", rows).startswith("Use `threads` (FANOUT_STRATEGY=threads, FANOUT_MAX_WORKERS=16, "
+                                                   "client profile lean)")
+    assert report.workload_table(rows, 1024, "x86_64")[0][0] == "threads [lean]"
+
+
 def test_options_declare_their_defaults_once():
     quick = Options.create(quick=True)
     assert quick.workers == QUICK.workers and quick.memory_sweep == QUICK.memory_sweep and quick.n_passes == QUICK.passes

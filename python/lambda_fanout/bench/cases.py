@@ -14,7 +14,7 @@ import dataclasses
 import time
 from typing import Any, Callable
 
-from .. import STRATEGIES
+from .. import STRATEGIES, aws
 from . import idioms, peers
 from .options import Options
 from .stats import median
@@ -31,10 +31,12 @@ class Case:
     impl: str
     kind: str  # one of KINDS
     workers: Any  # a worker count or mode; None for implementations without one
+    profile: str | None = None  # a lambda_fanout.aws client profile other than the default
 
     @property
     def id(self) -> str:
-        return f"{self.workload.name}-{self.impl}-{self.workers if self.workers is not None else 1}w"
+        profile = f"[{self.profile}]" if self.profile else ""
+        return f"{self.workload.name}-{self.impl}{profile}-{self.workers if self.workers is not None else 1}w"
 
     @property
     def venv(self) -> str:
@@ -47,7 +49,7 @@ class Case:
     def runner(self, env: Env | None) -> idioms.Runner:
         w = self.workload
         if self.kind == "strategy":
-            return w.strategy_runner(env, self.impl, self.workers)
+            return w.strategy_runner(env, self.impl, self.workers, self.profile)
         if self.kind == "raw":
             return idioms.build(self.impl, w.task(env), w.client_calls(env) if env else {}, self.workers)
         return peers.PEERS[self.impl].make(w, env, self.workers)
@@ -61,11 +63,19 @@ def _takes_workers(impl: str, kind: str) -> bool:
     return peers.PEERS[impl].takes_workers
 
 
+def client_profiles() -> tuple[str, ...]:
+    """lambda_fanout.aws's client profiles other than its default (none where it has no profiles)."""
+    default = getattr(aws, "DEFAULT_PROFILE", "default")
+    return tuple(p for p in getattr(aws, "CLIENT_PROFILES", ()) if p != default)
+
+
 def cases(opts: Options, venv: str | None = None) -> list[Case]:
     """Every case of ``opts`` that runs in ``venv`` (default: opts.venv), in table order.
 
-    Strategies come from lambda_fanout.STRATEGIES, so a new strategy or worker mode
-    appears in every workload without code here.
+    Strategies come from lambda_fanout.STRATEGIES and client profiles from
+    lambda_fanout.aws.CLIENT_PROFILES, so a new strategy, worker mode or profile
+    appears in every table without code here. Profiles other than the default add a
+    row per concurrent strategy on the workloads whose calls they change.
     """
     venv = venv or opts.venv
     out = []
@@ -79,9 +89,11 @@ def cases(opts: Options, venv: str | None = None) -> list[Case]:
                 takes = _takes_workers(impl, kind)
                 if not takes and number:
                     continue  # one row is enough for what has no worker count
-                case = Case(w, impl, kind, workers if takes else None)
-                if case.venv == venv:
-                    out.append(case)
+                profiles = (None,) + (client_profiles() if kind == "strategy" and takes and w.profiled else ())
+                for profile in profiles:
+                    case = Case(w, impl, kind, workers if takes else None, profile)
+                    if case.venv == venv:
+                        out.append(case)
     return out[::-1] if opts.reverse else out
 
 
@@ -140,6 +152,7 @@ def measure_case(case: Case, opts: Options, env: Env | None, timer: Timer, *, se
     check = w.check(results[0], items)
     info = {
         "workload": w.name, "impl": case.impl, "kind": case.kind, "workers": case.workers, "items": len(items),
+        "profile": case.profile,
         "rounds": rounds, "cpu_ms_per_item": median(cpu) * 1000 / max(len(items), 1),
         "ideal_s": w.ideal_s(opts, case.workers), "memory_mb": opts.memory_mb, "cpus": opts.cpus,
         "check": check.text, "check_ok": check.ok, "section": section,

@@ -15,7 +15,7 @@ import logging
 import time
 from pathlib import Path
 
-from .report import _median, _measured, markdown_table, rows_from_pytest_benchmark
+from .report import _median, _measured, label, markdown_table, rows_from_pytest_benchmark
 from .stats import ratio
 
 HISTORY = "history.jsonl"
@@ -82,7 +82,7 @@ def load_run(ref: str, out_dir: Path) -> tuple[str, dict]:
 def row_key(r: dict) -> str:
     workers = "-" if r.get("workers") is None else r["workers"]
     where = f"{r['memory_mb']} MB " if r.get("section") == "sweep" else ""
-    return f"{where}{r['workload']} {r['impl']} {workers}w"
+    return f"{where}{r['workload']} {label(r)} {workers}w"
 
 
 def compare_markdown(label: str, old_doc: dict, new_rows: list[dict]) -> str:

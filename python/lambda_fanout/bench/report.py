@@ -45,6 +45,11 @@ def _median(row: dict) -> float:
     return median(row["data"])
 
 
+def label(row: dict) -> str:
+    """The implementation as the report names it: ``threads``, or ``threads [lean]`` with a client profile."""
+    return row["impl"] + (f" [{row['profile']}]" if row.get("profile") else "")
+
+
 def _workers(row: dict) -> str:
     return "-" if row.get("workers") is None else str(row["workers"])
 
@@ -65,7 +70,7 @@ HEADER = ["implementation", "workers", "rounds", "median wall (ms)", "IQR (ms)",
 
 def _table_row(r: dict, ref: dict | None, memory_mb: int, arch: str) -> list[str]:
     if r.get("skipped"):
-        return [r["impl"], "-", "0", "-", "-", "-", "-", "-", "-", f"skipped: {r['skipped']}"]
+        return [label(r), "-", "0", "-", "-", "-", "-", "-", "-", f"skipped: {r['skipped']}"]
     q1, q3 = iqr(r["data"])
     speed = "n/a"
     if ref is not None:
@@ -73,7 +78,7 @@ def _table_row(r: dict, ref: dict | None, memory_mb: int, arch: str) -> list[str
         speed = f"{s.value:.2f}x ({s.low:.2f}-{s.high:.2f})" + ("" if s.measurable or r is ref else " ~")
     ideal = r.get("ideal_s")
     return [
-        r["impl"], _workers(r), str(len(r["data"])), f"{_median(r) * 1000:.1f}",
+        label(r), _workers(r), str(len(r["data"])), f"{_median(r) * 1000:.1f}",
         f"{q1 * 1000:.1f}-{q3 * 1000:.1f}", speed,
         f"{_median(r) / ideal:.2f}" if ideal and r.get("workers") is not None else "-",
         f"{r['cpu_ms_per_item']:.3f}", f"${_cost(r, memory_mb, arch):,.2f}", r.get("check", "ok"),
@@ -94,12 +99,12 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _names(rows: list[dict]) -> str:
-    return ", ".join(f"`{r['impl']}`" + (f" ({r['workers']} workers)" if r.get("workers") is not None else "")
+    return ", ".join(f"`{label(r)}`" + (f" ({r['workers']} workers)" if r.get("workers") is not None else "")
                      for r in rows)
 
 
 def _cpu_clause(rows: list[dict]) -> str:
-    return "client CPU per item " + ", ".join(f"{r['impl']} {r['cpu_ms_per_item']:.3f} ms" for r in rows)
+    return "client CPU per item " + ", ".join(f"{label(r)} {r['cpu_ms_per_item']:.3f} ms" for r in rows)
 
 
 def choose(rows: list[dict]) -> tuple[dict | None, str]:
@@ -121,24 +126,25 @@ def choose(rows: list[dict]) -> tuple[dict | None, str]:
         slower = ratio(runner_up["data"], ref["data"])
         if slower.measurable:
             return ref, (f"Keep `{REFERENCE}` (FANOUT_STRATEGY={REFERENCE}): every other strategy is measurably "
-                         f"slower here; the fastest of them, `{runner_up['impl']}`, takes {slower.describe()} "
+                         f"slower here; the fastest of them, `{label(runner_up)}`, takes {slower.describe()} "
                          f"as long: {why}.")
         return ref, (f"Keep `{REFERENCE}` (FANOUT_STRATEGY={REFERENCE}): no measurable difference between "
-                     f"`{REFERENCE}` and `{runner_up['impl']}` at this size ({slower.describe()} the time), and "
+                     f"`{REFERENCE}` and `{label(runner_up)}` at this size ({slower.describe()} the time), and "
                      f"`{REFERENCE}` is the simplest ({_cpu_clause([ref, runner_up])}).")
     gain = _speedup(ref, best)
     if not gain.b_faster:
         return ref, (f"Keep `{REFERENCE}` (FANOUT_STRATEGY={REFERENCE}): no measurable difference between "
-                     f"`{REFERENCE}` and `{best['impl']}` at this size (`{best['impl']}` runs at {gain.describe()} "
+                     f"`{REFERENCE}` and `{label(best)}` at this size (`{label(best)}` runs at {gain.describe()} "
                      f"sequential's speed), and `{REFERENCE}` is the simplest ({_cpu_clause([ref, best])}).")
     tied = [r for r in strategies if r is best or (
         r is not ref and _speedup(ref, r).b_faster and not ratio(r["data"], best["data"]).b_faster)]
     pick = min(tied, key=lambda r: r["cpu_ms_per_item"])
     text = (f"Use `{pick['impl']}` (FANOUT_STRATEGY={pick['impl']}"
-            + (f", FANOUT_MAX_WORKERS={pick['workers']}" if pick.get("workers") is not None else "") + "): "
+            + (f", FANOUT_MAX_WORKERS={pick['workers']}" if pick.get("workers") is not None else "")
+            + (f", client profile {pick['profile']}" if pick.get("profile") else "") + "): "
             f"{_speedup(ref, pick).describe()} faster than sequential")
     if len(tied) > 1:
-        text += (f"; no measurable difference between {_names(tied)} at this size, and `{pick['impl']}` uses the "
+        text += (f"; no measurable difference between {_names(tied)} at this size, and `{label(pick)}` uses the "
                  f"least client CPU ({_cpu_clause(tied)})")
     return pick, text + "."
 
@@ -152,9 +158,9 @@ def _against_others(pick: dict, rows: list[dict]) -> str:
         vs = ratio(r["data"], pick["data"])  # > 1: the pick is faster
         if vs.b_faster:
             if r["kind"] == "peer":
-                parts.append(f"`{pick['impl']}` is {vs.describe()} faster than `{r['impl']}`")
+                parts.append(f"`{label(pick)}` is {vs.describe()} faster than `{r['impl']}`")
         elif vs.a_faster:
-            parts.append(f"`{r['impl']}` is measurably faster: `{pick['impl']}` takes {vs.describe()} its time")
+            parts.append(f"`{r['impl']}` is measurably faster: `{label(pick)}` takes {vs.describe()} its time")
         elif r["kind"] == "peer":
             parts.append(f"no measurable difference from `{r['impl']}` ({vs.describe()})")
     return ("Beside the others: " + "; ".join(parts) + ".") if parts else ""
@@ -193,7 +199,7 @@ def sweep_recommendation(rows: list[dict]) -> str:
         if pick is None or ref is None:
             continue
         parts.append(f"{memory} MB: no measurable gain over `{REFERENCE}`" if pick is ref
-                     else f"{memory} MB: `{pick['impl']}` {_speedup(ref, pick).describe()}")
+                     else f"{memory} MB: `{label(pick)}` {_speedup(ref, pick).describe()}")
     if not parts:
         return "Not enough measurements."
     return ("Speed-up over sequential by memory size, where measurable: " + "; ".join(parts) +

@@ -9,7 +9,7 @@ import os
 import time
 from typing import Any, NamedTuple
 
-from .. import ENV_MAX_WORKERS, ENV_RECORD_HANDLER, ENV_STRATEGY, Task
+from .. import ENV_MAX_WORKERS, ENV_RECORD_HANDLER, ENV_STRATEGY, Task, aws
 from .. import map as fanout_map
 from . import idioms, records, seeding
 from .cost import ideal_seconds
@@ -44,13 +44,16 @@ class Workload:
     #: names in idioms.RAW and peers.PEERS measured beside the strategies
     raws: tuple[str, ...] = ()
     peers: tuple[str, ...] = ()
+    #: its AWS calls go through lambda_fanout.aws helpers, so client profiles apply
+    profiled = False
     #: why concurrency may not pay here, for the report
     why_no_gain = "each item does too little waiting for overlap to pay for the hand-off"
 
     def items(self, n: int) -> list:
         return list(range(n))
 
-    def task(self, env: Env | None) -> Task:
+    def task(self, env: Env | None, profile: str | None = None) -> Task:
+        """The work per item; ``profile``: a lambda_fanout.aws client profile (profiled workloads)."""
         raise NotImplementedError
 
     def expected(self, items: list) -> Any:
@@ -69,9 +72,10 @@ class Workload:
         if self.needs_aws and env is not None and env.proxy is not None:
             env.proxy.configure(delay_ms=opts.latency_s(self) * 1000, tail_sigma=TAIL_SIGMA)
 
-    def strategy_runner(self, env: Env | None, strategy: str, workers: Any) -> idioms.Runner:
+    def strategy_runner(self, env: Env | None, strategy: str, workers: Any,
+                        profile: str | None = None) -> idioms.Runner:
         """How a strategy runs this workload: ``lambda_fanout.map`` over the task."""
-        task = self.task(env)
+        task = self.task(env, profile)
         return idioms.Runner(lambda items: fanout_map(task, items, strategy=strategy, max_workers=workers),
                              lambda: None)
 
@@ -86,6 +90,11 @@ class Workload:
         return ideal_seconds(opts.n_items(self), concurrency, opts.latency_s(self))
 
 
+def _profiled(service: str, profile: str | None) -> dict:
+    """The helper-task arguments for a client profile: its own client pair, or nothing for the default."""
+    return {"clients": aws.clients(service, profile=profile)} if profile else {}
+
+
 class Latency(Workload):
     name = "latency"
     title = "latency-only I/O: each item waits L ms"
@@ -94,7 +103,7 @@ class Latency(Workload):
     raws = ("raw:submit+as_completed", "raw:executor.map", "raw:gather+semaphore")
     delay_s = default_latency_ms / 1000  # set from the options by setup()
 
-    def task(self, env):
+    def task(self, env, profile=None):
         return sleep_task(self.delay_s)
 
     def setup(self, opts, env):
@@ -112,14 +121,13 @@ class S3Get(Workload):
     needs_aws = True
     raws = ("raw:boto3+ThreadPoolExecutor", "raw:aiobotocore+gather")
     peers = ("peer:aioboto3+gather",)
+    profiled = True
 
     def items(self, n):
         return seeding.s3_keys(n)
 
-    def task(self, env):
-        from .. import aws
-
-        return aws.s3_get_object(env.bucket)
+    def task(self, env, profile=None):
+        return aws.s3_get_object(env.bucket, **_profiled("s3", profile))
 
     def expected(self, items):
         return [seeding.s3_body(k) for k in items]
@@ -143,14 +151,13 @@ class DynamoGet(Workload):
     latency_bound = True
     needs_aws = True
     raws = ("raw:boto3+ThreadPoolExecutor", "raw:aiobotocore+gather")
+    profiled = True
 
     def items(self, n):
         return [{"pk": {"S": k}} for k in seeding.ddb_keys(n)]
 
-    def task(self, env):
-        from .. import aws
-
-        return aws.dynamodb_get_item(env.table)
+    def task(self, env, profile=None):
+        return aws.dynamodb_get_item(env.table, **_profiled("dynamodb", profile))
 
     def expected(self, items):
         return [seeding.ddb_item(key["pk"]["S"]) for key in items]
@@ -187,7 +194,7 @@ class CpuBound(Workload):
     def items(self, n):
         return [self._doc] * n
 
-    def task(self, env):
+    def task(self, env, profile=None):
         return Task(_reserialise, _areserialise, name="json")
 
     def expected(self, items):
@@ -212,7 +219,7 @@ class Frequency(Workload):
     def items(self, n):
         return [{"id": i, "frequency": (i * 7919) % 41} for i in range(n)]
 
-    def task(self, env):
+    def task(self, env, profile=None):
         return Task(_frequent, _afrequent, name="frequent")
 
     def expected(self, items):
@@ -252,7 +259,7 @@ class Batch(Workload):
         return Check(False, f"WRONG: {len(missing)} failures missing, {len(extra)} reported in error, "
                             f"{len(got) - len(set(got))} twice")
 
-    def strategy_runner(self, env, strategy, workers):
+    def strategy_runner(self, env, strategy, workers, profile=None):
         settings = {ENV_RECORD_HANDLER: f"{records.__name__}.read", ENV_STRATEGY: strategy}
         if workers is not None:
             settings[ENV_MAX_WORKERS] = str(workers)
