@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .. import STRATEGIES, ConfigError, get_strategy
 from . import history
-from .cases import cases
+from .cases import REFERENCE, cases
 from .cost import ARCHITECTURES, MEMORY_RANGE_MB
 from .options import DEFAULT_BUCKET, DEFAULT_MEMORY_MB, DEFAULT_TABLE, ENV_OPTIONS, Options
 from .peers import PEERS_VENV_DIR
@@ -43,7 +43,7 @@ def _workers(text: str) -> tuple:
     for token in (t.strip() for t in text.split(",") if t.strip()):
         value = int(token) if token.isdigit() else token
         try:
-            get_strategy(STRATEGIES[-1], max_workers=value)
+            get_strategy(REFERENCE, max_workers=value)  # the library's own check, on its cheapest strategy
         except (ConfigError, TypeError, ValueError) as exc:
             raise argparse.ArgumentTypeError(f"bad worker value {token!r} in {text!r}: {exc}") from None
         values.append(value)
