@@ -182,6 +182,19 @@ def test_an_unmeasurable_gain_keeps_sequential():
     assert text.startswith("Keep `sequential`") and "no measurable difference between `sequential` and `threads`" in text
 
 
+def test_the_noise_control_raises_the_bar_for_a_gain():
+    """A 1.3x gain with tight rounds is named, until the same case measured twice differs by as much."""
+    rows = [row("sequential", 0.130, spread=0.02), row("threads", 0.100, spread=0.02)]
+    assert report.recommend("cpu", rows).startswith("Use `threads`")
+    control = row("threads", 0.135, spread=0.02, seed=7, control=True)
+    floor, seen = report.noise_floor(rows + [control])
+    assert floor > 1.3 and seen.value > 1.3
+    text = report.recommend("cpu", rows + [control])
+    assert text.startswith("Keep `sequential`") and "no measurable difference" in text and "Noise: the control" in text
+    table = report.workload_table(rows + [control], 1024, "x86_64")
+    assert table[-1][0] == "threads (noise control)" and table[0][5].endswith("~")
+
+
 def test_a_new_strategy_appears_in_the_table_and_can_win():
     rows = [row("sequential", 1.0), row("threads", 0.5), row("processes", 0.2)]
     table = report.workload_table(rows, 1024, "x86_64")
@@ -232,6 +245,7 @@ def test_cases_follow_the_strategy_registry_and_worker_modes(monkeypatch):
     ids = [c.id for c in bench_cases.cases(opts)]
     assert "s3-processes-8w" in ids and "s3-processes-autow" in ids and "cpu-processes-autow" in ids
     assert ids.count("s3-sequential-1w") == 1 and ids.count("cpu-raw:list-comprehension-1w") == 1
+    assert ids[ids.index("cpu-sequential-1w") - 1] == "s3-threads-8w-control"  # each workload ends with its control
     assert "s3-peer:aioboto3+gather-8w" not in ids  # it runs from .venv-peers
     assert "s3-peer:aioboto3+gather-autow" in [c.id for c in bench_cases.cases(opts, "peers")]
     assert WORKLOADS["s3"].ideal_s(opts, "auto") is None

@@ -32,11 +32,13 @@ class Case:
     kind: str  # one of KINDS
     workers: Any  # a worker count or mode; None for implementations without one
     profile: str | None = None  # a lambda_fanout.aws client profile other than the default
+    control: bool = False  # a second measurement of a case, at the other end of its workload: the noise floor
 
     @property
     def id(self) -> str:
         profile = f"[{self.profile}]" if self.profile else ""
-        return f"{self.workload.name}-{self.impl}{profile}-{self.workers if self.workers is not None else 1}w"
+        return (f"{self.workload.name}-{self.impl}{profile}-{self.workers if self.workers is not None else 1}w"
+                + ("-control" if self.control else ""))
 
     @property
     def venv(self) -> str:
@@ -72,6 +74,8 @@ def client_profiles() -> tuple[str, ...]:
 def cases(opts: Options, venv: str | None = None) -> list[Case]:
     """Every case of ``opts`` that runs in ``venv`` (default: opts.venv), in table order.
 
+    Each workload ends with a control: its first concurrent strategy measured again, so
+    the report can tell how far two measurements of the same thing differ in this run.
     Strategies come from lambda_fanout.STRATEGIES and client profiles from
     lambda_fanout.aws.CLIENT_PROFILES, so a new strategy, worker mode or profile
     appears in every table without code here. Profiles other than the default add a
@@ -81,6 +85,7 @@ def cases(opts: Options, venv: str | None = None) -> list[Case]:
     out = []
     for name in opts.workloads or tuple(WORKLOADS):
         w = WORKLOADS[name]
+        first = len(out)
         impls = [(s, "strategy") for s in STRATEGIES]
         if opts.with_others:
             impls += [(r, "raw") for r in w.raws] + [(p, "peer") for p in w.peers]
@@ -94,6 +99,9 @@ def cases(opts: Options, venv: str | None = None) -> list[Case]:
                     case = Case(w, impl, kind, workers if takes else None, profile)
                     if case.venv == venv:
                         out.append(case)
+        control = next((c for c in out[first:] if c.kind == "strategy" and c.workers is not None), None)
+        if control is not None:
+            out.append(dataclasses.replace(control, control=True))
     return out[::-1] if opts.reverse else out
 
 
@@ -152,7 +160,7 @@ def measure_case(case: Case, opts: Options, env: Env | None, timer: Timer, *, se
     check = w.check(results[0], items)
     info = {
         "workload": w.name, "impl": case.impl, "kind": case.kind, "workers": case.workers, "items": len(items),
-        "profile": case.profile,
+        "profile": case.profile, "control": case.control,
         "rounds": rounds, "cpu_ms_per_item": median(cpu) * 1000 / max(len(items), 1),
         "ideal_s": w.ideal_s(opts, case.workers), "memory_mb": opts.memory_mb, "cpus": opts.cpus,
         "check": check.text, "check_ok": check.ok, "section": section,

@@ -34,7 +34,26 @@ def _by(rows: Iterable[dict], **match: Any) -> list[dict]:
 
 
 def _measured(rows: Iterable[dict]) -> list[dict]:
-    return [r for r in rows if r.get("data")]
+    """The rows with rounds, the noise controls left out."""
+    return [r for r in rows if r.get("data") and not r.get("control")]
+
+
+def noise_floor(rows: list[dict]) -> tuple[float, Ratio | None]:
+    """The smallest ratio called measurable among ``rows``, and the control comparison behind it.
+
+    A workload's control row is one of its cases measured a second time, at the other
+    end of the workload in every pass. Two measurements of the same thing differ only
+    by noise, so any ratio the control's 95% interval reaches is noise too: the floor
+    is the larger of MIN_EFFECT and the control interval's farthest bound from 1.
+    """
+    control = next((r for r in rows if r.get("control") and r.get("data")), None)
+    twin = control and next((r for r in _measured(rows) if r["impl"] == control["impl"]
+                             and r.get("workers") == control.get("workers")
+                             and r.get("profile") == control.get("profile")), None)
+    if not twin:
+        return MIN_EFFECT, None
+    seen = ratio(control["data"], twin["data"])
+    return max(MIN_EFFECT, seen.high, 1 / seen.low), seen
 
 
 def _reference(rows: list[dict]) -> dict | None:
@@ -58,9 +77,9 @@ def _cost(row: dict, memory_mb: int, arch: str) -> float:
     return cost_per_million(_median(row) * 1000, memory_mb, arch)
 
 
-def _speedup(ref: dict, row: dict) -> Ratio:
+def _speedup(ref: dict, row: dict, floor: float = MIN_EFFECT) -> Ratio:
     """How many times faster ``row`` ran than the reference (> 1: faster)."""
-    return ratio(ref["data"], row["data"])
+    return ratio(ref["data"], row["data"], min_effect=floor)
 
 
 HEADER = ["implementation", "workers", "rounds", "median wall (ms)", "IQR (ms)",
@@ -68,17 +87,17 @@ HEADER = ["implementation", "workers", "rounds", "median wall (ms)", "IQR (ms)",
           "result"]
 
 
-def _table_row(r: dict, ref: dict | None, memory_mb: int, arch: str) -> list[str]:
+def _table_row(r: dict, ref: dict | None, memory_mb: int, arch: str, floor: float) -> list[str]:
     if r.get("skipped"):
         return [label(r), "-", "0", "-", "-", "-", "-", "-", "-", f"skipped: {r['skipped']}"]
     q1, q3 = iqr(r["data"])
     speed = "n/a"
     if ref is not None:
-        s = _speedup(ref, r)
+        s = _speedup(ref, r, floor)
         speed = f"{s.value:.2f}x ({s.low:.2f}-{s.high:.2f})" + ("" if s.measurable or r is ref else " ~")
     ideal = r.get("ideal_s")
     return [
-        label(r), _workers(r), str(len(r["data"])), f"{_median(r) * 1000:.1f}",
+        label(r) + (" (noise control)" if r.get("control") else ""), _workers(r), str(len(r["data"])), f"{_median(r) * 1000:.1f}",
         f"{q1 * 1000:.1f}-{q3 * 1000:.1f}", speed,
         f"{_median(r) / ideal:.2f}" if ideal and r.get("workers") is not None else "-",
         f"{r['cpu_ms_per_item']:.3f}", f"${_cost(r, memory_mb, arch):,.2f}", r.get("check", "ok"),
@@ -86,10 +105,12 @@ def _table_row(r: dict, ref: dict | None, memory_mb: int, arch: str) -> list[str
 
 
 def workload_table(rows: list[dict], memory_mb: int, arch: str) -> list[list[str]]:
-    """Table rows for one workload, fastest first, skipped rows last."""
+    """Table rows for one workload, fastest first, then the noise control, then skipped rows."""
     ref = _reference(rows)
-    ordered = sorted(_measured(rows), key=_median) + [r for r in rows if r.get("skipped")]
-    return [_table_row(r, ref, memory_mb, arch) for r in ordered]
+    floor, _ = noise_floor(rows)
+    ordered = (sorted(_measured(rows), key=_median) + [r for r in rows if r.get("control") and r.get("data")]
+               + [r for r in rows if r.get("skipped")])
+    return [_table_row(r, ref, memory_mb, arch, floor) for r in ordered]
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -116,6 +137,7 @@ def choose(rows: list[dict]) -> tuple[dict | None, str]:
     """
     strategies = [r for r in _measured(rows) if r.get("kind", "strategy") == "strategy"]
     ref = _reference(strategies)
+    floor, _ = noise_floor(rows)
     if ref is None or len(strategies) < 2:
         return None, "Not enough measurements to recommend a strategy."
     best = min(strategies, key=_median)
@@ -123,7 +145,7 @@ def choose(rows: list[dict]) -> tuple[dict | None, str]:
     why = getattr(workload, "why_no_gain", "") or "overlap does not pay for its hand-off at this size"
     if best is ref:
         runner_up = min((r for r in strategies if r is not ref), key=_median)
-        slower = ratio(runner_up["data"], ref["data"])
+        slower = ratio(runner_up["data"], ref["data"], min_effect=floor)
         if slower.measurable:
             return ref, (f"Keep `{REFERENCE}` (FANOUT_STRATEGY={REFERENCE}): every other strategy is measurably "
                          f"slower here; the fastest of them, `{label(runner_up)}`, takes {slower.describe()} "
@@ -131,18 +153,19 @@ def choose(rows: list[dict]) -> tuple[dict | None, str]:
         return ref, (f"Keep `{REFERENCE}` (FANOUT_STRATEGY={REFERENCE}): no measurable difference between "
                      f"`{REFERENCE}` and `{label(runner_up)}` at this size ({slower.describe()} the time), and "
                      f"`{REFERENCE}` is the simplest ({_cpu_clause([ref, runner_up])}).")
-    gain = _speedup(ref, best)
+    gain = _speedup(ref, best, floor)
     if not gain.b_faster:
         return ref, (f"Keep `{REFERENCE}` (FANOUT_STRATEGY={REFERENCE}): no measurable difference between "
                      f"`{REFERENCE}` and `{label(best)}` at this size (`{label(best)}` runs at {gain.describe()} "
                      f"sequential's speed), and `{REFERENCE}` is the simplest ({_cpu_clause([ref, best])}).")
     tied = [r for r in strategies if r is best or (
-        r is not ref and _speedup(ref, r).b_faster and not ratio(r["data"], best["data"]).b_faster)]
+        r is not ref and _speedup(ref, r, floor).b_faster
+        and not ratio(r["data"], best["data"], min_effect=floor).b_faster)]
     pick = min(tied, key=lambda r: r["cpu_ms_per_item"])
     text = (f"Use `{pick['impl']}` (FANOUT_STRATEGY={pick['impl']}"
             + (f", FANOUT_MAX_WORKERS={pick['workers']}" if pick.get("workers") is not None else "")
             + (f", client profile {pick['profile']}" if pick.get("profile") else "") + "): "
-            f"{_speedup(ref, pick).describe()} faster than sequential")
+            f"{_speedup(ref, pick, floor).describe()} faster than sequential")
     if len(tied) > 1:
         text += (f"; no measurable difference between {_names(tied)} at this size, and `{label(pick)}` uses the "
                  f"least client CPU ({_cpu_clause(tied)})")
@@ -152,10 +175,11 @@ def choose(rows: list[dict]) -> tuple[dict | None, str]:
 def _against_others(pick: dict, rows: list[dict]) -> str:
     """One sentence per peer (and per raw idiom that beats the pick) on how it compares with the pick."""
     parts = []
+    floor, _ = noise_floor(rows)
     for r in sorted(_measured(rows), key=_median):
         if r.get("kind") not in ("peer", "raw"):
             continue
-        vs = ratio(r["data"], pick["data"])  # > 1: the pick is faster
+        vs = ratio(r["data"], pick["data"], min_effect=floor)  # > 1: the pick is faster
         if vs.b_faster:
             if r["kind"] == "peer":
                 parts.append(f"`{label(pick)}` is {vs.describe()} faster than `{r['impl']}`")
@@ -170,12 +194,16 @@ def recommend(workload: str, rows: list[dict], memory_mb: int = 1024, arch: str 
     """The recommendation for one workload's rows, in plain words."""
     pick, text = choose(rows)
     others = _against_others(pick, rows) if pick is not None else ""
-    pick_cost = ref_cost = None
     ref = _reference(rows)
     if pick is not None and ref is not None and pick is not ref:
         pick_cost, ref_cost = _cost(pick, memory_mb, arch), _cost(ref, memory_mb, arch)
         text = text[:-1] + f", {100 * (1 - pick_cost / ref_cost):.0f}% cheaper per invocation."
-    return f"{text} {others}".strip()
+    floor, seen = noise_floor(rows)
+    noise = ""
+    if seen is not None:
+        noise = (f" (Noise: the control, one case measured twice, gave {seen.describe()}; ratios within "
+                 f"{floor:.2f}x are not called measurable here.)")
+    return f"{text} {others}".strip() + noise
 
 
 def sweep_table(rows: list[dict], arch: str) -> tuple[list[str], list[list[str]]]:
@@ -198,8 +226,9 @@ def sweep_recommendation(rows: list[dict]) -> str:
         ref = _reference(_by(rows, memory_mb=memory))
         if pick is None or ref is None:
             continue
+        floor, _ = noise_floor(_by(rows, memory_mb=memory))
         parts.append(f"{memory} MB: no measurable gain over `{REFERENCE}`" if pick is ref
-                     else f"{memory} MB: `{label(pick)}` {_speedup(ref, pick).describe()}")
+                     else f"{memory} MB: `{label(pick)}` {_speedup(ref, pick, floor).describe()}")
     if not parts:
         return "Not enough measurements."
     return ("Speed-up over sequential by memory size, where measurable: " + "; ".join(parts) +
@@ -209,10 +238,11 @@ def sweep_recommendation(rows: list[dict]) -> str:
 
 def method_note() -> str:
     return (f"Statistics: each row's rounds are pytest-benchmark's per-round wall times; IQR is their interquartile "
-            f"range. A speed-up's interval is the 95% bootstrap confidence interval of the ratio of medians; a "
-            f"difference counts as measurable only when that interval lies wholly beyond +-{(MIN_EFFECT - 1) * 100:.0f}% "
-            "(`~` marks a ratio that does not). Without a measurable difference the recommendation keeps the simpler "
-            "or cheaper-in-CPU strategy.")
+            f"range. A speed-up's interval is the 95% bootstrap confidence interval of the ratio of medians. "
+            "Each workload also measures one case twice (the noise control, at both ends of the workload in every "
+            "pass); a difference counts as measurable only when its interval lies wholly beyond the control's "
+            f"interval, and never within +-{(MIN_EFFECT - 1) * 100:.0f}% (`~` marks a ratio that does not). Without "
+            "a measurable difference the recommendation keeps the simpler or cheaper-in-CPU strategy.")
 
 
 def build_markdown(rows: list[dict], *, memory_mb: int, arch: str, notes: list[str]) -> str:
