@@ -44,7 +44,7 @@ class Mode:
     sweep_passes: int
 
 
-FULL = Mode(workers=(32,), passes=3, min_rounds=1, max_rounds=12, case_budget_s=1.5,
+FULL = Mode(workers=(32,), passes=2, min_rounds=1, max_rounds=12, case_budget_s=1.5,
             memory_sweep=(128, 512, 1769, 3008), sweep_items=100, sweep_passes=2)
 QUICK = Mode(workers=(16,), passes=2, min_rounds=2, max_rounds=20, case_budget_s=0.3,
              memory_sweep=(128, 1769), sweep_items=32, sweep_passes=1)
