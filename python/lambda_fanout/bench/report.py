@@ -13,6 +13,9 @@ from typing import Any, Iterable
 from .cases import REFERENCE
 from .cost import PRICES_READ_ON, cost_per_million
 from .stats import MIN_EFFECT, Ratio, iqr, median, ratio
+
+#: The coverage of the noise control's interval that sets a workload's noise floor.
+CONTROL_CONFIDENCE = 0.5
 from .workloads import WORKLOADS
 
 
@@ -43,8 +46,12 @@ def noise_floor(rows: list[dict]) -> tuple[float, Ratio | None]:
 
     A workload's control row is one of its cases measured a second time, at the other
     end of the workload in every pass. Two measurements of the same thing differ only
-    by noise, so any ratio the control's 95% interval reaches is noise too: the floor
-    is the larger of MIN_EFFECT and the control interval's farthest bound from 1.
+    by noise (chiefly the drift of a shared machine between cases, which no case's own
+    rounds can show), so a ratio the control reaches is noise too. The floor is the
+    larger of MIN_EFFECT and the farther bound of the control's CONTROL_CONFIDENCE
+    (50%) interval: where the same-case comparison lands half the time. Its 95%
+    interval would count each case's own round-to-round spread twice, since every
+    comparison's own interval already holds it.
     """
     control = next((r for r in rows if r.get("control") and r.get("data")), None)
     twin = control and next((r for r in _measured(rows) if r["impl"] == control["impl"]
@@ -52,7 +59,7 @@ def noise_floor(rows: list[dict]) -> tuple[float, Ratio | None]:
                              and r.get("profile") == control.get("profile")), None)
     if not twin:
         return MIN_EFFECT, None
-    seen = ratio(control["data"], twin["data"])
+    seen = ratio(control["data"], twin["data"], confidence=CONTROL_CONFIDENCE)
     return max(MIN_EFFECT, seen.high, 1 / seen.low), seen
 
 
@@ -201,8 +208,8 @@ def recommend(workload: str, rows: list[dict], memory_mb: int = 1024, arch: str 
     floor, seen = noise_floor(rows)
     noise = ""
     if seen is not None:
-        noise = (f" (Noise: the control, one case measured twice, gave {seen.describe()}; ratios within "
-                 f"{floor:.2f}x are not called measurable here.)")
+        noise = (f" (Noise: the control, one case measured twice, gave {seen.value:.2f}x, 50% interval "
+                 f"{seen.low:.2f}-{seen.high:.2f}; ratios within {floor:.2f}x are not called measurable here.)")
     return f"{text} {others}".strip() + noise
 
 
@@ -241,7 +248,7 @@ def method_note() -> str:
             f"range. A speed-up's interval is the 95% bootstrap confidence interval of the ratio of medians. "
             "Each workload also measures one case twice (the noise control, at both ends of the workload in every "
             "pass); a difference counts as measurable only when its interval lies wholly beyond the control's "
-            f"interval, and never within +-{(MIN_EFFECT - 1) * 100:.0f}% (`~` marks a ratio that does not). Without "
+            f"50% interval, and never within +-{(MIN_EFFECT - 1) * 100:.0f}% (`~` marks a ratio that does not). Without "
             "a measurable difference the recommendation keeps the simpler or cheaper-in-CPU strategy.")
 
 
