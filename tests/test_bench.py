@@ -308,6 +308,9 @@ def test_saved_runs_history_and_compare(tmp_path):
     assert "1 of 3 rows changed beyond noise" in md
     lines = {ln.split("|")[1].strip(): ln for ln in md.splitlines() if ln.startswith("| latency")}
     assert "**faster**" in lines["latency threads 16w"] and "within noise" in lines["latency asyncio 16w"]
+    # A noise control that moved 2.5x between its two measurements makes the same change noise.
+    noisy = now + [row("threads", 0.5, seed=6, control=True)]
+    assert "0 of 3 rows changed beyond noise" in history.compare_markdown(label, loaded, noisy)
 
 
 # -- the library runner and its Lambda handler, against the local endpoint -----------------

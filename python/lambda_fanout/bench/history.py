@@ -15,7 +15,7 @@ import logging
 import time
 from pathlib import Path
 
-from .report import _median, _measured, label, markdown_table, rows_from_pytest_benchmark
+from .report import _by, _median, _measured, label, markdown_table, noise_floor, rows_from_pytest_benchmark
 from .stats import ratio
 
 HISTORY = "history.jsonl"
@@ -86,14 +86,23 @@ def row_key(r: dict) -> str:
 
 
 def compare_markdown(label: str, old_doc: dict, new_rows: list[dict]) -> str:
-    """A table of each row's change against the earlier run, and a count of changes beyond noise."""
-    old = {row_key(r): r for r in _measured(rows_from_pytest_benchmark(old_doc))}
+    """A table of each row's change against the earlier run, and a count of changes beyond noise.
+
+    A change is flagged when its 95% interval lies beyond both runs' noise floors for
+    that workload (see report.noise_floor), so a machine that got busier or quieter
+    between the runs is not taken for a change in the code.
+    """
+    old_rows = rows_from_pytest_benchmark(old_doc)
+    old = {row_key(r): r for r in _measured(old_rows)}
     lines, flagged = [], 0
     for r in _measured(new_rows):
         before = old.get(row_key(r))
         if before is None:
             continue
-        change = ratio(r["data"], before["data"])  # > 1: slower now
+        # Each run's noise control bounds what counts as a change: the larger floor of the two.
+        same = {"workload": r["workload"], "section": r.get("section"), "memory_mb": r.get("memory_mb")}
+        floor = max(noise_floor(_by(old_rows, **same))[0], noise_floor(_by(new_rows, **same))[0])
+        change = ratio(r["data"], before["data"], min_effect=floor)  # > 1: slower now
         verdict = "within noise"
         if change.measurable:
             flagged += 1
