@@ -374,7 +374,7 @@ def test_bench_cli_quick_end_to_end(tmp_path):
                                       str(tmp_path), "--compare", "first"], capture_output=True, text=True,
                            timeout=600, env=env)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "## Change against 0001_first" in again.stdout and "frequency sequential -w" in again.stdout
+    assert "## Change against 0001_first" in again.stdout and "| frequency sequential |" in again.stdout
     assert len((tmp_path / history.HISTORY).read_text().splitlines()) == 2
     # Nothing left running: no moto server or proxy started by this run survives it.
     leftover = subprocess.run(["pgrep", "-f", "lambda_fanout.testing.proxy --upstream"], capture_output=True, text=True)

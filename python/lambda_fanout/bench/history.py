@@ -80,9 +80,9 @@ def load_run(ref: str, out_dir: Path) -> tuple[str, dict]:
 
 
 def row_key(r: dict) -> str:
-    workers = "-" if r.get("workers") is None else r["workers"]
+    workers = "" if r.get("workers") is None else f" {r['workers']}w"
     where = f"{r['memory_mb']} MB " if r.get("section") == "sweep" else ""
-    return f"{where}{r['workload']} {label(r)} {workers}w"
+    return f"{where}{r['workload']} {label(r)}{workers}"
 
 
 def compare_markdown(label: str, old_doc: dict, new_rows: list[dict]) -> str:
