@@ -3,7 +3,9 @@
 #   ./build.sh test    bootstrap .venv and run the whole test suite (what CI runs)
 #   ./build.sh bench   bootstrap .venv and compare the strategies on a local endpoint
 #   ./build.sh layer   build the Lambda layer zip
+#   ./build.sh invoke  run a function with the layer attached, under Lambda's runtime client
 set -euo pipefail
+CALLER_PWD=$PWD
 cd "$(dirname "$0")"
 ROOT=$PWD
 VENV=$ROOT/.venv
@@ -87,9 +89,16 @@ cmd_layer() {
   "$VENV/bin/python" "$ROOT/layer/build_layer.py" "$@"
 }
 
+cmd_invoke() {
+  bootstrap
+  # From the caller's folder, so --task-root and --event paths mean what they say.
+  (cd "$CALLER_PWD" && "$VENV/bin/python" -m lambda_fanout.testing.invoke "$@")
+}
+
 case "${1:-}" in
   test) shift; cmd_test "$@" ;;
   bench) shift; cmd_bench "$@" ;;
   layer) shift; cmd_layer "$@" ;;
-  *) echo "usage: ./build.sh test|bench|layer [options]" >&2; exit 2 ;;
+  invoke) shift; cmd_invoke "$@" ;;
+  *) echo "usage: ./build.sh test|bench|layer|invoke [options]" >&2; exit 2 ;;
 esac
