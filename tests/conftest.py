@@ -167,3 +167,25 @@ def layer_opt(layer_build, tmp_path_factory):
 def universal_opt(layer_universal, tmp_path_factory):
     """The universal layer unpacked into an /opt-like folder."""
     return _unpack(layer_universal[1]["path"], tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def native_layer(layer_build, tmp_path_factory):
+    """A factory: the native layer zip for a Python version ("3.11"), built once per session."""
+    module, default = layer_build
+    built = {LAYER_PYTHON: default}
+
+    def get(version: str) -> dict:
+        if version not in built:
+            built[version] = module.build(version, "x86_64", tmp_path_factory.mktemp(f"dist-{version}"))
+        return built[version]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def lambda_runtime():
+    """A factory: Lambda's runtime packages (awslambdaric, an older boto3) for a Python version."""
+    from lambda_fanout.testing.local_lambda import runtime_dir
+
+    return runtime_dir

@@ -39,8 +39,6 @@ RUNTIME_REQUIREMENTS = ROOT / "requirements" / "lambda-runtime.txt"
 CACHE = ROOT / "build"
 #: Lambda's limit on a function's init phase.
 INIT_TIMEOUT_S = 10.0
-#: How long the log reader may stay quiet before an invocation's logs count as complete.
-LOG_SETTLE_S = 0.05
 
 MOUNT_SCRIPT = ('mount --bind "$1" /opt && mount -o remount,bind,ro /opt && '
                 'mount --bind "$2" "$2" && mount -o remount,bind,ro "$2" && shift 2 && exec "$@"')
@@ -172,7 +170,9 @@ class LocalFunction:
         self.proc: subprocess.Popen | None = None
         self.started_at = 0.0
         self.lines: list[str] = []
-        self._line_seen = 0.0
+        self._lock = threading.Lock()
+        self._partial = b""
+        self._eof = False
         self._reader: threading.Thread | None = None
 
     # -- environment --------------------------------------------------------------------
@@ -238,10 +238,35 @@ class LocalFunction:
         return self
 
     def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-            self._line_seen = time.monotonic()
+        # Reads whatever the function writes as it writes it, so its pipe never fills.
+        import select
+
+        fd = self.proc.stdout.fileno()
+        os.set_blocking(fd, False)
+        while not self._eof:
+            select.select([fd], [], [], 0.1)
+            with self._lock:
+                self._pull(fd)
+
+    def _pull(self, fd: int) -> None:
+        while not self._eof:
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            self._eof = not chunk
+            self._partial += chunk
+            *complete, self._partial = self._partial.split(b"\n")
+            if self._eof and self._partial:
+                complete.append(self._partial)
+            self.lines += [line.decode("utf-8", "replace") for line in complete]
+
+    def _drain(self) -> None:
+        # The function writes its logs before it answers, so once it has answered they
+        # are all in the pipe: take them now rather than wait for the reader thread.
+        if self.proc is not None and self.proc.stdout is not None and not self.proc.stdout.closed:
+            with self._lock:
+                self._pull(self.proc.stdout.fileno())
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -251,7 +276,7 @@ class LocalFunction:
         init error (:attr:`init_error`), an exit or the time running out."""
         assert self.api is not None
         ok = self.api.wait_ready(timeout_s, self.alive)
-        self._settle()
+        self._drain()
         return ok
 
     @property
@@ -271,16 +296,9 @@ class LocalFunction:
         assert self.api is not None
         first = len(self.lines)
         inv = self.api.invoke(event, self.timeout_s, alive=self.alive)
-        self._settle()
+        self._drain()
         inv.logs = self.lines[first:]  # type: ignore[attr-defined]
         return inv
-
-    def _settle(self) -> None:
-        # The function writes its logs before it answers, but the reader thread may lag.
-        end = time.monotonic() + 1.0
-        while time.monotonic() < end and time.monotonic() - self._line_seen < LOG_SETTLE_S:
-            time.sleep(LOG_SETTLE_S / 2)
-        time.sleep(LOG_SETTLE_S)
 
     def stop(self) -> None:
         """End the function process (as Lambda ends an environment) and the Runtime API."""
@@ -293,7 +311,7 @@ class LocalFunction:
             self.proc.wait()
             if self._reader is not None:
                 self._reader.join(5)
-            if self.proc.stdout is not None:
+            with self._lock:
                 self.proc.stdout.close()
         if self.api is not None:
             self.api.stop()
