@@ -33,5 +33,9 @@ def strategy_class(name: str | None = None):
         default=_config.DEFAULT_STRATEGY,
         choices=STRATEGIES,
     )
+    from .. import _botocore
+
+    # A botocore bundled in the function's code: an error for asyncio, a warning otherwise.
+    _botocore.check("async" if name == "asyncio" else "sync")
     module, cls = _CLASSES[name]
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)

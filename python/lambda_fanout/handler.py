@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 from . import _config, _metrics, get_strategy
 from ._errors import ConfigError
+from ._task import has_async_form
 
 
 def resolve_record_handler(spec: str | None = None) -> Callable[[Any], Any]:
@@ -79,7 +80,19 @@ def resolve_record_handler(spec: str | None = None) -> Callable[[Any], Any]:
 def _check_settings(record_handler: Callable[[Any], Any]) -> None:
     # FANOUT_STRATEGY, FANOUT_MAX_WORKERS, FANOUT_DEADLINE_MARGIN_MS, and whether the
     # record handler has the form the strategy runs (a coroutine function needs asyncio).
-    get_strategy()._form(record_handler)
+    strategy = get_strategy()
+    if strategy.form == "async" and not has_async_form(record_handler):
+        # map() only warns here; a batch cannot afford it: a record that blocks the loop
+        # cannot be cut at the deadline, and a timeout retries the whole batch.
+        raise ConfigError(
+            f"{_config.ENV_STRATEGY}=asyncio runs each record's coroutine form, but "
+            f"{_config.ENV_RECORD_HANDLER}={os.environ.get(_config.ENV_RECORD_HANDLER)!r} has none: its records "
+            "would run one at a time on the event loop, and one that blocks could not be cut at the "
+            "deadline (Lambda would time out and retry the whole batch). Give the record handler an async "
+            "form (an async def, or lambda_fanout.Task(process, aprocess)), or choose a thread strategy "
+            f"({_config.ENV_STRATEGY}=threads)."
+        )
+    strategy._form(record_handler)
     _metrics.enabled()
     _metrics.namespace()
 
