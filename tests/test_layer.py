@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,7 @@ import zipfile
 import pytest
 
 import batches
+from conftest import LAYER_PYTHON
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEMPLATE = os.path.join(ROOT, "template.yaml")
@@ -266,6 +268,7 @@ def test_fifty_warm_invocations_keep_threads_and_fds_flat(attached, strategy, s3
             inv = fn.invoke(event)
             assert inv.status == "ok" and len(_failed(inv.response)) == 2, (n, inv.response, inv.logs)
             if n in (4, 49):
+                assert fn.wait_idle()
                 seen.append((fn.threads(), fn.open_fds()))
     (threads_warm, fds_warm), (threads_end, fds_end) = seen
     assert threads_end <= threads_warm and fds_end <= fds_warm, seen
@@ -304,3 +307,107 @@ def test_bad_setting_fails_init_naming_the_variable(attached, tmp_path):
         assert fn.init_error["errorType"] == "ConfigError", fn.init_error
         assert "FANOUT_MAX_WORKERS" in fn.init_error["errorMessage"] and "'lots'" in fn.init_error["errorMessage"]
         assert fn.proc.wait(10) != 0
+
+
+# -- a function's own `strategies` never meets the layer's (issue: strategies at the top level) ------
+
+OWN_STRATEGIES = textwrap.dedent('''
+    WHO = "the function's own WHAT"
+    STRATEGIES = ("mine",)
+
+    def strategy_class(name=None):
+        raise AssertionError("the layer used the function's own strategies")
+''')
+
+OWN_RECORDS = textwrap.dedent('''
+    import json, os, sys
+    import lambda_fanout
+    import strategies
+    from lambda_fanout import Task
+
+    async def adouble(x):
+        return 2 * x
+
+    DOUBLE = Task(lambda x: 2 * x, adouble)
+
+    def number(record):
+        n = json.loads(record["body"])["n"]
+        if n % 5 == 0:
+            raise ValueError("every fifth fails")
+        return n
+
+    def plain(record):
+        return lambda_fanout.map(DOUBLE, [number(record)], strategy="threads")
+
+    async def aplain(record):
+        return await lambda_fanout.amap(DOUBLE, [number(record)], strategy="asyncio")
+
+    process = Task(plain, aplain)
+
+    def handler(event, context):
+        values = lambda_fanout.map(DOUBLE, range(event["n"]), context=context)
+        return {"values": values, "mine": strategies.WHO, "own_file": strategies.__file__,
+                "layer_file": sys.modules["lambda_fanout.strategies"].__file__,
+                "used": sorted(n for n in sys.modules if n.startswith("lambda_fanout.strategies."))}
+''')
+
+
+@pytest.mark.parametrize("strategy", ["sequential", "threads", "threads-map", "asyncio"])
+def test_task_root_strategies_module_and_package_never_shadow_the_layer(native_layer, build_layer_module,
+                                                                        lambda_runtime, strategy, tmp_path):
+    """Lambda puts the task root first on sys.path: a function's own strategies.py and
+    strategies/ package sit ahead of the layer, and neither is what lambda_fanout loads."""
+    from lambda_fanout.testing.local_lambda import unpack_layer
+
+    if build_layer_module.find_interpreter(LAYER_PYTHON) is None:
+        pytest.skip(f"no python{LAYER_PYTHON} on this machine")
+    attached = Attached(unpack_layer(native_layer(LAYER_PYTHON)["path"]), LAYER_PYTHON, lambda_runtime(LAYER_PYTHON))
+    root = tmp_path / "task"
+    (root / "strategies").mkdir(parents=True)
+    (root / "strategies.py").write_text(OWN_STRATEGIES.replace("WHAT", "strategies.py"))
+    (root / "strategies" / "__init__.py").write_text(OWN_STRATEGIES.replace("WHAT", "strategies package"))
+    for name in ("threads.py", "aio.py", "base.py"):
+        (root / "strategies" / name).write_text("raise AssertionError('the layer imported the function's module')\n")
+    (root / "records.py").write_text(OWN_RECORDS)
+    env = {"FANOUT_STRATEGY": strategy, "FANOUT_MAX_WORKERS": "3"}
+    with started(attached.function(root, env={**env, "FANOUT_RECORD_HANDLER": "records.process"})) as fn:
+        inv = fn.invoke(batches.sqs(11))
+        assert inv.status == "ok", (inv.response, inv.logs)
+        assert _failed(inv.response) == ["msg-00000", "msg-00005", "msg-00010"]
+    with started(attached.function(root, env=env, handler="records.handler")) as fn:
+        inv = fn.invoke({"n": 40})
+        assert inv.status == "ok", (inv.response, inv.logs)
+    out = inv.response
+    assert out["values"] == [2 * i for i in range(40)]
+    assert out["mine"] == "the function's own strategies package"
+    assert out["own_file"] == str(root / "strategies" / "__init__.py")
+    assert out["layer_file"].startswith(fn.opt + "/python/lambda_fanout/strategies/")
+    module = {"sequential": "sequential", "threads": "threads", "threads-map": "threads_map", "asyncio": "aio"}
+    assert f"lambda_fanout.strategies.{module[strategy]}" in out["used"]
+
+
+def test_check_strategies_passes_the_built_zips(layer_build, layer_universal):
+    module = layer_build[0]
+    for result in (layer_build[1], layer_universal[1]):
+        with zipfile.ZipFile(result["path"]) as zf:
+            module.check_strategies(zf.namelist())
+
+
+@pytest.mark.parametrize("damage,fragment", [
+    (lambda package: (package / "lambda_fanout" / "strategies" / "threads_map.py").unlink(),
+     "lacks strategy modules ['python/lambda_fanout/strategies/threads_map.py']"),
+    (lambda package: __import__("shutil").copytree(package / "lambda_fanout" / "strategies", package / "strategies"),
+     "holds a top-level strategies package"),
+], ids=["missing-module", "top-level-package"])
+def test_check_strategies_fails_the_build(build_layer_module, monkeypatch, tmp_path, damage, fragment):
+    module = build_layer_module
+    copy = module.copy_package
+
+    def damaged_copy(dest):
+        copy(dest)
+        damage(dest)
+
+    monkeypatch.setattr(module, "copy_package", damaged_copy)
+    with pytest.raises(SystemExit, match=re.escape(fragment)):
+        module.build(LAYER_PYTHON, "x86_64", tmp_path)
+    assert not list(tmp_path.glob("*.zip")), "no zip is written when the check fails"

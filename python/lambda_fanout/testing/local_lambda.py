@@ -327,6 +327,12 @@ class LocalFunction:
 
     # -- what the process holds ------------------------------------------------------------
 
+    def wait_idle(self, timeout_s: float = 10.0) -> bool:
+        """Wait until the function is parked on its next-event request, so what it holds
+        is not caught mid-request (the runtime client polls from a thread of its own)."""
+        assert self.api is not None
+        return self.api.wait_parked(timeout_s)
+
     def _status(self, field: str) -> int:
         assert self.proc is not None
         with open(f"/proc/{self.proc.pid}/status") as f:

@@ -98,6 +98,9 @@ class RuntimeApi:
         #: time.monotonic() of the function's first request for an event (its init is over).
         self.ready_at: float | None = None
         self._init_event = threading.Event()
+        #: Requests for an event now waiting here: the function is idle between invocations.
+        self._parked = 0
+        self._parked_changed = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -149,6 +152,11 @@ class RuntimeApi:
                 return False
         return False
 
+    def wait_parked(self, timeout_s: float) -> bool:
+        """Wait until the function is asking for its next event (idle between invocations)."""
+        with self._parked_changed:
+            return self._parked_changed.wait_for(lambda: self._parked > 0, timeout_s)
+
     def invoke(self, event: Any, timeout_s: float, *, alive: Callable[[], bool] = lambda: True) -> Invocation:
         """Hand ``event`` to the function and wait for its answer, at most ``timeout_s`` after
         the function picks the event up (Lambda's timeout, sent as the deadline header).
@@ -188,7 +196,14 @@ class RuntimeApi:
         if self.ready_at is None:
             self.ready_at = time.monotonic()
             self._init_event.set()
-        inv = self._pending.get()
+        with self._parked_changed:
+            self._parked += 1
+            self._parked_changed.notify_all()
+        try:
+            inv = self._pending.get()
+        finally:
+            with self._parked_changed:
+                self._parked -= 1
         if inv is None:
             return None
         inv.started = time.monotonic()
