@@ -164,12 +164,6 @@ def layer_opt(layer_build, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def universal_opt(layer_universal, tmp_path_factory):
-    """The universal layer unpacked into an /opt-like folder."""
-    return _unpack(layer_universal[1]["path"], tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
 def native_layer(layer_build, tmp_path_factory):
     """A factory: the native layer zip for a Python version ("3.11"), built once per session."""
     module, default = layer_build
