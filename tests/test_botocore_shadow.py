@@ -129,3 +129,20 @@ def test_a_newer_bundled_botocore_is_refused_too(tmp_path):
             print("ERROR", exc)
     ''', root)
     assert "ERROR" in proc.stdout and "9.0.0" in proc.stdout, proc.stderr
+
+
+def test_the_runtimes_own_older_botocore_after_the_layer_is_no_concern(tmp_path):
+    # Lambda's runtime carries its own boto3/botocore after /opt/python: it shadows nothing.
+    runtime = _bundle(tmp_path / "var-runtime", "1.29.0")
+    proc = run(f'''
+        import sys
+        sys.path.append({str(runtime)!r})
+        import lambda_fanout
+        from lambda_fanout import _botocore
+        assert [v for _, v in _botocore._copies(tuple(sys.path))][-1] == "1.29.0"
+        lambda_fanout.get_strategy("asyncio")
+        assert lambda_fanout.map(abs, [-1], strategy="threads") == [1]
+        print("OK")
+    ''')
+    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr
+    assert "shadows" not in proc.stderr

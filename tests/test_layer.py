@@ -14,7 +14,6 @@ import zipfile
 import pytest
 
 import batches
-from conftest import LAYER_PYTHON
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEMPLATE = os.path.join(ROOT, "template.yaml")
@@ -362,15 +361,16 @@ OWN_RECORDS = textwrap.dedent('''
 
 
 @pytest.mark.parametrize("strategy", ["sequential", "threads", "threads-map", "asyncio"])
-def test_task_root_strategies_module_and_package_never_shadow_the_layer(native_layer, build_layer_module,
-                                                                        lambda_runtime, strategy, tmp_path):
+def test_task_root_strategies_module_and_package_never_shadow_the_layer(layer_build, lambda_runtime, strategy,
+                                                                        tmp_path):
     """Lambda puts the task root first on sys.path: a function's own strategies.py and
     strategies/ package sit ahead of the layer, and neither is what lambda_fanout loads."""
     from lambda_fanout.testing.local_lambda import unpack_layer
 
-    if build_layer_module.find_interpreter(LAYER_PYTHON) is None:
-        pytest.skip(f"no python{LAYER_PYTHON} on this machine")
-    attached = Attached(unpack_layer(native_layer(LAYER_PYTHON)["path"]), LAYER_PYTHON, lambda_runtime(LAYER_PYTHON))
+    module, result = layer_build
+    if module.find_interpreter(result["python"]) is None:
+        pytest.skip(f"no python{result['python']} on this machine")
+    attached = Attached(unpack_layer(result["path"]), result["python"], lambda_runtime(result["python"]))
     root = tmp_path / "task"
     (root / "strategies").mkdir(parents=True)
     (root / "strategies.py").write_text(OWN_STRATEGIES.replace("WHAT", "strategies.py"))
@@ -418,5 +418,5 @@ def test_check_strategies_fails_the_build(build_layer_module, monkeypatch, tmp_p
 
     monkeypatch.setattr(module, "copy_package", damaged_copy)
     with pytest.raises(SystemExit, match=re.escape(fragment)):
-        module.build(LAYER_PYTHON, "x86_64", tmp_path)
+        module.build("3.12", "x86_64", tmp_path)
     assert not list(tmp_path.glob("*.zip")), "no zip is written when the check fails"

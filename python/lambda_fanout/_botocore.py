@@ -65,6 +65,14 @@ def _copies(path: tuple[str, ...]) -> list[tuple[str, str]]:
     return found
 
 
+def _home(package: str, path: tuple[str, ...]) -> str | None:
+    """The first ``path`` entry holding ``package``, or None."""
+    for entry in path:
+        if os.path.isfile(os.path.join(entry or ".", package, "__init__.py")):
+            return os.path.normpath(entry or ".")
+    return None
+
+
 def _aiobotocore_needs() -> tuple[str, str] | None:
     """(aiobotocore's version, its botocore requirement) from its installed metadata, or None."""
     from importlib import metadata
@@ -86,6 +94,10 @@ def _problem(path: tuple[str, ...], full: bool) -> tuple[str, str] | None:
     copies = _copies(path)
     if not copies or (not full and len(copies) < 2):
         return None  # one copy (or none) shadows nothing; the async form checks it all the same
+    if not full and os.path.normpath(os.path.dirname(copies[0][0])) == _home("aiobotocore", path):
+        # The first botocore was installed beside aiobotocore (the layer, resolved by pip
+        # together): nothing shadows it, and the sync form's cold start skips the metadata.
+        return None
     needs = _aiobotocore_needs()
     if needs is None:
         return None

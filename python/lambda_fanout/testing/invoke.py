@@ -19,6 +19,7 @@ import json
 import os
 import statistics
 import sys
+import zipfile
 from pathlib import Path
 
 from . import emf, events
@@ -116,7 +117,9 @@ def layer_zip(python: str, arch: str) -> Path:
 
 
 def _files(path: Path):
-    return [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    # What the zip leaves out (this testing package, bytecode caches) cannot make it stale.
+    skip = {"__pycache__", *build_layer_module().PACKAGE_EXCLUDE}
+    return [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file() and not skip & set(p.parts)]
 
 
 def report_line(inv, fn: LocalFunction, arch: str, cold: bool) -> str:
@@ -156,26 +159,32 @@ def show(inv, fn: LocalFunction, arch: str, number: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import contextlib
+
     args = parse_args(argv)
     python = args.python
     arch = args.arch or local_arch()
-    opt = unpack_layer(args.layer_zip or layer_zip(python, local_arch()))
-    runtime = runtime_dir(python)
-    endpoint = None
-    if args.endpoint_url:
-        env = {name: os.environ[name] for name in CREDENTIAL_VARS if name in os.environ}
-        env["AWS_ENDPOINT_URL"] = args.endpoint_url
-    else:
-        from .endpoint import LocalEndpoint
+    with contextlib.ExitStack() as stack:
+        try:
+            opt = unpack_layer(args.layer_zip or layer_zip(python, local_arch()))
+            runtime = runtime_dir(python)
+            if args.endpoint_url:
+                env = {name: os.environ[name] for name in CREDENTIAL_VARS if name in os.environ}
+                env["AWS_ENDPOINT_URL"] = args.endpoint_url
+            else:
+                from .endpoint import LocalEndpoint
 
-        endpoint = LocalEndpoint().start()
-        env = endpoint.environ()
-        print(f"endpoint: moto behind the latency proxy at {endpoint.url} (local, no AWS account)")
-    env.update(args.env)
-    fn = LocalFunction(args.handler, task_root=args.task_root, opt=opt, python=python, runtime=runtime, env=env,
-                       memory_mb=args.memory_mb, timeout_s=args.timeout, cpu_quota=True)
-    try:
-        fn.start()
+                endpoint = stack.enter_context(LocalEndpoint())
+                env = endpoint.environ()
+                print(f"endpoint: moto behind the latency proxy at {endpoint.url} (local, no AWS account)")
+            env.update(args.env)
+            fn = stack.enter_context(LocalFunction(
+                args.handler, task_root=args.task_root, opt=opt, python=python, runtime=runtime, env=env,
+                memory_mb=args.memory_mb, timeout_s=args.timeout, cpu_quota=True))
+        except (RuntimeError, SystemExit, OSError, zipfile.BadZipFile) as exc:
+            # No interpreter for --python, pip or the layer build failing, an unreadable zip.
+            print(f"./build.sh invoke: {exc}", file=sys.stderr)
+            return 2
         print(f"runtime: Python {python} under awslambdaric, /opt = {opt}"
               + (" (read-only, private mount namespace)" if fn.read_only else ""))
         for note in fn.notes:
@@ -191,26 +200,27 @@ def main(argv: list[str] | None = None) -> int:
         if fn.lines:
             print("-- init logs --")
             print("\n".join(fn.lines))
-        durations = []
-        failed = False
-        for number in range(1, args.repeat + 1):
-            inv = fn.invoke(args.event)
-            show(inv, fn, arch, number)
-            failed |= inv.status != "ok"
-            if inv.status not in ("ok", "error"):
-                break  # the environment is gone (timeout or exit), as in Lambda
-            durations.append(inv.duration_ms)
-        if len(durations) > 1:
-            warm = durations[1:]
-            print(f"\n{len(durations)} invocations: cold {durations[0]:.1f} ms; warm median "
-                  f"{statistics.median(warm):.1f} ms, min {min(warm):.1f} ms, max {max(warm):.1f} ms "
-                  f"(init {fn.init_ms:.1f} ms)")
-            print("durations (ms): " + ", ".join(f"{d:.1f}" for d in durations))
-        return 1 if failed else 0
-    finally:
-        fn.stop()
-        if endpoint is not None:
-            endpoint.stop()
+        return invoke_all(fn, args.event, args.repeat, arch)
+
+
+def invoke_all(fn: LocalFunction, event: object, repeat: int, arch: str) -> int:
+    """Send ``event`` ``repeat`` times, printing each; 1 if any invocation did not answer ok."""
+    durations = []
+    failed = False
+    for number in range(1, repeat + 1):
+        inv = fn.invoke(event)
+        show(inv, fn, arch, number)
+        failed |= inv.status != "ok"
+        if inv.status not in ("ok", "error"):
+            break  # the environment is gone (timeout or exit), as in Lambda
+        durations.append(inv.duration_ms)
+    if len(durations) > 1:
+        warm = durations[1:]
+        print(f"\n{len(durations)} invocations: cold {durations[0]:.1f} ms; warm median "
+              f"{statistics.median(warm):.1f} ms, min {min(warm):.1f} ms, max {max(warm):.1f} ms "
+              f"(init {fn.init_ms:.1f} ms)")
+        print("durations (ms): " + ", ".join(f"{d:.1f}" for d in durations))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
