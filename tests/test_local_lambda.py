@@ -222,3 +222,26 @@ def test_build_sh_invoke_refuses_bad_arguments(args, fragment):
     proc = subprocess.run([sys.executable, "-m", "lambda_fanout.testing.invoke", *args], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2 and fragment in proc.stderr, proc.stderr
+
+
+def test_without_a_private_mount_namespace_it_says_so_and_still_runs(layer_build, lambda_runtime, monkeypatch,
+                                                                     tmp_path):
+    from lambda_fanout.testing import local_lambda
+
+    module, result = layer_build
+    if module.find_interpreter(result["python"]) is None:
+        pytest.skip(f"no python{result['python']} on this machine")
+    monkeypatch.setattr(local_lambda, "private_mounts", lambda: "unshare -m is not allowed here (needs root)")
+    (tmp_path / "app.py").write_text("import lambda_fanout\n"
+                                     "def handler(event, context):\n"
+                                     "    return {'from': lambda_fanout.__file__}\n")
+    opt = local_lambda.unpack_layer(result["path"])
+    fn = local_lambda.LocalFunction("app.handler", task_root=tmp_path, opt=opt, python=result["python"],
+                                    runtime=lambda_runtime(result["python"]))
+    assert fn.notes == [f"/opt is NOT read-only: unshare -m is not allowed here (needs root); "
+                        f"the layer runs from {opt}"]
+    assert fn.command()[0] == fn.interpreter
+    with fn:
+        assert fn.wait_ready(), fn.lines
+        inv = fn.invoke({})
+    assert inv.status == "ok" and inv.response["from"] == f"{opt}/python/lambda_fanout/__init__.py"
