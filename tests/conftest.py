@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))  # tests' helper modules (hstrategies, fakes)
 
 import lambda_fanout  # noqa: E402
+from fakes import FakeContext  # noqa: E402
 
 
 @pytest.fixture(params=lambda_fanout.STRATEGIES)
@@ -31,18 +31,6 @@ def _clean_fanout_env(monkeypatch):
     for name in list(os.environ):
         if name.startswith("FANOUT_") or name == "AWS_LAMBDA_FUNCTION_NAME":
             monkeypatch.delenv(name)
-
-
-class FakeContext:
-    """A Lambda context whose remaining time runs on the real monotonic clock."""
-
-    def __init__(self, remaining_ms: float) -> None:
-        self.deadline = time.monotonic() + remaining_ms / 1000.0
-        self.function_name = "fanout-test"
-        self.aws_request_id = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int((self.deadline - time.monotonic()) * 1000)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 
 import hstrategies
 import lambda_fanout
-from conftest import FakeContext
+from fakes import FakeContext
 
 MARGIN_MS = 100
 
