@@ -14,30 +14,42 @@ file reads, once per ``sys.path``.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from functools import lru_cache
 
 from ._errors import ConfigError
 
-_VERSION = re.compile(r"""^__version__\s*=\s*['"]([^'"]+)['"]""", re.MULTILINE)
-_CLAUSE = re.compile(r"\s*(==|!=|<=|>=|<|>|~=)\s*([0-9][0-9A-Za-z.*+!-]*)\s*")
+#: Version clauses of a requirement (``<1.43.118``); ``re`` is compiled only when a clause is read.
+_CLAUSE = r"\s*(==|!=|<=|>=|<|>|~=)\s*([0-9][0-9A-Za-z.*+!-]*)\s*"
 _warned = False
 
 
 def _release(version: str) -> tuple[int, ...] | None:
     # botocore's versions are plain release numbers (1.43.117); anything else is not judged.
+    import re
+
     match = re.match(r"\d+(\.\d+)*", version)
     return tuple(int(p) for p in match.group(0).split(".")) if match else None
 
 
+def _version_of(init_text: str) -> str:
+    # botocore/__init__.py says `__version__ = '1.43.117'` on a line of its own.
+    for line in init_text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.strip() == "__version__":
+            return value.strip().strip("\"'") or "unknown"
+    return "unknown"
+
+
 def _satisfies(version: str, specifier: str) -> bool | None:
     """Whether ``version`` meets a requirement's comma-separated clauses; None if unreadable."""
+    import re
+
     have = _release(version)
     if have is None:
         return None
     for clause in specifier.split(","):
-        match = _CLAUSE.fullmatch(clause)
+        match = re.fullmatch(_CLAUSE, clause)
         want = _release(match.group(2)) if match else None
         if want is None:
             return None
@@ -58,10 +70,10 @@ def _copies(path: tuple[str, ...]) -> list[tuple[str, str]]:
         init = os.path.join(entry or ".", "botocore", "__init__.py")
         try:
             with open(init, encoding="utf-8") as f:
-                match = _VERSION.search(f.read())
+                version = _version_of(f.read())
         except OSError:
             continue
-        found.append((os.path.dirname(init), match.group(1) if match else "unknown"))
+        found.append((os.path.dirname(init), version))
     return found
 
 
