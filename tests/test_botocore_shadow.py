@@ -138,8 +138,8 @@ def test_the_runtimes_own_older_botocore_after_the_layer_is_no_concern(tmp_path)
         import sys
         sys.path.append({str(runtime)!r})
         import lambda_fanout
-        from lambda_fanout import _botocore
-        assert [v for _, v in _botocore._copies(tuple(sys.path))][-1] == "1.29.0"
+        from lambda_fanout import _shadowing
+        assert [v for _, v in _shadowing._copies(tuple(sys.path))][-1] == "1.29.0"
         lambda_fanout.get_strategy("asyncio")
         assert lambda_fanout.map(abs, [-1], strategy="threads") == [1]
         print("OK")

@@ -1,4 +1,4 @@
-"""Is the botocore Python would import one that aiobotocore accepts?
+"""Is the botocore Python would import one that aiobotocore accepts? (A function may bundle its own.)
 
 A function whose deployment package bundles boto3/botocore puts them ahead of the
 layer's (Lambda's task root comes first on ``sys.path``). The sync strategies then run
