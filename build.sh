@@ -1,9 +1,5 @@
 #!/usr/bin/env bash
-# lambda-fanout's one entry point.
-#   ./build.sh test    bootstrap .venv and run the whole test suite (what CI runs)
-#   ./build.sh bench   bootstrap .venv and compare the strategies on a local endpoint
-#   ./build.sh layer   build the Lambda layer zip
-#   ./build.sh invoke  run a function with the layer attached, under Lambda's runtime client
+# lambda-fanout's one entry point: ./build.sh help lists the commands.
 set -euo pipefail
 CALLER_PWD=$PWD
 cd "$(dirname "$0")"
@@ -12,6 +8,21 @@ VENV=$ROOT/.venv
 PY_MIN=3.11
 
 log() { printf '==> %s\n' "$*" >&2; }
+
+usage() {
+  cat <<'EOF'
+usage: ./build.sh COMMAND [options]
+
+Commands:
+  test     bootstrap .venv and run the whole test suite (what CI runs); options go to pytest
+  bench    compare every strategy on realistic workloads against a local endpoint (bench --help)
+  layer    build the Lambda layer zip into dist/ (layer --help)
+  invoke   run a function with the layer attached, the way Lambda runs it (invoke --help)
+  help     show this help (also -h, --help)
+
+The first run of test, bench, layer or invoke creates .venv from pinned, hash-checked requirements.
+EOF
+}
 
 # A Python of at least $PY_MIN: $PYTHON if set, else python3, else python3.1x.
 find_python() {
@@ -100,5 +111,7 @@ case "${1:-}" in
   bench) shift; cmd_bench "$@" ;;
   layer) shift; cmd_layer "$@" ;;
   invoke) shift; cmd_invoke "$@" ;;
-  *) echo "usage: ./build.sh test|bench|layer|invoke [options]" >&2; exit 2 ;;
+  help|-h|--help) usage ;;
+  "") usage >&2; exit 2 ;;
+  *) echo "build.sh: unknown command '$1'" >&2; usage >&2; exit 2 ;;
 esac

@@ -151,7 +151,15 @@ def test_sample_events_carry_their_position(kind, source):
     assert out == {"batchItemFailures": [{"itemIdentifier": ids[i]} for i in failed]}
 
 
-@pytest.mark.parametrize("spec,fragment", [("sqs", "KIND:N"), ("kafka:3", "KIND one of sqs, fifo, kinesis, ddb"),
+def test_the_kafka_sample_carries_its_position():
+    event = events.from_spec("kafka:7")
+    records = events.kafka_records(event)
+    assert sorted(events.position(r) for r in records) == list(range(7))
+    assert sorted(events.position_of(r) for r in records) == list(range(7))
+    assert len(event["records"]) == 3  # three partitions, round robin
+
+
+@pytest.mark.parametrize("spec,fragment", [("sqs", "KIND:N"), ("mq:3", "KIND one of sqs, fifo, kinesis, ddb, kafka"),
                                            ("sqs:0", "from 1 to 10000"), ("sqs:x", "got 'x'")])
 def test_bad_sample_specs_say_what_is_accepted(spec, fragment):
     with pytest.raises(ValueError, match=fragment):
@@ -213,7 +221,7 @@ def test_build_sh_invoke_reports_an_init_error(layer_build):
 
 @pytest.mark.parametrize("args,fragment", [
     (["--handler", "app"], "module.function"),
-    (["--handler", "a.b", "--event", "kafka:3"], "KIND one of"),
+    (["--handler", "a.b", "--event", "mq:3"], "neither a file nor a sample"),
     (["--handler", "a.b", "--memory-mb", "64"], "--memory-mb must be from 128"),
     (["--handler", "a.b", "--env", "NOEQUALS"], "NAME=VALUE"),
     (["--handler", "a.b", "--task-root", "/no/such/dir"], "is not a folder"),

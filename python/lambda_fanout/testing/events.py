@@ -16,7 +16,10 @@ import os
 from typing import Callable
 
 EVENTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_events")
-KINESIS_FIRST_SEQUENCE = 49590338271490256608559692538361571095921575989136588898
+#: Record i of a generated Kinesis batch has sequence number KINESIS_SEQUENCE + i.
+KINESIS_SEQUENCE = 49590338271490256608559692538361571095921575989136588898
+#: Record i of a generated Kafka batch has offset KAFKA_OFFSET + i.
+KAFKA_OFFSET = 1000
 
 
 def sample(name: str) -> dict:
@@ -29,21 +32,23 @@ def _body(n: int) -> str:
     return json.dumps({"n": n})
 
 
-def sqs(n: int, groups: list | None = None) -> dict:
-    """n SQS records; groups[i] is record i's MessageGroupId (FIFO) or None (standard)."""
-    fifo = groups is not None and any(g is not None for g in groups)
-    base = sample("sqs_fifo" if fifo else "sqs")["Records"][0]
+def sqs(n: int, groups: list | None = None, *, fair: bool = False) -> dict:
+    """n SQS records; groups[i] is record i's MessageGroupId or None.
+
+    The queue is FIFO when some record has a group, unless ``fair``: then it is a
+    standard queue whose messages carry MessageGroupId as a tenant key (fair queues).
+    """
+    grouped = groups is not None and any(g is not None for g in groups)
+    base = sample("sqs_fifo" if grouped and not fair else "sqs")["Records"][0]
     records = []
     for i in range(n):
         r = copy.deepcopy(base)
         r["messageId"] = f"msg-{i:05d}"
         r["body"] = _body(i)
-        if fifo:
-            group = groups[i]
-            if group is None:
-                r["attributes"].pop("MessageGroupId")
-            else:
-                r["attributes"]["MessageGroupId"] = str(group)
+        if grouped:
+            r["attributes"].pop("MessageGroupId", None)
+            if groups[i] is not None:
+                r["attributes"]["MessageGroupId"] = str(groups[i])
         records.append(r)
     return {"Records": records}
 
@@ -59,7 +64,7 @@ def kinesis(n: int, keys: list | None = None) -> dict:
     records = []
     for i in range(n):
         r = copy.deepcopy(base)
-        r["kinesis"]["sequenceNumber"] = str(KINESIS_FIRST_SEQUENCE + i)
+        r["kinesis"]["sequenceNumber"] = str(KINESIS_SEQUENCE + i)
         r["kinesis"]["partitionKey"] = str(keys[i] if keys else f"pk-{i}")
         r["kinesis"]["data"] = base64.b64encode(_body(i).encode()).decode()
         records.append(r)
@@ -80,13 +85,57 @@ def dynamodb(n: int, keys: list | None = None) -> dict:
     return {"Records": records}
 
 
+def kafka(n: int, partitions: list | None = None, *, self_managed: bool = False) -> dict:
+    """n Kafka records; partitions[i] is record i's partition (default: three partitions, round robin).
+
+    ``records`` maps "<topic>-<partition>" to that partition's records in offset order;
+    the offsets grow with i, so record i has offset KAFKA_OFFSET + i.
+    """
+    event = sample("kafka_self_managed" if self_managed else "kafka_msk")
+    base = next(iter(event["records"].values()))[0]
+    topic = base["topic"]
+    mapping: dict = {}
+    for i in range(n):
+        partition = partitions[i] if partitions else i % 3
+        r = copy.deepcopy(base)
+        r["partition"] = partition
+        r["offset"] = KAFKA_OFFSET + i
+        r["value"] = base64.b64encode(_body(i).encode()).decode()
+        mapping.setdefault(f"{topic}-{partition}", []).append(r)
+    event["records"] = mapping
+    return event
+
+
+def kafka_records(event: dict) -> list:
+    """A Kafka event's records in the order process_batch lays them out: partition by partition."""
+    return [r for batch in event["records"].values() for r in batch]
+
+
+def records(source: str, event: dict) -> list:
+    """The event's records, in the order of the batchItemFailures process_batch returns."""
+    return kafka_records(event) if source == "kafka" else event["Records"]
+
+
 def position(record: dict) -> int:
-    """The ``n`` a record of these builders carries, whatever its source."""
+    """The ``n`` a record of these builders carries in its payload, whatever its source."""
     if "body" in record:
         return json.loads(record["body"])["n"]
     if "kinesis" in record:
         return json.loads(base64.b64decode(record["kinesis"]["data"]))["n"]
+    if "offset" in record:
+        return json.loads(base64.b64decode(record["value"]))["n"]
     return int(record["dynamodb"]["NewImage"]["n"]["N"])
+
+
+def position_of(record: dict) -> int:
+    """The i a generated record was made with, read from its identifier (whatever its source)."""
+    if "messageId" in record:
+        return int(record["messageId"].split("-")[1])
+    if "kinesis" in record:
+        return int(record["kinesis"]["sequenceNumber"]) - KINESIS_SEQUENCE
+    if "offset" in record:
+        return record["offset"] - KAFKA_OFFSET
+    return int(record["dynamodb"]["SequenceNumber"]) - 111
 
 
 def identifier(source: str, record: dict):
@@ -95,10 +144,11 @@ def identifier(source: str, record: dict):
         "sqs": lambda r: r["messageId"],
         "kinesis": lambda r: r["kinesis"]["sequenceNumber"],
         "dynamodb": lambda r: r["dynamodb"]["SequenceNumber"],
+        "kafka": lambda r: {"partition": f"{r['topic']}-{r['partition']}", "offset": r["offset"]},
     }[source](record)
 
 
-BUILDERS = {"sqs": sqs, "kinesis": kinesis, "dynamodb": dynamodb}
+BUILDERS = {"sqs": sqs, "kinesis": kinesis, "dynamodb": dynamodb, "kafka": kafka}
 
 #: ``--event KIND:N`` names -> a builder of an N-record event.
 SAMPLES: dict[str, Callable[[int], dict]] = {
@@ -106,6 +156,7 @@ SAMPLES: dict[str, Callable[[int], dict]] = {
     "fifo": fifo,
     "kinesis": kinesis,
     "ddb": dynamodb,
+    "kafka": kafka,
 }
 
 
