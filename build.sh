@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # lambda-fanout's one entry point: ./build.sh help lists the commands.
 set -euo pipefail
+CALLER_PWD=$PWD
 cd "$(dirname "$0")"
 ROOT=$PWD
 VENV=$ROOT/.venv
@@ -117,10 +118,17 @@ cmd_layer() {
   "$VENV/bin/python" "$ROOT/layer/build_layer.py" "$@"
 }
 
+cmd_invoke() {
+  bootstrap
+  # From the caller's folder, so --task-root and --event paths mean what they say.
+  (cd "$CALLER_PWD" && "$VENV/bin/python" -m lambda_fanout.testing.invoke "$@")
+}
+
 case "${1:-}" in
   test) shift; cmd_test "$@" ;;
   bench) shift; cmd_bench "$@" ;;
   layer) shift; cmd_layer "$@" ;;
+  invoke) shift; cmd_invoke "$@" ;;
   help|-h|--help) usage ;;
   "") usage >&2; exit 2 ;;
   *) echo "build.sh: unknown command '$1'" >&2; usage >&2; exit 2 ;;

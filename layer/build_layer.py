@@ -181,6 +181,8 @@ def build(python: str, arch: str, out: Path) -> dict:
         install_dependencies(deps, python, arch)
         copy_package(tree / "python")
         strip(tree)
+        # Before the slow bytecode step: a zip without every strategy is not worth finishing.
+        check_strategies([p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()])
         compiled = []
         for version in PYTHONS if universal else (python,):
             interpreter = find_interpreter(version)
@@ -189,7 +191,6 @@ def build(python: str, arch: str, out: Path) -> dict:
                 compiled.append(version)
         name = "lambda-fanout-layer-universal.zip" if universal else f"lambda-fanout-layer-py{python}-{arch}.zip"
         zip_path = out / name
-        check_strategies([p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()])
         zipped, unzipped = write_zip(tree, zip_path)
     digest = hashlib.sha256(zip_path.read_bytes()).hexdigest()
     return {"path": str(zip_path), "python": python, "arch": arch, "zipped": zipped, "unzipped": unzipped,

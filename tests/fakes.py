@@ -33,3 +33,15 @@ def make_task(delays: list[float], failing: set[int]) -> lambda_fanout.Task:
         return check(item)
 
     return lambda_fanout.Task(sync_fn, async_fn)
+
+
+class FakeContext:
+    """A Lambda context whose remaining time runs on the real monotonic clock."""
+
+    def __init__(self, remaining_ms: float) -> None:
+        self.deadline = time.monotonic() + remaining_ms / 1000.0
+        self.function_name = "fanout-test"
+        self.aws_request_id = "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.deadline - time.monotonic()) * 1000)

@@ -179,6 +179,9 @@ class Clients:
         if self._sync is None:
             with _lock:
                 if self._sync is None:
+                    from . import _shadowing
+
+                    _shadowing.check("sync")
                     import boto3.session
                     import botocore.session
                     from botocore.config import Config
@@ -208,6 +211,9 @@ class Clients:
             found = self._aio.get(key)
             client = found[1] if found is not None and found[0] is loop else None
             if client is None:
+                from . import _shadowing
+
+                _shadowing.check("async")  # a bundled botocore would break aiobotocore at import
                 from aiobotocore.config import AioConfig
                 from aiobotocore.session import get_session
 
