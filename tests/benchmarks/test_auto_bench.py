@@ -26,7 +26,8 @@ import pytest
 
 import lambda_fanout
 from lambda_fanout import _limiter, aws
-from lambda_fanout.bench.workloads import S3Get, ddb_item, s3_body, s3_keys, ddb_keys, seed, sleep_task
+from lambda_fanout.bench.seeding import ddb_item, ddb_keys, s3_body, s3_keys, seed
+from lambda_fanout.bench.workloads import sleep_task
 
 pytestmark = pytest.mark.aws
 
