@@ -30,7 +30,7 @@ METRICS_UNITS = (
 
 def emf_line(strategy: str, values: dict[str, float], *, namespace: str = _config.DEFAULT_METRICS_NAMESPACE,
              timestamp_ms: int | None = None) -> str:
-    """One EMF document for ``values`` (metric name -> number), dimension Strategy."""
+    """One EMF document for ``values`` (metric name -> number), dimension Strategy; declares the metrics given."""
     import json
 
     doc: dict[str, Any] = {
@@ -40,7 +40,7 @@ def emf_line(strategy: str, values: dict[str, float], *, namespace: str = _confi
                 {
                     "Namespace": namespace,
                     "Dimensions": [["Strategy"]],
-                    "Metrics": [{"Name": name, "Unit": unit} for name, unit in METRICS_UNITS],
+                    "Metrics": [{"Name": name, "Unit": unit} for name, unit in METRICS_UNITS if name in values],
                 }
             ],
         },
