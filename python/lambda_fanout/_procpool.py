@@ -1,0 +1,456 @@
+"""Worker processes joined by pipes, started on first use and kept across warm invocations.
+
+Lambda has no ``/dev/shm``, so ``multiprocessing.Pool``, ``Queue``, ``Manager`` and
+every lock or semaphore fail there with ``OSError``. This module uses only
+``Process`` and ``Pipe`` (a socket pair): each worker owns one duplex pipe and
+serves one request at a time, ``(task or None, items) -> [(ok, value), ...]``.
+
+Workers are started with ``forkserver`` (see ``START_METHOD``): a single-threaded
+server, started once as a fresh interpreter, forks each worker. A fork of the
+caller itself would copy whatever locks its other threads held at that moment
+(a boto3 client's, the asyncio loop thread's, logging's) into a child that can
+never release them; the server has no such threads.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+import time
+# Annotations only (postponed by `from __future__ import annotations`): typing is
+# not imported at run time, which keeps cold starts short.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+from ._errors import ConfigError, DeadlineExceeded
+
+#: Measured in tests/benchmarks/test_processes_bench.py and explained in the README:
+#: forkserver starts workers about as fast as fork once its server is up, and is safe
+#: with threads already running in the caller; spawn pays a whole interpreter start
+#: (and every import of the task's module) per worker, again after each replacement.
+START_METHOD = "forkserver"
+START_METHODS = ("forkserver", "spawn", "fork")
+
+#: Lambda's CPU share: one vCPU per 1,769 MB of memory.
+MB_PER_VCPU = 1769
+
+#: A chunk of items aims at this much work in the worker: long enough that the
+#: ~0.1 ms round trip (pickling, two pipe writes, a thread wake-up) is a few percent
+#: of it, short enough that the last chunks still spread over every worker.
+CHUNK_TARGET_S = 0.005
+MAX_CHUNK = 256
+
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+_READY = b"ready"
+_RESULTS = 0
+_REQUEST_ERROR = 1
+
+
+# -- how many CPUs ----------------------------------------------------------------------
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _cgroup_paths() -> tuple[str | None, str | None]:
+    """(v2 path, v1 cpu-controller path) of this process, from /proc/self/cgroup."""
+    v2 = v1 = None
+    for line in (_read("/proc/self/cgroup") or "").splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            v2 = path
+        elif "cpu" in controllers.split(","):
+            v1 = path
+    return v2, v1
+
+
+def _ancestors(path: str):
+    # The effective quota is the smallest one on the way up to the root.
+    parts = path.strip("/").split("/") if path.strip("/") else []
+    for depth in range(len(parts), -1, -1):
+        yield "/".join(parts[:depth])
+
+
+def cgroup_cpus(root: str = "/sys/fs/cgroup") -> float | None:
+    """The CPU quota of this process's cgroup in CPUs (v2 ``cpu.max``, v1 cfs quota); None if unlimited."""
+    v2, v1 = _cgroup_paths()
+    limits = []
+    if v2 is not None:
+        for base in (root, os.path.join(root, "unified")):
+            for rel in _ancestors(v2):
+                text = _read(os.path.join(base, rel, "cpu.max"))
+                if text and not text.startswith("max"):
+                    quota, period = text.split()[:2]
+                    limits.append(int(quota) / int(period))
+    if v1 is not None:
+        for base in (os.path.join(root, "cpu"), os.path.join(root, "cpu,cpuacct")):
+            for rel in _ancestors(v1):
+                quota = _read(os.path.join(base, rel, "cpu.cfs_quota_us"))
+                period = _read(os.path.join(base, rel, "cpu.cfs_period_us"))
+                if quota and period and int(quota) > 0:
+                    limits.append(int(quota) / int(period))
+    return min(limits) if limits else None
+
+
+def vcpus(memory_mb: int | None = None, *, cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """The CPUs this function can really use, as a whole number of workers (at least 1).
+
+    The cgroup CPU quota where one is set (a fraction rounds up: 1.7 CPUs keeps two
+    workers busy), else the CPUs this process may run on (``os.sched_getaffinity``).
+    Inside Lambda the affinity mask shows the host's CPUs, not the function's share,
+    so ``memory_mb`` (AWS_LAMBDA_FUNCTION_MEMORY_SIZE) caps it at memory / 1,769 rounded up.
+
+    Args:
+        memory_mb: the function's memory size, or None outside Lambda.
+        cgroup_root: where the cgroup filesystems are mounted.
+    """
+    import math
+
+    quota = cgroup_cpus(cgroup_root)
+    count = math.ceil(quota) if quota is not None else len(os.sched_getaffinity(0))
+    if memory_mb:
+        count = min(count, math.ceil(memory_mb / MB_PER_VCPU))
+    return max(1, count)
+
+
+# -- what can cross a pipe ----------------------------------------------------------------
+
+def pickled_task(fn: Callable[[Any], Any], strategy: str) -> bytes:
+    """``fn`` pickled for the workers, checked to load back by reference.
+
+    Raises:
+        ConfigError: ``fn`` cannot be pickled (a lambda, a function defined inside
+            another, a bound method of an object that cannot be pickled), saying what to do.
+    """
+    try:
+        data = pickle.dumps(fn, _PROTOCOL)
+        pickle.loads(data)
+    except Exception as exc:
+        name = getattr(fn, "__qualname__", None) or repr(fn)
+        raise ConfigError(
+            f"strategy {strategy!r} sends the task to worker processes by pickling it, but task "
+            f"{name!r} cannot be pickled ({type(exc).__name__}: {exc}). Define the task as a "
+            "function at module level (a lambda or a function nested in another is pickled by "
+            "name and cannot be found), pass fixed arguments with functools.partial of such a "
+            "function, or use FANOUT_STRATEGY=threads. Nothing was run."
+        ) from exc
+    return data
+
+
+class _RemoteTraceback(Exception):
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def _with_traceback(exc: BaseException, tb: str) -> BaseException:
+    exc.__cause__ = _RemoteTraceback(tb)
+    return exc
+
+
+class _Portable:
+    """An exception from a worker, with the worker's traceback as its ``__cause__`` in the caller."""
+
+    __slots__ = ("exc", "tb")
+
+    def __init__(self, exc: BaseException) -> None:
+        import traceback
+
+        self.exc = exc
+        self.tb = '\n"""\n' + "".join(traceback.format_exception(exc)) + '"""'
+
+    def __reduce__(self):
+        return _with_traceback, (self.exc, self.tb)
+
+
+class WorkerError(RuntimeError):
+    """A worker could not run an item: it exited, or the item or its result could not cross the pipe."""
+
+
+def _portable(exc: BaseException) -> _Portable:
+    # An exception that does not survive a round trip (a required argument its
+    # __init__ does not pass to super()) would break the whole reply; send its text.
+    try:
+        pickle.loads(pickle.dumps(exc, _PROTOCOL))
+    except Exception:
+        exc = WorkerError(f"{type(exc).__qualname__}: {exc} (the exception could not be pickled)")
+    return _Portable(exc)
+
+
+def _encode_reply(results: list, elapsed: float) -> bytes:
+    try:
+        return pickle.dumps((_RESULTS, results, elapsed), _PROTOCOL)
+    except Exception:
+        pass
+    safe = []
+    for ok, value in results:
+        try:
+            pickle.dumps(value, _PROTOCOL)
+        except Exception as exc:
+            ok, value = False, _portable(WorkerError(
+                f"the task returned a {type(value).__name__}, which cannot be pickled back from the "
+                f"worker process ({type(exc).__name__}: {exc}); return plain data"
+            ))
+        safe.append((ok, value))
+    return pickle.dumps((_RESULTS, safe, elapsed), _PROTOCOL)
+
+
+# -- the worker side ----------------------------------------------------------------------
+
+def _serve(conn) -> None:
+    """A worker's life: load the task when it changes, run each request's items, reply."""
+    import signal
+
+    # Ctrl-C reaches the whole process group; the caller decides what it stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    conn.send_bytes(_READY)
+    fn = None
+    loads = pickle.loads
+    clock = time.perf_counter
+    while True:
+        try:
+            request = conn.recv_bytes()
+        except (EOFError, OSError):
+            return  # the caller closed the pipe or exited
+        try:
+            task, items = loads(request)
+            if task is not None:
+                fn = None
+                fn = loads(task)
+        except Exception as exc:
+            conn.send_bytes(pickle.dumps((_REQUEST_ERROR, _portable(exc), 0.0), _PROTOCOL))
+            continue
+        results = []
+        started = clock()
+        for item in items:
+            try:
+                results.append((True, fn(item)))
+            except Exception as exc:
+                results.append((False, _portable(exc)))
+            except BaseException as exc:
+                # It propagates in the caller; the rest of the chunk is not run.
+                results.append((False, _portable(exc)))
+                break
+        conn.send_bytes(_encode_reply(results, clock() - started))
+
+
+# -- the caller side ----------------------------------------------------------------------
+
+class Worker:
+    """One worker process and the caller's end of its pipe; used by one thread at a time."""
+
+    __slots__ = ("process", "conn", "task", "ready", "started", "startup_ms", "interrupted")
+
+    def __init__(self, ctx: Any) -> None:
+        self.started = time.perf_counter()
+        here, there = ctx.Pipe(duplex=True)
+        self.process = ctx.Process(target=_serve, args=(there,), name="fanout-worker", daemon=True)
+        try:
+            self.process.start()
+        finally:
+            there.close()
+        self.conn = here
+        self.task: bytes | None = None
+        self.ready = False
+        self.startup_ms: float | None = None
+        self.interrupted = False
+
+    def call(self, task: bytes, items: list, timeout: float | None = None) -> tuple[list, float]:
+        """Run ``task`` on ``items`` in this worker: ``([(ok, value), ...], seconds in the worker)``.
+
+        ``timeout`` (seconds, None for none) covers the whole call; past it the worker
+        is killed and DeadlineExceeded raised. A value with ``ok`` False is the
+        exception the task raised, with the worker's traceback as its ``__cause__``.
+
+        Raises:
+            DeadlineExceeded: the timeout passed, or :meth:`interrupt` was called.
+            WorkerError: the worker exited mid-call, or could not load the request.
+        """
+        until = None if timeout is None else time.monotonic() + timeout
+        if not self.ready:
+            self._receive(until)
+            self.ready = True
+            self.startup_ms = (time.perf_counter() - self.started) * 1000
+        try:
+            request = pickle.dumps((None if task == self.task else task, items), _PROTOCOL)
+        except Exception:
+            return self._call_each(task, items, until)
+        self.conn.send_bytes(request)
+        self.task = task
+        kind, payload, elapsed = pickle.loads(self._receive(until))
+        if kind == _REQUEST_ERROR:
+            self.task = None
+            raise WorkerError(
+                f"the worker process could not load the task or its items ({type(payload).__name__}: "
+                f"{payload}); check that the task's module imports in a fresh interpreter"
+            ) from payload
+        return payload, elapsed
+
+    def _call_each(self, task: bytes, items: list, until: float | None) -> tuple[list, float]:
+        # Some item cannot be pickled: send the others one by one and fail that one alone.
+        results: list = []
+        elapsed = 0.0
+        for item in items:
+            try:
+                pickle.dumps(item, _PROTOCOL)
+            except Exception as exc:
+                results.append((False, WorkerError(
+                    f"the item (a {type(item).__name__}) cannot be pickled to send to a worker process "
+                    f"({type(exc).__name__}: {exc}); pass plain data as items"
+                )))
+                continue
+            one, took = self.call(task, [item], None if until is None else max(until - time.monotonic(), 0.0))
+            results.extend(one)
+            elapsed += took
+            if one and not one[0][0] and not isinstance(one[0][1], Exception):
+                break  # a BaseException: the rest is not run
+        return results, elapsed
+
+    def _receive(self, until: float | None) -> bytes:
+        conn = self.conn
+        try:
+            if until is not None and not conn.poll(max(until - time.monotonic(), 0.0)):
+                self.interrupt()
+                raise DeadlineExceeded("the worker process was still running at the deadline margin and was killed")
+            return conn.recv_bytes()
+        except (EOFError, OSError):
+            if self.interrupted:
+                raise DeadlineExceeded(
+                    "the worker process was still running at the deadline margin and was killed"
+                ) from None
+            self.process.join(1.0)
+            raise WorkerError(
+                f"the worker process exited (code {self.process.exitcode}) while running the task; "
+                "it is replaced for the next items"
+            ) from None
+
+    @property
+    def healthy(self) -> bool:
+        return not self.interrupted and self.process.exitcode is None
+
+    def interrupt(self) -> None:
+        """Kill the process now (any thread): a blocked :meth:`call` raises DeadlineExceeded."""
+        self.interrupted = True
+        try:
+            self.process.kill()
+        except (ValueError, OSError, AttributeError):
+            pass  # already closed or never started
+
+    def close(self) -> None:
+        """Stop the process and release its pipe and sentinel (the owning thread only)."""
+        if self.process.exitcode is None:
+            try:
+                self.conn.close()  # a worker blocked reading sees EOF and returns
+            except OSError:
+                pass
+            self.process.join(0.2)
+        if self.process.exitcode is None:
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+        self.process.close()
+
+
+class ProcessPool:
+    """Idle workers kept for the next call; a worker is lent to one thread at a time.
+
+    Args:
+        method: the multiprocessing start method, one of ``START_METHODS``.
+    """
+
+    def __init__(self, method: str = START_METHOD) -> None:
+        import multiprocessing
+
+        self.method = method
+        self._ctx = multiprocessing.get_context(method)
+        self._idle: list[Worker] = []
+        self._lock = threading.Lock()
+        self.pid = os.getpid()
+        self.started = 0
+        #: start-up of each worker so far, from Process.start() to its first reply, in ms
+        self.startup_ms: list[float] = []
+
+    def acquire(self) -> Worker:
+        """An idle worker, or a new one."""
+        with self._lock:
+            while self._idle:
+                worker = self._idle.pop()
+                if worker.healthy:
+                    return worker
+                worker.close()
+            self.started += 1
+        return Worker(self._ctx)
+
+    def release(self, worker: Worker, keep: int) -> None:
+        """Take ``worker`` back; a dead or killed one, or one beyond ``keep`` idle, is closed."""
+        if worker.startup_ms is not None and worker.started:
+            self.startup_ms.append(worker.startup_ms)
+            worker.started = 0.0
+        with self._lock:
+            if worker.healthy and len(self._idle) < keep:
+                self._idle.append(worker)
+                return
+        worker.close()
+
+    def idle(self) -> int:
+        return len(self._idle)
+
+    def shutdown(self) -> None:
+        """Stop every idle worker (workers lent out are closed by their threads)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.close()
+
+
+_pool: ProcessPool | None = None
+_pool_lock = threading.Lock()
+
+
+def get_pool() -> ProcessPool:
+    """The process-wide pool, made on first use (anew in a forked child)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool.pid != os.getpid():
+            _pool = ProcessPool()
+        return _pool
+
+
+def shutdown() -> None:
+    """Stop the process-wide pool's idle workers (tests; a Lambda never needs to)."""
+    with _pool_lock:
+        pool = _pool
+    if pool is not None:
+        pool.shutdown()
+
+
+class ChunkSizer:
+    """How many items to send per request, from the time items have taken so far.
+
+    Starts at one item (a slow task is spread at once) and grows towards
+    ``CHUNK_TARGET_S`` of work per request as the measured cost per item falls.
+    """
+
+    __slots__ = ("per_item", "cap")
+
+    def __init__(self, cap: int = MAX_CHUNK) -> None:
+        self.per_item: float | None = None
+        self.cap = cap
+
+    def size(self) -> int:
+        if self.per_item is None:
+            return 1
+        if self.per_item <= 0:
+            return self.cap
+        return max(1, min(self.cap, int(CHUNK_TARGET_S / self.per_item)))
+
+    def observe(self, items: int, elapsed: float) -> None:
+        if items:
+            sample = elapsed / items
+            self.per_item = sample if self.per_item is None else (self.per_item + sample) / 2
+
