@@ -65,3 +65,14 @@ def parse(x):
 
 def identity(x):
     return x
+
+
+LOCK = threading.Lock()
+
+
+def grab(_):
+    """True when LOCK can be taken: a worker must not inherit a lock held in the caller."""
+    got = LOCK.acquire(timeout=2.0)
+    if got:
+        LOCK.release()
+    return got

@@ -13,6 +13,7 @@ ENV_RECORD_HANDLER = "FANOUT_RECORD_HANDLER"
 ENV_METRICS = "FANOUT_METRICS"
 ENV_METRICS_NAMESPACE = "FANOUT_METRICS_NAMESPACE"
 ENV_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
+ENV_LAMBDA_MEMORY_SIZE = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
 
 DEFAULT_STRATEGY = "threads"
 #: Enough to hide typical S3/DynamoDB latency without crowding a small function.
@@ -118,15 +119,27 @@ def resolve_flag(env: str, *, default: bool) -> bool:
     return choice == "on"
 
 
-def max_workers(value: int | None = None) -> int:
-    """The worker count: explicit argument, else FANOUT_MAX_WORKERS, else the default."""
+def max_workers(value: int | None = None, *, default: int = DEFAULT_MAX_WORKERS) -> int:
+    """The worker count: explicit argument, else FANOUT_MAX_WORKERS, else ``default``."""
     return resolve_int(
         value,
         argument="max_workers",
         env=ENV_MAX_WORKERS,
-        default=DEFAULT_MAX_WORKERS,
+        default=default,
         minimum=1,
         maximum=MAX_WORKERS_LIMIT,
+    )
+
+
+def lambda_memory_mb() -> int | None:
+    """The function's memory size in MB (AWS_LAMBDA_FUNCTION_MEMORY_SIZE), or None outside Lambda."""
+    return resolve_int(
+        None,
+        argument="memory_mb",
+        env=ENV_LAMBDA_MEMORY_SIZE,
+        default=None,
+        minimum=128,
+        maximum=10240,
     )
 
 
