@@ -130,6 +130,31 @@ def test_report_tables_and_recommendations(tmp_path):
     assert os.path.getsize(paths["chart"]) > 10_000
 
 
+def cpu_sweep_rows():
+    base = {"items": 100, "cpu_ms_per_item": 1.0, "workload": "cpu", "ideal_s": None, "section": "sweep"}
+    rows = []
+    for memory, cpus, seq, threads, processes in ((128, 0.072, 4.0, 4.1, 4.6), (1769, 1.0, 0.30, 0.31, 0.33),
+                                                  (3008, 1.7, 0.30, 0.31, 0.17)):
+        for impl, median in (("sequential", seq), ("threads", threads), ("processes", processes)):
+            rows.append({**base, "memory_mb": memory, "cpus": cpus, "impl": impl, "median_s": median,
+                         "workers": 2 if impl == "processes" and memory > 1769 else 1})
+    return rows
+
+
+def test_report_never_recommends_processes_below_sequential(tmp_path):
+    main = [{**r, "section": "main", "memory_mb": 1024, "startup_ms": 180.0 if r["impl"] == "processes" else None}
+            for r in cpu_sweep_rows() if r["memory_mb"] == 1769]
+    md = report.write_report(str(tmp_path), main + cpu_sweep_rows(), memory_mb=1024, arch="x86_64",
+                             notes=[])["markdown"]
+    assert "## Memory size: the cpu workload" in md
+    assert "128 MB: keep `sequential` (the best, `threads`, runs at 0.98x)" in md
+    assert "1769 MB: keep `sequential` (the best, `threads`, runs at 0.97x)" in md
+    assert "3008 MB: `processes` 1.8x" in md
+    assert "**cpu**: Keep `sequential`" in md
+    assert "worker start-up, paid by the first call" in md and "median 180 ms" in md
+    assert report.recommend("cpu", main, 1024, "x86_64").startswith("Keep `sequential`")
+
+
 def test_rows_from_pytest_benchmark_json():
     data = {"benchmarks": [
         {"stats": {"median": 0.5}, "extra_info": {"workload": "s3", "impl": "threads", "workers": 8}},

@@ -67,4 +67,10 @@ def test_workload(benchmark, case, bench_env):
     info = row(case, OPTS, "main", len(items), 0.0, timed_cpu[len(timed_cpu) // 2])
     info.pop("median_s")
     info.pop("section")
+    if case.impl == "processes":
+        from lambda_fanout._procpool import get_pool
+
+        # The first call waited for its slowest worker to start (they start side by side).
+        started = get_pool().startup_ms[:case.workers]
+        info["startup_ms"] = max(started) if started else None
     benchmark.extra_info.update(info)

@@ -27,6 +27,8 @@ REPO = Path(__file__).resolve().parents[3]
 SUITE = REPO / "tests" / "benchmarks" / "test_workloads.py"
 QUICK_SWEEP = (128, 1769)
 FULL_SWEEP = (128, 512, 1769, 3008)
+#: The cpu workload's sweep: below, at and above one vCPU, where processes can help.
+CPU_SWEEP = (128, 1769, 3008)
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -60,7 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workload", action="append", choices=list(WORKLOADS), help="run only this workload (repeatable)")
     p.add_argument("--memory-mb", type=_memory, default=1024, help="Lambda memory to emulate and price (default 1024)")
     p.add_argument("--arch", choices=ARCHITECTURES, default="x86_64", help="price for this architecture")
-    p.add_argument("--no-memory-sweep", action="store_true", help="skip the S3 workload at 128/512/1769/3008 MB")
+    p.add_argument("--no-memory-sweep", action="store_true", help="skip the memory sweep (s3 at 128/512/1769/3008 MB, cpu at 128/1769/3008 MB)")
     p.add_argument("--endpoint-url", help="run against this endpoint (real AWS or S3-compatible) instead of the embedded one")
     p.add_argument("--bucket", default="lambda-fanout-bench", help="bucket for the S3 workload")
     p.add_argument("--table", default="lambda-fanout-bench", help="table for the DynamoDB workload")
@@ -155,12 +157,14 @@ def main(argv: list[str] | None = None) -> int:
             notes.append("Endpoint: moto's server behind the latency proxy, each in its own process, outside "
                          "the client's CPU quota; latency per request drawn around the median with a lognormal tail.")
         runs = [("main", opts)]
-        if opts.memory_sweep and (not opts.workloads or "s3" in opts.workloads):
-            for memory in opts.memory_sweep:
-                runs.append((f"sweep-{memory}MB", Options(**{
-                    **vars(opts), "memory_mb": memory, "workloads": ("s3",), "workers": (max(opts.workers),),
-                    "items": min(opts.n_items(WORKLOADS["s3"]), 40 if opts.quick else 200),
-                    "rounds": 1 if opts.quick else 2, "with_raw": False})))
+        sweeps = {w: sizes for w, sizes in (("s3", opts.memory_sweep), ("cpu", CPU_SWEEP if opts.memory_sweep else ()))
+                  if sizes and (not opts.workloads or w in opts.workloads)}
+        for memory in sorted({m for sizes in sweeps.values() for m in sizes}):
+            names = tuple(w for w, sizes in sweeps.items() if memory in sizes)
+            runs.append((f"sweep-{memory}MB", Options(**{
+                **vars(opts), "memory_mb": memory, "workloads": names, "workers": (max(opts.workers),),
+                "items": min(opts.n_items(WORKLOADS["s3"]), 40 if opts.quick else 200),
+                "rounds": 1 if opts.quick else 2, "with_raw": False})))
         rows = []
         all_json = {}
         for label, run_opts in runs:

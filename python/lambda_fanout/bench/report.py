@@ -127,15 +127,32 @@ def build_markdown(rows: list[dict], *, memory_mb: int, arch: str, notes: list[s
         parts += [f"**Recommendation:** {rec}", ""]
         recommendations.append((name, rec))
     sweep = [r for r in rows if r["section"] == "sweep"]
-    if sweep:
-        header, table = sweep_table(sweep, arch)
-        parts += ["## Memory size: the S3 workload at Lambda's CPU share for each size", "",
-                  "Lambda gives a function CPU in proportion to its memory (1 vCPU at 1,769 MB). botocore spends "
-                  "about a millisecond of CPU per call, so at small sizes the client CPU, not the network, "
-                  "limits what concurrency can gain.", "", markdown_table(header, table), ""]
-        parts += [f"**Recommendation:** {sweep_recommendation(sweep)}", ""]
+    for name, why in SWEEP_TEXT.items():
+        wsweep = _by(sweep, workload=name)
+        if not wsweep:
+            continue
+        header, table = sweep_table(wsweep, arch)
+        parts += [f"## Memory size: the {name} workload at Lambda's CPU share for each size", "",
+                  "Lambda gives a function CPU in proportion to its memory (1 vCPU at 1,769 MB). " + why, "",
+                  markdown_table(header, table), ""]
+        parts += [f"**Recommendation:** {sweep_recommendation(wsweep)}", ""]
+    startup = [r["startup_ms"] for r in rows if r.get("startup_ms") is not None]
+    if startup:
+        startup.sort()
+        parts += [f"`processes` worker start-up, paid by the first call in an execution environment (and by a "
+                  f"worker replaced after a deadline kill): median {startup[len(startup) // 2]:.0f} ms, "
+                  f"at most {startup[-1]:.0f} ms, over {len(startup)} runs.", ""]
     parts += ["## Recommendations", ""] + [f"- **{n}**: {r}" for n, r in recommendations]
     return "\n".join(parts) + "\n"
+
+
+SWEEP_TEXT = {
+    "s3": "botocore spends about a millisecond of CPU per call, so at small sizes the client CPU, not the "
+          "network, limits what concurrency can gain.",
+    "cpu": "Threads and asyncio share one core under the GIL; `processes` runs one worker per vCPU, so it "
+           "gains only where the function has more than one, and pays pickling and a pipe round trip per "
+           "chunk where it has not.",
+}
 
 
 def sweep_recommendation(rows: list[dict]) -> str:
@@ -148,7 +165,10 @@ def sweep_recommendation(rows: list[dict]) -> str:
             gains[memory] = (best["impl"], seq["median_s"] / best["median_s"])
     if not gains:
         return "Not enough measurements."
-    text = "; ".join(f"{m} MB: `{impl}` {g:.1f}x" for m, (impl, g) in gains.items())
+    # Never recommend a strategy slower than the plain loop (processes below one vCPU, say).
+    text = "; ".join(f"{m} MB: `{impl}` {g:.1f}x" if g >= 1 else
+                     f"{m} MB: keep `sequential` (the best, `{impl}`, runs at {g:.2f}x)"
+                     for m, (impl, g) in gains.items())
     low, high = min(gains), max(gains)
     return (f"Best speed-up over sequential by memory size: {text}. Concurrency pays "
             f"{gains[high][1] / gains[low][1]:.1f}x more at {high} MB than at {low} MB; for heavy fan-out, "
@@ -203,10 +223,12 @@ def write_chart(rows: list[dict], path: str) -> str | None:
         ax.legend(fontsize=7)
     if sweep:
         ax = axes[0][panel]
-        for strategy in STRATEGIES:
-            pts = sorted((r["memory_mb"], r["median_s"] * 1000) for r in _by(sweep, impl=strategy))
-            if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=strategy)
+        names = sorted({r["workload"] for r in sweep})
+        for name in names:
+            for strategy in STRATEGIES:
+                pts = sorted((r["memory_mb"], r["median_s"] * 1000) for r in _by(sweep, impl=strategy, workload=name))
+                if pts:
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{name} {strategy}")
         memories = sorted({r["memory_mb"] for r in sweep})
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
@@ -214,7 +236,7 @@ def write_chart(rows: list[dict], path: str) -> str | None:
         ax.minorticks_off()
         ax.set_xlabel("Lambda memory (MB), CPU share emulated")
         ax.set_ylabel("median wall time (ms)")
-        ax.set_title("S3 workload against memory size")
+        ax.set_title(f"{' and '.join(names)} against memory size")
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)

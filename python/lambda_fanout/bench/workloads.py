@@ -80,6 +80,8 @@ class Workload:
     needs_aws = False
     #: raw idiom name -> how it is built (a callable(items, workers), with .close() when it holds resources)
     raws: tuple[str, ...] = ()
+    #: the task is module-level (picklable), so the ``processes`` strategy runs it too
+    in_processes = False
 
     def items(self, n: int) -> list:
         return list(range(n))
@@ -198,14 +200,10 @@ class CpuBound(Workload):
     def items(self, n):
         return [self._doc] * n
 
+    in_processes = True
+
     def task(self, opts, env):
-        def work(doc):
-            return len(json.dumps(json.loads(doc), sort_keys=True))
-
-        async def awork(doc):
-            return work(doc)
-
-        return Task(work, awork, name="json")
+        return Task(parse_json, aparse_json, name="json")
 
     def expected(self, items, opts):
         size = len(json.dumps(json.loads(self._doc), sort_keys=True))
@@ -225,13 +223,9 @@ class Frequency(Workload):
     def items(self, n):
         return [{"id": i, "frequency": (i * 7919) % 41} for i in range(n)]
 
+    in_processes = True
+
     def task(self, opts, env):
-        def frequent(item):
-            return item["frequency"] > 10
-
-        async def afrequent(item):
-            return item["frequency"] > 10
-
         return Task(frequent, afrequent, name="frequent")
 
     def expected(self, items, opts):
@@ -239,6 +233,25 @@ class Frequency(Workload):
 
     def raw(self, name, opts, env):
         return _Generic(name, self.task(opts, env))
+
+
+# Module level, so that worker processes can import them by name.
+def parse_json(doc: str) -> int:
+    """The cpu workload's item: parse a JSON document and serialise it again."""
+    return len(json.dumps(json.loads(doc), sort_keys=True))
+
+
+async def aparse_json(doc: str) -> int:
+    return parse_json(doc)
+
+
+def frequent(item: dict) -> bool:
+    """The frequency workload's item."""
+    return item["frequency"] > 10
+
+
+async def afrequent(item: dict) -> bool:
+    return frequent(item)
 
 
 def sleep_task(delay_s: float) -> Task:
@@ -351,12 +364,17 @@ def cases(opts: Options) -> list[Case]:
     out = []
     for name in names:
         w = WORKLOADS[name]
-        impls = list(STRATEGIES) + (list(w.raws) if with_raw else [])
+        impls = [s for s in STRATEGIES if s != "processes"] + (list(w.raws) if with_raw else [])
         for workers in opts.workers:
             for impl in impls:
                 if impl in ("sequential", "raw:list-comprehension") and workers != opts.workers[0]:
                     continue  # one worker count is enough for the sequential references
                 out.append(Case(w, impl, workers))
+        if w.in_processes:
+            # One process per vCPU of the CPU share the suite runs under, whatever --workers says.
+            from .._procpool import vcpus
+
+            out.append(Case(w, "processes", vcpus(opts.memory_mb)))
     return out
 
 
