@@ -77,6 +77,10 @@ class Strategy:
     def _form(self, task: Any) -> Callable[[Any], Any]:
         return sync_form(task, self.name)
 
+    def adapt(self, task: Any) -> Any:
+        """``task`` as this strategy runs one item of it; unchanged except for ``processes``."""
+        return task
+
     def _start(self, task: Any, items: Iterable[Any], errors: str, context: Any) -> Run:
         collect = _config.error_mode(errors) == "collect"
         if isinstance(items, (str, bytes)):

@@ -244,7 +244,7 @@ def _serve(conn) -> None:
 class Worker:
     """One worker process and the caller's end of its pipe; used by one thread at a time."""
 
-    __slots__ = ("process", "conn", "task", "ready", "started", "startup_ms", "interrupted")
+    __slots__ = ("process", "conn", "task", "ready", "started", "startup_ms", "interrupted", "busy")
 
     def __init__(self, ctx: Any) -> None:
         self.started = time.perf_counter()
@@ -259,6 +259,7 @@ class Worker:
         self.ready = False
         self.startup_ms: float | None = None
         self.interrupted = False
+        self.busy = False
 
     def call(self, task: bytes, items: list, timeout: float | None = None) -> tuple[list, float]:
         """Run ``task`` on ``items`` in this worker: ``([(ok, value), ...], seconds in the worker)``.
@@ -271,6 +272,13 @@ class Worker:
             DeadlineExceeded: the timeout passed, or :meth:`interrupt` was called.
             WorkerError: the worker exited mid-call, or could not load the request.
         """
+        self.busy = True
+        try:
+            return self._call(task, items, timeout)
+        finally:
+            self.busy = False
+
+    def _call(self, task: bytes, items: list, timeout: float | None) -> tuple[list, float]:
         until = None if timeout is None else time.monotonic() + timeout
         if not self.ready:
             self._receive(until)
@@ -304,7 +312,7 @@ class Worker:
                     f"({type(exc).__name__}: {exc}); pass plain data as items"
                 )))
                 continue
-            one, took = self.call(task, [item], None if until is None else max(until - time.monotonic(), 0.0))
+            one, took = self._call(task, [item], None if until is None else max(until - time.monotonic(), 0.0))
             results.extend(one)
             elapsed += took
             if one and not one[0][0] and not isinstance(one[0][1], Exception):
@@ -406,6 +414,47 @@ class ProcessPool:
             idle, self._idle = self._idle, []
         for worker in idle:
             worker.close()
+
+
+class Lease:
+    """The workers one call holds: one per thread that asks, all given back when the call ends.
+
+    Args:
+        pool: where workers come from and go back to.
+        keep: how many idle workers the pool may keep after this call.
+        timeout: seconds a worker may still take (the run's deadline), or None.
+    """
+
+    def __init__(self, pool: ProcessPool, keep: int, timeout: Callable[[], float | None]) -> None:
+        self.pool = pool
+        self.keep = keep
+        self.timeout = timeout
+        self.held: list[Worker] = []
+        self._mine = threading.local()
+
+    def worker(self) -> Worker:
+        """This thread's worker for the call; a new one if it died or was killed."""
+        worker = getattr(self._mine, "worker", None)
+        if worker is not None and worker.healthy:
+            return worker
+        if worker is not None:
+            self.held.remove(worker)
+            self.pool.release(worker, 0)
+        worker = self._mine.worker = self.pool.acquire()
+        self.held.append(worker)
+        return worker
+
+    def interrupt(self) -> None:
+        """Kill every worker of this call still running an item (the deadline margin passed)."""
+        for worker in list(self.held):
+            if worker.busy:
+                worker.interrupt()
+
+    def close(self) -> None:
+        """Give every worker back to the pool (the call's threads have ended)."""
+        held, self.held = self.held, []
+        for worker in held:
+            self.pool.release(worker, self.keep)
 
 
 _pool: ProcessPool | None = None

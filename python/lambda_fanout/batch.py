@@ -247,6 +247,7 @@ def _group_task(batch: _Batch, handler: Any, strategy_name: str, form: str) -> T
                 report = batch.fail(index, exc)
             step = _advance(walk, report)
 
+    run_sync.runs_in_caller = True  # not sent to a worker process: its records are
     return Task(run_sync, None, name="record group")
 
 
@@ -322,7 +323,8 @@ def process_batch(
     t0 = time.perf_counter()
     batch = _Batch(shape.records, _json_serialisable if shape.reply == RESULTS else None,
                    context, strat._margin_ms)
-    task = _group_task(batch, record_handler, strat.name, strat.form)
+    # processes: the group walk stays here, each record runs in a worker process.
+    task = _group_task(batch, strat.adapt(record_handler), strat.name, strat.form)
     with _metrics.suppressed():
         strat.map(task, _groups(shape), errors="collect", context=context)
 
