@@ -1,4 +1,4 @@
-"""The strategy registry: a tuple of names, a name-to-module mapping, one lookup.
+"""The strategy registry: a tuple of names, a name-to-module mapping, one lookup (and a builder).
 
 Strategy modules load on first lookup, so only the one in use is imported.
 """
@@ -21,18 +21,19 @@ _CLASSES: dict[str, tuple[str, str]] = {
 }
 
 
-def strategy_class(name: str | None = None):
-    """The class of the named strategy; None reads FANOUT_STRATEGY, else ``threads``.
+def strategy_class(name: str):
+    """The class of the named strategy.
 
     Raises:
         ConfigError: an unknown name, repeating it and listing the valid ones.
     """
     name = _config.resolve_choice(
-        name,
-        argument="strategy",
-        env=_config.ENV_STRATEGY,
-        default=_config.DEFAULT_STRATEGY,
-        choices=STRATEGIES,
+        name, argument="strategy", env=None, default=_config.DEFAULT_STRATEGY, choices=STRATEGIES
     )
     module, cls = _CLASSES[name]
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+
+
+def build(settings: _config.Settings):
+    """The strategy ``settings.strategy`` names, built with ``settings``."""
+    return strategy_class(settings.strategy)(settings)

@@ -1,39 +1,50 @@
-"""``asyncio``: a fixed pool of worker coroutines on an event loop reused across invocations."""
+"""``asyncio``: a fixed pool of worker coroutines on the shared event loop."""
 
 from __future__ import annotations
 
 import asyncio
 
-from .._loop import get_loop
-from .._run import Run, run_async
+from .._run import Run
 from .._task import async_form
 from .base import Strategy
+
+#: How long past the deadline ``map`` waits for the loop before it stops waiting: only a
+#: blocking call inside a coroutine, which holds the whole loop, can take that long.
+_LOOP_GRACE_S = 0.05
 
 
 class AsyncioStrategy(Strategy):
     """``max_workers`` coroutines, each pulling the next job from the shared input.
 
     A fixed pool keeps memory flat whatever the input size, where gather over a
-    semaphore would make one task per item. ``map`` runs on this thread's reused
-    loop; ``amap`` runs on the caller's running loop.
+    semaphore would make one task per item. ``map`` runs on the loop shared by every
+    thread and warm invocation (:mod:`lambda_fanout._loop`); ``amap`` runs on the
+    caller's running loop.
     """
 
     name = "asyncio"
-    form = "async"
 
-    def _form(self, task):
+    def adapt(self, task):
+        """The coroutine function this strategy awaits for ``task`` (a sync-only task runs inline)."""
         return async_form(task)
 
     def _drive(self, run: Run) -> None:
-        get_loop().run_until_complete(self._adrive(run))
+        from .. import _loop
+
+        timeout = run.wait_timeout()
+        try:
+            _loop.run(self._adrive(run), None if timeout is None else timeout + _LOOP_GRACE_S)
+        except TimeoutError:
+            return  # the loop is held by a blocking call; the ledger reports what did not finish
 
     async def _adrive(self, run: Run) -> None:
         jobs = run.jobs
+        aexecute = run.aexecute
 
         async def worker() -> None:
             # Pulling from the generator never awaits, so workers never race on it.
             for job in jobs:
-                await run_async(run, job)
+                await aexecute(job)
 
         loop = asyncio.get_running_loop()
         workers = [loop.create_task(worker()) for _ in range(self.max_workers)]
@@ -41,15 +52,15 @@ class AsyncioStrategy(Strategy):
             pending = set(workers)
             while pending:
                 done, pending = await asyncio.wait(
-                    pending, timeout=run.wait_timeout(), return_when=asyncio.FIRST_EXCEPTION
+                    pending, timeout=run.wait_timeout(), return_when=asyncio.FIRST_COMPLETED
                 )
                 for task in done:
                     if not task.cancelled() and task.exception() is not None:
-                        raise task.exception()
-                if pending and run.expired():
-                    return  # finish() reports what is still in flight
+                        raise task.exception()  # the ledger records task errors: only a bug gets here
+                if run.must_return() or (pending and run.expired()):
+                    return  # finish() raises the fatal error, or reports what is still running
         finally:
-            # Nothing is left pending on the reused loop after a call.
+            # Nothing is left pending on the shared loop after a call.
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)

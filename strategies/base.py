@@ -8,9 +8,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterable
 
+    from .._config import Settings
+
 from .. import _config
-from .._run import Run
-from .._task import sync_form
+from .._run import Run, deadline_of
+from .._task import Results, sync_form
 
 #: How many items a strategy keeps in flight per worker: enough to keep every
 #: worker busy while the driver hands out the next job, small enough that a huge
@@ -19,69 +21,102 @@ WINDOW_PER_WORKER = 2
 
 
 class CallPool:
-    """A thread pool for one call, shut down when the call ends.
+    """A thread pool for one call of ``run``, shut down when the call ends.
 
-    ``with CallPool(n) as pool:`` waits for the workers on exit, unless the call set
-    ``pool.hung`` because a task ran past the deadline: then the pool is left to that
-    thread (its result is ignored) and jobs not yet started are cancelled.
+    On exit, jobs queued but not started are cancelled (the run would refuse to start
+    them anyway), and the pool waits for the running ones only until the run's deadline,
+    or not at all once a fatal error was recorded: a hung task keeps its thread, and
+    its late result is written nowhere.
     """
 
-    def __init__(self, workers: int, name: str) -> None:
+    def __init__(self, run: Run, workers: int, name: str) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
+        self.run = run
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix=name)
-        self.hung = False
 
     def __enter__(self) -> "CallPool":
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.executor.shutdown(wait=not self.hung, cancel_futures=True)
+        executor = self.executor
+        executor.shutdown(wait=False, cancel_futures=True)
+        if self.run.must_return():
+            return
+        # shutdown(wait=True) has no timeout, so the workers are joined here against the
+        # deadline. ThreadPoolExecutor keeps them in _threads (stable since Python 3.2).
+        from time import monotonic
+
+        timeout = self.run.wait_timeout()
+        end = None if timeout is None else monotonic() + timeout
+        for thread in list(getattr(executor, "_threads", ())):
+            thread.join(None if end is None else max(end - monotonic(), 0.0))
 
 
 class Strategy:
     """Runs one task over many items with a given concurrency mechanism.
 
-    Subclasses implement :meth:`_drive` only: pull jobs from ``run.jobs`` and run
-    each with ``run_sync(run, job)`` (or its async twin), at most ``max_workers``
-    at a time. Ordering, raise/collect, deadlines and reporting live in :class:`Run`.
+    Subclasses implement :meth:`_drive` only: pull jobs from ``run.jobs`` and run each
+    with ``run.execute(job)`` (or ``await run.aexecute(job)``), at most ``max_workers``
+    at a time, returning early when ``run.expired()`` or ``run.must_return()``.
+    Ordering, raise/collect, deadlines and every report live in :class:`~lambda_fanout._run.Run`.
 
     Strategies are context managers; :meth:`close` releases anything kept between
     calls (nothing, by default).
+
+    Args:
+        settings: the resolved settings (``Settings.resolve()``); None resolves them now.
     """
 
     name: str = ""
-    #: "sync" strategies run a task's blocking form, "async" its coroutine form.
-    form: str = "sync"
 
-    def __init__(self, max_workers: int | None = None) -> None:
-        """Build the strategy.
-
-        Args:
-            max_workers: concurrency; None reads FANOUT_MAX_WORKERS, else the default.
-
-        Raises:
-            ConfigError: the worker count is not a whole number from 1 to 1024.
-        """
-        self.max_workers = _config.max_workers(max_workers)
-        self._margin_ms = _config.deadline_margin_ms()
+    def __init__(self, settings: Settings | None = None) -> None:
+        if settings is None:
+            settings = _config.Settings.resolve(strategy=self.name)
+        self.settings = settings
+        self.max_workers = settings.max_workers
 
     # -- the one required method ------------------------------------------------------
 
     def _drive(self, run: Run) -> None:
-        """Run every job of ``run`` to completion (or until ``run`` stops handing them out)."""
+        """Run the jobs of ``run`` until it hands out no more (or its deadline passes)."""
         raise NotImplementedError
 
     # -- built on it ------------------------------------------------------------------
 
-    def _form(self, task: Any) -> Callable[[Any], Any]:
+    def adapt(self, task: Any) -> Callable[[Any], Any]:
+        """The callable this strategy runs for ``task``: its blocking form here.
+
+        Raises:
+            ConfigError: the task has no form this strategy can run.
+        """
         return sync_form(task, self.name)
 
-    def adapt(self, task: Any) -> Any:
-        """``task`` as this strategy runs one item of it; unchanged except for ``processes``."""
-        return task
+    def start(
+        self,
+        task: Any,
+        items: Iterable[Any],
+        *,
+        errors: str = "raise",
+        context: Any = None,
+        groups: list[list[int]] | None = None,
+        check: Callable[[Any], Any] | None = None,
+        stop_on_failure: bool = False,
+    ) -> Run:
+        """Check the arguments and open the ledger of one call (nothing runs yet).
 
-    def _start(self, task: Any, items: Iterable[Any], errors: str, context: Any) -> Run:
+        Args:
+            task: as for :meth:`map`.
+            items: the records.
+            errors: "raise" or "collect".
+            context: the Lambda context, or None.
+            groups, check, stop_on_failure: see :class:`~lambda_fanout._run.Run`.
+
+        Raises:
+            ConfigError: a bad ``errors`` value, a task without the form this strategy runs,
+                or a context whose remaining time is not a number.
+            TypeError: ``items`` is not an iterable of items.
+        """
         collect = _config.error_mode(errors) == "collect"
         if isinstance(items, (str, bytes)):
             raise TypeError(
@@ -89,9 +124,32 @@ class Strategy:
                 "wrap a single item in a list."
             )
         iter(items)  # TypeError for a non-iterable, before any work starts
-        return Run(self._form(task), items, collect=collect, context=context, margin_ms=self._margin_ms)
+        fn = self.adapt(task)
+        margin = self.settings.deadline_margin_ms
+        return Run(fn, items, collect=collect, deadline=deadline_of(context, margin), margin_ms=margin,
+                   groups=groups, check=check, stop_on_failure=stop_on_failure)
 
-    def map(self, task: Any, items: Iterable[Any], *, errors: str = "raise", context: Any = None) -> list[Any]:
+    def run(self, run: Run) -> Results:
+        """Drive ``run`` to its end on this thread and return :meth:`Run.finish`'s results."""
+        from .. import _metrics
+
+        with _metrics.measure(self, run):
+            self._drive(run)
+            return run.finish()
+
+    async def arun(self, run: Run) -> Results:
+        """Drive ``run`` without blocking the running event loop; cancelling it starts no further job."""
+        from .. import _metrics
+
+        with _metrics.measure(self, run):
+            try:
+                await self._adrive(run)
+            except BaseException:
+                run.stop()
+                raise
+            return run.finish()
+
+    def map(self, task: Any, items: Iterable[Any], *, errors: str = "raise", context: Any = None) -> Results:
         """Run ``task`` on every item; results in input order.
 
         Args:
@@ -101,28 +159,20 @@ class Strategy:
             context: the Lambda context, or None.
 
         Returns:
-            The values in input order ("raise"), or one Outcome per item ("collect").
+            The values in input order ("raise"), or one Outcome per item read ("collect");
+            ``.unread`` is True when the deadline left input unread.
 
         Raises:
             TaskError: errors="raise" and a task failed, or the deadline cut the run.
             ConfigError: a bad ``errors`` value, or a task without the form this strategy runs.
+            RuntimeError: called inside a running event loop.
         """
         _refuse_running_loop()
-        run = self._start(task, items, errors, context)
-        from .. import _metrics
+        return self.run(self.start(task, items, errors=errors, context=context))
 
-        with _metrics.measure(self, run):
-            self._drive(run)
-            return run.finish()
-
-    async def amap(self, task: Any, items: Iterable[Any], *, errors: str = "raise", context: Any = None) -> list[Any]:
+    async def amap(self, task: Any, items: Iterable[Any], *, errors: str = "raise", context: Any = None) -> Results:
         """Awaitable :meth:`map` for callers already inside an event loop."""
-        run = self._start(task, items, errors, context)
-        from .. import _metrics
-
-        with _metrics.measure(self, run):
-            await self._adrive(run)
-            return run.finish()
+        return await self.arun(self.start(task, items, errors=errors, context=context))
 
     async def _adrive(self, run: Run) -> None:
         # A sync strategy keeps the caller's loop free by driving from a thread.

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from itertools import islice
 
-from .. import _config, _procpool
+from .. import _procpool
 from .._errors import DeadlineExceeded
-from .._run import Run, run_sync
+from .._run import _QUEUED, Run
 from .._task import sync_form
 from .base import WINDOW_PER_WORKER, CallPool, Strategy
 
 _current = threading.local()  # the Lease of the call a driver thread works for
+
+#: After killing the busy workers at the deadline (or after a fatal error), how long
+#: at most to wait for their driver threads to tell the ledger which records had begun:
+#: the kernel closes a killed process's pipes at once, so this is milliseconds. Never
+#: more than half the deadline margin.
+_SETTLE_S = 0.25
 
 
 class Remote:
@@ -20,27 +27,32 @@ class Remote:
 
     Called from a driver thread, it uses the worker that thread holds for the call;
     called anywhere else, it borrows one for the item. Returns the task's value or
-    raises its exception (with the worker's traceback as ``__cause__``).
+    raises its exception (with the worker's traceback as ``__cause__``); a worker
+    killed at the deadline raises ``DeadlineExceeded.did_not_finish``.
     """
 
-    __slots__ = ("data", "name")
+    __slots__ = ("data", "name", "margin_ms")
 
-    def __init__(self, data: bytes, name: str) -> None:
+    def __init__(self, data: bytes, name: str, margin_ms: int) -> None:
         self.data = data
         self.name = name
+        self.margin_ms = margin_ms
 
     def __call__(self, item):
         lease = getattr(_current, "lease", None)
         if lease is None:
             lease = _procpool.Lease(_procpool.get_pool(), 1, lambda: None)
             try:
-                return self._in(lease.worker(), item, None)
+                return self._in(lease, item)
             finally:
                 lease.close()
-        return self._in(lease.worker(), item, lease.timeout())
+        return self._in(lease, item)
 
-    def _in(self, worker, item, timeout):
-        (ok, value), = worker.call(self.data, [item], timeout)[0]
+    def _in(self, lease, item):
+        try:
+            (ok, value), = lease.worker().call(self.data, [item], lease.timeout())[0]
+        except _procpool.Killed:
+            raise DeadlineExceeded.did_not_finish(self.margin_ms) from None
         if ok:
             return value
         raise value
@@ -53,27 +65,23 @@ class ProcessesStrategy(Strategy):
     """Items sent to worker processes that live across warm invocations.
 
     ``max_workers`` driver threads each hold one worker for the call. Plain items go
-    in chunks: a driver thread sends a chunk down its worker's pipe and reports every
-    item of the reply; the chunk grows while items are cheap, so pickling and the
-    round trip are amortised, and at most ``max_workers x 2`` chunks are read ahead.
-    A job that runs in the caller (a batch's record group, walked in order) calls the
-    adapted task, which runs each record in that thread's worker.
+    in chunks: a driver thread marks a chunk's records started in the ledger, sends
+    them down its worker's pipe and settles each from the reply; the chunk grows
+    while items are cheap, so pickling and the round trip are amortised, and at most
+    ``max_workers x 2`` chunks are read ahead. A batch's group is walked by the
+    ledger in its driver thread, each record running in that thread's worker through
+    the adapted task.
 
     At the deadline margin every worker still running an item is killed (and
     replaced on the next use): nothing of this call keeps running, in this
-    invocation or the next, and no driver thread outlives the call.
+    invocation or the next, and no driver thread outlives the call. Records the
+    worker had begun are reported as not finished, the others as not started.
 
     ``max_workers`` defaults to the vCPUs the function really has (see
     :func:`lambda_fanout._procpool.vcpus`), not FANOUT_MAX_WORKERS's default.
     """
 
     name = "processes"
-
-    def __init__(self, max_workers: int | None = None) -> None:
-        super().__init__(max_workers)  # validates the settings shared with every strategy
-        self.max_workers = _config.max_workers(
-            max_workers, default=_procpool.vcpus(_config.lambda_memory_mb())
-        )
 
     def adapt(self, task) -> Remote:
         """The callable that runs ``task`` in a worker process, one item per call.
@@ -85,72 +93,112 @@ class ProcessesStrategy(Strategy):
         if isinstance(task, Remote):
             return task
         fn = sync_form(task, self.name)
-        return Remote(_procpool.pickled_task(fn, self.name), getattr(fn, "__qualname__", repr(fn)))
-
-    def _form(self, task):
-        if getattr(getattr(task, "sync_fn", task), "runs_in_caller", False):
-            return sync_form(task, self.name)  # its records reach the workers through adapt()
-        return self.adapt(task)
+        return Remote(_procpool.pickled_task(fn, self.name), getattr(fn, "__qualname__", repr(fn)),
+                      self.settings.deadline_margin_ms)
 
     def _drive(self, run: Run) -> None:
         lease = _procpool.Lease(_procpool.get_pool(), self.max_workers, run.wait_timeout)
-        sizer = _procpool.ChunkSizer() if isinstance(run.fn, Remote) else None
-        work = self._send if sizer is not None else self._run_in_caller
-        chunk_size = sizer.size if sizer is not None else (lambda: 1)
+        if run.groups is None:
+            sizer = _procpool.ChunkSizer()
+            size, work = sizer.size, self._send
+        else:
+            sizer, size, work = None, (lambda: 1), self._walk
         completed: queue.SimpleQueue = queue.SimpleQueue()
+        settled: queue.SimpleQueue = queue.SimpleQueue()  # one token per job, once the ledger knows
         jobs = run.jobs
+        inflight = submitted = 0
         try:
-            with CallPool(self.max_workers, "fanout-processes") as threads:
+            with CallPool(run, self.max_workers, "fanout-processes") as threads:
                 submit = threads.executor.submit
-                inflight = 0
                 for _ in range(self.max_workers * WINDOW_PER_WORKER):
-                    chunk = list(islice(jobs, chunk_size()))
+                    chunk = list(islice(jobs, size()))
                     if not chunk:
                         break
-                    submit(work, lease, run, chunk, sizer).add_done_callback(completed.put)
+                    submit(work, lease, run, chunk, sizer, settled).add_done_callback(completed.put)
                     inflight += 1
+                    submitted += 1
                 while inflight:
                     try:
                         future = completed.get(timeout=run.wait_timeout())
                     except queue.Empty:
                         if run.expired():
-                            # Each driver thread returns as soon as its worker is gone.
-                            lease.interrupt()
-                            return
+                            break
                         continue
                     inflight -= 1
-                    future.result()  # a BaseException from a task, re-raised here
-                    chunk = list(islice(jobs, chunk_size()))
+                    future.result()  # the ledger records every task error: this raises only on a bug
+                    if run.must_return():
+                        break
+                    chunk = list(islice(jobs, size()))
                     if chunk:
-                        submit(work, lease, run, chunk, sizer).add_done_callback(completed.put)
+                        submit(work, lease, run, chunk, sizer, settled).add_done_callback(completed.put)
                         inflight += 1
+                        submitted += 1
+                if inflight:
+                    # Deadline or fatal error: kill what still runs, so each driver thread
+                    # returns now and the ledger learns which records had begun.
+                    lease.interrupt()
+                    end = time.monotonic() + min(_SETTLE_S, run.margin_ms / 2000)
+                    for _ in range(submitted):
+                        try:
+                            settled.get(timeout=max(end - time.monotonic(), 0.0))
+                        except queue.Empty:
+                            break
         finally:
             lease.close()
 
-    @staticmethod
-    def _send(lease, run: Run, chunk: list, sizer) -> None:
+    @classmethod
+    def _send(cls, lease, run: Run, chunk: list[int], sizer, settled) -> None:
+        worker = None
         try:
-            results, elapsed = lease.worker().call(run.fn.data, [item for _, item in chunk], lease.timeout())
-        except DeadlineExceeded:
-            return  # still in flight: finish() reports the chunk as not finished
-        except _procpool.WorkerError as exc:
-            for index, _ in chunk:
-                run.failed(index, exc)
-            return
-        sizer.observe(len(results), elapsed)
-        for (index, _), (ok, value) in zip(chunk, results):
-            if ok:
-                run.succeeded(index, value)
-            elif isinstance(value, Exception):
-                run.failed(index, value)
-            else:
-                raise value  # KeyboardInterrupt, SystemExit: as from any strategy
+            worker = cls._settle_chunk(lease, run, chunk, sizer)
+        finally:
+            settled.put(None)
+        if worker is not None:
+            lease.replace(worker)  # after the ledger is told: the call may return meanwhile
 
     @staticmethod
-    def _run_in_caller(lease, run: Run, chunk: list, sizer) -> None:
+    def _settle_chunk(lease, run: Run, chunk: list[int], sizer):
+        # Returns the worker if it was killed or died, for replacing.
+        begun, items = [], []
+        for index in chunk:
+            item = run._begin(index)
+            if item is not _QUEUED:
+                begun.append(index)
+                items.append(item)
+        if not items:
+            return None
+        worker = lease.worker()
+        try:
+            results, elapsed = worker.call(run.fn.data, items, lease.timeout(), stop_on_failure=run.stop_on_failure)
+        except _procpool.Killed as killed:
+            # The first `started` records began (reported as not finished), the rest never did.
+            for index in begun[killed.started:]:
+                run._unbegin(index)
+            return worker
+        except _procpool.WorkerError as exc:
+            for index in begun[:max(exc.started, 1)]:
+                run._failed(index, exc)
+            for index in begun[max(exc.started, 1):]:
+                run._unbegin(index)
+            return worker if not worker.healthy else None
+        sizer.observe(len(results), elapsed)
+        for index, (ok, value) in zip(begun, results):
+            if ok:
+                run._settle(index, value)
+            elif isinstance(value, Exception):
+                run._failed(index, value)
+            else:
+                run._fatal_error(value)  # KeyboardInterrupt, SystemExit: finish() raises it
+        for index in begun[len(results):]:
+            run._unbegin(index)  # the worker stopped at a failure before these
+        return None
+
+    @staticmethod
+    def _walk(lease, run: Run, chunk: list, sizer, settled) -> None:
         _current.lease = lease
         try:
             for job in chunk:
-                run_sync(run, job)
+                run.execute(job)
         finally:
             _current.lease = None
+            settled.put(None)

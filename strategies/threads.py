@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 from itertools import islice
 
-from .._run import Run, run_sync
+from .._run import Run
 from .base import WINDOW_PER_WORKER, CallPool, Strategy
 
 
@@ -27,25 +27,27 @@ class ThreadsStrategy(Strategy):
     def _drive(self, run: Run) -> None:
         window = self.max_workers * WINDOW_PER_WORKER
         completed: queue.SimpleQueue = queue.SimpleQueue()
-        with CallPool(self.max_workers, "fanout") as pool:
+        with CallPool(run, self.max_workers, "fanout") as pool:
             submit = pool.executor.submit
+            execute = run.execute
             on_done = completed.put
             jobs = run.jobs
             inflight = 0
             for job in islice(jobs, window):
-                submit(run_sync, run, job).add_done_callback(on_done)
+                submit(execute, job).add_done_callback(on_done)
                 inflight += 1
             while inflight:
                 try:
                     future = completed.get(timeout=run.wait_timeout())
                 except queue.Empty:
                     if run.expired():
-                        pool.hung = True
                         return
                     continue
                 inflight -= 1
-                future.result()  # re-raises a BaseException from the task
+                future.result()  # the ledger records every task error: this raises only on a bug
+                if run.must_return():
+                    return
                 for job in jobs:
-                    submit(run_sync, run, job).add_done_callback(on_done)
+                    submit(execute, job).add_done_callback(on_done)
                     inflight += 1
                     break

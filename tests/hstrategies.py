@@ -14,3 +14,26 @@ frequencies = st.lists(
     st.fixed_dictionaries({"id": st.integers(0, 10_000), "frequency": st.integers(0, 40)}),
     max_size=200,
 )
+
+
+@st.composite
+def programs(draw):
+    """A whole call for the contract property: (actions, fault_at, remaining_ms, errors, workers).
+
+    Each item's action is one of return, sleepN (N ms), raise, hang, interrupt
+    (KeyboardInterrupt), cancel (CancelledError) or exit (SystemExit); the input
+    iterator raises at ``fault_at`` (or never); ``remaining_ms`` is the Lambda context's
+    remaining time (or None: no context, and then no item hangs).
+    """
+    remaining_ms = draw(st.one_of(st.none(), st.integers(min_value=150, max_value=450)))
+    kinds = ["return", "return", "return", "sleep1", "sleep3", "raise"]
+    kinds += ["interrupt", "cancel", "exit"] if draw(st.integers(0, 4)) == 0 else []
+    if remaining_ms is not None:
+        kinds += ["hang"]
+    actions = draw(st.lists(st.sampled_from(kinds), max_size=40))
+    fault_at = draw(st.one_of(st.none(), st.integers(min_value=0, max_value=max(len(actions) - 1, 0))))
+    if not actions:
+        fault_at = None
+    errors = draw(st.sampled_from(["raise", "collect"]))
+    workers = draw(st.integers(min_value=1, max_value=8))
+    return actions, fault_at, remaining_ms, errors, workers

@@ -68,7 +68,7 @@ def test_env_is_read_at_construction_and_arguments_win(monkeypatch):
     monkeypatch.delenv("FANOUT_STRATEGY")
     monkeypatch.delenv("FANOUT_MAX_WORKERS")
     s = lambda_fanout.get_strategy()
-    assert (s.name, s.max_workers) == (lambda_fanout.DEFAULT_STRATEGY, lambda_fanout.DEFAULT_MAX_WORKERS)
+    assert (s.name, s.max_workers) == ("threads", 16)  # the defaults the README documents
 
 
 def test_strategies_contract():

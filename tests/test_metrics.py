@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -90,10 +91,24 @@ async def _afail_first(record):
     return _fail_first(record)
 
 
-def test_deadline_counts_as_unprocessed(metrics_on, capsys, fake_context):
-    lambda_fanout.map(abs, range(5), strategy="threads", errors="collect", context=fake_context(10))
+def test_deadline_counts_as_unprocessed(metrics_on, capsys, fake_context, monkeypatch):
+    # Items 0-1 finish, 2-5 hang on the four workers; the window of 8 and the two refills
+    # after 0 and 1 read 10 items: 2 succeeded, 8 cut by the deadline (4 running, 4 never started).
+    monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, "100")
+    release = threading.Event()
+
+    def task(i):
+        if i >= 2:
+            release.wait(5)
+        return i
+
+    try:
+        lambda_fanout.map(task, range(100), strategy="threads", max_workers=4, errors="collect",
+                          context=fake_context(300))
+    finally:
+        release.set()
     doc = emf_lines(capsys.readouterr().out)[0]
-    assert (doc["Items"], doc["Succeeded"], doc["Unprocessed"]) == (5, 0, 5)
+    assert (doc["Items"], doc["Succeeded"], doc["Failed"], doc["Unprocessed"]) == (10, 2, 0, 8)
 
 
 def test_off_by_default_outside_lambda_on_inside(monkeypatch, capsys):
@@ -118,4 +133,4 @@ def test_bad_namespace(monkeypatch):
     monkeypatch.setenv("FANOUT_METRICS", "on")
     monkeypatch.setenv("FANOUT_METRICS_NAMESPACE", " ")
     with pytest.raises(lambda_fanout.ConfigError, match="FANOUT_METRICS_NAMESPACE"):
-        _metrics.namespace()
+        lambda_fanout.map(abs, [1])

@@ -179,6 +179,19 @@ def _state(pid: int) -> str | None:
         return None
 
 
+def _resources() -> tuple[int, int, int]:
+    """(fds, threads, descendant processes) once a call's background work is over.
+
+    A killed worker is reaped, and its replacement started, after the call returns.
+    """
+    pool = _procpool.get_pool()
+    until = time.monotonic() + 10
+    while (pool.reap() or threading.active_count() > 1) and time.monotonic() < until:
+        time.sleep(0.01)
+    gc.collect()
+    return len(os.listdir("/proc/self/fd")), threading.active_count(), len(_descendants())
+
+
 def test_1000_warm_invocations_leave_no_zombie_and_no_fd(fake_context):
     def invoke():
         lambda_fanout.map(proctasks.parse, [5] * 8, strategy="processes", max_workers=2)
@@ -189,12 +202,10 @@ def test_1000_warm_invocations_leave_no_zombie_and_no_fd(fake_context):
     _procpool.shutdown()  # idle workers of earlier tests would be used up and counted as freed
     for _ in range(20):
         invoke()
-    gc.collect()
-    before = (len(os.listdir("/proc/self/fd")), threading.active_count(), len(_descendants()))
+    before = _resources()
     for _ in range(1000):
         invoke()
-    gc.collect()
-    after = (len(os.listdir("/proc/self/fd")), threading.active_count(), len(_descendants()))
+    after = _resources()
     zombies = [p for p in _descendants() if _state(p) == "Z"]
     print(f"\nSOAK processes fds/threads/processes before {before} after {after}")
     assert zombies == []
@@ -208,12 +219,10 @@ def test_kill_and_replace_over_many_invocations_leaks_nothing(fake_context):
 
     _procpool.shutdown()
     invoke()
-    gc.collect()
-    before = (len(os.listdir("/proc/self/fd")), threading.active_count(), len(_descendants()))
+    before = _resources()
     for _ in range(20):
         invoke()
-    gc.collect()
-    after = (len(os.listdir("/proc/self/fd")), threading.active_count(), len(_descendants()))
+    after = _resources()
     assert [p for p in _descendants() if _state(p) == "Z"] == []
     assert after == before
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from typing import Any, Iterable
 
 from ._config import (
+    Settings,
     DEFAULT_DEADLINE_MARGIN_MS,
     DEFAULT_MAX_WORKERS,
     DEFAULT_STRATEGY,
@@ -26,15 +27,15 @@ from ._config import (
     ENV_RECORD_HANDLER,
     ENV_STRATEGY,
 )
-from ._errors import ConfigError, DeadlineExceeded, TaskError
-from ._task import Outcome, Task
-from .strategies import STRATEGIES, strategy_class
+from ._errors import ConfigError, DeadlineExceeded, SkippedAfterFailure, TaskError
+from ._task import Outcome, Results, Task
+from .strategies import STRATEGIES, build as _build
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "STRATEGIES", "map", "amap", "get_strategy", "Task", "Outcome", "TaskError",
-    "DeadlineExceeded", "ConfigError", "process_batch", "BatchError",
+    "STRATEGIES", "map", "amap", "get_strategy", "Task", "Outcome", "Results", "TaskError",
+    "DeadlineExceeded", "SkippedAfterFailure", "ConfigError", "Settings", "process_batch", "BatchError",
     "ENV_STRATEGY", "ENV_MAX_WORKERS", "ENV_DEADLINE_MARGIN_MS", "ENV_RECORD_HANDLER",
     "ENV_METRICS", "ENV_METRICS_NAMESPACE",
     "DEFAULT_STRATEGY", "DEFAULT_MAX_WORKERS", "DEFAULT_DEADLINE_MARGIN_MS",
@@ -42,19 +43,21 @@ __all__ = [
 
 
 def get_strategy(name: str | None = None, *, max_workers: int | None = None):
-    """Build a strategy object.
+    """Build a strategy object from settings resolved now.
 
     Args:
         name: one of STRATEGIES; None reads FANOUT_STRATEGY, else "threads".
         max_workers: concurrency; None reads FANOUT_MAX_WORKERS, else 16.
 
     Returns:
-        A strategy with ``.name``, ``.max_workers``, ``.map(...)`` and ``await .amap(...)``.
+        A strategy with ``.name``, ``.settings``, ``.max_workers``, ``.adapt(task)``,
+        ``.map(...)`` and ``await .amap(...)``.
 
     Raises:
-        ConfigError: an unknown name or a bad worker count, from the argument or the environment.
+        ConfigError: an unknown name or a bad setting, from the arguments or the
+            environment; every bad one is listed in the one error.
     """
-    return strategy_class(name)(max_workers)
+    return _build(Settings.resolve(strategy=name, max_workers=max_workers))
 
 
 def map(  # noqa: A001 - the package's verb
@@ -65,8 +68,10 @@ def map(  # noqa: A001 - the package's verb
     max_workers: int | None = None,
     errors: str = "raise",
     context: Any = None,
-) -> list[Any]:
+) -> Results:
     """Run ``task`` on every item concurrently; results in input order.
+
+    Settings are resolved once, here: explicit arguments, else ``FANOUT_*`` variables.
 
     Args:
         task: a plain function, a coroutine function, or a Task with both forms.
@@ -75,13 +80,15 @@ def map(  # noqa: A001 - the package's verb
         strategy: one of STRATEGIES; None reads FANOUT_STRATEGY, else "threads".
         max_workers: concurrency; None reads FANOUT_MAX_WORKERS, else 16.
         errors: "raise" stops at the first failure and raises TaskError;
-            "collect" returns one Outcome per item.
-        context: the Lambda context. Items not started before the remaining time
-            falls under FANOUT_DEADLINE_MARGIN_MS (default 500 ms) are reported as
-            DeadlineExceeded instead of run.
+            "collect" returns one Outcome per item read.
+        context: the Lambda context. Once the remaining time falls under
+            FANOUT_DEADLINE_MARGIN_MS (default 500 ms) no item starts and no further
+            input is read; the call returns by then.
 
     Returns:
-        The task's values ("raise") or Outcomes ("collect"), in input order.
+        A :class:`Results` list: the task's values ("raise") or Outcomes ("collect"), in
+        input order. ``.unread`` is True when the deadline stopped the call before the
+        input ran out (its length is where the input stopped).
 
     Raises:
         TaskError: a task failed (or the deadline cut the run) with errors="raise";
@@ -89,6 +96,9 @@ def map(  # noqa: A001 - the package's verb
         ConfigError: a bad strategy, worker count, errors value, or a task without
             the form the strategy runs.
         RuntimeError: called inside a running event loop; use ``await amap(...)``.
+        BaseException: a KeyboardInterrupt, SystemExit or CancelledError raised by a task,
+            or any exception raised by the input iterator, propagates unchanged once
+            the call has stopped starting items.
     """
     return get_strategy(strategy, max_workers=max_workers).map(task, items, errors=errors, context=context)
 
@@ -101,11 +111,13 @@ async def amap(
     max_workers: int | None = None,
     errors: str = "raise",
     context: Any = None,
-) -> list[Any]:
+) -> Results:
     """Awaitable :func:`map` for callers already inside an event loop (async handlers).
 
     The asyncio strategy runs on the caller's loop; sync strategies run from a
-    worker thread so the loop stays free. Arguments, return value and errors as in :func:`map`.
+    worker thread so the loop stays free. Cancelling the awaiting task (``wait_for``,
+    ``task.cancel()``) starts no further item and raises CancelledError at once.
+    Arguments, return value and errors as in :func:`map`.
     """
     return await get_strategy(strategy, max_workers=max_workers).amap(
         task, items, errors=errors, context=context

@@ -1,8 +1,20 @@
-"""Environment variable names, defaults and validation: declared once, read at construction."""
+"""Settings: every ``FANOUT_*`` name declared once, resolved once into one frozen object.
+
+:meth:`Settings.resolve` reads the environment (an explicit argument wins) and checks
+every value, reporting all bad ones in one :class:`ConfigError`. It runs at the top of
+``map`` / ``amap`` / ``process_batch``, and once at init for the zero-code handler;
+the object is passed down and nothing below reads ``os.environ``. Nothing here reads
+the environment at import.
+"""
 
 from __future__ import annotations
 
 import os
+# Annotations only (postponed by `from __future__ import annotations`): typing is
+# not imported at run time, which keeps cold starts short.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Mapping
 
 from ._errors import ConfigError
 
@@ -12,7 +24,14 @@ ENV_DEADLINE_MARGIN_MS = "FANOUT_DEADLINE_MARGIN_MS"
 ENV_RECORD_HANDLER = "FANOUT_RECORD_HANDLER"
 ENV_METRICS = "FANOUT_METRICS"
 ENV_METRICS_NAMESPACE = "FANOUT_METRICS_NAMESPACE"
+ENV_AWS_CONNECT_TIMEOUT_S = "FANOUT_AWS_CONNECT_TIMEOUT_S"
+ENV_AWS_READ_TIMEOUT_S = "FANOUT_AWS_READ_TIMEOUT_S"
+ENV_BENCH_OPTIONS = "FANOUT_BENCH_OPTIONS"
+ENV_BENCH_BUCKET = "FANOUT_BENCH_BUCKET"
+ENV_BENCH_TABLE = "FANOUT_BENCH_TABLE"
+#: Set by Lambda in every function's environment; not one of ours.
 ENV_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
+#: Set by Lambda: the function's memory, which sets its CPU share (one vCPU per 1,769 MB).
 ENV_LAMBDA_MEMORY_SIZE = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
 
 DEFAULT_STRATEGY = "threads"
@@ -22,9 +41,114 @@ DEFAULT_MAX_WORKERS = 16
 MAX_WORKERS_LIMIT = 1024
 #: Time kept back from the Lambda deadline to report results and flush metrics.
 DEFAULT_DEADLINE_MARGIN_MS = 500
+MAX_DEADLINE_MARGIN_MS = 15 * 60 * 1000
 DEFAULT_METRICS_NAMESPACE = "LambdaFanout"
 
 ERROR_MODES = ("raise", "collect")
+
+
+class Settings:
+    """Every setting of one call (or of the zero-code handler's life), resolved and checked.
+
+    Build it with :meth:`resolve`; it is immutable, so one object can be shared by
+    every thread of a call and by every warm invocation.
+
+    Attributes:
+        strategy: one of ``lambda_fanout.STRATEGIES``.
+        max_workers: concurrency, 1 to 1024.
+        deadline_margin_ms: time kept back from the Lambda deadline.
+        metrics: whether one EMF line is written per call.
+        metrics_namespace: the CloudWatch namespace of that line.
+    """
+
+    # A plain class rather than a frozen dataclass: dataclasses imports inspect, which
+    # would add milliseconds to every cold start.
+    __slots__ = ("strategy", "max_workers", "deadline_margin_ms", "metrics", "metrics_namespace")
+
+    def __init__(self, **values: Any) -> None:
+        missing = [n for n in self.__slots__ if n not in values]
+        extra = sorted(set(values) - set(self.__slots__))
+        if missing or extra:
+            raise TypeError(f"Settings needs exactly {list(self.__slots__)}; missing {missing}, unknown {extra}")
+        for name in self.__slots__:
+            object.__setattr__(self, name, values[name])
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Settings are frozen: build new ones with Settings.resolve(), not by setting {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Settings):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def _key(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __repr__(self) -> str:
+        return "Settings(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        strategy: str | None = None,
+        max_workers: int | None = None,
+        deadline_margin_ms: int | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> "Settings":
+        """Resolve every setting: the explicit argument, else its ``FANOUT_*`` variable, else the default.
+
+        Args:
+            strategy: one of STRATEGIES, or None for ``FANOUT_STRATEGY``.
+            max_workers: 1 to 1024, or None for ``FANOUT_MAX_WORKERS``; unset, 16, or for
+                ``processes`` the vCPUs the function has (cgroup quota, CPU affinity, and
+                ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE`` / 1769 rounded up inside Lambda).
+            deadline_margin_ms: ms kept back from the deadline, or None for ``FANOUT_DEADLINE_MARGIN_MS``.
+            environ: the environment to read (default ``os.environ``).
+
+        Returns:
+            The frozen Settings.
+
+        Raises:
+            ConfigError: one or more values are bad; the message has one line per bad
+                setting, each naming it, repeating the value and saying what is valid.
+        """
+        from .strategies import STRATEGIES
+
+        env = os.environ if environ is None else environ
+        problems: list[str] = []
+
+        def attempt(resolver, *args, **kwargs):
+            try:
+                return resolver(*args, **kwargs)
+            except ConfigError as exc:
+                problems.append(str(exc))
+                return None
+
+        name = attempt(resolve_choice, strategy, argument="strategy", env=ENV_STRATEGY,
+                       default=DEFAULT_STRATEGY, choices=STRATEGIES, environ=env)
+        default_workers = DEFAULT_MAX_WORKERS
+        if name == "processes":
+            from ._procpool import vcpus
+
+            memory = attempt(resolve_int, None, argument="memory_mb", env=ENV_LAMBDA_MEMORY_SIZE, default=None,
+                             minimum=128, maximum=10240, environ=env)
+            default_workers = vcpus(memory)
+        workers = attempt(resolve_int, max_workers, argument="max_workers", env=ENV_MAX_WORKERS,
+                          default=default_workers, minimum=1, maximum=MAX_WORKERS_LIMIT, environ=env)
+        margin = attempt(resolve_int, deadline_margin_ms, argument="deadline_margin_ms",
+                         env=ENV_DEADLINE_MARGIN_MS, default=DEFAULT_DEADLINE_MARGIN_MS, minimum=0,
+                         maximum=MAX_DEADLINE_MARGIN_MS, environ=env)
+        metrics = attempt(resolve_flag, ENV_METRICS, default=bool(env.get(ENV_LAMBDA_FUNCTION_NAME)), environ=env)
+        namespace = attempt(resolve_namespace, env)
+        if problems:
+            raise ConfigError(problems[0] if len(problems) == 1 else
+                              f"{len(problems)} settings are not valid:\n" + "\n".join(f"- {p}" for p in problems))
+        return cls(strategy=name, max_workers=workers, deadline_margin_ms=margin, metrics=metrics,
+                   metrics_namespace=namespace)
 
 
 def _hint(value: str, choices: tuple[str, ...]) -> str:
@@ -37,7 +161,8 @@ def _hint(value: str, choices: tuple[str, ...]) -> str:
 
 
 def resolve_choice(
-    value: str | None, *, argument: str, env: str | None, default: str, choices: tuple[str, ...]
+    value: str | None, *, argument: str, env: str | None, default: str, choices: tuple[str, ...],
+    environ: Mapping[str, str] | None = None,
 ) -> str:
     """Pick an explicit argument, else the environment variable, else the default.
 
@@ -45,7 +170,7 @@ def resolve_choice(
     """
     source = f"argument {argument}="
     if value is None and env is not None:
-        value = os.environ.get(env)
+        value = (os.environ if environ is None else environ).get(env)
         source = f"environment variable {env}"
         if value is None:
             return default
@@ -73,15 +198,19 @@ def resolve_int(
     default: int,
     minimum: int,
     maximum: int,
+    environ: Mapping[str, str] | None = None,
 ) -> int:
     """Pick an explicit integer argument, else the environment variable, else the default.
+
+    Only plain ASCII digits (with an optional sign) count as a number in the
+    environment: ``int()`` would also take ``"²"``-like digits of other scripts.
 
     Raises ConfigError naming the source, repeating the value and giving the valid range.
     """
     source = f"argument {argument}="
     raw: object = value
     if value is None and env is not None:
-        raw = os.environ.get(env)
+        raw = (os.environ if environ is None else environ).get(env)
         source = f"environment variable {env}"
         if raw is None:
             return default
@@ -90,14 +219,15 @@ def resolve_int(
     expected = f"a whole number from {minimum} to {maximum}"
     if isinstance(raw, str) and value is None:
         text = raw.strip()
-        if not text or not (text.isdigit() or (text[0] in "+-" and text[1:].isdigit())):
+        digits = text[1:] if text[:1] in ("+", "-") else text
+        if not (digits.isascii() and digits.isdigit()):
             raise ConfigError(
                 f"{source} must be {expected} but got {raw!r}. "
                 f"Set it to such a number, or unset it to use the default {default}."
             )
         number = int(text)
     elif isinstance(raw, bool) or not isinstance(raw, int):
-        raise ConfigError(f"{source} must be {expected} (an int) but got {raw!r}.")
+        raise ConfigError(f"{source} must be {expected} (an integer) but got {raw!r}.")
     else:
         number = raw
     if not minimum <= number <= maximum:
@@ -108,54 +238,42 @@ def resolve_int(
     return number
 
 
-def resolve_flag(env: str, *, default: bool) -> bool:
+def resolve_flag(env: str, *, default: bool, environ: Mapping[str, str] | None = None) -> bool:
     """Read an on/off environment variable; anything else is a ConfigError."""
-    raw = os.environ.get(env)
-    if raw is None:
+    environ = os.environ if environ is None else environ
+    if environ.get(env) is None:
         return default
     choice = resolve_choice(
-        None, argument=env, env=env, default="on" if default else "off", choices=("on", "off")
+        None, argument=env, env=env, default="on" if default else "off", choices=("on", "off"), environ=environ
     )
     return choice == "on"
 
 
-def max_workers(value: int | None = None, *, default: int = DEFAULT_MAX_WORKERS) -> int:
-    """The worker count: explicit argument, else FANOUT_MAX_WORKERS, else ``default``."""
+def resolve_namespace(environ: Mapping[str, str] | None = None) -> str:
+    """FANOUT_METRICS_NAMESPACE, else the default: a CloudWatch namespace of 1 to 255 characters."""
+    value = (os.environ if environ is None else environ).get(ENV_METRICS_NAMESPACE)
+    if value is None:
+        return DEFAULT_METRICS_NAMESPACE
+    if not value.strip() or len(value) > 255:
+        raise ConfigError(
+            f"environment variable {ENV_METRICS_NAMESPACE} must be a CloudWatch namespace "
+            f"(1 to 255 characters) but got {value!r}. Unset it to use {DEFAULT_METRICS_NAMESPACE!r}."
+        )
+    return value
+
+
+def max_workers(value: int | None = None) -> int:
+    """The worker count: explicit argument, else FANOUT_MAX_WORKERS, else the default."""
     return resolve_int(
         value,
         argument="max_workers",
         env=ENV_MAX_WORKERS,
-        default=default,
+        default=DEFAULT_MAX_WORKERS,
         minimum=1,
         maximum=MAX_WORKERS_LIMIT,
-    )
-
-
-def lambda_memory_mb() -> int | None:
-    """The function's memory size in MB (AWS_LAMBDA_FUNCTION_MEMORY_SIZE), or None outside Lambda."""
-    return resolve_int(
-        None,
-        argument="memory_mb",
-        env=ENV_LAMBDA_MEMORY_SIZE,
-        default=None,
-        minimum=128,
-        maximum=10240,
-    )
-
-
-def deadline_margin_ms() -> int:
-    """FANOUT_DEADLINE_MARGIN_MS, else the default margin."""
-    return resolve_int(
-        None,
-        argument="deadline_margin_ms",
-        env=ENV_DEADLINE_MARGIN_MS,
-        default=DEFAULT_DEADLINE_MARGIN_MS,
-        minimum=0,
-        maximum=15 * 60 * 1000,
     )
 
 
 def error_mode(value: str) -> str:
     """Validate the ``errors=`` argument."""
     return resolve_choice(value, argument="errors", env=None, default="raise", choices=ERROR_MODES)
-

@@ -12,7 +12,64 @@ class ConfigError(ValueError):
 
 
 class DeadlineExceeded(TimeoutError):
-    """An item was not run (or did not finish) before the Lambda deadline margin."""
+    """An item did not run, or did not finish, before the Lambda deadline margin.
+
+    Attributes:
+        started: False when the item never started (safe to redeliver: it had no
+            effect); True when it started and was still running at the margin (it may
+            have had side effects, and may still finish after the call returned).
+        margin_ms: the deadline margin in force.
+
+    Built in one place (:meth:`not_started` / :meth:`did_not_finish`), so every
+    strategy and every batch source reports the two cases with the same words.
+    """
+
+    def __init__(self, message: str, *, started: bool = False, margin_ms: int | None = None) -> None:
+        super().__init__(message)
+        self.started = started
+        self.margin_ms = margin_ms
+
+    @classmethod
+    def not_started(cls, margin_ms: int) -> "DeadlineExceeded":
+        return cls(
+            f"not started: the Lambda deadline was within the {margin_ms} ms margin "
+            "(FANOUT_DEADLINE_MARGIN_MS); it had no effect and is safe to redeliver",
+            started=False, margin_ms=margin_ms,
+        )
+
+    @classmethod
+    def did_not_finish(cls, margin_ms: int) -> "DeadlineExceeded":
+        return cls(
+            f"started but did not finish before the Lambda deadline margin of {margin_ms} ms "
+            "(FANOUT_DEADLINE_MARGIN_MS); it may have had side effects",
+            started=True, margin_ms=margin_ms,
+        )
+
+    def __reduce__(self):
+        return (_rebuild_deadline, (self.args, self.started, self.margin_ms))
+
+
+def _rebuild_deadline(args, started, margin_ms):
+    return DeadlineExceeded(*args, started=started, margin_ms=margin_ms)
+
+
+class SkippedAfterFailure(Exception):
+    """Not started because an earlier record failed first (of its group, or of the batch).
+
+    Attributes:
+        after: the index of the record whose failure stopped this one.
+    """
+
+    def __init__(self, message: str, *, after: int | None = None) -> None:
+        super().__init__(message)
+        self.after = after
+
+    def __reduce__(self):
+        return (_rebuild_skipped, (self.args, self.after))
+
+
+def _rebuild_skipped(args, after):
+    return SkippedAfterFailure(*args, after=after)
 
 
 class TaskError(Exception):
@@ -28,9 +85,10 @@ class TaskError(Exception):
     """
 
     def __init__(self, index: int, item: object, cause: BaseException) -> None:
-        super().__init__(
-            f"task failed on item #{index}: {type(cause).__name__}: {cause}"
-        )
+        # str(cause) is often the payload (KeyError: 'alice@example.com'): only its
+        # type goes in the message; the exception itself stays on __cause__.
+        detail = f": {cause}" if isinstance(cause, DeadlineExceeded) else ""  # our own words, no payload
+        super().__init__(f"task failed on item #{index}: {type(cause).__name__}{detail}")
         self.index = index
         self.item = item
 

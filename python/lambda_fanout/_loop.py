@@ -1,39 +1,72 @@
-"""The event loop the asyncio strategy reuses across warm invocations.
+"""The event loop the asyncio strategy shares across calls, threads and warm invocations.
 
 Lambda keeps the process between invocations, so a loop made per call would throw
-away every connection pool bound to it. One loop per thread is kept open instead;
-resources bound to it register an async closer that runs before the loop closes
-(at process exit, or when :func:`reset_loop` replaces it).
+away every connection pool bound to it; a loop kept per calling thread would leak one
+loop (and its sockets) for every short-lived thread that ever called ``map``. One loop
+runs instead, in its own daemon thread, started on first use; ``map`` from any thread
+submits its coroutine there and waits. Resources bound to the loop register an async
+closer that runs before the loop closes (at process exit, or when :func:`reset_loop`
+replaces it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import os
 import threading
 # Annotations only (postponed by `from __future__ import annotations`): typing is
 # not imported at run time, which keeps cold starts short.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Awaitable, Callable
+    from typing import Any, Awaitable, Callable, Coroutine
 
-_local = threading.local()
-_loops: list[asyncio.AbstractEventLoop] = []
-_closers: dict[int, list[Callable[[], Awaitable[None]]]] = {}
 _lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
+_closers: dict[int, list[Callable[[], Awaitable[None]]]] = {}
+_atexit_registered = False
 
 
 def get_loop() -> asyncio.AbstractEventLoop:
-    """This thread's reusable event loop, created on first use."""
-    loop = getattr(_local, "loop", None)
-    if loop is None or loop.is_closed():
-        loop = asyncio.new_event_loop()
-        _local.loop = loop
-        with _lock:
-            if not _loops:
+    """The shared event loop, running in its own thread; started on first use."""
+    global _loop, _thread, _atexit_registered
+    loop = _loop
+    if loop is not None and _thread is not None and _thread.is_alive() and not loop.is_closed():
+        return loop
+    with _lock:
+        if _loop is None or _thread is None or not _thread.is_alive() or _loop.is_closed():
+            loop = asyncio.new_event_loop()
+            started = threading.Event()
+            thread = threading.Thread(target=_serve, args=(loop, started), name="fanout-asyncio", daemon=True)
+            thread.start()
+            started.wait()
+            _loop, _thread = loop, thread
+            if not _atexit_registered:
                 atexit.register(close_all)
-            _loops.append(loop)
-    return loop
+                _atexit_registered = True
+        return _loop
+
+
+def _serve(loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
+    asyncio.set_event_loop(loop)
+    loop.call_soon(started.set)
+    loop.run_forever()
+
+
+def run(coro: Coroutine[Any, Any, Any], timeout: float | None = None) -> Any:
+    """Run ``coro`` on the shared loop from any other thread and wait for its result.
+
+    Raises:
+        TimeoutError: ``timeout`` seconds passed first (the coroutine is then cancelled,
+            as soon as the loop is free to do it).
+    """
+    future = asyncio.run_coroutine_threadsafe(coro, get_loop())
+    try:
+        return future.result(timeout)
+    except BaseException:
+        future.cancel()
+        raise
 
 
 def on_close(loop: asyncio.AbstractEventLoop, closer: Callable[[], Awaitable[None]]) -> None:
@@ -50,35 +83,57 @@ async def run_closers(loop: asyncio.AbstractEventLoop) -> None:
         await closer()
 
 
-def close_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Run the loop's closers, cancel what is left on it, and close it."""
-    if loop.is_closed():
-        return
-    with _lock:
-        if loop in _loops:
-            _loops.remove(loop)
-    if loop.is_running():
-        return  # cannot be closed from inside itself; left to process exit
-    loop.run_until_complete(run_closers(loop))
-    pending = asyncio.all_tasks(loop)
+async def _wind_down(loop: asyncio.AbstractEventLoop) -> None:
+    await run_closers(loop)
+    current = asyncio.current_task()
+    pending = [t for t in asyncio.all_tasks(loop) if t is not current]
     for task in pending:
         task.cancel()
     if pending:
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-    loop.run_until_complete(loop.shutdown_asyncgens())
-    loop.run_until_complete(loop.shutdown_default_executor())
+        await asyncio.gather(*pending, return_exceptions=True)
+    await loop.shutdown_asyncgens()
+    await loop.shutdown_default_executor()
+
+
+def reset_loop(timeout: float | None = None) -> None:
+    """Close the shared loop (and what is bound to it); the next use starts a new one.
+
+    Args:
+        timeout: seconds to wait for the loop to wind down; if a blocking call holds the
+            loop longer, it is left running (as a daemon thread) and not closed.
+    """
+    global _loop, _thread
+    with _lock:
+        loop, thread = _loop, _thread
+        _loop = _thread = None
+    if loop is None or loop.is_closed():
+        return
+    if thread is not None and thread.is_alive():
+        if thread is threading.current_thread():
+            raise RuntimeError("reset_loop() cannot be called from a coroutine on the loop it closes")
+        try:
+            asyncio.run_coroutine_threadsafe(_wind_down(loop), loop).result(timeout)
+        except TimeoutError:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+        if thread.is_alive():
+            return
     loop.close()
 
 
-def reset_loop() -> None:
-    """Close this thread's loop (and what is bound to it); the next use makes a new one."""
-    loop = getattr(_local, "loop", None)
-    _local.loop = None
-    if loop is not None:
-        close_loop(loop)
-
-
 def close_all() -> None:
-    """Close every loop this module made (registered with atexit)."""
-    for loop in list(_loops):
-        close_loop(loop)
+    """Close the shared loop at process exit (registered with atexit)."""
+    reset_loop(timeout=10.0)
+
+
+def _after_fork_in_child() -> None:
+    # A forked child has the parent's loop object but not its thread: start afresh.
+    global _lock, _loop, _thread
+    _lock = threading.Lock()
+    _loop = _thread = None
+    _closers.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

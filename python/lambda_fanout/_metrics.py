@@ -6,9 +6,7 @@ or identifiers.
 
 from __future__ import annotations
 
-import os
 import sys
-import threading
 import time
 # Annotations only (postponed by `from __future__ import annotations`): typing is
 # not imported at run time, which keeps cold starts short.
@@ -17,8 +15,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 from . import _config
-
-_local = threading.local()
 
 METRICS_UNITS = (
     ("Items", "Count"),
@@ -30,26 +26,8 @@ METRICS_UNITS = (
 )
 
 
-def enabled() -> bool:
-    """FANOUT_METRICS (on|off); by default on inside Lambda and off elsewhere."""
-    default = bool(os.environ.get(_config.ENV_LAMBDA_FUNCTION_NAME))
-    return _config.resolve_flag(_config.ENV_METRICS, default=default)
-
-
-def namespace() -> str:
-    value = os.environ.get(_config.ENV_METRICS_NAMESPACE)
-    if value is None:
-        return _config.DEFAULT_METRICS_NAMESPACE
-    if not value.strip() or len(value) > 255:
-        raise _config.ConfigError(
-            f"environment variable {_config.ENV_METRICS_NAMESPACE} must be a CloudWatch namespace "
-            f"(1 to 255 characters) but got {value!r}. Unset it to use "
-            f"{_config.DEFAULT_METRICS_NAMESPACE!r}."
-        )
-    return value
-
-
-def emf_line(strategy: str, values: dict[str, float], *, timestamp_ms: int | None = None) -> str:
+def emf_line(strategy: str, values: dict[str, float], *, namespace: str = _config.DEFAULT_METRICS_NAMESPACE,
+             timestamp_ms: int | None = None) -> str:
     """One EMF document for ``values`` (metric name -> number), dimension Strategy."""
     import json
 
@@ -58,7 +36,7 @@ def emf_line(strategy: str, values: dict[str, float], *, timestamp_ms: int | Non
             "Timestamp": int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
             "CloudWatchMetrics": [
                 {
-                    "Namespace": namespace(),
+                    "Namespace": namespace,
                     "Dimensions": [["Strategy"]],
                     "Metrics": [{"Name": name, "Unit": unit} for name, unit in METRICS_UNITS],
                 }
@@ -70,26 +48,15 @@ def emf_line(strategy: str, values: dict[str, float], *, timestamp_ms: int | Non
     return json.dumps(doc, separators=(",", ":"))
 
 
-class suppressed:
-    """Within this block, map calls on this thread emit nothing (process_batch emits once)."""
-
-    def __enter__(self) -> None:
-        _local.depth = getattr(_local, "depth", 0) + 1
-
-    def __exit__(self, *exc: object) -> None:
-        _local.depth -= 1
-
-
 class measure:
-    """Time one call of ``strategy`` over ``run`` and emit its EMF line on exit."""
+    """Time one call of ``strategy`` over ``run`` and emit its EMF line on exit (if settings say so)."""
 
     __slots__ = ("strategy", "run", "on", "t0")
 
     def __init__(self, strategy: Any, run: Any) -> None:
         self.strategy = strategy
         self.run = run
-        # Checked here, not at import, so a bad FANOUT_METRICS fails the call clearly.
-        self.on = enabled() and not getattr(_local, "depth", 0)
+        self.on = strategy.settings.metrics
 
     def __enter__(self) -> None:
         self.t0 = time.perf_counter()
@@ -103,6 +70,7 @@ class measure:
         items, failed, unprocessed = self.run.counts()
         emit(
             self.strategy.name,
+            namespace=self.strategy.settings.metrics_namespace,
             items=items,
             failed=failed,
             unprocessed=unprocessed,
@@ -111,7 +79,8 @@ class measure:
         )
 
 
-def emit(strategy: str, *, items: int, failed: int, unprocessed: int, duration_ms: float, workers: int) -> None:
+def emit(strategy: str, *, namespace: str, items: int, failed: int, unprocessed: int, duration_ms: float,
+         workers: int) -> None:
     """Write one EMF line to stdout."""
     line = emf_line(
         strategy,
@@ -123,6 +92,7 @@ def emit(strategy: str, *, items: int, failed: int, unprocessed: int, duration_m
             "DurationMs": round(duration_ms, 3),
             "Workers": workers,
         },
+        namespace=namespace,
     )
     sys.stdout.write(line + "\n")
     sys.stdout.flush()

@@ -24,7 +24,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-from ._errors import ConfigError, DeadlineExceeded
+from ._errors import ConfigError
 
 #: Measured in tests/benchmarks/test_processes_bench.py and explained in the README:
 #: forkserver starts workers about as fast as fork once its server is up, and is safe
@@ -169,7 +169,27 @@ class _Portable:
 
 
 class WorkerError(RuntimeError):
-    """A worker could not run an item: it exited, or the item or its result could not cross the pipe."""
+    """A worker could not run a request: it exited mid-request, or could not load it.
+
+    Attributes:
+        started: how many items of the request the worker had begun.
+    """
+
+    def __init__(self, message: str, started: int = 0) -> None:
+        super().__init__(message)
+        self.started = started
+
+
+class Killed(Exception):
+    """The worker was killed (the deadline margin passed) while running a request.
+
+    Attributes:
+        started: how many items of the request it had begun; the rest never started.
+    """
+
+    def __init__(self, started: int) -> None:
+        super().__init__("the worker process was still running at the deadline margin and was killed")
+        self.started = started
 
 
 def _portable(exc: BaseException) -> _Portable:
@@ -202,8 +222,12 @@ def _encode_reply(results: list, elapsed: float) -> bytes:
 
 # -- the worker side ----------------------------------------------------------------------
 
-def _serve(conn) -> None:
-    """A worker's life: load the task when it changes, run each request's items, reply."""
+def _serve(conn, progress) -> None:
+    """A worker's life: load the task when it changes, run each request's items, reply.
+
+    One byte goes down ``progress`` as each item begins (nobody waits on it), so a
+    caller that kills the worker knows which items started and which never did.
+    """
     import signal
 
     # Ctrl-C reaches the whole process group; the caller decides what it stops.
@@ -212,13 +236,15 @@ def _serve(conn) -> None:
     fn = None
     loads = pickle.loads
     clock = time.perf_counter
+    mark = os.write
+    progress_fd = progress.fileno()
     while True:
         try:
             request = conn.recv_bytes()
         except (EOFError, OSError):
             return  # the caller closed the pipe or exited
         try:
-            task, items = loads(request)
+            task, items, stop_on_failure = loads(request)
             if task is not None:
                 fn = None
                 fn = loads(task)
@@ -228,10 +254,13 @@ def _serve(conn) -> None:
         results = []
         started = clock()
         for item in items:
+            mark(progress_fd, b".")
             try:
                 results.append((True, fn(item)))
             except Exception as exc:
                 results.append((False, _portable(exc)))
+                if stop_on_failure:
+                    break  # errors="raise": nothing starts after a failure
             except BaseException as exc:
                 # It propagates in the caller; the rest of the chunk is not run.
                 results.append((False, _portable(exc)))
@@ -242,55 +271,78 @@ def _serve(conn) -> None:
 # -- the caller side ----------------------------------------------------------------------
 
 class Worker:
-    """One worker process and the caller's end of its pipe; used by one thread at a time."""
+    """One worker process and the caller's ends of its pipes; used by one thread at a time."""
 
-    __slots__ = ("process", "conn", "task", "ready", "started", "startup_ms", "interrupted", "busy")
+    __slots__ = ("process", "conn", "progress", "task", "ready", "started", "startup_ms", "interrupted", "busy",
+                 "loading")
 
     def __init__(self, ctx: Any) -> None:
         self.started = time.perf_counter()
         here, there = ctx.Pipe(duplex=True)
-        self.process = ctx.Process(target=_serve, args=(there,), name="fanout-worker", daemon=True)
+        progress, marks = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(target=_serve, args=(there, marks), name="fanout-worker", daemon=True)
         try:
             self.process.start()
         finally:
             there.close()
+            marks.close()
+        os.set_blocking(progress.fileno(), False)
         self.conn = here
+        self.progress = progress
         self.task: bytes | None = None
         self.ready = False
         self.startup_ms: float | None = None
         self.interrupted = False
         self.busy = False
+        self.loading = False
 
-    def call(self, task: bytes, items: list, timeout: float | None = None) -> tuple[list, float]:
+    def preload(self, task: bytes) -> None:
+        """Have the worker import ``task`` now, in the background; its reply is read by the next call."""
+        self.conn.send_bytes(pickle.dumps((task, [], False), _PROTOCOL))
+        self.task = task
+        self.loading = True
+
+    def call(
+        self, task: bytes, items: list, timeout: float | None = None, *, stop_on_failure: bool = False
+    ) -> tuple[list, float]:
         """Run ``task`` on ``items`` in this worker: ``([(ok, value), ...], seconds in the worker)``.
 
-        ``timeout`` (seconds, None for none) covers the whole call; past it the worker
-        is killed and DeadlineExceeded raised. A value with ``ok`` False is the
-        exception the task raised, with the worker's traceback as its ``__cause__``.
+        A value with ``ok`` False is the exception the task raised, with the worker's
+        traceback as its ``__cause__``. After a BaseException (or, with
+        ``stop_on_failure``, any exception) the rest of ``items`` is not run and gets
+        no entry.
+
+        Args:
+            timeout: seconds for the whole call, None for none; past it the worker is killed.
 
         Raises:
-            DeadlineExceeded: the timeout passed, or :meth:`interrupt` was called.
+            Killed: the timeout passed, or :meth:`interrupt` was called.
             WorkerError: the worker exited mid-call, or could not load the request.
         """
         self.busy = True
         try:
-            return self._call(task, items, timeout)
+            until = None if timeout is None else time.monotonic() + timeout
+            if not self.ready:
+                self._receive(until)
+                self.ready = True
+                self.startup_ms = (time.perf_counter() - self.started) * 1000
+            if self.loading:
+                self.loading = False
+                if pickle.loads(self._receive(until))[0] == _REQUEST_ERROR:
+                    self.task = None  # sent again below, and its error reported then
+            return self._call(task, items, until, stop_on_failure)
         finally:
             self.busy = False
 
-    def _call(self, task: bytes, items: list, timeout: float | None) -> tuple[list, float]:
-        until = None if timeout is None else time.monotonic() + timeout
-        if not self.ready:
-            self._receive(until)
-            self.ready = True
-            self.startup_ms = (time.perf_counter() - self.started) * 1000
+    def _call(self, task: bytes, items: list, until: float | None, stop_on_failure: bool) -> tuple[list, float]:
         try:
-            request = pickle.dumps((None if task == self.task else task, items), _PROTOCOL)
+            request = pickle.dumps((None if task == self.task else task, items, stop_on_failure), _PROTOCOL)
         except Exception:
-            return self._call_each(task, items, until)
+            return self._call_each(task, items, until, stop_on_failure)
         self.conn.send_bytes(request)
         self.task = task
         kind, payload, elapsed = pickle.loads(self._receive(until))
+        self._started()
         if kind == _REQUEST_ERROR:
             self.task = None
             raise WorkerError(
@@ -299,11 +351,11 @@ class Worker:
             ) from payload
         return payload, elapsed
 
-    def _call_each(self, task: bytes, items: list, until: float | None) -> tuple[list, float]:
+    def _call_each(self, task: bytes, items: list, until: float | None, stop: bool) -> tuple[list, float]:
         # Some item cannot be pickled: send the others one by one and fail that one alone.
         results: list = []
         elapsed = 0.0
-        for item in items:
+        for position, item in enumerate(items):
             try:
                 pickle.dumps(item, _PROTOCOL)
             except Exception as exc:
@@ -311,30 +363,48 @@ class Worker:
                     f"the item (a {type(item).__name__}) cannot be pickled to send to a worker process "
                     f"({type(exc).__name__}: {exc}); pass plain data as items"
                 )))
+                if stop:
+                    break
                 continue
-            one, took = self._call(task, [item], None if until is None else max(until - time.monotonic(), 0.0))
+            try:
+                one, took = self._call(task, [item], until, stop)
+            except (Killed, WorkerError) as exc:
+                exc.started += position
+                raise
             results.extend(one)
             elapsed += took
-            if one and not one[0][0] and not isinstance(one[0][1], Exception):
-                break  # a BaseException: the rest is not run
+            if one and not one[0][0] and (stop or not isinstance(one[0][1], Exception)):
+                break  # a BaseException (or any failure, with stop): the rest is not run
         return results, elapsed
+
+    def _started(self) -> int:
+        # How many items began since the last request (the bytes the worker wrote).
+        count = 0
+        while True:
+            try:
+                chunk = os.read(self.progress.fileno(), 65536)
+            except BlockingIOError:
+                return count
+            except OSError:
+                return count  # closed
+            if not chunk:
+                return count
+            count += len(chunk)
 
     def _receive(self, until: float | None) -> bytes:
         conn = self.conn
         try:
             if until is not None and not conn.poll(max(until - time.monotonic(), 0.0)):
                 self.interrupt()
-                raise DeadlineExceeded("the worker process was still running at the deadline margin and was killed")
+                raise Killed(self._started())
             return conn.recv_bytes()
         except (EOFError, OSError):
             if self.interrupted:
-                raise DeadlineExceeded(
-                    "the worker process was still running at the deadline margin and was killed"
-                ) from None
+                raise Killed(self._started()) from None
             self.process.join(1.0)
             raise WorkerError(
                 f"the worker process exited (code {self.process.exitcode}) while running the task; "
-                "it is replaced for the next items"
+                "it is replaced for the next items", self._started()
             ) from None
 
     @property
@@ -342,30 +412,40 @@ class Worker:
         return not self.interrupted and self.process.exitcode is None
 
     def interrupt(self) -> None:
-        """Kill the process now (any thread): a blocked :meth:`call` raises DeadlineExceeded."""
+        """Kill the process now (any thread): a blocked :meth:`call` raises Killed."""
         self.interrupted = True
         try:
             self.process.kill()
         except (ValueError, OSError, AttributeError):
             pass  # already closed or never started
 
-    def close(self) -> None:
-        """Stop the process and release its pipe and sentinel (the owning thread only)."""
-        if self.process.exitcode is None:
-            try:
-                self.conn.close()  # a worker blocked reading sees EOF and returns
-            except OSError:
-                pass
-            self.process.join(0.2)
-        if self.process.exitcode is None:
-            self.process.kill()
-            self.process.join()
-        self.conn.close()
-        self.process.close()
+    def discard(self) -> Any:
+        """Stop the worker without waiting for it: returns its process, to reap later.
+
+        An idle worker sees its pipe close and exits; one that was killed or is still
+        running an item is killed. Our ends of its pipes are closed now.
+        """
+        if self.busy or self.interrupted:
+            self.interrupt()
+        self.conn.close()  # a worker waiting for a request sees EOF and returns
+        self.progress.close()
+        return self.process
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the worker and wait for it (tests and shutdown)."""
+        process = self.discard()
+        process.join(timeout)
+        if process.exitcode is None:
+            process.kill()
+            process.join()
+        process.close()
 
 
 class ProcessPool:
     """Idle workers kept for the next call; a worker is lent to one thread at a time.
+
+    Nothing here waits for a process to exit: a worker given up is discarded (its
+    pipes closed, killed if it was running) and reaped by a later call.
 
     Args:
         method: the multiprocessing start method, one of ``START_METHODS``.
@@ -377,6 +457,7 @@ class ProcessPool:
         self.method = method
         self._ctx = multiprocessing.get_context(method)
         self._idle: list[Worker] = []
+        self._dying: list[Any] = []
         self._lock = threading.Lock()
         self.pid = os.getpid()
         self.started = 0
@@ -386,34 +467,70 @@ class ProcessPool:
     def acquire(self) -> Worker:
         """An idle worker, or a new one."""
         with self._lock:
+            self._reap()
             while self._idle:
                 worker = self._idle.pop()
                 if worker.healthy:
                     return worker
-                worker.close()
+                self._dying.append(worker.discard())
             self.started += 1
         return Worker(self._ctx)
 
-    def release(self, worker: Worker, keep: int) -> None:
-        """Take ``worker`` back; a dead or killed one, or one beyond ``keep`` idle, is closed."""
+    def release(self, worker: Worker, keep: int, *, replace: bool = False) -> None:
+        """Take ``worker`` back, or discard it if ``keep`` workers are idle already.
+
+        A dead or killed worker is discarded; with ``replace`` a new one starts at
+        once and imports the same task in the background, so the next call finds it ready.
+        """
         if worker.startup_ms is not None and worker.started:
             self.startup_ms.append(worker.startup_ms)
             worker.started = 0.0
+        healthy = worker.healthy
         with self._lock:
-            if worker.healthy and len(self._idle) < keep:
+            self._reap()
+            if healthy and len(self._idle) < keep:
                 self._idle.append(worker)
                 return
-        worker.close()
+            self._dying.append(worker.discard())
+            replace = replace and not healthy and len(self._idle) < keep
+            if replace:
+                self.started += 1
+        if replace:
+            fresh = Worker(self._ctx)
+            if worker.task is not None:
+                fresh.preload(worker.task)
+            with self._lock:
+                self._idle.append(fresh)
+
+    def _reap(self) -> None:
+        # Close the processes that have exited (their sentinels are fds); never blocks.
+        alive = []
+        for process in self._dying:
+            if process.exitcode is None:
+                alive.append(process)
+            else:
+                process.close()
+        self._dying = alive
 
     def idle(self) -> int:
         return len(self._idle)
 
+    def reap(self) -> int:
+        """Close the discarded workers that have exited; returns how many have not yet."""
+        with self._lock:
+            self._reap()
+            return len(self._dying)
+
     def shutdown(self) -> None:
-        """Stop every idle worker (workers lent out are closed by their threads)."""
+        """Stop every idle worker and wait for them (tests; a Lambda never needs to)."""
         with self._lock:
             idle, self._idle = self._idle, []
+            dying, self._dying = self._dying, []
         for worker in idle:
             worker.close()
+        for process in dying:
+            process.join(5.0)
+            process.close()
 
 
 class Lease:
@@ -431,6 +548,7 @@ class Lease:
         self.timeout = timeout
         self.held: list[Worker] = []
         self._mine = threading.local()
+        self._lock = threading.Lock()
 
     def worker(self) -> Worker:
         """This thread's worker for the call; a new one if it died or was killed."""
@@ -438,21 +556,34 @@ class Lease:
         if worker is not None and worker.healthy:
             return worker
         if worker is not None:
-            self.held.remove(worker)
-            self.pool.release(worker, 0)
+            self.replace(worker, start=False)
         worker = self._mine.worker = self.pool.acquire()
-        self.held.append(worker)
+        with self._lock:
+            self.held.append(worker)
         return worker
+
+    def replace(self, worker: Worker, *, start: bool = True) -> None:
+        """Give up this thread's killed or dead worker; with ``start``, a replacement starts now."""
+        with self._lock:
+            if worker not in self.held:
+                return
+            self.held.remove(worker)
+        if getattr(self._mine, "worker", None) is worker:
+            self._mine.worker = None
+        self.pool.release(worker, self.keep, replace=start)
 
     def interrupt(self) -> None:
         """Kill every worker of this call still running an item (the deadline margin passed)."""
-        for worker in list(self.held):
+        with self._lock:
+            held = list(self.held)
+        for worker in held:
             if worker.busy:
                 worker.interrupt()
 
     def close(self) -> None:
-        """Give every worker back to the pool (the call's threads have ended)."""
-        held, self.held = self.held, []
+        """Give every worker back to the pool; never waits for a process."""
+        with self._lock:
+            held, self.held = self.held, []
         for worker in held:
             self.pool.release(worker, self.keep)
 

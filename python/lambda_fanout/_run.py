@@ -1,37 +1,80 @@
-"""One call's bookkeeping, shared by every strategy.
+"""The ledger: one call's bookkeeping, shared by every strategy and every batch source.
 
 A strategy only decides *how* jobs run concurrently. Everything else lives here:
-lazy, gated consumption of the input, results placed by index, raise/collect
-semantics, the Lambda deadline, and what is reported for items never run.
+lazy, gated reading of the input, one result slot per record, raise/collect, the
+Lambda deadline (decided in one place), and the reports for records that never
+started or never finished.
+
+A job is one record (``map``), or a group of records that must run one at a time in
+order (one FIFO message group, one partition key, one item key): each record keeps its
+own slot. A strategy pulls jobs from :attr:`Run.jobs` and runs each with
+:meth:`Run.execute` (blocking form) or ``await`` :meth:`Run.aexecute` (coroutine form).
 """
 
 from __future__ import annotations
 
-import time
+from time import monotonic
 # Annotations only (postponed by `from __future__ import annotations`): typing is
 # not imported at run time, which keeps cold starts short.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterable, Iterator
 
-from ._errors import DeadlineExceeded, TaskError
-from ._task import Outcome
+from ._errors import ConfigError, DeadlineExceeded, SkippedAfterFailure, TaskError
+from ._task import Outcome, Results
 
-_PENDING = object()
+# Slot states before a record settles. A settled slot holds the value ("raise") or
+# the Outcome ("collect").
+_QUEUED = object()   # read (or known, in a batch), not started
+_RUNNING = object()  # started, not finished
+
+#: A remaining time above this (about 31 years) is no deadline at all: Lambda's is at
+#: most 15 minutes, and float("inf") or 10**13 from a test context must not overflow.
+_NO_DEADLINE_MS = 1e12
+
+
+def deadline_of(context: Any, margin_ms: int) -> float | None:
+    """The monotonic time after which no record may start, or None without a usable deadline.
+
+    Raises:
+        ConfigError: the context's remaining time is not a number.
+    """
+    if context is None:
+        return None
+    remaining = context.get_remaining_time_in_millis()
+    try:
+        remaining = float(remaining)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"context.get_remaining_time_in_millis() must return a number of milliseconds but "
+            f"returned {remaining!r}; pass the Lambda context object, or context=None for no deadline."
+        ) from None
+    if remaining != remaining or remaining > _NO_DEADLINE_MS:  # NaN or effectively infinite
+        return None
+    return monotonic() + (remaining - margin_ms) / 1000.0
 
 
 class Run:
-    """State of one ``map`` call: the gated job stream and the result slots.
+    """State of one call: the gated job stream and one result slot per record.
 
-    Strategies pull ``(index, item)`` pairs from :attr:`jobs` and report each
-    with :meth:`succeeded` / :meth:`failed` (the ``work`` helpers do that);
-    :meth:`wait_timeout` says how long they may block waiting for in-flight jobs.
+    Args:
+        fn: the callable the strategy runs (its blocking or coroutine form).
+        items: the records: any iterable, read lazily one job at a time.
+        collect: True for ``errors="collect"`` (one Outcome per record).
+        deadline: monotonic time after which nothing starts (:func:`deadline_of`), or None.
+        margin_ms: the deadline margin, for the reports.
+        groups: for a batch, the jobs as lists of record indexes (each record in exactly
+            one group, ``items`` a list); None makes every record its own job.
+        check: called on each value; an exception from it fails the record.
+        stop_on_failure: collect mode only: after the first failure no job starts, and
+            records not started are reported as SkippedAfterFailure.
     """
 
     __slots__ = (
-        "fn", "collect", "context", "margin_ms", "results", "inflight", "failures",
-        "stopped", "wait_until", "unprocessed", "closed",
-        "jobs", "final",
+        "fn", "collect", "deadline", "margin_ms", "check", "stop_on_failure",
+        "results", "pending", "failures", "first_failure", "stopped", "closed", "fatal", "input_error",
+        "exhausted",
+        "jobs", "execute", "aexecute", "groups", "final",
     )
 
     def __init__(
@@ -40,162 +83,274 @@ class Run:
         items: Iterable[Any],
         *,
         collect: bool,
-        context: Any,
+        deadline: float | None,
         margin_ms: int,
+        groups: list[list[int]] | None = None,
+        check: Callable[[Any], Any] | None = None,
+        stop_on_failure: bool = False,
     ) -> None:
         self.fn = fn
         self.collect = collect
-        self.context = context
+        self.deadline = deadline
         self.margin_ms = margin_ms
-        self.results: list[Any] = []
-        self.inflight: dict[int, Any] = {}
+        self.check = check
+        self.stop_on_failure = stop_on_failure or not collect
+        self.results: Results = Results()
+        #: index -> record, for every record not yet settled.
+        self.pending: dict[int, Any] = {}
+        #: raise mode: index -> (record, exception).
         self.failures: dict[int, tuple[Any, BaseException]] = {}
+        self.first_failure: int | None = None
         self.stopped = False
-        self.wait_until: float | None = None
-        self.unprocessed = 0
         self.closed = False
-        self.jobs: Iterator[tuple[int, Any]] = self._gate(iter(items))
-
-    # -- the input, consumed lazily ---------------------------------------------------
-
-    def _time_left(self) -> bool:
-        """Ask the Lambda context whether another item may start; refresh wait_until."""
-        remaining = self.context.get_remaining_time_in_millis() - self.margin_ms
-        self.wait_until = time.monotonic() + max(remaining, 0) / 1000.0
-        return remaining > 0
-
-    def _gate(self, items: Iterator[Any]) -> Iterator[tuple[int, Any]]:
-        results = self.results
-        inflight = self.inflight
-        check_deadline = self.context is not None
-        pending = _PENDING
-        index = -1
-        for index, item in enumerate(items):
-            if self.stopped:
-                return
-            if check_deadline and not self._time_left():
-                self._cut(index, item, items)
-                return
-            results.append(pending)
-            inflight[index] = item
-            yield index, item
-
-    def _cut(self, index: int, item: Any, rest: Iterator[Any]) -> None:
-        """The deadline margin was reached: report every unstarted item, lose none."""
-        err = DeadlineExceeded(
-            f"not started: the Lambda deadline was within the {self.margin_ms} ms margin "
-            "(FANOUT_DEADLINE_MARGIN_MS)"
-        )
-        if not self.collect:
-            # Raise mode reports the first unstarted item; the rest are never read.
-            self.results.append(None)
-            self.failures[index] = (item, err)
-            self.unprocessed += 1
-            return
-        append = self.results.append
-        append(Outcome(index, item, None, err))
-        self.unprocessed += 1
-        for i, it in enumerate(rest, start=index + 1):
-            append(Outcome(i, it, None, err))
-            self.unprocessed += 1
-
-    # -- reports from the strategies (any thread) --------------------------------------
-    # Each report writes its slot before leaving ``inflight``, so finish() can tell
-    # from a snapshot which items never finished and still find their items.
-
-    def succeeded(self, index: int, value: Any) -> None:
-        if self.closed:
-            return  # a late result after the call returned: ignored, never overwrites
-        inflight = self.inflight
-        self.results[index] = Outcome(index, inflight[index], value, None) if self.collect else value
-        del inflight[index]
-
-    def failed(self, index: int, error: BaseException) -> None:
-        if self.closed:
-            return
-        inflight = self.inflight
-        if self.collect:
-            self.results[index] = Outcome(index, inflight[index], None, error)
+        self.fatal: BaseException | None = None
+        self.input_error: BaseException | None = None
+        self.groups = groups
+        self.exhausted = groups is not None
+        if groups is None:
+            self.jobs: Iterator[Any] = self._read(iter(items))
+            self.execute = self._execute_one
+            self.aexecute = self._aexecute_one
         else:
-            self.failures[index] = (inflight[index], error)
-            self.results[index] = None
+            records = list(items)
+            self.results.extend([_QUEUED] * len(records))
+            self.pending.update(enumerate(records))
+            self.jobs = self._hand_out(groups)
+            self.execute = self._execute_group
+            self.aexecute = self._aexecute_group
+
+    # -- handing out jobs -----------------------------------------------------------------
+
+    def may_start(self) -> bool:
+        """False once the call stopped (failure, fatal error, cancel) or the deadline margin passed."""
+        if self.stopped:
+            return False
+        deadline = self.deadline
+        return deadline is None or monotonic() < deadline
+
+    def _read(self, items: Iterator[Any]) -> Iterator[int]:
+        # Checked before each read: after a stop or at the deadline no further item is
+        # pulled from the caller's iterator, so a huge or slow input is never drained.
+        results = self.results
+        pending = self.pending
+        index = 0
+        while self.may_start():
+            try:
+                item = next(items)
+            except StopIteration:
+                self.exhausted = True
+                return
+            except BaseException as exc:  # the caller's iterator failed: no job starts after it
+                self.input_error = exc
+                self.stopped = True
+                return
+            results.append(_QUEUED)
+            pending[index] = item
+            yield index
+            index += 1
+
+    def _hand_out(self, groups: list[list[int]]) -> Iterator[list[int]]:
+        for group in groups:
+            if not self.may_start():
+                return
+            yield group
+
+    # -- running one job ----------------------------------------------------------------------
+    # The blocking and coroutine forms differ only in the call itself: everything that
+    # decides or records an outcome is in _begin/_settle/_failed/_fatal_error.
+
+    def _begin(self, index: int) -> Any:
+        """The record to run now, or _QUEUED if it must not start."""
+        # The slot is marked before the flags are read: a finish() that sees _QUEUED
+        # here had already closed the run, so this record is then never started.
+        self.results[index] = _RUNNING
+        if self.stopped or self.closed or (self.deadline is not None and monotonic() >= self.deadline):
+            self.results[index] = _QUEUED
+            return _QUEUED
+        return self.pending[index]
+
+    def _unbegin(self, index: int) -> None:
+        """A record begun but never reached where it was sent (a worker process stopped first)."""
+        if not self.closed:
+            self.results[index] = _QUEUED
+
+    def _settle(self, index: int, value: Any) -> bool:
+        if self.check is not None:
+            try:
+                self.check(value)
+            except Exception as exc:
+                return self._failed(index, exc)
+        if self.closed:
+            return True  # a late result after the call returned: written nowhere
+        pending = self.pending
+        self.results[index] = Outcome(index, pending[index], value, None) if self.collect else value
+        del pending[index]
+        return True
+
+    def _failed(self, index: int, error: BaseException) -> bool:
+        if self.closed:
+            return False
+        pending = self.pending
+        if self.first_failure is None:
+            self.first_failure = index
+        if self.stop_on_failure:
             self.stopped = True
-        del inflight[index]
+        if self.collect:
+            self.results[index] = Outcome(index, pending[index], None, error)
+        else:
+            self.failures[index] = (pending[index], error)
+            self.results[index] = None
+        del pending[index]
+        return False
+
+    def _fatal_error(self, error: BaseException) -> None:
+        # KeyboardInterrupt, SystemExit, a task's own CancelledError: recorded and
+        # raised by finish(), outside any worker thread or event loop, so neither is
+        # left mid-step. Nothing starts after it.
+        if self.fatal is None:
+            self.fatal = error
+        self.stopped = True
+
+    def _execute_one(self, index: int) -> bool:
+        item = self._begin(index)
+        if item is _QUEUED:
+            return False
+        try:
+            value = self.fn(item)
+        except Exception as exc:
+            return self._failed(index, exc)
+        except BaseException as exc:
+            self._fatal_error(exc)
+            return False
+        return self._settle(index, value)
+
+    async def _aexecute_one(self, index: int) -> bool:
+        item = self._begin(index)
+        if item is _QUEUED:
+            return False
+        try:
+            value = await self.fn(item)
+        except Exception as exc:
+            return self._failed(index, exc)
+        except BaseException as exc:
+            if _cancelled_by_caller(exc):
+                raise  # our own cancellation (deadline, a cancelled amap): not the task's doing
+            self._fatal_error(exc)
+            return False
+        return self._settle(index, value)
+
+    def _execute_group(self, group: list[int]) -> None:
+        for position, index in enumerate(group):
+            if not self._execute_one(index):
+                self._skip_rest(group, position)
+                return
+
+    async def _aexecute_group(self, group: list[int]) -> None:
+        for position, index in enumerate(group):
+            if not await self._aexecute_one(index):
+                self._skip_rest(group, position)
+                return
+
+    def _skip_rest(self, group: list[int], position: int) -> None:
+        index = group[position]
+        if self.results[index] is _QUEUED or self.closed:
+            return  # it never started (stop or deadline): finish() reports the rest as such
+        skipped = SkippedAfterFailure(f"not started: record #{index} of the same group failed first", after=index)
+        for later in group[position + 1:]:
+            self._failed(later, skipped)
+
+    # -- the driver's view -------------------------------------------------------------------
 
     def wait_timeout(self) -> float | None:
-        """Seconds a strategy may block waiting for in-flight jobs; None without a deadline."""
-        if self.context is None:
+        """Seconds a strategy may block waiting for running jobs; None without a deadline."""
+        if self.deadline is None:
             return None
-        if self.wait_until is None:
-            self._time_left()
-        return max(self.wait_until - time.monotonic(), 0.0)
+        return max(self.deadline - monotonic(), 0.0)
 
     def expired(self) -> bool:
-        """True once the deadline margin has passed (strategies stop waiting then)."""
-        return self.context is not None and not self._time_left()
+        """True once the deadline margin has passed: strategies stop waiting then."""
+        return self.deadline is not None and monotonic() >= self.deadline
 
-    # -- the end of the call ----------------------------------------------------------
+    def must_return(self) -> bool:
+        """True when the driver should stop waiting at once: a fatal error was recorded."""
+        return self.fatal is not None
 
-    def finish(self) -> list[Any]:
-        """Close the run and return the results, or raise TaskError in raise mode.
+    def stop(self) -> None:
+        """Start no further job (the caller cancelled the call)."""
+        self.stopped = True
 
-        Items still in flight (a task that hung past the deadline) are reported as
-        DeadlineExceeded; their late results are ignored.
+    # -- the end of the call ----------------------------------------------------------------
+
+    def finish(self) -> Results:
+        """Close the run and return the results, or raise.
+
+        Raises, in this order: a fatal BaseException from a task or the input; an
+        exception from the input iterator (after the jobs it allowed ran); TaskError
+        for the first failed record in raise mode (a record cut by the deadline counts).
         """
-        # A strategy that stopped waiting at the deadline leaves input unread; reading it
-        # now runs it through the gate, which reports each item as not started.
-        for _ in self.jobs:
-            pass
         self.closed = True
-        results = self.results
-        if self.inflight:
-            items = dict(self.inflight)
-            # A copy: a hung worker may still write into the run's own list later.
-            results = list(results)
-            err = DeadlineExceeded(
-                f"did not finish before the Lambda deadline margin of {self.margin_ms} ms "
-                "(FANOUT_DEADLINE_MARGIN_MS)"
+        self.stopped = True
+        if self.fatal is not None:
+            raise self.fatal
+        if self.input_error is not None:
+            error = self.input_error
+            error.add_note(
+                f"lambda_fanout: the input iterator raised after {len(self.results)} items were read; "
+                "no item started after that."
             )
-            for index, slot in enumerate(results):
-                if slot is _PENDING:
-                    self.unprocessed += 1
-                    if self.collect:
-                        results[index] = Outcome(index, items[index], None, err)
-                    else:
-                        self.failures.setdefault(index, (items[index], err))
+            raise error
+        results = self.results
+        results.unread = not self.exhausted
+        if self.pending:
+            # A copy: a worker still running past the deadline may write into the run's own list.
+            results = Results(results)
+            results.unread = self.results.unread
+            self._report_unsettled(results)
         self.final = results
+        if not self.collect and not self.failures and results.unread:
+            # The deadline stopped the reading: the first unread item is the one reported
+            # (never read, so .item is None).
+            self.failures[len(results)] = (None, DeadlineExceeded.not_started(self.margin_ms))
         if self.failures:
             index = min(self.failures)
             item, error = self.failures[index]
             raise TaskError(index, item, error) from error
         return results
 
+    def _report_unsettled(self, results: Results) -> None:
+        if not self.collect and self.failures:
+            return  # raise mode reports the first real failure; what it stopped is not reported
+        after_failure = self.stop_on_failure and self.collect and self.first_failure is not None
+        for index, item in sorted(dict(self.pending).items()):
+            if results[index] is _RUNNING:
+                error: BaseException = DeadlineExceeded.did_not_finish(self.margin_ms)
+            elif after_failure:
+                error = SkippedAfterFailure(
+                    f"not started: record #{self.first_failure} failed first and the batch stops at the "
+                    "first failure", after=self.first_failure)
+            else:
+                error = DeadlineExceeded.not_started(self.margin_ms)
+            if self.collect:
+                results[index] = Outcome(index, item, None, error)
+            else:
+                results[index] = None
+                self.failures.setdefault(index, (item, error))
+
     def counts(self) -> tuple[int, int, int]:
-        """(items seen, failed, not run before the deadline), once finish() has run."""
+        """(records, failed, not run or not finished before the deadline), once finish() has run."""
+        final = self.final
         if self.collect:
-            errors = sum(1 for o in self.final if o.error is not None)
+            errors = [o.error for o in final if o.error is not None]
         else:
-            errors = len(self.failures)
-        return len(self.final), errors - self.unprocessed, self.unprocessed
+            errors = [error for _, error in self.failures.values()]
+        cut = sum(1 for e in errors if isinstance(e, DeadlineExceeded))
+        return len(final), len(errors) - cut, cut
 
 
-def run_sync(run: Run, job: tuple[int, Any]) -> None:
-    """Run one job with the sync form and report it. BaseException propagates."""
-    index, item = job
-    try:
-        value = run.fn(item)
-    except Exception as exc:
-        run.failed(index, exc)
-    else:
-        run.succeeded(index, value)
+def _cancelled_by_caller(exc: BaseException) -> bool:
+    import asyncio
 
-
-async def run_async(run: Run, job: tuple[int, Any]) -> None:
-    """Await one job with the async form and report it. BaseException propagates."""
-    index, item = job
-    try:
-        value = await run.fn(item)
-    except Exception as exc:
-        run.failed(index, exc)
-    else:
-        run.succeeded(index, value)
+    if not isinstance(exc, asyncio.CancelledError):
+        return False
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

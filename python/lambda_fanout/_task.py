@@ -109,19 +109,61 @@ class Outcome:
         return f"Outcome(index={self.index}, ok=False, error={self.error!r})"
 
 
+class Results(list):
+    """What ``map`` returns: a list, in input order, of values ("raise") or Outcomes ("collect").
+
+    Attributes:
+        unread: True when the Lambda deadline stopped the call before the input was
+            exhausted. Every item that was read has its entry; the input was read up to
+            index ``len(results)`` and no further, so an iterator you passed is left at
+            the first unread item: pass it to a later call to go on from there.
+    """
+
+    __slots__ = ("unread",)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.unread = False
+
+    def __reduce__(self):
+        return (_rebuild_results, (list(self), self.unread))
+
+
+def _rebuild_results(values, unread):
+    results = Results(values)
+    results.unread = unread
+    return results
+
+
 def _name_of(fn: Any) -> str:
     return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
 
 
 def _is_coroutine_function(fn: Any) -> bool:
-    if "inspect" in sys.modules or "asyncio" in sys.modules:
-        import inspect
+    """Whether calling ``fn`` returns a coroutine, whatever modules are imported.
 
-        return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
-    # Cheap path for cold start: a coroutine function's code carries CO_COROUTINE.
-    # (A coroutine function can only exist once the code defining it was compiled, and
-    # functools.partial / markcoroutinefunction users will have imported inspect already.)
+    The same answer as ``inspect.iscoroutinefunction`` (partials and bound methods
+    unwrapped, ``inspect.markcoroutinefunction`` honoured), extended to instances
+    whose ``__call__`` is ``async def``; without importing inspect at cold start.
+    """
+    from functools import partial, partialmethod
+
+    for _ in range(100):  # partials of partials; bounded against odd cycles
+        if isinstance(fn, (partial, partialmethod)):
+            fn = fn.func
+        elif hasattr(fn, "__func__") and not isinstance(fn, type):
+            fn = fn.__func__  # bound method, classmethod, staticmethod
+        else:
+            break
+    inspect = sys.modules.get("inspect")  # nothing can be marked before inspect is imported
+    mark = getattr(inspect, "_is_coroutine_mark", None)
+    if mark is not None and getattr(fn, "_is_coroutine_marker", None) is mark:
+        return True
     code = getattr(fn, "__code__", None)
+    if code is None and not isinstance(fn, type):
+        # A callable instance: what runs is its class's __call__.
+        call = getattr(type(fn), "__call__", None)
+        code = getattr(getattr(call, "__func__", call), "__code__", None)
     return bool(code is not None and code.co_flags & _CO_COROUTINE)
 
 

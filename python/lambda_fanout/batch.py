@@ -21,12 +21,9 @@ its group are not started and are reported failed, so the retry keeps the order.
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, NamedTuple
 
-from . import _metrics
-from ._errors import DeadlineExceeded
-from ._task import Task, async_form, sync_form
+from ._errors import SkippedAfterFailure
 
 PARTIAL = "partial"
 RAISE = "raise"
@@ -67,10 +64,6 @@ class BatchError(Exception):
         super().__init__(f"{len(failures)} of {total} {source} records failed: {shown}{more}")
         self.source = source
         self.failures = failures
-
-
-class SkippedAfterFailure(Exception):
-    """Not started because an earlier record of the same group or key failed."""
 
 
 # -- recognising the event ---------------------------------------------------------------
@@ -163,101 +156,6 @@ def detect(event: Any) -> _Shape:
 
 # -- running the records ---------------------------------------------------------------------
 
-_NOT_RUN = object()
-
-
-class _Batch:
-    """Per-record results, and the walk through one group shared by both task forms."""
-
-    def __init__(self, records: list, check: Callable[[Any], Any] | None, context: Any, margin_ms: int) -> None:
-        self.records = records
-        self.results: list[Any] = [_NOT_RUN] * len(records)
-        self.check = check
-        self.context = context
-        self.margin_ms = margin_ms
-
-    def _time_left(self) -> bool:
-        return self.context is None or self.context.get_remaining_time_in_millis() > self.margin_ms
-
-    def walk(self, group: list[int]):
-        """Yield (index, record) for each record of ``group`` that should run now.
-
-        The caller sends back the record's exception, or None on success; after a
-        failure the rest of the group is marked skipped and the walk ends.
-        """
-        for position, index in enumerate(group):
-            if position and not self._time_left():
-                return  # the rest stay _NOT_RUN: reported as not started
-            error = yield index, self.records[index]
-            if error is not None:
-                skipped = SkippedAfterFailure(f"record #{index} of the same group failed first")
-                for later in group[position + 1:]:
-                    self.results[later] = skipped
-                return
-
-    def done(self, index: int, value: Any) -> BaseException | None:
-        if self.check is not None:
-            try:
-                self.check(value)
-            except Exception as exc:  # the value cannot be returned as it is
-                self.results[index] = exc
-                return exc
-        self.results[index] = _Ok(value)
-        return None
-
-    def fail(self, index: int, error: BaseException) -> BaseException:
-        self.results[index] = error
-        return error
-
-
-class _Ok:
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-
-def _group_task(batch: _Batch, handler: Any, strategy_name: str, form: str) -> Task:
-    """A Task that runs one group's records in order, in the form the strategy runs."""
-    if form == "async":
-        afn = async_form(handler)
-
-        async def run_async(group: list[int]) -> None:
-            walk = batch.walk(group)
-            step = next(walk, None)
-            while step is not None:
-                index, record = step
-                try:
-                    report = batch.done(index, await afn(record))
-                except Exception as exc:
-                    report = batch.fail(index, exc)
-                step = _advance(walk, report)
-
-        return Task(None, run_async, name="record group")
-    fn = sync_form(handler, strategy_name)
-
-    def run_sync(group: list[int]) -> None:
-        walk = batch.walk(group)
-        step = next(walk, None)
-        while step is not None:
-            index, record = step
-            try:
-                report = batch.done(index, fn(record))
-            except Exception as exc:
-                report = batch.fail(index, exc)
-            step = _advance(walk, report)
-
-    run_sync.runs_in_caller = True  # not sent to a worker process: its records are
-    return Task(run_sync, None, name="record group")
-
-
-def _advance(walk, report):
-    try:
-        return walk.send(report)
-    except StopIteration:
-        return None
-
-
 def _json_serialisable(value: Any) -> None:
     import json
 
@@ -271,6 +169,7 @@ def _json_serialisable(value: Any) -> None:
 
 
 def _groups(shape: _Shape) -> list[list[int]]:
+    """The batch's jobs: one per ordering group (in order of first record), else one per record."""
     if shape.group is None:
         return [[i] for i in range(len(shape.records))]
     order: dict[Any, list[int]] = {}
@@ -296,6 +195,8 @@ def process_batch(
 ) -> Any:
     """Run ``record_handler`` on every record of a Lambda batch event, concurrently.
 
+    Settings are resolved once, here: explicit arguments, else ``FANOUT_*`` variables.
+
     Args:
         event: the event as Lambda delivered it (SQS, Kinesis, DynamoDB Streams, S3,
             SNS, EventBridge, or a Distributed Map ItemBatcher batch).
@@ -313,42 +214,33 @@ def process_batch(
     Raises:
         BatchError: a record failed in a batch without partial responses.
         ValueError: the event has no known shape or a record is malformed (nothing ran).
-        ConfigError: a bad strategy or worker count.
+        ConfigError: a bad setting, or a record handler without the form the strategy runs.
     """
     from . import get_strategy
 
     shape = detect(event)
-    strat = get_strategy(strategy, max_workers=max_workers)
-    emit = _metrics.enabled()
-    t0 = time.perf_counter()
-    batch = _Batch(shape.records, _json_serialisable if shape.reply == RESULTS else None,
-                   context, strat._margin_ms)
-    # processes: the group walk stays here, each record runs in a worker process.
-    task = _group_task(batch, strat.adapt(record_handler), strat.name, strat.form)
-    with _metrics.suppressed():
-        strat.map(task, _groups(shape), errors="collect", context=context)
+    return run_batch(shape, record_handler, context, get_strategy(strategy, max_workers=max_workers))
 
-    failures: list[BatchFailure] = []
-    unprocessed = 0
-    for index, slot in enumerate(batch.results):
-        if isinstance(slot, _Ok):
-            continue
-        if slot is _NOT_RUN:
-            unprocessed += 1
-            slot = DeadlineExceeded(
-                f"not run before the Lambda deadline margin of {batch.margin_ms} ms (FANOUT_DEADLINE_MARGIN_MS)"
-            )
-        ident = shape.identifier(shape.records[index]) if shape.identifier else index
-        failures.append(BatchFailure(index, ident, slot))
-    if emit:
-        _metrics.emit(strat.name, items=len(shape.records), failed=len(failures) - unprocessed,
-                      unprocessed=unprocessed, duration_ms=(time.perf_counter() - t0) * 1000,
-                      workers=strat.max_workers)
 
+def run_batch(shape: _Shape, record_handler: Any, context: Any, strategy: Any) -> Any:
+    """Run a detected batch through ``strategy``'s ledger and build Lambda's reply.
+
+    Each ordering group is one job of the ledger, each record keeps its own slot: a
+    record is reported as succeeded, failed, skipped after an earlier failure in its
+    group, not started before the deadline, or started and not finished by it.
+    """
+    check = _json_serialisable if shape.reply == RESULTS else None
+    run = strategy.start(record_handler, shape.records, errors="collect", context=context,
+                         groups=_groups(shape), check=check)
+    outcomes = strategy.run(run)
+    failures = [
+        BatchFailure(o.index, shape.identifier(o.item) if shape.identifier else o.index, o.error)
+        for o in outcomes if o.error is not None
+    ]
     if shape.reply == PARTIAL:
         return {"batchItemFailures": [{"itemIdentifier": f.identifier} for f in failures]}
     if failures:
         raise BatchError(shape.source, len(shape.records), failures) from failures[0].error
     if shape.reply == RESULTS:
-        return [slot.value for slot in batch.results]
+        return [o.value for o in outcomes]
     return {"batchSize": len(shape.records), "succeeded": len(shape.records)}

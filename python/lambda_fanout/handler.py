@@ -6,9 +6,10 @@ Environment:
                             Lambda resolves handlers.
     FANOUT_STRATEGY, FANOUT_MAX_WORKERS, FANOUT_DEADLINE_MARGIN_MS, FANOUT_METRICS.
 
-Everything is resolved and checked when Lambda imports this module (init), so a
-missing or wrong setting fails the function at once, with the variable and its value
-in the message.
+Everything is resolved and checked when Lambda imports this module (init): the
+settings once, into the strategy kept for every warm invocation, and the record
+handler. A missing or wrong setting fails the function at once, every bad one listed
+in one error with its variable and value.
 """
 
 from __future__ import annotations
@@ -22,20 +23,21 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-from . import _config, _metrics, get_strategy
+from . import _config, batch, strategies
 from ._errors import ConfigError
 
 
-def resolve_record_handler(spec: str | None = None) -> Callable[[Any], Any]:
-    """Import the per-record function named by ``spec`` (default: FANOUT_RECORD_HANDLER).
+def resolve_record_handler(spec: str | None = None, environ: Any = None) -> Callable[[Any], Any]:
+    """Import the per-record function named by ``spec`` (default: FANOUT_RECORD_HANDLER in ``environ``).
 
     Raises:
         ConfigError: unset, malformed, a module that does not import, or a name that
             is missing or not callable.
     """
     var = _config.ENV_RECORD_HANDLER
+    environ = os.environ if environ is None else environ
     if spec is None:
-        spec = os.environ.get(var)
+        spec = environ.get(var)
     shown = f"{var}={spec!r}"
     if not spec:
         raise ConfigError(
@@ -51,7 +53,7 @@ def resolve_record_handler(spec: str | None = None) -> Callable[[Any], Any]:
             "set it the way a Lambda Handler is written."
         )
     module_name = module_path.replace("/", ".")
-    task_root = os.environ.get("LAMBDA_TASK_ROOT")
+    task_root = environ.get("LAMBDA_TASK_ROOT")
     if task_root and task_root not in sys.path:
         sys.path.insert(0, task_root)
     try:
@@ -76,20 +78,40 @@ def resolve_record_handler(spec: str | None = None) -> Callable[[Any], Any]:
     return fn
 
 
-def _check_settings(record_handler: Callable[[Any], Any]) -> None:
-    # FANOUT_STRATEGY, FANOUT_MAX_WORKERS, FANOUT_DEADLINE_MARGIN_MS, and whether the
-    # record handler has the form the strategy runs (a coroutine function needs asyncio).
-    get_strategy()._form(record_handler)
-    _metrics.enabled()
-    _metrics.namespace()
+def init(environ: Any = None) -> tuple[Callable[[Any], Any], Any]:
+    """Resolve the record handler and the settings, and build the strategy kept for every invocation.
+
+    Returns:
+        (record handler, strategy).
+
+    Raises:
+        ConfigError: every bad setting at once, one line each: the record handler,
+            FANOUT_STRATEGY, FANOUT_MAX_WORKERS, and the others; or a record handler
+            without the form the strategy runs (a coroutine function needs asyncio).
+    """
+    problems: list[str] = []
+    record_handler = settings = None
+    try:
+        record_handler = resolve_record_handler(environ=environ)
+    except ConfigError as exc:
+        problems.append(str(exc))
+    try:
+        settings = _config.Settings.resolve(environ=environ)
+    except ConfigError as exc:
+        problems.extend(str(exc).splitlines()[1:] if "\n" in str(exc) else [str(exc)])
+    if problems:
+        if len(problems) == 1:
+            raise ConfigError(problems[0])
+        raise ConfigError(f"{len(problems)} settings are not valid:\n" +
+                          "\n".join(p if p.startswith("- ") else f"- {p}" for p in problems))
+    strategy = strategies.build(settings)
+    strategy.adapt(record_handler)
+    return record_handler, strategy
 
 
-RECORD_HANDLER = resolve_record_handler()
-_check_settings(RECORD_HANDLER)
+RECORD_HANDLER, STRATEGY = init()
 
 
 def handler(event: Any, context: Any) -> Any:
     """Lambda entry point: process the batch with FANOUT_RECORD_HANDLER (see process_batch)."""
-    from .batch import process_batch
-
-    return process_batch(event, RECORD_HANDLER, context)
+    return batch.run_batch(batch.detect(event), RECORD_HANDLER, context, STRATEGY)

@@ -1,0 +1,329 @@
+"""The README's guarantees at the edges, each under every strategy (issue: one ledger).
+
+Raising input iterators, BaseException and CancelledError from tasks, cancelled amap,
+short-lived threads, huge or slow input under a deadline, odd contexts, odd settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import itertools
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import lambda_fanout
+import staging
+import xproc
+from functools import partial
+from lambda_fanout.strategies.base import WINDOW_PER_WORKER
+
+
+class Boom(Exception):
+    pass
+
+
+def dual(fn):
+    """The same work as a Task with both forms (the coroutine form calls the blocking one)."""
+    async def afn(item):
+        return fn(item)
+
+    return lambda_fanout.Task(fn, afn)
+
+
+def hanging(release: xproc.Flag, hang_on, value=xproc.identity):
+    """A Task whose items in ``hang_on`` block (sync form) or never complete (async form)."""
+    return xproc.Hang(release, hang_on, value).task()
+
+
+@pytest.fixture
+def release():
+    """A flag that frees hung sync tasks when the test ends, so no thread outlives it long."""
+    flag = xproc.Flag()
+    yield flag
+    flag.set()
+    time.sleep(0.02)
+    flag.remove()
+
+
+@pytest.fixture
+def started():
+    """What the tasks record as they start, from whichever process runs them."""
+    log = xproc.Log()
+    yield log
+    log.remove()
+
+
+@pytest.fixture
+def margin_100ms(monkeypatch):
+    monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, "100")
+    return 100
+
+
+# -- 1. coroutine functions are detected whatever is imported ---------------------------------
+
+def test_coroutine_callables_detected_in_a_fresh_interpreter(strategy_name):
+    # Neither inspect nor asyncio is imported before the call in the child.
+    code = textwrap.dedent(f'''
+        import functools, json, sys
+        import lambda_fanout
+        assert "inspect" not in sys.modules and "asyncio" not in sys.modules
+        async def add(n, item):
+            return n + item
+        class AsyncCallable:
+            async def __call__(self, item):
+                return item * 10
+        out = {{}}
+        for label, task in (("partial", functools.partial(add, 1)), ("instance", AsyncCallable())):
+            try:
+                out[label] = lambda_fanout.map(task, [1, 2, 3], strategy={strategy_name!r})
+            except lambda_fanout.ConfigError as exc:
+                out[label] = "ConfigError: " + str(exc)
+        print(json.dumps(out))
+    ''')
+    env = {**os.environ, "PYTHONPATH": staging.python_dir()}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.splitlines()[-1])
+    if strategy_name == "asyncio":
+        assert out == {"partial": [2, 3, 4], "instance": [10, 20, 30]}
+    else:
+        for label in ("partial", "instance"):
+            assert out[label].startswith("ConfigError: ") and "coroutine function" in out[label], out
+
+
+# -- 2 and 3. BaseException from a task: raised once, the next call clean --------------------
+
+@pytest.mark.parametrize("error", [asyncio.CancelledError, KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize("errors", ["raise", "collect"])
+def test_base_exception_from_a_task_propagates_and_leaves_everything_clean(strategy_name, error, errors):
+    with pytest.raises(error):
+        lambda_fanout.map(dual(partial(xproc.raise_at, error, 3)), range(40), strategy=strategy_name,
+                          max_workers=4, errors=errors)
+    # Never turned into a DeadlineExceeded (there is no context), and the next call is clean.
+    assert lambda_fanout.map(dual(partial(xproc.add, 1)), range(20), strategy=strategy_name, max_workers=4) == \
+        list(range(1, 21))
+    if strategy_name == "asyncio":
+        from lambda_fanout._loop import get_loop, run
+
+        async def others():
+            return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+        assert run(others()) == []
+        assert get_loop().is_running() and not get_loop().is_closed()
+
+
+def test_cancelled_error_from_a_task_is_not_a_deadline(strategy_name, fake_context):
+    # With a generous context too: the task's own CancelledError is its error, not the deadline's.
+    with pytest.raises(asyncio.CancelledError):
+        lambda_fanout.map(dual(partial(xproc.raise_at, asyncio.CancelledError, 1)), range(10), strategy=strategy_name, max_workers=1, errors="collect",
+                          context=fake_context(60_000))
+
+
+# -- 4. short-lived threads leak no loop, thread or file descriptor ----------------------------
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _loops() -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and not o.is_closed())
+
+
+def test_asyncio_from_short_lived_threads_leaks_nothing(strategy_name):
+    async def double(i):
+        return 2 * i
+
+    def invocation():
+        # Each invocation on its own short-lived thread; inside, a task of the outer strategy
+        # calls map with asyncio, as a threads-strategy task might.
+        assert lambda_fanout.map(lambda_fanout.Task(xproc.sum_of_asyncio_map, None)
+                                 if strategy_name != "asyncio" else double,
+                                 range(2), strategy=strategy_name, max_workers=2) is not None
+
+    def run_on_thread():
+        thread = threading.Thread(target=invocation)
+        thread.start()
+        thread.join()
+
+    for _ in range(20):
+        run_on_thread()  # warm-up: the shared loop and its thread exist from here on
+    before = (_fds(), threading.active_count(), _loops())
+    for _ in range(1000):
+        run_on_thread()
+    after = (_fds(), threading.active_count(), _loops())
+    assert after == before, f"fds, threads, open loops before {before} after {after}"
+
+
+# -- 5. the deadline holds on every exit path ---------------------------------------------------
+
+def test_raising_input_with_a_hung_task_returns_by_the_deadline(strategy_name, fake_context, release, margin_100ms):
+    def items():
+        yield from range(4)
+        raise Boom("the listing failed")
+
+    ctx = fake_context(500)
+    try:
+        got = lambda_fanout.map(hanging(release, {0}), items(), strategy=strategy_name, max_workers=4,
+                                errors="collect", context=ctx)
+    except Boom as exc:
+        assert any("input iterator raised after 4 items" in note for note in exc.__notes__)
+    else:
+        # Only sequential, stuck on item 0, never reads as far as the failing listing.
+        assert strategy_name == "sequential" and got.unread and got[0].error.started
+    assert ctx.get_remaining_time_in_millis() > 0, "returned after the Lambda deadline"
+
+
+@pytest.mark.parametrize("error", [SystemExit, KeyboardInterrupt])
+def test_base_exception_with_a_hung_task_returns_by_the_deadline(strategy_name, fake_context, release,
+                                                                  margin_100ms, error):
+    value = partial(xproc.raise_at, error, 2)
+    ctx = fake_context(500)
+    hang_on = {5} if strategy_name == "sequential" else {0}  # sequential would never reach item 2
+    with pytest.raises(error):  # never turned into DeadlineExceeded
+        lambda_fanout.map(hanging(release, hang_on, value), range(10), strategy=strategy_name, max_workers=4,
+                          context=ctx)
+    assert ctx.get_remaining_time_in_millis() > 0, "raised after the Lambda deadline"
+
+
+# -- 6. raise mode: nothing starts after the first failure ---------------------------------------
+
+def test_raise_mode_starts_nothing_after_the_first_failure(strategy_name, started):
+    reads = []
+    # Item 0 fails at once; the others are slow: plenty of time to (wrongly) refill.
+    fn = partial(xproc.fail_first_then_wait, started)
+
+    def items():
+        for i in range(1000):
+            reads.append(i)
+            yield i
+
+    with pytest.raises(lambda_fanout.TaskError) as info:
+        lambda_fanout.map(dual(fn), items(), strategy=strategy_name, max_workers=4)
+    assert info.value.index == 0
+    read_at_raise = len(reads)
+    time.sleep(0.3)
+    # Only items already running when item 0 failed ever started; none started after it.
+    assert set(started) <= set(range(4)), sorted(started)
+    assert len(reads) == read_at_raise, "the input was read after the call stopped"
+    assert read_at_raise <= 2 * 4 * WINDOW_PER_WORKER
+
+
+# -- 7. collect under a deadline returns in time, however large or slow the input ----------------
+
+def test_huge_generator_under_a_deadline_is_not_drained(strategy_name, fake_context, margin_100ms):
+    slow = partial(xproc.sleep_then, 0.001)
+    source = iter(range(3_000_000))
+    ctx = fake_context(400)
+    got = lambda_fanout.map(dual(slow), source, strategy=strategy_name, max_workers=4, errors="collect",
+                            context=ctx)
+    assert ctx.get_remaining_time_in_millis() > 0, "returned after the Lambda deadline"
+    assert got.unread and 0 < len(got) < 3_000_000
+    assert [o.index for o in got] == list(range(len(got)))  # every item read has its outcome
+    assert next(source) == len(got)  # the input is left at the first unread item
+
+
+def test_slow_input_under_a_deadline(strategy_name, fake_context, margin_100ms):
+    def pages():
+        for i in itertools.count():
+            time.sleep(0.02)  # a paginated listing: every item costs a wait
+            yield i
+
+    ctx = fake_context(400)
+    got = lambda_fanout.map(dual(xproc.identity), pages(), strategy=strategy_name, max_workers=4, errors="collect",
+                            context=ctx)
+    assert ctx.get_remaining_time_in_millis() > 0, "returned after the Lambda deadline"
+    assert got.unread and [o.index for o in got] == list(range(len(got)))
+    # The last items read may have arrived after the margin: reported as never started.
+    done = [o for o in got if o.ok]
+    assert done and [o.value for o in done] == list(range(len(done)))
+    assert all(not o.error.started for o in got if not o.ok)
+
+
+# -- 8. cancelling amap starts nothing more and raises at once ----------------------------------
+
+def test_cancelled_amap_stops_starting_items(strategy_name, release, started):
+    fn = partial(xproc.record_then_wait, started, release)
+
+    async def afn(i):
+        started.append(i)
+        await asyncio.sleep(5)
+        return i
+
+    async def caller():
+        t0 = time.monotonic()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(
+                lambda_fanout.amap(lambda_fanout.Task(fn, afn), range(1000), strategy=strategy_name,
+                                   max_workers=4), timeout=0.2)
+        return time.monotonic() - t0
+
+    waited = asyncio.run(caller())
+    assert waited < 2.0, f"the cancellation took {waited:.1f} s to reach the caller"
+    at_cancel = len(started)
+    release.set()  # the running items finish now; nothing new may start behind them
+    time.sleep(0.3)
+    assert 0 < at_cancel <= 4 and len(started) == at_cancel, (at_cancel, len(started))
+
+
+# -- 9. only ASCII digits are numbers -------------------------------------------------------------
+
+@pytest.mark.parametrize("variable", ["FANOUT_MAX_WORKERS", "FANOUT_DEADLINE_MARGIN_MS"])
+@pytest.mark.parametrize("value", ["²", "٣", "１６", "4²"])
+def test_non_ascii_digits_are_a_config_error(strategy_name, monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(lambda_fanout.ConfigError, match=variable) as info:
+        lambda_fanout.map(abs, [1], strategy=strategy_name)
+    assert repr(value) in str(info.value)
+
+
+# -- 10. a context with no real deadline ----------------------------------------------------------
+
+class Forever:
+    def __init__(self, remaining):
+        self.remaining = remaining
+
+    def get_remaining_time_in_millis(self):
+        return self.remaining
+
+
+@pytest.mark.parametrize("remaining", [float("inf"), 10**13, float("nan")])
+def test_infinite_remaining_time_is_no_deadline(strategy_name, remaining):
+    got = lambda_fanout.map(dual(partial(xproc.times, 3)), range(50), strategy=strategy_name, errors="collect",
+                            context=Forever(remaining))
+    assert [o.value for o in got] == [i * 3 for i in range(50)] and not got.unread
+
+
+def test_a_context_without_a_number_is_a_config_error(strategy_name):
+    with pytest.raises(lambda_fanout.ConfigError, match="get_remaining_time_in_millis"):
+        lambda_fanout.map(dual(abs), [1], strategy=strategy_name, context=Forever("soon"))
+
+
+# -- 11. TaskError carries no payload --------------------------------------------------------------
+
+def test_task_error_message_has_type_not_payload(strategy_name):
+    with pytest.raises(lambda_fanout.TaskError) as info:  # KeyError('alice@example.com'): the payload
+        lambda_fanout.map(dual(xproc.lookup_empty), ["alice@example.com"], strategy=strategy_name)
+    assert "alice" not in str(info.value)
+    assert str(info.value) == "task failed on item #0: KeyError"
+    assert isinstance(info.value.__cause__, KeyError) and info.value.__cause__.args == ("alice@example.com",)
+
+
+# -- the two kinds of deadline report ---------------------------------------------------------------
+
+def test_deadline_reports_say_started_or_not(strategy_name, fake_context, release, margin_100ms):
+    got = lambda_fanout.map(hanging(release, {0}), range(3), strategy=strategy_name, max_workers=1,
+                            errors="collect", context=fake_context(400))
+    first = got[0].error
+    assert isinstance(first, lambda_fanout.DeadlineExceeded) and first.started
+    assert "may have had side effects" in str(first)
+    for outcome in got[1:]:  # read before the cut (threads' windows) but never started
+        assert not outcome.error.started and "safe to redeliver" in str(outcome.error)

@@ -1,0 +1,162 @@
+"""Test tasks that every strategy can run, ``processes`` included.
+
+``processes`` pickles a task by name and runs it in another process, so a test task
+there must be module-level (here, or a ``functools.partial`` of something here), and
+what it records must reach the test from another process: :class:`Log` (a file
+appended to) and :class:`Flag` (a file that exists once set) do, under every strategy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+
+import lambda_fanout
+
+
+class Log:
+    """A list of ints that any process can append to (one line per entry, appended atomically)."""
+
+    def __init__(self, path: str | None = None) -> None:
+        if path is None:
+            fd, path = tempfile.mkstemp(prefix="fanout-log-")
+            os.close(fd)
+        self.path = path
+
+    def append(self, value: int) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, f"{value}\n".encode())
+        finally:
+            os.close(fd)
+
+    def entries(self) -> list[int]:
+        with open(self.path) as f:
+            return [int(line) for line in f.read().split()]
+
+    def __len__(self) -> int:
+        return len(self.entries())
+
+    def __iter__(self):
+        return iter(self.entries())
+
+    def remove(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+class Flag:
+    """A threading.Event-like flag that any process can wait on."""
+
+    def __init__(self) -> None:
+        self.path = tempfile.mktemp(prefix="fanout-flag-")
+
+    def set(self) -> None:
+        open(self.path, "w").close()
+
+    def is_set(self) -> bool:
+        return os.path.exists(self.path)
+
+    def wait(self, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while not self.is_set():
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def remove(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def identity(x):
+    return x
+
+
+def negate(x):
+    return -x
+
+
+def add(n, x):
+    return x + n
+
+
+def times(n, x):
+    return x * n
+
+
+def raise_at(error: type, at: int, i: int) -> int:
+    """``i``, except that item ``at`` raises ``error()``."""
+    if i == at:
+        raise error()
+    return i
+
+
+def lookup_empty(key):
+    return {}[key]  # KeyError(key): the message is the payload
+
+
+def sleep_then(delay_s: float, i):
+    time.sleep(delay_s)
+    return i
+
+
+def fail_first_then_wait(started: Log, i):
+    """Item 0 fails at once; the others record themselves and take 0.2 s."""
+    started.append(i)
+    if i == 0:
+        raise Boom("first item fails at once")
+    time.sleep(0.2)
+    return i
+
+
+def record_then_wait(started: Log, release: Flag, i):
+    started.append(i)
+    release.wait(5)
+    return i
+
+
+def is_frequent(record) -> bool:
+    return record["frequency"] > 10
+
+
+class Boom(Exception):
+    pass
+
+
+class Hang:
+    """Items in ``hang_on`` block until ``release`` (sync form) or never complete (async form)."""
+
+    def __init__(self, release: Flag, hang_on, value=identity) -> None:
+        self.release = release
+        self.hang_on = set(hang_on)
+        self.value = value
+
+    def __call__(self, i):
+        if i in self.hang_on:
+            self.release.wait(10)
+        return self.value(i)
+
+    async def aio(self, i):
+        if i in self.hang_on:
+            await asyncio.Event().wait()
+        return self.value(i)
+
+    def task(self) -> lambda_fanout.Task:
+        return lambda_fanout.Task(self, self.aio)
+
+
+def sum_of_asyncio_map(i):
+    """A task that itself calls map with asyncio, as a threads-strategy task might."""
+    return sum(lambda_fanout.map(adouble, range(3), strategy="asyncio"))
+
+
+async def adouble(i):
+    return 2 * i
