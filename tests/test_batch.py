@@ -12,33 +12,48 @@ from hypothesis import strategies as st
 
 import batches
 import lambda_fanout
+import xproc
 from lambda_fanout.batch import BatchError, SkippedAfterFailure
 
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-def failing_handler(bad: set, log: list | None = None, delay: float = 0.0):
-    """A Task failing for records whose position (from the identifier order) is in ``bad``."""
-    lock = threading.Lock()
+class _Failing:
+    # Module level, and logging to a file, so that the processes strategy runs it too.
+    def __init__(self, bad: set, log: xproc.Log | None, delay: float) -> None:
+        self.bad = bad
+        self.log = log
+        self.delay = delay
 
-    def check(record):
+    def check(self, record):
         position = position_of(record)
-        if log is not None:
-            with lock:
-                log.append(position)
-        if position in bad:
+        if self.log is not None:
+            self.log.append(position)
+        if position in self.bad:
             raise RuntimeError(f"record {position} fails")
         return position
 
-    def sync_fn(record):
-        time.sleep(delay)
-        return check(record)
+    def sync_fn(self, record):
+        time.sleep(self.delay)
+        return self.check(record)
 
-    async def async_fn(record):
-        await asyncio.sleep(delay)
-        return check(record)
+    async def async_fn(self, record):
+        await asyncio.sleep(self.delay)
+        return self.check(record)
 
-    return lambda_fanout.Task(sync_fn, async_fn)
+
+def failing_handler(bad: set, log: xproc.Log | None = None, delay: float = 0.0):
+    """A Task failing for records whose position (from the identifier order) is in ``bad``."""
+    handler = _Failing(bad, log, delay)
+    return lambda_fanout.Task(handler.sync_fn, handler.async_fn)
+
+
+@pytest.fixture
+def log():
+    """What the record handlers record, from whichever process runs them."""
+    entries = xproc.Log()
+    yield entries
+    entries.remove()
 
 
 def position_of(record):
@@ -69,7 +84,7 @@ def expected_failures(groups: list, bad: set) -> tuple[list[int], set[int]]:
     source=st.sampled_from(["sqs", "kinesis", "dynamodb"]),
     data=st.data(),
 )
-def test_exact_batch_item_failures(strategy_name, source, data):
+def test_exact_batch_item_failures(strategy_name, log, source, data):
     n = data.draw(st.integers(1, 40), label="records")
     if source == "sqs":
         groups = data.draw(st.lists(st.one_of(st.none(), st.integers(0, 3)), min_size=n, max_size=n), label="groups")
@@ -81,7 +96,7 @@ def test_exact_batch_item_failures(strategy_name, source, data):
         groups = data.draw(st.lists(st.integers(0, 3), min_size=n, max_size=n), label="keys")
         event = batches.BUILDERS[source](n, groups)
     bad = data.draw(st.sets(st.integers(0, n - 1)), label="failing")
-    log: list = []
+    open(log.path, "w").close()  # hypothesis runs this body many times with one fixture
     out = lambda_fanout.process_batch(event, failing_handler(bad, log), strategy=strategy_name, max_workers=4)
     reported, skipped = expected_failures(groups, bad)
     want = [batches.identifier(source, event["Records"][i]) for i in reported]
@@ -92,36 +107,25 @@ def test_exact_batch_item_failures(strategy_name, source, data):
 
 
 @pytest.mark.parametrize("source", ["sqs", "kinesis", "dynamodb"])
-def test_order_within_a_group_under_concurrency(strategy_name, source):
+def test_order_within_a_group_under_concurrency(strategy_name, source, log):
     n, n_groups = 48, 4
     groups = [i % n_groups for i in range(n)]
     event = batches.sqs(n, groups) if source == "sqs" else batches.BUILDERS[source](n, groups)
+    timed = _EnterLeave(log)
+    out = lambda_fanout.process_batch(event, lambda_fanout.Task(timed.sync_fn, timed.async_fn),
+                                      strategy=strategy_name, max_workers=8)
+    assert out == {"batchItemFailures": []}
+    # Replay the log: 2p when record p entered, 2p + 1 when it left.
     order: dict = {}
     active = {"now": 0, "peak": 0}
-    lock = threading.Lock()
-
-    def enter(record):
-        with lock:
-            order.setdefault(groups[position_of(record)], []).append(position_of(record))
-            active["now"] += 1
-            active["peak"] = max(active["peak"], active["now"])
-
-    def leave():
-        with lock:
+    for entry in log:
+        position, left = divmod(entry, 2)
+        if left:
             active["now"] -= 1
-
-    def sync_fn(record):
-        enter(record)
-        time.sleep(0.002)
-        leave()
-
-    async def async_fn(record):
-        enter(record)
-        await asyncio.sleep(0.002)
-        leave()
-
-    out = lambda_fanout.process_batch(event, lambda_fanout.Task(sync_fn, async_fn), strategy=strategy_name, max_workers=8)
-    assert out == {"batchItemFailures": []}
+            continue
+        order.setdefault(groups[position], []).append(position)
+        active["now"] += 1
+        active["peak"] = max(active["peak"], active["now"])
     for g, seen in order.items():
         assert seen == sorted(seen) == [i for i in range(n) if groups[i] == g]
     assert active["peak"] <= n_groups
@@ -129,11 +133,11 @@ def test_order_within_a_group_under_concurrency(strategy_name, source):
         assert active["peak"] > 1, "groups should run concurrently"
 
 
-def test_deadline_reports_unstarted_records_and_loses_none(strategy_name, fake_context, monkeypatch):
+def test_deadline_reports_unstarted_records_and_loses_none(strategy_name, fake_context, monkeypatch, log):
     monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, "100")
     n = 300
     event = batches.sqs(n, [i % 5 if i % 2 else None for i in range(n)])
-    done: list = []
+    done = log
     out = lambda_fanout.process_batch(event, failing_handler(set(), done, delay=0.01),
                                       context=fake_context(350), strategy=strategy_name, max_workers=4)
     failed = {f["itemIdentifier"] for f in out["batchItemFailures"]}
@@ -147,48 +151,77 @@ def test_deadline_reports_unstarted_records_and_loses_none(strategy_name, fake_c
 @pytest.mark.parametrize("name,source", [("s3", "s3"), ("sns", "sns"), ("eventbridge", "eventbridge")])
 def test_sources_without_partial_responses(strategy_name, name, source):
     event = batches.sample(name)
-    assert lambda_fanout.process_batch(event, lambda_fanout.Task(lambda r: 1, _one), strategy=strategy_name) == {
+    assert lambda_fanout.process_batch(event, lambda_fanout.Task(_one_sync, _one), strategy=strategy_name) == {
         "batchSize": 1, "succeeded": 1}
-
-    def boom(record):
-        raise KeyError("missing")
 
     async def aboom(record):
         raise KeyError("missing")
 
     with pytest.raises(lambda_fanout.BatchError) as info:
-        lambda_fanout.process_batch(event, lambda_fanout.Task(boom, aboom), strategy=strategy_name)
+        lambda_fanout.process_batch(event, lambda_fanout.Task(_boom, aboom), strategy=strategy_name)
     err = info.value
     assert err.source == source and len(err.failures) == 1
     assert err.failures[0].index == 0 and isinstance(err.failures[0].error, KeyError)
     assert isinstance(err.__cause__, KeyError)
 
 
+def _one_sync(record):
+    return 1
+
+
 async def _one(record):
     return 1
+
+
+def _boom(record):
+    raise KeyError("missing")
+
+
+class _EnterLeave:
+    """Logs 2p as record p enters and 2p + 1 as it leaves, 2 ms later."""
+
+    def __init__(self, log: xproc.Log) -> None:
+        self.log = log
+
+    def sync_fn(self, record):
+        position = position_of(record)
+        self.log.append(2 * position)
+        time.sleep(0.002)
+        self.log.append(2 * position + 1)
+
+    async def async_fn(self, record):
+        position = position_of(record)
+        self.log.append(2 * position)
+        await asyncio.sleep(0.002)
+        self.log.append(2 * position + 1)
 
 
 def test_distributed_map_batch(strategy_name):
     event = batches.sample("distributed_map")
     event["Items"] = [{"key": f"k{i}", "size": i} for i in range(30)]
-    got = lambda_fanout.process_batch(event, lambda_fanout.Task(lambda item: item["size"] * 2, _double_size),
+    got = lambda_fanout.process_batch(event, lambda_fanout.Task(_double_size_sync, _double_size),
                                       strategy=strategy_name, max_workers=5)
     assert got == [i * 2 for i in range(30)]
 
-    def unserialisable(item):
-        return {1, 2} if item["size"] == 7 else item["size"]
-
     async def aunserialisable(item):
-        return unserialisable(item)
+        return _unserialisable(item)
 
     with pytest.raises(lambda_fanout.BatchError) as info:
-        lambda_fanout.process_batch(event, lambda_fanout.Task(unserialisable, aunserialisable), strategy=strategy_name)
+        lambda_fanout.process_batch(event, lambda_fanout.Task(_unserialisable, aunserialisable), strategy=strategy_name)
     assert [f.index for f in info.value.failures] == [7]
     assert "JSON-serialisable" in str(info.value.failures[0].error)
 
 
+def _double_size_sync(item):
+    return item["size"] * 2
+
+
 async def _double_size(item):
     return item["size"] * 2
+
+
+def _unserialisable(item):
+    return {1, 2} if item["size"] == 7 else item["size"]
 
 
 @pytest.mark.parametrize("event,fragment", [

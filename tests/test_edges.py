@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
+from functools import partial
 import json
 import os
 import subprocess
@@ -22,7 +23,6 @@ import pytest
 import lambda_fanout
 import staging
 import xproc
-from functools import partial
 from lambda_fanout.strategies.base import WINDOW_PER_WORKER
 
 

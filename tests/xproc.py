@@ -123,6 +123,25 @@ def record_then_wait(started: Log, release: Flag, i):
     return i
 
 
+def record_then_fail_at(started: Log, at: int, i):
+    """Records ``i``; item ``at`` raises Boom, the others take 1 ms."""
+    started.append(i)
+    if i == at:
+        raise Boom(f"item {at}")
+    time.sleep(0.001)
+    return i
+
+
+def boom(i):
+    raise Boom("stop")
+
+
+def sleep_then_record(done: Log, i):
+    time.sleep(0.0005 if i % 3 else 0.002)
+    done.append(i)
+    return i
+
+
 def is_frequent(record) -> bool:
     return record["frequency"] > 10
 

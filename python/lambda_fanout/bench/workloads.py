@@ -254,18 +254,24 @@ async def afrequent(item: dict) -> bool:
     return frequent(item)
 
 
+class _Sleep:
+    # A class at module level, so that the processes strategy can pickle the task.
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+
+    def __call__(self, x):
+        time.sleep(self.delay_s)
+        return x
+
+    async def wait(self, x):
+        await asyncio.sleep(self.delay_s)
+        return x
+
+
 def sleep_task(delay_s: float) -> Task:
     """A Task that waits ``delay_s`` (time.sleep / asyncio.sleep) and returns its item."""
-
-    def wait(x):
-        time.sleep(delay_s)
-        return x
-
-    async def await_(x):
-        await asyncio.sleep(delay_s)
-        return x
-
-    return Task(wait, await_, name=f"sleep {delay_s * 1000:g} ms")
+    sleep = _Sleep(delay_s)
+    return Task(sleep, sleep.wait, name=f"sleep {delay_s * 1000:g} ms")
 
 
 class _Generic:
