@@ -50,7 +50,7 @@ class Remote:
 
     def _in(self, lease, item):
         try:
-            (ok, value), = lease.worker().call(self.data, [item], lease.timeout())[0]
+            (ok, value), = lease.worker().call(self.data, [item], lease.timeout(), env=lease.env)[0]
         except _procpool.Killed:
             raise DeadlineExceeded.did_not_finish(self.margin_ms) from None
         if ok:
@@ -169,7 +169,8 @@ class ProcessesStrategy(Strategy):
             return None
         worker = lease.worker()
         try:
-            results, elapsed = worker.call(run.fn.data, items, lease.timeout(), stop_on_failure=run.stop_on_failure)
+            results, elapsed = worker.call(run.fn.data, items, lease.timeout(), stop_on_failure=run.stop_on_failure,
+                                           env=lease.env)
         except _procpool.Killed as killed:
             # The first `started` records began (reported as not finished), the rest never did.
             for index in begun[killed.started:]:

@@ -23,7 +23,12 @@ class Log:
         if path is None:
             fd, path = tempfile.mkstemp(prefix="fanout-log-")
             os.close(fd)
+        elif not os.path.exists(path):
+            open(path, "a").close()
         self.path = path
+
+    def clear(self) -> None:
+        open(self.path, "w").close()
 
     def append(self, value: int) -> None:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
@@ -52,11 +57,14 @@ class Log:
 class Flag:
     """A threading.Event-like flag that any process can wait on."""
 
-    def __init__(self) -> None:
-        self.path = tempfile.mktemp(prefix="fanout-flag-")
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path or tempfile.mktemp(prefix="fanout-flag-")
 
     def set(self) -> None:
         open(self.path, "w").close()
+
+    def clear(self) -> None:
+        self.remove()
 
     def is_set(self) -> bool:
         return os.path.exists(self.path)

@@ -244,7 +244,12 @@ def _serve(conn, progress) -> None:
         except (EOFError, OSError):
             return  # the caller closed the pipe or exited
         try:
-            task, items, stop_on_failure = loads(request)
+            task, env, items, stop_on_failure = loads(request)
+            if env is not None:
+                # The caller's environment at this call (a forkserver child starts with the
+                # server's): AWS_* settings, the handler's own variables.
+                os.environ.clear()
+                os.environ.update(env)
             if task is not None:
                 fn = None
                 fn = loads(task)
@@ -274,7 +279,7 @@ class Worker:
     """One worker process and the caller's ends of its pipes; used by one thread at a time."""
 
     __slots__ = ("process", "conn", "progress", "task", "ready", "started", "startup_ms", "interrupted", "busy",
-                 "loading")
+                 "loading", "env")
 
     def __init__(self, ctx: Any) -> None:
         self.started = time.perf_counter()
@@ -295,15 +300,18 @@ class Worker:
         self.interrupted = False
         self.busy = False
         self.loading = False
+        self.env: dict | None = None
 
-    def preload(self, task: bytes) -> None:
+    def preload(self, task: bytes, env: dict | None) -> None:
         """Have the worker import ``task`` now, in the background; its reply is read by the next call."""
-        self.conn.send_bytes(pickle.dumps((task, [], False), _PROTOCOL))
+        self.conn.send_bytes(pickle.dumps((task, env, [], False), _PROTOCOL))
         self.task = task
+        self.env = env
         self.loading = True
 
     def call(
-        self, task: bytes, items: list, timeout: float | None = None, *, stop_on_failure: bool = False
+        self, task: bytes, items: list, timeout: float | None = None, *, stop_on_failure: bool = False,
+        env: dict | None = None,
     ) -> tuple[list, float]:
         """Run ``task`` on ``items`` in this worker: ``([(ok, value), ...], seconds in the worker)``.
 
@@ -314,6 +322,7 @@ class Worker:
 
         Args:
             timeout: seconds for the whole call, None for none; past it the worker is killed.
+            env: the environment to run in (sent only when it differs from the last one), or None.
 
         Raises:
             Killed: the timeout passed, or :meth:`interrupt` was called.
@@ -330,15 +339,21 @@ class Worker:
                 self.loading = False
                 if pickle.loads(self._receive(until))[0] == _REQUEST_ERROR:
                     self.task = None  # sent again below, and its error reported then
-            return self._call(task, items, until, stop_on_failure)
+            if env is not None and env != self.env:
+                self.env = env
+            else:
+                env = None
+            return self._call(task, env, items, until, stop_on_failure)
         finally:
             self.busy = False
 
-    def _call(self, task: bytes, items: list, until: float | None, stop_on_failure: bool) -> tuple[list, float]:
+    def _call(
+        self, task: bytes, env: dict | None, items: list, until: float | None, stop_on_failure: bool
+    ) -> tuple[list, float]:
         try:
-            request = pickle.dumps((None if task == self.task else task, items, stop_on_failure), _PROTOCOL)
+            request = pickle.dumps((None if task == self.task else task, env, items, stop_on_failure), _PROTOCOL)
         except Exception:
-            return self._call_each(task, items, until, stop_on_failure)
+            return self._call_each(task, env, items, until, stop_on_failure)
         self.conn.send_bytes(request)
         self.task = task
         kind, payload, elapsed = pickle.loads(self._receive(until))
@@ -351,7 +366,9 @@ class Worker:
             ) from payload
         return payload, elapsed
 
-    def _call_each(self, task: bytes, items: list, until: float | None, stop: bool) -> tuple[list, float]:
+    def _call_each(
+        self, task: bytes, env: dict | None, items: list, until: float | None, stop: bool
+    ) -> tuple[list, float]:
         # Some item cannot be pickled: send the others one by one and fail that one alone.
         results: list = []
         elapsed = 0.0
@@ -367,7 +384,8 @@ class Worker:
                     break
                 continue
             try:
-                one, took = self._call(task, [item], until, stop)
+                one, took = self._call(task, env, [item], until, stop)
+                env = None  # sent with the first
             except (Killed, WorkerError) as exc:
                 exc.started += position
                 raise
@@ -498,7 +516,7 @@ class ProcessPool:
         if replace:
             fresh = Worker(self._ctx)
             if worker.task is not None:
-                fresh.preload(worker.task)
+                fresh.preload(worker.task, worker.env)
             with self._lock:
                 self._idle.append(fresh)
 
@@ -549,6 +567,8 @@ class Lease:
         self.held: list[Worker] = []
         self._mine = threading.local()
         self._lock = threading.Lock()
+        #: the caller's environment for this call, which the workers run in
+        self.env = dict(os.environ)
 
     def worker(self) -> Worker:
         """This thread's worker for the call; a new one if it died or was killed."""
