@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 import threading
 import time
 # Annotations only (postponed by `from __future__ import annotations`): typing is
@@ -233,7 +234,7 @@ def _serve(conn, progress) -> None:
     # Ctrl-C reaches the whole process group; the caller decides what it stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     conn.send_bytes(_READY)
-    fn = None
+    fn = last = None
     loads = pickle.loads
     clock = time.perf_counter
     mark = os.write
@@ -247,12 +248,18 @@ def _serve(conn, progress) -> None:
             task, env, items, stop_on_failure = loads(request)
             if env is not None:
                 # The caller's environment at this call (a forkserver child starts with the
-                # server's): AWS_* settings, the handler's own variables.
+                # server's): AWS_* settings, the handler's own variables. What was built
+                # from the old one goes: cached AWS clients, and the task (loaded afresh).
                 os.environ.clear()
                 os.environ.update(env)
+                aws = sys.modules.get("lambda_fanout.aws")
+                if aws is not None:
+                    aws.reset_clients()
+                task = task or last
             if task is not None:
                 fn = None
                 fn = loads(task)
+                last = task
         except Exception as exc:
             conn.send_bytes(pickle.dumps((_REQUEST_ERROR, _portable(exc), 0.0), _PROTOCOL))
             continue
