@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
-from functools import partial
 import json
 import os
 import subprocess
@@ -17,6 +16,7 @@ import sys
 import textwrap
 import threading
 import time
+from functools import partial
 
 import pytest
 

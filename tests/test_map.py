@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from functools import partial
 import threading
-import time
 import warnings
+from functools import partial
 
 import pytest
 
