@@ -24,8 +24,7 @@ from conftest import FakeContext
 MARGIN_MS = 100
 
 
-class Boom(Exception):
-    pass
+Boom = xproc.Boom  # defined there: a worker then imports only that light module
 
 
 class InputBroke(Exception):
@@ -35,42 +34,8 @@ class InputBroke(Exception):
 BASE_ERRORS = {"interrupt": KeyboardInterrupt, "cancel": asyncio.CancelledError, "exit": SystemExit}
 
 
-class Program:
-    """The drawn actions as a task; module level and recording to files, so ``processes`` runs it too."""
-
-    def __init__(self, actions, started: xproc.Log, release: xproc.Flag) -> None:
-        self.actions = actions
-        self.started = started
-        self.release = release
-
-    def begin(self, i):
-        self.started.append(i)
-        action = self.actions[i]
-        if action in BASE_ERRORS:
-            raise BASE_ERRORS[action]()
-        if action == "raise":
-            raise Boom(i)
-        return action
-
-    def fn(self, i):
-        action = self.begin(i)
-        if action == "hang":
-            self.release.wait(10)
-        elif action.startswith("sleep"):
-            time.sleep(int(action[5:]) / 1000)
-        return i * 7
-
-    async def afn(self, i):
-        action = self.begin(i)
-        if action == "hang":
-            await asyncio.Event().wait()
-        elif action.startswith("sleep"):
-            await asyncio.sleep(int(action[5:]) / 1000)
-        return i * 7
-
-
 def program_task(actions, started, release):
-    program = Program(actions, started, release)
+    program = xproc.Program(actions, started, release, BASE_ERRORS, Boom)
     return lambda_fanout.Task(program.fn, program.afn)
 
 

@@ -187,3 +187,90 @@ def sum_of_asyncio_map(i):
 
 async def adouble(i):
     return 2 * i
+
+
+class Program:
+    """test_contract's drawn actions as a task (here, so a worker imports only this light module)."""
+
+    def __init__(self, actions, started: Log, release: Flag, base_errors: dict, failure: type) -> None:
+        self.actions = actions
+        self.started = started
+        self.release = release
+        self.base_errors = base_errors
+        self.failure = failure
+
+    def begin(self, i):
+        self.started.append(i)
+        action = self.actions[i]
+        if action in self.base_errors:
+            raise self.base_errors[action]()
+        if action == "raise":
+            raise self.failure(i)
+        return action
+
+    def fn(self, i):
+        action = self.begin(i)
+        if action == "hang":
+            self.release.wait(10)
+        elif action.startswith("sleep"):
+            time.sleep(int(action[5:]) / 1000)
+        return i * 7
+
+    async def afn(self, i):
+        action = self.begin(i)
+        if action == "hang":
+            await asyncio.Event().wait()
+        elif action.startswith("sleep"):
+            await asyncio.sleep(int(action[5:]) / 1000)
+        return i * 7
+
+
+def position_of(record):
+    if "messageId" in record:
+        return int(record["messageId"].split("-")[1])
+    if "kinesis" in record:
+        return int(record["kinesis"]["sequenceNumber"]) - 49590338271490256608559692538361571095921575989136588898
+    return int(record["dynamodb"]["SequenceNumber"]) - 111
+
+
+class Failing:
+    """test_batch's record handler: fails the records whose position is in ``bad``."""
+    def __init__(self, bad: set, log: Log | None, delay: float) -> None:
+        self.bad = bad
+        self.log = log
+        self.delay = delay
+
+    def check(self, record):
+        position = position_of(record)
+        if self.log is not None:
+            self.log.append(position)
+        if position in self.bad:
+            raise RuntimeError(f"record {position} fails")
+        return position
+
+    def sync_fn(self, record):
+        time.sleep(self.delay)
+        return self.check(record)
+
+    async def async_fn(self, record):
+        await asyncio.sleep(self.delay)
+        return self.check(record)
+
+
+class EnterLeave:
+    """Logs 2p as record p enters and 2p + 1 as it leaves, 2 ms later."""
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+
+    def sync_fn(self, record):
+        position = position_of(record)
+        self.log.append(2 * position)
+        time.sleep(0.002)
+        self.log.append(2 * position + 1)
+
+    async def async_fn(self, record):
+        position = position_of(record)
+        self.log.append(2 * position)
+        await asyncio.sleep(0.002)
+        self.log.append(2 * position + 1)

@@ -2,8 +2,10 @@
 
 Lambda has no ``/dev/shm``, so ``multiprocessing.Pool``, ``Queue``, ``Manager`` and
 every lock or semaphore fail there with ``OSError``. This module uses only
-``Process`` and ``Pipe`` (a socket pair): each worker owns one duplex pipe and
-serves one request at a time, ``(task or None, items) -> [(ok, value), ...]``.
+``Process`` and ``Pipe``: each worker owns one duplex pipe and serves one request at
+a time, ``(task or None, environment or None, items, stop_on_failure) -> [(ok, value), ...]``,
+and writes one byte to a second pipe as each item begins, so that a caller that
+kills it knows which items started.
 
 Workers are started with ``forkserver`` (see ``START_METHOD``): a single-threaded
 server, started once as a fresh interpreter, forks each worker. A fork of the
@@ -28,9 +30,10 @@ if TYPE_CHECKING:
 from ._errors import ConfigError
 
 #: Measured in tests/benchmarks/test_processes_bench.py and explained in the README:
-#: forkserver starts workers about as fast as fork once its server is up, and is safe
-#: with threads already running in the caller; spawn pays a whole interpreter start
-#: (and every import of the task's module) per worker, again after each replacement.
+#: fork is by far the cheapest but copies locks held by the caller's other threads
+#: into the child; forkserver and spawn are both safe and cost about the same (the
+#: worker importing the task's module dominates), forkserver sparing an interpreter
+#: start per worker and per replacement.
 START_METHOD = "forkserver"
 START_METHODS = ("forkserver", "spawn", "fork")
 
