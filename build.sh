@@ -1,8 +1,5 @@
 #!/usr/bin/env bash
-# lambda-fanout's one entry point.
-#   ./build.sh test    bootstrap .venv and run the whole test suite (what CI runs)
-#   ./build.sh bench   bootstrap .venv and compare the strategies on a local endpoint
-#   ./build.sh layer   build the Lambda layer zip
+# lambda-fanout's one entry point: ./build.sh help lists the commands.
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$PWD
@@ -10,6 +7,21 @@ VENV=$ROOT/.venv
 PY_MIN=3.11
 
 log() { printf '==> %s\n' "$*" >&2; }
+
+usage() {
+  cat <<'EOF'
+usage: ./build.sh COMMAND [options]
+
+Commands:
+  test     bootstrap .venv and run the whole test suite (what CI runs); options go to pytest
+  bench    compare every strategy on realistic workloads against a local endpoint (bench --help)
+  layer    build the Lambda layer zip into dist/ (layer --help)
+  invoke   run a function with the layer attached, the way Lambda runs it (invoke --help)
+  help     show this help (also -h, --help)
+
+The first run of test, bench, layer or invoke creates .venv from pinned, hash-checked requirements.
+EOF
+}
 
 # A Python of at least $PY_MIN: $PYTHON if set, else python3, else python3.1x.
 find_python() {
@@ -91,5 +103,7 @@ case "${1:-}" in
   test) shift; cmd_test "$@" ;;
   bench) shift; cmd_bench "$@" ;;
   layer) shift; cmd_layer "$@" ;;
-  *) echo "usage: ./build.sh test|bench|layer [options]" >&2; exit 2 ;;
+  help|-h|--help) usage ;;
+  "") usage >&2; exit 2 ;;
+  *) echo "build.sh: unknown command '$1'" >&2; usage >&2; exit 2 ;;
 esac

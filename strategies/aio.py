@@ -31,11 +31,18 @@ class AsyncioStrategy(Strategy):
     def _drive(self, run: Run) -> None:
         from .. import _loop
 
-        timeout = run.wait_timeout()
-        try:
-            _loop.run(self._adrive(run), None if timeout is None else timeout + _LOOP_GRACE_S)
-        except TimeoutError:
-            return  # the loop is held by a blocking call; the ledger reports what did not finish
+        future = _loop.submit(self._adrive(run))
+        while True:
+            timeout = run.wait_timeout()
+            try:
+                future.result(None if timeout is None else timeout + _LOOP_GRACE_S)
+                return
+            except TimeoutError:
+                if run.reading:
+                    continue  # a read of the caller's iterator finishes first, as under every strategy
+                # A blocking call holds the loop: stop waiting; the ledger reports what did not finish.
+                future.cancel()
+                return
 
     async def _adrive(self, run: Run) -> None:
         jobs = run.jobs
@@ -60,7 +67,20 @@ class AsyncioStrategy(Strategy):
                 if run.must_return() or (pending and run.expired()):
                     return  # finish() raises the fatal error, or reports what is still running
         finally:
-            # Nothing is left pending on the shared loop after a call.
+            # Whatever ends the call (done, deadline, fatal error, the caller's cancel), no
+            # job starts after it; then the workers are cancelled, and waited for only
+            # briefly: a task that delays its cancellation does not hold the caller.
+            run.stop()
+            run.winding_down = True
             for task in workers:
                 task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            _, stragglers = await asyncio.wait(workers, timeout=_LOOP_GRACE_S)
+            for task in stragglers:
+                task.add_done_callback(_retrieve)
+
+
+def _retrieve(task: asyncio.Task) -> None:
+    # A straggler's outcome belongs to a call that has returned: retrieve it so asyncio
+    # does not log "exception was never retrieved".
+    if not task.cancelled():
+        task.exception()

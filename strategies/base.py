@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 from .. import _config
 from .._run import Run, deadline_of
+from .._errors import kind
 from .._task import Results, sync_form
 
 #: How many items a strategy keeps in flight per worker: enough to keep every
@@ -120,7 +121,7 @@ class Strategy:
         collect = _config.error_mode(errors) == "collect"
         if isinstance(items, (str, bytes)):
             raise TypeError(
-                f"items must be an iterable of items but got a {type(items).__name__}; "
+                f"items must be an iterable of items but got {kind(items)}; "
                 "wrap a single item in a list."
             )
         iter(items)  # TypeError for a non-iterable, before any work starts
@@ -168,17 +169,39 @@ class Strategy:
             RuntimeError: called inside a running event loop.
         """
         _refuse_running_loop()
-        return self.run(self.start(task, items, errors=errors, context=context))
+        run = self.start(task, items, errors=errors, context=context)
+        return _logged(self.settings, run, self.run(run))
 
     async def amap(self, task: Any, items: Iterable[Any], *, errors: str = "raise", context: Any = None) -> Results:
         """Awaitable :meth:`map` for callers already inside an event loop."""
-        return await self.arun(self.start(task, items, errors=errors, context=context))
+        run = self.start(task, items, errors=errors, context=context)
+        return _logged(self.settings, run, await self.arun(run))
 
     async def _adrive(self, run: Run) -> None:
-        # A sync strategy keeps the caller's loop free by driving from a thread.
+        # A sync strategy keeps the caller's loop free by driving from a thread of its own
+        # (not asyncio.to_thread: asyncio.run would wait at exit for a driver still waiting
+        # on a hung task after the caller was cancelled).
         import asyncio
+        import contextvars
+        import threading
+        from concurrent.futures import Future
 
-        await asyncio.to_thread(self._drive, run)
+        done: Future = Future()
+        context = contextvars.copy_context()
+
+        def drive() -> None:
+            # A cancelled caller has cancelled `done` already: then nobody awaits the outcome.
+            try:
+                context.run(self._drive, run)
+            except BaseException as exc:  # handed to the awaiting caller, whatever it is
+                if done.set_running_or_notify_cancel():
+                    done.set_exception(exc)
+            else:
+                if done.set_running_or_notify_cancel():
+                    done.set_result(None)
+
+        threading.Thread(target=drive, name=f"fanout-{self.name}-amap", daemon=True).start()
+        await asyncio.wrap_future(done)
 
     def close(self) -> None:
         """Release anything held between calls. The base holds nothing."""
@@ -191,6 +214,18 @@ class Strategy:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} max_workers={self.max_workers}>"
+
+
+def _logged(settings: Settings, run: Run, results: Results) -> Results:
+    # errors="collect" hands failures back as Outcomes: each gets its log line, as a
+    # batch record does. errors="raise" raised TaskError before reaching here.
+    if run.collect:
+        failed = [(o.index, None, o.error) for o in results if o.error is not None]
+        if failed:
+            from .._failures import log_failures
+
+            log_failures(settings, "map", failed)
+    return results
 
 
 def _refuse_running_loop() -> None:

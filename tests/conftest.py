@@ -36,6 +36,8 @@ def _processes_ready() -> None:
 @pytest.fixture(params=[s for s in lambda_fanout.STRATEGIES if s != "sequential"])
 def concurrent_strategy(request) -> str:
     """Each strategy that runs items concurrently (not the sequential reference)."""
+    if request.param == "processes":
+        _processes_ready()
     return request.param
 
 

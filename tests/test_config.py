@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import batches
 import lambda_fanout
 
 
@@ -80,3 +81,136 @@ def test_task_needs_a_form():
         lambda_fanout.Task(None, None)
     with pytest.raises(lambda_fanout.ConfigError, match="callable"):
         lambda_fanout.Task(42)
+
+
+@pytest.mark.parametrize("var,value,fragment", [
+    ("FANOUT_FIFO_ON_FAILURE", "stop", "'group', 'batch'"),
+    ("FANOUT_FIFO_ON_FAILURE", "", "empty"),
+    ("FANOUT_FIFO_ON_FAILURE", "Batch", "Did you mean 'batch'"),
+    ("FANOUT_RAISE_ON_ALL_FAILED", "maybe", "'on', 'off'"),
+    ("FANOUT_RAISE_ON_ALL_FAILED", "2", "'on', 'off'"),
+])
+def test_bad_batch_settings_env(monkeypatch, var, value, fragment):
+    monkeypatch.setenv(var, value)
+    ran = []
+    with pytest.raises(lambda_fanout.ConfigError) as info:
+        lambda_fanout.process_batch(batches.sqs(2), ran.append)
+    assert var in str(info.value) and repr(value) in str(info.value) and fragment in str(info.value)
+    assert ran == []
+
+
+def test_batch_settings_are_listed_with_the_others(monkeypatch):
+    monkeypatch.setenv("FANOUT_STRATEGY", "thread")
+    monkeypatch.setenv("FANOUT_FIFO_ON_FAILURE", "all")
+    monkeypatch.setenv("FANOUT_RAISE_ON_ALL_FAILED", "sometimes")
+    with pytest.raises(lambda_fanout.ConfigError) as info:
+        lambda_fanout.Settings.resolve()
+    lines = str(info.value).splitlines()
+    assert lines[0] == "3 settings are not valid:"
+    assert [v for v in ("FANOUT_STRATEGY", "FANOUT_FIFO_ON_FAILURE", "FANOUT_RAISE_ON_ALL_FAILED")
+            if any(v in line for line in lines[1:])] == ["FANOUT_STRATEGY", "FANOUT_FIFO_ON_FAILURE",
+                                                         "FANOUT_RAISE_ON_ALL_FAILED"]
+
+
+def test_batch_settings_defaults_env_and_arguments():
+    resolve = lambda_fanout.Settings.resolve
+    assert (resolve(environ={}).fifo_on_failure, resolve(environ={}).raise_on_all_failed) == ("group", False)
+    env = {"FANOUT_FIFO_ON_FAILURE": "batch", "FANOUT_RAISE_ON_ALL_FAILED": "on"}
+    assert (resolve(environ=env).fifo_on_failure, resolve(environ=env).raise_on_all_failed) == ("batch", True)
+    explicit = resolve(fifo_on_failure="group", raise_on_all_failed=False, environ=env)
+    assert (explicit.fifo_on_failure, explicit.raise_on_all_failed) == ("group", False)
+
+
+@pytest.mark.parametrize("kwargs,fragment", [
+    ({"fifo_on_failure": "stop"}, "argument fifo_on_failure= must be one of 'group', 'batch' but got 'stop'"),
+    ({"raise_on_all_failed": "on"}, "argument raise_on_all_failed= must be True or False but got 'on'"),
+    ({"raise_on_all_failed": 1}, "must be True or False"),
+])
+def test_bad_batch_settings_arguments(kwargs, fragment):
+    with pytest.raises(lambda_fanout.ConfigError) as info:
+        lambda_fanout.process_batch(batches.sqs(2), abs, **kwargs)
+    assert fragment in str(info.value)
+def test_every_bad_setting_in_one_error(monkeypatch):
+    monkeypatch.setenv("FANOUT_STRATEGY", "thread")
+    monkeypatch.setenv("FANOUT_MAX_WORKERS", "0")
+    monkeypatch.setenv("FANOUT_METRICS", "maybe")
+    with pytest.raises(lambda_fanout.ConfigError) as info:
+        lambda_fanout.map(abs, [1])
+    lines = str(info.value).splitlines()
+    assert lines[0] == "3 settings are not valid:"
+    assert [line.split()[3] for line in lines[1:]] == ["FANOUT_STRATEGY", "FANOUT_MAX_WORKERS", "FANOUT_METRICS"]
+    assert "Did you mean 'threads'" in lines[1] and "'0'" in lines[2] and "'maybe'" in lines[3]
+
+
+def test_the_zero_code_handler_reports_three_bad_settings_at_once(tmp_path):
+    # The example of the issue: one deploy shows every mistake, as lambda_fanout.ConfigError.
+    import os
+    import subprocess
+    import sys
+
+    import staging
+
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": staging.python_dir(),
+           "LAMBDA_TASK_ROOT": str(tmp_path), "FANOUT_STRATEGY": "thread", "FANOUT_MAX_WORKERS": "0",
+           "FANOUT_RECORD_HANDLER": "nope.fn"}
+    proc = subprocess.run([sys.executable, "-c", "import lambda_fanout.handler"], env=env, cwd="/",
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    tail = proc.stderr[proc.stderr.index("lambda_fanout.ConfigError: "):].splitlines()
+    assert tail[0] == "lambda_fanout.ConfigError: 3 settings are not valid:"
+    assert tail[1].startswith("- FANOUT_RECORD_HANDLER='nope.fn': module 'nope' could not be imported")
+    assert tail[2].startswith("- environment variable FANOUT_STRATEGY must be one of") and "'threads'" in tail[2]
+    assert tail[3].startswith("- environment variable FANOUT_MAX_WORKERS must be a whole number from 1 to 1024")
+    assert len(tail) == 4
+    assert "lambda_fanout._errors" not in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["ConfigError", "TaskError", "DeadlineExceeded", "SkippedAfterFailure",
+                                  "BatchError"])
+def test_public_exceptions_are_named_from_the_package(name):
+    import pickle
+
+    cls = getattr(lambda_fanout, name)
+    assert cls.__module__ == "lambda_fanout" and getattr(lambda_fanout, cls.__qualname__) is cls
+    assert f"{cls.__module__}.{cls.__qualname__}" == f"lambda_fanout.{name}"
+    if name == "ConfigError":
+        assert type(pickle.loads(pickle.dumps(cls("x")))) is cls
+
+
+def test_flags_take_the_usual_spellings():
+    from lambda_fanout import _config
+
+    for on in ("on", "ON", "true", "True", "yes", "1"):
+        assert _config.resolve_flag("X", default=False, environ={"X": on}) is True
+    for off in ("off", "Off", "false", "FALSE", "no", "0"):
+        assert _config.resolve_flag("X", default=True, environ={"X": off}) is False
+    with pytest.raises(lambda_fanout.ConfigError, match=r"'on', 'off' \(also 0, 1, false, no, true, yes; any case\)"):
+        _config.resolve_flag("X", default=True, environ={"X": "enable"})
+
+
+def test_configuration_table_in_the_readme_is_the_declared_one():
+    # Every FANOUT_* variable declared in _config.py is in VARIABLES, and the README's
+    # table is rendered from it (python -m lambda_fanout._config prints it).
+    import os
+
+    from lambda_fanout import _config
+
+    declared = {v for k, v in vars(_config).items() if k.startswith("ENV_") and v.startswith("FANOUT_")}
+    assert declared == {row[0] for row in _config.VARIABLES}
+    assert len(declared) == len(_config.VARIABLES)
+    with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md")) as f:
+        readme = f.read()
+    assert _config.configuration_table() in readme
+    # Defaults shown are the ones resolved from an empty environment.
+    settings = lambda_fanout.Settings.resolve(environ={})
+    rows = {row[0]: row[1] for row in _config.VARIABLES}
+    assert rows["FANOUT_STRATEGY"] == f"`{settings.strategy}`"
+    assert rows["FANOUT_MAX_WORKERS"] == f"`{settings.max_workers}`"
+    assert rows["FANOUT_DEADLINE_MARGIN_MS"] == f"`{settings.deadline_margin_ms}`"
+    assert rows["FANOUT_LOG_FAILURES"] == f"`{settings.log_failures}`"
+    assert rows["FANOUT_METRICS_NAMESPACE"] == f"`{settings.metrics_namespace}`"
+    from lambda_fanout import aws
+
+    timeouts = aws.client_settings(1)
+    assert rows["FANOUT_AWS_CONNECT_TIMEOUT_S"] == f"`{timeouts['connect_timeout']:g}`"
+    assert rows["FANOUT_AWS_READ_TIMEOUT_S"] == f"`{timeouts['read_timeout']:g}`"

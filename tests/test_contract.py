@@ -19,7 +19,6 @@ from hypothesis import HealthCheck, given, settings
 import hstrategies
 import lambda_fanout
 import xproc
-from conftest import FakeContext
 
 MARGIN_MS = 100
 
@@ -49,14 +48,14 @@ def source(n, fault_at, reads):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(program=hstrategies.programs())
-def test_every_program_keeps_the_contract(strategy_name, monkeypatch, program):
+def test_every_program_keeps_the_contract(strategy_name, monkeypatch, fake_context, program):
     monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, str(MARGIN_MS))
     actions, fault_at, remaining_ms, errors, workers = program
     log = xproc.Log()
     reads: list[int] = []
     release = xproc.Flag()
     threads_before = threading.active_count()
-    ctx = None if remaining_ms is None else FakeContext(remaining_ms)
+    ctx = None if remaining_ms is None else fake_context(remaining_ms)
     raised: BaseException | None = None
     got = None
     try:

@@ -327,3 +327,218 @@ def test_deadline_reports_say_started_or_not(strategy_name, fake_context, releas
     assert "may have had side effects" in str(first)
     for outcome in got[1:]:  # read before the cut (threads' windows) but never started
         assert not outcome.error.started and "safe to redeliver" in str(outcome.error)
+
+
+# -- cases an adversarial review found, kept as regressions ----------------------------------------
+
+def test_amap_cancel_with_a_task_that_swallows_cancellation(strategy_name, release):
+    started = []
+
+    def fn(i):
+        started.append(i)
+        release.wait(0.05)
+        return i
+
+    async def afn(i):
+        started.append(i)
+        try:
+            await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            return None  # swallowed: the worker would go on pulling jobs
+        return i
+
+    async def caller():
+        task = asyncio.ensure_future(lambda_fanout.amap(lambda_fanout.Task(fn, afn), range(40),
+                                                        strategy=strategy_name, max_workers=2))
+        await asyncio.sleep(0.12)
+        task.cancel()
+        t0 = time.monotonic()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.monotonic() - t0, len(started)
+
+    waited, at_cancel = asyncio.run(caller())
+    time.sleep(0.2)
+    assert waited < 0.5 and len(started) == at_cancel < 40
+
+
+def test_amap_returns_by_the_deadline_when_a_task_delays_its_cancellation(fake_context, margin_100ms):
+    async def stubborn(i):
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await asyncio.sleep(1)  # slow clean-up: must not hold the caller past the deadline
+            raise
+        return i
+
+    async def caller(ctx):
+        return await lambda_fanout.amap(stubborn, range(3), strategy="asyncio", errors="collect", context=ctx)
+
+    ctx = fake_context(400)
+    got = asyncio.run(caller(ctx))
+    assert ctx.get_remaining_time_in_millis() > 0, "returned after the Lambda deadline"
+    assert all(o.error.started for o in got)
+
+
+def test_a_task_cancelling_itself_is_its_own_error():
+    async def self_cancel(i):
+        if i == 1:
+            asyncio.current_task().cancel()
+            await asyncio.sleep(0)
+        return i
+
+    with pytest.raises(asyncio.CancelledError):
+        lambda_fanout.map(self_cancel, range(4), strategy="asyncio", max_workers=1, errors="collect")
+    assert lambda_fanout.map(self_cancel, [0, 2], strategy="asyncio") == [0, 2]
+
+
+def test_a_blocking_read_at_the_deadline_finishes_first(strategy_name, fake_context, margin_100ms):
+    consumed = []
+
+    def items():
+        for i in itertools.count():
+            if i == 3:
+                time.sleep(0.4)  # this read is under way when the margin passes
+            consumed.append(i)
+            yield i
+
+    got = lambda_fanout.map(dual(lambda i: i), items(), strategy=strategy_name, max_workers=2, errors="collect",
+                            context=fake_context(500))
+    assert len(got) == len(consumed) and got.unread  # every item taken from the input has its entry
+    frozen = list(got)
+    time.sleep(0.1)
+    assert list(got) == frozen and all(isinstance(o, lambda_fanout.Outcome) for o in got)
+
+
+def test_a_late_result_never_leaves_a_placeholder(strategy_name, fake_context, release, monkeypatch):
+    # Widen the window between a late result's check and its write, as a thread switch would.
+    from lambda_fanout import _run
+
+    class SlowOutcome(_run.Outcome):
+        __slots__ = ()
+
+        def __init__(self, index, *rest):
+            if index == 1:
+                time.sleep(0.03)
+            super().__init__(index, *rest)
+
+    monkeypatch.setattr(_run, "Outcome", SlowOutcome)
+    monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, "500")
+    ctx = fake_context(600)
+
+    def fn(i):
+        if i == 0:
+            release.wait(2)
+        if i == 1:
+            time.sleep(max(ctx.deadline - 0.5 - 0.005 - time.monotonic(), 0))  # settles just at the margin
+        return i
+
+    got = lambda_fanout.map(dual(fn), [0, 1], strategy=strategy_name, max_workers=2, errors="collect",
+                            context=ctx)
+    assert all(isinstance(o, lambda_fanout.Outcome) for o in got), got
+
+
+def test_items_read_before_the_input_fails_all_run(strategy_name):
+    ran = []
+
+    def items():
+        yield from "abc"
+        raise OSError("listing failed")
+
+    with pytest.raises(OSError) as info:
+        lambda_fanout.map(dual(ran.append), items(), strategy=strategy_name, max_workers=4)
+    assert sorted(ran) == ["a", "b", "c"]
+    assert "after 3 items were read; those items ran" in info.value.__notes__[0]
+
+
+def test_a_list_read_to_its_end_is_not_unread(strategy_name, fake_context, release, margin_100ms):
+    got = lambda_fanout.map(hanging(release, {1}), [0, 1], strategy=strategy_name, max_workers=1,
+                            errors="collect", context=fake_context(400))
+    assert [o.ok for o in got] == [True, False] and not got.unread
+
+
+def test_emf_counts_what_happened(strategy_name, monkeypatch, capsys, fake_context):
+    monkeypatch.setenv("FANOUT_METRICS", "on")
+
+    def fail_first(i):
+        if i == 0:
+            raise Boom()
+        time.sleep(0.01)
+        return i
+
+    def emitted():
+        return [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+
+    with pytest.raises(lambda_fanout.TaskError):
+        lambda_fanout.map(dual(fail_first), range(50), strategy=strategy_name, max_workers=1)
+    doc = emitted()[-1]
+    assert doc["Failed"] == 1 and doc["Succeeded"] == 0
+    assert doc["Items"] == doc["Succeeded"] + doc["Failed"] + doc["Unprocessed"]
+    with pytest.raises(lambda_fanout.TaskError):
+        lambda_fanout.map(dual(abs), range(3), strategy=strategy_name, context=Forever(50))  # no time at all
+    doc = emitted()[-1]
+    assert (doc["Items"], doc["Succeeded"], doc["Failed"], doc["Unprocessed"]) == (0, 0, 0, 0)
+
+    def broken():
+        yield 1
+        raise OSError("listing failed")
+
+    with pytest.raises(OSError):
+        lambda_fanout.map(dual(abs), broken(), strategy=strategy_name)
+    assert emitted()[-1]["Succeeded"] == 1
+
+
+def test_sync_task_names_never_show_bound_arguments(recwarn):
+    import functools
+
+    from lambda_fanout import _task
+
+    def fetch(bucket, key):
+        return key
+
+    for n in range(50):  # warm invocations, each with its own partial over event data
+        lambda_fanout.map(functools.partial(fetch, f"customer-secret-bucket-{n}"), ["k"], strategy="asyncio")
+    messages = [str(w.message) for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) <= 1 and not any("customer-secret" in m for m in messages)
+    assert not any("customer-secret" in name for name in _task._warned_no_async)
+
+
+def test_task_error_keeps_a_tasks_own_deadline_text_out(strategy_name):
+    class LookupTimeout(lambda_fanout.DeadlineExceeded):
+        pass
+
+    def lookup(email):
+        raise LookupTimeout(f"lookup of {email} timed out")
+
+    with pytest.raises(lambda_fanout.TaskError) as info:
+        lambda_fanout.map(dual(lookup), ["alice@example.com"], strategy=strategy_name)
+    assert str(info.value) == "task failed on item #0: LookupTimeout"
+
+
+def test_a_remaining_time_too_large_for_a_float_is_no_deadline(strategy_name):
+    assert lambda_fanout.map(dual(abs), [-1, -2], strategy=strategy_name, context=Forever(10**400)) == [1, 2]
+
+
+@pytest.mark.parametrize("value", ["\u20038", "8\xa0", "8\n", "+8", "-0", "0x10", "1e3"])
+def test_only_plain_ascii_digits_are_numbers(monkeypatch, value):
+    monkeypatch.setenv("FANOUT_MAX_WORKERS", value)
+    with pytest.raises(lambda_fanout.ConfigError, match="FANOUT_MAX_WORKERS"):
+        lambda_fanout.Settings.resolve()
+
+
+@pytest.mark.parametrize("event, fragment", [
+    ({"Items": []}, "'Items' is empty"),
+    ({"detail-type": "x", "source": "y", "detail": {}}, "has no 'id'"),
+])
+def test_batches_lambda_never_sends_are_refused(strategy_name, event, fragment):
+    ran = []
+    with pytest.raises(ValueError, match=fragment):
+        lambda_fanout.process_batch(event, dual(ran.append), strategy=strategy_name)
+    assert ran == []
+
+
+def test_a_distributed_map_result_that_is_not_json_fails_its_record(strategy_name):
+    with pytest.raises(lambda_fanout.BatchError) as info:
+        lambda_fanout.process_batch({"Items": [1, 2], "BatchInput": {}}, dual(lambda i: float("nan") if i == 2 else i),
+                                    strategy=strategy_name)
+    assert [f.index for f in info.value.failures] == [1]

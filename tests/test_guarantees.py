@@ -246,11 +246,13 @@ BAD_VALUES = {
     "FANOUT_STRATEGY": ["", "-1", "abc", "THREADS", "fastest"],
     "FANOUT_MAX_WORKERS": ["", "-1", "abc", "0", "1e3", "99999"],
     "FANOUT_DEADLINE_MARGIN_MS": ["", "-1", "abc", "10s"],
-    "FANOUT_METRICS": ["", "-1", "abc", "ON", "maybe"],
+    "FANOUT_METRICS": ["", "-1", "abc", "2", "maybe"],
+    "FANOUT_LOG_FAILURES": ["", "abc", "verbose", "type_only"],
     "FANOUT_METRICS_NAMESPACE": ["", " "],
     "FANOUT_RECORD_HANDLER": ["", "-1", "abc", "App.Process", "nosuch.fn"],
     "FANOUT_AWS_READ_TIMEOUT_S": ["", "-1", "abc", "0"],
     "FANOUT_AWS_CONNECT_TIMEOUT_S": ["", "-1", "abc", "0"],
+    "FANOUT_AWS_CLIENT": ["", "-1", "abc", "LEAN", "1"],
 }
 
 
@@ -263,7 +265,9 @@ def test_every_bad_setting_fails_at_init_naming_it(variable, value, monkeypatch,
     ran = []
     with pytest.raises(lambda_fanout.ConfigError) as info:
         if variable.startswith("FANOUT_AWS_"):
-            lambda_fanout.aws.client_settings(8)
+            from lambda_fanout import aws
+
+            aws.client_settings(8)
         else:
             import lambda_fanout.handler as module
 
@@ -337,12 +341,13 @@ def _reject(record):
 
 
 def test_no_payload_in_logs_errors_or_metrics(strategy_name, monkeypatch, capsys, caplog):
+    # With the default settings. Identifiers (messageId here) are metadata: they go back
+    # to Lambda and into the failure log line, so operators can match the DLQ.
     monkeypatch.setenv("FANOUT_METRICS", "on")
     caplog.set_level(logging.DEBUG)
     event = batches.sqs(6)
     for record in event["Records"]:
         record["body"] = json.dumps({"card": SECRET})
-        record["messageId"] = SECRET + record["messageId"]
 
     async def ahandle(record):
         _reject(record)
@@ -362,5 +367,8 @@ def test_no_payload_in_logs_errors_or_metrics(strategy_name, monkeypatch, capsys
     captured = capsys.readouterr()
     texts += [captured.out, captured.err, caplog.text]
     assert captured.out.count('"_aws"') == 3  # the metrics were written
+    failure_lines = [r for r in caplog.records if r.name == "lambda_fanout" and r.levelname == "ERROR"]
+    assert len(failure_lines) == 6 + 1  # one per failed record (the raise-mode map logs none)
+    assert "msg-00000" in caplog.text and "ValueError" in caplog.text
     for text in texts:
         assert SECRET not in text

@@ -17,7 +17,14 @@ import staging
 PYTHON_DIR = staging.python_dir()
 
 RECORD_MODULE = textwrap.dedent('''
+    import base64
     import json
+
+    def process_kafka(record):
+        n = json.loads(base64.b64decode(record["value"]))["n"]
+        if n % 3 == 0:
+            raise ValueError("multiples of three fail")
+        return n
 
     def process(record):
         body = json.loads(record["body"])
@@ -80,10 +87,12 @@ def check_sqs_run(task_root, strategy_name, spec):
     ({"FANOUT_RECORD_HANDLER": "nosuch.process"}, "module 'nosuch' could not be imported"),
     ({"FANOUT_RECORD_HANDLER": "broken.process"}, "import-time failure"),
     ({"FANOUT_RECORD_HANDLER": "app.missing"}, "has no attribute 'missing'"),
-    ({"FANOUT_RECORD_HANDLER": "app.not_callable"}, "is a int, not a function"),
+    ({"FANOUT_RECORD_HANDLER": "app.not_callable"}, "is an int, not a function"),
     ({"FANOUT_RECORD_HANDLER": "app.process", "FANOUT_STRATEGY": "thread"}, "Did you mean 'threads'"),
     ({"FANOUT_RECORD_HANDLER": "app.process", "FANOUT_MAX_WORKERS": "-3"}, "FANOUT_MAX_WORKERS"),
-    ({"FANOUT_RECORD_HANDLER": "app.process", "FANOUT_METRICS": "yes"}, "FANOUT_METRICS"),
+    ({"FANOUT_RECORD_HANDLER": "app.process", "FANOUT_METRICS": "maybe"}, "FANOUT_METRICS"),
+    ({"FANOUT_RECORD_HANDLER": "app.process", "FANOUT_FIFO_ON_FAILURE": "stop"}, "FANOUT_FIFO_ON_FAILURE"),
+    ({"FANOUT_RECORD_HANDLER": "app.process", "FANOUT_RAISE_ON_ALL_FAILED": "maybe"}, "FANOUT_RAISE_ON_ALL_FAILED"),
     ({"FANOUT_RECORD_HANDLER": "app.aprocess", "FANOUT_STRATEGY": "threads"}, "use FANOUT_STRATEGY=asyncio"),
 ])
 def test_bad_settings_fail_at_init(task_root, env, fragment):
@@ -91,3 +100,31 @@ def test_bad_settings_fail_at_init(task_root, env, fragment):
     assert proc.returncode != 0
     assert "ConfigError" in proc.stderr and fragment in proc.stderr, proc.stderr
     assert "RESULT" not in proc.stdout
+
+
+@pytest.mark.parametrize("self_managed", [False, True], ids=["msk", "self-managed"])
+def test_kafka_batch_through_the_zero_code_handler(task_root, strategy_name, self_managed):
+    event = batches.kafka(8, [0, 1, 0, 1, 0, 1, 0, 1], self_managed=self_managed)
+    proc = run_handler(task_root, {"FANOUT_RECORD_HANDLER": "app.process_kafka", "FANOUT_STRATEGY": strategy_name,
+                                   "FANOUT_MAX_WORKERS": "4"}, event)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    topic = "orders" if not self_managed else "payments"
+    # Partition 0 holds 0, 2, 4, 6: 0 fails, the rest of it is not run. Partition 1: 3 fails, then 5 and 7.
+    want = [(0, 0), (0, 2), (0, 4), (0, 6), (1, 3), (1, 5), (1, 7)]
+    assert result == {"batchItemFailures": [
+        {"itemIdentifier": {"partition": f"{topic}-{p}", "offset": batches.KAFKA_OFFSET + i}} for p, i in want]}
+
+
+def test_batch_settings_through_the_zero_code_handler(task_root):
+    """FANOUT_FIFO_ON_FAILURE=batch and FANOUT_RAISE_ON_ALL_FAILED=on, resolved at init."""
+    env = {"FANOUT_RECORD_HANDLER": "app.process", "FANOUT_STRATEGY": "threads", "FANOUT_MAX_WORKERS": "1",
+           "FANOUT_FIFO_ON_FAILURE": "batch"}
+    # Record 0 (group a) fails first: in batch mode group b never starts (per group, only 3 would fail).
+    event = batches.sqs(6, ["a", "b", "b", "b", "b", "b"])
+    proc = run_handler(task_root, env, event)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    assert result == {"batchItemFailures": [{"itemIdentifier": f"msg-{i:05d}"} for i in range(6)]}
+    proc = run_handler(task_root, {**env, "FANOUT_RAISE_ON_ALL_FAILED": "on"}, event)
+    assert proc.returncode != 0 and "BatchError: 6 of 6 sqs records failed" in proc.stderr, proc.stderr

@@ -101,7 +101,7 @@ def test_template_wires_the_functions():
     fanout = res["FanoutStateMachine"]["Properties"]["Definition"]["States"]["FanOut"]
     assert fanout["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED" and "ItemBatcher" in fanout
     layer = res["FanoutLayer"]["Properties"]
-    assert layer["ContentUri"] == "dist/lambda-fanout-layer-universal.zip"
+    assert layer["ContentUri"] == "layer/sam/"  # unpacks dist/lambda-fanout-layer-universal.zip (test_template.py)
     assert layer["CompatibleRuntimes"] == ["python3.11", "python3.12", "python3.13"]
     assert layer["CompatibleArchitectures"] == ["x86_64", "arm64"]
 

@@ -122,11 +122,20 @@ def test_off_by_default_outside_lambda_on_inside(monkeypatch, capsys):
     assert emf_lines(capsys.readouterr().out) == []
 
 
-@pytest.mark.parametrize("value", ["", "ON", "true", "1", "yes"])
+@pytest.mark.parametrize("value", ["", "2", "maybe", "enabled", "o n"])
 def test_bad_metrics_flag(monkeypatch, value):
     monkeypatch.setenv("FANOUT_METRICS", value)
     with pytest.raises(lambda_fanout.ConfigError, match=r"FANOUT_METRICS.*'on', 'off'"):
         lambda_fanout.map(abs, [1])
+
+
+@pytest.mark.parametrize("value,on", [("on", True), ("ON", True), ("true", True), ("True", True), ("1", True),
+                                      ("yes", True), ("off", False), ("false", False), ("0", False),
+                                      ("No", False)])
+def test_metrics_flag_spellings(monkeypatch, capsys, value, on):
+    monkeypatch.setenv("FANOUT_METRICS", value)
+    lambda_fanout.map(abs, [1], strategy="sequential")
+    assert len(emf_lines(capsys.readouterr().out)) == (1 if on else 0)
 
 
 def test_bad_namespace(monkeypatch):

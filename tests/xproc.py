@@ -13,6 +13,7 @@ import os
 import tempfile
 import time
 
+import batches
 import lambda_fanout
 
 
@@ -52,6 +53,21 @@ class Log:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+
+
+class TimedLog(Log):
+    """A Log of (int, when): ``time.monotonic()`` is the system's clock, the same in every process."""
+
+    def append(self, value: int) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, f"{value} {time.monotonic()!r}\n".encode())
+        finally:
+            os.close(fd)
+
+    def entries(self) -> list:
+        with open(self.path) as f:
+            return [(int(i), float(at)) for i, at in (line.split() for line in f.read().splitlines())]
 
 
 class Flag:
@@ -225,14 +241,6 @@ class Program:
         return i * 7
 
 
-def position_of(record):
-    if "messageId" in record:
-        return int(record["messageId"].split("-")[1])
-    if "kinesis" in record:
-        return int(record["kinesis"]["sequenceNumber"]) - 49590338271490256608559692538361571095921575989136588898
-    return int(record["dynamodb"]["SequenceNumber"]) - 111
-
-
 class Failing:
     """test_batch's record handler: fails the records whose position is in ``bad``."""
     def __init__(self, bad: set, log: Log | None, delay: float) -> None:
@@ -241,7 +249,7 @@ class Failing:
         self.delay = delay
 
     def check(self, record):
-        position = position_of(record)
+        position = batches.position_of(record)
         if self.log is not None:
             self.log.append(position)
         if position in self.bad:
@@ -258,19 +266,40 @@ class Failing:
 
 
 class EnterLeave:
-    """Logs 2p as record p enters and 2p + 1 as it leaves, 2 ms later."""
+    """Logs 2p as record p enters and 2p + 1 as it leaves, ``hold`` later; record ``fail_at`` then fails."""
 
-    def __init__(self, log: Log) -> None:
+    def __init__(self, log: Log, hold: float = 0.002, fail_at: int | None = None) -> None:
         self.log = log
+        self.hold = hold
+        self.fail_at = fail_at
+
+    def leave(self, position: int) -> None:
+        self.log.append(2 * position + 1)
+        if position == self.fail_at:
+            raise RuntimeError(f"record {position} fails")
 
     def sync_fn(self, record):
-        position = position_of(record)
+        position = batches.position_of(record)
         self.log.append(2 * position)
-        time.sleep(0.002)
-        self.log.append(2 * position + 1)
+        time.sleep(self.hold)
+        self.leave(position)
 
     async def async_fn(self, record):
-        position = position_of(record)
+        position = batches.position_of(record)
         self.log.append(2 * position)
-        await asyncio.sleep(0.002)
-        self.log.append(2 * position + 1)
+        await asyncio.sleep(self.hold)
+        self.leave(position)
+
+
+def replay(log: Log) -> tuple[list[int], int]:
+    """(records in the order they entered, most at once) from an EnterLeave log."""
+    entered, now, peak = [], 0, 0
+    for entry in log:
+        position, left = divmod(entry, 2)
+        if left:
+            now -= 1
+            continue
+        entered.append(position)
+        now += 1
+        peak = max(peak, now)
+    return entered, peak

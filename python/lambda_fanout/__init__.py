@@ -25,6 +25,7 @@ from ._config import (
     ENV_METRICS,
     ENV_METRICS_NAMESPACE,
     ENV_RECORD_HANDLER,
+    ENV_LOG_FAILURES,
     ENV_STRATEGY,
 )
 from ._errors import ConfigError, DeadlineExceeded, SkippedAfterFailure, TaskError
@@ -37,7 +38,7 @@ __all__ = [
     "STRATEGIES", "map", "amap", "get_strategy", "Task", "Outcome", "Results", "TaskError",
     "DeadlineExceeded", "SkippedAfterFailure", "ConfigError", "Settings", "process_batch", "BatchError",
     "ENV_STRATEGY", "ENV_MAX_WORKERS", "ENV_DEADLINE_MARGIN_MS", "ENV_RECORD_HANDLER",
-    "ENV_METRICS", "ENV_METRICS_NAMESPACE",
+    "ENV_METRICS", "ENV_METRICS_NAMESPACE", "ENV_LOG_FAILURES",
     "DEFAULT_STRATEGY", "DEFAULT_MAX_WORKERS", "DEFAULT_DEADLINE_MARGIN_MS",
 ]
 
@@ -79,8 +80,9 @@ def map(  # noqa: A001 - the package's verb
             a bounded number of items ahead of the finished ones).
         strategy: one of STRATEGIES; None reads FANOUT_STRATEGY, else "threads".
         max_workers: concurrency; None reads FANOUT_MAX_WORKERS, else 16.
-        errors: "raise" stops at the first failure and raises TaskError;
-            "collect" returns one Outcome per item read.
+        errors: "raise" stops at the first failure and raises TaskError (nothing is
+            logged); "collect" returns one Outcome per item read and logs one ERROR
+            line per failed item (FANOUT_LOG_FAILURES).
         context: the Lambda context. Once the remaining time falls under
             FANOUT_DEADLINE_MARGIN_MS (default 500 ms) no item starts and no further
             input is read; the call returns by then.

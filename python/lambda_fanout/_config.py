@@ -24,15 +24,22 @@ ENV_DEADLINE_MARGIN_MS = "FANOUT_DEADLINE_MARGIN_MS"
 ENV_RECORD_HANDLER = "FANOUT_RECORD_HANDLER"
 ENV_METRICS = "FANOUT_METRICS"
 ENV_METRICS_NAMESPACE = "FANOUT_METRICS_NAMESPACE"
+ENV_FIFO_ON_FAILURE = "FANOUT_FIFO_ON_FAILURE"
+ENV_RAISE_ON_ALL_FAILED = "FANOUT_RAISE_ON_ALL_FAILED"
 ENV_AWS_CONNECT_TIMEOUT_S = "FANOUT_AWS_CONNECT_TIMEOUT_S"
 ENV_AWS_READ_TIMEOUT_S = "FANOUT_AWS_READ_TIMEOUT_S"
+#: Which client settings lambda_fanout.aws uses (one of lambda_fanout.aws.CLIENT_PROFILES).
+ENV_AWS_CLIENT = "FANOUT_AWS_CLIENT"
+ENV_LOG_FAILURES = "FANOUT_LOG_FAILURES"
 ENV_BENCH_OPTIONS = "FANOUT_BENCH_OPTIONS"
 ENV_BENCH_BUCKET = "FANOUT_BENCH_BUCKET"
 ENV_BENCH_TABLE = "FANOUT_BENCH_TABLE"
-#: Set by Lambda in every function's environment; not one of ours.
+#: Set by Lambda in every function's environment; not ours.
 ENV_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
 #: Set by Lambda: the function's memory, which sets its CPU share (one vCPU per 1,769 MB).
 ENV_LAMBDA_MEMORY_SIZE = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
+#: Lambda's log format setting (``Text`` or ``JSON``); not ours, read to match it.
+ENV_LAMBDA_LOG_FORMAT = "AWS_LAMBDA_LOG_FORMAT"
 
 DEFAULT_STRATEGY = "threads"
 #: Enough to hide typical S3/DynamoDB latency without crowding a small function.
@@ -43,8 +50,65 @@ MAX_WORKERS_LIMIT = 1024
 DEFAULT_DEADLINE_MARGIN_MS = 500
 MAX_DEADLINE_MARGIN_MS = 15 * 60 * 1000
 DEFAULT_METRICS_NAMESPACE = "LambdaFanout"
+#: One log line per failed record: "on" (with the exception's message), "type-only"
+#: (its type and traceback, not its message, which often carries the payload), "off".
+LOG_FAILURES_CHOICES = ("on", "type-only", "off")
+DEFAULT_LOG_FAILURES = "type-only"
+DEFAULT_AWS_CONNECT_TIMEOUT_S = 3.0
+DEFAULT_AWS_READ_TIMEOUT_S = 10.0
+DEFAULT_BENCH_BUCKET = DEFAULT_BENCH_TABLE = "lambda-fanout-bench"
+
+#: The spellings an on/off variable takes, in any case, and what each means.
+FLAG_ALIASES = {"on": "on", "true": "on", "yes": "on", "1": "on",
+                "off": "off", "false": "off", "no": "off", "0": "off"}
+
+# When each variable is read, for the Configuration table (its legend is in the README).
+_PER_CALL = "per call; at init for the zero-code handler"
+_AT_INIT = "at init"
+_CLIENT = "when a client is built"
+_BENCH = "per bench invocation"
+
+#: Every FANOUT_* variable: (name, default, when it is read, meaning). The README's
+#: Configuration table is :func:`configuration_table`, and a test keeps the two equal.
+VARIABLES = (
+    (ENV_STRATEGY, f"`{DEFAULT_STRATEGY}`", _PER_CALL,
+     "how items run: `sequential`, `threads`, `threads-map`, `asyncio` or `processes`"),
+    (ENV_MAX_WORKERS, f"`{DEFAULT_MAX_WORKERS}` (`processes`: the vCPUs)", _PER_CALL,
+     f"concurrency, a whole number from 1 to {MAX_WORKERS_LIMIT}"),
+    (ENV_DEADLINE_MARGIN_MS, f"`{DEFAULT_DEADLINE_MARGIN_MS}`", _PER_CALL,
+     "milliseconds kept back from the Lambda deadline: no item starts after it"),
+    (ENV_LOG_FAILURES, f"`{DEFAULT_LOG_FAILURES}`", _PER_CALL,
+     "one ERROR log line per failed record: `on` (with the exception's message), "
+     "`type-only` (type and traceback, no message), `off`"),
+    (ENV_METRICS, "`on` in Lambda, else `off`", _PER_CALL,
+     "one EMF metrics line per call: on/off, true/false, yes/no or 1/0"),
+    (ENV_METRICS_NAMESPACE, f"`{DEFAULT_METRICS_NAMESPACE}`", _PER_CALL,
+     "CloudWatch namespace of the metrics, 1 to 255 characters"),
+    (ENV_FIFO_ON_FAILURE, "`group`", _PER_CALL,
+     "SQS FIFO batches after a failure: `group` skips the rest of its message group, "
+     "`batch` starts no record after the first failure"),
+    (ENV_RAISE_ON_ALL_FAILED, "`off`", _PER_CALL,
+     "raise `BatchError` instead of a partial response when every record of an SQS, Kinesis, "
+     "DynamoDB or Kafka batch failed (for `BisectBatchOnFunctionError`): on/off"),
+    (ENV_RECORD_HANDLER, "(required)", _AT_INIT,
+     "the per-record function, `module.function` or `dir/module.function`"),
+    (ENV_AWS_CONNECT_TIMEOUT_S, f"`{DEFAULT_AWS_CONNECT_TIMEOUT_S:g}`", _CLIENT,
+     "`lambda_fanout.aws` clients' connect timeout in seconds, above 0 and at most 900"),
+    (ENV_AWS_READ_TIMEOUT_S, f"`{DEFAULT_AWS_READ_TIMEOUT_S:g}`", _CLIENT,
+     "`lambda_fanout.aws` clients' read timeout in seconds, above 0 and at most 900"),
+    (ENV_AWS_CLIENT, "`default`", _CLIENT,
+     "`lambda_fanout.aws` client settings: `default` or `lean` (no parameter validation, checksums "
+     "only where required)"),
+    (ENV_BENCH_BUCKET, f"`{DEFAULT_BENCH_BUCKET}`", _BENCH, "the bucket the bench function reads"),
+    (ENV_BENCH_TABLE, f"`{DEFAULT_BENCH_TABLE}`", _BENCH, "the table the bench function reads"),
+    (ENV_BENCH_OPTIONS, "(set by `./build.sh bench`)", "by the bench's suite",
+     "internal: the options `./build.sh bench` hands its suite; do not set it"),
+)
 
 ERROR_MODES = ("raise", "collect")
+#: SQS FIFO batches: after a failure, stop only its message group, or the whole batch.
+FIFO_ON_FAILURE_MODES = ("group", "batch")
+DEFAULT_FIFO_ON_FAILURE = "group"
 
 
 class Settings:
@@ -59,11 +123,20 @@ class Settings:
         deadline_margin_ms: time kept back from the Lambda deadline.
         metrics: whether one EMF line is written per call.
         metrics_namespace: the CloudWatch namespace of that line.
+        fifo_on_failure: SQS FIFO batches: ``"group"`` (after a failure only the later
+            records of its message group are skipped) or ``"batch"`` (no record starts
+            after the first failure).
+        raise_on_all_failed: batches with partial responses: raise BatchError instead of
+            replying when every record failed (so a stream's BisectBatchOnFunctionError applies).
+        log_failures: "on", "type-only" or "off": the log line per failed record.
+        log_json: whether Lambda's log format is JSON (the failure line's fields then
+            go out as structured keys).
     """
 
     # A plain class rather than a frozen dataclass: dataclasses imports inspect, which
     # would add milliseconds to every cold start.
-    __slots__ = ("strategy", "max_workers", "deadline_margin_ms", "metrics", "metrics_namespace")
+    __slots__ = ("strategy", "max_workers", "deadline_margin_ms", "metrics", "metrics_namespace",
+                 "fifo_on_failure", "raise_on_all_failed", "log_failures", "log_json")
 
     def __init__(self, **values: Any) -> None:
         missing = [n for n in self.__slots__ if n not in values]
@@ -97,6 +170,8 @@ class Settings:
         strategy: str | None = None,
         max_workers: int | None = None,
         deadline_margin_ms: int | None = None,
+        fifo_on_failure: str | None = None,
+        raise_on_all_failed: bool | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> "Settings":
         """Resolve every setting: the explicit argument, else its ``FANOUT_*`` variable, else the default.
@@ -107,6 +182,8 @@ class Settings:
                 ``processes`` the vCPUs the function has (cgroup quota, CPU affinity, and
                 ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE`` / 1769 rounded up inside Lambda).
             deadline_margin_ms: ms kept back from the deadline, or None for ``FANOUT_DEADLINE_MARGIN_MS``.
+            fifo_on_failure: ``"group"`` or ``"batch"``, or None for ``FANOUT_FIFO_ON_FAILURE``.
+            raise_on_all_failed: a bool, or None for ``FANOUT_RAISE_ON_ALL_FAILED`` (on/off).
             environ: the environment to read (default ``os.environ``).
 
         Returns:
@@ -144,11 +221,21 @@ class Settings:
                          maximum=MAX_DEADLINE_MARGIN_MS, environ=env)
         metrics = attempt(resolve_flag, ENV_METRICS, default=bool(env.get(ENV_LAMBDA_FUNCTION_NAME)), environ=env)
         namespace = attempt(resolve_namespace, env)
+        fifo = attempt(resolve_choice, fifo_on_failure, argument="fifo_on_failure", env=ENV_FIFO_ON_FAILURE,
+                       default=DEFAULT_FIFO_ON_FAILURE, choices=FIFO_ON_FAILURE_MODES, environ=env)
+        raise_all = attempt(resolve_flag, ENV_RAISE_ON_ALL_FAILED, default=False, environ=env,
+                            value=raise_on_all_failed, argument="raise_on_all_failed")
+        log_failures = attempt(resolve_choice, None, argument=ENV_LOG_FAILURES, env=ENV_LOG_FAILURES,
+                               default=DEFAULT_LOG_FAILURES, choices=LOG_FAILURES_CHOICES, environ=env,
+                               aliases=FLAG_ALIASES)
         if problems:
             raise ConfigError(problems[0] if len(problems) == 1 else
                               f"{len(problems)} settings are not valid:\n" + "\n".join(f"- {p}" for p in problems))
         return cls(strategy=name, max_workers=workers, deadline_margin_ms=margin, metrics=metrics,
-                   metrics_namespace=namespace)
+                   metrics_namespace=namespace, fifo_on_failure=fifo, raise_on_all_failed=raise_all,
+                   log_failures=log_failures,
+                   # Lambda's own rule: JSON when the value is "JSON" in any case, else text.
+                   log_json=env.get(ENV_LAMBDA_LOG_FORMAT, "").upper() == "JSON")
 
 
 def _hint(value: str, choices: tuple[str, ...]) -> str:
@@ -162,9 +249,13 @@ def _hint(value: str, choices: tuple[str, ...]) -> str:
 
 def resolve_choice(
     value: str | None, *, argument: str, env: str | None, default: str, choices: tuple[str, ...],
-    environ: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None, aliases: Mapping[str, str] | None = None,
 ) -> str:
     """Pick an explicit argument, else the environment variable, else the default.
+
+    Args:
+        aliases: other spellings (matched in any case) -> the choice each means, e.g.
+            ``"true"`` -> ``"on"``; choices themselves then match in any case too.
 
     Raises ConfigError naming the source, repeating the value and listing the choices.
     """
@@ -181,8 +272,14 @@ def resolve_choice(
             )
     if value is None:
         return default
+    if aliases is not None and isinstance(value, str):
+        spelled = value.strip().lower()
+        value = aliases.get(spelled, spelled if spelled in choices else value)
     if not isinstance(value, str) or value not in choices:
         shown = ", ".join(map(repr, choices))
+        if aliases:
+            others = sorted(set(aliases) - set(choices))
+            shown += f" (also {', '.join(others)}; any case)"
         hint = _hint(value, choices) if isinstance(value, str) else ""
         raise ConfigError(
             f"{source} must be one of {shown} but got {value!r}.{hint}"
@@ -202,8 +299,9 @@ def resolve_int(
 ) -> int:
     """Pick an explicit integer argument, else the environment variable, else the default.
 
-    Only plain ASCII digits (with an optional sign) count as a number in the
-    environment: ``int()`` would also take ``"²"``-like digits of other scripts.
+    Only plain ASCII digits count as a number in the environment (ASCII spaces around
+    them are ignored): ``int()`` would also take digits of other scripts, signs, and
+    Unicode spaces and line breaks.
 
     Raises ConfigError naming the source, repeating the value and giving the valid range.
     """
@@ -218,9 +316,8 @@ def resolve_int(
         return default
     expected = f"a whole number from {minimum} to {maximum}"
     if isinstance(raw, str) and value is None:
-        text = raw.strip()
-        digits = text[1:] if text[:1] in ("+", "-") else text
-        if not (digits.isascii() and digits.isdigit()):
+        text = raw.strip(" ")
+        if not (text.isascii() and text.isdigit()):
             raise ConfigError(
                 f"{source} must be {expected} but got {raw!r}. "
                 f"Set it to such a number, or unset it to use the default {default}."
@@ -238,14 +335,26 @@ def resolve_int(
     return number
 
 
-def resolve_flag(env: str, *, default: bool, environ: Mapping[str, str] | None = None) -> bool:
-    """Read an on/off environment variable; anything else is a ConfigError."""
+def resolve_flag(
+    env: str, *, default: bool, environ: Mapping[str, str] | None = None,
+    value: bool | None = None, argument: str | None = None,
+) -> bool:
+    """An explicit bool argument, else an on/off environment variable, else the default.
+
+    The variable takes on/off, true/false, yes/no or 1/0, in any case.
+
+    Raises ConfigError for an argument that is not a bool, or a variable of any other
+    spelling, listing those.
+    """
+    if value is not None:
+        if not isinstance(value, bool):
+            raise ConfigError(f"argument {argument}= must be True or False but got {value!r}.")
+        return value
     environ = os.environ if environ is None else environ
     if environ.get(env) is None:
         return default
-    choice = resolve_choice(
-        None, argument=env, env=env, default="on" if default else "off", choices=("on", "off"), environ=environ
-    )
+    choice = resolve_choice(None, argument=env, env=env, default="on" if default else "off",
+                            choices=("on", "off"), environ=environ, aliases=FLAG_ALIASES)
     return choice == "on"
 
 
@@ -277,3 +386,11 @@ def max_workers(value: int | None = None) -> int:
 def error_mode(value: str) -> str:
     """Validate the ``errors=`` argument."""
     return resolve_choice(value, argument="errors", env=None, default="raise", choices=ERROR_MODES)
+
+
+def configuration_table() -> str:
+    """The README's Configuration table (Markdown), rendered from :data:`VARIABLES`."""
+    lines = ["| variable | default | read | meaning |", "| --- | --- | --- | --- |"]
+    lines += [f"| `{name}` | {default} | {when} | {meaning} |" for name, default, when, meaning in VARIABLES]
+    return "\n".join(lines)
+

@@ -1,8 +1,27 @@
-"""Exceptions raised by lambda_fanout."""
+"""Exceptions raised by lambda_fanout.
+
+Each public class says it lives in ``lambda_fanout`` (``__module__``), so a traceback
+reads ``lambda_fanout.ConfigError``: the name a user imports and catches.
+"""
 
 from __future__ import annotations
 
 
+def public(cls: type) -> type:
+    """Give ``cls`` the module it is exported from, for tracebacks and reprs."""
+    cls.__module__ = "lambda_fanout"
+    return cls
+
+
+def kind(value: object) -> str:
+    """``value``'s type with its article, for messages: "an int", "a str", "None"."""
+    if value is None:
+        return "None"
+    name = type(value).__name__
+    return ("an " if name[:1].lower() in "aeiou" else "a ") + name
+
+
+@public
 class ConfigError(ValueError):
     """A strategy name, worker count or other setting is not valid.
 
@@ -11,6 +30,7 @@ class ConfigError(ValueError):
     """
 
 
+@public
 class DeadlineExceeded(TimeoutError):
     """An item did not run, or did not finish, before the Lambda deadline margin.
 
@@ -53,6 +73,7 @@ def _rebuild_deadline(args, started, margin_ms):
     return DeadlineExceeded(*args, started=started, margin_ms=margin_ms)
 
 
+@public
 class SkippedAfterFailure(Exception):
     """Not started because an earlier record failed first (of its group, or of the batch).
 
@@ -72,6 +93,7 @@ def _rebuild_skipped(args, after):
     return SkippedAfterFailure(*args, after=after)
 
 
+@public
 class TaskError(Exception):
     """A task failed on one item while ``errors="raise"``.
 
@@ -87,7 +109,10 @@ class TaskError(Exception):
     def __init__(self, index: int, item: object, cause: BaseException) -> None:
         # str(cause) is often the payload (KeyError: 'alice@example.com'): only its
         # type goes in the message; the exception itself stays on __cause__.
-        detail = f": {cause}" if isinstance(cause, DeadlineExceeded) else ""  # our own words, no payload
+        detail = ""
+        if type(cause) is DeadlineExceeded and cause.margin_ms is not None:  # the ledger's own report
+            detail = ": started, did not finish by the deadline margin" if cause.started else (
+                ": not started before the deadline margin")
         super().__init__(f"task failed on item #{index}: {type(cause).__name__}{detail}")
         self.index = index
         self.item = item

@@ -54,6 +54,11 @@ def _serve(loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
     loop.run_forever()
 
 
+def submit(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Schedule ``coro`` on the shared loop from any other thread; returns a concurrent Future."""
+    return asyncio.run_coroutine_threadsafe(coro, get_loop())
+
+
 def run(coro: Coroutine[Any, Any, Any], timeout: float | None = None) -> Any:
     """Run ``coro`` on the shared loop from any other thread and wait for its result.
 
@@ -61,7 +66,7 @@ def run(coro: Coroutine[Any, Any, Any], timeout: float | None = None) -> Any:
         TimeoutError: ``timeout`` seconds passed first (the coroutine is then cancelled,
             as soon as the loop is free to do it).
     """
-    future = asyncio.run_coroutine_threadsafe(coro, get_loop())
+    future = submit(coro)
     try:
         return future.result(timeout)
     except BaseException:

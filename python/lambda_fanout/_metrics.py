@@ -67,7 +67,7 @@ class measure:
         final = getattr(self.run, "final", None)
         if final is None:
             return
-        items, failed, unprocessed = self.run.counts()
+        items, _, failed, unprocessed = self.run.counts()
         emit(
             self.strategy.name,
             namespace=self.strategy.settings.metrics_namespace,

@@ -44,6 +44,8 @@ def deadline_of(context: Any, margin_ms: int) -> float | None:
     remaining = context.get_remaining_time_in_millis()
     try:
         remaining = float(remaining)
+    except OverflowError:  # an int too large for a float: no deadline either
+        return None
     except (TypeError, ValueError):
         raise ConfigError(
             f"context.get_remaining_time_in_millis() must return a number of milliseconds but "
@@ -73,7 +75,7 @@ class Run:
     __slots__ = (
         "fn", "collect", "deadline", "margin_ms", "check", "stop_on_failure",
         "results", "pending", "failures", "first_failure", "stopped", "closed", "fatal", "input_error",
-        "exhausted",
+        "exhausted", "size", "reading", "winding_down",
         "jobs", "execute", "aexecute", "groups", "final",
     )
 
@@ -107,6 +109,13 @@ class Run:
         self.input_error: BaseException | None = None
         self.groups = groups
         self.exhausted = groups is not None
+        #: the input's length where it has one: a list read to its end is not "unread"
+        #: even when the deadline came before the iterator said it was exhausted.
+        self.size = len(items) if groups is None and hasattr(items, "__len__") else None
+        #: True while the caller's iterator is inside next(): the call waits for that read.
+        self.reading = False
+        #: True once the driver cancels its own workers: a CancelledError then is ours.
+        self.winding_down = False
         if groups is None:
             self.jobs: Iterator[Any] = self._read(iter(items))
             self.execute = self._execute_one
@@ -133,17 +142,25 @@ class Run:
         # pulled from the caller's iterator, so a huge or slow input is never drained.
         results = self.results
         pending = self.pending
+        deadline = self.deadline
         index = 0
-        while self.may_start():
+        while not self.stopped and (deadline is None or monotonic() < deadline):  # may_start(), inlined
+            self.reading = True
             try:
                 item = next(items)
             except StopIteration:
                 self.exhausted = True
                 return
-            except BaseException as exc:  # the caller's iterator failed: no job starts after it
+            except Exception as exc:
+                # The input ends here: the items already read still run, then finish()
+                # raises this exception.
                 self.input_error = exc
-                self.stopped = True
                 return
+            except BaseException as exc:
+                self._fatal_error(exc)
+                return
+            finally:
+                self.reading = False
             results.append(_QUEUED)
             pending[index] = item
             yield index
@@ -156,18 +173,13 @@ class Run:
             yield group
 
     # -- running one job ----------------------------------------------------------------------
-    # The blocking and coroutine forms differ only in the call itself: everything that
-    # decides or records an outcome is in _begin/_settle/_failed/_fatal_error.
-
-    def _begin(self, index: int) -> Any:
-        """The record to run now, or _QUEUED if it must not start."""
-        # The slot is marked before the flags are read: a finish() that sees _QUEUED
-        # here had already closed the run, so this record is then never started.
-        self.results[index] = _RUNNING
-        if self.stopped or self.closed or (self.deadline is not None and monotonic() >= self.deadline):
-            self.results[index] = _QUEUED
-            return _QUEUED
-        return self.pending[index]
+    # The blocking and coroutine forms differ only in the call itself: what records an
+    # outcome is shared (_settle/_failed/_fatal_error). The start check is written out
+    # in both, as it is the per-item hot path.
+    #
+    # The slot is marked _RUNNING before the stop flag is read: a finish() that still
+    # sees _QUEUED had already set the flag, so such a record is then never started, and
+    # one it sees _RUNNING is reported as possibly started (the safe side).
 
     def _unbegin(self, index: int) -> None:
         """A record begun but never reached where it was sent (a worker process stopped first)."""
@@ -212,11 +224,13 @@ class Run:
         self.stopped = True
 
     def _execute_one(self, index: int) -> bool:
-        item = self._begin(index)
-        if item is _QUEUED:
+        results = self.results
+        results[index] = _RUNNING
+        if self.stopped or (self.deadline is not None and monotonic() >= self.deadline):
+            results[index] = _QUEUED
             return False
         try:
-            value = self.fn(item)
+            value = self.fn(self.pending[index])
         except Exception as exc:
             return self._failed(index, exc)
         except BaseException as exc:
@@ -225,16 +239,18 @@ class Run:
         return self._settle(index, value)
 
     async def _aexecute_one(self, index: int) -> bool:
-        item = self._begin(index)
-        if item is _QUEUED:
+        results = self.results
+        results[index] = _RUNNING
+        if self.stopped or (self.deadline is not None and monotonic() >= self.deadline):
+            results[index] = _QUEUED
             return False
         try:
-            value = await self.fn(item)
+            value = await self.fn(self.pending[index])
         except Exception as exc:
             return self._failed(index, exc)
         except BaseException as exc:
-            if _cancelled_by_caller(exc):
-                raise  # our own cancellation (deadline, a cancelled amap): not the task's doing
+            if self.winding_down and _is_cancellation(exc):
+                raise  # the driver cancelled its workers (deadline, a cancelled amap): not the task's doing
             self._fatal_error(exc)
             return False
         return self._settle(index, value)
@@ -285,45 +301,50 @@ class Run:
         """Close the run and return the results, or raise.
 
         Raises, in this order: a fatal BaseException from a task or the input; an
-        exception from the input iterator (after the jobs it allowed ran); TaskError
+        exception from the input iterator (after the items read before it ran); TaskError
         for the first failed record in raise mode (a record cut by the deadline counts).
         """
+        self.stopped = True  # first: a record's start check reads it after marking its slot
         self.closed = True
-        self.stopped = True
         if self.fatal is not None:
             raise self.fatal
+        # Snapshots in this order: a report writes its slot before leaving `pending`, so
+        # every record missing from this `pending` has its final value in the copy below.
+        pending = dict(self.pending)
+        results = Results(self.results) if pending else self.results
+        results.unread = not self.exhausted and (self.size is None or len(results) < self.size)
+        if pending:
+            self._report_unsettled(results, pending)
+        self.final = results
         if self.input_error is not None:
             error = self.input_error
             error.add_note(
-                f"lambda_fanout: the input iterator raised after {len(self.results)} items were read; "
-                "no item started after that."
+                f"lambda_fanout: the input iterator raised after {len(results)} items were read; "
+                "those items ran (or were cut by the deadline) before this was raised."
             )
             raise error
-        results = self.results
-        results.unread = not self.exhausted
-        if self.pending:
-            # A copy: a worker still running past the deadline may write into the run's own list.
-            results = Results(results)
-            results.unread = self.results.unread
-            self._report_unsettled(results)
-        self.final = results
-        if not self.collect and not self.failures and results.unread:
+        failures = dict(self.failures)
+        if not self.collect and not failures and results.unread:
             # The deadline stopped the reading: the first unread item is the one reported
             # (never read, so .item is None).
-            self.failures[len(results)] = (None, DeadlineExceeded.not_started(self.margin_ms))
-        if self.failures:
-            index = min(self.failures)
-            item, error = self.failures[index]
+            failures[len(results)] = (None, DeadlineExceeded.not_started(self.margin_ms))
+        if failures:
+            index = min(failures)
+            item, error = failures[index]
             raise TaskError(index, item, error) from error
         return results
 
-    def _report_unsettled(self, results: Results) -> None:
+    def _report_unsettled(self, results: Results, pending: dict[int, Any]) -> None:
         if not self.collect and self.failures:
             return  # raise mode reports the first real failure; what it stopped is not reported
         after_failure = self.stop_on_failure and self.collect and self.first_failure is not None
-        for index, item in sorted(dict(self.pending).items()):
-            if results[index] is _RUNNING:
+        for index, item in sorted(pending.items()):
+            slot = results[index]
+            if slot is _RUNNING:
+                # Started, or at the instant of starting: it may have had side effects.
                 error: BaseException = DeadlineExceeded.did_not_finish(self.margin_ms)
+            elif slot is not _QUEUED:
+                continue  # settled between the two snapshots: its value stands
             elif after_failure:
                 error = SkippedAfterFailure(
                     f"not started: record #{self.first_failure} failed first and the batch stops at the "
@@ -336,21 +357,32 @@ class Run:
                 results[index] = None
                 self.failures.setdefault(index, (item, error))
 
-    def counts(self) -> tuple[int, int, int]:
-        """(records, failed, not run or not finished before the deadline), once finish() has run."""
+    def counts(self) -> tuple[int, int, int, int]:
+        """(records read, succeeded, failed, not run or cut by the deadline), once finish() has run.
+
+        A record that never started (deadline, or a stop after a failure) and one the
+        deadline cut while running count as not run; a record that ran and raised, failed.
+        """
         final = self.final
         if self.collect:
-            errors = [o.error for o in final if o.error is not None]
+            ok = sum(1 for outcome in final if outcome.error is None)
+            failed = sum(1 for outcome in final if outcome.error is not None and not _not_run(outcome.error))
         else:
-            errors = [error for _, error in self.failures.values()]
-        cut = sum(1 for e in errors if isinstance(e, DeadlineExceeded))
-        return len(final), len(errors) - cut, cut
+            failures = self.failures
+            failed = sum(1 for _, error in failures.values() if not _not_run(error))
+            ok = sum(1 for i, slot in enumerate(final)
+                     if slot is not _QUEUED and slot is not _RUNNING and i not in failures)
+        return len(final), ok, failed, len(final) - ok - failed
 
 
-def _cancelled_by_caller(exc: BaseException) -> bool:
+def _not_run(error: BaseException) -> bool:
+    # The ledger's own reports carry their margin or the failed record; a task's own
+    # exception of the same class does not.
+    return (isinstance(error, DeadlineExceeded) and error.margin_ms is not None) or (
+        isinstance(error, SkippedAfterFailure) and error.after is not None)
+
+
+def _is_cancellation(exc: BaseException) -> bool:
     import asyncio
 
-    if not isinstance(exc, asyncio.CancelledError):
-        return False
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
+    return isinstance(exc, asyncio.CancelledError)

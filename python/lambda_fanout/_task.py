@@ -136,7 +136,19 @@ def _rebuild_results(values, unread):
 
 
 def _name_of(fn: Any) -> str:
-    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+    """A task's name for messages: its function's qualified name, never its repr.
+
+    A partial's or a callable object's repr shows its bound arguments, which are often
+    event data; and one name per function keeps the warned-once set bounded.
+    """
+    from functools import partial
+
+    while isinstance(fn, partial):
+        fn = fn.func
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if isinstance(name, str):
+        return name
+    return f"{type(fn).__qualname__} instance"
 
 
 def _is_coroutine_function(fn: Any) -> bool:

@@ -19,6 +19,17 @@ Settings applied unless the caller passes their own ``config=``:
   one stalled connection cannot hold an invocation until the Lambda timeout.
   Override with ``FANOUT_AWS_CONNECT_TIMEOUT_S`` / ``FANOUT_AWS_READ_TIMEOUT_S`` or
   by passing ``config=botocore.config.Config(...)``.
+
+Every client is made on a session of its own, which gets two cheaper parts with the
+same results: the User-Agent header built once per client and per set of request
+features (botocore rebuilds the same string twice per call), and a timestamp parser
+that reads AWS's RFC 7231 and ISO 8601 forms directly and hands anything else to
+botocore's (dateutil) parser. Sessions and clients made elsewhere are unaffected.
+
+``FANOUT_AWS_CLIENT`` (or ``clients(..., profile=...)``) picks one of
+:data:`CLIENT_PROFILES`: ``default``, or ``lean`` which also turns off client-side
+parameter validation and computes or checks checksums only where the service
+requires them (see :data:`LEAN_SETTINGS`).
 The endpoint comes from the standard ``AWS_ENDPOINT_URL`` (and per-service
 ``AWS_ENDPOINT_URL_<SERVICE>``); region and credentials from the usual chain.
 """
@@ -36,11 +47,27 @@ if TYPE_CHECKING:
 from . import _config
 from ._task import Task
 
-ENV_CONNECT_TIMEOUT_S = "FANOUT_AWS_CONNECT_TIMEOUT_S"
-ENV_READ_TIMEOUT_S = "FANOUT_AWS_READ_TIMEOUT_S"
-DEFAULT_CONNECT_TIMEOUT_S = 3.0
-DEFAULT_READ_TIMEOUT_S = 10.0
+ENV_CONNECT_TIMEOUT_S = _config.ENV_AWS_CONNECT_TIMEOUT_S
+ENV_READ_TIMEOUT_S = _config.ENV_AWS_READ_TIMEOUT_S
+DEFAULT_CONNECT_TIMEOUT_S = _config.DEFAULT_AWS_CONNECT_TIMEOUT_S
+DEFAULT_READ_TIMEOUT_S = _config.DEFAULT_AWS_READ_TIMEOUT_S
 _RETRY_ENV = ("AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS")
+#: The client settings one can pick with FANOUT_AWS_CLIENT or ``clients(profile=...)``:
+#: ``default`` (results exactly as botocore's) and ``lean`` (less client-side checking).
+CLIENT_PROFILES = ("default", "lean")
+DEFAULT_PROFILE = "default"
+#: What ``lean`` adds to the botocore Config, and gives up:
+#: - no client-side parameter validation: a wrong or missing parameter is no longer a
+#:   ParamValidationError before sending; the service rejects it after a round trip, or it
+#:   addresses something else (an empty S3 key reads the bucket listing);
+#: - request checksums (CRC32 on PutObject and other uploads) only where the operation
+#:   requires one, and response checksums checked only where required: corruption in
+#:   transit is left to TLS and TCP.
+LEAN_SETTINGS = {
+    "parameter_validation": False,
+    "request_checksum_calculation": "when_required",
+    "response_checksum_validation": "when_required",
+}
 #: Pools never go below this, so a map(max_workers=N) argument above FANOUT_MAX_WORKERS
 #: still gets a connection per worker (aiohttp's limit is a hard cap). Idle slots cost nothing.
 POOL_FLOOR = 64
@@ -65,8 +92,27 @@ def _seconds(env: str, default: float) -> float:
     return value
 
 
-def client_settings(max_workers: int) -> dict[str, Any]:
-    """The botocore Config settings applied to both client forms for ``max_workers``."""
+def client_profile(profile: str | None = None) -> str:
+    """The client profile: an explicit ``profile``, else FANOUT_AWS_CLIENT, else ``default``.
+
+    Raises:
+        ConfigError: a value not in :data:`CLIENT_PROFILES`.
+    """
+    return _config.resolve_choice(profile, argument="profile", env=_config.ENV_AWS_CLIENT,
+                                  default=DEFAULT_PROFILE, choices=CLIENT_PROFILES)
+
+
+def client_settings(max_workers: int, profile: str | None = None) -> dict[str, Any]:
+    """The botocore Config settings applied to both client forms.
+
+    Args:
+        max_workers: the concurrency the connection pools are sized for.
+        profile: one of :data:`CLIENT_PROFILES`; None reads FANOUT_AWS_CLIENT.
+
+    Raises:
+        ConfigError: a bad profile or timeout setting.
+    """
+    profile = client_profile(profile)
     settings: dict[str, Any] = {
         "max_pool_connections": max(max_workers, POOL_FLOOR),
         "connect_timeout": _seconds(ENV_CONNECT_TIMEOUT_S, DEFAULT_CONNECT_TIMEOUT_S),
@@ -74,6 +120,8 @@ def client_settings(max_workers: int) -> dict[str, Any]:
     }
     if not any(os.environ.get(name) for name in _RETRY_ENV):
         settings["retries"] = {"mode": "standard"}
+    if profile == "lean":
+        settings.update(LEAN_SETTINGS)
     return settings
 
 
@@ -100,13 +148,16 @@ class Clients:
     """A boto3 client and an aiobotocore client for one service, created on first use.
 
     Attributes:
-        sync: the boto3 client (thread-safe; shared by every thread).
+        sync: the boto3 client (thread-safe; one client shared by every thread, so its
+            connection pool, credentials and endpoint cache are too).
         aio: awaitable calls, e.g. ``await clients.aio.get_object(Bucket=..., Key=...)``.
     """
 
-    def __init__(self, service_name: str, max_workers: int, client_kwargs: dict[str, Any]) -> None:
+    def __init__(self, service_name: str, max_workers: int, client_kwargs: dict[str, Any],
+                 profile: str = DEFAULT_PROFILE) -> None:
         self.service_name = service_name
         self.max_workers = max_workers
+        self.profile = profile
         self.client_kwargs = client_kwargs
         self._sync: Any = None
         self._aio: dict[int, tuple[Any, Any]] = {}  # id(loop) -> (loop, client)
@@ -114,7 +165,7 @@ class Clients:
         self.aio = _AioCalls(self)
 
     def _config(self, config_cls: Any) -> Any:
-        ours = config_cls(**client_settings(self.max_workers))
+        ours = config_cls(**client_settings(self.max_workers, self.profile))
         theirs = self.client_kwargs.get("config")
         return ours.merge(theirs) if theirs is not None else ours
 
@@ -129,10 +180,16 @@ class Clients:
             with _lock:
                 if self._sync is None:
                     import boto3.session
+                    import botocore.session
                     from botocore.config import Config
 
-                    # A session of its own: boto3's default session is not thread-safe to create.
-                    session = boto3.session.Session()
+                    from ._botocore import tune_session
+
+                    # A session of its own: boto3's default session is not thread-safe to
+                    # create, and the tuning must not reach the user's own clients.
+                    core = botocore.session.get_session()
+                    tune_session(core)
+                    session = boto3.session.Session(botocore_session=core)
                     self._sync = session.client(self.service_name, **self._kwargs(Config))
         return self._sync
 
@@ -154,9 +211,12 @@ class Clients:
                 from aiobotocore.config import AioConfig
                 from aiobotocore.session import get_session
 
+                from ._botocore import tune_session
                 from ._loop import on_close
 
-                context = get_session().create_client(self.service_name, **self._kwargs(AioConfig))
+                session = get_session()
+                tune_session(session)
+                context = session.create_client(self.service_name, **self._kwargs(AioConfig))
                 client = await context.__aenter__()
                 self._aio[key] = (loop, client)
 
@@ -169,13 +229,16 @@ class Clients:
         return client
 
 
-def clients(service_name: str, *, max_workers: int | None = None, **client_kwargs: Any) -> Clients:
+def clients(service_name: str, *, max_workers: int | None = None, profile: str | None = None,
+            **client_kwargs: Any) -> Clients:
     """The process-wide pair of clients for a service.
 
     Args:
         service_name: "s3", "dynamodb", ...
         max_workers: the concurrency to size connection pools for; None reads
             FANOUT_MAX_WORKERS, else the default.
+        profile: one of :data:`CLIENT_PROFILES`; None reads FANOUT_AWS_CLIENT, else
+            ``default``.
         **client_kwargs: passed to ``boto3 client()`` and aiobotocore's ``create_client()``
             (``region_name``, ``endpoint_url``, ``config`` ...).
 
@@ -183,14 +246,15 @@ def clients(service_name: str, *, max_workers: int | None = None, **client_kwarg
         A :class:`Clients` with ``.sync`` and ``.aio``; the same object for the same arguments.
 
     Raises:
-        ConfigError: a bad worker count or timeout setting.
+        ConfigError: a bad worker count, profile or timeout setting.
     """
     workers = _config.max_workers(max_workers)
-    key = (service_name, workers, _freeze(client_kwargs))
+    chosen = client_profile(profile)
+    key = (service_name, workers, chosen, _freeze(client_kwargs))
     with _lock:
         found = _registry.get(key)
         if found is None:
-            found = _registry[key] = Clients(service_name, workers, client_kwargs)
+            found = _registry[key] = Clients(service_name, workers, client_kwargs, chosen)
     return found
 
 

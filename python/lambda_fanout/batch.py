@@ -2,28 +2,34 @@
 
 Sources and what comes back:
 
-=====================  ===========================  ==================================
-source                 identifier                   on failure
-=====================  ===========================  ==================================
-SQS (standard, FIFO)   ``messageId``                ``{"batchItemFailures": [...]}``
-Kinesis                ``kinesis.sequenceNumber``   ``{"batchItemFailures": [...]}``
-DynamoDB Streams       ``dynamodb.SequenceNumber``  ``{"batchItemFailures": [...]}``
-S3 notifications       ``s3.object.key``            BatchError (Lambda retries)
-SNS                    ``Sns.MessageId``            BatchError
-EventBridge            ``id``                       BatchError
-Distributed Map batch  item index                   BatchError; else results in order
-=====================  ===========================  ==================================
+=====================  ================================  ==================================
+source                 identifier                        on failure
+=====================  ================================  ==================================
+SQS (standard, FIFO)   ``messageId``                     ``{"batchItemFailures": [...]}``
+Kinesis                ``kinesis.sequenceNumber``        ``{"batchItemFailures": [...]}``
+DynamoDB Streams       ``dynamodb.SequenceNumber``       ``{"batchItemFailures": [...]}``
+Kafka (MSK and         ``{"partition": "<topic>-<n>",    ``{"batchItemFailures": [...]}``
+self-managed)          "offset": <offset>}``
+S3 notifications       ``s3.object.key``                 BatchError (Lambda retries)
+SNS                    ``Sns.MessageId``                 BatchError
+EventBridge            ``id``                            BatchError
+Distributed Map batch  item index                        BatchError; else results in order
+=====================  ================================  ==================================
 
-Ordering: records of one SQS FIFO message group, one Kinesis partition key, or one
-DynamoDB item key run one at a time in order; after one fails, the later records of
-its group are not started and are reported failed, so the retry keeps the order.
+Ordering: records of one SQS FIFO message group, one Kinesis partition key, one
+DynamoDB item key or one Kafka topic-partition run one at a time in order; after one
+fails, the later records of its group are not started and are reported failed, so the
+retry keeps the order. A standard SQS queue is never grouped, even when its messages
+carry a ``MessageGroupId`` (fair queues). With ``fifo_on_failure="batch"`` no record of
+a FIFO batch starts after the first failure. With ``raise_on_all_failed`` a batch whose
+every record failed raises BatchError instead of replying.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
-from ._errors import SkippedAfterFailure
+from ._errors import SkippedAfterFailure, kind, public
 
 PARTIAL = "partial"
 RAISE = "raise"
@@ -33,6 +39,7 @@ SUPPORTED_SHAPES = (
     'SQS ({"Records": [{"eventSource": "aws:sqs", "messageId": ...}]})',
     'Kinesis ({"Records": [{"eventSource": "aws:kinesis", "kinesis": {"sequenceNumber": ...}}]})',
     'DynamoDB Streams ({"Records": [{"eventSource": "aws:dynamodb", "dynamodb": {"SequenceNumber": ...}}]})',
+    'Kafka ({"eventSource": "aws:kafka" or "SelfManagedKafka", "records": {"<topic>-<partition>": [{"offset": ...}]}})',
     'S3 ({"Records": [{"eventSource": "aws:s3", "s3": {...}}]})',
     'SNS ({"Records": [{"EventSource": "aws:sns", "Sns": {"MessageId": ...}}]})',
     'EventBridge ({"detail-type": ..., "source": ..., "detail": {...}})',
@@ -48,12 +55,14 @@ class BatchFailure(NamedTuple):
     error: BaseException
 
 
+@public
 class BatchError(Exception):
     """Records of a batch without partial responses failed; Lambda should retry the batch.
 
     Attributes:
         failures: every failure, as BatchFailure(index, identifier, error), in record order.
-        source: the event source ("s3", "sns", "eventbridge", "distributed-map").
+        source: the event source ("s3", "sns", "eventbridge", "distributed-map"; or any
+            source when every record failed and ``raise_on_all_failed`` is set).
 
     The message gives counts, indexes and exception types only, never payloads or identifiers.
     """
@@ -72,8 +81,9 @@ class _Shape(NamedTuple):
     source: str
     records: list
     reply: str  # PARTIAL, RAISE or RESULTS
-    identifier: Callable[[dict], Any] | None
-    group: Callable[[dict], Any] | None
+    identifiers: list | None  # one per record; None: the record's index identifies it
+    keys: list | None  # ordering key per record (None: unordered); None: no record is ordered
+    fifo: bool  # an SQS FIFO batch: the one FANOUT_FIFO_ON_FAILURE applies to
 
 
 def _dig(record: Any, *path: str) -> Any:
@@ -91,20 +101,40 @@ def _ddb_key(record: dict) -> str:
     return json.dumps(keys, sort_keys=True) if keys is not None else None
 
 
+def _sqs_group(record: dict) -> Any:
+    # A standard queue may carry MessageGroupId as a tenant key (fair queues) with no
+    # ordering promise: only a FIFO queue's ARN ends in ".fifo".
+    if not str(record.get("eventSourceARN", "")).endswith(".fifo"):
+        return None
+    return _dig(record, "attributes", "MessageGroupId")
+
+#: Sources whose identifier is metadata, logged with a failed record; an S3 object key
+#: is data (and a Distributed Map item has only its index), so those log the index only.
+_LOGGED_IDENTIFIERS = frozenset({"sqs", "kinesis", "dynamodb", "kafka", "sns", "eventbridge"})
+
 _RECORD_SOURCES: dict[str, tuple] = {
     # eventSource -> (name, reply, identifier path, group function or None)
-    "aws:sqs": ("sqs", PARTIAL, ("messageId",), lambda r: _dig(r, "attributes", "MessageGroupId")),
+    "aws:sqs": ("sqs", PARTIAL, ("messageId",), _sqs_group),
     "aws:kinesis": ("kinesis", PARTIAL, ("kinesis", "sequenceNumber"), lambda r: _dig(r, "kinesis", "partitionKey")),
     "aws:dynamodb": ("dynamodb", PARTIAL, ("dynamodb", "SequenceNumber"), _ddb_key),
     "aws:s3": ("s3", RAISE, ("s3", "object", "key"), None),
     "aws:sns": ("sns", RAISE, ("Sns", "MessageId"), None),
 }
 
+#: Amazon MSK, and self-managed Apache Kafka (both spellings seen in AWS's samples).
+_KAFKA_SOURCES = ("aws:kafka", "SelfManagedKafka", "aws:SelfManagedKafka")
+
 
 def _unknown(what: str) -> ValueError:
+    # The shape is unrecognised: the list of shapes is the useful part of the message.
     return ValueError(
         f"lambda_fanout.process_batch: {what}. Supported event shapes: " + "; ".join(SUPPORTED_SHAPES) + "."
     )
+
+
+def _malformed(what: str) -> ValueError:
+    # The shape is known and one thing in it is wrong: say that thing only.
+    return ValueError(f"lambda_fanout.process_batch: {what}; nothing was processed.")
 
 
 def detect(event: Any) -> _Shape:
@@ -115,43 +145,94 @@ def detect(event: Any) -> _Shape:
             object, or a record without the identifier its source needs.
     """
     if not isinstance(event, dict):
-        raise _unknown(f"the event is a {type(event).__name__}, not a JSON object")
+        raise _unknown(f"the event is {kind(event)}, not a JSON object")
     if "Items" in event and "Records" not in event:
         items = event["Items"]
         if not isinstance(items, list):
-            raise _unknown(f"'Items' is a {type(items).__name__}, expected a list")
-        return _Shape("distributed-map", items, RESULTS, None, None)
+            raise _malformed(f"'Items' is {kind(items)}, expected a list")
+        if not items:
+            raise _malformed("'Items' is empty (a Distributed Map ItemBatcher never sends an empty batch)")
+        return _Shape("distributed-map", items, RESULTS, None, None, False)
+    if "records" in event and "Records" not in event:
+        return _kafka(event)
     if "Records" not in event:
         if "detail-type" in event and "source" in event:
-            return _Shape("eventbridge", [event], RAISE, lambda r: r.get("id"), None)
+            if event.get("id") in (None, ""):
+                raise ValueError(
+                    "lambda_fanout.process_batch: the EventBridge event has no 'id', which identifies it; "
+                    "nothing was processed. Check the event comes from EventBridge as Lambda delivers it."
+                )
+            return _Shape("eventbridge", [event], RAISE, [event["id"]], None, False)
         raise _unknown(f"the event has no 'Records' or 'Items' (keys: {sorted(map(str, event))[:8]})")
     records = event["Records"]
     if not isinstance(records, list):
-        raise _unknown(f"'Records' is a {type(records).__name__}, expected a list")
+        raise _malformed(f"'Records' is {kind(records)}, expected a list")
     if not records:
-        raise _unknown("'Records' is empty; Lambda never delivers an empty batch, so nothing was processed")
+        raise _malformed("'Records' is empty (Lambda never delivers an empty batch)")
     sources = []
     for index, record in enumerate(records):
         if not isinstance(record, dict):
-            raise _unknown(f"record #{index} is a {type(record).__name__}, not a JSON object")
+            raise _malformed(f"record #{index} is {kind(record)}, not a JSON object")
         sources.append(record.get("eventSource") or record.get("EventSource"))
     kinds = sorted(set(map(str, sources)))
     if len(kinds) > 1:
-        raise _unknown(f"the batch mixes event sources {kinds}; a batch comes from one source")
+        raise _malformed(f"the batch mixes event sources {kinds}; a batch comes from one source")
     source = sources[0]
     if source not in _RECORD_SOURCES:
         raise _unknown(f"unknown eventSource {source!r}")
     name, reply, path, group = _RECORD_SOURCES[source]
-    identifier = lambda r, _p=path: _dig(r, *_p)  # noqa: E731
-    for index, record in enumerate(records):
-        value = identifier(record)
+    identifiers = [_dig(record, *path) for record in records]
+    for index, value in enumerate(identifiers):
         if value in (None, ""):
             raise ValueError(
                 f"lambda_fanout.process_batch: {name} record #{index} has no {'.'.join(path)}, which "
                 f"identifies it in the response; nothing was processed. Check the event comes from {name} "
                 "as Lambda delivers it."
             )
-    return _Shape(name, records, reply, identifier, group)
+    keys = [group(record) for record in records] if group is not None else None
+    fifo = name == "sqs" and any(key is not None for key in keys)
+    return _Shape(name, records, reply, identifiers, keys, fifo)
+
+
+def _kafka(event: dict) -> _Shape:
+    """A Kafka batch: ``records`` maps "<topic>-<partition>" to that partition's records.
+
+    The records are laid out partition by partition, each in offset order; the
+    topic-partition is the ordering key and, with the offset, the identifier.
+    """
+    source = event.get("eventSource")
+    if source not in _KAFKA_SOURCES:
+        raise _unknown(f"the event has 'records' but eventSource {source!r} is not a Kafka source "
+                       f"({', '.join(map(repr, _KAFKA_SOURCES))})")
+    partitions = event["records"]
+    if not isinstance(partitions, dict):
+        raise _malformed(f"Kafka 'records' is {kind(partitions)}, expected an object mapping "
+                       '"<topic>-<partition>" to a list of records')
+    records: list = []
+    identifiers: list = []
+    keys: list = []
+    for partition, batch in partitions.items():
+        if not isinstance(batch, list):
+            raise _malformed(f"Kafka records[{partition!r}] is {kind(batch)}, expected a list of records")
+        for position, record in enumerate(batch):
+            where = f"kafka record records[{partition!r}][{position}]"
+            if not isinstance(record, dict):
+                raise _malformed(f"{where} is {kind(record)}, not a JSON object")
+            offset = record.get("offset")
+            if isinstance(offset, bool) or not isinstance(offset, int):
+                raise ValueError(
+                    f"lambda_fanout.process_batch: {where} has no integer 'offset' (got {type(offset).__name__}), "
+                    "which identifies it in the response; nothing was processed. Check the event comes from "
+                    "Kafka as Lambda delivers it."
+                )
+        # Lambda delivers each partition in offset order; sorting (stable) keeps that promise anyway.
+        for record in sorted(batch, key=lambda r: r["offset"]):
+            records.append(record)
+            identifiers.append({"partition": partition, "offset": record["offset"]})
+            keys.append(partition)
+    if not records:
+        raise _malformed("Kafka 'records' holds no record (Lambda never delivers an empty batch)")
+    return _Shape("kafka", records, PARTIAL, identifiers, keys, False)
 
 
 # -- running the records ---------------------------------------------------------------------
@@ -160,22 +241,21 @@ def _json_serialisable(value: Any) -> None:
     import json
 
     try:
-        json.dumps(value)
+        json.dumps(value, allow_nan=False)  # NaN and Infinity are not JSON: Step Functions rejects them
     except (TypeError, ValueError) as exc:
         raise TypeError(
-            f"the record handler returned a {type(value).__name__}, which the Distributed Map "
+            f"the record handler returned {kind(value)}, which the Distributed Map "
             f"output cannot hold (it must be JSON-serialisable): {exc}"
         ) from None
 
 
 def _groups(shape: _Shape) -> list[list[int]]:
     """The batch's jobs: one per ordering group (in order of first record), else one per record."""
-    if shape.group is None:
+    if shape.keys is None:
         return [[i] for i in range(len(shape.records))]
     order: dict[Any, list[int]] = {}
     singles: list[list[int]] = []
-    for index, record in enumerate(shape.records):
-        key = shape.group(record)
+    for index, key in enumerate(shape.keys):
         if key is None:
             singles.append([index])  # standard SQS: no ordering promise
         else:
@@ -192,52 +272,77 @@ def process_batch(
     *,
     strategy: str | None = None,
     max_workers: int | None = None,
+    fifo_on_failure: str | None = None,
+    raise_on_all_failed: bool | None = None,
 ) -> Any:
     """Run ``record_handler`` on every record of a Lambda batch event, concurrently.
 
     Settings are resolved once, here: explicit arguments, else ``FANOUT_*`` variables.
+    Each failed record gets one ERROR line on the ``lambda_fanout`` logger (source,
+    index, identifier, exception type, traceback; see FANOUT_LOG_FAILURES), never its body.
 
     Args:
-        event: the event as Lambda delivered it (SQS, Kinesis, DynamoDB Streams, S3,
-            SNS, EventBridge, or a Distributed Map ItemBatcher batch).
+        event: the event as Lambda delivered it (SQS, Kinesis, DynamoDB Streams, Kafka,
+            S3, SNS, EventBridge, or a Distributed Map ItemBatcher batch).
         record_handler: ``record -> result``: a plain function, a coroutine function, or a Task.
         context: the Lambda context, or None locally. Records not started before the
             deadline margin are reported as failures, never lost.
         strategy: one of STRATEGIES; None reads FANOUT_STRATEGY.
         max_workers: concurrency; None reads FANOUT_MAX_WORKERS.
+        fifo_on_failure: SQS FIFO only: ``"group"`` (default) skips the later records of
+            a failed message group and runs the other groups; ``"batch"`` starts no
+            record after the first failure. None reads FANOUT_FIFO_ON_FAILURE.
+        raise_on_all_failed: True raises BatchError, instead of replying, when every
+            record of an SQS, Kinesis, DynamoDB or Kafka batch failed. None reads
+            FANOUT_RAISE_ON_ALL_FAILED (on/off, default off).
 
     Returns:
-        ``{"batchItemFailures": [{"itemIdentifier": ...}, ...]}`` for SQS, Kinesis and
-        DynamoDB Streams; the results in order for a Distributed Map batch; a summary
-        ``{"batchSize": n, "succeeded": n}`` for S3, SNS and EventBridge.
+        ``{"batchItemFailures": [{"itemIdentifier": ...}, ...]}`` for SQS, Kinesis,
+        DynamoDB Streams and Kafka; the results in order for a Distributed Map batch; a
+        summary ``{"batchSize": n, "succeeded": n}`` for S3, SNS and EventBridge.
 
     Raises:
-        BatchError: a record failed in a batch without partial responses.
+        BatchError: a record failed in a batch without partial responses, or every
+            record failed and ``raise_on_all_failed`` is on.
         ValueError: the event has no known shape or a record is malformed (nothing ran).
         ConfigError: a bad setting, or a record handler without the form the strategy runs.
     """
-    from . import get_strategy
+    from ._config import Settings
+    from .strategies import build
 
     shape = detect(event)
-    return run_batch(shape, record_handler, context, get_strategy(strategy, max_workers=max_workers))
+    settings = Settings.resolve(strategy=strategy, max_workers=max_workers, fifo_on_failure=fifo_on_failure,
+                                raise_on_all_failed=raise_on_all_failed)
+    return run_batch(shape, record_handler, context, build(settings))
 
 
 def run_batch(shape: _Shape, record_handler: Any, context: Any, strategy: Any) -> Any:
     """Run a detected batch through ``strategy``'s ledger and build Lambda's reply.
 
     Each ordering group is one job of the ledger, each record keeps its own slot: a
-    record is reported as succeeded, failed, skipped after an earlier failure in its
-    group, not started before the deadline, or started and not finished by it.
+    record is reported as succeeded, failed, skipped after an earlier failure (in its
+    group, or in the batch for a FIFO batch in "batch" mode), not started before the
+    deadline, or started and not finished by it. ``strategy.settings`` decides the
+    FIFO mode and whether a batch whose every record failed raises.
     """
+    settings = strategy.settings
     check = _json_serialisable if shape.reply == RESULTS else None
     run = strategy.start(record_handler, shape.records, errors="collect", context=context,
-                         groups=_groups(shape), check=check)
+                         groups=_groups(shape), check=check,
+                         stop_on_failure=shape.fifo and settings.fifo_on_failure == "batch")
     outcomes = strategy.run(run)
+    ids = shape.identifiers
     failures = [
-        BatchFailure(o.index, shape.identifier(o.item) if shape.identifier else o.index, o.error)
+        BatchFailure(o.index, ids[o.index] if ids is not None else o.index, o.error)
         for o in outcomes if o.error is not None
     ]
-    if shape.reply == PARTIAL:
+    if failures:
+        from ._failures import log_failures
+
+        logged = shape.source in _LOGGED_IDENTIFIERS
+        log_failures(strategy.settings, shape.source,
+                     ((f.index, f.identifier if logged else None, f.error) for f in failures))
+    if shape.reply == PARTIAL and not (settings.raise_on_all_failed and len(failures) == len(shape.records)):
         return {"batchItemFailures": [{"itemIdentifier": f.identifier} for f in failures]}
     if failures:
         raise BatchError(shape.source, len(shape.records), failures) from failures[0].error

@@ -4,7 +4,9 @@ Environment:
     FANOUT_RECORD_HANDLER   ``module.function`` (or ``dir/module.function``) of the
                             per-record function, resolved from the task root the way
                             Lambda resolves handlers.
-    FANOUT_STRATEGY, FANOUT_MAX_WORKERS, FANOUT_DEADLINE_MARGIN_MS, FANOUT_METRICS.
+    FANOUT_STRATEGY, FANOUT_MAX_WORKERS, FANOUT_DEADLINE_MARGIN_MS, FANOUT_METRICS,
+    FANOUT_FIFO_ON_FAILURE, FANOUT_RAISE_ON_ALL_FAILED, FANOUT_LOG_FAILURES (see the README's
+    Configuration table).
 
 Everything is resolved and checked when Lambda imports this module (init): the
 settings once, into the strategy kept for every warm invocation, and the record
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 from . import _config, batch, strategies
-from ._errors import ConfigError
+from ._errors import ConfigError, kind
 
 
 def resolve_record_handler(spec: str | None = None, environ: Any = None) -> Callable[[Any], Any]:
@@ -72,7 +74,7 @@ def resolve_record_handler(spec: str | None = None, environ: Any = None) -> Call
         ) from None
     if not callable(fn):
         raise ConfigError(
-            f"{shown}: {module_name}.{func_name} is a {type(fn).__name__}, not a function. "
+            f"{shown}: {module_name}.{func_name} is {kind(fn)}, not a function. "
             "Point it at the per-record function."
         )
     return fn

@@ -1,9 +1,9 @@
-"""``./build.sh bench``: compare every strategy on realistic workloads, with Lambda cost.
+"""./build.sh bench: compare every strategy on realistic workloads, priced in Lambda dollars.
 
-Starts moto's server and the latency proxy (unless --endpoint-url), seeds them, runs
-the pytest-benchmark workload suite in a child process under Lambda's CPU share for
-each memory size, stops everything it started, then writes bench-results/ and
-prints the comparison.
+Starts moto's server and a latency proxy on 127.0.0.1 (unless --endpoint-url), seeds
+them, runs the pytest-benchmark workload suite in a child process under Lambda's CPU
+share for each memory size, stops everything it started, then writes bench-results/
+and prints the comparison.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import sys
 import time
 from pathlib import Path
 
+from .._config import DEFAULT_MAX_WORKERS
 from ..strategies import STRATEGIES
 from .cost import ARCHITECTURES, MEMORY_RANGE_MB
 from .quota import cpu_quota, vcpus_for_memory
 from .report import rows_from_pytest_benchmark, write_report
-from .workloads import WORKLOADS, Options
+from .workloads import ENV_OPTIONS, WORKLOADS, Options
 
 REPO = Path(__file__).resolve().parents[3]
 SUITE = REPO / "tests" / "benchmarks" / "test_workloads.py"
@@ -54,18 +55,20 @@ def _memory(text: str) -> int:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="./build.sh bench", description=__doc__.splitlines()[0])
+    # The module's docstring is the help text, kept as written (plain text, no markup).
+    p = argparse.ArgumentParser(prog="./build.sh bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes, under two minutes (CI and smoke tests)")
     p.add_argument("--items", type=int, help="items per workload (default: per workload, 500 for I/O)")
-    p.add_argument("--workers", type=_int_list, help="worker counts, a sweep when several: 8,32,64 (default 32; 16 quick)")
+    p.add_argument("--workers", type=_int_list, help=f"worker counts, a sweep when several: 8,32,64 (default {DEFAULT_MAX_WORKERS}, the library's default)")
     p.add_argument("--latency-ms", type=float, help="latency per I/O item (default: 20 latency, 25 S3, 8 DynamoDB medians)")
-    p.add_argument("--workload", action="append", choices=list(WORKLOADS), help="run only this workload (repeatable)")
+    p.add_argument("--workload", action="append", choices=list(WORKLOADS), help="run only this workload (repeatable; default: all)")
     p.add_argument("--memory-mb", type=_memory, default=1024, help="Lambda memory to emulate and price (default 1024)")
-    p.add_argument("--arch", choices=ARCHITECTURES, default="x86_64", help="price for this architecture")
+    p.add_argument("--arch", choices=ARCHITECTURES, default="x86_64", help="price for this architecture (default x86_64)")
     p.add_argument("--no-memory-sweep", action="store_true", help="skip the memory sweep (s3 at 128/512/1769/3008 MB, cpu at 128/1769/3008 MB)")
     p.add_argument("--endpoint-url", help="run against this endpoint (real AWS or S3-compatible) instead of the embedded one")
-    p.add_argument("--bucket", default="lambda-fanout-bench", help="bucket for the S3 workload")
-    p.add_argument("--table", default="lambda-fanout-bench", help="table for the DynamoDB workload")
+    p.add_argument("--bucket", default="lambda-fanout-bench", help="bucket for the S3 workload (default lambda-fanout-bench)")
+    p.add_argument("--table", default="lambda-fanout-bench", help="table for the DynamoDB workload (default lambda-fanout-bench)")
     p.add_argument("--rounds", type=int, help="timed rounds per case (default 3; 2 quick)")
     p.add_argument("--out", default=str(REPO / "bench-results"), help="where to write the report (default bench-results/)")
     args = p.parse_args(argv)
@@ -78,7 +81,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def options(args: argparse.Namespace) -> Options:
     return Options(
-        quick=args.quick, items=args.items, workers=args.workers or ((16,) if args.quick else (32,)),
+        quick=args.quick, items=args.items, workers=args.workers or (DEFAULT_MAX_WORKERS,),
         latency_ms=args.latency_ms, workloads=tuple(args.workload or ()), memory_mb=args.memory_mb,
         arch=args.arch, endpoint_url=args.endpoint_url, bucket=args.bucket, table=args.table,
         rounds=args.rounds or (2 if args.quick else 3),
@@ -98,7 +101,7 @@ def run_suite(opts: Options, env: dict, json_path: Path, label: str) -> tuple[bo
             else f"{label}: CPU not emulated ({why_not}); the client had the whole machine")
     cmd = [sys.executable, "-m", "pytest", str(SUITE), "-v", "-p", "no:cacheprovider", "-o", "addopts=",
            "--benchmark-json", str(json_path), "--benchmark-columns=median", "-W", "ignore::DeprecationWarning"]
-    child_env = {**env, "FANOUT_BENCH_OPTIONS": opts.to_env()}
+    child_env = {**env, ENV_OPTIONS: opts.to_env()}
     proc = subprocess.Popen(cmd, cwd=REPO, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, preexec_fn=quota.enter if quota else None)
     tail: list[str] = []

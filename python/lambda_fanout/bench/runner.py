@@ -6,6 +6,7 @@ import os
 import statistics
 from typing import Any, Callable
 
+from .. import _config
 from .report import build_markdown
 from .workloads import WORKLOADS, Env, Options, cases, measure, seed
 
@@ -63,12 +64,12 @@ def lambda_handler(event: dict, context: Any) -> dict:
     opts = Options(
         quick=bool(event.get("quick", True)),
         items=event.get("items"),
-        workers=tuple(event.get("workers", (32,))),
+        workers=tuple(event.get("workers", (_config.DEFAULT_MAX_WORKERS,))),
         workloads=tuple(event.get("workloads", ("latency", "s3", "dynamodb", "cpu", "frequency"))),
         rounds=int(event.get("rounds", 3)),
         memory_mb=memory, arch=arch, memory_sweep=(),
-        bucket=os.environ.get("FANOUT_BENCH_BUCKET", "lambda-fanout-bench"),
-        table=os.environ.get("FANOUT_BENCH_TABLE", "lambda-fanout-bench"),
+        bucket=os.environ.get(_config.ENV_BENCH_BUCKET, _config.DEFAULT_BENCH_BUCKET),
+        table=os.environ.get(_config.ENV_BENCH_TABLE, _config.DEFAULT_BENCH_TABLE),
     )
     env = Env(opts.bucket, opts.table, proxy=None)
     if event.get("seed"):

@@ -9,12 +9,13 @@ import os
 import time
 from typing import Any, Callable
 
-from .. import STRATEGIES, Task
+from .. import DEFAULT_MAX_WORKERS, STRATEGIES, Task
+from .. import _config
 from .. import map as fanout_map
 from . import idioms
 from .cost import ideal_seconds
 
-ENV_OPTIONS = "FANOUT_BENCH_OPTIONS"
+ENV_OPTIONS = _config.ENV_BENCH_OPTIONS
 TAIL_SIGMA = 0.5  # lognormal width of the proxy's latency tail around the median
 
 
@@ -24,7 +25,7 @@ class Options:
 
     quick: bool = False
     items: int | None = None
-    workers: tuple[int, ...] = (32,)
+    workers: tuple[int, ...] = (DEFAULT_MAX_WORKERS,)
     latency_ms: float | None = None
     workloads: tuple[str, ...] = ()
     memory_mb: int = 1024

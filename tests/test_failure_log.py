@@ -1,0 +1,285 @@
+"""One ERROR log line per failed record: source, identifier, type, traceback; never the payload."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+import batches
+import lambda_fanout
+
+SECRET = "card-4111111111111111-alice@example.com"
+
+
+def failing(record):
+    body = record["body"] if isinstance(record, dict) and "body" in record else record
+    raise RuntimeError(f"downstream 403 AccessDenied for {body}")
+
+
+async def afailing(record):
+    failing(record)
+
+
+TASK = lambda_fanout.Task(failing, afailing)
+
+
+def fanout_records(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "lambda_fanout"]
+
+
+def sqs_with_secrets(n: int) -> dict:
+    event = batches.sqs(n)
+    for record in event["Records"]:
+        record["body"] = json.dumps({"card": SECRET})
+    return event
+
+
+def test_each_failed_sqs_record_logs_one_line_without_its_message(strategy_name, caplog):
+    caplog.set_level(logging.DEBUG)
+    event = sqs_with_secrets(4)
+
+    def some_fail(record):
+        if json.loads(record["body"]) and record["messageId"] in ("msg-00001", "msg-00003"):
+            failing(record)
+
+    async def asome_fail(record):
+        some_fail(record)
+
+    out = lambda_fanout.process_batch(event, lambda_fanout.Task(some_fail, asome_fail), strategy=strategy_name)
+    assert out == {"batchItemFailures": [{"itemIdentifier": "msg-00001"}, {"itemIdentifier": "msg-00003"}]}
+    lines = fanout_records(caplog)
+    assert [(r.levelname, r.source, r.index, r.recordId) for r in lines] == [
+        ("ERROR", "sqs", 1, "msg-00001"), ("ERROR", "sqs", 3, "msg-00003")]
+    for r in lines:
+        text = r.getMessage()
+        assert r.exceptionType == "RuntimeError" and not hasattr(r, "exceptionMessage")
+        assert text.startswith(f"lambda_fanout: sqs record #{r.index} ({r.recordId}) failed: RuntimeError")
+        assert "FANOUT_LOG_FAILURES=on" in text  # says how to see the message
+        assert "Traceback (most recent call last):" in text and "in failing" in text
+        assert r.traceback[-1] == "RuntimeError"
+        assert r.exc_info is None  # a formatter would print the message from it
+    # The traceback shows the raising line of code; the message it built is not logged.
+    assert SECRET not in caplog.text and 'AccessDenied for {"card"' not in caplog.text
+
+
+def test_on_logs_the_message_and_off_logs_nothing(monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("FANOUT_LOG_FAILURES", "on")
+    lambda_fanout.process_batch(batches.sqs(2), failing, strategy="sequential")
+    lines = fanout_records(caplog)
+    assert len(lines) == 2
+    assert lines[0].exceptionMessage == 'downstream 403 AccessDenied for {"n": 0}'
+    assert 'RuntimeError: downstream 403 AccessDenied for {"n": 0}' in lines[0].getMessage()
+    caplog.clear()
+    monkeypatch.setenv("FANOUT_LOG_FAILURES", "off")
+    lambda_fanout.process_batch(batches.sqs(2), failing, strategy="sequential")
+    assert fanout_records(caplog) == []
+
+
+@pytest.mark.parametrize("value,level", [("ON", "on"), ("true", "on"), ("1", "on"), ("no", "off"),
+                                         ("False", "off"), ("Type-Only", "type-only")])
+def test_log_failures_spellings(monkeypatch, value, level):
+    monkeypatch.setenv("FANOUT_LOG_FAILURES", value)
+    assert lambda_fanout.Settings.resolve().log_failures == level
+
+
+def test_bad_log_failures_value_lists_the_choices(monkeypatch):
+    monkeypatch.setenv("FANOUT_LOG_FAILURES", "verbose")
+    with pytest.raises(lambda_fanout.ConfigError) as info:
+        lambda_fanout.map(abs, [1])
+    msg = str(info.value)
+    assert "FANOUT_LOG_FAILURES" in msg and "'verbose'" in msg
+    assert "'on', 'type-only', 'off'" in msg
+
+
+@pytest.mark.parametrize("source,build,field", [
+    ("kinesis", batches.kinesis, lambda r: r["kinesis"]["sequenceNumber"]),
+    ("dynamodb", batches.dynamodb, lambda r: r["dynamodb"]["SequenceNumber"]),
+])
+def test_stream_records_log_their_sequence_number(caplog, source, build, field):
+    caplog.set_level(logging.ERROR)
+    event = build(3)
+    lambda_fanout.process_batch(event, failing, strategy="threads")
+    lines = fanout_records(caplog)
+    # One key per record, so each is its own group: all three fail and are logged.
+    assert [(r.source, r.index, r.recordId) for r in lines] == [
+        (source, i, field(rec)) for i, rec in enumerate(event["Records"])]
+
+
+def test_s3_and_distributed_map_log_the_index_only(caplog):
+    caplog.set_level(logging.ERROR)
+    s3_event = batches.sample("s3")
+    s3_event["Records"][0]["s3"]["object"]["key"] = SECRET  # an object key is data
+    with pytest.raises(lambda_fanout.BatchError):
+        lambda_fanout.process_batch(s3_event, failing, strategy="sequential")
+    with pytest.raises(lambda_fanout.BatchError):
+        lambda_fanout.process_batch({"Items": [{"Key": SECRET}, {"Key": "b"}], "BatchInput": {}}, failing,
+                                    strategy="sequential")
+    lines = fanout_records(caplog)
+    assert [(r.source, r.index) for r in lines] == [("s3", 0), ("distributed-map", 0), ("distributed-map", 1)]
+    assert not [r for r in lines if hasattr(r, "recordId")]
+    assert SECRET not in caplog.text
+
+
+def test_map_collect_logs_each_failure_and_raise_logs_none(strategy_name, caplog):
+    caplog.set_level(logging.DEBUG)
+
+    def half(i):
+        if i % 2:
+            raise KeyError(f"user-{i}@example.com")
+        return i
+
+    async def ahalf(i):
+        return half(i)
+
+    task = lambda_fanout.Task(half, ahalf)
+    out = lambda_fanout.map(task, range(6), errors="collect", strategy=strategy_name)
+    assert [o.ok for o in out] == [True, False] * 3
+    lines = fanout_records(caplog)
+    assert [(r.source, r.index, r.exceptionType) for r in lines] == [("map", i, "KeyError") for i in (1, 3, 5)]
+    assert "user-1@example.com" not in caplog.text and "map item #1 failed: KeyError" in caplog.text
+    caplog.clear()
+    with pytest.raises(lambda_fanout.TaskError):
+        lambda_fanout.map(task, range(6), strategy=strategy_name)
+    assert fanout_records(caplog) == []  # the TaskError carries it; logging it too would say it twice
+
+
+def test_deadline_and_skipped_records_are_logged_in_our_own_words(caplog, fake_context):
+    import threading
+
+    caplog.set_level(logging.ERROR)
+    release = threading.Event()
+    event = batches.kinesis(4, ["a", "a", "b", "c"])
+
+    def handle(record):
+        key = record["kinesis"]["partitionKey"]
+        if key == "a":
+            raise ValueError(SECRET)
+        if key == "b":
+            release.wait(5)
+
+    try:
+        out = lambda_fanout.process_batch(event, handle, fake_context(700), strategy="threads", max_workers=2)
+    finally:
+        release.set()
+    assert len(out["batchItemFailures"]) >= 3
+    by_index = {r.index: r for r in fanout_records(caplog)}
+    assert by_index[0].exceptionType == "ValueError" and not hasattr(by_index[0], "exceptionMessage")
+    assert by_index[1].exceptionType == "lambda_fanout.SkippedAfterFailure"
+    assert by_index[1].exceptionMessage == "not started: record #0 of the same group failed first"
+    assert by_index[2].exceptionType == "lambda_fanout.DeadlineExceeded"
+    assert "did not finish" in by_index[2].exceptionMessage
+    assert SECRET not in caplog.text
+
+
+def test_type_only_keeps_the_chain_and_drops_every_message_and_note(caplog):
+    caplog.set_level(logging.ERROR)
+
+    def chained(record):
+        try:
+            {}[SECRET]
+        except KeyError as exc:
+            error = ValueError(f"bad {SECRET}")
+            error.add_note(f"note {SECRET}")
+            raise error from exc
+
+    lambda_fanout.process_batch(batches.sqs(1), chained, strategy="sequential")
+    (line,) = fanout_records(caplog)
+    tb = "\n".join(line.traceback)
+    assert tb.index("KeyError") < tb.index("The above exception was the direct cause") < tb.index("ValueError")
+    assert tb.count("Traceback (most recent call last):") == 2 and "in chained" in tb
+    assert SECRET not in caplog.text and SECRET not in tb
+
+
+def test_json_log_format_gives_one_json_document_per_failure(monkeypatch):
+    # Lambda's own JSON formatter (awslambdaric, as the managed runtime installs it
+    # under AWS_LAMBDA_LOG_FORMAT=JSON) writes the failure's fields as top-level keys.
+    from awslambdaric.lambda_runtime_log_utils import JsonFormatter
+
+    monkeypatch.setenv("AWS_LAMBDA_LOG_FORMAT", "JSON")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("lambda_fanout")
+    logger.addHandler(handler)
+    try:
+        event = sqs_with_secrets(3)
+        out = lambda_fanout.process_batch(event, failing, strategy="threads")
+    finally:
+        logger.removeHandler(handler)
+    assert len(out["batchItemFailures"]) == 3
+    docs = [json.loads(line) for line in stream.getvalue().splitlines() if line]
+    assert len(docs) == 3
+    for i, doc in enumerate(sorted(docs, key=lambda d: d["index"])):
+        assert doc["level"] == "ERROR" and doc["logger"] == "lambda_fanout"
+        assert (doc["source"], doc["index"], doc["recordId"]) == ("sqs", i, f"msg-{i:05d}")
+        assert doc["exceptionType"] == "RuntimeError"
+        assert isinstance(doc["traceback"], list) and doc["traceback"][-1] == "RuntimeError"
+        assert "\n" not in doc["message"] and "Traceback" not in doc["message"]
+        assert "errorMessage" not in doc and "exceptionMessage" not in doc
+    assert SECRET not in stream.getvalue()
+
+
+def test_aws_error_code_and_operation_are_logged(aws_endpoint, s3_bucket, strategy_name, caplog):
+    from lambda_fanout import aws
+
+    caplog.set_level(logging.ERROR)
+    out = lambda_fanout.map(aws.s3_get_object(s3_bucket), [f"missing-{SECRET}"], errors="collect",
+                            strategy=strategy_name)
+    assert not out[0].ok
+    (line,) = fanout_records(caplog)
+    assert (line.awsErrorCode, line.awsOperation) == ("NoSuchKey", "GetObject")
+    assert "(NoSuchKey in GetObject)" in line.getMessage()
+    assert SECRET not in caplog.text
+
+
+def test_the_zero_code_handler_logs_failures_to_stderr(tmp_path):
+    # A fresh interpreter with no logging configured: the line still reaches stderr
+    # (Python's last-resort handler), the way a failure shows up without any setup.
+    import subprocess
+    import sys
+    import textwrap
+
+    import staging
+
+    (tmp_path / "app.py").write_text(textwrap.dedent('''
+        def process(record):
+            raise PermissionError("downstream 403 AccessDenied " + record["body"])
+    '''))
+    code = textwrap.dedent('''
+        import json, sys
+        from lambda_fanout.handler import handler
+        print("RESULT " + json.dumps(handler(json.loads(sys.stdin.read()), None)))
+    ''')
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": staging.python_dir(), "LAMBDA_TASK_ROOT": str(tmp_path),
+           "FANOUT_RECORD_HANDLER": "app.process"}
+    proc = subprocess.run([sys.executable, "-c", code], input=json.dumps(sqs_with_secrets(2)), env=env,
+                          capture_output=True, text=True, timeout=60, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.split("RESULT ", 1)[1])["batchItemFailures"] == [
+        {"itemIdentifier": "msg-00000"}, {"itemIdentifier": "msg-00001"}]
+    assert "lambda_fanout: sqs record #0 (msg-00000) failed: PermissionError" in proc.stderr
+    assert "lambda_fanout: sqs record #1 (msg-00001) failed: PermissionError" in proc.stderr
+    assert 'File "' in proc.stderr and "in process" in proc.stderr
+    assert SECRET not in proc.stderr and 'AccessDenied {"card"' not in proc.stderr
+
+
+def test_each_failure_gets_the_traceback_of_where_it_was_raised(caplog):
+    # Tracebacks are formatted once per place they were raised: two places, two tracebacks.
+    caplog.set_level(logging.ERROR)
+
+    def two_places(record):
+        if record["messageId"].endswith(("0", "2", "4")):
+            raise KeyError("even")  # raised here: even
+        raise LookupError("odd")  # raised here: odd
+
+    lambda_fanout.process_batch(batches.sqs(5), two_places, strategy="sequential")
+    lines = fanout_records(caplog)
+    assert [r.exceptionType for r in lines] == ["KeyError", "LookupError", "KeyError", "LookupError", "KeyError"]
+    for r in lines:
+        text = "\n".join(r.traceback)
+        here, there = ("even", "odd") if r.exceptionType == "KeyError" else ("odd", "even")
+        assert f"# raised here: {here}" in text and f"# raised here: {there}" not in text
