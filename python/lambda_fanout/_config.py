@@ -73,8 +73,8 @@ _BENCH = "per bench invocation"
 VARIABLES = (
     (ENV_STRATEGY, f"`{DEFAULT_STRATEGY}`", _PER_CALL,
      "how items run: `sequential`, `threads`, `threads-map`, `asyncio` or `processes`"),
-    (ENV_MAX_WORKERS, f"`{DEFAULT_MAX_WORKERS}` (`processes`: the vCPUs)", _PER_CALL,
-     f"concurrency, a whole number from 1 to {MAX_WORKERS_LIMIT}"),
+    (ENV_MAX_WORKERS, f"`{DEFAULT_MAX_WORKERS}`", _PER_CALL,
+     f"concurrency, a whole number from 1 to {MAX_WORKERS_LIMIT}; unset under `processes`, the vCPUs"),
     (ENV_DEADLINE_MARGIN_MS, f"`{DEFAULT_DEADLINE_MARGIN_MS}`", _PER_CALL,
      "milliseconds kept back from the Lambda deadline: no item starts after it"),
     (ENV_LOG_FAILURES, f"`{DEFAULT_LOG_FAILURES}`", _PER_CALL,
