@@ -23,7 +23,6 @@ reported, and what Powertools reports for the same batch where it differs:
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import time
@@ -34,6 +33,7 @@ from hypothesis import strategies as st
 
 import batches
 import lambda_fanout
+import xproc
 from lambda_fanout import SkippedAfterFailure
 from lambda_fanout.batch import BatchError
 
@@ -91,15 +91,7 @@ def kind(source: str) -> str:
     return "grouped" if SOURCES[source][2] else "ungrouped"
 
 
-def decode(record: dict):
-    """What a record handler does first: read the payload the way its source encodes it."""
-    if "body" in record:
-        return json.loads(record["body"])
-    if "kinesis" in record:
-        return base64.b64decode(record["kinesis"]["data"], validate=True)
-    if "dynamodb" in record:
-        return record["dynamodb"]["NewImage"]
-    return json.loads(base64.b64decode(record["value"], validate=True))
+decode = xproc.decode
 
 
 def break_payload(record: dict) -> None:
@@ -113,23 +105,13 @@ def break_payload(record: dict) -> None:
         record["value"] = "*** not base64 ***"
 
 
-def handler(bad: set, log: list):
-    """A Task that decodes each record, then fails for the positions in ``bad``."""
-    lock = threading.Lock()
+def handler(bad: set, log):
+    """A Task that decodes each record, then fails for the positions in ``bad``.
 
-    def work(record):
-        position = batches.position_of(record)
-        with lock:
-            log.append(position)
-        decode(record)
-        if position in bad:
-            raise RuntimeError(f"record {position} fails")
-        return position
-
-    async def awork(record):
-        return work(record)
-
-    return lambda_fanout.Task(work, awork)
+    ``log`` (an ``xproc.Log`` under processes) gets each position run.
+    """
+    work = xproc.Decoding(bad, log)
+    return lambda_fanout.Task(work, work.aio)
 
 
 def build(source: str, malformed: set = frozenset()) -> dict:
@@ -159,8 +141,8 @@ def run(source: str, scenario: str, strategy_name: str, raise_on_all_failed: boo
 @pytest.mark.parametrize("raise_on_all_failed", [False, True], ids=["reply", "raise-on-all-failed"])
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 @pytest.mark.parametrize("source", list(SOURCES))
-def test_exact_batch_item_failures(strategy_name, source, scenario, raise_on_all_failed):
-    log: list = []
+def test_exact_batch_item_failures(strategy_name, source, scenario, raise_on_all_failed, tmp_path):
+    log = xproc.Log(str(tmp_path / "log"))
     want = EXPECTED[(scenario, kind(source))]
     if raise_on_all_failed and want == ALL:
         with pytest.raises(BatchError) as info:
@@ -173,6 +155,7 @@ def test_exact_batch_item_failures(strategy_name, source, scenario, raise_on_all
     assert out == {"batchItemFailures": [{"itemIdentifier": i} for i in reported(source, event, want)]}
     # No record ran twice; each one not reported ran; a reported one ran only if it failed itself.
     bad, malformed = SCENARIOS[scenario]
+    log = log.entries()
     assert len(log) == len(set(log))
     assert set(ALL) - set(want) <= set(log)
     assert set(log) & set(want) <= bad | malformed
@@ -217,10 +200,11 @@ def test_malformed_record_runs_nothing(strategy_name, source):
     for key in field[:-1]:
         record = record[key]
     del record[field[-1]]
-    log: list = []
+    log = xproc.Log()
     with pytest.raises(ValueError, match=r"nothing was processed"):
         lambda_fanout.process_batch(event, handler(set(), log), strategy=strategy_name)
-    assert log == []
+    assert log.entries() == []
+    log.remove()
 
 
 def test_stop_the_batch_under_concurrency(concurrent_strategy):

@@ -9,6 +9,8 @@ appended to) and :class:`Flag` (a file that exists once set) do, under every str
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import tempfile
 import time
@@ -303,3 +305,33 @@ def replay(log: Log) -> tuple[list[int], int]:
         now += 1
         peak = max(peak, now)
     return entered, peak
+
+
+def decode(record: dict):
+    """What a record handler does first: read the payload the way its source encodes it."""
+    if "body" in record:
+        return json.loads(record["body"])
+    if "kinesis" in record:
+        return base64.b64decode(record["kinesis"]["data"], validate=True)
+    if "dynamodb" in record:
+        return record["dynamodb"]["NewImage"]
+    return json.loads(base64.b64decode(record["value"], validate=True))
+
+
+class Decoding:
+    """test_powertools_compat's handler: decode each record, then fail the positions in ``bad``."""
+
+    def __init__(self, bad: set, log) -> None:
+        self.bad = bad
+        self.log = log
+
+    def __call__(self, record):
+        position = batches.position_of(record)
+        self.log.append(position)
+        decode(record)
+        if position in self.bad:
+            raise RuntimeError(f"record {position} fails")
+        return position
+
+    async def aio(self, record):
+        return self(record)
