@@ -335,3 +335,57 @@ class Decoding:
 
     async def aio(self, record):
         return self(record)
+
+
+class Succeeding:
+    """Fails the positions in ``bad``; logs each other one once it succeeded."""
+
+    def __init__(self, done: Log, bad: set, delay: float) -> None:
+        self.done = done
+        self.bad = bad
+        self.delay = delay
+
+    def finish(self, record) -> None:
+        position = batches.position_of(record)
+        if position in self.bad:
+            raise RuntimeError(f"record {position} fails")
+        self.done.append(position)
+
+    def __call__(self, record):
+        time.sleep(self.delay)
+        self.finish(record)
+
+    async def aio(self, record):
+        await asyncio.sleep(self.delay)
+        self.finish(record)
+
+
+class StartsAfter:
+    """Logs 2p + 1 if record p started after ``raised`` was set, else 2p; record ``failing`` sets it and fails."""
+
+    def __init__(self, log: Log, raised: Flag, failing: int) -> None:
+        self.log = log
+        self.raised = raised
+        self.failing = failing
+
+    def start(self, record) -> int:
+        position = batches.position_of(record)
+        self.log.append(2 * position + int(self.raised.is_set()))
+        return position
+
+    def end(self, position: int) -> int:
+        if position == self.failing:
+            self.raised.set()
+            raise RuntimeError("fails")
+        return position
+
+    def __call__(self, record):
+        position = self.start(record)
+        time.sleep(0.005)
+        return self.end(position)
+
+    async def aio(self, record):
+        position = self.start(record)
+        await asyncio.sleep(0.005)
+        return self.end(position)
+
