@@ -331,13 +331,8 @@ def test_deadline_reports_say_started_or_not(strategy_name, fake_context, releas
 
 # -- cases an adversarial review found, kept as regressions ----------------------------------------
 
-def test_amap_cancel_with_a_task_that_swallows_cancellation(strategy_name, release):
-    started = []
-
-    def fn(i):
-        started.append(i)
-        release.wait(0.05)
-        return i
+def test_amap_cancel_with_a_task_that_swallows_cancellation(strategy_name, release, started):
+    fn = partial(xproc.record_then_wait_for, started, release, 0.05)
 
     async def afn(i):
         started.append(i)
@@ -402,7 +397,7 @@ def test_a_blocking_read_at_the_deadline_finishes_first(strategy_name, fake_cont
             consumed.append(i)
             yield i
 
-    got = lambda_fanout.map(dual(lambda i: i), items(), strategy=strategy_name, max_workers=2, errors="collect",
+    got = lambda_fanout.map(dual(xproc.identity), items(), strategy=strategy_name, max_workers=2, errors="collect",
                             context=fake_context(500))
     assert len(got) == len(consumed) and got.unread  # every item taken from the input has its entry
     frozen = list(got)
@@ -426,20 +421,14 @@ def test_a_late_result_never_leaves_a_placeholder(strategy_name, fake_context, r
     monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, "500")
     ctx = fake_context(600)
 
-    def fn(i):
-        if i == 0:
-            release.wait(2)
-        if i == 1:
-            time.sleep(max(ctx.deadline - 0.5 - 0.005 - time.monotonic(), 0))  # settles just at the margin
-        return i
-
+    fn = xproc.SettleAtMargin(release, ctx.deadline)
     got = lambda_fanout.map(dual(fn), [0, 1], strategy=strategy_name, max_workers=2, errors="collect",
                             context=ctx)
     assert all(isinstance(o, lambda_fanout.Outcome) for o in got), got
 
 
-def test_items_read_before_the_input_fails_all_run(strategy_name):
-    ran = []
+def test_items_read_before_the_input_fails_all_run(strategy_name, started):
+    ran = started
 
     def items():
         yield from "abc"
@@ -447,7 +436,7 @@ def test_items_read_before_the_input_fails_all_run(strategy_name):
 
     with pytest.raises(OSError) as info:
         lambda_fanout.map(dual(ran.append), items(), strategy=strategy_name, max_workers=4)
-    assert sorted(ran) == ["a", "b", "c"]
+    assert sorted(ran.entries()) == ["a", "b", "c"]
     assert "after 3 items were read; those items ran" in info.value.__notes__[0]
 
 
@@ -460,11 +449,7 @@ def test_a_list_read_to_its_end_is_not_unread(strategy_name, fake_context, relea
 def test_emf_counts_what_happened(strategy_name, monkeypatch, capsys, fake_context):
     monkeypatch.setenv("FANOUT_METRICS", "on")
 
-    def fail_first(i):
-        if i == 0:
-            raise Boom()
-        time.sleep(0.01)
-        return i
+    fail_first = xproc.fail_at_zero
 
     def emitted():
         return [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
@@ -504,14 +489,8 @@ def test_sync_task_names_never_show_bound_arguments(recwarn):
 
 
 def test_task_error_keeps_a_tasks_own_deadline_text_out(strategy_name):
-    class LookupTimeout(lambda_fanout.DeadlineExceeded):
-        pass
-
-    def lookup(email):
-        raise LookupTimeout(f"lookup of {email} timed out")
-
-    with pytest.raises(lambda_fanout.TaskError) as info:
-        lambda_fanout.map(dual(lookup), ["alice@example.com"], strategy=strategy_name)
+    with pytest.raises(lambda_fanout.TaskError) as info:  # the task's own timeout type
+        lambda_fanout.map(dual(xproc.lookup_times_out), ["alice@example.com"], strategy=strategy_name)
     assert str(info.value) == "task failed on item #0: LookupTimeout"
 
 
@@ -539,6 +518,6 @@ def test_batches_lambda_never_sends_are_refused(strategy_name, event, fragment):
 
 def test_a_distributed_map_result_that_is_not_json_fails_its_record(strategy_name):
     with pytest.raises(lambda_fanout.BatchError) as info:
-        lambda_fanout.process_batch({"Items": [1, 2], "BatchInput": {}}, dual(lambda i: float("nan") if i == 2 else i),
+        lambda_fanout.process_batch({"Items": [1, 2], "BatchInput": {}}, dual(xproc.nan_at_two),
                                     strategy=strategy_name)
     assert [f.index for f in info.value.failures] == [1]

@@ -40,9 +40,9 @@ class Log:
         finally:
             os.close(fd)
 
-    def entries(self) -> list[int]:
+    def entries(self) -> list:
         with open(self.path) as f:
-            return [int(line) for line in f.read().split()]
+            return [int(line) if line.lstrip("-").isdigit() else line for line in f.read().split()]
 
     def __len__(self) -> int:
         return len(self.entries())
@@ -388,4 +388,45 @@ class StartsAfter:
         position = self.start(record)
         await asyncio.sleep(0.005)
         return self.end(position)
+
+
+def record_then_wait_for(started: Log, release: Flag, seconds: float, i):
+    started.append(i)
+    release.wait(seconds)
+    return i
+
+
+def fail_at_zero(i):
+    """Item 0 fails at once; the others take 10 ms."""
+    if i == 0:
+        raise Boom()
+    time.sleep(0.01)
+    return i
+
+
+def nan_at_two(i):
+    return float("nan") if i == 2 else i
+
+
+class LookupTimeout(lambda_fanout.DeadlineExceeded):
+    """A task's own timeout, which happens to subclass DeadlineExceeded."""
+
+
+def lookup_times_out(email):
+    raise LookupTimeout(f"lookup of {email} timed out")
+
+
+class SettleAtMargin:
+    """Item 0 waits for ``release``; item 1 returns 5 ms before the margin (``deadline`` - 0.5 s)."""
+
+    def __init__(self, release: Flag, deadline: float) -> None:
+        self.release = release
+        self.deadline = deadline
+
+    def __call__(self, i):
+        if i == 0:
+            self.release.wait(2)
+        if i == 1:
+            time.sleep(max(self.deadline - 0.5 - 0.005 - time.monotonic(), 0))  # settles just at the margin
+        return i
 
