@@ -3,7 +3,7 @@
     ./build.sh layer [--python 3.11|3.12|3.13] [--arch x86_64|arm64] [--universal] [--all] [--out dist]
 
 Layout (what Lambda mounts at /opt):
-    python/lambda_fanout/                        the package (its dev-only testing/ left out)
+    python/lambda_fanout/                        the package (its dev-only testing/ and bench CLI left out)
     python/lib/python3.X/site-packages/          aiobotocore, boto3, botocore, aiohttp ...
 
 ``--universal`` builds one zip for python3.11 to 3.13 on both architectures: every
@@ -46,6 +46,9 @@ STRIP_DIRS = {"__pycache__", "tests", "test", "bin"}
 STRIP_SUFFIXES = (".pyi", ".pyc", ".pyo")
 STRIP_DIST_INFO = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
 PACKAGE_EXCLUDE = {"testing"}  # lambda_fanout.testing: local endpoint and proxy, dev only
+#: The bench's source-checkout parts (CLI, CPU quota, chart, saved runs): the in-Lambda
+#: benchmark function (lambda_fanout.bench.runner.lambda_handler) needs none of them.
+BENCH_EXCLUDE = {"__main__.py", "cli.py", "quota.py", "chart.py", "history.py"}
 
 
 def platforms(python: str, arch: str) -> list[str]:
@@ -97,6 +100,8 @@ def copy_package(dest: Path) -> None:
         skip = {n for n in names if n in STRIP_DIRS or n.endswith(STRIP_SUFFIXES)}
         if Path(directory) == PACKAGE:
             skip |= PACKAGE_EXCLUDE & set(names)
+        elif Path(directory) == PACKAGE / "bench":
+            skip |= BENCH_EXCLUDE & set(names)
         return skip
 
     shutil.copytree(PACKAGE, dest / "lambda_fanout", ignore=ignore)
@@ -176,6 +181,8 @@ def build(python: str, arch: str, out: Path) -> dict:
         install_dependencies(deps, python, arch)
         copy_package(tree / "python")
         strip(tree)
+        # Before the slow bytecode step: a zip without every strategy is not worth finishing.
+        check_strategies([p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()])
         compiled = []
         for version in PYTHONS if universal else (python,):
             interpreter = find_interpreter(version)
@@ -184,7 +191,6 @@ def build(python: str, arch: str, out: Path) -> dict:
                 compiled.append(version)
         name = "lambda-fanout-layer-universal.zip" if universal else f"lambda-fanout-layer-py{python}-{arch}.zip"
         zip_path = out / name
-        check_strategies([p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()])
         zipped, unzipped = write_zip(tree, zip_path)
     digest = hashlib.sha256(zip_path.read_bytes()).hexdigest()
     return {"path": str(zip_path), "python": python, "arch": arch, "zipped": zipped, "unzipped": unzipped,

@@ -30,6 +30,10 @@ def strategy_class(name: str):
     name = _config.resolve_choice(
         name, argument="strategy", env=None, default=_config.DEFAULT_STRATEGY, choices=STRATEGIES
     )
+    from .. import _shadowing
+
+    # A botocore bundled in the function's code: an error for asyncio, a warning otherwise.
+    _shadowing.check("async" if name == "asyncio" else "sync")
     module, cls = _CLASSES[name]
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
 

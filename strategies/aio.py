@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
+from .. import _limiter
 from .._run import Run
 from .._task import async_form
 from .base import Strategy
@@ -14,7 +16,8 @@ _LOOP_GRACE_S = 0.05
 
 
 class AsyncioStrategy(Strategy):
-    """``max_workers`` coroutines, each pulling the next job from the shared input.
+    """``max_workers`` coroutines, each pulling the next job from the shared input
+    (under auto, as many as the limiter's limit, spawned and retired as it moves).
 
     A fixed pool keeps memory flat whatever the input size, where gather over a
     semaphore would make one task per item. ``map`` runs on the loop shared by every
@@ -47,24 +50,56 @@ class AsyncioStrategy(Strategy):
     async def _adrive(self, run: Run) -> None:
         jobs = run.jobs
         aexecute = run.aexecute
+        limiter = run.limiter
+        loop = asyncio.get_running_loop()
+        clock = time.perf_counter
+        workers: list[asyncio.Task] = []
+        alive = [0]
+
+        def spawn() -> None:
+            alive[0] += 1
+            workers.append(loop.create_task(worker()))
 
         async def worker() -> None:
-            # Pulling from the generator never awaits, so workers never race on it.
-            for job in jobs:
-                await aexecute(job)
+            try:
+                if limiter is None:
+                    # Pulling from the generator never awaits, so workers never race on it.
+                    for job in jobs:
+                        await aexecute(job)
+                    return
+                # Under auto one job in limiter.stride is timed here, and then the pool
+                # follows the limit: a worker retires above it and spawns others below it.
+                _limiter.current.set(limiter)  # this worker's own context, for botocore's hook
+                skip = 0
+                for job in jobs:
+                    if skip:
+                        skip -= 1
+                        await aexecute(job)
+                        continue
+                    skip = limiter.stride - 1
+                    started = clock()
+                    ok = await aexecute(job)
+                    limiter.sample(started, clock(), alive[0] - 1, ok is not False)
+                    if alive[0] > limiter.limit:
+                        return
+                    while alive[0] < limiter.limit:
+                        spawn()
+            finally:
+                alive[0] -= 1
 
-        loop = asyncio.get_running_loop()
-        workers = [loop.create_task(worker()) for _ in range(self.max_workers)]
+        for _ in range(self.max_workers if limiter is None else limiter.limit):
+            spawn()
         try:
-            pending = set(workers)
-            while pending:
-                done, pending = await asyncio.wait(
-                    pending, timeout=run.wait_timeout(), return_when=asyncio.FIRST_COMPLETED
-                )
-                for task in done:
-                    if not task.cancelled() and task.exception() is not None:
+            while True:
+                # Under auto the set of workers changes as they spawn and retire.
+                for task in workers:
+                    if task.done() and not task.cancelled() and task.exception() is not None:
                         raise task.exception()  # the ledger records task errors: only a bug gets here
-                if run.must_return() or (pending and run.expired()):
+                workers[:] = [task for task in workers if not task.done()]
+                if not workers:
+                    return
+                await asyncio.wait(workers, timeout=run.wait_timeout(), return_when=asyncio.FIRST_COMPLETED)
+                if run.must_return() or (run.expired() and not all(task.done() for task in workers)):
                     return  # finish() raises the fatal error, or reports what is still running
         finally:
             # Whatever ends the call (done, deadline, fatal error, the caller's cancel), no
@@ -74,9 +109,10 @@ class AsyncioStrategy(Strategy):
             run.winding_down = True
             for task in workers:
                 task.cancel()
-            _, stragglers = await asyncio.wait(workers, timeout=_LOOP_GRACE_S)
-            for task in stragglers:
-                task.add_done_callback(_retrieve)
+            if workers:
+                _, stragglers = await asyncio.wait(workers, timeout=_LOOP_GRACE_S)
+                for task in stragglers:
+                    task.add_done_callback(_retrieve)
 
 
 def _retrieve(task: asyncio.Task) -> None:

@@ -34,7 +34,16 @@ class CallPool:
         from concurrent.futures import ThreadPoolExecutor
 
         self.run = run
-        self.executor = ThreadPoolExecutor(workers, thread_name_prefix=name)
+        # Under auto each worker thread knows the run's limiter (a context variable set
+        # once per thread), so botocore's retry hook can report throttled attempts to it.
+        limiter = run.limiter
+        initializer, initargs = None, ()
+        if limiter is not None:
+            from .._limiter import current
+
+            initializer, initargs = current.set, (limiter,)
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix=name, initializer=initializer,
+                                           initargs=initargs)
 
     def __enter__(self) -> "CallPool":
         return self
@@ -70,12 +79,15 @@ class Strategy:
     """
 
     name: str = ""
+    #: False for a strategy that runs one item at a time (auto has nothing to adapt there).
+    concurrent: bool = True
 
     def __init__(self, settings: Settings | None = None) -> None:
         if settings is None:
             settings = _config.Settings.resolve(strategy=self.name)
         self.settings = settings
-        self.max_workers = settings.max_workers
+        #: The most threads, coroutines or connections a call may use: the count, or auto's cap.
+        self.max_workers = _config.pool_size(settings.max_workers)
 
     # -- the one required method ------------------------------------------------------
 
@@ -127,8 +139,15 @@ class Strategy:
         iter(items)  # TypeError for a non-iterable, before any work starts
         fn = self.adapt(task)
         margin = self.settings.deadline_margin_ms
+        workers = self.settings.max_workers
+        limiter = None
+        if isinstance(workers, _config.Auto) and self.concurrent:
+            from .._limiter import limiter_for
+
+            # What it learned persists across warm calls, per task and strategy; new settings reset it.
+            limiter = limiter_for(task, self.name, workers, self.settings)
         return Run(fn, items, collect=collect, deadline=deadline_of(context, margin), margin_ms=margin,
-                   groups=groups, check=check, stop_on_failure=stop_on_failure)
+                   groups=groups, check=check, stop_on_failure=stop_on_failure, limiter=limiter)
 
     def run(self, run: Run) -> Results:
         """Drive ``run`` to its end on this thread and return :meth:`Run.finish`'s results."""

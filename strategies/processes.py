@@ -78,7 +78,9 @@ class ProcessesStrategy(Strategy):
     worker had begun are reported as not finished, the others as not started.
 
     ``max_workers`` defaults to the vCPUs the function really has (see
-    :func:`lambda_fanout._procpool.vcpus`), not FANOUT_MAX_WORKERS's default.
+    :func:`lambda_fanout._procpool.vcpus`), not FANOUT_MAX_WORKERS's default; ``auto``
+    means that count too (at most its cap): the adaptive limit follows a service's
+    throttling, and these items are bound by CPU.
     """
 
     name = "processes"

@@ -15,6 +15,7 @@ class SequentialStrategy(Strategy):
     """
 
     name = "sequential"
+    concurrent = False
 
     def __init__(self, settings=None) -> None:
         super().__init__(settings)  # still validates the settings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import time
 from itertools import islice
 
 from .._run import Run
@@ -26,15 +27,32 @@ class ThreadsStrategy(Strategy):
 
     def _drive(self, run: Run) -> None:
         window = self.max_workers * WINDOW_PER_WORKER
+        # Under auto the window is the limiter's limit, read at each completion, and one
+        # job in limiter.stride is timed from submission to completion, on this thread.
+        limiter = run.limiter
+        clock = time.perf_counter
+        skip = 0
         completed: queue.SimpleQueue = queue.SimpleQueue()
         with CallPool(run, self.max_workers, "fanout") as pool:
-            submit = pool.executor.submit
+            executor_submit = pool.executor.submit
             execute = run.execute
             on_done = completed.put
+
+            def submit(job):
+                nonlocal skip
+                future = executor_submit(execute, job)
+                if limiter is not None:
+                    if skip:
+                        skip -= 1
+                    else:
+                        skip = limiter.stride - 1
+                        future.started = clock()
+                future.add_done_callback(on_done)
+
             jobs = run.jobs
             inflight = 0
-            for job in islice(jobs, window):
-                submit(execute, job).add_done_callback(on_done)
+            for job in islice(jobs, window if limiter is None else limiter.limit):
+                submit(job)
                 inflight += 1
             while inflight:
                 try:
@@ -44,10 +62,21 @@ class ThreadsStrategy(Strategy):
                         return
                     continue
                 inflight -= 1
-                future.result()  # the ledger records every task error: this raises only on a bug
+                ok = future.result()  # the ledger records every task error: this raises only on a bug
                 if run.must_return():
                     return
-                for job in jobs:
-                    submit(execute, job).add_done_callback(on_done)
-                    inflight += 1
-                    break
+                if limiter is None:
+                    room = window - inflight
+                else:
+                    started = getattr(future, "started", None)
+                    if started is not None:
+                        # False: failed or not started; None: a group (its records report themselves).
+                        limiter.sample(started, clock(), inflight, ok is not False)
+                    room = limiter.limit - inflight
+                if room > 0:
+                    for job in jobs:
+                        submit(job)
+                        inflight += 1
+                        room -= 1
+                        if not room:
+                            break

@@ -5,8 +5,13 @@ from __future__ import annotations
 from concurrent.futures import TimeoutError as FuturesTimeout
 from itertools import islice
 
+from .. import _limiter
 from .._run import Run
 from .base import WINDOW_PER_WORKER, CallPool, Strategy
+
+#: Under auto, the smallest window handed to executor.map: its cost per window would
+#: swamp smaller ones.
+MIN_AUTO_WINDOW = 16
 
 
 class ThreadsMapStrategy(Strategy):
@@ -21,13 +26,20 @@ class ThreadsMapStrategy(Strategy):
     name = "threads-map"
 
     def _drive(self, run: Run) -> None:
-        size = self.max_workers * WINDOW_PER_WORKER
+        fixed = self.max_workers * WINDOW_PER_WORKER
+        limiter = run.limiter
+        # Under auto each window is the limit (at least MIN_AUTO_WINDOW), sized as it is
+        # queued; with two queued, up to twice the limit may run, never more than the
+        # pool (auto's cap). Jobs complete on the pool's threads, so they are timed there.
+        size = (lambda: fixed) if limiter is None else (lambda: max(limiter.limit, MIN_AUTO_WINDOW))
+        if limiter is not None:
+            run.fn = _limiter.metered(run.fn, limiter)
         execute = run.execute
         jobs = run.jobs
         with CallPool(run, self.max_workers, "fanout") as pool:
-            current = pool.executor.map(execute, list(islice(jobs, size)), timeout=run.wait_timeout())
+            current = pool.executor.map(execute, list(islice(jobs, size())), timeout=run.wait_timeout())
             while True:
-                window = list(islice(jobs, size))
+                window = list(islice(jobs, size()))
                 following = pool.executor.map(execute, window, timeout=run.wait_timeout()) if window else None
                 try:
                     for _ in current:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))  # tests' helper modules (hstrategies, fakes)
 
 import lambda_fanout  # noqa: E402
+from fakes import FakeContext  # noqa: E402
 
 
 @pytest.fixture(params=lambda_fanout.STRATEGIES)
@@ -47,18 +47,6 @@ def _clean_fanout_env(monkeypatch):
     for name in list(os.environ):
         if name.startswith("FANOUT_") or name == "AWS_LAMBDA_FUNCTION_NAME":
             monkeypatch.delenv(name)
-
-
-class FakeContext:
-    """A Lambda context whose remaining time runs on the real monotonic clock."""
-
-    def __init__(self, remaining_ms: float) -> None:
-        self.deadline = time.monotonic() + remaining_ms / 1000.0
-        self.function_name = "fanout-test"
-        self.aws_request_id = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int((self.deadline - time.monotonic()) * 1000)
 
 
 @pytest.fixture
@@ -180,6 +168,22 @@ def layer_opt(layer_build, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def universal_opt(layer_universal, tmp_path_factory):
-    """The universal layer unpacked into an /opt-like folder."""
-    return _unpack(layer_universal[1]["path"], tmp_path_factory)
+def native_layer(layer_build, tmp_path_factory):
+    """A factory: the native layer zip for a Python version ("3.11"), built once per session."""
+    module, default = layer_build
+    built = {LAYER_PYTHON: default}
+
+    def get(version: str) -> dict:
+        if version not in built:
+            built[version] = module.build(version, "x86_64", tmp_path_factory.mktemp(f"dist-{version}"))
+        return built[version]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def lambda_runtime():
+    """A factory: Lambda's runtime packages (awslambdaric, an older boto3) for a Python version."""
+    from lambda_fanout.testing.local_lambda import runtime_dir
+
+    return runtime_dir

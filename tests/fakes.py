@@ -43,3 +43,15 @@ def make_task(delays: list[float], failing: set[int]) -> lambda_fanout.Task:
     """A Task over (index, value) items: sleeps delays[index], fails for indexes in ``failing``."""
     fake = _Fake(delays, failing)
     return lambda_fanout.Task(fake.sync_fn, fake.async_fn)
+
+
+class FakeContext:
+    """A Lambda context whose remaining time runs on the real monotonic clock."""
+
+    def __init__(self, remaining_ms: float) -> None:
+        self.deadline = time.monotonic() + remaining_ms / 1000.0
+        self.function_name = "fanout-test"
+        self.aws_request_id = "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.deadline - time.monotonic()) * 1000)

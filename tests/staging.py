@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import importlib.util
 import os
 import shutil
 import tempfile
@@ -17,11 +16,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def build_layer_module():
-    """layer/build_layer.py, loaded as a module."""
-    spec = importlib.util.spec_from_file_location("build_layer", os.path.join(ROOT, "layer", "build_layer.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """layer/build_layer.py, loaded as a module (once per process)."""
+    from lambda_fanout.testing.local_lambda import build_layer_module as load
+
+    return load()
 
 
 @functools.cache

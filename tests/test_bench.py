@@ -1,4 +1,4 @@
-"""The bench's parts: cost model, ideal time, CPU quota helper, report writer, runner, CLI."""
+"""The bench's parts: cost model, CPU quota, statistics and recommendations, cases, history, runner, CLI."""
 
 from __future__ import annotations
 
@@ -9,8 +9,15 @@ import sys
 
 import pytest
 
-from lambda_fanout.bench import cost, quota, report, runner
-from lambda_fanout.bench.workloads import Options
+import random
+import zlib
+
+import lambda_fanout
+import staging
+from lambda_fanout.bench import cases as bench_cases
+from lambda_fanout.bench import cost, history, quota, report, runner, seeding, stats
+from lambda_fanout.bench.options import QUICK, Options
+from lambda_fanout.bench.workloads import WORKLOADS
 
 
 # -- cost model: worked examples ---------------------------------------------------------
@@ -95,114 +102,318 @@ def test_real_quota_limits_a_child_where_the_machine_allows():
     assert float(out) > 0.25
 
 
-# -- report writer -------------------------------------------------------------------------
+# -- statistics: a real difference is named, noise is not ------------------------------------
 
-def fake_rows():
-    base = {"items": 100, "cpu_ms_per_item": 1.0, "memory_mb": 1024, "cpus": 0.58, "section": "main"}
-    return [
-        {**base, "workload": "latency", "impl": "sequential", "workers": 16, "median_s": 2.0, "ideal_s": 0.14},
-        {**base, "workload": "latency", "impl": "threads", "workers": 16, "median_s": 0.15, "ideal_s": 0.14},
-        {**base, "workload": "latency", "impl": "asyncio", "workers": 16, "median_s": 0.145, "ideal_s": 0.14},
-        {**base, "workload": "latency", "impl": "raw:executor.map", "workers": 16, "median_s": 0.16, "ideal_s": 0.14},
-        {**base, "workload": "cpu", "impl": "sequential", "workers": 16, "median_s": 0.05, "ideal_s": None},
-        {**base, "workload": "cpu", "impl": "threads", "workers": 16, "median_s": 0.08, "ideal_s": None},
-        {**base, "workload": "s3", "impl": "sequential", "workers": 32, "median_s": 3.0, "ideal_s": None,
-         "section": "sweep", "memory_mb": 128},
-        {**base, "workload": "s3", "impl": "threads", "workers": 32, "median_s": 2.5, "ideal_s": None,
-         "section": "sweep", "memory_mb": 128},
-        {**base, "workload": "s3", "impl": "sequential", "workers": 32, "median_s": 3.0, "ideal_s": None,
-         "section": "sweep", "memory_mb": 1769},
-        {**base, "workload": "s3", "impl": "threads", "workers": 32, "median_s": 0.3, "ideal_s": None,
-         "section": "sweep", "memory_mb": 1769},
-    ]
+def samples(center: float, spread: float, n: int, seed: int) -> list[float]:
+    """n round times around ``center`` with a relative lognormal spread, as a loaded machine gives."""
+    rng = random.Random(seed)
+    return [center * rng.lognormvariate(0, spread) for _ in range(n)]
 
 
-def test_report_tables_and_recommendations(tmp_path):
-    paths = report.write_report(str(tmp_path), fake_rows(), memory_mb=1024, arch="x86_64", notes=["a note"])
-    md = (tmp_path / "report.md").read_text()
-    assert md == paths["markdown"]
-    assert "| asyncio | 16 | 145.0 | 13.79x | 1.04 | 1.000 | $2.62 |" in md
-    assert "| sequential | 1 | 2000.0 | 1.00x | - |" in md
-    assert "Use `asyncio` (FANOUT_STRATEGY=asyncio, FANOUT_MAX_WORKERS=16): 13.8x faster" in md
-    assert "`threads` is within 3% of it" in md
-    assert "Keep `sequential`" in md and "holds the GIL" in md
-    assert "128 MB: `threads` 1.2x; 1769 MB: `threads` 10.0x" in md
-    assert os.path.getsize(paths["chart"]) > 10_000
+def test_a_real_difference_is_measurable():
+    slow, fast = samples(100, 0.05, 8, 1), samples(50, 0.05, 8, 2)
+    r = stats.ratio(slow, fast)
+    assert r.measurable and r.b_faster and not r.a_faster
+    assert 1.8 < r.low <= r.value <= r.high < 2.3
+    assert stats.ratio(fast, slow).a_faster
 
 
-def cpu_sweep_rows():
-    base = {"items": 100, "cpu_ms_per_item": 1.0, "workload": "cpu", "ideal_s": None, "section": "sweep"}
-    rows = []
-    for memory, cpus, seq, threads, processes in ((128, 0.072, 4.0, 4.1, 4.6), (1769, 1.0, 0.30, 0.31, 0.33),
-                                                  (3008, 1.7, 0.30, 0.31, 0.17)):
-        for impl, median in (("sequential", seq), ("threads", threads), ("processes", processes)):
-            rows.append({**base, "memory_mb": memory, "cpus": cpus, "impl": impl, "median_s": median,
-                         "workers": 2 if impl == "processes" and memory > 1769 else 1})
-    return rows
+def test_three_rounds_a_side_suffice_for_a_large_difference():
+    assert stats.ratio([2.0, 2.2, 2.1], [0.20, 0.25, 0.22]).b_faster
 
 
-def test_report_never_recommends_processes_below_sequential(tmp_path):
+@pytest.mark.parametrize("seed", range(20))
+def test_noise_is_never_called_a_difference(seed):
+    """Two sets of rounds from one distribution (with the spread of a shared machine): no winner."""
+    a, b = samples(50, 0.15, 8, seed), samples(50, 0.15, 8, seed + 1000)
+    assert not stats.ratio(a, b).measurable
+
+
+def test_a_tight_difference_below_the_minimum_effect_is_not_measurable():
+    a, b = samples(103, 0.002, 15, 3), samples(100, 0.002, 15, 4)
+    r = stats.ratio(a, b)
+    assert r.low > 1  # clearly different rounds, yet 3% is within drift between cases
+    assert not r.measurable
+
+
+def test_iqr_and_bad_input():
+    assert stats.iqr([1, 2, 3, 4, 5]) == (2, 4)
+    assert stats.iqr([7.0]) == (7.0, 7.0)
+    with pytest.raises(ValueError, match="rounds on both sides"):
+        stats.ratio([], [1.0])
+    with pytest.raises(ValueError, match="at least one timed round"):
+        stats.median([])
+
+
+# -- recommendations on synthetic rows ------------------------------------------------------
+
+def row(impl, center, *, kind="strategy", workers=16, spread=0.05, n=8, seed=0, cpu=0.1, workload="latency",
+        section="main", memory_mb=1024, **extra):
+    return {"workload": workload, "impl": impl, "kind": kind, "workers": None if impl == "sequential" else workers,
+            "items": 100, "data": samples(center, spread, n, zlib.crc32(f"{impl} {seed} {memory_mb}".encode())),
+            "cpu_ms_per_item": cpu, "ideal_s": 0.14, "memory_mb": memory_mb, "cpus": 0.58, "section": section,
+            "check": "ok", "check_ok": True, **extra}
+
+
+def test_noise_recommends_sequential_saying_there_is_no_measurable_difference():
+    """CPU-bound work where every strategy is the same work: whatever the medians, keep sequential."""
+    for seed in range(10):
+        rows = [row(s, 0.050, spread=0.2, seed=seed, workload="cpu", cpu=0.4 + 0.01 * i)
+                for i, s in enumerate(lambda_fanout.STRATEGIES)]
+        text = report.recommend("cpu", rows)
+        assert text.startswith("Keep `sequential`"), text
+        assert "no measurable difference" in text or "measurably slower" in text
+
+
+def test_a_real_gain_is_named_and_ties_go_to_the_cheapest_in_cpu():
+    rows = [row("sequential", 2.0), row("threads", 0.150, cpu=0.30), row("asyncio", 0.148, cpu=0.05),
+            row("threads-map", 0.40, cpu=0.2), row("raw:executor.map", 0.16, kind="raw"),
+            row("peer:gather-all", 0.100, kind="peer", workers=None)]
+    text = report.recommend("latency", rows)
+    assert text.startswith("Use `asyncio` (FANOUT_STRATEGY=asyncio, FANOUT_MAX_WORKERS=16)"), text
+    assert "no measurable difference between `threads` (16 workers), `asyncio` (16 workers)" in text
+    assert "threads-map" not in text.split("Beside")[0]  # measurably slower: not part of the tie
+    assert "`peer:gather-all` is measurably faster" in text
+
+
+def test_an_unmeasurable_gain_keeps_sequential():
+    rows = [row("sequential", 0.100, spread=0.3), row("threads", 0.090, spread=0.3)]
+    text = report.recommend("latency", rows)
+    assert text.startswith("Keep `sequential`") and "no measurable difference between `sequential` and `threads`" in text
+
+
+def test_the_noise_control_raises_the_bar_for_a_gain():
+    """A 1.3x gain with tight rounds is named, until the same case measured twice differs by as much."""
+    rows = [row("sequential", 0.130, spread=0.02), row("threads", 0.100, spread=0.02)]
+    assert report.recommend("cpu", rows).startswith("Use `threads`")
+    control = row("threads", 0.135, spread=0.02, seed=7, control=True)
+    floor, seen = report.noise_floor(rows + [control])
+    assert floor > 1.3 and seen.value > 1.3  # 0.135 / 0.100, the same case twice
+    text = report.recommend("cpu", rows + [control])
+    assert text.startswith("Keep `sequential`") and "no measurable difference" in text and "Noise: the control" in text
+    table = report.workload_table(rows + [control], 1024, "x86_64")
+    assert table[-1][0] == "threads (noise control)" and table[0][5].endswith("~")
+
+
+def test_a_new_strategy_appears_in_the_table_and_can_win():
+    rows = [row("sequential", 1.0), row("threads", 0.5), row("processes", 0.2)]
+    table = report.workload_table(rows, 1024, "x86_64")
+    assert [r[0] for r in table] == ["processes", "threads", "sequential"]
+    assert report.recommend("cpu", rows).startswith("Use `processes`")
+
+
+def test_table_shows_rounds_spread_interval_and_skips():
+    rows = [row("sequential", 2.0, n=6), row("threads", 0.15, n=9),
+            {"workload": "latency", "impl": "peer:absent", "kind": "peer", "section": "main",
+             "skipped": "absent is not installed"}]
+    table = report.workload_table(rows, 1024, "x86_64")
+    threads = table[0]
+    assert threads[0] == "threads" and threads[2] == "9"
+    q1, q3 = (float(v) for v in threads[4].split("-"))
+    assert q1 < float(threads[3]) < q3
+    assert 12 < float(threads[5].split("x")[0]) < 15 and "(" in threads[5] and not threads[5].endswith("~")
+    assert table[-1][0] == "peer:absent" and table[-1][-1] == "skipped: absent is not installed"
+    md = report.build_markdown(rows, memory_mb=1024, arch="x86_64", notes=["a note"])
+    assert "95% bootstrap confidence interval" in md and "skipped: absent is not installed" in md
+
+
+def test_sweep_recommendation_per_memory_size():
+    rows = [row("sequential", 3.0, section="sweep", memory_mb=128, workload="s3"),
+            row("threads", 2.9, section="sweep", memory_mb=128, workload="s3", spread=0.2),
+            row("sequential", 3.0, section="sweep", memory_mb=1769, workload="s3"),
+            row("threads", 0.3, section="sweep", memory_mb=1769, workload="s3")]
+    text = report.sweep_recommendation(rows)
+    assert "128 MB: no measurable gain over `sequential`" in text and "1769 MB: `threads` 10." in text
+
+
+def test_the_cpu_sweep_keeps_sequential_where_processes_does_not_gain():
+    """Below two vCPUs processes pays its hand-off for nothing; above, it is named with its gain."""
+    sweep = []
+    for memory, seq, threads, processes in ((128, 4.0, 4.1, 4.6), (1769, 0.30, 0.31, 0.33), (3008, 0.30, 0.31, 0.17)):
+        sweep += [row("sequential", seq, section="sweep", memory_mb=memory, workload="cpu"),
+                  row("threads", threads, section="sweep", memory_mb=memory, workload="cpu", workers=16),
+                  row("processes", processes, section="sweep", memory_mb=memory, workload="cpu",
+                      workers=2 if memory > 1769 else 1)]
     main = [{**r, "section": "main", "memory_mb": 1024, "startup_ms": 180.0 if r["impl"] == "processes" else None}
-            for r in cpu_sweep_rows() if r["memory_mb"] == 1769]
-    md = report.write_report(str(tmp_path), main + cpu_sweep_rows(), memory_mb=1024, arch="x86_64",
-                             notes=[])["markdown"]
-    assert "## Memory size: the cpu workload" in md
-    assert "128 MB: keep `sequential` (the best, `threads`, runs at 0.98x)" in md
-    assert "1769 MB: keep `sequential` (the best, `threads`, runs at 0.97x)" in md
-    assert "3008 MB: `processes` 1.8x" in md
+            for r in sweep if r["memory_mb"] == 1769]
+    md = report.build_markdown(main + sweep, memory_mb=1024, arch="x86_64", notes=[])
+    assert "## Memory size: the cpu workload" in md and "## Memory size: the s3 workload" not in md
+    text = report.sweep_recommendation(sweep)
+    assert "128 MB: no measurable gain over `sequential`" in text
+    assert "1769 MB: no measurable gain over `sequential`" in text
+    assert "3008 MB: `processes` 1.7" in text
     assert "**cpu**: Keep `sequential`" in md
     assert "worker start-up, paid by the first call" in md and "median 180 ms" in md
-    assert report.recommend("cpu", main, 1024, "x86_64").startswith("Keep `sequential`")
 
 
 def test_rows_from_pytest_benchmark_json():
     data = {"benchmarks": [
-        {"stats": {"median": 0.5}, "extra_info": {"workload": "s3", "impl": "threads", "workers": 8}},
-        {"stats": {"median": 0.1}, "extra_info": {}},
-    ]}
-    assert report.rows_from_pytest_benchmark(data, "main") == [
-        {"workload": "s3", "impl": "threads", "workers": 8, "median_s": 0.5, "section": "main"}]
+        {"stats": {"median": 0.5, "data": [0.4, 0.5, 0.6]},
+         "extra_info": {"workload": "s3", "impl": "threads", "workers": 8, "section": "main"}},
+        {"stats": {"median": 0.1, "data": [0.1]}, "extra_info": {}},
+    ], "skipped": [{"workload": "s3", "impl": "peer:x", "kind": "peer", "skipped": "why"}]}
+    assert report.rows_from_pytest_benchmark(data) == [
+        {"workload": "s3", "impl": "threads", "workers": 8, "section": "main", "data": [0.4, 0.5, 0.6]},
+        {"section": "main", "workload": "s3", "impl": "peer:x", "kind": "peer", "skipped": "why"}]
+
+
+# -- cases, options, seeding ------------------------------------------------------------------
+
+def test_cases_follow_the_strategy_registry_and_worker_modes(monkeypatch):
+    monkeypatch.setattr(bench_cases, "STRATEGIES", lambda_fanout.STRATEGIES + ("fibers",))
+    opts = Options.create(workers=(8, "auto"), workloads=("s3", "cpu"))
+    ids = [c.id for c in bench_cases.cases(opts)]
+    assert "s3-fibers-8w" in ids and "s3-fibers-autow" in ids and "cpu-fibers-autow" in ids
+    # processes: only where the task pickles, once, at one worker per vCPU of the memory size.
+    from lambda_fanout._procpool import vcpus
+
+    assert [i for i in ids if "processes" in i] == [f"cpu-processes-{vcpus(opts.memory_mb)}w"]
+    assert ids.count("s3-sequential-1w") == 1 and ids.count("cpu-raw:list-comprehension-1w") == 1
+    assert ids[ids.index("cpu-sequential-1w") - 1] == "s3-threads-8w-control"  # each workload ends with its control
+    assert "s3-peer:aioboto3+gather-8w" not in ids  # it runs from .venv-peers
+    assert "s3-peer:aioboto3+gather-autow" in [c.id for c in bench_cases.cases(opts, "peers")]
+    assert WORKLOADS["s3"].ideal_s(opts, "auto") is None
+    reverse = bench_cases.cases(Options.create(workloads=("cpu",), reverse=True))
+    assert [c.id for c in reverse] == [c.id for c in bench_cases.cases(Options.create(workloads=("cpu",)))][::-1]
+
+
+def test_client_profiles_add_rows_where_the_aws_helpers_have_them(monkeypatch):
+    from lambda_fanout import aws
+
+    monkeypatch.setattr(aws, "CLIENT_PROFILES", ("default", "lean", "crt"), raising=False)
+    ids = [c.id for c in bench_cases.cases(Options.create(workers=(8,), workloads=("s3", "cpu")))]
+    assert "s3-threads[lean]-8w" in ids and "s3-asyncio[crt]-8w" in ids and "s3-threads-8w" in ids
+    assert not [i for i in ids if "[default]" in i or i.startswith("cpu") and "[" in i]
+    assert "s3-sequential[lean]-1w" not in ids  # the reference stays one row
+    rows = [row("sequential", 1.0), row("threads", 0.5), row("threads", 0.2, profile="lean")]
+    assert report.recommend("s3", rows).startswith("Use `threads` (FANOUT_STRATEGY=threads, FANOUT_MAX_WORKERS=16, "
+                                                   "client profile lean)")
+    assert report.workload_table(rows, 1024, "x86_64")[0][0] == "threads [lean]"
+
+
+def test_options_declare_their_defaults_once():
+    quick = Options.create(quick=True)
+    assert quick.workers == QUICK.workers and quick.memory_sweep == QUICK.memory_sweep and quick.n_passes == QUICK.passes
+    assert quick.rounds_for(10.0) == QUICK.min_rounds and quick.rounds_for(1e-9) == QUICK.max_rounds
+    assert Options.create(rounds=3).rounds_for(1e-9) == 3
+    assert Options.create(quick=True, memory_sweep=()).memory_sweep == ()
+    sweep = Options.create().sweep_run(128, "s3")
+    assert sweep.workloads == ("s3",) and not sweep.with_others and sweep.memory_mb == 128
+    # The sweep: s3 at the mode's sizes, cpu below, at and above one vCPU (where processes can help).
+    assert Options.create(quick=True).sweeps() == [(128, ("s3", "cpu")), (1769, ("s3", "cpu")), (3008, ("cpu",))]
+    assert Options.create(workloads=("s3",)).sweeps() == [(m, ("s3",)) for m in (128, 512, 1769, 3008)]
+    assert Options.create(workloads=("frequency",)).sweeps() == [] == Options.create(memory_sweep=()).sweeps()
+
+
+def test_fifo_failures_cover_the_rest_of_each_failed_group():
+    records = seeding.sqs_records(60, groups=10)
+    assert {r["attributes"]["MessageGroupId"] for r in records} == {f"group-{g}" for g in range(10)}
+    assert seeding.expected_failures(records, 10) == {f"msg-{i:06d}" for i in (13, 23, 33, 43, 53)}
+    assert seeding.expected_failures(seeding.sqs_records(200), None) == {"msg-000013", "msg-000110"}
+
+
+# -- saved runs, history, --compare -------------------------------------------------------------
+
+def pytest_benchmark_doc(rows):
+    return {"benchmarks": [{"name": r["impl"], "fullname": r["impl"], "stats": history.stats_dict(r.pop("data")),
+                            "extra_info": r} for r in rows], "skipped": []}
+
+
+def test_saved_runs_history_and_compare(tmp_path):
+    before = pytest_benchmark_doc([row("sequential", 2.0), row("threads", 0.30), row("asyncio", 0.20)])
+    saved = history.save_run(tmp_path, before, "tuned")
+    assert saved.name.endswith("_tuned.json")
+    history.append_history(tmp_path, before, "tuned", "./build.sh bench")
+    line = json.loads((tmp_path / history.HISTORY).read_text().splitlines()[-1])
+    assert line["run"] == "tuned" and len(line["rows"]) == 3 and line["rows"][0]["rounds"] == 8
+    label, loaded = history.load_run("tuned", tmp_path)
+    assert label == saved.stem and len(loaded["benchmarks"]) == 3
+    assert history.load_run(str(saved), tmp_path)[1] == loaded
+    with pytest.raises(FileNotFoundError, match="tuned"):
+        history.load_run("nothing-saved-so", tmp_path)
+    now = [row("sequential", 2.0, seed=5), row("threads", 0.15, seed=5), row("asyncio", 0.20, seed=5)]
+    md = history.compare_markdown(label, loaded, now)
+    assert "1 of 3 rows changed beyond noise" in md
+    lines = {ln.split("|")[1].strip(): ln for ln in md.splitlines() if ln.startswith("| latency")}
+    assert "**faster**" in lines["latency threads 16w"] and "within noise" in lines["latency asyncio 16w"]
+    # A noise control that moved 2.5x between its two measurements makes the same change noise.
+    noisy = now + [row("threads", 0.5, seed=6, control=True)]
+    assert "0 of 3 rows changed beyond noise" in history.compare_markdown(label, loaded, noisy)
 
 
 # -- the library runner and its Lambda handler, against the local endpoint -----------------
 
 def test_runner_library_and_lambda_handler(aws_endpoint, monkeypatch):
-    opts = Options(quick=True, items=12, workers=(4,), workloads=("latency", "frequency"), rounds=1, memory_sweep=())
+    opts = Options.create(quick=True, items=12, workers=(4,), workloads=("latency", "frequency"), rounds=1)
     rows = runner.run(opts, None)
     assert {(r["workload"], r["impl"]) for r in rows} >= {("latency", "sequential"), ("latency", "asyncio"),
                                                           ("frequency", "raw:submit+as_completed")}
-    assert all(r["median_s"] > 0 for r in rows)
+    assert all(r["data"] and r["data"][0] > 0 for r in rows)
 
     class Context:
         memory_limit_in_mb = 512
 
     monkeypatch.setenv("FANOUT_BENCH_BUCKET", "fanout-handler-bench")
     monkeypatch.setenv("FANOUT_BENCH_TABLE", "fanout-handler-bench")
-    out = runner.lambda_handler({"workloads": ["s3", "dynamodb"], "items": 6, "workers": [3], "rounds": 1,
+    out = runner.lambda_handler({"workloads": ["s3", "batch-fifo"], "items": 20, "workers": [3], "rounds": 2,
                                  "seed": True}, Context())
-    assert "## s3: S3 get_object" in out["report"] and "## dynamodb:" in out["report"]
+    assert "## s3: S3 get_object" in out["report"] and "## batch-fifo:" in out["report"]
     assert "512 MB" in out["report"]
-    assert {r["impl"] for r in out["rows"]} >= {"sequential", "threads", "threads-map", "asyncio"}
+    batch = [r for r in out["rows"] if r["workload"] == "batch-fifo" and not r.get("skipped")]
+    assert {r["impl"] for r in batch} >= set(lambda_fanout.STRATEGIES) | {"peer:powertools SqsFifoPartialProcessor"}
+    assert all(r["check"] == "exact: 1 of 20 reported" for r in batch)  # record 13 fails
+    skipped = [r for r in out["rows"] if r.get("skipped")]
+    assert {r["impl"] for r in skipped} == {"peer:aioboto3+gather", "peer:powertools AsyncBatchProcessor (FIFO)"}
+
+
+# -- the layer keeps only what the in-Lambda runner needs --------------------------------------
+
+def test_layer_keeps_the_runner_but_not_the_cli():
+    bench = os.path.join(staging.python_dir(), "lambda_fanout", "bench")
+    shipped = set(os.listdir(bench))
+    assert {"runner.py", "cases.py", "report.py", "stats.py", "records.py"} <= shipped
+    assert not shipped & {"cli.py", "__main__.py", "quota.py", "chart.py", "history.py"}
+    code = "import lambda_fanout.bench.runner as r; print(r.lambda_handler.__name__)"
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                         env={"PYTHONPATH": staging.python_dir(), "PATH": os.environ.get("PATH", "")})
+    assert out.stdout.strip() == "lambda_handler", out.stderr
 
 
 # -- the CLI, end to end -------------------------------------------------------------------
 
 def test_bench_cli_quick_end_to_end(tmp_path):
-    cmd = [sys.executable, "-m", "lambda_fanout.bench", "--quick", "--workload", "frequency", "--workload", "s3",
-           "--items", "8", "--rounds", "1", "--out", str(tmp_path)]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FANOUT_", "AWS_"))}
+    cmd = [sys.executable, "-m", "lambda_fanout.bench", "--quick", "--workload", "frequency", "--workload", "s3",
+           "--items", "8", "--rounds", "1", "--out", str(tmp_path), "--save", "first"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     md = (tmp_path / "report.md").read_text()
     assert "## s3:" in md and "## frequency:" in md and "## Memory size" in md
+    assert "**Recommendation:**" in md and "95% CI" in md
     assert (tmp_path / "comparison.png").stat().st_size > 10_000
     data = json.loads((tmp_path / "benchmark.json").read_text())
-    assert set(data) == {"main", "sweep-128MB", "sweep-1769MB"}
+    sections = {b["extra_info"]["section"] for b in data["benchmarks"]}
+    assert sections == {"main", "sweep"}
+    main_rounds = {len(b["stats"]["data"]) for b in data["benchmarks"] if b["extra_info"]["section"] == "main"}
+    assert main_rounds == {QUICK.passes}  # one round in each pass, merged
+    assert "peer:aioboto3+gather" in md  # a row, measured from .venv-peers or skipped with the reason
     assert "[" in proc.stdout and "ok" in proc.stdout  # the progress lines
+    again = subprocess.run(cmd[:5] + ["frequency", "--items", "8", "--rounds", "1", "--no-memory-sweep", "--out",
+                                      str(tmp_path), "--compare", "first"], capture_output=True, text=True,
+                           timeout=600, env=env)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "## Change against 0001_first" in again.stdout and "| frequency sequential |" in again.stdout
+    assert len((tmp_path / history.HISTORY).read_text().splitlines()) == 2
     # Nothing left running: no moto server or proxy started by this run survives it.
     leftover = subprocess.run(["pgrep", "-f", "lambda_fanout.testing.proxy --upstream"], capture_output=True, text=True)
     mine = [pid for pid in leftover.stdout.split() if _parent_is_gone(pid)]
     assert not mine
+
+
+def test_bench_cli_rejects_a_bad_compare_reference_before_running(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "lambda_fanout.bench", "--compare", "no-such-run", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "no such file and no saved run" in proc.stderr
 
 
 def _parent_is_gone(pid: str) -> bool:

@@ -36,3 +36,10 @@ def test_asyncio_loads_when_first_used():
     loaded = fresh_modules("import lambda_fanout; lambda_fanout.get_strategy('asyncio')")
     assert "asyncio" in loaded
     assert not [m for m in HEAVY[1:] if m in loaded]
+
+
+def test_auto_loads_nothing_heavy():
+    loaded = fresh_modules("import os\nos.environ['FANOUT_MAX_WORKERS'] = 'auto'\n"
+                           "import lambda_fanout; lambda_fanout.map(abs, [-1, -2], strategy='threads')")
+    assert "lambda_fanout._limiter" in loaded
+    assert not [m for m in HEAVY if m in loaded]

@@ -11,11 +11,12 @@ import xproc
 from lambda_fanout.bench.workloads import sleep_task
 
 
-def test_deadline_mid_run_reports_every_item(strategy_name, fake_context, monkeypatch):
+@pytest.mark.parametrize("workers", [4, "auto:4"])
+def test_deadline_mid_run_reports_every_item(strategy_name, fake_context, monkeypatch, workers):
     monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, "100")
     ctx = fake_context(400)
     t0 = time.monotonic()
-    got = lambda_fanout.map(sleep_task(0.01), range(400), strategy=strategy_name, max_workers=4,
+    got = lambda_fanout.map(sleep_task(0.01), range(400), strategy=strategy_name, max_workers=workers,
                             errors="collect", context=ctx)
     elapsed_ms = (time.monotonic() - t0) * 1000
     assert ctx.get_remaining_time_in_millis() > 0, f"returned after the deadline ({elapsed_ms:.0f} ms)"
@@ -87,3 +88,33 @@ def test_hung_task_is_reported_and_its_late_result_ignored(strategy_name, fake_c
     assert [(o.ok, o.value) for o in got] == snapshot
     # The next (warm) call is unaffected.
     assert lambda_fanout.map(lambda_fanout.Task(sync_fn, async_fn), range(1, 6), strategy=name) == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("workers", [8, 16])
+def test_threads_map_stops_starting_records_beyond_the_window_at_a_hung_record(fake_context, workers):
+    """executor.map yields in order: blocked on a hung record, threads-map never submits the
+    windows after the one already queued, so those records are reported failed (redelivered);
+    threads keeps going and reports only the hung one."""
+    import json
+
+    import batches
+    from lambda_fanout.strategies.base import WINDOW_PER_WORKER
+
+    release = threading.Event()
+
+    def record(r):
+        if json.loads(r["body"])["n"] == 5:
+            release.wait()
+
+    failed = {}
+    try:
+        for strategy in ("threads", "threads-map"):
+            out = lambda_fanout.process_batch(batches.sqs(100), record, fake_context(1500), strategy=strategy,
+                                              max_workers=workers)
+            failed[strategy] = [int(f["itemIdentifier"][4:]) for f in out["batchItemFailures"]]
+    finally:
+        release.set()
+    window = workers * WINDOW_PER_WORKER
+    assert failed["threads"] == [5]
+    # The hung record's window and the one queued behind it ran; nothing after them started.
+    assert failed["threads-map"] == [5] + list(range(2 * window, 100))

@@ -19,22 +19,29 @@ PYTHON_DIR = staging.python_dir()
 RECORD_MODULE = textwrap.dedent('''
     import base64
     import json
+    from lambda_fanout import Task
 
-    def process_kafka(record):
+    def kafka(record):
         n = json.loads(base64.b64decode(record["value"]))["n"]
         if n % 3 == 0:
             raise ValueError("multiples of three fail")
         return n
 
-    def process(record):
+    async def akafka(record):
+        return kafka(record)
+
+    process_kafka = Task(kafka, akafka)
+
+    def plain(record):
         body = json.loads(record["body"])
         if body["n"] % 3 == 0:
             raise ValueError("multiples of three fail")
         return body["n"]
 
     async def aprocess(record):
-        return process(record)
+        return plain(record)
 
+    process = Task(plain, aprocess)
     not_callable = 42
 ''')
 
@@ -62,18 +69,19 @@ def run_handler(task_root, env: dict, event: dict | None) -> subprocess.Complete
 
 
 @pytest.mark.parametrize("spec", ["app.process", "pkg/records.process"])
-def test_sqs_batch_through_the_zero_code_handler(task_root, strategy_name, spec):
-    check_sqs_run(task_root, strategy_name, spec)
+@pytest.mark.parametrize("workers", ["4", "auto:8"])
+def test_sqs_batch_through_the_zero_code_handler(task_root, strategy_name, spec, workers):
+    check_sqs_run(task_root, strategy_name, spec, workers)
 
 
 def test_coroutine_record_handler_under_asyncio(task_root):
-    check_sqs_run(task_root, "asyncio", "app.aprocess")
+    check_sqs_run(task_root, "asyncio", "app.aprocess", "auto")
 
 
-def check_sqs_run(task_root, strategy_name, spec):
+def check_sqs_run(task_root, strategy_name, spec, workers):
     event = batches.sqs(10)
     proc = run_handler(task_root, {"FANOUT_RECORD_HANDLER": spec, "FANOUT_STRATEGY": strategy_name,
-                                   "FANOUT_MAX_WORKERS": "4"}, event)
+                                   "FANOUT_MAX_WORKERS": workers}, event)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.split("RESULT ", 1)[1])
     assert result == {"batchItemFailures": [{"itemIdentifier": f"msg-{i:05d}"} for i in (0, 3, 6, 9)]}
@@ -93,7 +101,10 @@ def check_sqs_run(task_root, strategy_name, spec):
     ({"FANOUT_RECORD_HANDLER": "app.process", "FANOUT_METRICS": "maybe"}, "FANOUT_METRICS"),
     ({"FANOUT_RECORD_HANDLER": "app.process", "FANOUT_FIFO_ON_FAILURE": "stop"}, "FANOUT_FIFO_ON_FAILURE"),
     ({"FANOUT_RECORD_HANDLER": "app.process", "FANOUT_RAISE_ON_ALL_FAILED": "maybe"}, "FANOUT_RAISE_ON_ALL_FAILED"),
+    ({"FANOUT_RECORD_HANDLER": "app.process", "FANOUT_MAX_WORKERS": "auto:0"}, "'auto:N'"),
     ({"FANOUT_RECORD_HANDLER": "app.aprocess", "FANOUT_STRATEGY": "threads"}, "use FANOUT_STRATEGY=asyncio"),
+    ({"FANOUT_RECORD_HANDLER": "app.plain", "FANOUT_STRATEGY": "asyncio"},
+     "FANOUT_RECORD_HANDLER='app.plain' has none"),
 ])
 def test_bad_settings_fail_at_init(task_root, env, fragment):
     proc = run_handler(task_root, env, None)
@@ -128,3 +139,38 @@ def test_batch_settings_through_the_zero_code_handler(task_root):
     assert result == {"batchItemFailures": [{"itemIdentifier": f"msg-{i:05d}"} for i in range(6)]}
     proc = run_handler(task_root, {**env, "FANOUT_RAISE_ON_ALL_FAILED": "on"}, event)
     assert proc.returncode != 0 and "BatchError: 6 of 6 sqs records failed" in proc.stderr, proc.stderr
+
+
+def test_asyncio_with_a_sync_only_record_handler_says_why_and_what_to_do(task_root):
+    proc = run_handler(task_root, {"FANOUT_RECORD_HANDLER": "app.plain", "FANOUT_STRATEGY": "asyncio"}, None)
+    assert proc.returncode != 0 and "RESULT" not in proc.stdout
+    message = proc.stderr.strip().splitlines()[-1]
+    assert message.startswith("lambda_fanout.ConfigError: FANOUT_STRATEGY=asyncio"), message
+    for why_and_fix in ("could not be cut at the deadline", "retry the whole batch", "async form",
+                        "lambda_fanout.Task(process, aprocess)", "FANOUT_STRATEGY=threads"):
+        assert why_and_fix in message, (why_and_fix, message)
+
+
+@pytest.mark.parametrize("function", ["SqsRecordsFunction", "MapWorkerFunction"])
+def test_template_record_handlers_run_under_every_strategy_it_offers(function, strategy_name):
+    """Each zero-code function in template.yaml passes init under every FANOUT_STRATEGY value it allows."""
+    from cfnlint.decode import decode
+
+    template, _ = decode(os.path.join(staging.ROOT, "template.yaml"))
+    assert strategy_name in template["Parameters"]["FanoutStrategy"]["AllowedValues"]
+    props = template["Resources"][function]["Properties"]
+    assert props["Handler"] == "lambda_fanout.handler.handler"
+    spec = props["Environment"]["Variables"]["FANOUT_RECORD_HANDLER"]
+    code = textwrap.dedent('''
+        import lambda_fanout.handler as h
+        print("FORMS", h.RECORD_HANDLER)
+    ''')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FANOUT_")}
+    env.update({"PYTHONPATH": PYTHON_DIR, "LAMBDA_TASK_ROOT": os.path.join(staging.ROOT, props["CodeUri"]),
+                "FANOUT_RECORD_HANDLER": spec, "FANOUT_STRATEGY": strategy_name, "BUCKET_NAME": "bucket",
+                "AWS_DEFAULT_REGION": "us-east-1"})
+    proc = subprocess.run([sys.executable, "-W", "error", "-c", code], env=env, cwd="/", capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "forms=sync+async" in proc.stdout, proc.stdout
+

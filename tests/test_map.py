@@ -200,3 +200,35 @@ def test_items_must_be_iterable(strategy_name):
         lambda_fanout.map(DOUBLE, 5, strategy=strategy_name)
     with pytest.raises(TypeError, match="wrap a single item"):
         lambda_fanout.map(DOUBLE, "abc", strategy=strategy_name)
+
+
+def test_the_no_async_form_warning_points_at_the_callers_line():
+    """The warning names the user's file and line, whichever entry point they called."""
+    import inspect
+
+    def inline_a(x):
+        return x
+
+    def inline_b(x):
+        return x
+
+    def inline_c(x):
+        return x
+
+    async def via_amap():
+        return await lambda_fanout.amap(inline_c, [1], strategy="asyncio")
+
+    calls = [
+        (lambda: lambda_fanout.map(inline_a, [1], strategy="asyncio"), "lambda_fanout.map(inline_a"),
+        (lambda: lambda_fanout.get_strategy("asyncio").map(inline_b, [1]), ".map(inline_b"),
+        (lambda: asyncio.run(via_amap()), "lambda_fanout.amap(inline_c"),
+    ]
+    source, first = inspect.getsourcelines(test_the_no_async_form_warning_points_at_the_callers_line)
+    for call, text in calls:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        (warning,) = [w for w in caught if "no async form" in str(w.message)]
+        assert warning.filename == __file__, (text, warning.filename)
+        line = next(first + i for i, s in enumerate(source) if text in s and "calls" not in s)
+        assert warning.lineno == line, (text, warning.lineno, line)

@@ -37,18 +37,20 @@ __version__ = "0.1.0"
 __all__ = [
     "STRATEGIES", "map", "amap", "get_strategy", "Task", "Outcome", "Results", "TaskError",
     "DeadlineExceeded", "SkippedAfterFailure", "ConfigError", "Settings", "process_batch", "BatchError",
+    "register_throttle_error",
     "ENV_STRATEGY", "ENV_MAX_WORKERS", "ENV_DEADLINE_MARGIN_MS", "ENV_RECORD_HANDLER",
     "ENV_METRICS", "ENV_METRICS_NAMESPACE", "ENV_LOG_FAILURES",
     "DEFAULT_STRATEGY", "DEFAULT_MAX_WORKERS", "DEFAULT_DEADLINE_MARGIN_MS",
 ]
 
 
-def get_strategy(name: str | None = None, *, max_workers: int | None = None):
+def get_strategy(name: str | None = None, *, max_workers: int | str | None = None):
     """Build a strategy object from settings resolved now.
 
     Args:
         name: one of STRATEGIES; None reads FANOUT_STRATEGY, else "threads".
-        max_workers: concurrency; None reads FANOUT_MAX_WORKERS, else 16.
+        max_workers: concurrency, or "auto" / "auto:N" (an adaptive limit up to N,
+            default 256); None reads FANOUT_MAX_WORKERS, else 16.
 
     Returns:
         A strategy with ``.name``, ``.settings``, ``.max_workers``, ``.adapt(task)``,
@@ -66,7 +68,7 @@ def map(  # noqa: A001 - the package's verb
     items: Iterable[Any],
     *,
     strategy: str | None = None,
-    max_workers: int | None = None,
+    max_workers: int | str | None = None,
     errors: str = "raise",
     context: Any = None,
 ) -> Results:
@@ -79,7 +81,8 @@ def map(  # noqa: A001 - the package's verb
         items: any iterable (a generator of millions is fine: it is read lazily,
             a bounded number of items ahead of the finished ones).
         strategy: one of STRATEGIES; None reads FANOUT_STRATEGY, else "threads".
-        max_workers: concurrency; None reads FANOUT_MAX_WORKERS, else 16.
+        max_workers: concurrency, or "auto" / "auto:N" (an adaptive limit up to N,
+            default 256); None reads FANOUT_MAX_WORKERS, else 16.
         errors: "raise" stops at the first failure and raises TaskError (nothing is
             logged); "collect" returns one Outcome per item read and logs one ERROR
             line per failed item (FANOUT_LOG_FAILURES).
@@ -110,7 +113,7 @@ async def amap(
     items: Iterable[Any],
     *,
     strategy: str | None = None,
-    max_workers: int | None = None,
+    max_workers: int | str | None = None,
     errors: str = "raise",
     context: Any = None,
 ) -> Results:
@@ -132,4 +135,8 @@ def __getattr__(name: str) -> Any:
         from . import batch
 
         return getattr(batch, name)
+    if name == "register_throttle_error":
+        from ._limiter import register_throttle_error
+
+        return register_throttle_error
     raise AttributeError(f"module 'lambda_fanout' has no attribute {name!r}")

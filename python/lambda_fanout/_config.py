@@ -46,6 +46,9 @@ DEFAULT_STRATEGY = "threads"
 DEFAULT_MAX_WORKERS = 16
 #: Lambda allows 1024 processes and threads per execution environment in all.
 MAX_WORKERS_LIMIT = 1024
+#: ``FANOUT_MAX_WORKERS=auto``: adaptive concurrency up to a cap (``auto:N``), 256 unless given.
+AUTO = "auto"
+DEFAULT_AUTO_CAP = 256
 #: Time kept back from the Lambda deadline to report results and flush metrics.
 DEFAULT_DEADLINE_MARGIN_MS = 500
 MAX_DEADLINE_MARGIN_MS = 15 * 60 * 1000
@@ -74,7 +77,8 @@ VARIABLES = (
     (ENV_STRATEGY, f"`{DEFAULT_STRATEGY}`", _PER_CALL,
      "how items run: `sequential`, `threads`, `threads-map`, `asyncio` or `processes`"),
     (ENV_MAX_WORKERS, f"`{DEFAULT_MAX_WORKERS}`", _PER_CALL,
-     f"concurrency, a whole number from 1 to {MAX_WORKERS_LIMIT}; unset under `processes`, the vCPUs"),
+     f"concurrency, a whole number from 1 to {MAX_WORKERS_LIMIT}, or `auto` / `auto:N` (an adaptive "
+     f"limit up to N, default {DEFAULT_AUTO_CAP}); under `processes` unset or auto, the vCPUs (at most N)"),
     (ENV_DEADLINE_MARGIN_MS, f"`{DEFAULT_DEADLINE_MARGIN_MS}`", _PER_CALL,
      "milliseconds kept back from the Lambda deadline: no item starts after it"),
     (ENV_LOG_FAILURES, f"`{DEFAULT_LOG_FAILURES}`", _PER_CALL,
@@ -119,7 +123,8 @@ class Settings:
 
     Attributes:
         strategy: one of ``lambda_fanout.STRATEGIES``.
-        max_workers: concurrency, 1 to 1024.
+        max_workers: concurrency, 1 to 1024, or an :class:`Auto` (adaptive, up to its cap; never
+            under ``processes``, where auto resolves to a count).
         deadline_margin_ms: time kept back from the Lambda deadline.
         metrics: whether one EMF line is written per call.
         metrics_namespace: the CloudWatch namespace of that line.
@@ -168,7 +173,7 @@ class Settings:
         cls,
         *,
         strategy: str | None = None,
-        max_workers: int | None = None,
+        max_workers: int | str | Auto | None = None,
         deadline_margin_ms: int | None = None,
         fifo_on_failure: str | None = None,
         raise_on_all_failed: bool | None = None,
@@ -178,9 +183,10 @@ class Settings:
 
         Args:
             strategy: one of STRATEGIES, or None for ``FANOUT_STRATEGY``.
-            max_workers: 1 to 1024, or None for ``FANOUT_MAX_WORKERS``; unset, 16, or for
-                ``processes`` the vCPUs the function has (cgroup quota, CPU affinity, and
-                ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE`` / 1769 rounded up inside Lambda).
+            max_workers: 1 to 1024, ``"auto"`` / ``"auto:N"``, or None for ``FANOUT_MAX_WORKERS``;
+                unset, 16, or for ``processes`` the vCPUs the function has (cgroup quota, CPU
+                affinity, and ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE`` / 1769 rounded up inside
+                Lambda); under ``processes`` auto is that count too, at most its cap.
             deadline_margin_ms: ms kept back from the deadline, or None for ``FANOUT_DEADLINE_MARGIN_MS``.
             fifo_on_failure: ``"group"`` or ``"batch"``, or None for ``FANOUT_FIFO_ON_FAILURE``.
             raise_on_all_failed: a bool, or None for ``FANOUT_RAISE_ON_ALL_FAILED`` (on/off).
@@ -214,8 +220,11 @@ class Settings:
             memory = attempt(resolve_int, None, argument="memory_mb", env=ENV_LAMBDA_MEMORY_SIZE, default=None,
                              minimum=128, maximum=10240, environ=env)
             default_workers = vcpus(memory)
-        workers = attempt(resolve_int, max_workers, argument="max_workers", env=ENV_MAX_WORKERS,
-                          default=default_workers, minimum=1, maximum=MAX_WORKERS_LIMIT, environ=env)
+        workers = attempt(resolve_workers, max_workers, default=default_workers, environ=env)
+        if name == "processes" and isinstance(workers, Auto):
+            # The adaptive limit follows a service's throttling; processes' items are CPU-bound,
+            # so auto there means what processes picks unset, the vCPUs, kept within the cap.
+            workers = min(workers.cap, default_workers)
         margin = attempt(resolve_int, deadline_margin_ms, argument="deadline_margin_ms",
                          env=ENV_DEADLINE_MARGIN_MS, default=DEFAULT_DEADLINE_MARGIN_MS, minimum=0,
                          maximum=MAX_DEADLINE_MARGIN_MS, environ=env)
@@ -335,6 +344,70 @@ def resolve_int(
     return number
 
 
+class Auto:
+    """``max_workers="auto"``: an adaptive limit (``lambda_fanout._limiter``) up to ``cap``."""
+
+    __slots__ = ("cap",)
+
+    def __init__(self, cap: int = DEFAULT_AUTO_CAP) -> None:
+        self.cap = cap
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Auto) and other.cap == self.cap
+
+    def __hash__(self) -> int:
+        return hash((Auto, self.cap))
+
+    def __repr__(self) -> str:
+        return f"Auto(cap={self.cap})"
+
+    def __str__(self) -> str:
+        return AUTO if self.cap == DEFAULT_AUTO_CAP else f"{AUTO}:{self.cap}"
+
+
+def resolve_workers(
+    value: Any = None, *, default: int = DEFAULT_MAX_WORKERS, environ: Mapping[str, str] | None = None,
+) -> int | Auto:
+    """The worker setting: an explicit argument, else FANOUT_MAX_WORKERS, else the default.
+
+    Args:
+        value: a whole number, ``"auto"``, ``"auto:N"``, an :class:`Auto`, or None.
+        default: the count when neither is given.
+        environ: the environment to read (default ``os.environ``).
+
+    Returns:
+        The fixed count, or an :class:`Auto` carrying the cap.
+
+    Raises:
+        ConfigError: anything else, naming the source, repeating the value and listing
+            what is accepted.
+    """
+    if isinstance(value, Auto):
+        return value
+    source, raw = "argument max_workers=", value
+    if value is None:
+        raw = (os.environ if environ is None else environ).get(ENV_MAX_WORKERS)
+        source = f"environment variable {ENV_MAX_WORKERS}"
+    if not isinstance(raw, str) or not raw.strip().lower().startswith(AUTO):
+        return resolve_int(value, argument="max_workers", env=ENV_MAX_WORKERS, default=default,
+                           minimum=1, maximum=MAX_WORKERS_LIMIT, environ=environ)
+    text = raw.strip().lower()
+    if text == AUTO:
+        return Auto()
+    cap = text[len(AUTO) + 1:] if text[len(AUTO)] == ":" else ""
+    if cap.isascii() and cap.isdigit() and 1 <= int(cap) <= MAX_WORKERS_LIMIT:
+        return Auto(int(cap))
+    raise ConfigError(
+        f"{source} must be a whole number from 1 to {MAX_WORKERS_LIMIT}, 'auto', or 'auto:N' with N "
+        f"such a number (the cap, default {DEFAULT_AUTO_CAP}), but got {raw!r}. For example 'auto:64'."
+    )
+
+
+def pool_size(workers: int | Auto) -> int:
+    """How many threads, coroutines or connections a worker setting may use at once: the count, or the cap."""
+    return workers.cap if isinstance(workers, Auto) else workers
+
+
 def resolve_flag(
     env: str, *, default: bool, environ: Mapping[str, str] | None = None,
     value: bool | None = None, argument: str | None = None,
@@ -369,18 +442,6 @@ def resolve_namespace(environ: Mapping[str, str] | None = None) -> str:
             f"(1 to 255 characters) but got {value!r}. Unset it to use {DEFAULT_METRICS_NAMESPACE!r}."
         )
     return value
-
-
-def max_workers(value: int | None = None) -> int:
-    """The worker count: explicit argument, else FANOUT_MAX_WORKERS, else the default."""
-    return resolve_int(
-        value,
-        argument="max_workers",
-        env=ENV_MAX_WORKERS,
-        default=DEFAULT_MAX_WORKERS,
-        minimum=1,
-        maximum=MAX_WORKERS_LIMIT,
-    )
 
 
 def error_mode(value: str) -> str:

@@ -23,6 +23,8 @@ METRICS_UNITS = (
     ("Unprocessed", "Count"),
     ("DurationMs", "Milliseconds"),
     ("Workers", "Count"),
+    ("WorkersPeak", "Count"),
+    ("Throttled", "Count"),
 )
 
 
@@ -76,12 +78,17 @@ class measure:
             unprocessed=unprocessed,
             duration_ms=(time.perf_counter() - self.t0) * 1000.0,
             workers=self.strategy.max_workers,
+            limiter=self.run.limiter,
         )
 
 
 def emit(strategy: str, *, namespace: str, items: int, failed: int, unprocessed: int, duration_ms: float,
-         workers: int) -> None:
-    """Write one EMF line to stdout."""
+         workers: int, limiter: Any = None) -> None:
+    """Write one EMF line to stdout.
+
+    ``Workers`` is the count, or auto's cap; ``WorkersPeak`` the highest limit auto
+    reached (the count itself when fixed); ``Throttled`` the throttling signals auto saw.
+    """
     line = emf_line(
         strategy,
         {
@@ -91,6 +98,8 @@ def emit(strategy: str, *, namespace: str, items: int, failed: int, unprocessed:
             "Unprocessed": unprocessed,
             "DurationMs": round(duration_ms, 3),
             "Workers": workers,
+            "WorkersPeak": workers if limiter is None else limiter.peak,
+            "Throttled": 0 if limiter is None else limiter.throttled,
         },
         namespace=namespace,
     )

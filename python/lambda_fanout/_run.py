@@ -70,13 +70,15 @@ class Run:
         check: called on each value; an exception from it fails the record.
         stop_on_failure: collect mode only: after the first failure no job starts, and
             records not started are reported as SkippedAfterFailure.
+        limiter: under ``max_workers="auto"``, the adaptive limiter whose ``limit`` the
+            strategy follows; every failure is shown to it (a throttling error is a signal).
     """
 
     __slots__ = (
         "fn", "collect", "deadline", "margin_ms", "check", "stop_on_failure",
         "results", "pending", "failures", "first_failure", "stopped", "closed", "fatal", "input_error",
         "exhausted", "size", "reading", "winding_down",
-        "jobs", "execute", "aexecute", "groups", "final",
+        "jobs", "execute", "aexecute", "groups", "final", "limiter",
     )
 
     def __init__(
@@ -90,8 +92,10 @@ class Run:
         groups: list[list[int]] | None = None,
         check: Callable[[Any], Any] | None = None,
         stop_on_failure: bool = False,
+        limiter: Any = None,
     ) -> None:
         self.fn = fn
+        self.limiter = limiter
         self.collect = collect
         self.deadline = deadline
         self.margin_ms = margin_ms
@@ -214,6 +218,10 @@ class Run:
     def _failed(self, index: int, error: BaseException) -> bool:
         if self.closed:
             return False
+        if self.limiter is not None:
+            from ._limiter import note_failure
+
+            note_failure(self.limiter, error)
         pending = self.pending
         if self.first_failure is None:
             self.first_failure = index

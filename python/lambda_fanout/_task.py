@@ -116,7 +116,9 @@ class Results(list):
         unread: True when the Lambda deadline stopped the call before the input was
             exhausted. Every item that was read has its entry; the input was read up to
             index ``len(results)`` and no further, so an iterator you passed is left at
-            the first unread item: pass it to a later call to go on from there.
+            the first unread item: pass it to a later call to go on from there. (An
+            iterator cut right after its last item has not yet said it is exhausted, so
+            it counts as unread; a list or other sized input read to its end never does.)
     """
 
     __slots__ = ("unread",)
@@ -202,6 +204,31 @@ def sync_form(task: Any, strategy: str) -> Callable[[Any], Any]:
     return task
 
 
+def has_async_form(task: Any) -> bool:
+    """Whether the asyncio strategy can await ``task``: a coroutine function, or a Task with ``async_fn``."""
+    if isinstance(task, Task):
+        return task.async_fn is not None
+    return callable(task) and _is_coroutine_function(task)
+
+
+def _caller_stacklevel() -> int:
+    """The warnings stacklevel of the first frame outside lambda_fanout, seen from the caller.
+
+    The call path from the user's ``map()`` differs by entry point (map, amap, a strategy
+    object, the handler), so a fixed stacklevel would blame lambda_fanout's own lines.
+    """
+    import os
+
+    from . import strategies
+
+    own = (os.path.dirname(os.path.abspath(__file__)) + os.sep,
+           os.path.dirname(os.path.abspath(strategies.__file__)) + os.sep)
+    frame, level = sys._getframe(2), 2  # level 1 is the function that warns
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(own):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 _warned_no_async: set[str] = set()
 
 
@@ -230,7 +257,7 @@ def async_form(task: Any) -> Callable[[Any], Awaitable[Any]]:
             "event loop, one item at a time. Give it an async form with "
             "lambda_fanout.Task(sync_fn, async_fn), or use FANOUT_STRATEGY=threads.",
             RuntimeWarning,
-            stacklevel=4,
+            stacklevel=_caller_stacklevel(),
         )
 
     async def inline(item: Any, _fn=fn) -> Any:

@@ -179,6 +179,9 @@ class Clients:
         if self._sync is None:
             with _lock:
                 if self._sync is None:
+                    from . import _shadowing
+
+                    _shadowing.check("sync")
                     import boto3.session
                     import botocore.session
                     from botocore.config import Config
@@ -190,7 +193,7 @@ class Clients:
                     core = botocore.session.get_session()
                     tune_session(core)
                     session = boto3.session.Session(botocore_session=core)
-                    self._sync = session.client(self.service_name, **self._kwargs(Config))
+                    self._sync = _watch_throttling(session.client(self.service_name, **self._kwargs(Config)))
         return self._sync
 
     async def aio_client(self) -> Any:
@@ -208,6 +211,9 @@ class Clients:
             found = self._aio.get(key)
             client = found[1] if found is not None and found[0] is loop else None
             if client is None:
+                from . import _shadowing
+
+                _shadowing.check("async")  # a bundled botocore would break aiobotocore at import
                 from aiobotocore.config import AioConfig
                 from aiobotocore.session import get_session
 
@@ -217,7 +223,7 @@ class Clients:
                 session = get_session()
                 tune_session(session)
                 context = session.create_client(self.service_name, **self._kwargs(AioConfig))
-                client = await context.__aenter__()
+                client = _watch_throttling(await context.__aenter__())
                 self._aio[key] = (loop, client)
 
                 async def close(context=context, key=key) -> None:
@@ -229,14 +235,29 @@ class Clients:
         return client
 
 
-def clients(service_name: str, *, max_workers: int | None = None, profile: str | None = None,
+def _watch_throttling(client: Any) -> Any:
+    """Report every throttled attempt, retried ones included, to the ``auto`` limiter.
+
+    Registered first at the level botocore's own retry handler uses, so it runs
+    before that handler (which may return a delay and end the chain).
+    """
+    from . import _limiter
+
+    service = client.meta.service_model.service_id.hyphenize()
+    client.meta.events.register_first(
+        f"needs-retry.{service}", _limiter.botocore_retry_hook, unique_id="lambda-fanout-throttle-signal"
+    )
+    return client
+
+
+def clients(service_name: str, *, max_workers: int | str | None = None, profile: str | None = None,
             **client_kwargs: Any) -> Clients:
     """The process-wide pair of clients for a service.
 
     Args:
         service_name: "s3", "dynamodb", ...
         max_workers: the concurrency to size connection pools for; None reads
-            FANOUT_MAX_WORKERS, else the default.
+            FANOUT_MAX_WORKERS, else the default. Under ``auto`` the pool follows the cap.
         profile: one of :data:`CLIENT_PROFILES`; None reads FANOUT_AWS_CLIENT, else
             ``default``.
         **client_kwargs: passed to ``boto3 client()`` and aiobotocore's ``create_client()``
@@ -248,7 +269,7 @@ def clients(service_name: str, *, max_workers: int | None = None, profile: str |
     Raises:
         ConfigError: a bad worker count, profile or timeout setting.
     """
-    workers = _config.max_workers(max_workers)
+    workers = _config.pool_size(_config.resolve_workers(max_workers))
     chosen = client_profile(profile)
     key = (service_name, workers, chosen, _freeze(client_kwargs))
     with _lock:

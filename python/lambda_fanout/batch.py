@@ -271,7 +271,7 @@ def process_batch(
     context: Any = None,
     *,
     strategy: str | None = None,
-    max_workers: int | None = None,
+    max_workers: int | str | None = None,
     fifo_on_failure: str | None = None,
     raise_on_all_failed: bool | None = None,
 ) -> Any:
@@ -288,7 +288,7 @@ def process_batch(
         context: the Lambda context, or None locally. Records not started before the
             deadline margin are reported as failures, never lost.
         strategy: one of STRATEGIES; None reads FANOUT_STRATEGY.
-        max_workers: concurrency; None reads FANOUT_MAX_WORKERS.
+        max_workers: concurrency, or "auto" / "auto:N"; None reads FANOUT_MAX_WORKERS.
         fifo_on_failure: SQS FIFO only: ``"group"`` (default) skips the later records of
             a failed message group and runs the other groups; ``"batch"`` starts no
             record after the first failure. None reads FANOUT_FIFO_ON_FAILURE.

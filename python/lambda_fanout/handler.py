@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 from . import _config, batch, strategies
 from ._errors import ConfigError, kind
+from ._task import has_async_form
 
 
 def resolve_record_handler(spec: str | None = None, environ: Any = None) -> Callable[[Any], Any]:
@@ -89,7 +90,8 @@ def init(environ: Any = None) -> tuple[Callable[[Any], Any], Any]:
     Raises:
         ConfigError: every bad setting at once, one line each: the record handler,
             FANOUT_STRATEGY, FANOUT_MAX_WORKERS, and the others; or a record handler
-            without the form the strategy runs (a coroutine function needs asyncio).
+            without the form the strategy runs (a coroutine function needs asyncio, and
+            asyncio needs a record handler with an async form).
     """
     problems: list[str] = []
     record_handler = settings = None
@@ -107,6 +109,17 @@ def init(environ: Any = None) -> tuple[Callable[[Any], Any], Any]:
         raise ConfigError(f"{len(problems)} settings are not valid:\n" +
                           "\n".join(p if p.startswith("- ") else f"- {p}" for p in problems))
     strategy = strategies.build(settings)
+    if strategy.name == "asyncio" and not has_async_form(record_handler):
+        # map() only warns here; a batch cannot afford it: a record that blocks the loop
+        # cannot be cut at the deadline, and a timeout retries the whole batch.
+        spec = (os.environ if environ is None else environ).get(_config.ENV_RECORD_HANDLER)
+        raise ConfigError(
+            f"{_config.ENV_STRATEGY}=asyncio runs each record's coroutine form, but "
+            f"{_config.ENV_RECORD_HANDLER}={spec!r} has none: its records would run one at a time on the "
+            "event loop, and one that blocks could not be cut at the deadline (Lambda would time out and "
+            "retry the whole batch). Give the record handler an async form (an async def, or "
+            f"lambda_fanout.Task(process, aprocess)), or choose a thread strategy ({_config.ENV_STRATEGY}=threads)."
+        )
     strategy.adapt(record_handler)
     return record_handler, strategy
 

@@ -39,38 +39,35 @@ TRIVIAL = lambda_fanout.Task(trivial, atrivial)
 WAIT = sleep_task(LATENCY_S)
 
 
-# -- the raw idioms a user would write by hand (shared with ./build.sh bench) -----------
+# -- the raw idioms a user would write by hand: the bench's one table ---------------------
 
-_gather = idioms.GatherSemaphore()  # one reused loop, as the toolkit reuses its own
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_raw_loop():
-    yield
-    _gather.close()
+RAW = {name: idiom for name, idiom in idioms.RAW.items() if idiom.form in ("sync", "async")}
 
 
-RAW = {
-    "raw:list-comprehension": (idioms.list_comprehension, "sync"),
-    "raw:submit+as_completed": (idioms.submit_as_completed, "sync"),
-    "raw:executor.map": (idioms.executor_map, "sync"),
-    "raw:gather+semaphore": (_gather, "async"),
-}
+@pytest.fixture
+def raw_runner():
+    """Builds a raw idiom once per test (its reused loop included) and closes it after."""
+    runners = []
 
+    def build(name, task, workers):
+        runner = idioms.build(name, task, {}, workers)
+        runners.append(runner)
+        return runner
 
-def _run_raw(name, task, items, workers):
-    fn, form = RAW[name]
-    return fn(task.sync_fn if form == "sync" else task.async_fn, items, workers)
+    yield build
+    for runner in runners:
+        runner.close()
 
 
 # -- per-task overhead ---------------------------------------------------------------
 
 @pytest.mark.parametrize("impl", list(lambda_fanout.STRATEGIES) + list(RAW))
-def test_overhead_20k_trivial(benchmark, impl):
+def test_overhead_20k_trivial(benchmark, raw_runner, impl):
     benchmark.group = f"overhead: {OVERHEAD_ITEMS} trivial tasks, {OVERHEAD_WORKERS} workers"
     items = list(range(OVERHEAD_ITEMS))
     if impl in RAW:
-        result = benchmark.pedantic(_run_raw, args=(impl, TRIVIAL, items, OVERHEAD_WORKERS), rounds=5, iterations=1)
+        runner = raw_runner(impl, TRIVIAL, OVERHEAD_WORKERS)
+        result = benchmark.pedantic(runner.run, args=(items,), rounds=5, iterations=1)
     else:
         # processes: one worker per vCPU (its default); the warm-up round starts them.
         workers = None if impl == "processes" else OVERHEAD_WORKERS
@@ -78,6 +75,17 @@ def test_overhead_20k_trivial(benchmark, impl):
             lambda_fanout.map, args=(TRIVIAL, items),
             kwargs={"strategy": impl, "max_workers": workers}, rounds=5, iterations=1, warmup_rounds=1,
         )
+    assert result == [x + 1 for x in items]
+
+
+@pytest.mark.parametrize("workers", [OVERHEAD_WORKERS, "auto"], ids=str)
+@pytest.mark.parametrize("strategy", [s for s in lambda_fanout.STRATEGIES if s != "sequential"])
+def test_overhead_auto_beside_fixed(benchmark, strategy, workers):
+    """FANOUT_MAX_WORKERS=auto's own cost per task: the limiter's timing and decisions."""
+    benchmark.group = f"overhead, auto beside fixed: {OVERHEAD_ITEMS} trivial tasks, {strategy}"
+    items = list(range(OVERHEAD_ITEMS))
+    result = benchmark.pedantic(lambda_fanout.map, args=(TRIVIAL, items),
+                                kwargs={"strategy": strategy, "max_workers": workers}, rounds=7, iterations=1)
     assert result == [x + 1 for x in items]
 
 
@@ -91,12 +99,13 @@ IDEAL_S = math.ceil(LATENCY_ITEMS / LATENCY_WORKERS) * LATENCY_S
     "impl", [s for s in lambda_fanout.STRATEGIES if s not in ("sequential", "processes")]
     + ["raw:submit+as_completed", "raw:executor.map", "raw:gather+semaphore"],
 )
-def test_latency_1000x20ms(benchmark, impl):
+def test_latency_1000x20ms(benchmark, raw_runner, impl):
     benchmark.group = f"latency: {LATENCY_ITEMS} items x {LATENCY_S * 1000:.0f} ms, {LATENCY_WORKERS} workers"
     benchmark.extra_info["ideal_s"] = IDEAL_S
     items = list(range(LATENCY_ITEMS))
     if impl in RAW:
-        result = benchmark.pedantic(_run_raw, args=(impl, WAIT, items, LATENCY_WORKERS), rounds=3, iterations=1)
+        runner = raw_runner(impl, WAIT, LATENCY_WORKERS)
+        result = benchmark.pedantic(runner.run, args=(items,), rounds=3, iterations=1)
     else:
         result = benchmark.pedantic(
             lambda_fanout.map, args=(WAIT, items),

@@ -1,16 +1,23 @@
-"""The workload suite behind ``./build.sh bench``: every strategy beside the raw idioms.
+"""The workload suite behind ``./build.sh bench``: every strategy beside the raw idioms and peers.
 
 Run by the bench CLI with its options in FANOUT_BENCH_OPTIONS (and its endpoint in
-the AWS_* environment); run by ``./build.sh test`` once, quick and untimed, against
-the test session's own endpoint so it cannot rot.
+the AWS_* environment), once in .venv and once in .venv-peers for the peers whose
+pins clash with the layer's; run by ``./build.sh test`` once, quick and untimed,
+against the test session's own endpoint so it cannot rot. The harness itself is
+lambda_fanout.bench.cases.measure_case, shared with the in-Lambda runner.
 """
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 
-from lambda_fanout.bench.runner import row
-from lambda_fanout.bench.workloads import WORKLOADS, Env, Options, cases, measure, seed
+from lambda_fanout.bench.cases import cases, measure_case
+from lambda_fanout.bench.options import Options
+from lambda_fanout.bench.seeding import seed
+from lambda_fanout.bench.workloads import WORKLOADS, Env
 
 OPTS = Options.from_env()
 CASES = cases(OPTS)
@@ -31,8 +38,16 @@ def bench_setup(request):
     return Env(OPTS.bucket, OPTS.table, endpoint), endpoint.environ()
 
 
+@pytest.fixture(scope="session")
+def under_quota(bench_setup):
+    """Move this process into the CPU quota the CLI made, once set up: only the cases run under it."""
+    if OPTS.quota_procs:
+        with open(OPTS.quota_procs, "w") as f:
+            f.write(str(os.getpid()))
+
+
 @pytest.fixture
-def bench_env(bench_setup, monkeypatch):
+def bench_env(bench_setup, under_quota, monkeypatch):
     env, environ = bench_setup
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
@@ -46,31 +61,16 @@ def bench_env(bench_setup, monkeypatch):
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_workload(benchmark, case, bench_env):
-    workload = case.workload
-    benchmark.group = f"{workload.name}: {workload.title}"
-    call, close, items = case.prepare(OPTS, bench_env)
-    cpu: list[float] = []
-
-    def timed():
-        result, _, cpu_s = measure(call)
-        cpu.append(cpu_s)
-        return result
-
-    try:
-        result = benchmark.pedantic(timed, rounds=OPTS.rounds, iterations=1, warmup_rounds=1)
-    finally:
-        close()
-    expected = workload.expected(items, OPTS)
-    if expected is not None:
-        assert result == expected
-    timed_cpu = sorted(cpu[1:] or cpu)  # the warm-up round pays for client creation
-    info = row(case, OPTS, "main", len(items), 0.0, timed_cpu[len(timed_cpu) // 2])
-    info.pop("median_s")
-    info.pop("section")
-    if case.impl == "processes":
-        from lambda_fanout._procpool import get_pool
-
-        # The first call waited for its slowest worker to start (they start side by side).
-        started = get_pool().startup_ms[:case.workers]
-        info["startup_ms"] = max(started) if started else None
-    benchmark.extra_info.update(info)
+    why_not = case.unavailable()
+    if why_not:
+        if OPTS.skip_file:
+            with open(OPTS.skip_file, "a") as f:
+                f.write(json.dumps({"workload": case.workload.name, "impl": case.impl, "kind": case.kind,
+                                    "skipped": why_not}) + "\n")
+        pytest.skip(why_not)
+    benchmark.group = f"{case.workload.name}: {case.workload.title}"
+    measured = measure_case(case, OPTS, bench_env,
+                            lambda fn, rounds: benchmark.pedantic(fn, rounds=rounds, iterations=1))
+    benchmark.extra_info.update(measured.info)
+    if case.kind == "strategy":  # the toolkit's own contract; a peer's wrong answer is reported, not fatal
+        assert measured.check.ok, measured.check.text

@@ -1,54 +1,59 @@
 """./build.sh bench: compare every strategy on realistic workloads, priced in Lambda dollars.
 
-Starts moto's server and a latency proxy on 127.0.0.1 (unless --endpoint-url), seeds
-them, runs the pytest-benchmark workload suite in a child process under Lambda's CPU
-share for each memory size, stops everything it started, then writes bench-results/
-and prints the comparison.
+Starts moto's server and the latency proxy (unless --endpoint-url), seeds them, runs
+the pytest-benchmark workload suite in a child process under Lambda's CPU share for
+each memory size (and again from .venv-peers for the peers whose pins clash with the
+layer's), stops everything it started, then writes bench-results/, saves the run,
+appends it to the history and prints the comparison.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .._config import DEFAULT_MAX_WORKERS
-from ..strategies import STRATEGIES
+from .. import STRATEGIES, ConfigError, get_strategy
+from . import history
+from .cases import REFERENCE, cases
 from .cost import ARCHITECTURES, MEMORY_RANGE_MB
+from .options import DEFAULT_BUCKET, DEFAULT_MEMORY_MB, DEFAULT_TABLE, ENV_OPTIONS, Options
+from .peers import PEERS_VENV_DIR
 from .quota import cpu_quota, vcpus_for_memory
-from .report import rows_from_pytest_benchmark, write_report
-from .workloads import ENV_OPTIONS, WORKLOADS, Options
+from .report import build_markdown, rows_from_pytest_benchmark
+from .workloads import WORKLOADS
 
 REPO = Path(__file__).resolve().parents[3]
 SUITE = REPO / "tests" / "benchmarks" / "test_workloads.py"
-QUICK_SWEEP = (128, 1769)
-FULL_SWEEP = (128, 512, 1769, 3008)
-#: The cpu workload's sweep: below, at and above one vCPU, where processes can help.
-CPU_SWEEP = (128, 1769, 3008)
 
 
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated whole numbers such as 8,32,64, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive whole numbers, got {text!r}")
-    return values
+# -- arguments -----------------------------------------------------------------------------
+
+def _workers(text: str) -> tuple:
+    """Comma-separated worker counts or modes (8,32,auto): each checked by the library itself."""
+    values: list = []
+    for token in (t.strip() for t in text.split(",") if t.strip()):
+        value = int(token) if token.isdigit() else token
+        try:
+            get_strategy(REFERENCE, max_workers=value)  # the library's own check, on its cheapest strategy
+        except (ConfigError, TypeError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(f"bad worker value {token!r} in {text!r}: {exc}") from None
+        values.append(value)
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected worker counts such as 8,32,64, got {text!r}")
+    return tuple(values)
 
 
 def _memory(text: str) -> int:
     low, high = MEMORY_RANGE_MB
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
+    value = int(text) if text.isdigit() else -1
     if not low <= value <= high:
         raise argparse.ArgumentTypeError(f"expected a Lambda memory size from {low} to {high} MB, got {text!r}")
     return value
@@ -59,17 +64,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="./build.sh bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes, under two minutes (CI and smoke tests)")
-    p.add_argument("--items", type=int, help="items per workload (default: per workload, 500 for I/O)")
-    p.add_argument("--workers", type=_int_list, help=f"worker counts, a sweep when several: 8,32,64 (default {DEFAULT_MAX_WORKERS}, the library's default)")
-    p.add_argument("--latency-ms", type=float, help="latency per I/O item (default: 20 latency, 25 S3, 8 DynamoDB medians)")
+    p.add_argument("--items", type=int, help="items per workload (default: per workload; 1,000 records for batch)")
+    p.add_argument("--workers", type=_workers, help="worker counts or modes, a sweep when several: 8,32,64,auto (default 16, the library's default)")
+    p.add_argument("--latency-ms", type=float, help="latency per I/O item for every I/O workload (default: each workload's own median)")
     p.add_argument("--workload", action="append", choices=list(WORKLOADS), help="run only this workload (repeatable; default: all)")
-    p.add_argument("--memory-mb", type=_memory, default=1024, help="Lambda memory to emulate and price (default 1024)")
+    p.add_argument("--memory-mb", type=_memory, default=DEFAULT_MEMORY_MB, help=f"Lambda memory to emulate and price (default {DEFAULT_MEMORY_MB})")
     p.add_argument("--arch", choices=ARCHITECTURES, default="x86_64", help="price for this architecture (default x86_64)")
-    p.add_argument("--no-memory-sweep", action="store_true", help="skip the memory sweep (s3 at 128/512/1769/3008 MB, cpu at 128/1769/3008 MB)")
+    p.add_argument("--no-memory-sweep", action="store_true", help="skip the memory sweep (s3 and cpu at other memory sizes)")
     p.add_argument("--endpoint-url", help="run against this endpoint (real AWS or S3-compatible) instead of the embedded one")
-    p.add_argument("--bucket", default="lambda-fanout-bench", help="bucket for the S3 workload (default lambda-fanout-bench)")
-    p.add_argument("--table", default="lambda-fanout-bench", help="table for the DynamoDB workload (default lambda-fanout-bench)")
-    p.add_argument("--rounds", type=int, help="timed rounds per case (default 3; 2 quick)")
+    p.add_argument("--bucket", default=DEFAULT_BUCKET, help=f"bucket for the S3 and batch workloads (default {DEFAULT_BUCKET})")
+    p.add_argument("--table", default=DEFAULT_TABLE, help=f"table for the DynamoDB workload (default {DEFAULT_TABLE})")
+    p.add_argument("--rounds", type=int, help="a fixed number of timed rounds per case (default: as many as fit)")
+    p.add_argument("--compare", metavar="RUN", help="a benchmark JSON file or a saved run's name to compare against")
+    p.add_argument("--save", metavar="NAME", help="the name to save this run under (default: run-<UTC time>)")
     p.add_argument("--out", default=str(REPO / "bench-results"), help="where to write the report (default bench-results/)")
     args = p.parse_args(argv)
     if args.items is not None and args.items < 1:
@@ -80,40 +87,48 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def options(args: argparse.Namespace) -> Options:
-    return Options(
-        quick=args.quick, items=args.items, workers=args.workers or (DEFAULT_MAX_WORKERS,),
-        latency_ms=args.latency_ms, workloads=tuple(args.workload or ()), memory_mb=args.memory_mb,
-        arch=args.arch, endpoint_url=args.endpoint_url, bucket=args.bucket, table=args.table,
-        rounds=args.rounds or (2 if args.quick else 3),
-        memory_sweep=() if args.no_memory_sweep else (QUICK_SWEEP if args.quick else FULL_SWEEP),
-    )
+    return Options.create(
+        quick=args.quick, items=args.items, workers=args.workers, latency_ms=args.latency_ms,
+        workloads=tuple(args.workload or ()), memory_mb=args.memory_mb, arch=args.arch,
+        endpoint_url=args.endpoint_url, bucket=args.bucket, table=args.table, rounds=args.rounds,
+        memory_sweep=() if args.no_memory_sweep else None)
 
 
 def say(text: str) -> None:
     print(text, flush=True)
 
 
-def run_suite(opts: Options, env: dict, json_path: Path, label: str) -> tuple[bool, str]:
-    """Run the workload suite in a child process under the CPU share of opts.memory_mb."""
+# -- one suite run in a child process -------------------------------------------------------
+
+def _progress(proc: subprocess.Popen, label: str) -> list[str]:
+    """Echo one line per finished case; the output's last lines, for a failure."""
+    tail: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        tail = (tail + [line])[-60:]
+        if "::test_workload[" in line and any(s in line for s in ("PASSED", "FAILED", "ERROR", "SKIPPED")):
+            case = line.split("[", 1)[1].split("]", 1)[0]
+            status = next(s for s in ("PASSED", "FAILED", "ERROR", "SKIPPED") if s in line)
+            pct = line.rsplit("[", 1)[-1].strip().rstrip("]")
+            say(f"  [{pct:>4}] {label} {case} {'ok' if status == 'PASSED' else status.lower()}")
+    return tail
+
+
+def run_suite(python: str, opts: Options, env: dict, json_path: Path, label: str) -> tuple[bool, str]:
+    """Run the workload suite with ``python`` in a child process under the CPU share of opts.memory_mb."""
     quota, why_not = cpu_quota(vcpus_for_memory(opts.memory_mb))
     opts.cpus = quota.cpus if quota else None
     note = (f"{label}: client under {quota.describe()} ({opts.memory_mb} MB)" if quota
             else f"{label}: CPU not emulated ({why_not}); the client had the whole machine")
-    cmd = [sys.executable, "-m", "pytest", str(SUITE), "-v", "-p", "no:cacheprovider", "-o", "addopts=",
+    cmd = [python, "-m", "pytest", str(SUITE), "-v", "-p", "no:cacheprovider", "-o", "addopts=",
            "--benchmark-json", str(json_path), "--benchmark-columns=median", "-W", "ignore::DeprecationWarning"]
-    child_env = {**env, ENV_OPTIONS: opts.to_env()}
-    proc = subprocess.Popen(cmd, cwd=REPO, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, preexec_fn=quota.enter if quota else None)
-    tail: list[str] = []
+    # The child enters the quota itself once collected and set up (quota_procs): interpreter
+    # start-up and imports at 128 MB's 0.07 CPUs would cost tens of seconds and measure nothing.
+    opts = dataclasses.replace(opts, quota_procs=quota.procs_file if quota else None)
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**env, ENV_OPTIONS: opts.to_env()}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            tail = (tail + [line])[-60:]
-            if "::test_workload[" in line and ("PASSED" in line or "FAILED" in line or "ERROR" in line):
-                case = line.split("[", 1)[1].split("]", 1)[0]
-                status = "ok" if "PASSED" in line else "FAILED"
-                pct = line.rsplit("[", 1)[-1].strip().rstrip("]")
-                say(f"  [{pct:>4}] {label} {case} {status}")
+        tail = _progress(proc, label)
         proc.wait()
     finally:
         if proc.poll() is None:
@@ -121,10 +136,126 @@ def run_suite(opts: Options, env: dict, json_path: Path, label: str) -> tuple[bo
             proc.wait()
         if quota:
             quota.close()
-    if proc.returncode != 0:
+    if proc.returncode not in (0, 5):  # 5: every case skipped
         say("".join(tail))
         return False, note
     return True, note
+
+
+def _read_skips(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _merge(doc: dict, part: dict, label: str, section: str) -> None:
+    """Add a suite pass's benchmarks to the run's one pytest-benchmark document.
+
+    Rows of another run label are named by it; a case met again in a later pass gets
+    that pass's rounds added to its data, and its statistics recomputed.
+    """
+    for key in ("machine_info", "commit_info", "datetime", "version"):
+        doc.setdefault(key, part.get(key))
+    known = {b["fullname"]: b for b in doc["benchmarks"]}
+    for bench in part.get("benchmarks", []):
+        bench["extra_info"]["section"] = section
+        if label != "main":
+            bench["name"] = f"{label}::{bench['name']}"
+            bench["fullname"] = f"{label}::{bench['fullname']}"
+        earlier = known.get(bench["fullname"])
+        if earlier is None:
+            doc["benchmarks"].append(bench)
+            continue
+        earlier["stats"] = history.stats_dict(earlier["stats"]["data"] + bench["stats"]["data"])
+        info = earlier["extra_info"]
+        info["cpu_ms_per_item_passes"] = info.get("cpu_ms_per_item_passes", [info["cpu_ms_per_item"]]) + [
+            bench["extra_info"]["cpu_ms_per_item"]]
+        info["cpu_ms_per_item"] = statistics.median(info["cpu_ms_per_item_passes"])
+        info["rounds"] = len(earlier["stats"]["data"])
+        if not bench["extra_info"]["check_ok"]:
+            info["check"], info["check_ok"] = bench["extra_info"]["check"], False
+
+
+def run_label(label: str, run_opts: Options, env: dict, out: Path, doc: dict, notes: list[str]) -> bool:
+    """Run one label's cases in every environment they need, pass after pass; merge them into ``doc``."""
+    section = "main" if label == "main" else "sweep"
+    peers_python = REPO / PEERS_VENV_DIR / "bin" / "python"
+    for venv, python in (("main", sys.executable), ("peers", str(peers_python))):
+        todo = cases(run_opts, venv)
+        if not todo:
+            continue
+        if venv != "main" and not peers_python.exists():
+            reason = f"{PEERS_VENV_DIR} not found: ./build.sh bench creates it from requirements/peers.txt"
+            doc["skipped"] += [{"workload": c.workload.name, "impl": c.impl, "kind": c.kind, "skipped": reason,
+                                "section": section} for c in todo]
+            continue
+        skip_path = out / f"skipped-{label}-{venv}.jsonl"
+        skip_path.unlink(missing_ok=True)
+        for number in range(run_opts.n_passes):
+            json_path = out / f"benchmark-{label}-{venv}-pass{number + 1}.json"
+            json_path.unlink(missing_ok=True)
+            pass_opts = dataclasses.replace(run_opts, venv=venv, reverse=bool(number % 2),
+                                            skip_file=str(skip_path) if number == 0 else None)
+            tag = f"{label}{'' if venv == 'main' else '-' + venv} pass {number + 1}/{run_opts.n_passes}"
+            ok, note = run_suite(python, pass_opts, env, json_path, tag)
+            if number == 0:
+                notes.append(note)
+            if not ok:
+                say(f"benchmark run {tag!r} failed; see the output above")
+                return False
+            if json_path.exists():
+                _merge(doc, json.loads(json_path.read_text()), label, section)
+        doc["skipped"] += [{**s, "section": section} for s in _read_skips(skip_path)]
+    return True
+
+
+# -- the whole run ---------------------------------------------------------------------------
+
+def start_endpoint(opts: Options, env: dict, notes: list[str]):
+    """The embedded endpoint, started and seeded (None with --endpoint-url)."""
+    if opts.endpoint_url:
+        env["AWS_ENDPOINT_URL"] = opts.endpoint_url
+        notes.append(f"Endpoint: {opts.endpoint_url} (latency as it comes).")
+        return None
+    from ..testing.endpoint import LocalEndpoint
+    from .seeding import seed
+
+    say("==> starting the embedded endpoint (moto server + latency proxy on 127.0.0.1)")
+    endpoint = LocalEndpoint().start()
+    env.update(endpoint.environ())
+    opts.proxy_url = endpoint.proxy_url
+    needed = max(opts.n_items(w) for w in WORKLOADS.values() if w.needs_aws)
+    say(f"==> seeding {needed} S3 objects and DynamoDB items")
+    seed(endpoint.moto_url, opts.bucket, opts.table, needed)
+    notes.append("Endpoint: moto's server behind the latency proxy, each in its own process, outside "
+                 "the client's CPU quota; latency per request drawn around the median with a lognormal tail.")
+    return endpoint
+
+
+def plan(opts: Options) -> list[tuple[str, Options]]:
+    """(label, options) of each suite run: the main one, then the memory sweep."""
+    return [("main", opts)] + [(f"sweep-{m}MB", opts.sweep_run(m, *names)) for m, names in opts.sweeps()]
+
+
+def finish(args: argparse.Namespace, opts: Options, doc: dict, notes: list[str], out: Path, command: str) -> str:
+    """Write the report, chart and JSON, save the run, append the history; the Markdown."""
+    from .chart import write_chart
+
+    rows = rows_from_pytest_benchmark(doc)
+    md = build_markdown(rows, memory_mb=opts.memory_mb, arch=opts.arch, notes=notes)
+    if args.compare:
+        label, earlier = history.load_run(args.compare, out)
+        md += "\n" + history.compare_markdown(label, earlier, rows)
+    (out / "report.md").write_text(md)
+    (out / "benchmark.json").write_text(json.dumps(doc, indent=1))
+    name = args.save or time.strftime("run-%Y%m%d-%H%M%S", time.gmtime())
+    saved = history.save_run(out, doc, name)
+    history.append_history(out, doc, name, command)
+    chart = write_chart(rows, str(out / "comparison.png"))
+    say(md)
+    say(f"==> wrote {out / 'report.md'}, {out / 'benchmark.json'}" + (f", {chart}" if chart else "")
+        + f"; saved as {saved.stem} (compare later with --compare {name}); history in {out / history.HISTORY}")
+    return md
 
 
 def _interrupt(signum, frame) -> None:
@@ -136,59 +267,24 @@ def main(argv: list[str] | None = None) -> int:
     opts = options(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.compare:
+        history.load_run(args.compare, out)  # a bad reference fails now, not after the run
     # SIGTERM ends the run like Ctrl-C does, so the finally below stops what was started.
     signal.signal(signal.SIGTERM, _interrupt)
     endpoint = None
     started = time.monotonic()
+    command = f"./build.sh bench {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip()
     try:
         env = dict(os.environ)
         notes = [f"Machine: {os.cpu_count()} CPUs; Python {sys.version.split()[0]}; strategies {', '.join(STRATEGIES)}."]
-        if opts.endpoint_url:
-            env["AWS_ENDPOINT_URL"] = opts.endpoint_url
-            notes.append(f"Endpoint: {opts.endpoint_url} (latency as it comes).")
-        else:
-            from ..testing.endpoint import LocalEndpoint
-            from .workloads import seed
-
-            say("==> starting the embedded endpoint (moto server + latency proxy on 127.0.0.1)")
-            endpoint = LocalEndpoint().start()
-            env.update(endpoint.environ())
-            opts.proxy_url = endpoint.proxy_url
-            needed = max(opts.n_items(WORKLOADS[w]) for w in ("s3", "dynamodb"))
-            say(f"==> seeding {needed} S3 objects and DynamoDB items")
-            seed(endpoint.moto_url, opts.bucket, opts.table, needed)
-            notes.append("Endpoint: moto's server behind the latency proxy, each in its own process, outside "
-                         "the client's CPU quota; latency per request drawn around the median with a lognormal tail.")
-        runs = [("main", opts)]
-        sweeps = {w: sizes for w, sizes in (("s3", opts.memory_sweep), ("cpu", CPU_SWEEP if opts.memory_sweep else ()))
-                  if sizes and (not opts.workloads or w in opts.workloads)}
-        for memory in sorted({m for sizes in sweeps.values() for m in sizes}):
-            names = tuple(w for w, sizes in sweeps.items() if memory in sizes)
-            runs.append((f"sweep-{memory}MB", Options(**{
-                **vars(opts), "memory_mb": memory, "workloads": names, "workers": (max(opts.workers),),
-                "items": min(opts.n_items(WORKLOADS["s3"]), 40 if opts.quick else 200),
-                "rounds": 1 if opts.quick else 2, "with_raw": False})))
-        rows = []
-        all_json = {}
-        for label, run_opts in runs:
+        endpoint = start_endpoint(opts, env, notes)
+        doc: dict = {"benchmarks": [], "skipped": []}
+        for label, run_opts in plan(opts):
             say(f"==> {label}: {', '.join(run_opts.workloads or tuple(WORKLOADS))} at {run_opts.memory_mb} MB")
-            json_path = out / f"benchmark-{label}.json"
-            ok, note = run_suite(run_opts, env, json_path, label)
-            notes.append(note)
-            if not ok:
-                say(f"benchmark run {label!r} failed; see the output above")
+            if not run_label(label, run_opts, env, out, doc, notes):
                 return 1
-            data = json.loads(json_path.read_text())
-            all_json[label] = data
-            section = "main" if label == "main" else "sweep"
-            rows += rows_from_pytest_benchmark(data, section)
-        (out / "benchmark.json").write_text(json.dumps(all_json, indent=1))
-        notes.append(f"Command: ./build.sh bench {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
-        paths = write_report(str(out), rows, memory_mb=opts.memory_mb, arch=opts.arch, notes=notes)
-        say("")
-        say(paths["markdown"])
-        say(f"==> wrote {paths['report']}, {out / 'benchmark.json'}" + (f", {paths['chart']}" if paths["chart"] else "")
-            + f" in {time.monotonic() - started:.0f} s")
+        notes.append(f"Command: {command}; the whole run took {time.monotonic() - started:.0f} s.")
+        finish(args, opts, doc, notes, out, command)
         return 0
     except KeyboardInterrupt:
         say("interrupted; stopping what was started")

@@ -1,26 +1,34 @@
-"""The comparison report: tables per workload, Lambda cost, recommendations and a chart."""
+"""The comparison report: tables per workload, Lambda cost, and recommendations backed by statistics.
+
+Every row shows its rounds, median and interquartile range; every ratio its 95%
+bootstrap confidence interval (see :mod:`lambda_fanout.bench.stats`). A
+recommendation names a winner only when its advantage is measurable; otherwise it
+says there is no measurable difference and keeps the simpler or cheaper-in-CPU one.
+"""
 
 from __future__ import annotations
 
-import os
 from typing import Any, Iterable
 
-from .. import STRATEGIES
+from .cases import REFERENCE
 from .cost import PRICES_READ_ON, cost_per_million
+from .stats import MIN_EFFECT, Ratio, iqr, median, ratio
+
+#: The coverage of the noise control's interval that sets a workload's noise floor.
+CONTROL_CONFIDENCE = 0.5
 from .workloads import WORKLOADS
 
-#: Below this speed-up over sequential, concurrency is not worth recommending.
-WORTHWHILE = 1.15
 
-
-def rows_from_pytest_benchmark(data: dict, section: str) -> list[dict]:
-    """Rows from a pytest-benchmark JSON document written by the workload suite."""
+def rows_from_pytest_benchmark(data: dict) -> list[dict]:
+    """Rows from a pytest-benchmark JSON document written by the workload suite (per-round data
+    included), and a row for each case it skipped (``data["skipped"]``, added by the CLI)."""
     rows = []
     for bench in data.get("benchmarks", []):
         info = bench.get("extra_info") or {}
         if "workload" not in info:
             continue
-        rows.append({**info, "median_s": bench["stats"]["median"], "section": section})
+        rows.append({"section": "main", **info, "data": list(bench["stats"]["data"])})
+    rows += [{"section": "main", **skip} for skip in data.get("skipped", [])]
     return rows
 
 
@@ -28,29 +36,88 @@ def _by(rows: Iterable[dict], **match: Any) -> list[dict]:
     return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
 
 
-def _sequential(rows: list[dict]) -> dict | None:
-    seq = [r for r in rows if r["impl"] == "sequential"]
-    return seq[0] if seq else None
+def _measured(rows: Iterable[dict]) -> list[dict]:
+    """The rows with rounds, the noise controls left out."""
+    return [r for r in rows if r.get("data") and not r.get("control")]
+
+
+def noise_floor(rows: list[dict]) -> tuple[float, Ratio | None]:
+    """The smallest ratio called measurable among ``rows``, and the control comparison behind it.
+
+    A workload's control row is one of its cases measured a second time, at the other
+    end of the workload in every pass. Two measurements of the same thing differ only
+    by noise (chiefly the drift of a shared machine between cases, which no case's own
+    rounds can show), so a ratio the control reaches is noise too. The floor is the
+    larger of MIN_EFFECT and the farther bound of the control's CONTROL_CONFIDENCE
+    (50%) interval: where the same-case comparison lands half the time. Its 95%
+    interval would count each case's own round-to-round spread twice, since every
+    comparison's own interval already holds it.
+    """
+    control = next((r for r in rows if r.get("control") and r.get("data")), None)
+    twin = control and next((r for r in _measured(rows) if r["impl"] == control["impl"]
+                             and r.get("workers") == control.get("workers")
+                             and r.get("profile") == control.get("profile")), None)
+    if not twin:
+        return MIN_EFFECT, None
+    seen = ratio(control["data"], twin["data"], confidence=CONTROL_CONFIDENCE)
+    return max(MIN_EFFECT, seen.high, 1 / seen.low), seen
+
+
+def _reference(rows: list[dict]) -> dict | None:
+    return next((r for r in _measured(rows) if r["impl"] == REFERENCE), None)
+
+
+def _median(row: dict) -> float:
+    return median(row["data"])
+
+
+def label(row: dict) -> str:
+    """The implementation as the report names it: ``threads``, or ``threads [lean]`` with a client profile."""
+    return row["impl"] + (f" [{row['profile']}]" if row.get("profile") else "")
+
+
+def _workers(row: dict) -> str:
+    return "-" if row.get("workers") is None else str(row["workers"])
+
+
+def _cost(row: dict, memory_mb: int, arch: str) -> float:
+    return cost_per_million(_median(row) * 1000, memory_mb, arch)
+
+
+def _speedup(ref: dict, row: dict, floor: float = MIN_EFFECT) -> Ratio:
+    """How many times faster ``row`` ran than the reference (> 1: faster)."""
+    return ratio(ref["data"], row["data"], min_effect=floor)
+
+
+HEADER = ["implementation", "workers", "rounds", "median wall (ms)", "IQR (ms)",
+          "speed-up vs sequential (95% CI)", "wall / ideal", "client CPU ms / item", "$ per 1M invocations",
+          "result"]
+
+
+def _table_row(r: dict, ref: dict | None, memory_mb: int, arch: str, floor: float) -> list[str]:
+    if r.get("skipped"):
+        return [label(r), "-", "0", "-", "-", "-", "-", "-", "-", f"skipped: {r['skipped']}"]
+    q1, q3 = iqr(r["data"])
+    speed = "n/a"
+    if ref is not None:
+        s = _speedup(ref, r, floor)
+        speed = f"{s.value:.2f}x ({s.low:.2f}-{s.high:.2f})" + ("" if s.measurable or r is ref else " ~")
+    ideal = r.get("ideal_s")
+    return [
+        label(r) + (" (noise control)" if r.get("control") else ""), _workers(r), str(len(r["data"])), f"{_median(r) * 1000:.1f}",
+        f"{q1 * 1000:.1f}-{q3 * 1000:.1f}", speed,
+        f"{_median(r) / ideal:.2f}" if ideal and r.get("workers") is not None else "-",
+        f"{r['cpu_ms_per_item']:.3f}", f"${_cost(r, memory_mb, arch):,.2f}", r.get("check", "ok"),
+    ]
 
 
 def workload_table(rows: list[dict], memory_mb: int, arch: str) -> list[list[str]]:
-    """Table rows for one workload: implementation, workers, wall, speed-up, wall/ideal, CPU, cost."""
-    seq = _sequential(rows)
-    out = []
-    for r in sorted(rows, key=lambda r: r["median_s"]):
-        speedup = f"{seq['median_s'] / r['median_s']:.2f}x" if seq else "n/a"
-        ideal = r.get("ideal_s")
-        ratio = f"{r['median_s'] / ideal:.2f}" if ideal and r["impl"] != "sequential" and not r["impl"].startswith("raw:list") else "-"
-        out.append([
-            r["impl"], str(r["workers"] if r["impl"] not in ("sequential", "raw:list-comprehension") else 1),
-            f"{r['median_s'] * 1000:.1f}", speedup, ratio, f"{r['cpu_ms_per_item']:.3f}",
-            f"${cost_per_million(r['median_s'] * 1000, memory_mb, arch):,.2f}",
-        ])
-    return out
-
-
-HEADER = ["implementation", "workers", "median wall (ms)", "speed-up vs sequential", "wall / ideal",
-          "client CPU ms / item", "$ per 1M invocations"]
+    """Table rows for one workload, fastest first, then the noise control, then skipped rows."""
+    ref = _reference(rows)
+    floor, _ = noise_floor(rows)
+    ordered = (sorted(_measured(rows), key=_median) + [r for r in rows if r.get("control") and r.get("data")]
+               + [r for r in rows if r.get("skipped")])
+    return [_table_row(r, ref, memory_mb, arch, floor) for r in ordered]
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -59,93 +126,107 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def recommend(workload: str, rows: list[dict], memory_mb: int, arch: str) -> str:
-    """One recommendation in plain words for a workload's rows."""
-    strategies = [r for r in rows if r["impl"] in STRATEGIES]
-    seq = _sequential(strategies)
-    if not strategies or seq is None:
-        return "Not enough measurements to recommend a strategy."
-    best = min(strategies, key=lambda r: r["median_s"])
-    gain = seq["median_s"] / best["median_s"]
-    if best["impl"] == "sequential" or gain < WORTHWHILE:
-        why = ("the work is CPU-bound and holds the GIL, so threads take turns on one core and asyncio "
-               "runs items one after another" if workload == "cpu" else
-               "each item does too little waiting for overlap to pay for the hand-off")
-        concurrent = [r for r in strategies if r["impl"] != "sequential"]
-        if not concurrent:
-            return f"Keep `sequential` (FANOUT_STRATEGY=sequential): {why}."
-        top = min(concurrent, key=lambda r: r["median_s"])
-        return (f"Keep `sequential` (FANOUT_STRATEGY=sequential): the best concurrent strategy, "
-                f"`{top['impl']}`, runs at {seq['median_s'] / top['median_s']:.2f}x sequential here: {why}.")
-    cost_seq = cost_per_million(seq["median_s"] * 1000, memory_mb, arch)
-    cost_best = cost_per_million(best["median_s"] * 1000, memory_mb, arch)
-    text = (f"Use `{best['impl']}` (FANOUT_STRATEGY={best['impl']}, FANOUT_MAX_WORKERS={best['workers']}): "
-            f"{gain:.1f}x faster than sequential and {100 * (1 - cost_best / cost_seq):.0f}% cheaper per invocation.")
-    threads = [r for r in strategies if r["impl"] == "threads" and r is not best]
-    if best["impl"] == "asyncio" and threads:
-        t = min(threads, key=lambda r: r["median_s"])
-        gap = t["median_s"] / best["median_s"] - 1
-        if gap < 0.10:
-            text += (f" `threads` is within {100 * gap:.0f}% of it with no async code (client CPU per item: "
-                     f"threads {t['cpu_ms_per_item']:.3f} ms, asyncio {best['cpu_ms_per_item']:.3f} ms).")
-    return text
+def _names(rows: list[dict]) -> str:
+    return ", ".join(f"`{label(r)}`" + (f" ({r['workers']} workers)" if r.get("workers") is not None else "")
+                     for r in rows)
+
+
+def _cpu_clause(rows: list[dict]) -> str:
+    return "client CPU per item " + ", ".join(f"{label(r)} {r['cpu_ms_per_item']:.3f} ms" for r in rows)
+
+
+def choose(rows: list[dict]) -> tuple[dict | None, str]:
+    """The strategy row to recommend among a workload's rows, and why, in plain words.
+
+    The fastest strategy is recommended only when its speed-up over sequential is
+    measurable. Strategies not measurably slower than the fastest tie with it; of a
+    tie, the one using the least client CPU is recommended.
+    """
+    strategies = [r for r in _measured(rows) if r.get("kind", "strategy") == "strategy"]
+    ref = _reference(strategies)
+    floor, _ = noise_floor(rows)
+    if ref is None or len(strategies) < 2:
+        return None, "Not enough measurements to recommend a strategy."
+    best = min(strategies, key=_median)
+    workload = WORKLOADS.get(ref["workload"])
+    why = getattr(workload, "why_no_gain", "") or "overlap does not pay for its hand-off at this size"
+    if best is ref:
+        runner_up = min((r for r in strategies if r is not ref), key=_median)
+        slower = ratio(runner_up["data"], ref["data"], min_effect=floor)
+        if slower.measurable:
+            return ref, (f"Keep `{REFERENCE}` (FANOUT_STRATEGY={REFERENCE}): every other strategy is measurably "
+                         f"slower here; the fastest of them, `{label(runner_up)}`, takes {slower.describe()} "
+                         f"as long: {why}.")
+        return ref, (f"Keep `{REFERENCE}` (FANOUT_STRATEGY={REFERENCE}): no measurable difference between "
+                     f"`{REFERENCE}` and `{label(runner_up)}` at this size ({slower.describe()} the time), and "
+                     f"`{REFERENCE}` is the simplest ({_cpu_clause([ref, runner_up])}).")
+    gain = _speedup(ref, best, floor)
+    if not gain.b_faster:
+        return ref, (f"Keep `{REFERENCE}` (FANOUT_STRATEGY={REFERENCE}): no measurable difference between "
+                     f"`{REFERENCE}` and `{label(best)}` at this size (`{label(best)}` runs at {gain.describe()} "
+                     f"sequential's speed), and `{REFERENCE}` is the simplest ({_cpu_clause([ref, best])}).")
+    tied = [r for r in strategies if r is best or (
+        r is not ref and _speedup(ref, r, floor).b_faster
+        and not ratio(r["data"], best["data"], min_effect=floor).b_faster)]
+    pick = min(tied, key=lambda r: r["cpu_ms_per_item"])
+    text = (f"Use `{pick['impl']}` (FANOUT_STRATEGY={pick['impl']}"
+            + (f", FANOUT_MAX_WORKERS={pick['workers']}" if pick.get("workers") is not None else "")
+            + (f", client profile {pick['profile']}" if pick.get("profile") else "") + "): "
+            f"{_speedup(ref, pick, floor).describe()} faster than sequential")
+    if len(tied) > 1:
+        text += (f"; no measurable difference between {_names(tied)} at this size, and `{label(pick)}` uses the "
+                 f"least client CPU ({_cpu_clause(tied)})")
+    return pick, text + "."
+
+
+def _against_others(pick: dict, rows: list[dict]) -> str:
+    """One sentence per peer (and per raw idiom that beats the pick) on how it compares with the pick."""
+    parts = []
+    floor, _ = noise_floor(rows)
+    for r in sorted(_measured(rows), key=_median):
+        if r.get("kind") not in ("peer", "raw"):
+            continue
+        vs = ratio(r["data"], pick["data"], min_effect=floor)  # > 1: the pick is faster
+        if vs.b_faster:
+            if r["kind"] == "peer":
+                parts.append(f"`{label(pick)}` is {vs.describe()} faster than `{r['impl']}`")
+        elif vs.a_faster:
+            parts.append(f"`{r['impl']}` is measurably faster: `{label(pick)}` takes {vs.describe()} its time")
+        elif r["kind"] == "peer":
+            parts.append(f"no measurable difference from `{r['impl']}` ({vs.describe()})")
+    return ("Beside the others: " + "; ".join(parts) + ".") if parts else ""
+
+
+def recommend(workload: str, rows: list[dict], memory_mb: int = 1024, arch: str = "x86_64") -> str:
+    """The recommendation for one workload's rows, in plain words."""
+    pick, text = choose(rows)
+    others = _against_others(pick, rows) if pick is not None else ""
+    ref = _reference(rows)
+    if pick is not None and ref is not None and pick is not ref:
+        pick_cost, ref_cost = _cost(pick, memory_mb, arch), _cost(ref, memory_mb, arch)
+        text = text[:-1] + f", {100 * (1 - pick_cost / ref_cost):.0f}% cheaper per invocation."
+    floor, seen = noise_floor(rows)
+    noise = ""
+    if seen is not None:
+        noise = (f" (Noise: the control, one case measured twice, gave {seen.value:.2f}x, 50% interval "
+                 f"{seen.low:.2f}-{seen.high:.2f}; ratios within {floor:.2f}x are not called measurable here.)")
+    return f"{text} {others}".strip() + noise
 
 
 def sweep_table(rows: list[dict], arch: str) -> tuple[list[str], list[list[str]]]:
-    header = ["memory (MB)", "CPU (vCPUs)", "strategy", "median wall (ms)", "speed-up vs sequential",
-              "client CPU ms / item", "$ per 1M invocations"]
+    header = ["memory (MB)", "CPU (vCPUs)", "strategy", "rounds", "median wall (ms)", "IQR (ms)",
+              "speed-up vs sequential (95% CI)", "client CPU ms / item", "$ per 1M invocations"]
     out = []
-    for memory in sorted({r["memory_mb"] for r in rows}):
+    for memory in sorted({r["memory_mb"] for r in _measured(rows)}):
         at = _by(rows, memory_mb=memory)
-        seq = _sequential(at)
-        for r in sorted(at, key=lambda r: r["median_s"]):
-            cpus = r.get("cpus")
-            out.append([str(memory), f"{cpus:.3f}" if cpus else "not emulated", r["impl"],
-                        f"{r['median_s'] * 1000:.1f}",
-                        f"{seq['median_s'] / r['median_s']:.2f}x" if seq else "n/a",
-                        f"{r['cpu_ms_per_item']:.3f}", f"${cost_per_million(r['median_s'] * 1000, memory, arch):,.2f}"])
+        for cells in workload_table(at, memory, arch):
+            r_cpus = at[0].get("cpus")
+            out.append([str(memory), f"{r_cpus:.3f}" if r_cpus else "not emulated", cells[0], cells[2], cells[3],
+                        cells[4], cells[5], cells[7], cells[8]])
     return header, out
 
 
-def build_markdown(rows: list[dict], *, memory_mb: int, arch: str, notes: list[str]) -> str:
-    """The whole report as Markdown."""
-    parts = ["# lambda-fanout: strategy comparison", ""]
-    parts += [f"- {n}" for n in notes]
-    parts += [f"- Prices: us-east-1 first tier, {arch}, read {PRICES_READ_ON}; cost per million invocations = "
-              "billed duration (1 ms granularity) x memory x price per GB-second + $0.20 per million requests; "
-              f"priced at {memory_mb} MB.", ""]
-    main = [r for r in rows if r["section"] == "main"]
-    recommendations = []
-    for name, workload in WORKLOADS.items():
-        wrows = _by(main, workload=name)
-        if not wrows:
-            continue
-        items = wrows[0]["items"]
-        parts += [f"## {name}: {workload.title}", "", f"{items} items.", "",
-                  markdown_table(HEADER, workload_table(wrows, memory_mb, arch)), ""]
-        rec = recommend(name, wrows, memory_mb, arch)
-        parts += [f"**Recommendation:** {rec}", ""]
-        recommendations.append((name, rec))
-    sweep = [r for r in rows if r["section"] == "sweep"]
-    for name, why in SWEEP_TEXT.items():
-        wsweep = _by(sweep, workload=name)
-        if not wsweep:
-            continue
-        header, table = sweep_table(wsweep, arch)
-        parts += [f"## Memory size: the {name} workload at Lambda's CPU share for each size", "",
-                  "Lambda gives a function CPU in proportion to its memory (1 vCPU at 1,769 MB). " + why, "",
-                  markdown_table(header, table), ""]
-        parts += [f"**Recommendation:** {sweep_recommendation(wsweep)}", ""]
-    startup = [r["startup_ms"] for r in rows if r.get("startup_ms") is not None]
-    if startup:
-        startup.sort()
-        parts += [f"`processes` worker start-up, paid by the first call in an execution environment (and by a "
-                  f"worker replaced after a deadline kill): median {startup[len(startup) // 2]:.0f} ms, "
-                  f"at most {startup[-1]:.0f} ms, over {len(startup)} runs.", ""]
-    parts += ["## Recommendations", ""] + [f"- **{n}**: {r}" for n, r in recommendations]
-    return "\n".join(parts) + "\n"
-
-
+#: The memory sweep's workloads, and what their section says about the sizes.
 SWEEP_TEXT = {
     "s3": "botocore spends about a millisecond of CPU per call, so at small sizes the client CPU, not the "
           "network, limits what concurrency can gain.",
@@ -156,100 +237,63 @@ SWEEP_TEXT = {
 
 
 def sweep_recommendation(rows: list[dict]) -> str:
-    gains = {}
-    for memory in sorted({r["memory_mb"] for r in rows}):
-        at = _by(rows, memory_mb=memory)
-        seq = _sequential(at)
-        best = min((r for r in at if r["impl"] != "sequential"), key=lambda r: r["median_s"], default=None)
-        if seq and best:
-            gains[memory] = (best["impl"], seq["median_s"] / best["median_s"])
-    if not gains:
+    parts = []
+    for memory in sorted({r["memory_mb"] for r in _measured(rows)}):
+        pick, _ = choose(_by(rows, memory_mb=memory))
+        ref = _reference(_by(rows, memory_mb=memory))
+        if pick is None or ref is None:
+            continue
+        floor, _ = noise_floor(_by(rows, memory_mb=memory))
+        parts.append(f"{memory} MB: no measurable gain over `{REFERENCE}`" if pick is ref
+                     else f"{memory} MB: `{label(pick)}` {_speedup(ref, pick, floor).describe()}")
+    if not parts:
         return "Not enough measurements."
-    # Never recommend a strategy slower than the plain loop (processes below one vCPU, say).
-    text = "; ".join(f"{m} MB: `{impl}` {g:.1f}x" if g >= 1 else
-                     f"{m} MB: keep `sequential` (the best, `{impl}`, runs at {g:.2f}x)"
-                     for m, (impl, g) in gains.items())
-    low, high = min(gains), max(gains)
-    return (f"Best speed-up over sequential by memory size: {text}. Concurrency pays "
-            f"{gains[high][1] / gains[low][1]:.1f}x more at {high} MB than at {low} MB; for heavy fan-out, "
-            "size the function for CPU, not only for memory.")
+    return ("Speed-up over sequential by memory size, where measurable: " + "; ".join(parts) +
+            ". At small sizes the client's CPU share limits what concurrency can gain: "
+            "for heavy fan-out, size the function for CPU, not only for memory.")
 
 
-def write_chart(rows: list[dict], path: str) -> str | None:
-    """comparison.png: speed-up per strategy per workload; wall vs workers; the memory sweep."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    main = [r for r in rows if r["section"] == "main"]
-    sweep = [r for r in rows if r["section"] == "sweep"]
-    workloads = [w for w in WORKLOADS if _by(main, workload=w)]
-    worker_counts = sorted({r["workers"] for r in main})
-    panels = 1 + (len(worker_counts) > 1) + bool(sweep)
-    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.8), squeeze=False)
-    ax = axes[0][0]
-    width = 0.8 / len(STRATEGIES)
-    for i, strategy in enumerate(STRATEGIES):
-        values = []
-        for w in workloads:
-            wrows = _by(main, workload=w)
-            seq = _sequential(wrows)
-            mine = _by(wrows, impl=strategy)
-            best = min(mine, key=lambda r: r["median_s"]) if mine else None
-            values.append(seq["median_s"] / best["median_s"] if seq and best else 0)
-        ax.bar([x + i * width for x in range(len(workloads))], values, width, label=strategy)
-    ax.set_xticks([x + width * (len(STRATEGIES) - 1) / 2 for x in range(len(workloads))], workloads)
-    ax.axhline(1.0, color="grey", linewidth=0.8)
-    ax.set_ylabel("speed-up over sequential (x)")
-    ax.set_title("Speed-up per strategy per workload")
-    ax.legend()
-    panel = 1
-    if len(worker_counts) > 1:
-        ax = axes[0][panel]
-        panel += 1
-        for w in workloads:
-            for strategy in STRATEGIES[1:]:
-                pts = sorted((r["workers"], r["median_s"] * 1000) for r in _by(main, workload=w, impl=strategy))
-                if len(pts) > 1:
-                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{w} {strategy}")
-        ax.set_xlabel("workers")
-        ax.set_ylabel("median wall time (ms)")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_title("Wall time against worker count")
-        ax.legend(fontsize=7)
-    if sweep:
-        ax = axes[0][panel]
-        names = sorted({r["workload"] for r in sweep})
-        for name in names:
-            for strategy in STRATEGIES:
-                pts = sorted((r["memory_mb"], r["median_s"] * 1000) for r in _by(sweep, impl=strategy, workload=name))
-                if pts:
-                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{name} {strategy}")
-        memories = sorted({r["memory_mb"] for r in sweep})
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xticks(memories, [str(m) for m in memories])
-        ax.minorticks_off()
-        ax.set_xlabel("Lambda memory (MB), CPU share emulated")
-        ax.set_ylabel("median wall time (ms)")
-        ax.set_title(f"{' and '.join(names)} against memory size")
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+def method_note() -> str:
+    return (f"Statistics: each row's rounds are pytest-benchmark's per-round wall times; IQR is their interquartile "
+            f"range. A speed-up's interval is the 95% bootstrap confidence interval of the ratio of medians. "
+            "Each workload also measures one case twice (the noise control, at both ends of the workload in every "
+            "pass); a difference counts as measurable only when its interval lies wholly beyond the control's "
+            f"50% interval, and never within +-{(MIN_EFFECT - 1) * 100:.0f}% (`~` marks a ratio that does not). Without "
+            "a measurable difference the recommendation keeps the simpler or cheaper-in-CPU strategy.")
 
 
-def write_report(out_dir: str, rows: list[dict], *, memory_mb: int, arch: str, notes: list[str]) -> dict[str, str]:
-    """Write report.md and comparison.png under out_dir; return their paths and the Markdown."""
-    os.makedirs(out_dir, exist_ok=True)
-    md = build_markdown(rows, memory_mb=memory_mb, arch=arch, notes=notes)
-    report_path = os.path.join(out_dir, "report.md")
-    with open(report_path, "w") as f:
-        f.write(md)
-    chart = write_chart(rows, os.path.join(out_dir, "comparison.png"))
-    return {"report": report_path, "chart": chart or "", "markdown": md}
+def build_markdown(rows: list[dict], *, memory_mb: int, arch: str, notes: list[str]) -> str:
+    """The whole report as Markdown."""
+    parts = ["# lambda-fanout: strategy comparison", ""]
+    parts += [f"- {n}" for n in notes]
+    parts += [f"- Prices: us-east-1 first tier, {arch}, read {PRICES_READ_ON}; cost per million invocations = "
+              "billed duration (1 ms granularity) x memory x price per GB-second + $0.20 per million requests; "
+              f"priced at {memory_mb} MB.", f"- {method_note()}", ""]
+    main = _by(rows, section="main")
+    recommendations = []
+    for name, workload in WORKLOADS.items():
+        wrows = _by(main, workload=name)
+        if not wrows:
+            continue
+        items = next((r["items"] for r in wrows if r.get("items")), "?")
+        rec = recommend(name, wrows, memory_mb, arch)
+        parts += [f"## {name}: {workload.title}", "", f"{items} items.", "",
+                  markdown_table(HEADER, workload_table(wrows, memory_mb, arch)), "",
+                  f"**Recommendation:** {rec}", ""]
+        recommendations.append((name, rec))
+    sweep = _by(rows, section="sweep")
+    for name, why in SWEEP_TEXT.items():
+        wsweep = _by(sweep, workload=name)
+        if wsweep:
+            header, table = sweep_table(wsweep, arch)
+            parts += [f"## Memory size: the {name} workload at Lambda's CPU share for each size", "",
+                      "Lambda gives a function CPU in proportion to its memory (1 vCPU at 1,769 MB). " + why, "",
+                      markdown_table(header, table), "",
+                      f"**Recommendation:** {sweep_recommendation(wsweep)}", ""]
+    startup = sorted(r["startup_ms"] for r in rows if r.get("startup_ms") is not None)
+    if startup:
+        parts += [f"`processes` worker start-up, paid by the first call in an execution environment (and by a "
+                  f"worker replaced after a deadline kill): median {median(startup):.0f} ms, "
+                  f"at most {startup[-1]:.0f} ms, over {len(startup)} runs.", ""]
+    parts += ["## Recommendations", ""] + [f"- **{n}**: {r}" for n, r in recommendations]
+    return "\n".join(parts) + "\n"

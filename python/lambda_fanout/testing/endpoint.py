@@ -43,10 +43,16 @@ class ProxyControl:
             return json.loads(resp.read())
 
     def configure(self, *, delay_ms: float = 0.0, tail_sigma: float = 0.0, faults: dict | None = None,
-                  stall_s: float = 30.0, seed: int | None = None, fault_after: int = 0) -> None:
-        """Set the proxy's delay distribution and fault rates (and clear nothing else)."""
+                  stall_s: float = 30.0, seed: int | None = None, fault_after: int = 0,
+                  throttle: dict | None = None) -> None:
+        """Set the proxy's delay distribution, fault rates and throttling (and clear nothing else).
+
+        ``throttle={"rate": R, "burst": B}`` answers requests beyond R per second per
+        prefix with the service's own throttling error (see lambda_fanout.testing.proxy).
+        """
         self._control("config", {"delay_ms": delay_ms, "tail_sigma": tail_sigma, "faults": faults or {},
-                                 "stall_s": stall_s, "seed": seed, "fault_after": fault_after})
+                                 "stall_s": stall_s, "seed": seed, "fault_after": fault_after,
+                                 "throttle": throttle})
 
     def stats(self) -> dict:
         """What the proxy has served: request count, faults by kind, and a log per request."""

@@ -5,9 +5,17 @@ drawn from a configurable distribution, and injects faults at given rates:
 ``503`` (S3 SlowDown / a throttle), ``500``, ``reset`` (the connection is reset)
 and ``stall`` (the response never comes until ``stall_s`` passes).
 
+Throttling mode (``throttle={"rate": R, "burst": B}``): a token bucket of R requests
+per second, B deep, per prefix (an S3 bucket plus the key up to its last ``/``; a
+DynamoDB table). A request finding its bucket empty is answered at once the way
+the service answers it: S3's ``503 SlowDown`` XML error, or DynamoDB's ``400
+ProvisionedThroughputExceededException`` JSON. This is S3's documented behaviour
+(3,500 writes and 5,500 reads per second per prefix), scaled down.
+
 Control endpoints (never forwarded):
-    GET  /__proxy__/stats   -> {"requests": n, "served": n, "faults": {...}, "log": [...]}
-    POST /__proxy__/config  <- {"delay_ms": 25, "tail_sigma": 0.5, "faults": {"503": 0.1}, ...}
+    GET  /__proxy__/stats   -> {"requests": n, "served": n, "faults": {...}, "throttled": n, "log": [...]}
+    POST /__proxy__/config  <- {"delay_ms": 25, "tail_sigma": 0.5, "faults": {"503": 0.1},
+                                "throttle": {"rate": 200, "burst": 10}, ...}
     POST /__proxy__/reset   clears the stats
 
 Run: python -m lambda_fanout.testing.proxy --upstream http://127.0.0.1:PORT [--port 0]
@@ -18,11 +26,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import random
 import socket
 import struct
 import sys
+import time
+import uuid
 from urllib.parse import urlsplit
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
@@ -38,9 +49,11 @@ class ProxyConfig:
     """Delay distribution and fault rates; replaced whole by POST /__proxy__/config."""
 
     def __init__(self, delay_ms: float = 0.0, tail_sigma: float = 0.0, faults: dict | None = None,
-                 stall_s: float = 30.0, seed: int | None = None, fault_after: int = 0) -> None:
+                 stall_s: float = 30.0, seed: int | None = None, fault_after: int = 0,
+                 throttle: dict | None = None) -> None:
         if delay_ms < 0 or tail_sigma < 0 or stall_s < 0:
             raise ValueError("delay_ms, tail_sigma and stall_s must be >= 0")
+        self.throttle = TokenBuckets(**throttle) if throttle else None
         faults = dict(faults or {})
         unknown = set(faults) - set(FAULT_KINDS)
         if unknown:
@@ -72,6 +85,52 @@ class ProxyConfig:
         return None
 
 
+class TokenBuckets:
+    """A token bucket per prefix: ``rate`` tokens per second, at most ``burst`` saved up."""
+
+    def __init__(self, rate: float, burst: float = 1.0) -> None:
+        if not rate > 0 or not burst >= 1:
+            raise ValueError(f"throttle needs rate > 0 and burst >= 1, got rate={rate!r} burst={burst!r}")
+        self.rate = float(rate)
+        self.burst = float(burst)
+        self.buckets: dict[str, tuple[float, float]] = {}  # prefix -> (tokens, when)
+
+    def admit(self, prefix: str, now: float) -> bool:
+        tokens, then = self.buckets.get(prefix, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - then) * self.rate)
+        admitted = tokens >= 1.0
+        self.buckets[prefix] = (tokens - 1.0 if admitted else tokens, now)
+        return admitted
+
+
+def throttle_prefix(path: str, body: bytes, json_protocol: bool) -> str:
+    """The unit a service throttles by: a DynamoDB table, or an S3 bucket and key prefix."""
+    if json_protocol:
+        try:
+            return "table:" + str(json.loads(body or b"{}").get("TableName", ""))
+        except (ValueError, AttributeError):
+            return "table:"
+    return path.rsplit("/", 1)[0] if path.count("/") > 1 else path
+
+
+def slow_down(json_protocol: bool) -> web.Response:
+    """S3's 503 SlowDown, or DynamoDB's ProvisionedThroughputExceededException, as AWS sends them."""
+    request_id = uuid.uuid4().hex[:16].upper()
+    if json_protocol:
+        body = {
+            "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+            "message": "The level of configured provisioned throughput for the table was exceeded. "
+                       "Consider increasing your provisioning level with the UpdateTable API.",
+        }
+        return web.json_response(body, status=400, content_type="application/x-amz-json-1.0",
+                                 headers={"x-amzn-RequestId": request_id})
+    xml = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+           "<Message>Please reduce your request rate.</Message>"
+           f"<RequestId>{request_id}</RequestId><HostId>{uuid.uuid4().hex}</HostId></Error>")
+    return web.Response(status=503, body=xml.encode(), content_type="application/xml",
+                        headers={"x-amz-request-id": request_id, "x-amz-id-2": uuid.uuid4().hex})
+
+
 class Proxy:
     """The aiohttp application that forwards or faults each request."""
 
@@ -88,6 +147,7 @@ class Proxy:
         self.requests = 0
         self.served = 0
         self.fault_counts = {kind: 0 for kind in FAULT_KINDS}
+        self.throttled = 0
         self.log: list[dict] = []
 
     async def start_session(self, app: web.Application) -> None:
@@ -106,6 +166,13 @@ class Proxy:
         self.requests += 1
         number = self.requests
         body = await request.read()
+        json_protocol = "X-Amz-Target" in request.headers
+        if cfg.throttle is not None and not cfg.throttle.admit(
+                throttle_prefix(request.path, body, json_protocol), time.monotonic()):
+            self.throttled += 1
+            self.log.append({"n": number, "method": request.method, "path": request.path,
+                             "fault": "throttle"})
+            return slow_down(json_protocol)
         delay = cfg.draw_delay_s()
         fault = cfg.draw_fault() if number > cfg.fault_after else None
         entry = {"n": number, "method": request.method, "path": request.path, "fault": fault}
@@ -158,7 +225,7 @@ class Proxy:
         if action == "stats":
             return web.json_response({
                 "requests": self.requests, "served": self.served,
-                "faults": self.fault_counts, "log": self.log,
+                "faults": self.fault_counts, "throttled": self.throttled, "log": self.log,
             })
         if action == "config" and request.method == "POST":
             try:

@@ -1,0 +1,463 @@
+"""Adaptive concurrency for ``FANOUT_MAX_WORKERS=auto``: a limit that finds its own level.
+
+The controller follows TCP Vegas and Netflix's concurrency-limits (Vegas, Gradient2):
+the median latency of a window of completions, smoothed over windows, is compared
+with the lowest one seen (the no-load latency). The limit starts small and doubles
+per window while latency stays near that floor and completions per second rise
+(slow start); it then grows in smaller steps while both hold, undoes a step that
+bought no throughput, shrinks in proportion when latency climbs, and is cut
+multiplicatively on a throttling signal (TCP's AIMD, CUBIC's 0.7), at most once per
+burst of requests that were already in flight when the signal came. After a cut it
+climbs back quickly towards the limit that throttled, then probes past it slowly.
+
+Per completion the work is two clock reads and a list append, for one job in
+``stride`` (more than one only for jobs faster than ``FAST_JOB_S``); the decisions
+run once per window (about one round trip: ``limit`` samples, at least
+``MIN_WINDOW_S``), under a lock.
+
+Throttling signals: a botocore ``ClientError`` whose code is in
+:data:`THROTTLE_CODES`, an HTTP 429 or 503 (``.response`` of botocore's shape,
+``.status``, ``.status_code`` or ``.response.status_code``), an exception of a type
+given to :func:`register_throttle_error`, any of these as ``__cause__``, and every
+throttled attempt that botocore retries inside a client made by
+:mod:`lambda_fanout.aws` (seen through its ``needs-retry`` event). Nothing here
+imports botocore.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+from collections import deque
+
+# Annotations only (postponed by `from __future__ import annotations`): typing is
+# not imported at run time, which keeps cold starts short.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Hashable
+
+# The setting itself (``Auto``, ``auto:N``) is parsed with the others, in _config.
+from ._config import DEFAULT_AUTO_CAP as DEFAULT_CAP, Auto
+from ._errors import ConfigError
+
+#: botocore error codes that mean "slow down" (S3, DynamoDB, the query/JSON protocols).
+THROTTLE_CODES = frozenset({
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "RequestThrottled",
+})
+THROTTLE_STATUSES = frozenset({429, 503})
+
+#: Where a limiter with no history starts: small, so a throttling service sees a gentle ramp.
+INITIAL_LIMIT = 16
+#: A window closes after ``limit`` completions and at least this long, so that very
+#: fast tasks adjust a few hundred times per second, not once per item.
+MIN_WINDOW_S = 0.005
+#: Fewer samples than this make a median too noisy to act on.
+MIN_SAMPLES = 8
+#: Latency within this factor of the floor counts as "near its observed minimum".
+GROW_BELOW = 1.5
+#: Latency above this factor of the floor shrinks the limit towards GROW_BELOW.
+SHRINK_ABOVE = 2.0
+#: Latency within this factor of the floor is flat: slow start quadruples the limit.
+FLAT = 1.2
+#: Weight of the newest window in the smoothed latency.
+SMOOTHING = 0.5
+#: The multiplicative cut on a throttling signal (CUBIC's beta).
+BACKOFF = 0.7
+#: A step up is kept only if completions per second rose by at least this share of
+#: the step (a doubling must bring 25 % more).
+STEP_GAIN = 0.25
+#: Jobs faster than this are timed one in ``stride``: a clock read costs up to a
+#: microsecond on some virtual machines, as much as a trivial job itself.
+FAST_JOB_S = 0.0002
+MAX_STRIDE = 64
+#: Adjustments kept for the limit-over-time chart.
+HISTORY = 4096
+
+
+# -- throttling signals ----------------------------------------------------------------
+
+_user_types: tuple[type, ...] = ()
+
+
+def register_throttle_error(*types: type) -> None:
+    """Count exceptions of these types as throttling signals under ``auto``.
+
+    For clients the built-in classification cannot recognise (a rate-limited HTTP API
+    raising its own exception). Registration is process-wide and adds to earlier ones.
+
+    Args:
+        *types: exception classes.
+
+    Raises:
+        ConfigError: something that is not an exception class.
+    """
+    global _user_types
+    for kind in types:
+        if not (isinstance(kind, type) and issubclass(kind, BaseException)):
+            raise ConfigError(f"register_throttle_error() takes exception classes but got {kind!r}.")
+    _user_types = tuple(dict.fromkeys(_user_types + types))
+
+
+def _status(obj: Any) -> Any:
+    status = getattr(obj, "status_code", None)
+    return getattr(obj, "status", None) if status is None else status
+
+
+def response_throttled(response: Any) -> bool:
+    """True for a botocore-shaped response dict (or an HTTP response) that says slow down."""
+    if isinstance(response, dict):
+        error = response.get("Error")
+        code = error.get("Code") if isinstance(error, dict) else None
+        if type(code) is str and code in THROTTLE_CODES:
+            return True
+        meta = response.get("ResponseMetadata")
+        status = meta.get("HTTPStatusCode") if isinstance(meta, dict) else None
+    else:
+        status = _status(response)
+    return type(status) is int and status in THROTTLE_STATUSES
+
+
+def is_throttle(exc: BaseException | None) -> bool:
+    """True when ``exc`` (or an exception it was raised from) is a throttling signal."""
+    for _ in range(4):
+        if exc is None:
+            return False
+        if _user_types and isinstance(exc, _user_types):
+            return True
+        if response_throttled(getattr(exc, "response", None)):
+            return True
+        status = _status(exc)
+        if type(status) is int and status in THROTTLE_STATUSES:
+            return True
+        exc = exc.__cause__
+    return False
+
+
+#: The limiter of the task running in this thread or coroutine (set per job under auto).
+current: contextvars.ContextVar[Limiter | None] = contextvars.ContextVar("fanout_limiter", default=None)
+
+# ids of botocore responses already counted by the retry hook, so the ClientError
+# raised from the last attempt is not counted a second time.
+_counted: deque[int] = deque(maxlen=256)
+
+
+def botocore_retry_hook(response: Any = None, **_: Any) -> None:
+    """botocore ``needs-retry`` handler: report each throttled attempt to the running limiter.
+
+    Registered first on every client :mod:`lambda_fanout.aws` makes; returns None, so
+    botocore's own retry decision is unchanged.
+    """
+    if response is None:
+        return None
+    limiter = current.get()
+    if limiter is None:
+        return None
+    http, parsed = response
+    if response_throttled(parsed) or getattr(http, "status_code", None) in THROTTLE_STATUSES:
+        _counted.append(id(parsed))
+        limiter.throttle()
+    return None
+
+
+def note_failure(limiter: Limiter, exc: BaseException) -> None:
+    """Report a task's exception to ``limiter`` when it is a throttling signal not yet counted."""
+    if is_throttle(exc) and id(getattr(exc, "response", None)) not in _counted:
+        limiter.throttle()
+
+
+# -- the controller --------------------------------------------------------------------
+
+class Limiter:
+    """How many items may be in flight; moved by latency, throughput and throttling.
+
+    :meth:`throttle`, :meth:`begin` and :meth:`end` may be called from any thread;
+    :meth:`sample` from one thread at a time (the one driving the run). Two runs of
+    the same task and strategy at once share one limiter (and its limit).
+
+    Attributes:
+        limit: the current limit, within [1, cap].
+        cap: the ceiling.
+        peak: the highest limit reached (since :meth:`new_run`).
+        throttled: throttling signals seen (since :meth:`new_run`).
+        adjustments: decisions taken so far (growth, hold, shrink or cut).
+        history: ``(seconds since the run began, limit)`` after each change.
+        stride: time one job in this many (1 unless jobs are very fast); each sample
+            stands for ``stride`` completions.
+    """
+
+    __slots__ = (
+        "cap", "limit", "peak", "throttled", "adjustments", "history", "clock", "stride", "_lock",
+        "_inflight", "_done", "_samples", "_need", "_t0", "_win_peak", "_floor", "_rate",
+        "_smooth", "_slow", "_stepped", "_before", "_ceiling", "_recover_at", "_origin",
+    )
+
+    def __init__(self, cap: int = DEFAULT_CAP, *, initial: int = INITIAL_LIMIT,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        """Build a limiter.
+
+        Args:
+            cap: the ceiling (at least 1).
+            initial: where the limit starts (clamped into [1, cap]).
+            clock: seconds, monotonic; a simulation passes its own.
+        """
+        self.cap = max(1, int(cap))
+        self.limit = min(self.cap, max(1, int(initial)))
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._floor: float | None = None  # the no-load latency, once measured
+        self._smooth: float | None = None  # window medians, smoothed
+        self._slow = True  # slow start: doubling per window
+        self._ceiling = 0  # the limit at the last throttling cut (0: none yet)
+        self.adjustments = 0
+        self.stride = 1
+        self._inflight = 0
+        self._done = 0
+        self.new_run()
+
+    def new_run(self) -> None:
+        """Start a new invocation's figures; what was learned (limit, floor) is kept.
+
+        The floor is relaxed halfway (geometrically) towards the latency the last run
+        ended with: it may have been set in a quieter spell, and a floor the service
+        can no longer meet would read as congestion for every later invocation.
+        """
+        with self._lock:
+            floor, smooth = self._floor, self._smooth
+            if floor is not None and smooth is not None and smooth > floor:
+                self._floor = (floor * smooth) ** 0.5
+            self.peak = self.limit
+            self.throttled = 0
+            self._origin = self.clock()
+            self.history = [(0.0, self.limit)]
+            self._rate = 0.0
+            self._stepped = 0  # +1 after a step up, so the next window can judge it
+            self._before = self.limit
+            self._recover_at = self._done
+            self._inflight = 0  # a job left hung by the last run is no longer counted
+            self._open_window(self._origin)
+
+    def _open_window(self, now: float) -> None:
+        self._samples: list[float] = []
+        self._t0 = now
+        self._win_peak = self._inflight
+        self._need = max(self.limit, MIN_SAMPLES)
+
+    # -- per item --------------------------------------------------------------------
+
+    def sample(self, started: float, now: float, inflight: int, ok: bool = True) -> None:
+        """One job completed: it started at ``started`` and ended at ``now`` (clock seconds).
+
+        Args:
+            started: when the job started (this limiter's clock).
+            now: when it ended.
+            inflight: how many jobs are still in flight after this one.
+            ok: False when it raised. A failed job's latency says nothing about the
+                service's (a refused request comes back fast), so it is no sample.
+
+        Cheap and lock-free unless the window closes: call it from the one thread that
+        drives the run, or through :meth:`end`.
+        """
+        self._done += self.stride
+        self._inflight = inflight
+        if inflight >= self._win_peak:
+            self._win_peak = inflight + 1
+        if ok:
+            samples = self._samples
+            samples.append(now - started)
+            if len(samples) >= self._need and now - self._t0 >= MIN_WINDOW_S:
+                with self._lock:
+                    if samples is self._samples:  # not already closed by another thread
+                        self._adjust(now)
+
+    def begin(self) -> float:
+        """A job starts on any thread; returns its start time for :meth:`end`."""
+        with self._lock:
+            self._inflight += 1
+        return self.clock()
+
+    def end(self, started: float, ok: bool = True) -> None:
+        """The job begun at ``started`` ended (any thread); see :meth:`sample`."""
+        now = self.clock()
+        with self._lock:
+            self._inflight = inflight = self._inflight - 1
+        self.sample(started, now, inflight, ok)
+
+    def throttle(self) -> None:
+        """A throttling signal: cut the limit, once per window of requests already in flight."""
+        with self._lock:
+            self.throttled += 1
+            if self._done < self._recover_at:
+                return  # part of a burst already answered
+            self._ceiling = self.limit
+            self._slow = False
+            self._set(max(1, int(self.limit * BACKOFF)), self.clock(), stepped=0)
+
+    # -- per window ------------------------------------------------------------------
+
+    def _set(self, limit: int, now: float, *, stepped: int) -> None:
+        self.adjustments += 1
+        self._before = self.limit
+        self._stepped = stepped
+        if limit < self.limit:
+            # What is in flight now was sent at the old limit: its latencies and
+            # throttles answer the old limit, not this one.
+            self._recover_at = self._done + self._inflight
+        if limit != self.limit:
+            self.limit = limit
+            if limit > self.peak:
+                self.peak = limit
+            history = self.history
+            if len(history) >= HISTORY:
+                del history[1::2]  # keep the shape, halve the resolution
+            history.append((now - self._origin, limit))
+        self._open_window(now)
+
+    def _adjust(self, now: float) -> None:
+        # The median, not the mean: a few retried or tail requests must not read as congestion.
+        samples = sorted(self._samples)
+        n = len(samples)
+        median = samples[n // 2]
+        if median < FAST_JOB_S:
+            self.stride = min(MAX_STRIDE, self.stride * 2)
+        elif median > 10 * FAST_JOB_S:
+            self.stride = max(1, self.stride // 2)
+        # Smoothed over windows, so one lucky window does not set a floor the
+        # service cannot meet again (lognormal tails make single windows noisy).
+        smooth = self._smooth
+        self._smooth = latency = median if smooth is None else smooth + (median - smooth) * SMOOTHING
+        rate = n * self.stride / (now - self._t0)
+        floor = self._floor
+        if floor is None or latency < floor:
+            self._floor = floor = latency
+        ratio = latency / floor if floor > 0 else 1.0
+        limit = self.limit
+        previous_rate, self._rate = self._rate, rate
+        if self._done < self._recover_at:
+            self._set(limit, now, stepped=0)  # still draining what the old limit sent
+            return
+        if self._stepped:
+            # A step up must buy throughput, at least a share of what it would on an
+            # unloaded service; else go back and stop doubling.
+            wanted = 1.0 + STEP_GAIN * (limit - self._before) / self._before
+            if rate < previous_rate * wanted:
+                self._slow = False
+                self._set(self._before, now, stepped=0)
+                return
+        if ratio > SHRINK_ABOVE:
+            self._slow = False
+            if limit == 1:
+                self._floor = latency  # the service itself became slower: a new floor
+            target = int(limit * max(0.5, GROW_BELOW / ratio))
+            self._set(max(1, min(target, limit - 1)), now, stepped=0)
+            return
+        if ratio >= GROW_BELOW or self._win_peak < limit or limit >= self.cap:
+            # Latency is rising, or the limit was not even used (an idle limit says
+            # nothing about a larger one), or it is at the cap: hold.
+            self._set(limit, now, stepped=0)
+            return
+        if self._slow:
+            # Quadruple while latency is flat, double while it only stays near the floor.
+            grown = limit * (4 if ratio < FLAT else 2)
+        elif limit < self._ceiling:
+            grown = limit + max(1, (self._ceiling - limit) // 2)  # back towards the last cut quickly
+        else:
+            grown = limit + max(1, limit // 8)
+        self._set(min(self.cap, grown), now, stepped=1)
+
+    def __repr__(self) -> str:
+        return f"<Limiter limit={self.limit} cap={self.cap} peak={self.peak} throttled={self.throttled}>"
+
+
+# -- what persists across warm invocations ---------------------------------------------
+
+_registry_lock = threading.Lock()
+_registry: dict[Hashable, tuple[Hashable, Limiter]] = {}
+
+
+def task_key(fn: Any) -> Hashable:
+    """A key for a task that stays the same across warm invocations: its module and name."""
+    target = getattr(fn, "sync_fn", None) or getattr(fn, "async_fn", None) or fn
+    target = getattr(target, "func", target)  # functools.partial
+    module = getattr(target, "__module__", None)
+    # A Task's own name first: process_batch names its group task after the record handler.
+    name = getattr(fn, "name", None) if hasattr(fn, "sync_fn") else None
+    name = name or getattr(target, "__qualname__", None)
+    if module is None or name is None:
+        return type(target).__module__, type(target).__qualname__
+    return module, name
+
+
+def limiter_for(task: Any, strategy: str, workers: Auto, settings: Hashable = ()) -> Limiter:
+    """The limiter for this task under this strategy, kept across warm invocations.
+
+    Args:
+        task: the task (its module and qualified name key the state).
+        strategy: the strategy's name.
+        workers: the auto setting (its cap).
+        settings: anything else that, when changed, must reset what was learned.
+
+    Returns:
+        A limiter, fresh for a new key or changed settings, else the one learned so far
+        with its per-run figures reset.
+    """
+    key = (task_key(task), strategy)
+    fingerprint = (workers.cap, settings)
+    with _registry_lock:
+        found = _registry.get(key)
+        if found is not None and found[0] == fingerprint:
+            limiter = found[1]
+        else:
+            limiter = Limiter(workers.cap)
+            _registry[key] = (fingerprint, limiter)
+    limiter.new_run()
+    return limiter
+
+
+def learned(task: Any, strategy: str) -> Limiter | None:
+    """The limiter kept for this task under this strategy, untouched (None if none yet)."""
+    with _registry_lock:
+        found = _registry.get((task_key(task), strategy))
+    return None if found is None else found[1]
+
+
+def forget() -> None:
+    """Drop everything learned (tests; a process that wants a cold start)."""
+    with _registry_lock:
+        _registry.clear()
+
+
+# -- around each job ------------------------------------------------------------------
+
+def metered(fn: Callable[[Any], Any], limiter: Limiter) -> Callable[[Any], Any]:
+    """``fn`` timed for ``limiter``, for strategies whose jobs complete on many threads.
+
+    One call in ``limiter.stride`` is a sample, taken with the limiter's lock
+    (:meth:`Limiter.begin` / :meth:`Limiter.end`). Results and exceptions pass through.
+    """
+    begin, end = limiter.begin, limiter.end
+    skip = [0]  # shared by the threads without a lock: a miscount only moves which call is timed
+
+    def measured(item: Any) -> Any:
+        if skip[0]:
+            skip[0] -= 1
+            return fn(item)
+        skip[0] = limiter.stride - 1
+        started = begin()
+        try:
+            value = fn(item)
+        except BaseException:
+            end(started, False)
+            raise
+        end(started)
+        return value
+
+    return measured
+
+

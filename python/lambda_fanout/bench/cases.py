@@ -1,0 +1,204 @@
+"""Case preparation and the one measurement harness.
+
+A case is one (workload, implementation, workers) row. :func:`measure_case` prepares
+it, warms it up on a slice of its items (client creation, connections), picks the
+number of rounds, times them through a *timer* and checks the result. The timer is
+pytest-benchmark's fixture in the suite behind ``./build.sh bench``
+(tests/benchmarks/test_workloads.py), and :class:`LoopTimer` inside Lambda, where
+pytest is not at hand; everything else is shared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable
+
+from .. import STRATEGIES, aws
+from . import idioms, peers
+from .options import Options
+from .stats import median
+from .workloads import WORKLOADS, Check, Env, Workload
+
+#: The strategy every other one is compared against: a plain loop.
+REFERENCE = "sequential"
+KINDS = ("strategy", "raw", "peer")
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    workload: Workload
+    impl: str
+    kind: str  # one of KINDS
+    workers: Any  # a worker count or mode; None for implementations without one
+    profile: str | None = None  # a lambda_fanout.aws client profile other than the default
+    control: bool = False  # a second measurement of a case, at the other end of its workload: the noise floor
+
+    @property
+    def id(self) -> str:
+        profile = f"[{self.profile}]" if self.profile else ""
+        return (f"{self.workload.name}-{self.impl}{profile}-{self.workers if self.workers is not None else 1}w"
+                + ("-control" if self.control else ""))
+
+    @property
+    def venv(self) -> str:
+        return peers.PEERS[self.impl].venv if self.kind == "peer" else "main"
+
+    def unavailable(self) -> str | None:
+        """Why this case cannot run in this process, or None."""
+        return peers.PEERS[self.impl].unavailable() if self.kind == "peer" else None
+
+    def runner(self, env: Env | None) -> idioms.Runner:
+        w = self.workload
+        if self.kind == "strategy":
+            return w.strategy_runner(env, self.impl, self.workers, self.profile)
+        if self.kind == "raw":
+            return idioms.build(self.impl, w.task(env), w.client_calls(env) if env else {}, self.workers)
+        return peers.PEERS[self.impl].make(w, env, self.workers)
+
+
+def _takes_workers(impl: str, kind: str) -> bool:
+    if kind == "strategy":
+        return impl != REFERENCE
+    if kind == "raw":
+        return idioms.RAW[impl].concurrent
+    return peers.PEERS[impl].takes_workers
+
+
+#: The strategy for CPU-bound items: it runs only the workloads whose task pickles
+#: (Workload.in_processes), once, at one worker per vCPU of the emulated memory size.
+PROCESSES = "processes"
+
+
+def _own_workers(impl: str, kind: str, opts: Options) -> tuple[bool, Any]:
+    """(fixed, count): whether a case ignores the worker sweep, and its own count if so:
+    none for what takes none, one per vCPU of the emulated memory size for processes."""
+    if not _takes_workers(impl, kind):
+        return True, None
+    if kind == "strategy" and impl == PROCESSES:
+        from .._procpool import vcpus
+
+        return True, vcpus(opts.memory_mb)
+    return False, None
+
+
+def client_profiles() -> tuple[str, ...]:
+    """lambda_fanout.aws's client profiles other than its default (none where it has no profiles)."""
+    default = getattr(aws, "DEFAULT_PROFILE", "default")
+    return tuple(p for p in getattr(aws, "CLIENT_PROFILES", ()) if p != default)
+
+
+def cases(opts: Options, venv: str | None = None) -> list[Case]:
+    """Every case of ``opts`` that runs in ``venv`` (default: opts.venv), in table order.
+
+    Each workload ends with a control: its first concurrent strategy measured again, so
+    the report can tell how far two measurements of the same thing differ in this run.
+    Strategies come from lambda_fanout.STRATEGIES and client profiles from
+    lambda_fanout.aws.CLIENT_PROFILES, so a new strategy, worker mode or profile
+    appears in every table without code here (``processes`` only on the workloads whose
+    task pickles, at its own worker count). Profiles other than the default add a
+    row per concurrent strategy on the workloads whose calls they change.
+    """
+    venv = venv or opts.venv
+    out = []
+    for name in opts.workloads or tuple(WORKLOADS):
+        w = WORKLOADS[name]
+        first = len(out)
+        impls = [(s, "strategy") for s in STRATEGIES if s != PROCESSES or w.in_processes]
+        if opts.with_others:
+            impls += [(r, "raw") for r in w.raws] + [(p, "peer") for p in w.peers]
+        for number, workers in enumerate(opts.workers):
+            for impl, kind in impls:
+                fixed, count = _own_workers(impl, kind, opts)
+                if fixed and number:
+                    continue  # one row is enough for what has no worker count, or its own
+                count = count if fixed else workers
+                profiles = (None,) + (client_profiles() if kind == "strategy" and count is not None
+                                      and w.profiled else ())
+                for profile in profiles:
+                    case = Case(w, impl, kind, count, profile)
+                    if case.venv == venv:
+                        out.append(case)
+        control = next((c for c in out[first:] if c.kind == "strategy" and c.workers is not None), None)
+        if control is not None:
+            out.append(dataclasses.replace(control, control=True))
+    return out[::-1] if opts.reverse else out
+
+
+def warm_slice(items: list, workers: Any) -> list:
+    """The items a warm-up runs: enough to open a connection per worker, never all of a large batch."""
+    if workers is None:  # one at a time: a few items create the clients
+        return items[:8]
+    return items[:max(8, workers if isinstance(workers, int) else 32)]
+
+
+@dataclasses.dataclass
+class Measured:
+    """What :func:`measure_case` learned: the report's row fields, the result check, the timer's output."""
+
+    info: dict
+    check: Check
+    timed: Any
+
+
+Timer = Callable[[Callable[[], Any], int], Any]
+
+
+def measure_case(case: Case, opts: Options, env: Env | None, timer: Timer, *, section: str = "main") -> Measured:
+    """Prepare, warm up, time and check one case.
+
+    Args:
+        timer: ``timer(fn, rounds)`` runs ``fn`` for ``rounds`` timed rounds and returns
+            what the caller wants back; its last call's result must be ``fn``'s.
+
+    Returns:
+        The row fields (without wall times, which the timer holds), the check, and the timer's return.
+    """
+    w = case.workload
+    w.setup(opts, env)
+    items = w.items(opts.n_items(w))
+    warm = warm_slice(items, case.workers)
+    runner = case.runner(env)
+    results: list = []
+    cpu: list[float] = []
+
+    def one_round() -> Any:
+        c0 = time.process_time()
+        out = runner.run(items)
+        cpu.append(time.process_time() - c0)
+        results[:] = [out]
+        return out
+
+    try:
+        t0 = time.perf_counter()
+        runner.run(warm)
+        estimate = (time.perf_counter() - t0) * len(items) / max(len(warm), 1)
+        rounds = opts.rounds_for(estimate)
+        timed = timer(one_round, rounds)
+    finally:
+        runner.close()
+    check = w.check(results[0], items)
+    info = {
+        "workload": w.name, "impl": case.impl, "kind": case.kind, "workers": case.workers, "items": len(items),
+        "profile": case.profile, "control": case.control,
+        "rounds": rounds, "cpu_ms_per_item": median(cpu) * 1000 / max(len(items), 1),
+        "ideal_s": w.ideal_s(opts, case.workers), "memory_mb": opts.memory_mb, "cpus": opts.cpus,
+        "check": check.text, "check_ok": check.ok, "section": section,
+    }
+    if case.impl == PROCESSES:
+        from .._procpool import get_pool
+
+        # The warm-up waited for the slowest of the workers it started (they start side by side).
+        started = get_pool().startup_ms[:case.workers]
+        info["startup_ms"] = max(started) if started else None
+    return Measured(info, check, timed)
+
+
+def loop_timer(fn: Callable[[], Any], rounds: int) -> list[float]:
+    """Time ``rounds`` calls of ``fn``; the wall time of each (the harness without pytest)."""
+    walls = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        walls.append(time.perf_counter() - t0)
+    return walls

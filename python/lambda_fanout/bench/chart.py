@@ -1,0 +1,94 @@
+"""comparison.png: speed-up per strategy per workload, wall time against workers, the memory sweep."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import STRATEGIES
+from .cases import REFERENCE
+from .report import _by, _measured, _median, _reference
+from .workloads import WORKLOADS
+
+
+def _numeric_workers(rows: list[dict]) -> list[int]:
+    return sorted({r["workers"] for r in rows if isinstance(r.get("workers"), int)})
+
+
+def speedup_panel(ax: Any, main: list[dict]) -> None:
+    """Bars: each strategy's best speed-up over sequential, per workload."""
+    workloads = [w for w in WORKLOADS if _by(main, workload=w)]
+    width = 0.8 / len(STRATEGIES)
+    for i, strategy in enumerate(STRATEGIES):
+        values = []
+        for w in workloads:
+            wrows = _by(main, workload=w)
+            ref = _reference(wrows)
+            mine = _by(wrows, impl=strategy)
+            values.append(_median(ref) / min(_median(r) for r in mine) if ref and mine else 0)
+        ax.bar([x + i * width for x in range(len(workloads))], values, width, label=strategy)
+    ax.set_xticks([x + width * (len(STRATEGIES) - 1) / 2 for x in range(len(workloads))], workloads,
+                  rotation=20, fontsize=8)
+    ax.axhline(1.0, color="grey", linewidth=0.8)
+    ax.set_ylabel("speed-up over sequential (x)")
+    ax.set_title("Speed-up per strategy per workload")
+    ax.legend(fontsize=7)
+
+
+def workers_panel(ax: Any, main: list[dict]) -> None:
+    """Lines: median wall time against worker count, per workload and concurrent strategy."""
+    for w in WORKLOADS:
+        for strategy in STRATEGIES:
+            pts = sorted((r["workers"], _median(r) * 1000) for r in _by(main, workload=w, impl=strategy)
+                         if isinstance(r.get("workers"), int))
+            if len(pts) > 1:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{w} {strategy}")
+    ax.set_xlabel("workers")
+    ax.set_ylabel("median wall time (ms)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_title("Wall time against worker count")
+    ax.legend(fontsize=7)
+
+
+def sweep_panel(ax: Any, sweep: list[dict]) -> None:
+    """Lines: each swept workload's median wall time per strategy against Lambda memory size."""
+    names = [w for w in WORKLOADS if _by(sweep, workload=w)]
+    for name in names:
+        for strategy in STRATEGIES:
+            pts = sorted((r["memory_mb"], _median(r) * 1000) for r in _by(sweep, impl=strategy, workload=name))
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{name} {strategy}")
+    memories = sorted({r["memory_mb"] for r in sweep})
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(memories, [str(m) for m in memories])
+    ax.minorticks_off()
+    ax.set_xlabel("Lambda memory (MB), CPU share emulated")
+    ax.set_ylabel("median wall time (ms)")
+    ax.set_title(f"{' and '.join(names)} against memory size")
+    ax.legend(fontsize=7)
+
+
+def write_chart(rows: list[dict], path: str) -> str | None:
+    """Draw the panels that have data into ``path``; None when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    main = _measured(_by(rows, section="main"))
+    sweep = _measured(_by(rows, section="sweep"))
+    panels = [speedup_panel]
+    if len(_numeric_workers(main)) > 1:
+        panels.append(workers_panel)
+    if sweep:
+        panels.append(sweep_panel)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.8), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        panel(ax, sweep if panel is sweep_panel else main)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,151 @@
+"""What a bench run measures, and every default it has, declared once.
+
+The CLI, the in-Lambda runner and the test suite all build their :class:`Options`
+through :meth:`Options.create`; the pytest-benchmark suite receives them as JSON in
+``FANOUT_BENCH_OPTIONS``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+
+from .._config import DEFAULT_BENCH_BUCKET, DEFAULT_BENCH_TABLE, DEFAULT_MAX_WORKERS
+from .._config import ENV_BENCH_BUCKET as ENV_BUCKET  # the in-Lambda runner's (the CLI takes --bucket)
+from .._config import ENV_BENCH_OPTIONS as ENV_OPTIONS
+from .._config import ENV_BENCH_TABLE as ENV_TABLE
+
+DEFAULT_BUCKET, DEFAULT_TABLE = DEFAULT_BENCH_BUCKET, DEFAULT_BENCH_TABLE
+DEFAULT_MEMORY_MB = 1024
+#: Lognormal width of the proxy's latency tail around each workload's median.
+TAIL_SIGMA = 0.5
+#: The memory sweep's other workload: cpu below, at and above one vCPU, where processes can
+#: help (s3 runs at ``Options.memory_sweep``'s sizes).
+CPU_SWEEP = (128, 1769, 3008)
+
+
+@dataclasses.dataclass(frozen=True)
+class Mode:
+    """The defaults of a full or a quick run.
+
+    Rounds: the suite runs ``passes`` times, every other pass in reverse case order, so
+    each case's rounds are spread over the run and a slow drift of a shared machine
+    shows up as spread within a case (which the statistics see) rather than as a
+    difference between cases (which they could not). In each pass a case runs as many
+    rounds as fit in ``case_budget_s`` (estimated from its warm-up), at least
+    ``min_rounds`` and at most ``max_rounds``.
+    """
+
+    workers: tuple[int | str, ...]
+    passes: int
+    min_rounds: int
+    max_rounds: int
+    case_budget_s: float
+    memory_sweep: tuple[int, ...]
+    sweep_items: int
+    sweep_passes: int
+
+
+# The library's default worker count: the bench measures what a user gets unless told otherwise.
+FULL = Mode(workers=(DEFAULT_MAX_WORKERS,), passes=2, min_rounds=1, max_rounds=12, case_budget_s=1.5,
+            memory_sweep=(128, 512, 1769, 3008), sweep_items=100, sweep_passes=2)
+QUICK = Mode(workers=(DEFAULT_MAX_WORKERS,), passes=2, min_rounds=2, max_rounds=20, case_budget_s=0.3,
+             memory_sweep=(128, 1769), sweep_items=32, sweep_passes=1)
+
+
+@dataclasses.dataclass
+class Options:
+    """What to run. Build with :meth:`create`, which fills what is not given from the mode."""
+
+    quick: bool = False
+    items: int | None = None
+    workers: tuple[int | str, ...] = FULL.workers
+    latency_ms: float | None = None
+    workloads: tuple[str, ...] = ()
+    memory_mb: int = DEFAULT_MEMORY_MB
+    arch: str = "x86_64"
+    memory_sweep: tuple[int, ...] = ()
+    endpoint_url: str | None = None
+    proxy_url: str | None = None
+    bucket: str = DEFAULT_BUCKET
+    table: str = DEFAULT_TABLE
+    rounds: int | None = None  # a fixed round count; None: as many as fit the mode's budget
+    cpus: float | None = None  # the CPU quota the suite runs under, for the report
+    with_others: bool = True  # measure raw idioms and peers too (the memory sweep measures strategies only)
+    venv: str = "main"  # which environment's cases this process runs (see peers.VENVS)
+    skip_file: str | None = None  # where the suite writes the cases it skipped, with the reason
+    quota_procs: str | None = None  # the CPU quota's cgroup.procs: the suite enters it once set up
+    passes: int | None = None  # suite passes; None: the mode's
+    reverse: bool = False  # this pass runs the cases in reverse order
+
+    @classmethod
+    def create(cls, *, quick: bool = False, workers: tuple | None = None, memory_sweep: tuple | None = None,
+               **given) -> "Options":
+        """Options with the mode's defaults for every value not given (None counts as not given)."""
+        mode = QUICK if quick else FULL
+        given = {k: v for k, v in given.items() if v is not None}
+        return cls(quick=quick, workers=tuple(workers or mode.workers),
+                   memory_sweep=mode.memory_sweep if memory_sweep is None else tuple(memory_sweep), **given)
+
+    @classmethod
+    def for_tests(cls) -> "Options":
+        """What ``./build.sh test`` runs the suite with: small sizes, one round, so it cannot rot."""
+        return cls.create(quick=True, items=16, workers=(4,), rounds=1, passes=1, memory_sweep=())
+
+    @property
+    def mode(self) -> Mode:
+        return QUICK if self.quick else FULL
+
+    def n_items(self, workload) -> int:
+        if self.items is not None:
+            return self.items
+        return workload.quick_items if self.quick else workload.default_items
+
+    def latency_s(self, workload) -> float:
+        ms = self.latency_ms if self.latency_ms is not None else workload.default_latency_ms
+        return ms / 1000.0
+
+    @property
+    def n_passes(self) -> int:
+        return self.passes or self.mode.passes
+
+    def rounds_for(self, estimate_s: float) -> int:
+        """Timed rounds in one pass for a case whose one round is estimated at ``estimate_s``."""
+        if self.rounds is not None:
+            return self.rounds
+        mode = self.mode
+        return max(mode.min_rounds, min(mode.max_rounds, math.ceil(mode.case_budget_s / max(estimate_s, 1e-6))))
+
+    def sweeps(self) -> list[tuple[int, tuple[str, ...]]]:
+        """(memory size, workloads) of each point of the memory sweep, smallest first: s3 at
+        ``memory_sweep``'s sizes and cpu at CPU_SWEEP's, each if ``workloads`` allows it;
+        none without ``memory_sweep``."""
+        if not self.memory_sweep:
+            return []
+        sizes = {w: m for w, m in (("s3", self.memory_sweep), ("cpu", CPU_SWEEP))
+                 if not self.workloads or w in self.workloads}
+        return [(memory, tuple(w for w, m in sizes.items() if memory in m))
+                for memory in sorted({size for m in sizes.values() for size in m})]
+
+    def sweep_run(self, memory_mb: int, *workloads: str) -> "Options":
+        """These options for one point of the memory sweep: its workloads, strategies only."""
+        return dataclasses.replace(
+            self, memory_mb=memory_mb, workloads=workloads, workers=(self.workers[-1],),
+            items=min(self.items or self.mode.sweep_items, self.mode.sweep_items), with_others=False,
+            passes=self.passes or self.mode.sweep_passes)
+
+    def to_env(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_env(cls) -> "Options":
+        """The options the CLI passed in FANOUT_BENCH_OPTIONS, else :meth:`for_tests`."""
+        raw = os.environ.get(ENV_OPTIONS)
+        if not raw:
+            return cls.for_tests()
+        data = json.loads(raw)
+        for key in ("workers", "workloads", "memory_sweep"):
+            data[key] = tuple(data[key])
+        return cls(**data)

@@ -1,0 +1,109 @@
+"""When is a difference real? A bootstrap confidence interval of the ratio of medians.
+
+The bench times every implementation over several rounds (pytest-benchmark's
+per-round data). Two implementations differ *measurably* only when the 95%
+bootstrap confidence interval of the ratio of their median wall times lies wholly
+outside the band [1/MIN_EFFECT, MIN_EFFECT]:
+
+- the interval comes from resampling each side's rounds with replacement and taking
+  the ratio of the resampled medians, RESAMPLES times (percentile method);
+- MIN_EFFECT (5%) covers what rounds of one case cannot see: the cases run one after
+  another, so slow drift of a shared machine shifts whole cases, not single rounds.
+
+With three rounds a side the interval spans roughly the ratio of the ranges, so the
+test is strict where data is scarce; more rounds narrow it. Pure Python on purpose:
+the same report is built inside Lambda, where numpy is not at hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import statistics
+import zlib
+from typing import Sequence
+
+CONFIDENCE = 0.95
+RESAMPLES = 2000
+#: Differences inside +-5% are never called measurable (drift between cases).
+MIN_EFFECT = 1.05
+
+
+def median(samples: Sequence[float]) -> float:
+    """The median of ``samples``.
+
+    Raises:
+        ValueError: no samples.
+    """
+    if not samples:
+        raise ValueError("median of no samples: a case needs at least one timed round")
+    return statistics.median(samples)
+
+
+def iqr(samples: Sequence[float]) -> tuple[float, float]:
+    """(first quartile, third quartile) of ``samples``; both the value itself for one sample."""
+    if len(samples) < 2:
+        value = median(samples)
+        return value, value
+    q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive")
+    return q1, q3
+
+
+@dataclasses.dataclass(frozen=True)
+class Ratio:
+    """How many times longer ``a`` took than ``b``, with its confidence interval.
+
+    Attributes:
+        value: median(a) / median(b); above 1 means b was faster.
+        low, high: the bootstrap confidence interval of that ratio.
+        measurable: the interval lies wholly outside [1/MIN_EFFECT, MIN_EFFECT].
+    """
+
+    value: float
+    low: float
+    high: float
+    measurable: bool
+
+    @property
+    def b_faster(self) -> bool:
+        """b is measurably faster than a."""
+        return self.measurable and self.low > 1
+
+    @property
+    def a_faster(self) -> bool:
+        """a is measurably faster than b."""
+        return self.measurable and self.high < 1
+
+    def describe(self) -> str:
+        """``2.31x (95% CI 2.10-2.52)``."""
+        return f"{self.value:.2f}x (95% CI {self.low:.2f}-{self.high:.2f})"
+
+
+def ratio(a: Sequence[float], b: Sequence[float], *, resamples: int = RESAMPLES,
+          confidence: float = CONFIDENCE, min_effect: float = MIN_EFFECT) -> Ratio:
+    """Compare two sets of round times: median(a) / median(b) and its bootstrap interval.
+
+    The resampling is seeded from the data, so the same rounds always give the same answer.
+
+    Args:
+        a, b: wall times of the rounds (any unit, the same for both).
+        resamples: bootstrap resamples.
+        confidence: the interval's coverage, e.g. 0.95.
+        min_effect: the smallest ratio ever called measurable.
+
+    Raises:
+        ValueError: a side without rounds, or a non-positive time.
+    """
+    if not a or not b:
+        raise ValueError(f"a ratio needs rounds on both sides, got {len(a)} and {len(b)}")
+    if min(a) <= 0 or min(b) <= 0:
+        raise ValueError("round times must be positive")
+    rng = random.Random(zlib.crc32(repr((sorted(a), sorted(b))).encode()))
+    ratios = sorted(
+        statistics.median(rng.choices(a, k=len(a))) / statistics.median(rng.choices(b, k=len(b)))
+        for _ in range(resamples)
+    )
+    tail = (1 - confidence) / 2
+    low = ratios[int(tail * resamples)]
+    high = ratios[min(resamples - 1, int((1 - tail) * resamples))]
+    return Ratio(median(a) / median(b), low, high, low > min_effect or high < 1 / min_effect)

@@ -1,0 +1,182 @@
+"""max_workers="auto" under every concurrent strategy: the ledger's guarantees while the
+limit moves, the pool following it, and what the metrics say."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import lambda_fanout
+from lambda_fanout import _limiter
+from fakes import make_task
+
+
+class Scripted(_limiter.Limiter):
+    """A limiter whose limit follows a script, one step per completion, so the strategies
+    see it rise and fall as fast as it ever can."""
+
+    __slots__ = ("script",)
+
+    def end(self, started, ok=True):
+        super().end(started, ok)
+        with self._lock:
+            if self.script:
+                self.limit = self.script.pop(0)
+                self.peak = max(self.peak, self.limit)
+
+
+class Peak:
+    """Counts how many calls run at once."""
+
+    def __init__(self):
+        self.now = self.peak = 0
+        self.lock = threading.Lock()
+
+    def __enter__(self):
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+    def __exit__(self, *exc):
+        with self.lock:
+            self.now -= 1
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(0, 120), script=st.lists(st.integers(1, 12), max_size=80),
+       failing=st.sets(st.integers(0, 119), max_size=10), delays=st.lists(st.sampled_from([0.0, 0.001]), max_size=120))
+def test_a_moving_limit_keeps_order_and_loses_nothing(concurrent_strategy, monkeypatch, n, script, failing, delays):
+    made = []
+
+    def limiter_for(task, strategy, workers, settings=()):
+        lim = Scripted(workers.cap, initial=script[0] if script else 4)
+        lim.script = list(script)
+        made.append(lim)
+        return lim
+
+    monkeypatch.setattr(_limiter, "limiter_for", limiter_for)
+    items = list(enumerate(range(n)))
+    task = make_task(delays, failing)
+    peak = Peak()
+    inner_sync, inner_async = task.sync_fn, task.async_fn
+
+    def sync_fn(item):
+        with peak:
+            return inner_sync(item)
+
+    async def async_fn(item):
+        with peak:
+            return await inner_async(item)
+
+    expected = lambda_fanout.map(task, items, strategy="sequential", errors="collect")
+    got = lambda_fanout.map(lambda_fanout.Task(sync_fn, async_fn), items, strategy=concurrent_strategy,
+                            max_workers="auto:12", errors="collect")
+    assert got == expected
+    assert len(made) == 1
+    # Never more in flight than the highest limit it was given (threads-map: than its
+    # pool, the cap, as it hands executor.map whole windows).
+    assert peak.peak <= (12 if concurrent_strategy == "threads-map" else made[0].peak)
+
+
+def test_auto_grows_on_a_latency_bound_task_and_persists(concurrent_strategy):
+    _limiter.forget()
+    peak = Peak()
+
+    def wait(x):
+        with peak:
+            time.sleep(0.01)
+        return x
+
+    async def await_(x):
+        with peak:
+            await asyncio.sleep(0.01)
+        return x
+
+    task = lambda_fanout.Task(wait, await_)
+    assert lambda_fanout.map(task, range(600), strategy=concurrent_strategy, max_workers="auto:128") == list(range(600))
+    lim = _limiter.learned(task, concurrent_strategy)
+    assert lim.peak > _limiter.INITIAL_LIMIT, lim  # (a loaded machine may shrink it again later)
+    assert peak.peak > _limiter.INITIAL_LIMIT
+    # A second (warm) call starts where the first ended.
+    learned = lim.limit
+    lambda_fanout.map(task, range(50), strategy=concurrent_strategy, max_workers="auto:128")
+    assert lim.history[0] == (0.0, learned)
+    _limiter.forget()
+
+
+def test_emf_reports_peak_and_throttled(monkeypatch, capsys):
+    _limiter.forget()
+    monkeypatch.setenv("FANOUT_METRICS", "on")
+
+    class SlowDown(Exception):
+        response = {"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}}
+
+    def task(x):
+        if x % 10 == 0:
+            raise SlowDown()
+        time.sleep(0.002)
+        return x
+
+    out = lambda_fanout.map(task, range(100), strategy="threads", max_workers="auto:32", errors="collect")
+    assert sum(not o.ok for o in out) == 10
+    doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    names = {m["Name"] for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert {"WorkersPeak", "Throttled"} <= names
+    assert doc["Throttled"] == 10
+    assert doc["Workers"] == 32
+    assert 1 <= doc["WorkersPeak"] <= 32
+    lambda_fanout.map(task, [1, 2], strategy="threads", max_workers=5)
+    doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert doc["Throttled"] == 0 and doc["WorkersPeak"] == doc["Workers"] == 5
+    _limiter.forget()
+
+
+def test_process_batch_under_auto_counts_the_record_handlers_throttles(concurrent_strategy, monkeypatch, capsys):
+    """process_batch (the zero-code handler's engine) under auto: every record reported,
+    and throttling errors the record handler raised are signals, though the batch
+    layer catches them per record."""
+    import batches
+
+    _limiter.forget()
+    monkeypatch.setenv("FANOUT_METRICS", "on")
+
+    class Throttled(Exception):
+        response = {"Error": {"Code": "ThrottlingException"}}
+
+    def handle(record):
+        n = int(record["messageId"].split("-")[1])
+        if n % 7 == 0:
+            raise Throttled()
+        time.sleep(0.001)
+
+    async def ahandle(record):
+        return handle(record)
+
+    event = batches.sqs(70)
+    out = lambda_fanout.process_batch(event, lambda_fanout.Task(handle, ahandle),
+                                      strategy=concurrent_strategy, max_workers="auto:16")
+    failed = {f["itemIdentifier"] for f in out["batchItemFailures"]}
+    assert failed == {f"msg-{i:05d}" for i in range(70) if i % 7 == 0}
+    doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert doc["Throttled"] == 10 and doc["Workers"] == 16 and doc["Items"] == 70
+    _limiter.forget()
+
+
+def test_sequential_accepts_auto_and_runs_one_at_a_time():
+    strat = lambda_fanout.get_strategy("sequential", max_workers="auto")
+    assert strat.max_workers == 1
+    assert strat.map(lambda x: x * 2, range(5)) == [0, 2, 4, 6, 8]
+    assert strat.start(abs, [1]).limiter is None
+    assert lambda_fanout.get_strategy("threads", max_workers="auto:8").start(abs, [1]).limiter.cap == 8
+
+
+def test_bad_auto_fails_at_init_naming_it(monkeypatch):
+    monkeypatch.setenv("FANOUT_MAX_WORKERS", "auto:many")
+    with pytest.raises(lambda_fanout.ConfigError, match="FANOUT_MAX_WORKERS.*'auto:many'"):
+        lambda_fanout.get_strategy("threads")
