@@ -9,7 +9,7 @@ import importlib
 
 from .. import _config
 
-STRATEGIES: tuple[str, ...] = ("sequential", "threads", "threads-map", "asyncio")
+STRATEGIES: tuple[str, ...] = ("sequential", "threads", "threads-map", "asyncio", "processes")
 
 #: name -> (module in this package, class name)
 _CLASSES: dict[str, tuple[str, str]] = {
@@ -17,6 +17,7 @@ _CLASSES: dict[str, tuple[str, str]] = {
     "threads": ("threads", "ThreadsStrategy"),
     "threads-map": ("threads_map", "ThreadsMapStrategy"),
     "asyncio": ("aio", "AsyncioStrategy"),
+    "processes": ("processes", "ProcessesStrategy"),
 }
 
 

@@ -15,13 +15,29 @@ from fakes import FakeContext  # noqa: E402
 
 @pytest.fixture(params=lambda_fanout.STRATEGIES)
 def strategy_name(request) -> str:
-    """Each strategy name in turn."""
+    """Each strategy name in turn (``processes`` with its workers started and ready)."""
+    if request.param == "processes":
+        _processes_ready()
     return request.param
+
+
+def _processes_ready() -> None:
+    # Tests time deadlines of a few hundred ms; a worker killed by the previous test is
+    # replaced in the background, and its start-up (measured by the bench, not here)
+    # must not eat that budget.
+    import xproc
+    from lambda_fanout.bench.workloads import sleep_task
+
+    # Each worker imports what the tests' tasks need now, not inside a test's deadline.
+    for task in (xproc.identity, sleep_task(0)):
+        lambda_fanout.map(task, range(32), strategy="processes", max_workers=8)
 
 
 @pytest.fixture(params=[s for s in lambda_fanout.STRATEGIES if s != "sequential"])
 def concurrent_strategy(request) -> str:
     """Each strategy that runs items concurrently (not the sequential reference)."""
+    if request.param == "processes":
+        _processes_ready()
     return request.param
 
 

@@ -12,27 +12,37 @@ class Boom(ValueError):
     """The failure the test tasks raise."""
 
 
-def make_task(delays: list[float], failing: set[int]) -> lambda_fanout.Task:
-    """A Task over (index, value) items: sleeps delays[index], fails for indexes in ``failing``."""
+class _Fake:
+    """Module level, so that the processes strategy can pickle it."""
 
-    def check(item):
+    def __init__(self, delays: list[float], failing: set[int]) -> None:
+        self.delays = delays
+        self.failing = failing
+
+    def check(self, item):
         index, value = item
-        if index in failing:
+        if index in self.failing:
             raise Boom(f"item {index} fails")
         return value * 2 + 1
 
-    def sync_fn(item):
-        delay = delays[item[0] % len(delays)] if delays else 0.0
+    def delay(self, item) -> float:
+        return self.delays[item[0] % len(self.delays)] if self.delays else 0.0
+
+    def sync_fn(self, item):
+        delay = self.delay(item)
         if delay:
             time.sleep(delay)
-        return check(item)
+        return self.check(item)
 
-    async def async_fn(item):
-        delay = delays[item[0] % len(delays)] if delays else 0.0
-        await asyncio.sleep(delay)
-        return check(item)
+    async def async_fn(self, item):
+        await asyncio.sleep(self.delay(item))
+        return self.check(item)
 
-    return lambda_fanout.Task(sync_fn, async_fn)
+
+def make_task(delays: list[float], failing: set[int]) -> lambda_fanout.Task:
+    """A Task over (index, value) items: sleeps delays[index], fails for indexes in ``failing``."""
+    fake = _Fake(delays, failing)
+    return lambda_fanout.Task(fake.sync_fn, fake.async_fn)
 
 
 class FakeContext:

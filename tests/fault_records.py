@@ -5,28 +5,30 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import threading
+import tempfile
+
+import xproc
 
 from lambda_fanout import Task, aws
 
-#: The S3 read: the record body names the key; the bucket comes from FAULT_BUCKET.
-READ = Task(
-    lambda record: aws.s3_get_object(os.environ["FAULT_BUCKET"]).sync_fn(json.loads(record["body"])["key"]),
-    None,
-)
+def _read(record):
+    """The S3 read: the record body names the key; the bucket comes from FAULT_BUCKET."""
+    return aws.s3_get_object(os.environ["FAULT_BUCKET"]).sync_fn(json.loads(record["body"])["key"])
 
 
 async def _aread(record):
     return await aws.s3_get_object(os.environ["FAULT_BUCKET"]).async_fn(json.loads(record["body"])["key"])
 
 
-READ = Task(READ.sync_fn, _aread, name="read")
+READ = Task(_read, _aread, name="read")
 
+# Files, named in the environment, so that worker processes (processes strategy, which
+# run in the caller's environment) share them with the test.
 #: Set to let a hung record handler finish (the tests set it on teardown).
-RELEASE = threading.Event()
+RELEASE = xproc.Flag(os.environ.setdefault("FAULT_RELEASE_FLAG", tempfile.mktemp(prefix="fanout-release-")))
 HUNG_INDEX = 0
 #: The record numbers a HANG handler started, in order.
-STARTED: list = []
+STARTED = xproc.Log(os.environ.setdefault("FAULT_STARTED_LOG", tempfile.mktemp(prefix="fanout-started-")))
 
 
 def _hangs(record) -> bool:

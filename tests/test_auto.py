@@ -17,6 +17,12 @@ from lambda_fanout import _limiter
 from fakes import make_task
 
 
+@pytest.fixture(params=[s for s in lambda_fanout.STRATEGIES if s not in ("sequential", "processes")])
+def concurrent_strategy(request) -> str:
+    """Each strategy auto adapts: not sequential (one at a time) nor processes (one per vCPU)."""
+    return request.param
+
+
 class Scripted(_limiter.Limiter):
     """A limiter whose limit follows a script, one step per completion, so the strategies
     see it rise and fall as fast as it ever can."""
@@ -174,6 +180,18 @@ def test_sequential_accepts_auto_and_runs_one_at_a_time():
     assert strat.map(lambda x: x * 2, range(5)) == [0, 2, 4, 6, 8]
     assert strat.start(abs, [1]).limiter is None
     assert lambda_fanout.get_strategy("threads", max_workers="auto:8").start(abs, [1]).limiter.cap == 8
+
+
+def test_processes_takes_auto_as_its_vcpu_count_within_the_cap(monkeypatch):
+    from lambda_fanout._procpool import vcpus
+
+    strat = lambda_fanout.get_strategy("processes", max_workers="auto")
+    assert strat.settings.max_workers == strat.max_workers == vcpus()
+    assert lambda_fanout.get_strategy("processes", max_workers="auto:1").max_workers == 1
+    monkeypatch.setenv("FANOUT_MAX_WORKERS", "auto")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+    assert lambda_fanout.get_strategy("processes").max_workers == 1  # 128 MB: one vCPU at most
+    assert lambda_fanout.get_strategy("processes").start(abs, [1]).limiter is None
 
 
 def test_bad_auto_fails_at_init_naming_it(monkeypatch):

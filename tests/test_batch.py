@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
-import time
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,6 +11,16 @@ from batches import failing_handler, position_of
 import lambda_fanout
 from lambda_fanout import batch as batch_module
 from lambda_fanout.batch import BatchError, SkippedAfterFailure
+import xproc
+
+
+@pytest.fixture
+def log():
+    """What the record handlers record, from whichever process runs them (processes too)."""
+    entries = xproc.Log()
+    yield entries
+    entries.remove()
+
 
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -39,7 +45,7 @@ def expected_failures(groups: list, bad: set) -> tuple[list[int], set[int]]:
     source=st.sampled_from(["sqs", "sqs-fair", "kinesis", "dynamodb", "kafka"]),
     data=st.data(),
 )
-def test_exact_batch_item_failures(strategy_name, source, data):
+def test_exact_batch_item_failures(strategy_name, log, source, data):
     n = data.draw(st.integers(1, 40), label="records")
     if source.startswith("sqs"):
         groups = data.draw(st.lists(st.one_of(st.none(), st.integers(0, 3)), min_size=n, max_size=n), label="groups")
@@ -50,7 +56,7 @@ def test_exact_batch_item_failures(strategy_name, source, data):
         groups = data.draw(st.lists(st.integers(0, 3), min_size=n, max_size=n), label="keys")
         event = batches.BUILDERS[source](n, groups)
     bad = data.draw(st.sets(st.integers(0, n - 1)), label="failing")
-    log: list = []
+    log.clear()  # hypothesis runs this body many times with one fixture
     out = lambda_fanout.process_batch(event, failing_handler(bad, log), strategy=strategy_name, max_workers=4)
     reported, skipped = expected_failures(groups, bad)
     # In the order the batch lays its records out (Kafka: partition by partition).
@@ -63,37 +69,19 @@ def test_exact_batch_item_failures(strategy_name, source, data):
 
 @pytest.mark.parametrize("source", ["sqs", "kinesis", "dynamodb", "kafka"])
 @pytest.mark.parametrize("workers", [8, "auto:8"])
-def test_order_within_a_group_under_concurrency(strategy_name, source, workers):
+def test_order_within_a_group_under_concurrency(strategy_name, source, workers, log):
     n, n_groups = 48, 4
     groups = [i % n_groups for i in range(n)]
     event = batches.sqs(n, groups) if source == "sqs" else batches.BUILDERS[source](n, groups)
-    order: dict = {}
-    active = {"now": 0, "peak": 0}
-    lock = threading.Lock()
-
-    def enter(record):
-        with lock:
-            order.setdefault(groups[position_of(record)], []).append(position_of(record))
-            active["now"] += 1
-            active["peak"] = max(active["peak"], active["now"])
-
-    def leave():
-        with lock:
-            active["now"] -= 1
-
-    def sync_fn(record):
-        enter(record)
-        time.sleep(0.002)
-        leave()
-
-    async def async_fn(record):
-        enter(record)
-        await asyncio.sleep(0.002)
-        leave()
-
-    out = lambda_fanout.process_batch(event, lambda_fanout.Task(sync_fn, async_fn), strategy=strategy_name,
-                                      max_workers=workers)
+    timed = xproc.EnterLeave(log)
+    out = lambda_fanout.process_batch(event, lambda_fanout.Task(timed.sync_fn, timed.async_fn),
+                                      strategy=strategy_name, max_workers=workers)
     assert out == {"batchItemFailures": []}
+    entered, peak = xproc.replay(log)
+    order: dict = {}
+    for position in entered:
+        order.setdefault(groups[position], []).append(position)
+    active = {"peak": peak}
     for g, seen in order.items():
         assert seen == sorted(seen) == [i for i in range(n) if groups[i] == g]
     assert active["peak"] <= n_groups
@@ -107,20 +95,18 @@ def test_deadline_reports_unstarted_records_and_loses_none(strategy_name, fake_c
     n = 300
     event = batches.sqs(n, [i % 5 if i % 2 else None for i in range(n)])
 
-    class Finished(list):
-        # When each record finished: one still running at the margin is reported failed
-        # (started, did not finish) and may finish later, even before the call returns.
-        def append(self, position):
-            super().append((position, time.monotonic()))
-
-    done = Finished()
+    # When each record finished: one still running at the margin is reported failed
+    # (started, did not finish) and may finish later, even before the call returns.
+    done = xproc.TimedLog()
     context = fake_context(350)
     margin_at = context.deadline - 0.1
     out = lambda_fanout.process_batch(event, failing_handler(set(), done, delay=0.01),
                                       context=context, strategy=strategy_name, max_workers=workers)
     failed = {f["itemIdentifier"] for f in out["batchItemFailures"]}
-    succeeded = {f"msg-{i:05d}" for i, at in done if at < margin_at}
-    late = {f"msg-{i:05d}" for i, at in done if at >= margin_at}
+    finished = done.entries()
+    done.remove()
+    succeeded = {f"msg-{i:05d}" for i, at in finished if at < margin_at}
+    late = {f"msg-{i:05d}" for i, at in finished if at >= margin_at}
     every = {r["messageId"] for r in event["Records"]}
     assert failed and succeeded
     assert not failed & succeeded, "a record both succeeded and was reported failed"
@@ -130,48 +116,59 @@ def test_deadline_reports_unstarted_records_and_loses_none(strategy_name, fake_c
 @pytest.mark.parametrize("name,source", [("s3", "s3"), ("sns", "sns"), ("eventbridge", "eventbridge")])
 def test_sources_without_partial_responses(strategy_name, name, source):
     event = batches.sample(name)
-    assert lambda_fanout.process_batch(event, lambda_fanout.Task(lambda r: 1, _one), strategy=strategy_name) == {
+    assert lambda_fanout.process_batch(event, lambda_fanout.Task(_one_sync, _one), strategy=strategy_name) == {
         "batchSize": 1, "succeeded": 1}
-
-    def boom(record):
-        raise KeyError("missing")
 
     async def aboom(record):
         raise KeyError("missing")
 
     with pytest.raises(lambda_fanout.BatchError) as info:
-        lambda_fanout.process_batch(event, lambda_fanout.Task(boom, aboom), strategy=strategy_name)
+        lambda_fanout.process_batch(event, lambda_fanout.Task(_boom, aboom), strategy=strategy_name)
     err = info.value
     assert err.source == source and len(err.failures) == 1
     assert err.failures[0].index == 0 and isinstance(err.failures[0].error, KeyError)
     assert isinstance(err.__cause__, KeyError)
 
 
+# Tasks at module level, so that the processes strategy can pickle them.
+def _one_sync(record):
+    return 1
+
+
 async def _one(record):
     return 1
+
+
+def _boom(record):
+    raise KeyError("missing")
 
 
 def test_distributed_map_batch(strategy_name):
     event = batches.sample("distributed_map")
     event["Items"] = [{"key": f"k{i}", "size": i} for i in range(30)]
-    got = lambda_fanout.process_batch(event, lambda_fanout.Task(lambda item: item["size"] * 2, _double_size),
+    got = lambda_fanout.process_batch(event, lambda_fanout.Task(_double_size_sync, _double_size),
                                       strategy=strategy_name, max_workers=5)
     assert got == [i * 2 for i in range(30)]
 
-    def unserialisable(item):
-        return {1, 2} if item["size"] == 7 else item["size"]
-
     async def aunserialisable(item):
-        return unserialisable(item)
+        return _unserialisable(item)
 
     with pytest.raises(lambda_fanout.BatchError) as info:
-        lambda_fanout.process_batch(event, lambda_fanout.Task(unserialisable, aunserialisable), strategy=strategy_name)
+        lambda_fanout.process_batch(event, lambda_fanout.Task(_unserialisable, aunserialisable), strategy=strategy_name)
     assert [f.index for f in info.value.failures] == [7]
     assert "JSON-serialisable" in str(info.value.failures[0].error)
 
 
+def _double_size_sync(item):
+    return item["size"] * 2
+
+
 async def _double_size(item):
     return item["size"] * 2
+
+
+def _unserialisable(item):
+    return {1, 2} if item["size"] == 7 else item["size"]
 
 
 @pytest.mark.parametrize("event,fragment,unknown", [
@@ -238,39 +235,16 @@ def _raise_value_error(record):
     raise ValueError("nope")
 
 
-def test_fair_queue_runs_one_tenant_concurrently(concurrent_strategy):
+def test_fair_queue_runs_one_tenant_concurrently(concurrent_strategy, log):
     """A standard queue's MessageGroupId is a tenant key, not an order: its messages run concurrently."""
     n = 24
     event = batches.sqs(n, ["tenant-1"] * n, fair=True)
     assert event["Records"][0]["eventSourceARN"].endswith(":my-queue")
-    active = {"now": 0, "peak": 0}
-    lock = threading.Lock()
-    ran: list = []
-
-    def enter(record):
-        with lock:
-            ran.append(position_of(record))
-            active["now"] += 1
-            active["peak"] = max(active["peak"], active["now"])
-
-    def leave(record):
-        with lock:
-            active["now"] -= 1
-        if position_of(record) == 3:
-            raise RuntimeError("tenant message 3 fails")
-
-    def sync_fn(record):
-        enter(record)
-        time.sleep(0.005)
-        leave(record)
-
-    async def async_fn(record):
-        enter(record)
-        await asyncio.sleep(0.005)
-        leave(record)
-
-    out = lambda_fanout.process_batch(event, lambda_fanout.Task(sync_fn, async_fn), strategy=concurrent_strategy,
-                                      max_workers=8)
+    timed = xproc.EnterLeave(log, hold=0.005, fail_at=3)  # tenant message 3 fails
+    out = lambda_fanout.process_batch(event, lambda_fanout.Task(timed.sync_fn, timed.async_fn),
+                                      strategy=concurrent_strategy, max_workers=8)
+    ran, peak = xproc.replay(log)
+    active = {"peak": peak}
     assert out == {"batchItemFailures": [{"itemIdentifier": "msg-00003"}]}, "only the failed message is reported"
     assert sorted(ran) == list(range(n))
     assert active["peak"] > 1, "a fair queue's tenant must not be serialised"
@@ -307,12 +281,11 @@ def test_kafka_record_without_an_integer_offset_runs_nothing(offset):
     assert ran == []
 
 
-def test_kafka_partition_runs_in_offset_order(strategy_name):
+def test_kafka_partition_runs_in_offset_order(strategy_name, log):
     """Records of one partition run in offset order even if the list is not, and are reported in it."""
     event = batches.kafka(6, [0] * 6)
     event["records"]["orders-0"].reverse()
-    log: list = []
     out = lambda_fanout.process_batch(event, failing_handler({4}, log), strategy=strategy_name)
-    assert log == [0, 1, 2, 3, 4]
+    assert log.entries() == [0, 1, 2, 3, 4]
     assert out == {"batchItemFailures": [{"itemIdentifier": {"partition": "orders-0", "offset": 1000 + i}}
                                          for i in (4, 5)]}

@@ -226,6 +226,26 @@ def test_sweep_recommendation_per_memory_size():
     assert "128 MB: no measurable gain over `sequential`" in text and "1769 MB: `threads` 10." in text
 
 
+def test_the_cpu_sweep_keeps_sequential_where_processes_does_not_gain():
+    """Below two vCPUs processes pays its hand-off for nothing; above, it is named with its gain."""
+    sweep = []
+    for memory, seq, threads, processes in ((128, 4.0, 4.1, 4.6), (1769, 0.30, 0.31, 0.33), (3008, 0.30, 0.31, 0.17)):
+        sweep += [row("sequential", seq, section="sweep", memory_mb=memory, workload="cpu"),
+                  row("threads", threads, section="sweep", memory_mb=memory, workload="cpu", workers=16),
+                  row("processes", processes, section="sweep", memory_mb=memory, workload="cpu",
+                      workers=2 if memory > 1769 else 1)]
+    main = [{**r, "section": "main", "memory_mb": 1024, "startup_ms": 180.0 if r["impl"] == "processes" else None}
+            for r in sweep if r["memory_mb"] == 1769]
+    md = report.build_markdown(main + sweep, memory_mb=1024, arch="x86_64", notes=[])
+    assert "## Memory size: the cpu workload" in md and "## Memory size: the s3 workload" not in md
+    text = report.sweep_recommendation(sweep)
+    assert "128 MB: no measurable gain over `sequential`" in text
+    assert "1769 MB: no measurable gain over `sequential`" in text
+    assert "3008 MB: `processes` 1.7" in text
+    assert "**cpu**: Keep `sequential`" in md
+    assert "worker start-up, paid by the first call" in md and "median 180 ms" in md
+
+
 def test_rows_from_pytest_benchmark_json():
     data = {"benchmarks": [
         {"stats": {"median": 0.5, "data": [0.4, 0.5, 0.6]},
@@ -240,10 +260,14 @@ def test_rows_from_pytest_benchmark_json():
 # -- cases, options, seeding ------------------------------------------------------------------
 
 def test_cases_follow_the_strategy_registry_and_worker_modes(monkeypatch):
-    monkeypatch.setattr(bench_cases, "STRATEGIES", lambda_fanout.STRATEGIES + ("processes",))
+    monkeypatch.setattr(bench_cases, "STRATEGIES", lambda_fanout.STRATEGIES + ("fibers",))
     opts = Options.create(workers=(8, "auto"), workloads=("s3", "cpu"))
     ids = [c.id for c in bench_cases.cases(opts)]
-    assert "s3-processes-8w" in ids and "s3-processes-autow" in ids and "cpu-processes-autow" in ids
+    assert "s3-fibers-8w" in ids and "s3-fibers-autow" in ids and "cpu-fibers-autow" in ids
+    # processes: only where the task pickles, once, at one worker per vCPU of the memory size.
+    from lambda_fanout._procpool import vcpus
+
+    assert [i for i in ids if "processes" in i] == [f"cpu-processes-{vcpus(opts.memory_mb)}w"]
     assert ids.count("s3-sequential-1w") == 1 and ids.count("cpu-raw:list-comprehension-1w") == 1
     assert ids[ids.index("cpu-sequential-1w") - 1] == "s3-threads-8w-control"  # each workload ends with its control
     assert "s3-peer:aioboto3+gather-8w" not in ids  # it runs from .venv-peers
@@ -275,6 +299,10 @@ def test_options_declare_their_defaults_once():
     assert Options.create(quick=True, memory_sweep=()).memory_sweep == ()
     sweep = Options.create().sweep_run(128, "s3")
     assert sweep.workloads == ("s3",) and not sweep.with_others and sweep.memory_mb == 128
+    # The sweep: s3 at the mode's sizes, cpu below, at and above one vCPU (where processes can help).
+    assert Options.create(quick=True).sweeps() == [(128, ("s3", "cpu")), (1769, ("s3", "cpu")), (3008, ("cpu",))]
+    assert Options.create(workloads=("s3",)).sweeps() == [(m, ("s3",)) for m in (128, 512, 1769, 3008)]
+    assert Options.create(workloads=("frequency",)).sweeps() == [] == Options.create(memory_sweep=()).sweeps()
 
 
 def test_fifo_failures_cover_the_rest_of_each_failed_group():

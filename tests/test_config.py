@@ -73,7 +73,7 @@ def test_env_is_read_at_construction_and_arguments_win(monkeypatch):
 
 
 def test_strategies_contract():
-    assert lambda_fanout.STRATEGIES[:4] == ("sequential", "threads", "threads-map", "asyncio")
+    assert lambda_fanout.STRATEGIES == ("sequential", "threads", "threads-map", "asyncio", "processes")
 
 
 def test_task_needs_a_form():

@@ -18,12 +18,12 @@ from hypothesis import HealthCheck, given, settings
 
 import hstrategies
 import lambda_fanout
+import xproc
 
 MARGIN_MS = 100
 
 
-class Boom(Exception):
-    pass
+Boom = xproc.Boom  # defined there: a worker then imports only that light module
 
 
 class InputBroke(Exception):
@@ -34,35 +34,8 @@ BASE_ERRORS = {"interrupt": KeyboardInterrupt, "cancel": asyncio.CancelledError,
 
 
 def program_task(actions, started, release):
-    lock = threading.Lock()
-
-    def begin(i):
-        with lock:
-            started.append(i)
-        action = actions[i]
-        if action in BASE_ERRORS:
-            raise BASE_ERRORS[action]()
-        if action == "raise":
-            raise Boom(i)
-        return action
-
-    def fn(i):
-        action = begin(i)
-        if action == "hang":
-            release.wait(10)
-        elif action.startswith("sleep"):
-            time.sleep(int(action[5:]) / 1000)
-        return i * 7
-
-    async def afn(i):
-        action = begin(i)
-        if action == "hang":
-            await asyncio.Event().wait()
-        elif action.startswith("sleep"):
-            await asyncio.sleep(int(action[5:]) / 1000)
-        return i * 7
-
-    return lambda_fanout.Task(fn, afn)
+    program = xproc.Program(actions, started, release, BASE_ERRORS, Boom)
+    return lambda_fanout.Task(program.fn, program.afn)
 
 
 def source(n, fault_at, reads):
@@ -78,21 +51,23 @@ def source(n, fault_at, reads):
 def test_every_program_keeps_the_contract(strategy_name, monkeypatch, fake_context, program):
     monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, str(MARGIN_MS))
     actions, fault_at, remaining_ms, errors, workers = program
-    started: list[int] = []
+    log = xproc.Log()
     reads: list[int] = []
-    release = threading.Event()
+    release = xproc.Flag()
     threads_before = threading.active_count()
     ctx = None if remaining_ms is None else fake_context(remaining_ms)
     raised: BaseException | None = None
     got = None
     try:
-        got = lambda_fanout.map(program_task(actions, started, release), source(len(actions), fault_at, reads),
+        got = lambda_fanout.map(program_task(actions, log, release), source(len(actions), fault_at, reads),
                                 strategy=strategy_name, max_workers=workers, errors=errors, context=ctx)
     except BaseException as exc:  # noqa: BLE001 - the property classifies every exit
         raised = exc
     finally:
         returned_with_ms = None if ctx is None else ctx.get_remaining_time_in_millis()
         release.set()
+        started = log.entries()
+        log.remove()
 
     # The return time: before the Lambda deadline (the margin is what the call may use).
     if ctx is not None:
@@ -142,7 +117,8 @@ def test_every_program_keeps_the_contract(strategy_name, monkeypatch, fake_conte
     while threading.active_count() > threads_before and time.monotonic() < deadline:
         time.sleep(0.01)
     assert threading.active_count() <= threads_before
-    assert lambda_fanout.map(lambda_fanout.Task(lambda i: -i, _aneg), range(9), strategy=strategy_name,
+    release.remove()
+    assert lambda_fanout.map(lambda_fanout.Task(xproc.negate, _aneg), range(9), strategy=strategy_name,
                              max_workers=workers) == [-i for i in range(9)]
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 
 import pytest
 
 import lambda_fanout
+import xproc
 from lambda_fanout.bench.workloads import sleep_task
 
 
@@ -66,17 +65,9 @@ def test_enough_time_runs_everything(strategy_name, fake_context):
 def test_hung_task_is_reported_and_its_late_result_ignored(strategy_name, fake_context, monkeypatch):
     name = strategy_name
     monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, "100")
-    release = threading.Event()
-
-    def sync_fn(i):
-        if i == 0:
-            release.wait(10)  # hangs past the deadline
-        return i
-
-    async def async_fn(i):
-        if i == 0:
-            await asyncio.Event().wait()  # never completes
-        return i
+    release = xproc.Flag()
+    hang = xproc.Hang(release, {0})  # item 0 hangs past the deadline (never completes, async)
+    sync_fn, async_fn = hang, hang.aio
 
     ctx = fake_context(400)
     try:

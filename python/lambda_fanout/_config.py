@@ -36,6 +36,8 @@ ENV_BENCH_BUCKET = "FANOUT_BENCH_BUCKET"
 ENV_BENCH_TABLE = "FANOUT_BENCH_TABLE"
 #: Set by Lambda in every function's environment; not ours.
 ENV_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
+#: Set by Lambda: the function's memory, which sets its CPU share (one vCPU per 1,769 MB).
+ENV_LAMBDA_MEMORY_SIZE = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
 #: Lambda's log format setting (``Text`` or ``JSON``); not ours, read to match it.
 ENV_LAMBDA_LOG_FORMAT = "AWS_LAMBDA_LOG_FORMAT"
 
@@ -73,10 +75,10 @@ _BENCH = "per bench invocation"
 #: Configuration table is :func:`configuration_table`, and a test keeps the two equal.
 VARIABLES = (
     (ENV_STRATEGY, f"`{DEFAULT_STRATEGY}`", _PER_CALL,
-     "how items run: `sequential`, `threads`, `threads-map` or `asyncio`"),
+     "how items run: `sequential`, `threads`, `threads-map`, `asyncio` or `processes`"),
     (ENV_MAX_WORKERS, f"`{DEFAULT_MAX_WORKERS}`", _PER_CALL,
      f"concurrency, a whole number from 1 to {MAX_WORKERS_LIMIT}, or `auto` / `auto:N` (an adaptive "
-     f"limit up to N, default {DEFAULT_AUTO_CAP})"),
+     f"limit up to N, default {DEFAULT_AUTO_CAP}); under `processes` unset or auto, the vCPUs (at most N)"),
     (ENV_DEADLINE_MARGIN_MS, f"`{DEFAULT_DEADLINE_MARGIN_MS}`", _PER_CALL,
      "milliseconds kept back from the Lambda deadline: no item starts after it"),
     (ENV_LOG_FAILURES, f"`{DEFAULT_LOG_FAILURES}`", _PER_CALL,
@@ -121,7 +123,8 @@ class Settings:
 
     Attributes:
         strategy: one of ``lambda_fanout.STRATEGIES``.
-        max_workers: concurrency, 1 to 1024, or an :class:`Auto` (adaptive, up to its cap).
+        max_workers: concurrency, 1 to 1024, or an :class:`Auto` (adaptive, up to its cap; never
+            under ``processes``, where auto resolves to a count).
         deadline_margin_ms: time kept back from the Lambda deadline.
         metrics: whether one EMF line is written per call.
         metrics_namespace: the CloudWatch namespace of that line.
@@ -180,7 +183,10 @@ class Settings:
 
         Args:
             strategy: one of STRATEGIES, or None for ``FANOUT_STRATEGY``.
-            max_workers: 1 to 1024, ``"auto"`` / ``"auto:N"``, or None for ``FANOUT_MAX_WORKERS``.
+            max_workers: 1 to 1024, ``"auto"`` / ``"auto:N"``, or None for ``FANOUT_MAX_WORKERS``;
+                unset, 16, or for ``processes`` the vCPUs the function has (cgroup quota, CPU
+                affinity, and ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE`` / 1769 rounded up inside
+                Lambda); under ``processes`` auto is that count too, at most its cap.
             deadline_margin_ms: ms kept back from the deadline, or None for ``FANOUT_DEADLINE_MARGIN_MS``.
             fifo_on_failure: ``"group"`` or ``"batch"``, or None for ``FANOUT_FIFO_ON_FAILURE``.
             raise_on_all_failed: a bool, or None for ``FANOUT_RAISE_ON_ALL_FAILED`` (on/off).
@@ -207,7 +213,18 @@ class Settings:
 
         name = attempt(resolve_choice, strategy, argument="strategy", env=ENV_STRATEGY,
                        default=DEFAULT_STRATEGY, choices=STRATEGIES, environ=env)
-        workers = attempt(resolve_workers, max_workers, environ=env)
+        default_workers = DEFAULT_MAX_WORKERS
+        if name == "processes":
+            from ._procpool import vcpus
+
+            memory = attempt(resolve_int, None, argument="memory_mb", env=ENV_LAMBDA_MEMORY_SIZE, default=None,
+                             minimum=128, maximum=10240, environ=env)
+            default_workers = vcpus(memory)
+        workers = attempt(resolve_workers, max_workers, default=default_workers, environ=env)
+        if name == "processes" and isinstance(workers, Auto):
+            # The adaptive limit follows a service's throttling; processes' items are CPU-bound,
+            # so auto there means what processes picks unset, the vCPUs, kept within the cap.
+            workers = min(workers.cap, default_workers)
         margin = attempt(resolve_int, deadline_margin_ms, argument="deadline_margin_ms",
                          env=ENV_DEADLINE_MARGIN_MS, default=DEFAULT_DEADLINE_MARGIN_MS, minimum=0,
                          maximum=MAX_DEADLINE_MARGIN_MS, environ=env)
@@ -348,11 +365,14 @@ class Auto:
         return AUTO if self.cap == DEFAULT_AUTO_CAP else f"{AUTO}:{self.cap}"
 
 
-def resolve_workers(value: Any = None, *, environ: Mapping[str, str] | None = None) -> int | Auto:
+def resolve_workers(
+    value: Any = None, *, default: int = DEFAULT_MAX_WORKERS, environ: Mapping[str, str] | None = None,
+) -> int | Auto:
     """The worker setting: an explicit argument, else FANOUT_MAX_WORKERS, else the default.
 
     Args:
         value: a whole number, ``"auto"``, ``"auto:N"``, an :class:`Auto`, or None.
+        default: the count when neither is given.
         environ: the environment to read (default ``os.environ``).
 
     Returns:
@@ -369,7 +389,7 @@ def resolve_workers(value: Any = None, *, environ: Mapping[str, str] | None = No
         raw = (os.environ if environ is None else environ).get(ENV_MAX_WORKERS)
         source = f"environment variable {ENV_MAX_WORKERS}"
     if not isinstance(raw, str) or not raw.strip().lower().startswith(AUTO):
-        return resolve_int(value, argument="max_workers", env=ENV_MAX_WORKERS, default=DEFAULT_MAX_WORKERS,
+        return resolve_int(value, argument="max_workers", env=ENV_MAX_WORKERS, default=default,
                            minimum=1, maximum=MAX_WORKERS_LIMIT, environ=environ)
     text = raw.strip().lower()
     if text == AUTO:

@@ -66,11 +66,14 @@ class DeadlineExceeded(TimeoutError):
         )
 
     def __reduce__(self):
-        return (_rebuild_deadline, (self.args, self.started, self.margin_ms))
+        return (_rebuild_deadline, (self.args, self.started, self.margin_ms, type(self)))
 
 
-def _rebuild_deadline(args, started, margin_ms):
-    return DeadlineExceeded(*args, started=started, margin_ms=margin_ms)
+def _rebuild_deadline(args, started, margin_ms, cls=DeadlineExceeded):
+    # A subclass (a task's own timeout type) comes back as itself, e.g. from a worker process.
+    error = cls.__new__(cls)
+    DeadlineExceeded.__init__(error, *args, started=started, margin_ms=margin_ms)
+    return error
 
 
 @public

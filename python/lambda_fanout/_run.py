@@ -185,6 +185,23 @@ class Run:
     # sees _QUEUED had already set the flag, so such a record is then never started, and
     # one it sees _RUNNING is reported as possibly started (the safe side).
 
+    # A strategy that sends records elsewhere in chunks (processes) marks each started as
+    # it sends it, and takes the mark back for a record its worker never reached.
+
+    def _begin(self, index: int) -> Any:
+        """The record to send now (marked started), or _QUEUED if it must not start."""
+        results = self.results
+        results[index] = _RUNNING
+        if self.stopped or (self.deadline is not None and monotonic() >= self.deadline):
+            results[index] = _QUEUED
+            return _QUEUED
+        return self.pending[index]
+
+    def _unbegin(self, index: int) -> None:
+        """A record begun but never reached where it was sent (a worker process stopped first)."""
+        if not self.closed:
+            self.results[index] = _QUEUED
+
     def _settle(self, index: int, value: Any) -> bool:
         if self.check is not None:
             try:

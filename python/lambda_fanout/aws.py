@@ -311,26 +311,68 @@ def _strip(response: dict) -> dict:
     return response
 
 
-def _dual(service: str, operation: str, params: Callable[[Any], dict], result: Callable[[dict], Any],
+class _Call:
+    """One operation as a task: ``item -> result`` through either client form.
+
+    A plain object rather than closures, so that the ``processes`` strategy can send it
+    to its workers; each process then makes its own clients.
+    """
+
+    __slots__ = ("service", "operation", "fixed", "fields", "result", "aresult", "pair", "given")
+
+    def __init__(self, service: str, operation: str, fixed: dict, fields: str | tuple[str, ...],
+                 result: Callable[[dict], Any], aresult: Callable[[dict], Any] | None,
+                 pair: Clients | None) -> None:
+        self.service = service
+        self.operation = operation
+        self.fixed = fixed
+        self.fields = fields
+        self.result = result
+        self.aresult = aresult
+        # The pair is looked up on the first call, not per item: clients() reads the
+        # environment and takes a process-wide lock, which 32 threads would contend for.
+        self.pair = pair
+        self.given = pair is not None
+
+    def params(self, item: Any) -> dict:
+        params = dict(self.fixed)
+        if isinstance(self.fields, tuple):
+            params.update(zip(self.fields, item))
+        else:
+            params[self.fields] = item
+        return params
+
+    def clients(self) -> Clients:
+        if self.pair is None:
+            self.pair = clients(self.service)
+        return self.pair
+
+    def __call__(self, item: Any) -> Any:
+        return self.result(getattr(self.clients().sync, self.operation)(**self.params(item)))
+
+    async def aio(self, item: Any) -> Any:
+        response = await getattr(self.clients().aio, self.operation)(**self.params(item))
+        return await self.aresult(response) if self.aresult is not None else self.result(response)
+
+    def __getstate__(self) -> tuple:
+        # Clients looked up here stay in this process; clients passed in go along (and a
+        # boto3 client cannot be pickled: the processes strategy then says so).
+        return tuple(None if name == "pair" and not self.given else getattr(self, name) for name in self.__slots__)
+
+    def __setstate__(self, state: tuple) -> None:
+        for name, value in zip(self.__slots__, state):
+            setattr(self, name, value)
+
+
+def _dual(service: str, operation: str, fixed: dict, fields: str | tuple[str, ...], result: Callable[[dict], Any],
           aresult: Callable[[dict], Any] | None, pair: Clients | None, name: str) -> Task:
-    """A Task calling ``operation`` with ``params(item)`` through either client form."""
-    # The pair is looked up on the first call, not per item: clients() reads the
-    # environment and takes a process-wide lock, which 32 threads would contend for.
-    found: list[Clients] = [pair] if pair is not None else []
+    """A Task calling ``operation`` with ``fixed`` plus the item as ``fields``, through either client form."""
+    call = _Call(service, operation, fixed, fields, result, aresult, pair)
+    return Task(call, call.aio, name=name)
 
-    def pair_() -> Clients:
-        if not found:
-            found.append(clients(service))
-        return found[0]
 
-    def sync_fn(item: Any) -> Any:
-        return result(getattr(pair_().sync, operation)(**params(item)))
-
-    async def async_fn(item: Any) -> Any:
-        response = await getattr(pair_().aio, operation)(**params(item))
-        return await aresult(response) if aresult is not None else result(response)
-
-    return Task(sync_fn, async_fn, name=name)
+def _body(response: dict) -> bytes:
+    return response["Body"].read()
 
 
 async def _read_body(response: dict) -> bytes:
@@ -338,44 +380,54 @@ async def _read_body(response: dict) -> bytes:
         return await stream.read()
 
 
+def _etag(response: dict) -> str:
+    return response["ETag"]
+
+
+def _nothing(response: dict) -> None:
+    return None
+
+
+def _item(response: dict) -> dict | None:
+    return response.get("Item")
+
+
+def _message_id(response: dict) -> str:
+    return response["MessageId"]
+
+
 def s3_get_object(bucket: str, *, clients: Clients | None = None) -> Task:
     """Task: key -> the object's body as bytes."""
-    return _dual("s3", "get_object", lambda key: {"Bucket": bucket, "Key": key},
-                 lambda r: r["Body"].read(), _read_body, clients, "s3_get_object")
+    return _dual("s3", "get_object", {"Bucket": bucket}, "Key", _body, _read_body, clients, "s3_get_object")
 
 
 def s3_put_object(bucket: str, *, clients: Clients | None = None) -> Task:
     """Task: (key, body) -> the new object's ETag."""
-    return _dual("s3", "put_object", lambda kb: {"Bucket": bucket, "Key": kb[0], "Body": kb[1]},
-                 lambda r: r["ETag"], None, clients, "s3_put_object")
+    return _dual("s3", "put_object", {"Bucket": bucket}, ("Key", "Body"), _etag, None, clients, "s3_put_object")
 
 
 def s3_head_object(bucket: str, *, clients: Clients | None = None) -> Task:
     """Task: key -> the object's metadata (HeadObject response without ResponseMetadata)."""
-    return _dual("s3", "head_object", lambda key: {"Bucket": bucket, "Key": key},
-                 _strip, None, clients, "s3_head_object")
+    return _dual("s3", "head_object", {"Bucket": bucket}, "Key", _strip, None, clients, "s3_head_object")
 
 
 def s3_delete_object(bucket: str, *, clients: Clients | None = None) -> Task:
     """Task: key -> None, once the object is deleted."""
-    return _dual("s3", "delete_object", lambda key: {"Bucket": bucket, "Key": key},
-                 lambda r: None, None, clients, "s3_delete_object")
+    return _dual("s3", "delete_object", {"Bucket": bucket}, "Key", _nothing, None, clients, "s3_delete_object")
 
 
 def dynamodb_get_item(table: str, *, consistent_read: bool = False, clients: Clients | None = None) -> Task:
     """Task: key (DynamoDB-typed, e.g. ``{"pk": {"S": "a"}}``) -> the item, or None if absent."""
-    return _dual("dynamodb", "get_item",
-                 lambda key: {"TableName": table, "Key": key, "ConsistentRead": consistent_read},
-                 lambda r: r.get("Item"), None, clients, "dynamodb_get_item")
+    return _dual("dynamodb", "get_item", {"TableName": table, "ConsistentRead": consistent_read}, "Key",
+                 _item, None, clients, "dynamodb_get_item")
 
 
 def dynamodb_put_item(table: str, *, clients: Clients | None = None) -> Task:
     """Task: item (DynamoDB-typed) -> None, once written."""
-    return _dual("dynamodb", "put_item", lambda item: {"TableName": table, "Item": item},
-                 lambda r: None, None, clients, "dynamodb_put_item")
+    return _dual("dynamodb", "put_item", {"TableName": table}, "Item", _nothing, None, clients, "dynamodb_put_item")
 
 
 def sqs_send_message(queue_url: str, *, clients: Clients | None = None) -> Task:
     """Task: message body (str) -> the MessageId."""
-    return _dual("sqs", "send_message", lambda body: {"QueueUrl": queue_url, "MessageBody": body},
-                 lambda r: r["MessageId"], None, clients, "sqs_send_message")
+    return _dual("sqs", "send_message", {"QueueUrl": queue_url}, "MessageBody", _message_id, None, clients,
+                 "sqs_send_message")

@@ -65,6 +65,23 @@ def _takes_workers(impl: str, kind: str) -> bool:
     return peers.PEERS[impl].takes_workers
 
 
+#: The strategy for CPU-bound items: it runs only the workloads whose task pickles
+#: (Workload.in_processes), once, at one worker per vCPU of the emulated memory size.
+PROCESSES = "processes"
+
+
+def _own_workers(impl: str, kind: str, opts: Options) -> tuple[bool, Any]:
+    """(fixed, count): whether a case ignores the worker sweep, and its own count if so:
+    none for what takes none, one per vCPU of the emulated memory size for processes."""
+    if not _takes_workers(impl, kind):
+        return True, None
+    if kind == "strategy" and impl == PROCESSES:
+        from .._procpool import vcpus
+
+        return True, vcpus(opts.memory_mb)
+    return False, None
+
+
 def client_profiles() -> tuple[str, ...]:
     """lambda_fanout.aws's client profiles other than its default (none where it has no profiles)."""
     default = getattr(aws, "DEFAULT_PROFILE", "default")
@@ -78,7 +95,8 @@ def cases(opts: Options, venv: str | None = None) -> list[Case]:
     the report can tell how far two measurements of the same thing differ in this run.
     Strategies come from lambda_fanout.STRATEGIES and client profiles from
     lambda_fanout.aws.CLIENT_PROFILES, so a new strategy, worker mode or profile
-    appears in every table without code here. Profiles other than the default add a
+    appears in every table without code here (``processes`` only on the workloads whose
+    task pickles, at its own worker count). Profiles other than the default add a
     row per concurrent strategy on the workloads whose calls they change.
     """
     venv = venv or opts.venv
@@ -86,17 +104,19 @@ def cases(opts: Options, venv: str | None = None) -> list[Case]:
     for name in opts.workloads or tuple(WORKLOADS):
         w = WORKLOADS[name]
         first = len(out)
-        impls = [(s, "strategy") for s in STRATEGIES]
+        impls = [(s, "strategy") for s in STRATEGIES if s != PROCESSES or w.in_processes]
         if opts.with_others:
             impls += [(r, "raw") for r in w.raws] + [(p, "peer") for p in w.peers]
         for number, workers in enumerate(opts.workers):
             for impl, kind in impls:
-                takes = _takes_workers(impl, kind)
-                if not takes and number:
-                    continue  # one row is enough for what has no worker count
-                profiles = (None,) + (client_profiles() if kind == "strategy" and takes and w.profiled else ())
+                fixed, count = _own_workers(impl, kind, opts)
+                if fixed and number:
+                    continue  # one row is enough for what has no worker count, or its own
+                count = count if fixed else workers
+                profiles = (None,) + (client_profiles() if kind == "strategy" and count is not None
+                                      and w.profiled else ())
                 for profile in profiles:
-                    case = Case(w, impl, kind, workers if takes else None, profile)
+                    case = Case(w, impl, kind, count, profile)
                     if case.venv == venv:
                         out.append(case)
         control = next((c for c in out[first:] if c.kind == "strategy" and c.workers is not None), None)
@@ -165,6 +185,12 @@ def measure_case(case: Case, opts: Options, env: Env | None, timer: Timer, *, se
         "ideal_s": w.ideal_s(opts, case.workers), "memory_mb": opts.memory_mb, "cpus": opts.cpus,
         "check": check.text, "check_ok": check.ok, "section": section,
     }
+    if case.impl == PROCESSES:
+        from .._procpool import get_pool
+
+        # The warm-up waited for the slowest of the workers it started (they start side by side).
+        started = get_pool().startup_ms[:case.workers]
+        info["startup_ms"] = max(started) if started else None
     return Measured(info, check, timed)
 
 

@@ -51,11 +51,13 @@ def workers_panel(ax: Any, main: list[dict]) -> None:
 
 
 def sweep_panel(ax: Any, sweep: list[dict]) -> None:
-    """Lines: the S3 workload's median wall time per strategy against Lambda memory size."""
-    for strategy in STRATEGIES:
-        pts = sorted((r["memory_mb"], _median(r) * 1000) for r in _by(sweep, impl=strategy))
-        if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=strategy)
+    """Lines: each swept workload's median wall time per strategy against Lambda memory size."""
+    names = [w for w in WORKLOADS if _by(sweep, workload=w)]
+    for name in names:
+        for strategy in STRATEGIES:
+            pts = sorted((r["memory_mb"], _median(r) * 1000) for r in _by(sweep, impl=strategy, workload=name))
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{name} {strategy}")
     memories = sorted({r["memory_mb"] for r in sweep})
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
@@ -63,7 +65,7 @@ def sweep_panel(ax: Any, sweep: list[dict]) -> None:
     ax.minorticks_off()
     ax.set_xlabel("Lambda memory (MB), CPU share emulated")
     ax.set_ylabel("median wall time (ms)")
-    ax.set_title("S3 workload against memory size")
+    ax.set_title(f"{' and '.join(names)} against memory size")
     ax.legend(fontsize=7)
 
 

@@ -32,7 +32,6 @@ from .workloads import WORKLOADS
 
 REPO = Path(__file__).resolve().parents[3]
 SUITE = REPO / "tests" / "benchmarks" / "test_workloads.py"
-SWEEP_WORKLOAD = "s3"
 
 
 # -- arguments -----------------------------------------------------------------------------
@@ -71,7 +70,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workload", action="append", choices=list(WORKLOADS), help="run only this workload (repeatable; default: all)")
     p.add_argument("--memory-mb", type=_memory, default=DEFAULT_MEMORY_MB, help=f"Lambda memory to emulate and price (default {DEFAULT_MEMORY_MB})")
     p.add_argument("--arch", choices=ARCHITECTURES, default="x86_64", help="price for this architecture (default x86_64)")
-    p.add_argument("--no-memory-sweep", action="store_true", help="skip the S3 workload at other memory sizes")
+    p.add_argument("--no-memory-sweep", action="store_true", help="skip the memory sweep (s3 and cpu at other memory sizes)")
     p.add_argument("--endpoint-url", help="run against this endpoint (real AWS or S3-compatible) instead of the embedded one")
     p.add_argument("--bucket", default=DEFAULT_BUCKET, help=f"bucket for the S3 and batch workloads (default {DEFAULT_BUCKET})")
     p.add_argument("--table", default=DEFAULT_TABLE, help=f"table for the DynamoDB workload (default {DEFAULT_TABLE})")
@@ -235,10 +234,7 @@ def start_endpoint(opts: Options, env: dict, notes: list[str]):
 
 def plan(opts: Options) -> list[tuple[str, Options]]:
     """(label, options) of each suite run: the main one, then the memory sweep."""
-    runs = [("main", opts)]
-    if opts.memory_sweep and (not opts.workloads or SWEEP_WORKLOAD in opts.workloads):
-        runs += [(f"sweep-{m}MB", opts.sweep_run(m, SWEEP_WORKLOAD)) for m in opts.memory_sweep]
-    return runs
+    return [("main", opts)] + [(f"sweep-{m}MB", opts.sweep_run(m, *names)) for m, names in opts.sweeps()]
 
 
 def finish(args: argparse.Namespace, opts: Options, doc: dict, notes: list[str], out: Path, command: str) -> str:

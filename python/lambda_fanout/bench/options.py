@@ -21,6 +21,9 @@ DEFAULT_BUCKET, DEFAULT_TABLE = DEFAULT_BENCH_BUCKET, DEFAULT_BENCH_TABLE
 DEFAULT_MEMORY_MB = 1024
 #: Lognormal width of the proxy's latency tail around each workload's median.
 TAIL_SIGMA = 0.5
+#: The memory sweep's other workload: cpu below, at and above one vCPU, where processes can
+#: help (s3 runs at ``Options.memory_sweep``'s sizes).
+CPU_SWEEP = (128, 1769, 3008)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,10 +118,21 @@ class Options:
         mode = self.mode
         return max(mode.min_rounds, min(mode.max_rounds, math.ceil(mode.case_budget_s / max(estimate_s, 1e-6))))
 
-    def sweep_run(self, memory_mb: int, workload: str) -> "Options":
-        """These options for one point of the memory sweep: one workload, strategies only."""
+    def sweeps(self) -> list[tuple[int, tuple[str, ...]]]:
+        """(memory size, workloads) of each point of the memory sweep, smallest first: s3 at
+        ``memory_sweep``'s sizes and cpu at CPU_SWEEP's, each if ``workloads`` allows it;
+        none without ``memory_sweep``."""
+        if not self.memory_sweep:
+            return []
+        sizes = {w: m for w, m in (("s3", self.memory_sweep), ("cpu", CPU_SWEEP))
+                 if not self.workloads or w in self.workloads}
+        return [(memory, tuple(w for w, m in sizes.items() if memory in m))
+                for memory in sorted({size for m in sizes.values() for size in m})]
+
+    def sweep_run(self, memory_mb: int, *workloads: str) -> "Options":
+        """These options for one point of the memory sweep: its workloads, strategies only."""
         return dataclasses.replace(
-            self, memory_mb=memory_mb, workloads=(workload,), workers=(self.workers[-1],),
+            self, memory_mb=memory_mb, workloads=workloads, workers=(self.workers[-1],),
             items=min(self.items or self.mode.sweep_items, self.mode.sweep_items), with_others=False,
             passes=self.passes or self.mode.sweep_passes)
 

@@ -226,6 +226,16 @@ def sweep_table(rows: list[dict], arch: str) -> tuple[list[str], list[list[str]]
     return header, out
 
 
+#: The memory sweep's workloads, and what their section says about the sizes.
+SWEEP_TEXT = {
+    "s3": "botocore spends about a millisecond of CPU per call, so at small sizes the client CPU, not the "
+          "network, limits what concurrency can gain.",
+    "cpu": "Threads and asyncio share one core under the GIL; `processes` runs one worker per vCPU, so it "
+           "gains only where the function has more than one, and pays pickling and a pipe round trip per "
+           "chunk where it has not.",
+}
+
+
 def sweep_recommendation(rows: list[dict]) -> str:
     parts = []
     for memory in sorted({r["memory_mb"] for r in _measured(rows)}):
@@ -239,7 +249,7 @@ def sweep_recommendation(rows: list[dict]) -> str:
     if not parts:
         return "Not enough measurements."
     return ("Speed-up over sequential by memory size, where measurable: " + "; ".join(parts) +
-            ". At small sizes the client's CPU share, not the network, limits what concurrency can gain: "
+            ". At small sizes the client's CPU share limits what concurrency can gain: "
             "for heavy fan-out, size the function for CPU, not only for memory.")
 
 
@@ -272,12 +282,18 @@ def build_markdown(rows: list[dict], *, memory_mb: int, arch: str, notes: list[s
                   f"**Recommendation:** {rec}", ""]
         recommendations.append((name, rec))
     sweep = _by(rows, section="sweep")
-    if sweep:
-        header, table = sweep_table(sweep, arch)
-        parts += ["## Memory size: the S3 workload at Lambda's CPU share for each size", "",
-                  "Lambda gives a function CPU in proportion to its memory (1 vCPU at 1,769 MB). botocore spends "
-                  "about a millisecond of CPU per call, so at small sizes the client CPU, not the network, "
-                  "limits what concurrency can gain.", "", markdown_table(header, table), "",
-                  f"**Recommendation:** {sweep_recommendation(sweep)}", ""]
+    for name, why in SWEEP_TEXT.items():
+        wsweep = _by(sweep, workload=name)
+        if wsweep:
+            header, table = sweep_table(wsweep, arch)
+            parts += [f"## Memory size: the {name} workload at Lambda's CPU share for each size", "",
+                      "Lambda gives a function CPU in proportion to its memory (1 vCPU at 1,769 MB). " + why, "",
+                      markdown_table(header, table), "",
+                      f"**Recommendation:** {sweep_recommendation(wsweep)}", ""]
+    startup = sorted(r["startup_ms"] for r in rows if r.get("startup_ms") is not None)
+    if startup:
+        parts += [f"`processes` worker start-up, paid by the first call in an execution environment (and by a "
+                  f"worker replaced after a deadline kill): median {median(startup):.0f} ms, "
+                  f"at most {startup[-1]:.0f} ms, over {len(startup)} runs.", ""]
     parts += ["## Recommendations", ""] + [f"- **{n}**: {r}" for n, r in recommendations]
     return "\n".join(parts) + "\n"

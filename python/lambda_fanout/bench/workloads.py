@@ -48,6 +48,8 @@ class Workload:
     profiled = False
     #: why concurrency may not pay here, for the report
     why_no_gain = "each item does too little waiting for overlap to pay for the hand-off"
+    #: the task is module-level (picklable), so the ``processes`` strategy runs it too
+    in_processes = False
 
     def items(self, n: int) -> list:
         return list(range(n))
@@ -186,6 +188,7 @@ class CpuBound(Workload):
     default_items = 300
     quick_items = 60
     raws = ("raw:list-comprehension",)
+    in_processes = True
     why_no_gain = ("the work is CPU-bound and holds the GIL, so threads take turns on one core and asyncio "
                    "runs items one after another")
     _doc = json.dumps({"records": [{"id": i, "name": f"item-{i}", "tags": ["a", "b", "c"], "score": i / 7}
@@ -215,6 +218,7 @@ class Frequency(Workload):
     default_items = 20_000
     quick_items = 2_000
     raws = ("raw:submit+as_completed",)
+    in_processes = True
 
     def items(self, n):
         return [{"id": i, "frequency": (i * 7919) % 41} for i in range(n)]
@@ -291,18 +295,24 @@ class BatchFifo(Batch):
     peers = ("peer:powertools SqsFifoPartialProcessor", "peer:powertools AsyncBatchProcessor (FIFO)")
 
 
+class _Sleep:
+    # A class at module level, so that the processes strategy can pickle the task.
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+
+    def __call__(self, x):
+        time.sleep(self.delay_s)
+        return x
+
+    async def wait(self, x):
+        await asyncio.sleep(self.delay_s)
+        return x
+
+
 def sleep_task(delay_s: float) -> Task:
     """A Task that waits ``delay_s`` (time.sleep / asyncio.sleep) and returns its item."""
-
-    def wait(x):
-        time.sleep(delay_s)
-        return x
-
-    async def await_(x):
-        await asyncio.sleep(delay_s)
-        return x
-
-    return Task(wait, await_, name=f"sleep {delay_s * 1000:g} ms")
+    sleep = _Sleep(delay_s)
+    return Task(sleep, sleep.wait, name=f"sleep {delay_s * 1000:g} ms")
 
 
 WORKLOADS: dict[str, Workload] = {w.name: w for w in (

@@ -1,0 +1,207 @@
+"""``processes``: CPU-bound items on persistent worker processes, one per vCPU, joined by pipes."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from itertools import islice
+
+from .. import _procpool
+from .._errors import DeadlineExceeded
+from .._run import _QUEUED, Run
+from .._task import sync_form
+from .base import WINDOW_PER_WORKER, CallPool, Strategy
+
+_current = threading.local()  # the Lease of the call a driver thread works for
+
+#: After killing the busy workers at the deadline (or after a fatal error), how long
+#: at most to wait for their driver threads to tell the ledger which records had begun:
+#: the kernel closes a killed process's pipes at once, so this is milliseconds. Never
+#: more than half the deadline margin.
+_SETTLE_S = 0.25
+
+
+class Remote:
+    """A task as ``processes`` runs it: each call runs one item in a worker process.
+
+    Called from a driver thread, it uses the worker that thread holds for the call;
+    called anywhere else, it borrows one for the item. Returns the task's value or
+    raises its exception (with the worker's traceback as ``__cause__``); a worker
+    killed at the deadline raises ``DeadlineExceeded.did_not_finish``.
+    """
+
+    __slots__ = ("data", "name", "margin_ms")
+
+    def __init__(self, data: bytes, name: str, margin_ms: int) -> None:
+        self.data = data
+        self.name = name
+        self.margin_ms = margin_ms
+
+    def __call__(self, item):
+        lease = getattr(_current, "lease", None)
+        if lease is None:
+            lease = _procpool.Lease(_procpool.get_pool(), 1, lambda: None)
+            try:
+                return self._in(lease, item)
+            finally:
+                lease.close()
+        return self._in(lease, item)
+
+    def _in(self, lease, item):
+        try:
+            (ok, value), = lease.worker().call(self.data, [item], lease.timeout(), env=lease.env)[0]
+        except _procpool.Killed:
+            raise DeadlineExceeded.did_not_finish(self.margin_ms) from None
+        if ok:
+            return value
+        raise value
+
+    def __repr__(self) -> str:
+        return f"Remote({self.name!r})"
+
+
+class ProcessesStrategy(Strategy):
+    """Items sent to worker processes that live across warm invocations.
+
+    ``max_workers`` driver threads each hold one worker for the call. Plain items go
+    in chunks: a driver thread marks a chunk's records started in the ledger, sends
+    them down its worker's pipe and settles each from the reply; the chunk grows
+    while items are cheap, so pickling and the round trip are amortised, and at most
+    ``max_workers x 2`` chunks are read ahead. A batch's group is walked by the
+    ledger in its driver thread, each record running in that thread's worker through
+    the adapted task.
+
+    At the deadline margin every worker still running an item is killed (and
+    replaced on the next use): nothing of this call keeps running, in this
+    invocation or the next, and no driver thread outlives the call. Records the
+    worker had begun are reported as not finished, the others as not started.
+
+    ``max_workers`` defaults to the vCPUs the function really has (see
+    :func:`lambda_fanout._procpool.vcpus`), not FANOUT_MAX_WORKERS's default; ``auto``
+    means that count too (at most its cap): the adaptive limit follows a service's
+    throttling, and these items are bound by CPU.
+    """
+
+    name = "processes"
+
+    def adapt(self, task) -> Remote:
+        """The callable that runs ``task`` in a worker process, one item per call.
+
+        Raises:
+            ConfigError: the task has no sync form, or cannot be pickled (a lambda, a
+                closure), saying what to do; raised before any item is read.
+        """
+        if isinstance(task, Remote):
+            return task
+        fn = sync_form(task, self.name)
+        return Remote(_procpool.pickled_task(fn, self.name), getattr(fn, "__qualname__", repr(fn)),
+                      self.settings.deadline_margin_ms)
+
+    def _drive(self, run: Run) -> None:
+        lease = _procpool.Lease(_procpool.get_pool(), self.max_workers, run.wait_timeout)
+        if run.groups is None:
+            sizer = _procpool.ChunkSizer()
+            size, work = sizer.size, self._send
+        else:
+            sizer, size, work = None, (lambda: 1), self._walk
+        completed: queue.SimpleQueue = queue.SimpleQueue()
+        settled: queue.SimpleQueue = queue.SimpleQueue()  # one token per job, once the ledger knows
+        jobs = run.jobs
+        inflight = submitted = 0
+        try:
+            with CallPool(run, self.max_workers, "fanout-processes") as threads:
+                submit = threads.executor.submit
+                for _ in range(self.max_workers * WINDOW_PER_WORKER):
+                    chunk = list(islice(jobs, size()))
+                    if not chunk:
+                        break
+                    submit(work, lease, run, chunk, sizer, settled).add_done_callback(completed.put)
+                    inflight += 1
+                    submitted += 1
+                while inflight:
+                    try:
+                        future = completed.get(timeout=run.wait_timeout())
+                    except queue.Empty:
+                        if run.expired():
+                            break
+                        continue
+                    inflight -= 1
+                    future.result()  # the ledger records every task error: this raises only on a bug
+                    if run.must_return():
+                        break
+                    chunk = list(islice(jobs, size()))
+                    if chunk:
+                        submit(work, lease, run, chunk, sizer, settled).add_done_callback(completed.put)
+                        inflight += 1
+                        submitted += 1
+                if inflight:
+                    # Deadline or fatal error: kill what still runs, so each driver thread
+                    # returns now and the ledger learns which records had begun.
+                    lease.interrupt()
+                    end = time.monotonic() + min(_SETTLE_S, run.margin_ms / 2000)
+                    for _ in range(submitted):
+                        try:
+                            settled.get(timeout=max(end - time.monotonic(), 0.0))
+                        except queue.Empty:
+                            break
+        finally:
+            lease.close()
+
+    @classmethod
+    def _send(cls, lease, run: Run, chunk: list[int], sizer, settled) -> None:
+        worker = None
+        try:
+            worker = cls._settle_chunk(lease, run, chunk, sizer)
+        finally:
+            settled.put(None)
+        if worker is not None:
+            lease.replace(worker)  # after the ledger is told: the call may return meanwhile
+
+    @staticmethod
+    def _settle_chunk(lease, run: Run, chunk: list[int], sizer):
+        # Returns the worker if it was killed or died, for replacing.
+        begun, items = [], []
+        for index in chunk:
+            item = run._begin(index)
+            if item is not _QUEUED:
+                begun.append(index)
+                items.append(item)
+        if not items:
+            return None
+        worker = lease.worker()
+        try:
+            results, elapsed = worker.call(run.fn.data, items, lease.timeout(), stop_on_failure=run.stop_on_failure,
+                                           env=lease.env)
+        except _procpool.Killed as killed:
+            # The first `started` records began (reported as not finished), the rest never did.
+            for index in begun[killed.started:]:
+                run._unbegin(index)
+            return worker
+        except _procpool.WorkerError as exc:
+            for index in begun[:max(exc.started, 1)]:
+                run._failed(index, exc)
+            for index in begun[max(exc.started, 1):]:
+                run._unbegin(index)
+            return worker if not worker.healthy else None
+        sizer.observe(len(results), elapsed)
+        for index, (ok, value) in zip(begun, results):
+            if ok:
+                run._settle(index, value)
+            elif isinstance(value, Exception):
+                run._failed(index, value)
+            else:
+                run._fatal_error(value)  # KeyboardInterrupt, SystemExit: finish() raises it
+        for index in begun[len(results):]:
+            run._unbegin(index)  # the worker stopped at a failure before these
+        return None
+
+    @staticmethod
+    def _walk(lease, run: Run, chunk: list, sizer, settled) -> None:
+        _current.lease = lease
+        try:
+            for job in chunk:
+                run.execute(job)
+        finally:
+            _current.lease = None
+            settled.put(None)
