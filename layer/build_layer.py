@@ -95,9 +95,12 @@ def install_dependencies(target: Path, python: str, arch: str) -> None:
         raise SystemExit(f"pip could not install the layer's dependencies for Python {python} {arch}:\n{err}")
 
 
-def copy_package(dest: Path) -> None:
+def copy_package(dest: Path, *, dev: bool = False) -> None:
+    """Copy the package (python/ plus strategies/) into ``dest``; ``dev`` keeps the dev-only parts."""
     def ignore(directory: str, names: list[str]) -> set[str]:
         skip = {n for n in names if n in STRIP_DIRS or n.endswith(STRIP_SUFFIXES)}
+        if dev:
+            return skip
         if Path(directory) == PACKAGE:
             skip |= PACKAGE_EXCLUDE & set(names)
         elif Path(directory) == PACKAGE / "bench":
@@ -112,12 +115,13 @@ def stage(dest: Path) -> Path:
     """Assemble the importable package (no dependencies) under ``dest``, replacing what was there.
 
     The tests and the property-test venvs put ``dest`` on PYTHONPATH, so they import
-    the package exactly as the zip lays it out.
+    the package as the zip lays it out, plus the dev-only parts the zip leaves out
+    (lambda_fanout.testing, the bench CLI), which the tests use.
     """
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    copy_package(dest)
+    copy_package(dest, dev=True)
     return dest
 
 
