@@ -372,14 +372,16 @@ def test_runner_library_and_lambda_handler(aws_endpoint, monkeypatch):
 
 # -- the layer keeps only what the in-Lambda runner needs --------------------------------------
 
-def test_layer_keeps_the_runner_but_not_the_cli():
-    bench = os.path.join(staging.python_dir(), "lambda_fanout", "bench")
+def test_layer_keeps_the_runner_but_not_the_cli(tmp_path):
+    # The package as the zip lays it out (the staged one for tests keeps the dev-only parts).
+    staging.build_layer_module().copy_package(tmp_path)
+    bench = os.path.join(str(tmp_path), "lambda_fanout", "bench")
     shipped = set(os.listdir(bench))
     assert {"runner.py", "cases.py", "report.py", "stats.py", "records.py"} <= shipped
     assert not shipped & {"cli.py", "__main__.py", "quota.py", "chart.py", "history.py"}
     code = "import lambda_fanout.bench.runner as r; print(r.lambda_handler.__name__)"
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
-                         env={"PYTHONPATH": staging.python_dir(), "PATH": os.environ.get("PATH", "")})
+                         env={"PYTHONPATH": str(tmp_path), "PATH": os.environ.get("PATH", "")})
     assert out.stdout.strip() == "lambda_handler", out.stderr
 
 
