@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ import staging
 from lambda_fanout.bench import cases as bench_cases
 from lambda_fanout.bench import cost, history, quota, report, runner, seeding, stats
 from lambda_fanout.bench.options import QUICK, Options
+from lambda_fanout.bench import workloads as bench_workloads
 from lambda_fanout.bench.workloads import WORKLOADS
 
 
@@ -271,7 +273,10 @@ def test_cases_follow_the_strategy_registry_and_worker_modes(monkeypatch):
     assert ids.count("s3-sequential-1w") == 1 and ids.count("cpu-raw:list-comprehension-1w") == 1
     assert ids[ids.index("cpu-sequential-1w") - 1] == "s3-threads-8w-control"  # each workload ends with its control
     assert "s3-peer:aioboto3+gather-8w" not in ids  # it runs from .venv-peers
-    assert "s3-peer:aioboto3+gather-autow" in [c.id for c in bench_cases.cases(opts, "peers")]
+    peer_ids = [c.id for c in bench_cases.cases(opts, "peers")]
+    # auto is the library's mode: the raw idioms and peers run at the counts only.
+    assert "s3-peer:aioboto3+gather-8w" in peer_ids and "s3-peer:aioboto3+gather-autow" not in peer_ids
+    assert "s3-raw:boto3+ThreadPoolExecutor-8w" in ids and "s3-raw:boto3+ThreadPoolExecutor-autow" not in ids
     assert WORKLOADS["s3"].ideal_s(opts, "auto") is None
     reverse = bench_cases.cases(Options.create(workloads=("cpu",), reverse=True))
     assert [c.id for c in reverse] == [c.id for c in bench_cases.cases(Options.create(workloads=("cpu",)))][::-1]
@@ -428,3 +433,65 @@ def _parent_is_gone(pid: str) -> bool:
             return f.read().split()[3] == "1"
     except OSError:
         return False
+
+
+# -- auto and the throttled workload in the bench -----------------------------------------------
+
+def test_auto_joins_the_default_runs_on_the_workloads_the_mode_names():
+    quick = [c.id for c in bench_cases.cases(Options.create(quick=True))]
+    assert {"latency-threads-autow", "latency-asyncio-autow", "s3-threads-autow", "s3-asyncio-autow"} <= set(quick)
+    assert not any(i.startswith(("dynamodb-", "cpu-")) and "autow" in i for i in quick)
+    assert not any(i.startswith("throttled-") for i in quick)  # slow: left out of quick runs unless named
+    full = [c.id for c in bench_cases.cases(Options.create())]
+    assert {"throttled-threads-autow", "throttled-threads-16w", "dynamodb-threads-map-autow"} <= set(full)
+    assert not any("raw:" in i and "autow" in i for i in full)  # the idioms take counts only
+    # Workers given: exactly those; and the memory sweep measures its one count.
+    assert not any("autow" in c.id for c in bench_cases.cases(Options.create(quick=True, workers=(8,))))
+    swept = Options.create().sweep_run(1769, "s3")
+    assert not any("autow" in c.id for c in bench_cases.cases(swept))
+    # Against another endpoint (real AWS) there is no proxy to throttle: throttled only when named.
+    far = Options.create(endpoint_url="https://s3.example")
+    assert "throttled" not in bench_workloads.selected(far)
+    assert bench_workloads.selected(dataclasses.replace(far, workloads=("throttled",))) == ("throttled",)
+    with pytest.raises(RuntimeError, match="needs the embedded endpoint's proxy"):
+        WORKLOADS["throttled"].setup(far, bench_workloads.Env("b", "t", None))
+
+
+def test_the_limit_over_time_is_reported_per_auto_row():
+    history_ = [[0.0, 16], [0.021, 64], [0.043, 256]]
+    auto = row("threads", 0.080, workers="auto", limit_over_time=history_, limit_peak=256, limit_final=256)
+    samples_ = report.limit_samples(auto, width=9)
+    assert samples_[0] == 16 and samples_[-1] == 256 and samples_ == sorted(samples_)
+    assert set(samples_) == {16, 64, 256}
+    line = report.sparkline([1, 16, 256])
+    assert line[0] == report.SPARKS[0] and line[-1] == report.SPARKS[-1] and line[1] == report.SPARKS[4]
+    md = report.build_markdown([row("sequential", 1.0), row("threads", 0.1), auto], memory_mb=1024,
+                               arch="x86_64", notes=[])
+    section = md[md.index("## `auto`: the limit over time"):]
+    assert "| latency | threads |" in section and "16 \u2192 256" in section and report.sparkline(samples_) != ""
+    assert "| auto (peak 256) |" in md  # the workers cell of its table row
+
+
+def test_rows_that_lost_items_to_throttling_are_never_recommended():
+    rows = [row("sequential", 3.0, workload="throttled"),
+            row("threads", 0.5, workers=64, workload="throttled", failed_items=12,
+                check="ok: 488 read, 12 throttled after botocore's retries", responses_503_per_round=900.0),
+            row("threads", 1.2, workers=4, workload="throttled", responses_503_per_round=3.0)]
+    text = report.recommend("throttled", rows)
+    assert "FANOUT_MAX_WORKERS=4" in text and "FANOUT_MAX_WORKERS=64" not in text, text
+    cells = report.workload_table(rows, 1024, "x86_64")
+    assert any(c[-1].endswith("12 throttled after botocore's retries; 900 503s per round") for c in cells)
+
+
+def test_the_charts_draw_the_auto_limits_beside_the_comparison(tmp_path):
+    from lambda_fanout.bench import chart
+
+    rows = [row("sequential", 1.0), row("threads", 0.1, workers=8), row("threads", 0.12, workers=32),
+            row("asyncio", 0.09, workers="auto", limit_over_time=[[0.0, 16], [0.02, 64]], limit_peak=64,
+                limit_final=64)]
+    png = b"\x89PNG\r\n\x1a\n"
+    for draw, name in ((chart.write_chart, "comparison.png"), (chart.write_limit_chart, "auto-limits.png")):
+        path = draw(rows, str(tmp_path / name))
+        assert path and (tmp_path / name).read_bytes().startswith(png)
+    assert chart.write_limit_chart(rows[:3], str(tmp_path / "none.png")) is None  # no auto row: no chart
+    assert not (tmp_path / "none.png").exists()

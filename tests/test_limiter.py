@@ -282,8 +282,10 @@ def test_each_new_run_relaxes_a_floor_the_service_no_longer_meets():
     enough to stop its growth): with each warm invocation the floor moves halfway
     (geometrically) towards the new latency, and growth resumes."""
     sim = Simulation(256, initial=8, seed=3)
-    sim.run(Service(0.010), completions=8)  # one window: the floor, and a first step up
+    # Settled (slow start over) on a service that takes 32 at 10 ms: the floor.
+    sim.run(Service(0.010, capacity=32), completions=3000)
     lim = sim.limiter
+    assert not lim._slow and lim.limit < lim.cap
     sim.run(Service(0.018), completions=3000)
     held = lim.limit
     sim.run(Service(0.018), completions=3000)
@@ -297,3 +299,22 @@ def test_each_new_run_relaxes_a_floor_the_service_no_longer_meets():
     assert floors[0] == pytest.approx((0.010 * 0.018) ** 0.5, rel=0.05)
     assert floors == sorted(floors)
     assert lim.limit > held
+
+
+@SIM_SETTINGS
+@given(latency=st.floats(0.001, 0.2), cap=st.integers(1, 300), seed=st.integers(0, 2**16))
+def test_slow_start_grows_per_completion_fourfold_per_round_trip(latency, cap, seed):
+    """On a service whose latency stays flat, each completion in slow start adds
+    SLOW_START_GAIN to the limit: one round trip multiplies it by four (up to the cap),
+    without waiting for a window's slowest answer; no round trip more than that."""
+    sim = Simulation(cap, seed=seed)
+    lim = sim.limiter
+    expected = lim.limit
+    for _ in range(6):
+        wave = lim.limit
+        start = sim.now
+        sim.run(Service(latency), completions=wave)
+        assert sim.now == pytest.approx(start + latency)  # one round trip
+        expected = min(cap, expected * (1 + _limiter.SLOW_START_GAIN))
+        assert lim.limit == expected and lim.peak == expected
+        assert len(sim.heap) <= lim.limit

@@ -64,8 +64,10 @@ MIN_SAMPLES = 8
 GROW_BELOW = 1.5
 #: Latency above this factor of the floor shrinks the limit towards GROW_BELOW.
 SHRINK_ABOVE = 2.0
-#: Latency within this factor of the floor is flat: slow start quadruples the limit.
+#: Latency within this factor of the floor is flat: slow start quadruples the limit
+#: per round trip (SLOW_START_GAIN more per completion), else it doubles (one more).
 FLAT = 1.2
+SLOW_START_GAIN = 3
 #: Weight of the newest window in the smoothed latency.
 SMOOTHING = 0.5
 #: The multiplicative cut on a throttling signal (CUBIC's beta).
@@ -196,6 +198,7 @@ class Limiter:
         "cap", "limit", "peak", "throttled", "adjustments", "history", "clock", "stride", "_lock",
         "_inflight", "_done", "_samples", "_need", "_t0", "_win_peak", "_floor", "_rate",
         "_smooth", "_slow", "_stepped", "_before", "_ceiling", "_recover_at", "_origin",
+        "_gain", "_opened", "_opened_before",
     )
 
     def __init__(self, cap: int = DEFAULT_CAP, *, initial: int = INITIAL_LIMIT,
@@ -213,7 +216,8 @@ class Limiter:
         self._lock = threading.Lock()
         self._floor: float | None = None  # the no-load latency, once measured
         self._smooth: float | None = None  # window medians, smoothed
-        self._slow = True  # slow start: doubling per window
+        self._slow = True  # slow start: growth per completion, judged per window
+        self._gain = SLOW_START_GAIN
         self._ceiling = 0  # the limit at the last throttling cut (0: none yet)
         self.adjustments = 0
         self.stride = 1
@@ -245,6 +249,8 @@ class Limiter:
 
     def _open_window(self, now: float) -> None:
         self._samples: list[float] = []
+        self._opened_before = getattr(self, "_opened", self.limit)
+        self._opened = self.limit
         self._t0 = now
         self._win_peak = self._inflight
         self._need = max(self.limit, MIN_SAMPLES)
@@ -269,6 +275,14 @@ class Limiter:
         if inflight >= self._win_peak:
             self._win_peak = inflight + 1
         if ok:
+            if self._slow:
+                # Slow start grows per completion, as TCP's does per acknowledgement, so
+                # the limit rises as the first answers come back rather than after the
+                # slowest of a window; the window's verdict below can take it back.
+                limit = self.limit + self._gain * self.stride
+                self.limit = limit = self.cap if limit > self.cap else limit
+                if limit > self.peak:
+                    self.peak = limit
             samples = self._samples
             samples.append(now - started)
             if len(samples) >= self._need and now - self._t0 >= MIN_WINDOW_S:
@@ -309,11 +323,11 @@ class Limiter:
             # What is in flight now was sent at the old limit: its latencies and
             # throttles answer the old limit, not this one.
             self._recover_at = self._done + self._inflight
-        if limit != self.limit:
-            self.limit = limit
-            if limit > self.peak:
-                self.peak = limit
-            history = self.history
+        self.limit = limit
+        if limit > self.peak:
+            self.peak = limit
+        history = self.history
+        if history[-1][1] != limit:  # slow start also moved it between windows
             if len(history) >= HISTORY:
                 del history[1::2]  # keep the shape, halve the resolution
             history.append((now - self._origin, limit))
@@ -340,21 +354,41 @@ class Limiter:
         limit = self.limit
         previous_rate, self._rate = self._rate, rate
         if self._done < self._recover_at:
-            self._set(limit, now, stepped=0)  # still draining what the old limit sent
+            # Still draining what the old limit sent; the smoothed latency restarts after,
+            # so a backlog already answered cannot shrink the new limit a second time.
+            self._smooth = None
+            self._set(limit, now, stepped=0)
             return
-        if self._stepped:
+        if self._slow:
+            # The window opened at ``_opened`` and grew per completion to ``limit``. The
+            # growth stands while latency stays near the floor and throughput rose with
+            # the previous window's growth; else slow start ends at the opening limit.
+            opened, before = self._opened, self._opened_before
+            if self._win_peak < opened:
+                self._set(opened, now, stepped=0)  # the limit was not used: no verdict on more
+                return
+            wanted = 1.0 + STEP_GAIN * (opened - before) / before
+            if ratio < GROW_BELOW and rate >= previous_rate * wanted:
+                self._gain = SLOW_START_GAIN if ratio < FLAT else 1
+                self._set(limit, now, stepped=0)
+                return
+            self._slow = False
+            self._set(opened, now, stepped=0)
+            if ratio <= SHRINK_ABOVE:
+                return
+            limit = opened
+        elif self._stepped:
             # A step up must buy throughput, at least a share of what it would on an
-            # unloaded service; else go back and stop doubling.
+            # unloaded service; else go back.
             wanted = 1.0 + STEP_GAIN * (limit - self._before) / self._before
             if rate < previous_rate * wanted:
-                self._slow = False
                 self._set(self._before, now, stepped=0)
                 return
         if ratio > SHRINK_ABOVE:
-            self._slow = False
             if limit == 1:
                 self._floor = latency  # the service itself became slower: a new floor
             target = int(limit * max(0.5, GROW_BELOW / ratio))
+            self._ceiling = limit  # too many: growth climbs back towards it, then probes
             self._set(max(1, min(target, limit - 1)), now, stepped=0)
             return
         if ratio >= GROW_BELOW or self._win_peak < limit or limit >= self.cap:
@@ -362,10 +396,7 @@ class Limiter:
             # nothing about a larger one), or it is at the cap: hold.
             self._set(limit, now, stepped=0)
             return
-        if self._slow:
-            # Quadruple while latency is flat, double while it only stays near the floor.
-            grown = limit * (4 if ratio < FLAT else 2)
-        elif limit < self._ceiling:
+        if limit < self._ceiling:
             grown = limit + max(1, (self._ceiling - limit) // 2)  # back towards the last cut quickly
         else:
             grown = limit + max(1, limit // 8)

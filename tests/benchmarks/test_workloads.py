@@ -17,7 +17,7 @@ import pytest
 from lambda_fanout.bench.cases import cases, measure_case
 from lambda_fanout.bench.options import Options
 from lambda_fanout.bench.seeding import seed
-from lambda_fanout.bench.workloads import WORKLOADS, Env
+from lambda_fanout.bench.workloads import WORKLOADS, Env, selected
 
 OPTS = Options.from_env()
 CASES = cases(OPTS)
@@ -31,7 +31,7 @@ def bench_setup(request):
 
         return Env(OPTS.bucket, OPTS.table, ProxyControl(OPTS.proxy_url) if OPTS.proxy_url else None), {}
     endpoint = request.getfixturevalue("endpoint")
-    names = OPTS.workloads or tuple(WORKLOADS)
+    names = selected(OPTS)
     needed = max([OPTS.n_items(WORKLOADS[w]) for w in names if WORKLOADS[w].needs_aws] or [0])
     if needed:
         seed(endpoint.moto_url, OPTS.bucket, OPTS.table, needed)
@@ -52,6 +52,8 @@ def bench_env(bench_setup, under_quota, monkeypatch):
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
     yield env
+    if env.proxy is not None:
+        env.proxy.configure()  # no throttling or latency left for whatever runs next
     from lambda_fanout import aws
     from lambda_fanout._loop import reset_loop
 

@@ -18,7 +18,7 @@ from .. import STRATEGIES, aws
 from . import idioms, peers
 from .options import Options
 from .stats import median
-from .workloads import WORKLOADS, Check, Env, Workload
+from .workloads import WORKLOADS, Check, Env, Workload, selected
 
 #: The strategy every other one is compared against: a plain loop.
 REFERENCE = "sequential"
@@ -101,17 +101,19 @@ def cases(opts: Options, venv: str | None = None) -> list[Case]:
     """
     venv = venv or opts.venv
     out = []
-    for name in opts.workloads or tuple(WORKLOADS):
+    for name in selected(opts):
         w = WORKLOADS[name]
         first = len(out)
         impls = [(s, "strategy") for s in STRATEGIES if s != PROCESSES or w.in_processes]
         if opts.with_others:
             impls += [(r, "raw") for r in w.raws] + [(p, "peer") for p in w.peers]
-        for number, workers in enumerate(opts.workers):
+        for number, workers in enumerate(opts.workers_for(w)):
             for impl, kind in impls:
                 fixed, count = _own_workers(impl, kind, opts)
                 if fixed and number:
                     continue  # one row is enough for what has no worker count, or its own
+                if not fixed and kind != "strategy" and not isinstance(workers, int):
+                    continue  # a mode such as auto is the library's: the idioms and peers take counts
                 count = count if fixed else workers
                 profiles = (None,) + (client_profiles() if kind == "strategy" and count is not None
                                       and w.profiled else ())
@@ -174,7 +176,10 @@ def measure_case(case: Case, opts: Options, env: Env | None, timer: Timer, *, se
         runner.run(warm)
         estimate = (time.perf_counter() - t0) * len(items) / max(len(warm), 1)
         rounds = opts.rounds_for(estimate)
+        if w.needs_proxy:
+            env.proxy.reset_stats()  # count what the timed rounds drew, not the warm-up
         timed = timer(one_round, rounds)
+        proxy_stats = env.proxy.stats() if w.needs_proxy else None
     finally:
         runner.close()
     check = w.check(results[0], items)
@@ -183,8 +188,12 @@ def measure_case(case: Case, opts: Options, env: Env | None, timer: Timer, *, se
         "profile": case.profile, "control": case.control,
         "rounds": rounds, "cpu_ms_per_item": median(cpu) * 1000 / max(len(items), 1),
         "ideal_s": w.ideal_s(opts, case.workers), "memory_mb": opts.memory_mb, "cpus": opts.cpus,
-        "check": check.text, "check_ok": check.ok, "section": section,
+        "check": check.text, "check_ok": check.ok, "failed_items": check.failed, "section": section,
     }
+    if proxy_stats is not None:
+        info["responses_503_per_round"] = proxy_stats["throttled"] / rounds
+    if case.kind == "strategy" and isinstance(case.workers, str):
+        info.update(_limit_figures(case, env))
     if case.impl == PROCESSES:
         from .._procpool import get_pool
 
@@ -192,6 +201,21 @@ def measure_case(case: Case, opts: Options, env: Env | None, timer: Timer, *, se
         started = get_pool().startup_ms[:case.workers]
         info["startup_ms"] = max(started) if started else None
     return Measured(info, check, timed)
+
+
+def _limit_figures(case: Case, env: Env | None) -> dict:
+    """Where auto's limit went in the last round: its changes over time, peak and end."""
+    from .. import _limiter
+
+    try:
+        task = case.workload.task(env, case.profile)
+    except NotImplementedError:  # batch workloads: the limiter is keyed by the record handler
+        return {}
+    limiter = _limiter.learned(task, case.impl)
+    if limiter is None:
+        return {}
+    return {"limit_over_time": [[round(t, 4), n] for t, n in limiter.history],
+            "limit_peak": limiter.peak, "limit_final": limiter.limit}
 
 
 def loop_timer(fn: Callable[[], Any], rounds: int) -> list[float]:

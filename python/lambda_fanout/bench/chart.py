@@ -1,4 +1,5 @@
-"""comparison.png: speed-up per strategy per workload, wall time against workers, the memory sweep."""
+"""comparison.png: speed-up per strategy per workload, wall time against workers, the memory sweep;
+auto-limits.png: auto's limit over time, a small chart per workload."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 from .. import STRATEGIES
 from .cases import REFERENCE
-from .report import _by, _measured, _median, _reference
+from .report import _by, _measured, _median, _reference, label
 from .workloads import WORKLOADS
 
 
@@ -69,14 +70,48 @@ def sweep_panel(ax: Any, sweep: list[dict]) -> None:
     ax.legend(fontsize=7)
 
 
-def write_chart(rows: list[dict], path: str) -> str | None:
-    """Draw the panels that have data into ``path``; None when matplotlib is not installed."""
+def _pyplot() -> Any:
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def write_limit_chart(rows: list[dict], path: str) -> str | None:
+    """One small step chart per workload of auto's limit against time in the last round, a line
+    per strategy; None when no row ran under auto or matplotlib is not installed."""
+    autos = [r for r in _measured(_by(rows, section="main")) if r.get("limit_over_time")]
+    plt = _pyplot() if autos else None
+    if plt is None:
+        return None
+    names = [w for w in WORKLOADS if _by(autos, workload=w)]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.0), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for r in _by(autos, workload=name):
+            history = r["limit_over_time"]
+            end = max(history[-1][0], r["data"][-1])
+            xs = [t * 1000 for t, _ in history] + [end * 1000]
+            ys = [n for _, n in history] + [history[-1][1]]
+            ax.step(xs, ys, where="post", label=label(r))
+        ax.set_yscale("log", base=2)
+        ax.set_xlabel("ms into the round")
+        ax.set_ylabel("limit")
+        ax.set_title(name, fontsize=9)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_chart(rows: list[dict], path: str) -> str | None:
+    """Draw the panels that have data into ``path``; None when matplotlib is not installed."""
+    plt = _pyplot()
+    if plt is None:
         return None
     main = _measured(_by(rows, section="main"))
     sweep = _measured(_by(rows, section="sweep"))

@@ -28,7 +28,7 @@ from .options import DEFAULT_BUCKET, DEFAULT_MEMORY_MB, DEFAULT_TABLE, ENV_OPTIO
 from .peers import PEERS_VENV_DIR
 from .quota import cpu_quota, vcpus_for_memory
 from .report import build_markdown, rows_from_pytest_benchmark
-from .workloads import WORKLOADS
+from .workloads import WORKLOADS, selected
 
 REPO = Path(__file__).resolve().parents[3]
 SUITE = REPO / "tests" / "benchmarks" / "test_workloads.py"
@@ -239,7 +239,7 @@ def plan(opts: Options) -> list[tuple[str, Options]]:
 
 def finish(args: argparse.Namespace, opts: Options, doc: dict, notes: list[str], out: Path, command: str) -> str:
     """Write the report, chart and JSON, save the run, append the history; the Markdown."""
-    from .chart import write_chart
+    from .chart import write_chart, write_limit_chart
 
     rows = rows_from_pytest_benchmark(doc)
     md = build_markdown(rows, memory_mb=opts.memory_mb, arch=opts.arch, notes=notes)
@@ -251,9 +251,10 @@ def finish(args: argparse.Namespace, opts: Options, doc: dict, notes: list[str],
     name = args.save or time.strftime("run-%Y%m%d-%H%M%S", time.gmtime())
     saved = history.save_run(out, doc, name)
     history.append_history(out, doc, name, command)
-    chart = write_chart(rows, str(out / "comparison.png"))
+    charts = [c for c in (write_chart(rows, str(out / "comparison.png")),
+                          write_limit_chart(rows, str(out / "auto-limits.png"))) if c]
     say(md)
-    say(f"==> wrote {out / 'report.md'}, {out / 'benchmark.json'}" + (f", {chart}" if chart else "")
+    say(f"==> wrote {out / 'report.md'}, {out / 'benchmark.json'}" + "".join(f", {c}" for c in charts)
         + f"; saved as {saved.stem} (compare later with --compare {name}); history in {out / history.HISTORY}")
     return md
 
@@ -280,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         endpoint = start_endpoint(opts, env, notes)
         doc: dict = {"benchmarks": [], "skipped": []}
         for label, run_opts in plan(opts):
-            say(f"==> {label}: {', '.join(run_opts.workloads or tuple(WORKLOADS))} at {run_opts.memory_mb} MB")
+            say(f"==> {label}: {', '.join(selected(run_opts))} at {run_opts.memory_mb} MB")
             if not run_label(label, run_opts, env, out, doc, notes):
                 return 1
         notes.append(f"Command: {command}; the whole run took {time.monotonic() - started:.0f} s.")

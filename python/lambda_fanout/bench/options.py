@@ -46,13 +46,16 @@ class Mode:
     memory_sweep: tuple[int, ...]
     sweep_items: int
     sweep_passes: int
+    #: workloads on which ``auto`` joins the default worker count (not when --workers is given)
+    auto_on: tuple[str, ...] = ()
 
 
 # The library's default worker count: the bench measures what a user gets unless told otherwise.
 FULL = Mode(workers=(DEFAULT_MAX_WORKERS,), passes=2, min_rounds=1, max_rounds=12, case_budget_s=1.5,
-            memory_sweep=(128, 512, 1769, 3008), sweep_items=100, sweep_passes=2)
+            memory_sweep=(128, 512, 1769, 3008), sweep_items=100, sweep_passes=2,
+            auto_on=("latency", "s3", "dynamodb", "throttled"))
 QUICK = Mode(workers=(DEFAULT_MAX_WORKERS,), passes=2, min_rounds=2, max_rounds=20, case_budget_s=0.3,
-             memory_sweep=(128, 1769), sweep_items=32, sweep_passes=1)
+             memory_sweep=(128, 1769), sweep_items=32, sweep_passes=1, auto_on=("latency", "s3"))
 
 
 @dataclasses.dataclass
@@ -79,6 +82,7 @@ class Options:
     quota_procs: str | None = None  # the CPU quota's cgroup.procs: the suite enters it once set up
     passes: int | None = None  # suite passes; None: the mode's
     reverse: bool = False  # this pass runs the cases in reverse order
+    auto_on: tuple[str, ...] = ()  # workloads that also run at max_workers="auto"
 
     @classmethod
     def create(cls, *, quick: bool = False, workers: tuple | None = None, memory_sweep: tuple | None = None,
@@ -86,13 +90,17 @@ class Options:
         """Options with the mode's defaults for every value not given (None counts as not given)."""
         mode = QUICK if quick else FULL
         given = {k: v for k, v in given.items() if v is not None}
+        given.setdefault("auto_on", () if workers else mode.auto_on)
         return cls(quick=quick, workers=tuple(workers or mode.workers),
                    memory_sweep=mode.memory_sweep if memory_sweep is None else tuple(memory_sweep), **given)
 
     @classmethod
     def for_tests(cls) -> "Options":
         """What ``./build.sh test`` runs the suite with: small sizes, one round, so it cannot rot."""
-        return cls.create(quick=True, items=16, workers=(4,), rounds=1, passes=1, memory_sweep=())
+        from .workloads import WORKLOADS  # (workloads imports this module)
+
+        return cls.create(quick=True, items=16, workers=(4,), rounds=1, passes=1, memory_sweep=(),
+                          workloads=tuple(WORKLOADS), auto_on=("latency", "throttled"))
 
     @property
     def mode(self) -> Mode:
@@ -102,6 +110,12 @@ class Options:
         if self.items is not None:
             return self.items
         return workload.quick_items if self.quick else workload.default_items
+
+    def workers_for(self, workload) -> tuple:
+        """The worker counts or modes ``workload`` runs at: the sweep, and ``auto`` where the mode adds it."""
+        if workload.name in self.auto_on and "auto" not in self.workers:
+            return self.workers + ("auto",)
+        return self.workers
 
     def latency_s(self, workload) -> float:
         ms = self.latency_ms if self.latency_ms is not None else workload.default_latency_ms
@@ -133,7 +147,7 @@ class Options:
         """These options for one point of the memory sweep: its workloads, strategies only."""
         return dataclasses.replace(
             self, memory_mb=memory_mb, workloads=workloads, workers=(self.workers[-1],),
-            items=min(self.items or self.mode.sweep_items, self.mode.sweep_items), with_others=False,
+            items=min(self.items or self.mode.sweep_items, self.mode.sweep_items), with_others=False, auto_on=(),
             passes=self.passes or self.mode.sweep_passes)
 
     def to_env(self) -> str:
@@ -146,6 +160,6 @@ class Options:
         if not raw:
             return cls.for_tests()
         data = json.loads(raw)
-        for key in ("workers", "workloads", "memory_sweep"):
+        for key in ("workers", "workloads", "memory_sweep", "auto_on"):
             data[key] = tuple(data[key])
         return cls(**data)

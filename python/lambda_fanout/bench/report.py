@@ -8,6 +8,7 @@ says there is no measurable difference and keeps the simpler or cheaper-in-CPU o
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable
 
 from .cases import REFERENCE
@@ -77,7 +78,15 @@ def label(row: dict) -> str:
 
 
 def _workers(row: dict) -> str:
-    return "-" if row.get("workers") is None else str(row["workers"])
+    if row.get("workers") is None:
+        return "-"
+    peak = row.get("limit_peak")
+    return str(row["workers"]) + (f" (peak {peak})" if peak is not None else "")
+
+
+def _result(row: dict) -> str:
+    per_round = row.get("responses_503_per_round")
+    return row.get("check", "ok") + (f"; {per_round:.0f} 503s per round" if per_round is not None else "")
 
 
 def _cost(row: dict, memory_mb: int, arch: str) -> float:
@@ -107,7 +116,7 @@ def _table_row(r: dict, ref: dict | None, memory_mb: int, arch: str, floor: floa
         label(r) + (" (noise control)" if r.get("control") else ""), _workers(r), str(len(r["data"])), f"{_median(r) * 1000:.1f}",
         f"{q1 * 1000:.1f}-{q3 * 1000:.1f}", speed,
         f"{_median(r) / ideal:.2f}" if ideal and r.get("workers") is not None else "-",
-        f"{r['cpu_ms_per_item']:.3f}", f"${_cost(r, memory_mb, arch):,.2f}", r.get("check", "ok"),
+        f"{r['cpu_ms_per_item']:.3f}", f"${_cost(r, memory_mb, arch):,.2f}", _result(r),
     ]
 
 
@@ -140,9 +149,14 @@ def choose(rows: list[dict]) -> tuple[dict | None, str]:
 
     The fastest strategy is recommended only when its speed-up over sequential is
     measurable. Strategies not measurably slower than the fastest tie with it; of a
-    tie, the one using the least client CPU is recommended.
+    tie, the one using the least client CPU is recommended. A row whose items came back
+    failed (throttled past botocore's retries) is not recommended while another row
+    delivered every item.
     """
     strategies = [r for r in _measured(rows) if r.get("kind", "strategy") == "strategy"]
+    whole = [r for r in strategies if not r.get("failed_items")]
+    if whole and len(whole) < len(strategies):
+        strategies = whole
     ref = _reference(strategies)
     floor, _ = noise_floor(rows)
     if ref is None or len(strategies) < 2:
@@ -253,6 +267,49 @@ def sweep_recommendation(rows: list[dict]) -> str:
             "for heavy fan-out, size the function for CPU, not only for memory.")
 
 
+SPARKS = "▁▂▃▄▅▆▇█"
+SPARK_WIDTH = 32
+
+
+def limit_samples(row: dict, width: int = SPARK_WIDTH) -> list[int]:
+    """auto's limit at ``width`` even steps through the row's last round (a step function)."""
+    history = row["limit_over_time"]
+    end = max(history[-1][0], row["data"][-1] if row.get("data") else 0.0) or 1.0
+    out, i = [], 0
+    for step in range(width):
+        t = end * step / (width - 1)
+        while i + 1 < len(history) and history[i + 1][0] <= t:
+            i += 1
+        out.append(history[i][1])
+    return out
+
+
+def sparkline(values: list[int]) -> str:
+    """Values as block characters on a log scale from 1 to their largest."""
+    top = math.log2(max(max(values), 2))
+    return "".join(SPARKS[min(len(SPARKS) - 1, round(math.log2(max(v, 1)) / top * (len(SPARKS) - 1)))]
+                   for v in values)
+
+
+def limit_section(rows: list[dict]) -> list[str]:
+    """Markdown: where auto's limit went in each auto row's last round; [] without such rows."""
+    autos = [r for r in _measured(rows) if r.get("limit_over_time")]
+    if not autos:
+        return []
+    table = []
+    for r in autos:
+        history = r["limit_over_time"]
+        table.append([r["workload"], label(r), f"`{sparkline(limit_samples(r))}`",
+                      f"{history[0][1]} → {r['limit_final']}", str(r["limit_peak"]),
+                      str(len(history) - 1), f"{_median(r) * 1000:.1f}"])
+    return ["## `auto`: the limit over time", "",
+            "Each row's adaptive limit through its last timed round, left to right, on a log scale from 1 "
+            "to its peak. The warm-up already taught the limiter, so this is a warm invocation: it starts "
+            "where the last one ended (auto-limits.png draws the same data).", "",
+            markdown_table(["workload", "implementation", "limit over the round", "start → end", "peak",
+                            "changes", "median wall (ms)"], table), ""]
+
+
 def method_note() -> str:
     return (f"Statistics: each row's rounds are pytest-benchmark's per-round wall times; IQR is their interquartile "
             f"range. A speed-up's interval is the 95% bootstrap confidence interval of the ratio of medians. "
@@ -295,5 +352,6 @@ def build_markdown(rows: list[dict], *, memory_mb: int, arch: str, notes: list[s
         parts += [f"`processes` worker start-up, paid by the first call in an execution environment (and by a "
                   f"worker replaced after a deadline kill): median {median(startup):.0f} ms, "
                   f"at most {startup[-1]:.0f} ms, over {len(startup)} runs.", ""]
+    parts += limit_section(main)
     parts += ["## Recommendations", ""] + [f"- **{n}**: {r}" for n, r in recommendations]
     return "\n".join(parts) + "\n"

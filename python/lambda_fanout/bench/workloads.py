@@ -21,6 +21,7 @@ class Check(NamedTuple):
 
     ok: bool
     text: str
+    failed: int = 0  # items reported failed (and counted, not lost), where a workload allows that
 
 
 class Env(NamedTuple):
@@ -50,6 +51,10 @@ class Workload:
     why_no_gain = "each item does too little waiting for overlap to pay for the hand-off"
     #: the task is module-level (picklable), so the ``processes`` strategy runs it too
     in_processes = False
+    #: runs only behind the embedded endpoint's proxy (which it configures)
+    needs_proxy = False
+    #: part of a quick run unless workloads are named
+    in_quick = True
 
     def items(self, n: int) -> list:
         return list(range(n))
@@ -144,6 +149,62 @@ class S3Get(Workload):
 
         return {"boto3": ("s3", lambda c, k: c.get_object(Bucket=bucket, Key=k)["Body"].read()),
                 "aiobotocore": ("s3", get)}
+
+
+#: The throttled workload's token bucket: requests per second per prefix, and its depth.
+#: 64 workers at the s3 workload's 25 ms would ask for about 2,500 per second.
+THROTTLE_RATE = 150.0
+THROTTLE_BURST = 10.0
+
+
+class Throttled(S3Get):
+    """S3 GETs against a service that throttles, as S3 does per prefix (5,500 GET/s, scaled down).
+
+    The proxy's token bucket answers requests beyond its rate with S3's 503 SlowDown,
+    which botocore retries (standard mode, 3 attempts); an item that still fails comes
+    back as a throttling error (``errors="collect"``), so the check counts it rather
+    than the run failing. Each row reports the 503s the proxy sent per round.
+    """
+
+    name = "throttled"
+    title = (f"S3 get_object against a throttling endpoint: {THROTTLE_RATE:g} requests/s per prefix "
+             f"(burst {THROTTLE_BURST:g}), the excess answered 503 SlowDown")
+    raws = ()
+    peers = ()
+    profiled = False
+    latency_bound = False
+    needs_proxy = True
+    in_quick = False
+    why_no_gain = "the service admits a fixed number of requests per second, whatever the concurrency"
+
+    def setup(self, opts, env):
+        if env is None or env.proxy is None:
+            raise RuntimeError("the throttled workload needs the embedded endpoint's proxy; "
+                               "run it without --endpoint-url, or leave it out with --workload")
+        env.proxy.configure(delay_ms=opts.latency_s(self) * 1000, tail_sigma=TAIL_SIGMA,
+                            throttle={"rate": THROTTLE_RATE, "burst": THROTTLE_BURST})
+        time.sleep(THROTTLE_BURST / THROTTLE_RATE)  # each case starts with a full bucket
+
+    def strategy_runner(self, env, strategy, workers, profile=None):
+        task = self.task(env, profile)
+        return idioms.Runner(lambda items: fanout_map(task, items, strategy=strategy, max_workers=workers,
+                                                      errors="collect"), lambda: None)
+
+    def check(self, result, items):
+        from .._limiter import is_throttle
+
+        expected = self.expected(items)
+        if [o.index for o in result] != list(range(len(items))):
+            return Check(False, "WRONG: items missing or out of order")
+        wrong = [o for o in result if (o.value != expected[o.index] if o.ok else not is_throttle(o.error))]
+        if wrong:
+            return Check(False, f"WRONG: {len(wrong)} results neither right nor throttled")
+        failed = sum(not o.ok for o in result)
+        return Check(True, f"ok: {len(items) - failed} read, {failed} throttled after botocore's retries", failed)
+
+    def ideal_s(self, opts, workers):
+        # The bucket's rate bounds every implementation alike: the items past its depth at its rate.
+        return max(0.0, opts.n_items(self) - THROTTLE_BURST) / THROTTLE_RATE + opts.latency_s(self)
 
 
 class DynamoGet(Workload):
@@ -316,4 +377,14 @@ def sleep_task(delay_s: float) -> Task:
 
 
 WORKLOADS: dict[str, Workload] = {w.name: w for w in (
-    Latency(), S3Get(), DynamoGet(), CpuBound(), Frequency(), Batch(), BatchFifo())}
+    Latency(), S3Get(), Throttled(), DynamoGet(), CpuBound(), Frequency(), Batch(), BatchFifo())}
+
+
+def selected(opts: Options) -> tuple[str, ...]:
+    """The workloads a run measures: those named, else every one that fits it (a quick run
+    leaves out the slow ones; a run against another endpoint, those that need the proxy)."""
+    if opts.workloads:
+        return tuple(opts.workloads)
+    proxy = bool(opts.proxy_url) or not opts.endpoint_url
+    return tuple(name for name, w in WORKLOADS.items()
+                 if (w.in_quick or not opts.quick) and (proxy or not w.needs_proxy))
