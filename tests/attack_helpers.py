@@ -1,0 +1,113 @@
+"""Module-level tasks for tests/test_attack_round2.py (``processes`` pickles tasks by name).
+
+Each task talks to the test through files in the directory named by ATTACK_DIR (the
+worker runs in the caller's environment), appended with one ``os.write`` per line.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def _log(name: str, line: str) -> None:
+    fd = os.open(os.path.join(os.environ["ATTACK_DIR"], name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def read_log(directory: str, name: str) -> list[str]:
+    try:
+        with open(os.path.join(directory, name)) as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def _wait_for(path: str, timeout: float = 3.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if os.path.exists(path):
+            return True
+        time.sleep(0.002)
+    return False
+
+
+def identity(item):
+    return item
+
+
+def getenv_task(_item):
+    return os.environ.get("ATTACK_VAR")
+
+
+class Unloadable:
+    """Pickles fine; raises when unpickled (in whichever process loads it)."""
+
+    def __reduce__(self):
+        return (_refuse_load, ("no",))
+
+
+def _refuse_load(_arg):
+    raise ValueError("this object refuses to be unpickled")
+
+
+def unloadable_result(item):
+    return Unloadable() if item == 5 else item
+
+
+def exit_at(item):
+    """os._exit() in the worker for item 10 (a worker dying mid-chunk)."""
+    if item == 10:
+        os._exit(3)
+    return item
+
+
+def cross_worker(item):
+    """Item 4 fails once item 260 (another chunk, another worker) has begun; 261.. log their start."""
+    directory = os.environ["ATTACK_DIR"]
+    if item == 4:
+        _wait_for(os.path.join(directory, "b-started"))
+        _log("events", "fail")
+        raise RuntimeError("item 4 fails")
+    if item == 260:
+        open(os.path.join(directory, "b-started"), "w").close()
+    if 260 <= item < 516:
+        _log("events", f"start {item}")
+        time.sleep(0.002)
+    return item
+
+
+def slow_log(item):
+    """Logs its start, then sleeps 2 ms (for cancellation tests)."""
+    if item >= 4:
+        if item == 4:
+            open(os.path.join(os.environ["ATTACK_DIR"], "running"), "w").close()
+        _log("events", f"start {item}")
+        time.sleep(0.002)
+    return item
+
+
+def hang_at(item):
+    if item == 4:
+        time.sleep(30)
+    return item
+
+
+class BadStrUnpicklable(Exception):
+    """An exception that cannot be pickled (an unpicklable attribute) and whose str() raises."""
+
+    def __init__(self):
+        super().__init__()
+        self.lock = __import__("threading").Lock()
+
+    def __str__(self):
+        raise RuntimeError("str() of this exception fails")
+
+
+def raise_bad(item):
+    if item == 1:
+        raise BadStrUnpicklable()
+    return item

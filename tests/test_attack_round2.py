@@ -1,0 +1,215 @@
+"""Round-2 attacks on lambda-fanout's documented guarantees (processes, auto, batches, testing, bench).
+
+Tests marked ``xfail(strict=True, reason="BREAK: ...")`` demonstrate a broken promise on
+the code as it stands (quoted in each docstring); the others are attacks that held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+
+import pytest
+
+import attack_helpers as ah
+import lambda_fanout
+from fakes import FakeContext
+from lambda_fanout import _procpool
+
+
+@pytest.fixture
+def attack_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTACK_DIR", str(tmp_path))
+    return str(tmp_path)
+
+
+def _fresh_pool():
+    # One worker, known history: the process-wide pool's idle workers are stopped.
+    _procpool.shutdown()
+
+
+def _pmap(task, items, **kw):
+    return lambda_fanout.map(task, items, strategy="processes", **kw)
+
+
+# == 1. processes =========================================================================
+
+@pytest.mark.xfail(strict=True, reason="BREAK: a result that pickles in the worker but cannot be "
+                   "unpickled in the caller escapes map as a raw exception instead of failing its item")
+def test_processes_unloadable_result_fails_that_item_alone(attack_dir):
+    """README (processes): "An item or result that cannot be pickled fails that item alone, saying so."
+
+    A result whose unpickling raises (it pickled fine in the worker) must fail item 5
+    only, in collect mode; instead the ValueError from pickle.loads escapes map itself.
+    """
+    out = _pmap(ah.unloadable_result, range(8), max_workers=1, errors="collect")
+    assert [o.ok for o in out] == [True] * 5 + [False] + [True] * 2
+
+
+@pytest.mark.xfail(strict=True, reason="BREAK: an item that pickles but cannot be unpickled in the "
+                   "worker fails the first item of its chunk and reports the rest (the real culprit "
+                   "included) as DeadlineExceeded with no deadline")
+def test_processes_unloadable_item_mid_chunk_fails_alone(attack_dir):
+    """README (processes): "An item or result that cannot be pickled fails that item alone, saying so."
+
+    Items 0..3 go one per chunk; then the chunk grows to 256 (items 4..259). Item 10
+    pickles but raises when the worker unpickles it: only item 10 should fail.
+    """
+    _fresh_pool()
+    items = list(range(20))
+    items[10] = ah.Unloadable()
+    out = _pmap(ah.identity, items, max_workers=1, errors="collect")
+    failed = [o.index for o in out if not o.ok]
+    assert failed == [10], [(o.index, type(o.error).__name__) for o in out if not o.ok]
+
+
+@pytest.mark.xfail(strict=True, reason="BREAK: after a worker dies mid-chunk (os._exit), the chunk's "
+                   "unreached items are reported DeadlineExceeded although there is no deadline, and "
+                   "items that had finished are reported failed")
+def test_processes_worker_exit_mid_chunk_no_phantom_deadline(attack_dir):
+    """README: DeadlineExceeded is for "Items read but not started" once "the remaining time falls under
+    FANOUT_DEADLINE_MARGIN_MS"; processes: the dead worker "is replaced for the next items".
+
+    With no context there is no deadline; a worker that exits at item 10 must not turn
+    items 11..19 into DeadlineExceeded (they are run by the replacement, or fail with a
+    cause that says what happened).
+    """
+    _fresh_pool()
+    out = _pmap(ah.exit_at, range(20), max_workers=1, errors="collect")
+    phantom = [o.index for o in out if isinstance(o.error, lambda_fanout.DeadlineExceeded)]
+    assert phantom == []
+    # the worker died running item 10: only item 10 is to blame
+    assert [o.index for o in out if not o.ok] == [10]
+
+
+@pytest.mark.xfail(strict=True, reason="BREAK: in raise mode another worker's chunk keeps starting "
+                   "items after the first failure is recorded")
+def test_processes_raise_mode_nothing_starts_after_failure(attack_dir):
+    """README Guarantees: "errors="raise": nothing starts after the first failure is recorded, under
+    every strategy: items queued in an executor are skipped, not run".
+
+    Items 0..3 go one per chunk, then chunks of 256: 4..259 to one worker, 260..515 to
+    the other. Item 4 fails once item 260 has begun; items 261.. must not start after.
+    """
+    with pytest.raises(lambda_fanout.TaskError) as info:
+        _pmap(ah.cross_worker, range(2000), max_workers=2)
+    assert info.value.index == 4
+    events = ah.read_log(attack_dir, "events")
+    assert "fail" in events, events[:5]
+    after = events[events.index("fail") + 1:]
+    assert after == [], f"{len(after)} items started after the failure, e.g. {after[:3]}"
+
+
+@pytest.mark.xfail(strict=True, reason="BREAK: the worker's environment is not resent after a call "
+                   "whose only item could not be pickled: the next call runs in the stale environment")
+def test_processes_environment_after_unpicklable_item(attack_dir, monkeypatch):
+    """README (processes): "a worker runs each call in the caller's environment (sent along when it
+    changes), so AWS_* settings and the handler's own variables are the same there".
+    """
+    _fresh_pool()
+    monkeypatch.setenv("ATTACK_VAR", "one")
+    assert _pmap(ah.getenv_task, [0], max_workers=1) == ["one"]
+    monkeypatch.setenv("ATTACK_VAR", "two")
+    out = _pmap(ah.getenv_task, [threading.Lock()], max_workers=1, errors="collect")
+    assert not out[0].ok  # the lock fails alone, as documented
+    assert _pmap(ah.getenv_task, [0], max_workers=1) == ["two"]
+
+
+@pytest.mark.xfail(strict=True, reason="BREAK: an exception that cannot be pickled and whose str() "
+                   "raises kills the worker process; the item fails as 'worker exited' and the rest of "
+                   "the chunk is reported DeadlineExceeded")
+def test_processes_unpicklable_exception_with_bad_str(attack_dir):
+    """README (processes): "An exception from a task comes back with the worker's traceback as its
+    __cause__". An exception that cannot cross the pipe is sent as text; one whose str()
+    also fails must still fail its item alone, not crash the worker.
+    """
+    _fresh_pool()
+    out = _pmap(ah.raise_bad, range(3), max_workers=1, errors="collect")
+    assert [o.ok for o in out] == [True, False, True]
+    assert not isinstance(out[1].error, _procpool.WorkerError) or "exited" not in str(out[1].error)
+
+
+@pytest.mark.xfail(strict=True, reason="BREAK: cancelling amap under processes leaves the chunk "
+                   "already sent to the worker running: items keep starting after the cancel")
+def test_processes_cancelled_amap_starts_nothing(attack_dir):
+    """README Guarantees: "Cancelling amap (asyncio.wait_for, task.cancel()) starts no further item
+    under any strategy and raises CancelledError in the caller at once."
+    """
+    running = os.path.join(attack_dir, "running")
+
+    async def main():
+        task = asyncio.ensure_future(lambda_fanout.amap(ah.slow_log, range(1000), strategy="processes",
+                                                        max_workers=1))
+        for _ in range(3000):
+            if os.path.exists(running):
+                break
+            await asyncio.sleep(0.001)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return len(ah.read_log(attack_dir, "events"))
+
+    at_cancel = asyncio.run(main())
+    time.sleep(0.5)
+    later = len(ah.read_log(attack_dir, "events"))
+    # one item may have been mid-start at the cancel
+    assert later <= at_cancel + 1, f"{later - at_cancel} items started after the cancel"
+
+
+# -- attacks that held ---------------------------------------------------------------------
+
+def test_processes_closure_task_config_error_before_reading(attack_dir):
+    """README (processes): "A lambda or a closure raises ConfigError at the start of the call, before
+    any item is read". Held."""
+    read = []
+
+    def gen():
+        read.append(1)
+        yield 1
+
+    with pytest.raises(lambda_fanout.ConfigError, match="cannot be pickled"):
+        _pmap(lambda x: x, gen(), max_workers=1)
+    assert read == []
+
+
+def test_processes_unpicklable_item_fails_alone(attack_dir):
+    """README (processes): "An item ... that cannot be pickled fails that item alone, saying so". Held."""
+    items = [1, 2, threading.Lock(), 4]
+    out = _pmap(ah.identity, items, max_workers=1, errors="collect")
+    assert [o.ok for o in out] == [True, True, False, True]
+    assert "pickled" in str(out[2].error)
+
+
+def test_processes_hung_item_killed_and_next_call_works(attack_dir):
+    """README: "a worker process still running an item at the margin is killed (SIGKILL) and replaced
+    on the next use, so a hung item holds neither this invocation nor the next". Held: the
+    call returns at the margin, the hung item is started=True, the ones after it
+    started=False, and the next call runs on a replacement.
+    """
+    _fresh_pool()
+    ctx = FakeContext(1500)
+    t0 = time.monotonic()
+    out = _pmap(ah.hang_at, range(20), max_workers=1, errors="collect", context=ctx)
+    assert time.monotonic() - t0 < 1.4
+    assert isinstance(out[4].error, lambda_fanout.DeadlineExceeded) and out[4].error.started
+    later = [o for o in out[5:] if not o.ok]
+    assert later and all(isinstance(o.error, lambda_fanout.DeadlineExceeded) and not o.error.started
+                         for o in later)
+    assert _pmap(ah.identity, range(10), max_workers=1) == list(range(10))
+
+
+@pytest.mark.xfail(strict=True, reason="BREAK: items that finished a second before the deadline, in the "
+                   "same chunk as a hung item, are reported DeadlineExceeded(started=True) and their "
+                   "results are thrown away")
+def test_processes_finished_items_not_lost_at_deadline(attack_dir):
+    """README (map): at the margin "a task still running then (a hung call)" comes back with
+    .started == True, "its late result ignored". Items 2 and 3 finish at once, about a
+    second before the margin; only the hung item 4 was still running. (The processes
+    section words it "the records it had begun", which makes every finished item of
+    the hung item's chunk, up to 255, a failure to redeliver.)
+    """
+    _fresh_pool()
+    out = _pmap(ah.hang_at, range(20), max_workers=1, errors="collect", context=FakeContext(1500))
+    assert [o.ok for o in out[:4]] == [True] * 4, [o.error for o in out[:4]]
