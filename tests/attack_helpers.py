@@ -111,3 +111,50 @@ def raise_bad(item):
     if item == 1:
         raise BadStrUnpicklable()
     return item
+
+
+def interrupt_at(item):
+    if item == 2:
+        raise KeyboardInterrupt("from the worker")
+    return item
+
+
+def sysexit_at(item):
+    if item == 2:
+        raise SystemExit(7)
+    return item
+
+
+def pid_task(_item):
+    time.sleep(0.01)
+    return os.getpid()
+
+
+class ResponseRaises(Exception):
+    """An exception whose ``response`` property itself raises (a lazy HTTP error wrapper)."""
+
+    @property
+    def response(self):
+        raise RuntimeError("response not loaded")
+
+
+class StatusRaises(Exception):
+    @property
+    def status_code(self):
+        raise ValueError("no status yet")
+
+
+def odd_failure(item):
+    if item == 3:
+        raise ResponseRaises("odd")
+    if item == 5:
+        raise StatusRaises("odd status")
+    return item
+
+
+def cyclic_failure(item):
+    if item == 1:
+        a, b = RuntimeError("a"), RuntimeError("b")
+        a.__cause__, b.__cause__ = b, a
+        raise a
+    return item
