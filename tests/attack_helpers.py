@@ -158,3 +158,20 @@ def cyclic_failure(item):
         a.__cause__, b.__cause__ = b, a
         raise a
     return item
+
+
+def record_n(record) -> int:
+    import json
+
+    return json.loads(record["body"])["n"]
+
+
+def batch_hang(record):
+    """SQS record handler: record 1 hangs, record 5 fails, the others log their n."""
+    n = record_n(record)
+    if n == 1:
+        time.sleep(30)
+    if n == 5:
+        raise RuntimeError("record 5 fails")
+    _log("events", f"done {n}")
+    return n

@@ -342,3 +342,25 @@ def test_auto_object_cap_is_validated():
 
     with pytest.raises(lambda_fanout.ConfigError):
         lambda_fanout.map(ah.identity, range(4), strategy="threads", max_workers=Auto(0))
+
+
+# == 3. batch sources =====================================================================
+
+def test_processes_fifo_batch_hung_record_killed_every_record_reported(attack_dir):
+    """README (batches): "With context, records not started before the deadline margin are reported as
+    failures ...: none is lost"; "After a record fails, the later records of its group are not
+    started and are reported failed". Under processes, with a record hung in a worker. Held.
+    """
+    from lambda_fanout.testing import events
+
+    event = events.sqs(12, groups=[f"g{i % 3}" for i in range(12)])  # FIFO: g0 = 0,3,6,9; g1 = 1,4,7,10
+    t0 = time.monotonic()
+    reply = lambda_fanout.process_batch(event, ah.batch_hang, FakeContext(2000), strategy="processes",
+                                        max_workers=3)
+    assert time.monotonic() - t0 < 1.9
+    failed = {f["itemIdentifier"] for f in reply["batchItemFailures"]}
+    ids = [r["messageId"] for r in event["Records"]]
+    done = {int(line.split()[1]) for line in ah.read_log(attack_dir, "events")}
+    # every record is processed (and not reported) or reported; group g1 stops at 1, g2 at 5
+    assert {ids[i] for i in (1, 4, 7, 10, 5, 8, 11)} <= failed
+    assert all((i in done) != (ids[i] in failed) for i in range(12)), (sorted(done), failed)
