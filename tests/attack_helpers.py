@@ -175,3 +175,10 @@ def batch_hang(record):
         raise RuntimeError("record 5 fails")
     _log("events", f"done {n}")
     return n
+
+
+def batch_odd(record):
+    """SQS record handler: record 2 raises an exception whose .response property raises."""
+    if record_n(record) == 2:
+        raise ResponseRaises("odd")
+    return record_n(record)
