@@ -182,3 +182,4 @@ def batch_odd(record):
     if record_n(record) == 2:
         raise ResponseRaises("odd")
     return record_n(record)
+

@@ -158,8 +158,9 @@ def test_processes_cancelled_amap_starts_nothing(attack_dir):
     assert later <= at_cancel + 1, f"{later - at_cancel} items started after the cancel"
 
 
-@pytest.mark.xfail(strict=True, reason="BREAK: with FANOUT_DEADLINE_MARGIN_MS=0 (allowed) the call does "
-                   "not wait for the killed worker's driver: items that never started are reported "
+@pytest.mark.xfail(strict=False, reason="BREAK (a race, lost in most runs: not strict): with "
+                   "FANOUT_DEADLINE_MARGIN_MS=0 (allowed) the call does not wait for the killed worker's "
+                   "driver (settle time min(0.25 s, margin/2)), so items that never started are reported "
                    "started=True ('may have had side effects')")
 def test_processes_zero_margin_unstarted_items_not_started(attack_dir, monkeypatch):
     """README (processes): "Deadline: at the margin, a worker still running is killed; the records it had
