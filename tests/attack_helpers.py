@@ -183,3 +183,15 @@ def batch_odd(record):
         raise ResponseRaises("odd")
     return record_n(record)
 
+
+
+#: A record handler bound to a module-level name but not picklable by it (a lambda).
+lambda_record = lambda record: record  # noqa: E731 - the attack needs a lambda
+
+
+def kill_self_at_1(item):
+    if item == 1:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+    return item
