@@ -195,3 +195,26 @@ def kill_self_at_1(item):
 
         os.kill(os.getpid(), signal.SIGKILL)
     return item
+
+
+class SlowDown(Exception):
+    """A botocore-shaped throttling error (no botocore needed)."""
+
+    def __init__(self):
+        super().__init__("SlowDown")
+        self.response = {"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}}
+
+
+B_STARTED = __import__("threading").Event()
+
+
+def shared_task(item):
+    """Run A: item 0 is throttled, item 1 waits for run B to start; run B's item says it started."""
+    run, n = item
+    if run == "A" and n == 0:
+        raise SlowDown()
+    if run == "A" and n == 1:
+        B_STARTED.wait(5)
+    if run == "B":
+        B_STARTED.set()
+    return item
