@@ -319,9 +319,6 @@ AUTO_STRATEGIES = ["threads", "threads-map", "asyncio"]
 
 
 @pytest.mark.parametrize("strategy", AUTO_STRATEGIES)
-@pytest.mark.xfail(strict=True, reason="BREAK: under auto, a task exception whose .response or "
-                   ".status_code property raises escapes map (the limiter's throttle check reads it "
-                   "unguarded) instead of becoming that item's Outcome")
 def test_auto_odd_exception_properties_fail_the_item(strategy):
     """README: errors="collect" gives "one lambda_fanout.Outcome per item read"; Throttling: auto reads
     a signal from ".response of botocore's shape, .status, .status_code". An exception whose
@@ -350,8 +347,6 @@ def test_auto_parsing_rejects_bad_caps(raw, monkeypatch):
     assert "FANOUT_MAX_WORKERS" in str(info.value) and repr(raw) in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="BREAK: an Auto object with a cap out of range (0) passes "
-                   "max_workers= unchecked and fails later with ThreadPoolExecutor's ValueError")
 def test_auto_object_cap_is_validated():
     """_config.resolve_workers: "Raises: ConfigError: anything else, naming the source, repeating the value
     and listing what is accepted." An Auto(cap=0) is accepted as is."""
@@ -394,8 +389,6 @@ def _row(impl, data, *, cpu=0.1, workers=None, check="ok", check_ok=True, kind="
 SEQ = [1.00, 1.01, 0.99, 1.00, 1.02, 0.98, 1.00, 1.01]
 
 
-@pytest.mark.xfail(strict=True, reason="BREAK: the report recommends a strategy whose result check "
-                   "failed (wrong results), because choose() never looks at check_ok")
 def test_bench_never_recommends_a_wrong_result():
     """README (bench): the report shows "whether the result was right" and "recommends a strategy per
     workload". A strategy whose results were wrong (here: threads, 3 records missing) is
@@ -409,9 +402,6 @@ def test_bench_never_recommends_a_wrong_result():
     assert pick["impl"] != "threads", text
 
 
-@pytest.mark.xfail(strict=True, reason="BREAK: 'every other strategy is measurably slower' is claimed "
-                   "from the runner-up alone; a slower-median strategy with a wide interval is not "
-                   "measurably slower")
 def test_bench_keep_sequential_claim_holds_for_every_strategy():
     """README: "Two rows differ measurably only when the 95% bootstrap confidence interval ... lies wholly
     beyond the workload's noise floor". choose() says of sequential "every other strategy is
@@ -440,8 +430,6 @@ def test_bench_processes_below_one_never_recommended():
 
 
 
-@pytest.mark.xfail(strict=True, reason="BREAK: under auto, a record handler's exception whose .response "
-                   "property raises escapes process_batch: no batchItemFailures reply, the whole batch retried")
 def test_auto_batch_odd_exception_reported_as_record_failure():
     """README (batches): partial failures "with correct partial-failure responses"; brief: "A record is
     always either processed or reported failed". Under FANOUT_MAX_WORKERS=auto the record
@@ -508,8 +496,6 @@ def test_handler_init_unpicklable_record_handler_names_the_variable(tmp_path):
         proc.stderr.splitlines()[-1]
 
 
-@pytest.mark.xfail(strict=True, reason="BREAK: --event sqs:² (a digit Python's int() rejects) fails with "
-                   "int()'s own message instead of saying N must be a whole number")
 def test_invoke_event_spec_superscript_count():
     """Brief/README (invoke): a generated sample is KIND:N; bad input gets "a clear error: what was wrong,
     what was expected". load_event's other bad counts say "N must be a whole number from 1 to 10000"."""
@@ -539,8 +525,6 @@ def test_processes_batch_killed_worker_replaced_at_once(attack_dir):
     assert pool.idle() == 1, "no replacement worker after the deadline kill"
 
 
-@pytest.mark.xfail(strict=True, reason="BREAK: a second concurrent call of the same task resets the shared "
-                   "limiter's per-run figures: the first call's EMF line reports Throttled 0 after it was throttled")
 def test_auto_concurrent_calls_keep_their_throttled_count(monkeypatch, capsys):
     """README (metrics): "One EMF line on stdout per map ... call": "Throttled the throttling signals seen";
     auto: "Two concurrent calls of the same task and strategy share one limiter". Call A is

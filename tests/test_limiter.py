@@ -318,3 +318,20 @@ def test_slow_start_grows_per_completion_fourfold_per_round_trip(latency, cap, s
         expected = min(cap, expected * (1 + _limiter.SLOW_START_GAIN))
         assert lim.limit == expected and lim.peak == expected
         assert len(sim.heap) <= lim.limit
+
+
+def test_a_burst_before_the_first_completion_is_cut_once():
+    """The asyncio and threads strategies report in-flight counts as jobs end, so the
+    first throttles of a run arrive before any count: every request of that first
+    burst was sent at the starting limit, and the burst cuts it once, not once per 503
+    (16 -> 11 -> 7 -> 4 -> 2 -> 1 within a millisecond, as a real run did)."""
+    clock = [0.0]
+    lim = Limiter(256, initial=16, clock=lambda: clock[0])
+    for _ in range(6):
+        lim.throttle()
+    assert lim.limit == int(16 * _limiter.BACKOFF) and lim.throttled == 6
+    for n in range(16):  # the burst drains: every request sent at 16 answers
+        clock[0] += 0.001
+        lim.sample(0.0, clock[0], 15 - n, ok=False)
+    lim.throttle()  # a new burst
+    assert lim.limit == int(int(16 * _limiter.BACKOFF) * _limiter.BACKOFF)

@@ -383,7 +383,9 @@ def resolve_workers(
             what is accepted.
     """
     if isinstance(value, Auto):
-        return value
+        if type(value.cap) is int and 1 <= value.cap <= MAX_WORKERS_LIMIT:
+            return value
+        value = f"{AUTO}:{value.cap}"  # refused below, with the message every bad spelling gets
     source, raw = "argument max_workers=", value
     if value is None:
         raw = (os.environ if environ is None else environ).get(ENV_MAX_WORKERS)

@@ -13,6 +13,26 @@ def public(cls: type) -> type:
     return cls
 
 
+def safe_attr(obj: object, name: str) -> object:
+    """``getattr(obj, name, None)``, and None too when reading it raises.
+
+    A task's exception is arbitrary code: one whose property raises is still only that
+    item's failure, never the call's.
+    """
+    try:
+        return getattr(obj, name, None)
+    except Exception:
+        return None
+
+
+def safe_str(obj: object) -> str:
+    """``str(obj)``, or a placeholder naming the type when that raises."""
+    try:
+        return str(obj)
+    except Exception:
+        return f"<{type(obj).__name__}: str() failed>"
+
+
 def kind(value: object) -> str:
     """``value``'s type with its article, for messages: "an int", "a str", "None"."""
     if value is None:

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
     from ._config import Settings
 
+from ._errors import safe_attr, safe_str
+
 LOGGER_NAME = "lambda_fanout"
 
 _CAUSE = "The above exception was the direct cause of the following exception:"
@@ -62,7 +64,7 @@ def describe(source: str, index: int, identifier: Any, error: BaseException, *, 
         fields["recordId"] = identifier
     fields["exceptionType"] = _type_name(error)
     if with_message or own_words:
-        fields["exceptionMessage"] = str(error)
+        fields["exceptionMessage"] = safe_str(error)
     code, operation = _aws_error(error)
     if code is not None:
         fields["awsErrorCode"] = code
@@ -103,9 +105,10 @@ def _type_name(error: BaseException) -> str:
 def _aws_error(error: BaseException) -> tuple[str | None, str | None]:
     # botocore's ClientError: the service's error code and the operation are AWS's own
     # words, not the request's data, and say most of what an operator needs.
-    response = getattr(error, "response", None)
-    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
-    operation = getattr(error, "operation_name", None)
+    response = safe_attr(error, "response")
+    detail = response.get("Error") if isinstance(response, dict) else None
+    code = detail.get("Code") if isinstance(detail, dict) else None
+    operation = safe_attr(error, "operation_name")
     ok = lambda v: isinstance(v, str) and 0 < len(v) <= 128  # noqa: E731
     return (code if ok(code) else None), (operation if ok(operation) and ok(code) else None)
 

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 # The setting itself (``Auto``, ``auto:N``) is parsed with the others, in _config.
 from ._config import DEFAULT_AUTO_CAP as DEFAULT_CAP, Auto
 from ._errors import ConfigError
+from ._errors import safe_attr as _read
 
 #: botocore error codes that mean "slow down" (S3, DynamoDB, the query/JSON protocols).
 THROTTLE_CODES = frozenset({
@@ -108,8 +109,8 @@ def register_throttle_error(*types: type) -> None:
 
 
 def _status(obj: Any) -> Any:
-    status = getattr(obj, "status_code", None)
-    return getattr(obj, "status", None) if status is None else status
+    status = _read(obj, "status_code")
+    return _read(obj, "status") if status is None else status
 
 
 def response_throttled(response: Any) -> bool:
@@ -133,7 +134,7 @@ def is_throttle(exc: BaseException | None) -> bool:
             return False
         if _user_types and isinstance(exc, _user_types):
             return True
-        if response_throttled(getattr(exc, "response", None)):
+        if response_throttled(_read(exc, "response")):
             return True
         status = _status(exc)
         if type(status) is int and status in THROTTLE_STATUSES:
@@ -170,7 +171,7 @@ def botocore_retry_hook(response: Any = None, **_: Any) -> None:
 
 def note_failure(limiter: Limiter, exc: BaseException) -> None:
     """Report a task's exception to ``limiter`` when it is a throttling signal not yet counted."""
-    if is_throttle(exc) and id(getattr(exc, "response", None)) not in _counted:
+    if is_throttle(exc) and id(_read(exc, "response")) not in _counted:
         limiter.throttle()
 
 
@@ -187,7 +188,8 @@ class Limiter:
         limit: the current limit, within [1, cap].
         cap: the ceiling.
         peak: the highest limit reached (since :meth:`new_run`).
-        throttled: throttling signals seen (since :meth:`new_run`).
+        throttled: throttling signals seen since the limiter was made (a call's own are
+            what it grew by during the call: runs may share the limiter).
         adjustments: decisions taken so far (growth, hold, shrink or cut).
         history: ``(seconds since the run began, limit)`` after each change.
         stride: time one job in this many (1 unless jobs are very fast); each sample
@@ -221,6 +223,7 @@ class Limiter:
         self._ceiling = 0  # the limit at the last throttling cut (0: none yet)
         self.adjustments = 0
         self.stride = 1
+        self.throttled = 0
         self._inflight = 0
         self._done = 0
         self.new_run()
@@ -237,7 +240,6 @@ class Limiter:
             if floor is not None and smooth is not None and smooth > floor:
                 self._floor = (floor * smooth) ** 0.5
             self.peak = self.limit
-            self.throttled = 0
             self._origin = self.clock()
             self.history = [(0.0, self.limit)]
             self._rate = 0.0
@@ -321,8 +323,10 @@ class Limiter:
         self._stepped = stepped
         if limit < self.limit:
             # What is in flight now was sent at the old limit: its latencies and
-            # throttles answer the old limit, not this one.
-            self._recover_at = self._done + self._inflight
+            # throttles answer the old limit, not this one. Before the first completion
+            # the in-flight count is not known yet (strategies report it as jobs end),
+            # so the old limit stands for it.
+            self._recover_at = self._done + max(self._inflight, self.limit)
         self.limit = limit
         if limit > self.peak:
             self.peak = limit

@@ -53,7 +53,7 @@ def emf_line(strategy: str, values: dict[str, float], *, namespace: str = _confi
 class measure:
     """Time one call of ``strategy`` over ``run`` and emit its EMF line on exit (if settings say so)."""
 
-    __slots__ = ("strategy", "run", "on", "t0")
+    __slots__ = ("strategy", "run", "on", "t0", "throttled0")
 
     def __init__(self, strategy: Any, run: Any) -> None:
         self.strategy = strategy
@@ -62,6 +62,10 @@ class measure:
 
     def __enter__(self) -> None:
         self.t0 = time.perf_counter()
+        # The limiter may be shared with a concurrent call of the same task: this call's
+        # throttles are what its count grew by while it ran.
+        limiter = self.run.limiter
+        self.throttled0 = 0 if limiter is None else limiter.throttled
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if not self.on or exc_type is not None and not issubclass(exc_type, Exception):
@@ -79,15 +83,17 @@ class measure:
             duration_ms=(time.perf_counter() - self.t0) * 1000.0,
             workers=self.strategy.max_workers,
             limiter=self.run.limiter,
+            throttled_before=self.throttled0,
         )
 
 
 def emit(strategy: str, *, namespace: str, items: int, failed: int, unprocessed: int, duration_ms: float,
-         workers: int, limiter: Any = None) -> None:
+         workers: int, limiter: Any = None, throttled_before: int = 0) -> None:
     """Write one EMF line to stdout.
 
     ``Workers`` is the count, or auto's cap; ``WorkersPeak`` the highest limit auto
-    reached (the count itself when fixed); ``Throttled`` the throttling signals auto saw.
+    reached (the count itself when fixed); ``Throttled`` the throttling signals auto saw
+    (those beyond ``throttled_before``, the limiter's count when the call began).
     """
     line = emf_line(
         strategy,
@@ -99,7 +105,7 @@ def emit(strategy: str, *, namespace: str, items: int, failed: int, unprocessed:
             "DurationMs": round(duration_ms, 3),
             "Workers": workers,
             "WorkersPeak": workers if limiter is None else limiter.peak,
-            "Throttled": 0 if limiter is None else limiter.throttled,
+            "Throttled": 0 if limiter is None else limiter.throttled - throttled_before,
         },
         namespace=namespace,
     )

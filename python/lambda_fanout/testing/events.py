@@ -170,6 +170,6 @@ def from_spec(spec: str) -> dict:
     if not sep or kind not in SAMPLES:
         raise ValueError(f"a sample event is KIND:N with KIND one of {', '.join(SAMPLES)} (e.g. sqs:100), "
                          f"but got {spec!r}")
-    if not count.isdigit() or not 1 <= int(count) <= 10_000:
+    if not (count.isascii() and count.isdigit()) or not 1 <= int(count) <= 10_000:  # "²" is a digit to isdigit
         raise ValueError(f"{spec!r}: N must be a whole number from 1 to 10000 but got {count!r}")
     return SAMPLES[kind](int(count))
