@@ -9,7 +9,7 @@ from itertools import islice
 
 from .. import _procpool
 from .._errors import DeadlineExceeded
-from .._run import _QUEUED, Run
+from .._run import Run
 from .._task import sync_form
 from .base import WINDOW_PER_WORKER, CallPool, Strategy
 
@@ -161,12 +161,8 @@ class ProcessesStrategy(Strategy):
     @staticmethod
     def _settle_chunk(lease, run: Run, chunk: list[int], sizer):
         # Returns the worker if it was killed or died, for replacing.
-        begun, items = [], []
-        for index in chunk:
-            item = run._begin(index)
-            if item is not _QUEUED:
-                begun.append(index)
-                items.append(item)
+        begun = [index for index in chunk if run.begin(index)]
+        items = [run.pending[index] for index in begun]
         if not items:
             return None
         worker = lease.worker()
@@ -176,13 +172,13 @@ class ProcessesStrategy(Strategy):
         except _procpool.Killed as killed:
             # The first `started` records began (reported as not finished), the rest never did.
             for index in begun[killed.started:]:
-                run._unbegin(index)
+                run.unbegin(index)
             return worker
         except _procpool.WorkerError as exc:
             for index in begun[:max(exc.started, 1)]:
                 run._failed(index, exc)
             for index in begun[max(exc.started, 1):]:
-                run._unbegin(index)
+                run.unbegin(index)
             return worker if not worker.healthy else None
         sizer.observe(len(results), elapsed)
         for index, (ok, value) in zip(begun, results):
@@ -193,7 +189,7 @@ class ProcessesStrategy(Strategy):
             else:
                 run._fatal_error(value)  # KeyboardInterrupt, SystemExit: finish() raises it
         for index in begun[len(results):]:
-            run._unbegin(index)  # the worker stopped at a failure before these
+            run.unbegin(index)  # the worker stopped at a failure before these
         return None
 
     @staticmethod

@@ -178,27 +178,43 @@ class Run:
 
     # -- running one job ----------------------------------------------------------------------
     # The blocking and coroutine forms differ only in the call itself: what records an
-    # outcome is shared (_settle/_failed/_fatal_error). The start check is written out
-    # in both, as it is the per-item hot path.
+    # outcome is shared (_settle/_failed/_fatal_error). Their start is begin()'s, written
+    # out: a call there costs about 30 ns a record, 5-10% of the per-task overhead of
+    # sequential and asyncio (tests/benchmarks/test_core_bench.py -k overhead).
     #
     # The slot is marked _RUNNING before the stop flag is read: a finish() that still
     # sees _QUEUED had already set the flag, so such a record is then never started, and
     # one it sees _RUNNING is reported as possibly started (the safe side).
 
-    # A strategy that sends records elsewhere in chunks (processes) marks each started as
-    # it sends it, and takes the mark back for a record its worker never reached.
+    def begin(self, index: int) -> bool:
+        """Mark record ``index`` started if it may still start: the start check of every record.
 
-    def _begin(self, index: int) -> Any:
-        """The record to send now (marked started), or _QUEUED if it must not start."""
+        :meth:`execute` and :meth:`aexecute` start each record they run this way (the
+        same steps, written out), so a strategy that runs its jobs through them never
+        calls it. A strategy that ships records elsewhere (another process) and reports
+        them later calls it for each record just before sending it, sends
+        ``run.pending[index]`` only when it returns True, and later reports the record's
+        outcome, or calls :meth:`unbegin` for one that never ran there.
+
+        Returns:
+            True: the record is marked started and must now run. False: the call stopped
+            or the deadline margin passed; the record stays not started (finish() reports it).
+        """
         results = self.results
         results[index] = _RUNNING
-        if self.stopped or (self.deadline is not None and monotonic() >= self.deadline):
-            results[index] = _QUEUED
-            return _QUEUED
-        return self.pending[index]
+        if self.may_start():
+            return True
+        results[index] = _QUEUED
+        return False
 
-    def _unbegin(self, index: int) -> None:
-        """A record begun but never reached where it was sent (a worker process stopped first)."""
+    def unbegin(self, index: int) -> None:
+        """Take back :meth:`begin`'s mark for a record that was never reached where it was sent.
+
+        For a strategy that ships records elsewhere: the worker holding the record stopped
+        (killed at the deadline, failed, or stopped at an earlier record's failure) before
+        the record began. finish() then reports it as not started rather than not finished.
+        Once the call has returned, this does nothing.
+        """
         if not self.closed:
             self.results[index] = _QUEUED
 
@@ -246,7 +262,7 @@ class Run:
     def _execute_one(self, index: int) -> bool:
         results = self.results
         results[index] = _RUNNING
-        if self.stopped or (self.deadline is not None and monotonic() >= self.deadline):
+        if self.stopped or (self.deadline is not None and monotonic() >= self.deadline):  # begin(), inlined
             results[index] = _QUEUED
             return False
         try:
@@ -261,7 +277,7 @@ class Run:
     async def _aexecute_one(self, index: int) -> bool:
         results = self.results
         results[index] = _RUNNING
-        if self.stopped or (self.deadline is not None and monotonic() >= self.deadline):
+        if self.stopped or (self.deadline is not None and monotonic() >= self.deadline):  # begin(), inlined
             results[index] = _QUEUED
             return False
         try:
