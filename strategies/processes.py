@@ -11,7 +11,7 @@ from .. import _procpool
 from .._errors import DeadlineExceeded
 from .._run import Run
 from .._task import sync_form
-from .base import WINDOW_PER_WORKER, CallPool, Strategy
+from .base import WINDOW_PER_WORKER, CallPool, Strategy, drive_window
 
 _current = threading.local()  # the Lease of the call a driver thread works for
 
@@ -105,37 +105,21 @@ class ProcessesStrategy(Strategy):
             size, work = sizer.size, self._send
         else:
             sizer, size, work = None, (lambda: 1), self._walk
-        completed: queue.SimpleQueue = queue.SimpleQueue()
-        settled: queue.SimpleQueue = queue.SimpleQueue()  # one token per job, once the ledger knows
         jobs = run.jobs
-        inflight = submitted = 0
+        # The unit sent to a driver thread is a chunk of jobs, sized as it is made.
+        chunks = iter(lambda: list(islice(jobs, size())), [])
+        settled: queue.SimpleQueue = queue.SimpleQueue()  # one token per chunk, once the ledger knows
+        submitted = 0
         try:
             with CallPool(run, self.max_workers, "fanout-processes") as threads:
-                submit = threads.executor.submit
-                for _ in range(self.max_workers * WINDOW_PER_WORKER):
-                    chunk = list(islice(jobs, size()))
-                    if not chunk:
-                        break
-                    submit(work, lease, run, chunk, sizer, settled).add_done_callback(completed.put)
-                    inflight += 1
+                executor_submit = threads.executor.submit
+
+                def submit(chunk):
+                    nonlocal submitted
                     submitted += 1
-                while inflight:
-                    try:
-                        future = completed.get(timeout=run.wait_timeout())
-                    except queue.Empty:
-                        if run.expired():
-                            break
-                        continue
-                    inflight -= 1
-                    future.result()  # the ledger records every task error: this raises only on a bug
-                    if run.must_return():
-                        break
-                    chunk = list(islice(jobs, size()))
-                    if chunk:
-                        submit(work, lease, run, chunk, sizer, settled).add_done_callback(completed.put)
-                        inflight += 1
-                        submitted += 1
-                if inflight:
+                    return executor_submit(work, lease, run, chunk, sizer, settled)
+
+                def kill_stuck():
                     # Deadline or fatal error: kill what still runs, so each driver thread
                     # returns now and the ledger learns which records had begun.
                     lease.interrupt()
@@ -145,6 +129,8 @@ class ProcessesStrategy(Strategy):
                             settled.get(timeout=max(end - time.monotonic(), 0.0))
                         except queue.Empty:
                             break
+
+                drive_window(run, chunks, submit, self.max_workers * WINDOW_PER_WORKER, on_stuck=kill_stuck)
         finally:
             lease.close()
 
