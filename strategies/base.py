@@ -147,7 +147,10 @@ class Strategy:
 
     Subclasses implement :meth:`_drive` only: pull jobs from ``run.jobs`` and run each
     with ``run.execute(job)`` (or ``await run.aexecute(job)``), at most ``max_workers``
-    at a time, returning early when ``run.expired()`` or ``run.must_return()``.
+    at a time, returning early when ``run.expired()`` or ``run.must_return()``
+    (:func:`drive_window` does this for a pool of threads). A strategy that ships records
+    elsewhere (another process) starts and reports each itself instead, with the ledger's
+    start protocol (``run.begin``, ``run.unbegin``, ``run.settle``, ``run.fail``).
     Ordering, raise/collect, deadlines and every report live in :class:`~lambda_fanout._run.Run`.
 
     Strategies are context managers; :meth:`close` releases anything kept between

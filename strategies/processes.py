@@ -162,18 +162,18 @@ class ProcessesStrategy(Strategy):
             return worker
         except _procpool.WorkerError as exc:
             for index in begun[:max(exc.started, 1)]:
-                run._failed(index, exc)
+                run.fail(index, exc)
             for index in begun[max(exc.started, 1):]:
                 run.unbegin(index)
             return worker if not worker.healthy else None
         sizer.observe(len(results), elapsed)
         for index, (ok, value) in zip(begun, results):
             if ok:
-                run._settle(index, value)
+                run.settle(index, value)
             elif isinstance(value, Exception):
-                run._failed(index, value)
+                run.fail(index, value)
             else:
-                run._fatal_error(value)  # KeyboardInterrupt, SystemExit: finish() raises it
+                run.fatal_error(value)  # KeyboardInterrupt, SystemExit: finish() raises it
         for index in begun[len(results):]:
             run.unbegin(index)  # the worker stopped at a failure before these
         return None
