@@ -9,9 +9,9 @@ from itertools import islice
 
 from .. import _procpool
 from .._errors import DeadlineExceeded
-from .._run import _QUEUED, Run
+from .._run import Run
 from .._task import sync_form
-from .base import WINDOW_PER_WORKER, CallPool, Strategy
+from .base import WINDOW_PER_WORKER, CallPool, Strategy, drive_window
 
 _current = threading.local()  # the Lease of the call a driver thread works for
 
@@ -105,37 +105,21 @@ class ProcessesStrategy(Strategy):
             size, work = sizer.size, self._send
         else:
             sizer, size, work = None, (lambda: 1), self._walk
-        completed: queue.SimpleQueue = queue.SimpleQueue()
-        settled: queue.SimpleQueue = queue.SimpleQueue()  # one token per job, once the ledger knows
         jobs = run.jobs
-        inflight = submitted = 0
+        # The unit sent to a driver thread is a chunk of jobs, sized as it is made.
+        chunks = iter(lambda: list(islice(jobs, size())), [])
+        settled: queue.SimpleQueue = queue.SimpleQueue()  # one token per chunk, once the ledger knows
+        submitted = 0
         try:
             with CallPool(run, self.max_workers, "fanout-processes") as threads:
-                submit = threads.executor.submit
-                for _ in range(self.max_workers * WINDOW_PER_WORKER):
-                    chunk = list(islice(jobs, size()))
-                    if not chunk:
-                        break
-                    submit(work, lease, run, chunk, sizer, settled).add_done_callback(completed.put)
-                    inflight += 1
+                executor_submit = threads.executor.submit
+
+                def submit(chunk):
+                    nonlocal submitted
                     submitted += 1
-                while inflight:
-                    try:
-                        future = completed.get(timeout=run.wait_timeout())
-                    except queue.Empty:
-                        if run.expired():
-                            break
-                        continue
-                    inflight -= 1
-                    future.result()  # the ledger records every task error: this raises only on a bug
-                    if run.must_return():
-                        break
-                    chunk = list(islice(jobs, size()))
-                    if chunk:
-                        submit(work, lease, run, chunk, sizer, settled).add_done_callback(completed.put)
-                        inflight += 1
-                        submitted += 1
-                if inflight:
+                    return executor_submit(work, lease, run, chunk, sizer, settled)
+
+                def kill_stuck():
                     # Deadline or fatal error: kill what still runs, so each driver thread
                     # returns now and the ledger learns which records had begun.
                     lease.interrupt()
@@ -145,6 +129,8 @@ class ProcessesStrategy(Strategy):
                             settled.get(timeout=max(end - time.monotonic(), 0.0))
                         except queue.Empty:
                             break
+
+                drive_window(run, chunks, submit, self.max_workers * WINDOW_PER_WORKER, on_stuck=kill_stuck)
         finally:
             lease.close()
 
@@ -161,12 +147,8 @@ class ProcessesStrategy(Strategy):
     @staticmethod
     def _settle_chunk(lease, run: Run, chunk: list[int], sizer):
         # Returns the worker if it was killed or died, for replacing.
-        begun, items = [], []
-        for index in chunk:
-            item = run._begin(index)
-            if item is not _QUEUED:
-                begun.append(index)
-                items.append(item)
+        begun = [index for index in chunk if run.begin(index)]
+        items = [run.pending[index] for index in begun]
         if not items:
             return None
         worker = lease.worker()
@@ -176,24 +158,24 @@ class ProcessesStrategy(Strategy):
         except _procpool.Killed as killed:
             # The first `started` records began (reported as not finished), the rest never did.
             for index in begun[killed.started:]:
-                run._unbegin(index)
+                run.unbegin(index)
             return worker
         except _procpool.WorkerError as exc:
             for index in begun[:max(exc.started, 1)]:
-                run._failed(index, exc)
+                run.fail(index, exc)
             for index in begun[max(exc.started, 1):]:
-                run._unbegin(index)
+                run.unbegin(index)
             return worker if not worker.healthy else None
         sizer.observe(len(results), elapsed)
         for index, (ok, value) in zip(begun, results):
             if ok:
-                run._settle(index, value)
+                run.settle(index, value)
             elif isinstance(value, Exception):
-                run._failed(index, value)
+                run.fail(index, value)
             else:
-                run._fatal_error(value)  # KeyboardInterrupt, SystemExit: finish() raises it
+                run.fatal_error(value)  # KeyboardInterrupt, SystemExit: finish() raises it
         for index in begun[len(results):]:
-            run._unbegin(index)  # the worker stopped at a failure before these
+            run.unbegin(index)  # the worker stopped at a failure before these
         return None
 
     @staticmethod
