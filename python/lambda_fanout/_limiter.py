@@ -352,7 +352,8 @@ class Limiter:
         self._smooth = latency = median if smooth is None else smooth + (median - smooth) * SMOOTHING
         rate = n * self.stride / (now - self._t0)
         floor = self._floor
-        if floor is None or latency < floor:
+        # (The first window after a restart is a single median: too noisy to lower it.)
+        if floor is None or latency < floor and smooth is not None:
             self._floor = floor = latency
         ratio = latency / floor if floor > 0 else 1.0
         limit = self.limit
