@@ -465,6 +465,8 @@ def test_the_limit_over_time_is_reported_per_auto_row():
     assert set(samples_) == {16, 64, 256}
     line = report.sparkline([1, 16, 256])
     assert line[0] == report.SPARKS[0] and line[-1] == report.SPARKS[-1] and line[1] == report.SPARKS[4]
+    assert report.sparkline([8, 16]) == report.SPARKS[0] + report.SPARKS[-1]  # from its lowest to its highest
+    assert report.sparkline([9, 9]) == report.SPARKS[-1] * 2
     md = report.build_markdown([row("sequential", 1.0), row("threads", 0.1), auto], memory_mb=1024,
                                arch="x86_64", notes=[])
     section = md[md.index("## `auto`: the limit over time"):]

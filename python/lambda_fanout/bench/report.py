@@ -289,9 +289,12 @@ def limit_samples(row: dict, width: int = SPARK_WIDTH) -> list[int]:
 
 
 def sparkline(values: list[int]) -> str:
-    """Values as block characters on a log scale from 1 to their largest."""
-    top = math.log2(max(max(values), 2))
-    return "".join(SPARKS[min(len(SPARKS) - 1, round(math.log2(max(v, 1)) / top * (len(SPARKS) - 1)))]
+    """Values as block characters on a log scale from their smallest to their largest (all
+    full blocks when they never moved)."""
+    low, high = math.log2(max(min(values), 1)), math.log2(max(max(values), 1))
+    span = (high - low) or 1.0
+    top = len(SPARKS) - 1
+    return "".join(SPARKS[top if high == low else round((math.log2(max(v, 1)) - low) / span * top)]
                    for v in values)
 
 
@@ -307,8 +310,8 @@ def limit_section(rows: list[dict]) -> list[str]:
                       f"{history[0][1]} → {r['limit_final']}", str(r["limit_peak"]),
                       str(len(history) - 1), f"{_median(r) * 1000:.1f}"])
     return ["## `auto`: the limit over time", "",
-            "Each row's adaptive limit through its last timed round, left to right, on a log scale from 1 "
-            "to its peak. The warm-up already taught the limiter, so this is a warm invocation: it starts "
+            "Each row's adaptive limit through its last timed round, left to right, on a log scale from its "
+            "lowest to its highest. The warm-up already taught the limiter, so this is a warm invocation: it starts "
             "where the last one ended (auto-limits.png draws the same data).", "",
             markdown_table(["workload", "implementation", "limit over the round", "start → end", "peak",
                             "changes", "median wall (ms)"], table), ""]
