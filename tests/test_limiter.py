@@ -335,3 +335,16 @@ def test_a_burst_before_the_first_completion_is_cut_once():
         lim.sample(0.0, clock[0], 15 - n, ok=False)
     lim.throttle()  # a new burst
     assert lim.limit == int(int(16 * _limiter.BACKOFF) * _limiter.BACKOFF)
+
+
+def test_slow_start_grows_only_while_the_limit_is_in_use():
+    """Jobs that finish before the next starts (trivial tasks, a short input) never fill
+    the limit: completions then say nothing about a larger one, and it stays put (as
+    RFC 7661 keeps TCP's window when the sender does not use it)."""
+    clock = [0.0]
+    lim = Limiter(256, clock=lambda: clock[0])
+    for _ in range(500):
+        started = lim.begin()
+        clock[0] += 0.01
+        lim.end(started)  # one at a time: in flight never above 1
+    assert lim.limit == _limiter.INITIAL_LIMIT and lim.peak == _limiter.INITIAL_LIMIT

@@ -277,10 +277,12 @@ class Limiter:
         if inflight >= self._win_peak:
             self._win_peak = inflight + 1
         if ok:
-            if self._slow:
+            if self._slow and inflight + 1 >= self.limit:
                 # Slow start grows per completion, as TCP's does per acknowledgement, so
                 # the limit rises as the first answers come back rather than after the
-                # slowest of a window; the window's verdict below can take it back.
+                # slowest of a window; the window's verdict below can take it back. Only
+                # while the limit is in use (RFC 7661's rule): a limit the strategy cannot
+                # fill says nothing about a larger one.
                 limit = self.limit + self._gain * self.stride
                 self.limit = limit = self.cap if limit > self.cap else limit
                 if limit > self.peak:
