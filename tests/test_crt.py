@@ -227,8 +227,8 @@ def test_the_checksum_of_a_get_is_checked(pairs, s3_bucket):
     native = crt.native()
     route = native.route("get_object", s3_bucket)
     assert route is not None and route.response_checksums
-    headers = {"x-amz-checksum-crc32": default.sync.head_object(
-        Bucket=s3_bucket, Key="sum", ChecksumMode="ENABLED")["ChecksumCRC32"]}
+    headers = [("x-amz-checksum-crc32", default.sync.head_object(
+        Bucket=s3_bucket, Key="sum", ChecksumMode="ENABLED")["ChecksumCRC32"])]
     assert native._checked(route, headers, b"payload") == b"payload"
     with pytest.raises(FlexibleChecksumError):
         native._checked(route, headers, b"pay1oad")

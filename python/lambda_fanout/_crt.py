@@ -102,10 +102,11 @@ class _Exchange:
 class _Await:
     """A response to wait for, failing once nothing has arrived for ``idle`` seconds (botocore's read timeout)."""
 
-    __slots__ = ("future", "exchange", "idle")
+    __slots__ = ("future", "exchange", "idle", "timer")
 
     def __init__(self, future: Any, exchange: _Exchange, idle: float) -> None:
         self.future, self.exchange, self.idle = future, exchange, idle
+        self.timer: Any = None
 
     def remaining(self) -> float:
         return max(0.0, self.exchange.last + self.idle - time.monotonic())
@@ -346,15 +347,16 @@ class S3Native:
             attempts += 1
             http = parsed = error = None
             try:
-                status, headers, payload = yield from self._attempt(operation, route, key, body)
+                status, pairs, payload = yield from self._attempt(operation, route, key, body)
             except _connection_errors() as exc:
                 error = exc
             else:
-                headers = HeadersDict(headers)
+                if status < 300:
+                    break  # standard mode never retries a 2xx answer (nor does the limiter hear of one)
+                headers = HeadersDict(pairs)
                 http = _Http(route.url, status, headers)
-                parsed = self._parse(model, status, headers, payload) if status >= 300 or operation == "head_object" \
-                    else {}
-                if 300 <= status < 400 or (status == 400 and "x-amz-bucket-region" in headers):
+                parsed = self._parse(model, status, headers, payload)
+                if status < 400 or (status == 400 and "x-amz-bucket-region" in headers):
                     # The bucket lives in another region: botocore's redirect handling takes it from here.
                     self.routes[(operation, route.bucket)] = False
                     return DEFER
@@ -363,19 +365,19 @@ class S3Native:
             delay = self.retry.needs_retry(request_dict={"context": request_context}, response=response,
                                            attempts=attempts, operation=model, caught_exception=error)
             if not delay:
-                break
+                if http is None:
+                    raise error
+                parsed.setdefault("ResponseMetadata", {})["RetryAttempts"] = attempts - 1
+                code = parsed.get("Error", {}).get("Code")
+                raise self.client.exceptions.from_code(code)(parsed, model.name)
             yield float(delay)
-        if http is None:
-            raise error
-        if status >= 300:
-            parsed.setdefault("ResponseMetadata", {})["RetryAttempts"] = attempts - 1
-            code = parsed.get("Error", {}).get("Code")
-            raise self.client.exceptions.from_code(code)(parsed, model.name)
-        self.quota.release_retry_quota(request_context, http)
+        self.quota.release_retry_quota(request_context, _Http(route.url, status, None))
         if operation == "get_object":
-            return self._checked(route, headers, payload)
+            return self._checked(route, pairs, payload)
+        headers = HeadersDict(pairs)
         if operation == "put_object":
             return headers["ETag"]
+        parsed = self._parse(model, status, headers, payload)
         parsed.pop("ResponseMetadata", None)
         return parsed
 
@@ -443,15 +445,16 @@ class S3Native:
             parsed.update(parser.parse(response, shape))
         return parsed
 
-    def _checked(self, route: _Route, headers: Any, payload: bytes) -> bytes:
+    def _checked(self, route: _Route, pairs: list, payload: bytes) -> bytes:
         """The body, checked against the response's checksum as botocore checks it."""
-        if not route.response_checksums or not any(name.lower().startswith("x-amz-checksum-") for name in headers):
+        if not route.response_checksums or not any(name[:15].lower() == "x-amz-checksum-" for name, _ in pairs):
             return payload
         import io
 
+        from botocore.awsrequest import HeadersDict
         from botocore.httpchecksum import handle_checksum_body
 
-        response = {"headers": headers, "body": None, "context": {}}
+        response = {"headers": HeadersDict(pairs), "body": None, "context": {}}
         handle_checksum_body(_Raw(io.BytesIO(payload)), response, {"checksum": {
             "response_algorithms": route.response_checksums}}, self.models["get_object"])
         body = response["body"]
@@ -522,19 +525,29 @@ async def arun(steps: Generator) -> Any:
                 await asyncio.sleep(step)
             elif type(step) is _Await:
                 waiting = _bridge(step.future)
-                while True:
-                    done, _ = await asyncio.wait((waiting,), timeout=step.remaining())
-                    if done:
-                        value = waiting.result()
-                        break
-                    if step.remaining() <= 0:
-                        raise TimeoutError
+                # One timer per response, re-armed while data keeps arriving (cheaper than asyncio.wait).
+                step.timer = asyncio.get_running_loop().call_later(step.idle, _expire, step, waiting)
+                try:
+                    value = await waiting
+                finally:
+                    step.timer.cancel()
             elif step.done():
                 value = step.result()
             else:
                 value = await _bridge(step)
         except BaseException as exc:  # cancellation included: the steps close the connection
             error = exc
+
+
+def _expire(step: _Await, waiting: Any) -> None:
+    """On the loop: fail ``waiting`` with TimeoutError once its response has been idle ``step.idle`` seconds."""
+    if waiting.done():
+        return
+    left = step.remaining()
+    if left > 0:
+        step.timer = waiting.get_loop().call_later(left, _expire, step, waiting)
+    else:
+        waiting.set_exception(TimeoutError())
 
 
 def _bridge(future: Any) -> Any:
