@@ -483,14 +483,18 @@ def _connection_errors() -> tuple:
 
 # -- drivers: the same steps, blocking or awaited ---------------------------------------------
 
+def _advance(steps: Generator, value: Any, error: BaseException | None) -> tuple[bool, Any]:
+    """Hand the steps the last step's value or error: (True, their result) once they return, else (False, next step)."""
+    try:
+        return False, (steps.send(value) if error is None else steps.throw(error))
+    except StopIteration as stop:
+        return True, stop.value
+
+
 def run(steps: Generator) -> Any:
     """Drive a call's steps in this thread, blocking on each awscrt future and backoff."""
-    value = error = None
-    while True:
-        try:
-            step = steps.send(value) if error is None else steps.throw(error)
-        except StopIteration as stop:
-            return stop.value
+    done, step = _advance(steps, None, None)
+    while not done:
         value = error = None
         try:
             if type(step) is float:
@@ -507,18 +511,16 @@ def run(steps: Generator) -> Any:
                 value = step.result()
         except BaseException as exc:  # handed to the steps, which close the connection
             error = exc
+        done, step = _advance(steps, value, error)
+    return step
 
 
 async def arun(steps: Generator) -> Any:
     """Drive a call's steps on the running loop, awaiting each awscrt future and backoff."""
     import asyncio
 
-    value = error = None
-    while True:
-        try:
-            step = steps.send(value) if error is None else steps.throw(error)
-        except StopIteration as stop:
-            return stop.value
+    done, step = _advance(steps, None, None)
+    while not done:
         value = error = None
         try:
             if type(step) is float:
@@ -537,6 +539,8 @@ async def arun(steps: Generator) -> Any:
                 value = await _bridge(step)
         except BaseException as exc:  # cancellation included: the steps close the connection
             error = exc
+        done, step = _advance(steps, value, error)
+    return step
 
 
 def _expire(step: _Await, waiting: Any) -> None:
