@@ -108,6 +108,23 @@ def test_missing_bucket_errors_match(pairs, strategy):
     assert sends.count == 0
 
 
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_access_denied_matches_and_is_not_retried(pairs, s3_bucket, aws_endpoint, strategy):
+    crt, default, sends = pairs
+    default.sync.put_object(Bucket=s3_bucket, Key="d", Body=b"d")
+    aws_endpoint.configure(faults={"403": 1.0})
+    for op, item in (("get", "d"), ("head", "d"), ("put", ("d", b"x"))):
+        got = []
+        for pair in (crt, default):
+            aws_endpoint.reset_stats()
+            got.append((outcomes(run(helpers(s3_bucket, pair)[op], [item], strategy)), aws_endpoint.stats()["requests"]))
+        assert got[0] == got[1]
+        (result,), requests = got[0]
+        assert result[1] in ("ClientError", "AccessDenied") and result[3] == 403 and requests == 1
+        assert result[2]["Code"] == ("403" if op == "head" else "AccessDenied")
+    assert sends.count == 0
+
+
 def test_the_exception_classes_are_the_clients(pairs, s3_bucket):
     from botocore.exceptions import ClientError
 
