@@ -310,3 +310,18 @@ def test_a_cancelled_async_call_closes_its_connection(pairs, s3_bucket, aws_endp
     assert asyncio.run(main()) == b"c"
     pool = crt.native().route("get_object", s3_bucket).pool
     assert len(pool.idle) == 1  # the cancelled call's connection was closed, not returned
+
+
+def test_every_strategy_serves_crt_calls(aws_endpoint, s3_bucket, monkeypatch, strategy_name):
+    """FANOUT_AWS_CLIENT=crt under each strategy (processes' workers make their own crt pairs)."""
+    monkeypatch.setenv("FANOUT_AWS_CLIENT", "crt")
+    items = [(f"s/{i}", bytes([i]) * i) for i in range(12)]
+    etags = lambda_fanout.map(aws.s3_put_object(s3_bucket), items, strategy=strategy_name)
+    bodies = lambda_fanout.map(aws.s3_get_object(s3_bucket), [k for k, _ in items], strategy=strategy_name)
+    heads = lambda_fanout.map(aws.s3_head_object(s3_bucket), [k for k, _ in items], strategy=strategy_name)
+    default = aws.clients("s3", profile="default").sync
+    assert bodies == [body for _, body in items]
+    assert etags == [default.head_object(Bucket=s3_bucket, Key=k)["ETag"] for k, _ in items]
+    assert [h["ContentLength"] for h in heads] == [len(body) for _, body in items]
+    if strategy_name != "processes":
+        assert aws.clients("s3").native() is not None
