@@ -325,3 +325,44 @@ def test_every_strategy_serves_crt_calls(aws_endpoint, s3_bucket, monkeypatch, s
     assert [h["ContentLength"] for h in heads] == [len(body) for _, body in items]
     if strategy_name != "processes":
         assert aws.clients("s3").native() is not None
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=keys, region=st.sampled_from(["us-east-1", "eu-west-3"]))
+def test_signatures_are_botocores(pairs, monkeypatch, key, region):
+    """The same request at the same instant gets botocore's S3 SigV4 Authorization header, session token included."""
+    import datetime
+
+    import awscrt.auth
+    import awscrt.http
+    import botocore.auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.utils import percent_encode
+
+    native = pairs[0].native()
+    when = datetime.datetime(2026, 11, 27, 12, 34, 56, tzinfo=datetime.timezone.utc)
+    path = "/fanout-bucket/" + percent_encode(key, safe="/~")
+    ours = awscrt.http.HttpRequest("GET", path, awscrt.http.HttpHeaders([("host", "127.0.0.1:4566")]))
+    awscrt.auth.aws_sign_request(ours, native.signing(region).replace(date=when)).result()
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: when.replace(tzinfo=None))
+    theirs = AWSRequest(method="GET", url="http://127.0.0.1:4566" + path)
+    botocore.auth.S3SigV4Auth(native.credentials.get_frozen_credentials(), "s3", region).add_auth(theirs)
+    assert ours.headers.get("x-amz-security-token") == theirs.headers["X-Amz-Security-Token"] == "testing"
+    assert ours.headers.get("authorization") == theirs.headers["Authorization"]
+
+
+def test_explicit_keys_beat_the_chain(aws_endpoint):
+    pair = aws.clients("s3", profile="crt", aws_access_key_id="AKIDEXPLICIT", aws_secret_access_key="secret")
+    frozen = pair.native().credentials.get_frozen_credentials()
+    assert (frozen.access_key, frozen.secret_key, frozen.token) == ("AKIDEXPLICIT", "secret", None)
+
+
+def test_the_s3_endpoint_variable_beats_the_general_one(aws_endpoint, s3_bucket, monkeypatch):
+    from lambda_fanout.testing.endpoint import free_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", aws_endpoint.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    aws.reset_clients()
+    pair = aws.clients("s3", profile="crt")
+    assert aws.s3_put_object(s3_bucket, clients=pair)(("e", b"e")) and aws.s3_get_object(s3_bucket, clients=pair)("e") == b"e"
+    assert pair.native().route("get_object", s3_bucket).url.startswith(aws_endpoint.url + "/" + s3_bucket + "/")
