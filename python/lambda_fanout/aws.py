@@ -27,9 +27,11 @@ that reads AWS's RFC 7231 and ISO 8601 forms directly and hands anything else to
 botocore's (dateutil) parser. Sessions and clients made elsewhere are unaffected.
 
 ``FANOUT_AWS_CLIENT`` (or ``clients(..., profile=...)``) picks one of
-:data:`CLIENT_PROFILES`: ``default``, or ``lean`` which also turns off client-side
+:data:`CLIENT_PROFILES`: ``default``; ``lean``, which also turns off client-side
 parameter validation and computes or checks checksums only where the service
-requires them (see :data:`LEAN_SETTINGS`).
+requires them (see :data:`LEAN_SETTINGS`); or ``crt``, under which the S3 helpers'
+GetObject, PutObject and HeadObject go through awscrt (see :data:`NATIVE` and
+``lambda_fanout._crt``; awscrt loads when such a call is first made).
 The endpoint comes from the standard ``AWS_ENDPOINT_URL`` (and per-service
 ``AWS_ENDPOINT_URL_<SERVICE>``); region and credentials from the usual chain.
 """
