@@ -366,3 +366,75 @@ def test_the_s3_endpoint_variable_beats_the_general_one(aws_endpoint, s3_bucket,
     pair = aws.clients("s3", profile="crt")
     assert aws.s3_put_object(s3_bucket, clients=pair)(("e", b"e")) and aws.s3_get_object(s3_bucket, clients=pair)("e") == b"e"
     assert pair.native().route("get_object", s3_bucket).url.startswith(aws_endpoint.url + "/" + s3_bucket + "/")
+
+
+@pytest.fixture(scope="module")
+def tls_endpoint(tmp_path_factory):
+    """moto's server over HTTPS with a self-signed certificate for 127.0.0.1: (url, CA bundle path)."""
+    import datetime
+    import ipaddress
+    import ssl
+    import subprocess
+    import time
+    import urllib.request
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from lambda_fanout.testing.endpoint import free_port
+
+    folder = tmp_path_factory.mktemp("tls")
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port),
+                               "-c", str(folder / "cert.pem"), "-k", str(folder / "key.pem")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url, trust = f"https://127.0.0.1:{port}", ssl.create_default_context(cafile=str(folder / "cert.pem"))
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(url + "/moto-api/", context=trust, timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield url, str(folder / "cert.pem")
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def test_https_with_the_ca_bundle_and_without(aws_endpoint, tls_endpoint, monkeypatch):
+    """TLS through awscrt: the chain's CA bundle is trusted; an unknown certificate is botocore's SSLError."""
+    from botocore.exceptions import SSLError
+
+    url, bundle = tls_endpoint
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    monkeypatch.setenv("AWS_CA_BUNDLE", bundle)
+    aws.reset_clients()
+    crt, default = aws.clients("s3", profile="crt"), aws.clients("s3", profile="default")
+    default.sync.create_bucket(Bucket="fanout-tls")
+    sends = Sends(crt.sync)
+    assert aws.s3_put_object("fanout-tls", clients=crt)(("k", b"tls")) == \
+        aws.s3_put_object("fanout-tls", clients=default)(("k", b"tls"))
+    assert aws.s3_get_object("fanout-tls", clients=crt)("k") == b"tls"
+    assert aws.s3_head_object("fanout-tls", clients=crt)("k") == aws.s3_head_object("fanout-tls", clients=default)("k")
+    assert crt.native().route("get_object", "fanout-tls").url == f"{url}/fanout-tls/" and sends.count == 0
+    monkeypatch.delenv("AWS_CA_BUNDLE")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    aws.reset_clients()
+    for profile in ("crt", "default"):
+        with pytest.raises(SSLError):
+            aws.s3_get_object("fanout-tls", clients=aws.clients("s3", profile=profile))("k")

@@ -388,7 +388,7 @@ class S3Native:
         import awscrt.http
         from awscrt.exceptions import AwsCrtError
         from botocore.exceptions import (
-            ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError,
+            ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError, SSLError,
         )
         from botocore.httpchecksum import apply_request_checksum
         from botocore.utils import percent_encode
@@ -399,6 +399,8 @@ class S3Native:
             try:
                 connection = yield pool.connect()
             except AwsCrtError as exc:
+                if "_TLS_" in exc.name:
+                    raise SSLError(endpoint_url=route.url, error=exc) from exc
                 kind = ConnectTimeoutError if "TIMEOUT" in exc.name else EndpointConnectionError
                 raise kind(endpoint_url=route.url) from exc
         done = False
@@ -476,9 +478,9 @@ class _Raw:
 
 
 def _connection_errors() -> tuple:
-    from botocore.exceptions import ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+    from botocore.exceptions import ConnectionError, HTTPClientError
 
-    return (ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError)
+    return (ConnectionError, HTTPClientError)  # what botocore's sender raises, SSLError included
 
 
 # -- drivers: the same steps, blocking or awaited ---------------------------------------------
