@@ -4,13 +4,14 @@
 
 Layout (what Lambda mounts at /opt):
     python/lambda_fanout/                        the package (its dev-only testing/ and bench CLI left out)
-    python/lib/python3.X/site-packages/          aiobotocore, boto3, botocore, aiohttp ...
+    python/lib/python3.X/site-packages/          aiobotocore, boto3, botocore, aiohttp ... and awscrt
 
 ``--universal`` builds one zip for python3.11 to 3.13 on both architectures: every
 dependency from its pure-Python wheel, straight under python/, with bytecode for
 each of those interpreters the machine has. aiohttp, multidict, yarl and
-frozenlist then run without their C speedups; a native zip for one runtime and
-architecture keeps them.
+frozenlist then run without their C speedups, and awscrt (layer/requirements-native.txt,
+which has no pure-Python wheel) is left out, so ``FANOUT_AWS_CLIENT=crt`` falls back to
+botocore there; a native zip for one runtime and architecture keeps both.
 
 Dependencies come from layer/requirements.txt (pinned, hash-checked) as manylinux
 wheels for the target platform. Bytecode is precompiled (unchecked-hash .pyc) with
@@ -33,6 +34,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENTS = ROOT / "layer" / "requirements.txt"
+#: Compiled-only dependencies (awscrt, for FANOUT_AWS_CLIENT=crt): the native zips carry
+#: them, the universal zip cannot (no pure-Python wheel), and the crt profile then falls
+#: back to botocore with a warning.
+NATIVE_REQUIREMENTS = ROOT / "layer" / "requirements-native.txt"
 PACKAGE = ROOT / "python" / "lambda_fanout"
 #: Shipped as lambda_fanout.strategies; kept at the repository's top level.
 STRATEGIES = ROOT / "strategies"
@@ -82,6 +87,8 @@ UNIVERSAL = "universal"
 def install_dependencies(target: Path, python: str, arch: str) -> None:
     cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
            "--require-hashes", "-r", str(REQUIREMENTS), "--target", str(target), "--only-binary=:all:"]
+    if python != UNIVERSAL:
+        cmd[cmd.index("--target"):cmd.index("--target")] = ["-r", str(NATIVE_REQUIREMENTS)]
     if python == UNIVERSAL:
         cmd += ["--implementation", "py", "--abi", "none", "--platform", "any", "--python-version", PYTHONS[0]]
     else:

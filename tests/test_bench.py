@@ -286,8 +286,9 @@ def test_client_profiles_add_rows_where_the_aws_helpers_have_them(monkeypatch):
     from lambda_fanout import aws
 
     monkeypatch.setattr(aws, "CLIENT_PROFILES", ("default", "lean", "crt"), raising=False)
-    ids = [c.id for c in bench_cases.cases(Options.create(workers=(8,), workloads=("s3", "cpu")))]
+    ids = [c.id for c in bench_cases.cases(Options.create(workers=(8,), workloads=("s3", "dynamodb", "cpu")))]
     assert "s3-threads[lean]-8w" in ids and "s3-asyncio[crt]-8w" in ids and "s3-threads-8w" in ids
+    assert "dynamodb-threads[lean]-8w" in ids and not [i for i in ids if i.startswith("dynamodb") and "crt" in i]
     assert not [i for i in ids if "[default]" in i or i.startswith("cpu") and "[" in i]
     assert "s3-sequential[lean]-1w" not in ids  # the reference stays one row
     rows = [row("sequential", 1.0), row("threads", 0.5), row("threads", 0.2, profile="lean")]

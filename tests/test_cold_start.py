@@ -43,3 +43,14 @@ def test_auto_loads_nothing_heavy():
                            "import lambda_fanout; lambda_fanout.map(abs, [-1, -2], strategy='threads')")
     assert "lambda_fanout._limiter" in loaded
     assert not [m for m in HEAVY if m in loaded]
+
+
+def test_aws_and_its_crt_profile_load_no_awscrt_until_a_call():
+    """awscrt loads when a crt pair first serves an S3 call, not at import or pair lookup."""
+    loaded = fresh_modules("import os\nos.environ['FANOUT_AWS_CLIENT'] = 'crt'\n"
+                           "import lambda_fanout, lambda_fanout.aws as aws\n"
+                           "pair = aws.clients('s3'); task = aws.s3_get_object('bucket')\n"
+                           "assert pair.profile == 'crt'")
+    assert "lambda_fanout.aws" in loaded
+    assert not [m for m in loaded if m == "awscrt" or m.startswith(("awscrt.", "lambda_fanout._crt"))]
+    assert not [m for m in HEAVY if m in loaded]

@@ -38,8 +38,9 @@ def test_layer_contents(layer_build):
     assert "python/lambda_fanout/__init__.py" in names
     assert "python/lambda_fanout/handler.py" in names and "python/lambda_fanout/bench/runner.py" in names
     assert not [n for n in names if n.startswith("python/lambda_fanout/testing/")], "dev-only code shipped"
-    for package in ("botocore", "boto3", "aiobotocore", "aiohttp"):
+    for package in ("botocore", "boto3", "aiobotocore", "aiohttp", "awscrt"):
         assert f"{site}{package}/__init__.py" in names
+    assert f"{site}awscrt-0.38.0.dist-info/METADATA" in names  # the native zips' FANOUT_AWS_CLIENT=crt
     assert f"{site}botocore-1.43.117.dist-info/METADATA" in names
     assert f"{site}aiobotocore-3.10.0.dist-info/METADATA" in names
     assert not [n for n in names if "/tests/" in n or n.endswith((".pyi", "/RECORD"))]
@@ -57,6 +58,7 @@ def test_universal_layer_serves_every_runtime_and_architecture(layer_universal):
     assert "python/botocore/__init__.py" in names and "python/aiohttp/__init__.py" in names
     assert not [n for n in names if n.endswith(".so")], "a universal layer carries no compiled extension"
     assert not [n for n in names if n.startswith("python/lib/")]
+    assert not [n for n in names if n.startswith("python/awscrt")], "awscrt belongs in the native zips only"
     for version in result["bytecode"]:
         tag = version.replace(".", "")
         assert f"python/lambda_fanout/__pycache__/__init__.cpython-{tag}.pyc" in names

@@ -101,8 +101,8 @@ VARIABLES = (
     (ENV_AWS_READ_TIMEOUT_S, f"`{DEFAULT_AWS_READ_TIMEOUT_S:g}`", _CLIENT,
      "`lambda_fanout.aws` clients' read timeout in seconds, above 0 and at most 900"),
     (ENV_AWS_CLIENT, "`default`", _CLIENT,
-     "`lambda_fanout.aws` client settings: `default` or `lean` (no parameter validation, checksums "
-     "only where required)"),
+     "`lambda_fanout.aws` client settings: `default`, `lean` (no parameter validation, checksums "
+     "only where required) or `crt` (the S3 helpers' get, put and head through awscrt; native layer zips)"),
     (ENV_BENCH_BUCKET, f"`{DEFAULT_BENCH_BUCKET}`", _BENCH, "the bucket the bench function reads"),
     (ENV_BENCH_TABLE, f"`{DEFAULT_BENCH_TABLE}`", _BENCH, "the table the bench function reads"),
     (ENV_BENCH_OPTIONS, "(set by `./build.sh bench`)", "by the bench's suite",

@@ -27,9 +27,11 @@ that reads AWS's RFC 7231 and ISO 8601 forms directly and hands anything else to
 botocore's (dateutil) parser. Sessions and clients made elsewhere are unaffected.
 
 ``FANOUT_AWS_CLIENT`` (or ``clients(..., profile=...)``) picks one of
-:data:`CLIENT_PROFILES`: ``default``, or ``lean`` which also turns off client-side
+:data:`CLIENT_PROFILES`: ``default``; ``lean``, which also turns off client-side
 parameter validation and computes or checks checksums only where the service
-requires them (see :data:`LEAN_SETTINGS`).
+requires them (see :data:`LEAN_SETTINGS`); or ``crt``, under which the S3 helpers'
+GetObject, PutObject and HeadObject go through awscrt (see :data:`NATIVE` and
+``lambda_fanout._crt``; awscrt loads when such a call is first made).
 The endpoint comes from the standard ``AWS_ENDPOINT_URL`` (and per-service
 ``AWS_ENDPOINT_URL_<SERVICE>``); region and credentials from the usual chain.
 """
@@ -53,8 +55,9 @@ DEFAULT_CONNECT_TIMEOUT_S = _config.DEFAULT_AWS_CONNECT_TIMEOUT_S
 DEFAULT_READ_TIMEOUT_S = _config.DEFAULT_AWS_READ_TIMEOUT_S
 _RETRY_ENV = ("AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS")
 #: The client settings one can pick with FANOUT_AWS_CLIENT or ``clients(profile=...)``:
-#: ``default`` (results exactly as botocore's) and ``lean`` (less client-side checking).
-CLIENT_PROFILES = ("default", "lean")
+#: ``default`` (results exactly as botocore's), ``lean`` (less client-side checking) and
+#: ``crt`` (S3 GetObject, PutObject and HeadObject through awscrt, see :data:`NATIVE`).
+CLIENT_PROFILES = ("default", "lean", "crt")
 DEFAULT_PROFILE = "default"
 #: What ``lean`` adds to the botocore Config, and gives up:
 #: - no client-side parameter validation: a wrong or missing parameter is no longer a
@@ -68,6 +71,12 @@ LEAN_SETTINGS = {
     "request_checksum_calculation": "when_required",
     "response_checksum_validation": "when_required",
 }
+#: The calls a profile serves without botocore's per-call machinery, by service: under
+#: ``crt``, the S3 helpers' GetObject, PutObject and HeadObject go through awscrt's HTTP
+#: client and SigV4 signer (lambda_fanout._crt); every other call uses botocore with the
+#: default settings. Where awscrt cannot be imported, botocore serves them too, after
+#: one RuntimeWarning.
+NATIVE = {"crt": {"s3": ("get_object", "put_object", "head_object")}}
 #: Pools never go below this, so a map(max_workers=N) argument above FANOUT_MAX_WORKERS
 #: still gets a connection per worker (aiohttp's limit is a hard cap). Idle slots cost nothing.
 POOL_FLOOR = 64
@@ -160,6 +169,9 @@ class Clients:
         self.profile = profile
         self.client_kwargs = client_kwargs
         self._sync: Any = None
+        self.session: Any = None  # the botocore session of the sync client
+        self._native: Any = None  # the crt path: None until tried, False where it does not apply
+        self._native_lock = threading.Lock()
         self._aio: dict[int, tuple[Any, Any]] = {}  # id(loop) -> (loop, client)
         self._aio_locks: dict[int, tuple[Any, Any]] = {}  # id(loop) -> (loop, asyncio.Lock)
         self.aio = _AioCalls(self)
@@ -193,8 +205,53 @@ class Clients:
                     core = botocore.session.get_session()
                     tune_session(core)
                     session = boto3.session.Session(botocore_session=core)
+                    self.session = core
                     self._sync = _watch_throttling(session.client(self.service_name, **self._kwargs(Config)))
         return self._sync
+
+    def credentials(self) -> Any:
+        """The credentials the sync client signs with: the ``aws_*`` arguments, else the session's chain."""
+        given = self.client_kwargs
+        if given.get("aws_access_key_id"):
+            from botocore.credentials import Credentials
+
+            return Credentials(given["aws_access_key_id"], given.get("aws_secret_access_key"),
+                               given.get("aws_session_token"))
+        self.sync  # noqa: B018 (makes the session)
+        return self.session.get_credentials()
+
+    def native(self) -> Any:
+        """The crt path (``lambda_fanout._crt.S3Native``) of this pair, or None where botocore serves every call.
+
+        Made on first use; awscrt is imported then.
+
+        Raises:
+            botocore.exceptions.NoCredentialsError: the credential chain found nothing.
+        """
+        if self._native is None:
+            with self._native_lock:
+                if self._native is None:
+                    if self.service_name not in NATIVE.get(self.profile, {}):
+                        self._native = False
+                    else:
+                        from . import _crt
+
+                        self._native = _crt.S3Native(self) if _crt.available() else False
+        return self._native or None
+
+    async def anative(self) -> Any:
+        """:meth:`native`, made off the running loop the first time (it builds the boto3 client)."""
+        if self._native is None:
+            import asyncio
+
+            await asyncio.to_thread(self.native)
+        return self._native or None
+
+    def close_native(self) -> None:
+        """Close the crt path's idle connections (the next call opens new ones)."""
+        native = self._native
+        if native:
+            native.close()
 
     async def aio_client(self) -> Any:
         """This loop's aiobotocore client, created (and registered for closing) on first use."""
@@ -300,7 +357,10 @@ async def aclose() -> None:
 def reset_clients() -> None:
     """Forget every cached client pair (the next ``clients()`` call makes new ones)."""
     with _lock:
+        pairs = list(_registry.values())
         _registry.clear()
+    for pair in pairs:
+        pair.close_native()
 
 
 # -- ready-made dual tasks ----------------------------------------------------------------
@@ -318,7 +378,7 @@ class _Call:
     to its workers; each process then makes its own clients.
     """
 
-    __slots__ = ("service", "operation", "fixed", "fields", "result", "aresult", "pair", "given")
+    __slots__ = ("service", "operation", "fixed", "fields", "result", "aresult", "pair", "given", "native")
 
     def __init__(self, service: str, operation: str, fixed: dict, fields: str | tuple[str, ...],
                  result: Callable[[dict], Any], aresult: Callable[[dict], Any] | None,
@@ -333,6 +393,8 @@ class _Call:
         # environment and takes a process-wide lock, which 32 threads would contend for.
         self.pair = pair
         self.given = pair is not None
+        # The profiles whose native path serves this operation.
+        self.native = frozenset(p for p, services in NATIVE.items() if operation in services.get(service, ()))
 
     def params(self, item: Any) -> dict:
         params = dict(self.fixed)
@@ -348,10 +410,30 @@ class _Call:
         return self.pair
 
     def __call__(self, item: Any) -> Any:
-        return self.result(getattr(self.clients().sync, self.operation)(**self.params(item)))
+        pair, params = self.clients(), self.params(item)
+        if pair.profile in self.native:
+            native = pair.native()
+            steps = native.prepare(self.operation, params) if native is not None else None
+            if steps is not None:
+                from . import _crt
+
+                result = _crt.run(steps)
+                if result is not _crt.DEFER:
+                    return result
+        return self.result(getattr(pair.sync, self.operation)(**params))
 
     async def aio(self, item: Any) -> Any:
-        response = await getattr(self.clients().aio, self.operation)(**self.params(item))
+        pair, params = self.clients(), self.params(item)
+        if pair.profile in self.native:
+            native = await pair.anative()
+            steps = native.prepare(self.operation, params) if native is not None else None
+            if steps is not None:
+                from . import _crt
+
+                result = await _crt.arun(steps)
+                if result is not _crt.DEFER:
+                    return result
+        response = await getattr(pair.aio, self.operation)(**params)
         return await self.aresult(response) if self.aresult is not None else self.result(response)
 
     def __getstate__(self) -> tuple:

@@ -82,10 +82,15 @@ def _own_workers(impl: str, kind: str, opts: Options) -> tuple[bool, Any]:
     return False, None
 
 
-def client_profiles() -> tuple[str, ...]:
-    """lambda_fanout.aws's client profiles other than its default (none where it has no profiles)."""
+def client_profiles(service: str | None = None) -> tuple[str, ...]:
+    """lambda_fanout.aws's client profiles other than its default (none where it has no profiles).
+
+    ``service``: only those that change its calls (``crt`` changes S3's alone, see ``aws.NATIVE``).
+    """
     default = getattr(aws, "DEFAULT_PROFILE", "default")
-    return tuple(p for p in getattr(aws, "CLIENT_PROFILES", ()) if p != default)
+    native = getattr(aws, "NATIVE", {})
+    return tuple(p for p in getattr(aws, "CLIENT_PROFILES", ()) if p != default
+                 and (service is None or p not in native or service in native[p]))
 
 
 def cases(opts: Options, venv: str | None = None) -> list[Case]:
@@ -115,7 +120,7 @@ def cases(opts: Options, venv: str | None = None) -> list[Case]:
                 if not fixed and kind != "strategy" and not isinstance(workers, int):
                     continue  # a mode such as auto is the library's: the idioms and peers take counts
                 count = count if fixed else workers
-                profiles = (None,) + (client_profiles() if kind == "strategy" and count is not None
+                profiles = (None,) + (client_profiles(w.profiled) if kind == "strategy" and count is not None
                                       and w.profiled else ())
                 for profile in profiles:
                     case = Case(w, impl, kind, count, profile)

@@ -45,8 +45,8 @@ class Workload:
     #: names in idioms.RAW and peers.PEERS measured beside the strategies
     raws: tuple[str, ...] = ()
     peers: tuple[str, ...] = ()
-    #: its AWS calls go through lambda_fanout.aws helpers, so client profiles apply
-    profiled = False
+    #: the AWS service whose calls go through lambda_fanout.aws helpers, so client profiles apply
+    profiled: str | None = None
     #: why concurrency may not pay here, for the report
     why_no_gain = "each item does too little waiting for overlap to pay for the hand-off"
     #: the task is module-level (picklable), so the ``processes`` strategy runs it too
@@ -128,7 +128,7 @@ class S3Get(Workload):
     needs_aws = True
     raws = ("raw:boto3+ThreadPoolExecutor", "raw:aiobotocore+gather")
     peers = ("peer:aioboto3+gather",)
-    profiled = True
+    profiled = "s3"
 
     def items(self, n):
         return seeding.s3_keys(n)
@@ -214,7 +214,7 @@ class DynamoGet(Workload):
     latency_bound = True
     needs_aws = True
     raws = ("raw:boto3+ThreadPoolExecutor", "raw:aiobotocore+gather")
-    profiled = True
+    profiled = "dynamodb"
 
     def items(self, n):
         return [{"pk": {"S": k}} for k in seeding.ddb_keys(n)]

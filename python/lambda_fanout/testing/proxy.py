@@ -2,8 +2,9 @@
 
 It forwards each request to an upstream on 127.0.0.1 (moto's server) after a delay
 drawn from a configurable distribution, and injects faults at given rates:
-``503`` (S3 SlowDown / a throttle), ``500``, ``reset`` (the connection is reset)
-and ``stall`` (the response never comes until ``stall_s`` passes).
+``503`` (S3 SlowDown / a throttle), ``500``, ``403`` (S3's AccessDenied / DynamoDB's
+AccessDeniedException), ``reset`` (the connection is reset) and ``stall`` (the
+response never comes until ``stall_s`` passes).
 
 Throttling mode (``throttle={"rate": R, "burst": B}``): a token bucket of R requests
 per second, B deep, per prefix (an S3 bucket plus the key up to its last ``/``; a
@@ -38,7 +39,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
-FAULT_KINDS = ("503", "500", "reset", "stall")
+FAULT_KINDS = ("503", "500", "403", "reset", "stall")
 _HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-connection", "transfer-encoding", "content-length",
     "upgrade", "te", "trailer", "expect", "content-encoding",
@@ -199,13 +200,13 @@ class Proxy:
 
     async def fault(self, request: web.Request, fault: str, cfg: ProxyConfig) -> web.StreamResponse:
         json_protocol = "X-Amz-Target" in request.headers
-        if fault in ("503", "500"):
+        if fault in ("503", "500", "403"):
             status = int(fault)
             if json_protocol:
-                code = "ThrottlingException" if status == 503 else "InternalServerError"
+                code = {503: "ThrottlingException", 500: "InternalServerError", 403: "AccessDeniedException"}[status]
                 return web.json_response({"__type": code, "message": "injected by the fault proxy"},
                                          status=status, content_type="application/x-amz-json-1.0")
-            code = "SlowDown" if status == 503 else "InternalError"
+            code = {503: "SlowDown", 500: "InternalError", 403: "AccessDenied"}[status]
             xml = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
                    "<Message>injected by the fault proxy</Message></Error>")
             return web.Response(status=status, body=xml.encode(), content_type="application/xml")

@@ -1,0 +1,440 @@
+"""FANOUT_AWS_CLIENT=crt: the S3 helpers through awscrt give what the botocore path gives.
+
+Every test runs over real HTTP against moto's server behind the fault proxy. A crt
+call never reaches botocore's sender: each test counts ``before-send`` events on the
+pair's own boto3 client to prove the native path served it (and, for the fallbacks,
+that botocore did).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import warnings
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import lambda_fanout
+from lambda_fanout import _crt, _limiter, aws
+
+pytestmark = pytest.mark.aws
+STRATEGIES = ("threads", "asyncio")
+
+
+class Sends:
+    """How many requests botocore itself sent through a client (crt calls send none)."""
+
+    def __init__(self, client) -> None:
+        self.count = 0
+        client.meta.events.register("before-send.s3", self.seen)
+
+    def seen(self, **_) -> None:
+        self.count += 1
+
+
+@pytest.fixture
+def pairs(aws_endpoint):
+    """(crt pair, default pair, botocore send counter of the crt pair)."""
+    crt, default = aws.clients("s3", profile="crt"), aws.clients("s3", profile="default")
+    assert crt.native() is not None, "awscrt is in the dev requirements"
+    return crt, default, Sends(crt.sync)
+
+
+def run(task, items, strategy, max_workers=None):
+    return lambda_fanout.map(task, items, strategy=strategy, errors="collect", max_workers=max_workers)
+
+
+def helpers(bucket, pair):
+    return {"get": aws.s3_get_object(bucket, clients=pair), "put": aws.s3_put_object(bucket, clients=pair),
+            "head": aws.s3_head_object(bucket, clients=pair)}
+
+
+def outcome(result):
+    """One collected Outcome: its value, or its error as a user would inspect it."""
+    error = result.error
+    if error is None:
+        return ("ok", result.value)
+    response = getattr(error, "response", {}) or {}
+    meta = response.get("ResponseMetadata", {})
+    details = {k: v for k, v in response.get("Error", {}).items() if k not in ("RequestId", "HostId")}
+    return ("error", type(error).__name__, details, meta.get("HTTPStatusCode"), meta.get("RetryAttempts"),
+            meta.get("MaxAttemptsReached"))
+
+
+def outcomes(results):
+    return [outcome(r) for r in results]
+
+
+keys = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=40).filter(
+    lambda k: len(k.encode()) <= 1024 and k not in (".", "..") and not k.startswith("/"))
+bodies = st.one_of(st.just(b""), st.binary(max_size=3000), st.text(max_size=50).map(str.encode))
+metadata = st.dictionaries(st.text("abcdefghij-", min_size=1, max_size=8), st.text("xyz 0129", max_size=10),
+                           max_size=3)
+content_types = st.sampled_from([None, "text/plain", "application/json; charset=utf-8", "image/png"])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=keys, body=bodies, meta=metadata, content_type=content_types, strategy=st.sampled_from(STRATEGIES))
+def test_get_put_head_match_the_botocore_path(pairs, s3_bucket, key, body, meta, content_type, strategy):
+    crt, default, sends = pairs
+    before = sends.count
+    seeded = {"Metadata": meta, **({"ContentType": content_type} if content_type else {})}
+    default.sync.put_object(Bucket=s3_bucket, Key=key, Body=body, **seeded)
+    native, botocore = helpers(s3_bucket, crt), helpers(s3_bucket, default)
+    for op in ("get", "head"):
+        assert outcomes(run(native[op], [key, key + "-absent"], strategy)) == \
+            outcomes(run(botocore[op], [key, key + "-absent"], strategy))
+    # Puts: the same ETag, and the same object stored, checksum included.
+    ours, theirs = run(native["put"], [(key + "/crt", body)], strategy), \
+        run(botocore["put"], [(key + "/boto", body)], strategy)
+    assert outcomes(ours) == outcomes(theirs)
+    stored = [default.sync.head_object(Bucket=s3_bucket, Key=key + suffix, ChecksumMode="ENABLED")
+              for suffix in ("/crt", "/boto")]
+    assert [{k: v for k, v in s.items() if k not in ("ResponseMetadata", "LastModified")} for s in stored][0] == \
+        [{k: v for k, v in s.items() if k not in ("ResponseMetadata", "LastModified")} for s in stored][1]
+    assert default.sync.get_object(Bucket=s3_bucket, Key=key + "/crt")["Body"].read() == body
+    assert sends.count == before  # the crt pair's botocore client sent nothing
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_missing_bucket_errors_match(pairs, strategy):
+    crt, default, sends = pairs
+    for op in ("get", "head"):
+        ours = outcomes(run(helpers("fanout-no-such-bucket", crt)[op], ["k"], strategy))
+        assert ours == outcomes(run(helpers("fanout-no-such-bucket", default)[op], ["k"], strategy))
+        assert ours[0][1] in ("NoSuchBucket", "ClientError") and ours[0][3] == 404
+    assert sends.count == 0
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_access_denied_matches_and_is_not_retried(pairs, s3_bucket, aws_endpoint, strategy):
+    crt, default, sends = pairs
+    default.sync.put_object(Bucket=s3_bucket, Key="d", Body=b"d")
+    aws_endpoint.configure(faults={"403": 1.0})
+    for op, item in (("get", "d"), ("head", "d"), ("put", ("d", b"x"))):
+        got = []
+        for pair in (crt, default):
+            aws_endpoint.reset_stats()
+            got.append((outcomes(run(helpers(s3_bucket, pair)[op], [item], strategy)), aws_endpoint.stats()["requests"]))
+        assert got[0] == got[1]
+        (result,), requests = got[0]
+        assert result[1] in ("ClientError", "AccessDenied") and result[3] == 403 and requests == 1
+        assert result[2]["Code"] == ("403" if op == "head" else "AccessDenied")
+    assert sends.count == 0
+
+
+def test_the_exception_classes_are_the_clients(pairs, s3_bucket):
+    from botocore.exceptions import ClientError
+
+    crt, _, _ = pairs
+    with pytest.raises(crt.sync.exceptions.NoSuchKey) as err:
+        aws.s3_get_object(s3_bucket, clients=crt)("absent")
+    assert err.value.response["Error"]["Code"] == "NoSuchKey"
+    with pytest.raises(ClientError) as err:
+        aws.s3_head_object(s3_bucket, clients=crt)("absent")
+    assert err.value.response["Error"]["Code"] == "404"
+    assert err.value.operation_name == "HeadObject"
+
+
+@pytest.mark.parametrize("op,code", [("get", "SlowDown"), ("head", "503")])  # a HEAD answer has no body
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_slowdown_is_retried_reported_and_raised_as_botocore_does(pairs, s3_bucket, aws_endpoint, strategy, op,
+                                                                  code):
+    crt, default, sends = pairs
+    default.sync.put_object(Bucket=s3_bucket, Key="t/one", Body=b"x")
+    got = []
+    for pair in (crt, default):
+        aws_endpoint.configure(throttle={"rate": 0.01, "burst": 1})  # a fresh bucket of one token
+        aws_endpoint.reset_stats()
+        limiter = _limiter.Limiter(64)
+        results = lambda_fanout.map(_with_limiter(helpers(s3_bucket, pair)[op], limiter),
+                                    ["t/one", "t/one"], strategy=strategy, errors="collect", max_workers=1)
+        attempts = aws_endpoint.stats()["throttled"]
+        got.append((outcomes(results), attempts, limiter.throttled))
+    assert got[0] == got[1]
+    (first, second), attempts, throttled = got[0]
+    assert first[0] == "ok" and second[:2] == ("error", "ClientError")
+    assert second[2]["Code"] == code and second[3] == 503 and second[4] == 2 and second[5] is True
+    assert attempts == throttled == 3  # standard mode: three attempts, each one a signal
+    assert sends.count == 0
+
+
+def _with_limiter(task, limiter):
+    """The task with ``limiter`` as the running one, as ``auto`` sets it per job."""
+    def sync(item):
+        _limiter.current.set(limiter)
+        return task(item)
+
+    async def aio(item):
+        _limiter.current.set(limiter)
+        return await task.async_fn(item)
+    return lambda_fanout.Task(sync, aio)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_max_attempts_come_from_aws_max_attempts(pairs, s3_bucket, aws_endpoint, monkeypatch, strategy):
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    aws.reset_clients()
+    crt = aws.clients("s3", profile="crt")
+    crt.sync.put_object(Bucket=s3_bucket, Key="t/one", Body=b"x")
+    aws_endpoint.configure(throttle={"rate": 0.01, "burst": 1})
+    aws_endpoint.reset_stats()
+    results = run(aws.s3_get_object(s3_bucket, clients=crt), ["t/one", "t/one"], strategy, max_workers=1)
+    assert [o[0] for o in outcomes(results)] == ["ok", "error"]
+    assert aws_endpoint.stats()["throttled"] == 1
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_transient_faults_are_retried(pairs, s3_bucket, aws_endpoint, monkeypatch, strategy):
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "6")  # five faults in a row for one key: about 1 in 10^5 runs
+    aws.reset_clients()
+    crt, default = aws.clients("s3", profile="crt"), aws.clients("s3", profile="default")
+    sends = Sends(crt.sync)
+    keys = [f"r/{i}" for i in range(30)]
+    for key in keys:
+        default.sync.put_object(Bucket=s3_bucket, Key=key, Body=key.encode())
+    aws_endpoint.configure(faults={"500": 0.1, "reset": 0.1}, seed=7)
+    aws_endpoint.reset_stats()
+    results = lambda_fanout.map(aws.s3_get_object(s3_bucket, clients=crt), keys, strategy=strategy,
+                                max_workers=4)
+    stats = aws_endpoint.stats()
+    assert results == [k.encode() for k in keys]
+    assert sum(stats["faults"].values()) > 0
+    assert stats["requests"] == len(keys) + sum(stats["faults"].values())  # one retry per fault
+    assert sends.count == 0
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_an_unreachable_endpoint_raises_botocores_connection_error(aws_endpoint, monkeypatch, strategy):
+    from botocore.exceptions import EndpointConnectionError
+
+    from lambda_fanout.testing.endpoint import free_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    aws.reset_clients()
+    got = [outcomes(run(aws.s3_get_object("fanout-bucket", clients=aws.clients("s3", profile=profile)), ["k"],
+                        strategy))[0][:2] for profile in ("crt", "default")]
+    assert got[0] == got[1] == ("error", EndpointConnectionError.__name__)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_stalled_response_times_out_as_botocore_does(aws_endpoint, s3_bucket, monkeypatch, strategy):
+    from botocore.exceptions import ReadTimeoutError
+
+    monkeypatch.setenv("FANOUT_AWS_READ_TIMEOUT_S", "0.3")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    aws.reset_clients()
+    crt = aws.clients("s3", profile="crt")
+    crt.sync.put_object(Bucket=s3_bucket, Key="slow", Body=b"x")
+    aws_endpoint.configure(faults={"stall": 1.0}, stall_s=2.0)
+    aws_endpoint.reset_stats()
+    results = run(aws.s3_get_object(s3_bucket, clients=crt), ["slow"], strategy)
+    assert outcomes(results)[0][:2] == ("error", ReadTimeoutError.__name__)
+    assert aws_endpoint.stats()["faults"]["stall"] == 2  # both attempts, each given up after 0.3 s
+
+
+def test_the_checksum_of_a_get_is_checked(pairs, s3_bucket):
+    """A body that does not match the stored checksum raises botocore's FlexibleChecksumError."""
+    from botocore.exceptions import FlexibleChecksumError
+
+    crt, default, _ = pairs
+    default.sync.put_object(Bucket=s3_bucket, Key="sum", Body=b"payload")
+    native = crt.native()
+    route = native.route("get_object", s3_bucket)
+    assert route is not None and route.response_checksums
+    headers = [("x-amz-checksum-crc32", default.sync.head_object(
+        Bucket=s3_bucket, Key="sum", ChecksumMode="ENABLED")["ChecksumCRC32"])]
+    assert native._checked(route, headers, b"payload") == b"payload"
+    with pytest.raises(FlexibleChecksumError):
+        native._checked(route, headers, b"pay1oad")
+
+
+def test_other_calls_and_services_keep_botocore(pairs, s3_bucket, ddb_table):
+    crt, _, sends = pairs
+    aws.s3_delete_object(s3_bucket, clients=crt)("k")
+    assert sends.count == 1
+    table = aws.clients("dynamodb", profile="crt")
+    assert table.native() is None
+    aws.dynamodb_put_item(ddb_table, clients=table)({"pk": {"S": "a"}})
+    assert aws.dynamodb_get_item(ddb_table, clients=table)({"pk": {"S": "a"}}) == {"pk": {"S": "a"}}
+    # A file-like body is streamed by botocore.
+    import io
+
+    assert aws.s3_put_object(s3_bucket, clients=crt)(("f", io.BytesIO(b"file"))).startswith('"')
+    assert sends.count == 2
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_without_awscrt_crt_warns_once_and_botocore_serves(aws_endpoint, s3_bucket, monkeypatch, strategy):
+    # `import awscrt.http` now raises ImportError. Not the whole package: botocore, which
+    # found awscrt at its own import, would then fail instead of falling back itself.
+    monkeypatch.setitem(sys.modules, "awscrt.http", None)
+    monkeypatch.setattr(_crt, "_loaded", None)
+    monkeypatch.setenv("FANOUT_AWS_CLIENT", "crt")
+    aws.reset_clients()
+    pair = aws.clients("s3")
+    assert pair.profile == "crt"
+    sends = Sends(pair.sync)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert lambda_fanout.map(aws.s3_put_object(s3_bucket), [("a", b"1"), ("b", b"2")], strategy=strategy)
+        assert lambda_fanout.map(aws.s3_get_object(s3_bucket), ["a", "b"], strategy=strategy) == [b"1", b"2"]
+        aws.reset_clients()
+        assert aws.s3_get_object(s3_bucket)("a") == b"1"  # a new pair: no second warning
+    said = [w for w in caught if issubclass(w.category, RuntimeWarning) and "awscrt" in str(w.message)]
+    assert len(said) == 1
+    assert "native zip" in str(said[0].message) and "FANOUT_AWS_CLIENT" in str(said[0].message)
+    assert pair.native() is None
+    assert sends.count == (4 if strategy == "threads" else 0)  # asyncio's calls went through aiobotocore
+
+
+def test_a_cancelled_async_call_closes_its_connection(pairs, s3_bucket, aws_endpoint):
+    """Cancelling a waiting call (a deadline) leaves no half-read connection in the pool."""
+    crt, default, _ = pairs
+    default.sync.put_object(Bucket=s3_bucket, Key="c", Body=b"c")
+    get = aws.s3_get_object(s3_bucket, clients=crt)
+
+    async def main():
+        assert await get.async_fn("c") == b"c"
+        aws_endpoint.configure(delay_ms=1000)
+        call = asyncio.ensure_future(get.async_fn("c"))
+        await asyncio.sleep(0.2)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        aws_endpoint.configure()
+        return await get.async_fn("c")
+
+    assert asyncio.run(main()) == b"c"
+    pool = crt.native().route("get_object", s3_bucket).pool
+    assert len(pool.idle) == 1  # the cancelled call's connection was closed, not returned
+
+
+def test_every_strategy_serves_crt_calls(aws_endpoint, s3_bucket, monkeypatch, strategy_name):
+    """FANOUT_AWS_CLIENT=crt under each strategy (processes' workers make their own crt pairs)."""
+    monkeypatch.setenv("FANOUT_AWS_CLIENT", "crt")
+    items = [(f"s/{i}", bytes([i]) * i) for i in range(12)]
+    etags = lambda_fanout.map(aws.s3_put_object(s3_bucket), items, strategy=strategy_name)
+    bodies = lambda_fanout.map(aws.s3_get_object(s3_bucket), [k for k, _ in items], strategy=strategy_name)
+    heads = lambda_fanout.map(aws.s3_head_object(s3_bucket), [k for k, _ in items], strategy=strategy_name)
+    default = aws.clients("s3", profile="default").sync
+    assert bodies == [body for _, body in items]
+    assert etags == [default.head_object(Bucket=s3_bucket, Key=k)["ETag"] for k, _ in items]
+    assert [h["ContentLength"] for h in heads] == [len(body) for _, body in items]
+    if strategy_name != "processes":
+        assert aws.clients("s3").native() is not None
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=keys, region=st.sampled_from(["us-east-1", "eu-west-3"]))
+def test_signatures_are_botocores(pairs, monkeypatch, key, region):
+    """The same request at the same instant gets botocore's S3 SigV4 Authorization header, session token included."""
+    import datetime
+
+    import awscrt.auth
+    import awscrt.http
+    import botocore.auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.utils import percent_encode
+
+    native = pairs[0].native()
+    when = datetime.datetime(2026, 11, 27, 12, 34, 56, tzinfo=datetime.timezone.utc)
+    path = "/fanout-bucket/" + percent_encode(key, safe="/~")
+    ours = awscrt.http.HttpRequest("GET", path, awscrt.http.HttpHeaders([("host", "127.0.0.1:4566")]))
+    awscrt.auth.aws_sign_request(ours, native.signing(region).replace(date=when)).result()
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: when.replace(tzinfo=None))
+    theirs = AWSRequest(method="GET", url="http://127.0.0.1:4566" + path)
+    botocore.auth.S3SigV4Auth(native.credentials.get_frozen_credentials(), "s3", region).add_auth(theirs)
+    assert ours.headers.get("x-amz-security-token") == theirs.headers["X-Amz-Security-Token"] == "testing"
+    assert ours.headers.get("authorization") == theirs.headers["Authorization"]
+
+
+def test_explicit_keys_beat_the_chain(aws_endpoint):
+    pair = aws.clients("s3", profile="crt", aws_access_key_id="AKIDEXPLICIT", aws_secret_access_key="secret")
+    frozen = pair.native().credentials.get_frozen_credentials()
+    assert (frozen.access_key, frozen.secret_key, frozen.token) == ("AKIDEXPLICIT", "secret", None)
+
+
+def test_the_s3_endpoint_variable_beats_the_general_one(aws_endpoint, s3_bucket, monkeypatch):
+    from lambda_fanout.testing.endpoint import free_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", aws_endpoint.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    aws.reset_clients()
+    pair = aws.clients("s3", profile="crt")
+    assert aws.s3_put_object(s3_bucket, clients=pair)(("e", b"e")) and aws.s3_get_object(s3_bucket, clients=pair)("e") == b"e"
+    assert pair.native().route("get_object", s3_bucket).url.startswith(aws_endpoint.url + "/" + s3_bucket + "/")
+
+
+@pytest.fixture(scope="module")
+def tls_endpoint(tmp_path_factory):
+    """moto's server over HTTPS with a self-signed certificate for 127.0.0.1: (url, CA bundle path)."""
+    import datetime
+    import ipaddress
+    import ssl
+    import subprocess
+    import time
+    import urllib.request
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from lambda_fanout.testing.endpoint import free_port
+
+    folder = tmp_path_factory.mktemp("tls")
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port),
+                               "-c", str(folder / "cert.pem"), "-k", str(folder / "key.pem")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url, trust = f"https://127.0.0.1:{port}", ssl.create_default_context(cafile=str(folder / "cert.pem"))
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(url + "/moto-api/", context=trust, timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield url, str(folder / "cert.pem")
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def test_https_with_the_ca_bundle_and_without(aws_endpoint, tls_endpoint, monkeypatch):
+    """TLS through awscrt: the chain's CA bundle is trusted; an unknown certificate is botocore's SSLError."""
+    from botocore.exceptions import SSLError
+
+    url, bundle = tls_endpoint
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    monkeypatch.setenv("AWS_CA_BUNDLE", bundle)
+    aws.reset_clients()
+    crt, default = aws.clients("s3", profile="crt"), aws.clients("s3", profile="default")
+    default.sync.create_bucket(Bucket="fanout-tls")
+    sends = Sends(crt.sync)
+    assert aws.s3_put_object("fanout-tls", clients=crt)(("k", b"tls")) == \
+        aws.s3_put_object("fanout-tls", clients=default)(("k", b"tls"))
+    assert aws.s3_get_object("fanout-tls", clients=crt)("k") == b"tls"
+    assert aws.s3_head_object("fanout-tls", clients=crt)("k") == aws.s3_head_object("fanout-tls", clients=default)("k")
+    assert crt.native().route("get_object", "fanout-tls").url == f"{url}/fanout-tls/" and sends.count == 0
+    monkeypatch.delenv("AWS_CA_BUNDLE")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    aws.reset_clients()
+    for profile in ("crt", "default"):
+        with pytest.raises(SSLError):
+            aws.s3_get_object("fanout-tls", clients=aws.clients("s3", profile=profile))("k")
