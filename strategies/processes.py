@@ -20,6 +20,9 @@ _current = threading.local()  # the Lease of the call a driver thread works for
 #: the kernel closes a killed process's pipes at once, so this is milliseconds. Never
 #: more than half the deadline margin.
 _SETTLE_S = 0.25
+#: After killing the busy workers, how long at most to wait for them to be gone, so
+#: that which records each had begun is final (SIGKILL takes microseconds).
+_KILLED_S = 0.05
 
 
 class Remote:
@@ -50,9 +53,12 @@ class Remote:
 
     def _in(self, lease, item):
         try:
-            (ok, value), = lease.worker().call(self.data, [item], lease.timeout(), env=lease.env)[0]
+            results, _ = lease.worker().call(self.data, [item], lease.timeout(), env=lease.env, slot=lease.slot)
         except _procpool.Killed:
             raise DeadlineExceeded.did_not_finish(self.margin_ms) from None
+        if not results:  # the call stopped or its deadline passed before the item began
+            raise DeadlineExceeded.not_started(self.margin_ms)
+        (ok, value), = results
         if ok:
             return value
         raise value
@@ -100,6 +106,7 @@ class ProcessesStrategy(Strategy):
 
     def _drive(self, run: Run) -> None:
         lease = _procpool.Lease(_procpool.get_pool(), self.max_workers, run.wait_timeout)
+        run.on_stop = lease.stop  # a cancelled amap: the workers stop before their next item
         if run.groups is None:
             sizer = _procpool.ChunkSizer()
             size, work = sizer.size, self._send
@@ -137,8 +144,10 @@ class ProcessesStrategy(Strategy):
                         submitted += 1
                 if inflight:
                     # Deadline or fatal error: kill what still runs, so each driver thread
-                    # returns now and the ledger learns which records had begun.
-                    lease.interrupt()
+                    # returns now and the ledger learns which records had begun; the
+                    # records a killed worker never began are known here already.
+                    for index in lease.interrupt(_KILLED_S):
+                        run._unbegin(index)
                     end = time.monotonic() + min(_SETTLE_S, run.margin_ms / 2000)
                     for _ in range(submitted):
                         try:
@@ -161,39 +170,47 @@ class ProcessesStrategy(Strategy):
     @staticmethod
     def _settle_chunk(lease, run: Run, chunk: list[int], sizer):
         # Returns the worker if it was killed or died, for replacing.
-        begun, items = [], []
-        for index in chunk:
-            item = run._begin(index)
-            if item is not _QUEUED:
-                begun.append(index)
-                items.append(item)
-        if not items:
-            return None
         worker = lease.worker()
-        try:
-            results, elapsed = worker.call(run.fn.data, items, lease.timeout(), stop_on_failure=run.stop_on_failure,
-                                           env=lease.env)
-        except _procpool.Killed as killed:
-            # The first `started` records began (reported as not finished), the rest never did.
-            for index in begun[killed.started:]:
-                run._unbegin(index)
-            return worker
-        except _procpool.WorkerError as exc:
-            for index in begun[:max(exc.started, 1)]:
-                run._failed(index, exc)
-            for index in begun[max(exc.started, 1):]:
-                run._unbegin(index)
-            return worker if not worker.healthy else None
-        sizer.observe(len(results), elapsed)
-        for index, (ok, value) in zip(begun, results):
-            if ok:
-                run._settle(index, value)
-            elif isinstance(value, Exception):
-                run._failed(index, value)
-            else:
-                run._fatal_error(value)  # KeyboardInterrupt, SystemExit: finish() raises it
-        for index in begun[len(results):]:
-            run._unbegin(index)  # the worker stopped at a failure before these
+        begun = [index for index in chunk if run._begin(index) is not _QUEUED]
+        fresh = False  # a worker that died before its first item is given one more chance
+        while begun:
+            items = [run.pending[index] for index in begun]
+            try:
+                results, elapsed = worker.call(run.fn.data, items, lease.timeout(), stop_on_failure=run.stop_on_failure,
+                                               env=lease.env, slot=lease.slot, sent=begun)
+            except _procpool.Killed as killed:
+                # The first `started` records began (those unfinished are reported as not
+                # finished), the rest never did.
+                _report(run, begun, killed.results)
+                for index in begun[killed.started:]:
+                    run._unbegin(index)
+                return worker
+            except _procpool.WorkerError as exc:
+                _report(run, begun, exc.results)
+                done = len(exc.results)
+                if not exc.exited or (exc.started == 0 and fresh):
+                    # The task cannot load, or kills every worker before it runs: each record fails.
+                    for index in begun[done:]:
+                        run._failed(index, exc)
+                    return None if worker.healthy else worker
+                for index in begun[done:exc.started]:
+                    run._failed(index, exc)  # the record it was running when it exited
+                # The records it never reached run on a replacement.
+                fresh = exc.started == 0 or fresh
+                rest = begun[exc.started:]
+                for index in rest:
+                    run._unbegin(index)
+                lease.replace(worker)
+                worker = lease.worker()
+                begun = [index for index in rest if run._begin(index) is not _QUEUED]
+                continue
+            sizer.observe(len(results), elapsed)
+            _report(run, begun, results)
+            for index in begun[len(results):]:
+                run._unbegin(index)  # the worker stopped (a failure, a cancel, the deadline) before these
+            break
+        if run.stopped:
+            lease.stop()  # a failure recorded here stops the other workers of the call too
         return None
 
     @staticmethod
@@ -205,3 +222,15 @@ class ProcessesStrategy(Strategy):
         finally:
             _current.lease = None
             settled.put(None)
+        lease.renew()  # after the ledger is told: a worker killed at the deadline is replaced now
+
+
+def _report(run: Run, begun: list[int], results: list) -> None:
+    # The outcome of each record a worker finished, in order.
+    for index, (ok, value) in zip(begun, results):
+        if ok:
+            run._settle(index, value)
+        elif isinstance(value, Exception):
+            run._failed(index, value)
+        else:
+            run._fatal_error(value)  # KeyboardInterrupt, SystemExit: finish() raises it
