@@ -272,6 +272,10 @@ ARENA_SIZE = 1 << 20
 _STARTED, _WRITTEN, _FIRST = 0, 1, 2
 _HEAD = 32  # frames start here: a 4-byte length, then the pickled (ok, value)
 _LEN = struct.Struct("<I")
+#: Up to this many bytes of results, the end-of-request reply repeats the arena's
+#: results as one pickled list: the caller loads it in one call (about a tenth of the
+#: time of loading each frame), reading the frames only if it fails to load.
+_REPLY_LIST = 1 << 16
 _ELAPSED = struct.Struct("<d")
 
 # Replies, by first byte: frames spilled from a full arena, the end of a request, the
@@ -312,13 +316,15 @@ def _inherit_fd(dup: Any) -> _Fd:
     return _Fd(dup.detach())
 
 
-def _failure(exc: BaseException) -> bytes:
+def _failure(exc: BaseException) -> tuple[tuple, bytes]:
+    # (the failure as the caller gets it, pickled)
+    record: tuple = (False, _portable(exc))
     try:
-        return pickle.dumps((False, _portable(exc)), _PROTOCOL)
+        return record, pickle.dumps(record, _PROTOCOL)
     except Exception as again:  # the traceback or the text itself: never lose the item
-        return pickle.dumps((False, WorkerError(
-            f"{_text(exc)}; it could not be sent back from the worker process ({_text(again)})",
-            exited=False)), _PROTOCOL)
+        record = (False, WorkerError(
+            f"{_text(exc)}; it could not be sent back from the worker process ({_text(again)})", exited=False))
+        return record, pickle.dumps(record, _PROTOCOL)
 
 
 # -- the worker side ----------------------------------------------------------------------
@@ -358,7 +364,7 @@ def _serve(conn, board_fd: _Fd, arena_fd: _Fd) -> None:
         try:
             (task, env, slot, until, stop_on_failure, each), items = loads(request)
         except Exception as exc:
-            conn.send_bytes(bytes((_BAD_ITEMS,)) + _failure(exc))
+            conn.send_bytes(bytes((_BAD_ITEMS,)) + _failure(exc)[1])
             continue
         try:
             if env is not None:
@@ -376,11 +382,12 @@ def _serve(conn, board_fd: _Fd, arena_fd: _Fd) -> None:
                 fn = loads(task)
                 last = task
         except Exception as exc:
-            conn.send_bytes(bytes((_BAD_TASK,)) + _failure(exc))
+            conn.send_bytes(bytes((_BAD_TASK,)) + _failure(exc)[1])
             continue
         started = clock()
         begun = 0
         pos = _HEAD
+        kept = []  # what the arena holds, sent again as one list at the end (see _REPLY_LIST)
         for item in items:
             if board[slot] or (until is not None and now() >= until):
                 break  # the call stopped (a failure, a cancel) or its deadline passed
@@ -389,7 +396,8 @@ def _serve(conn, board_fd: _Fd, arena_fd: _Fd) -> None:
             value = nothing
             try:
                 value = fn(_unpack(item) if each else item)
-                frame = dumps((True, value), protocol)
+                record = (True, value)
+                frame = dumps(record, protocol)
             except BaseException as exc:
                 # errors="raise": nothing starts after a failure; a BaseException propagates
                 # in the caller. Either way no item of this call starts after it, in any
@@ -401,7 +409,7 @@ def _serve(conn, board_fd: _Fd, arena_fd: _Fd) -> None:
                     exc = WorkerError(
                         f"the task returned a {type(value).__name__}, which cannot be pickled back from the "
                         f"worker process ({_text(exc)}); return plain data", exited=False)
-                frame = _failure(exc)
+                record, frame = _failure(exc)
             else:
                 halt = False
             end = pos + 4 + len(frame)
@@ -410,11 +418,19 @@ def _serve(conn, board_fd: _Fd, arena_fd: _Fd) -> None:
                 arena[pos + 4:end] = frame
                 pos = end
                 words[_WRITTEN] = pos
+                kept.append(record)
             else:
                 pos = _spill(conn, arena, words, pos, begun - 1, frame)
+                kept = [record] if pos > _HEAD else []
             if halt:
                 break
-        conn.send_bytes(bytes((_END,)) + _ELAPSED.pack(clock() - started))
+        end = bytes((_END,)) + _ELAPSED.pack(clock() - started)
+        if pos - _HEAD <= _REPLY_LIST:
+            try:
+                end += dumps(kept, protocol)
+            except Exception:
+                pass  # the caller reads the arena's frames instead
+        conn.send_bytes(end)
 
 
 def _spill(conn, arena, words, pos: int, position: int, frame: bytes) -> int:
@@ -573,7 +589,13 @@ class Worker:
                 self._gone(words[_STARTED], results)
             kind = reply[0]
             if kind == _END:
-                self._collect(results)
+                if len(reply) > 1 + _ELAPSED.size:
+                    try:
+                        results.extend(pickle.loads(memoryview(reply)[1 + _ELAPSED.size:]))
+                    except Exception:  # a result that does not load here: each frame on its own
+                        self._collect(results)
+                else:
+                    self._collect(results)
                 return results, _ELAPSED.unpack_from(reply, 1)[0]
             if kind == _FRAMES:
                 _frames(reply, 1, len(results), results)
