@@ -6,9 +6,13 @@ from __future__ import annotations
 # not imported at run time, which keeps cold starts short.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterable
+    from concurrent.futures import Future
+    from typing import Any, Callable, Iterable, Iterator
 
     from .._config import Settings
+
+import queue
+from time import perf_counter
 
 from .. import _config
 from .._run import Run, deadline_of
@@ -63,12 +67,90 @@ class CallPool:
             thread.join(None if end is None else max(end - monotonic(), 0.0))
 
 
+def drive_window(
+    run: Run,
+    jobs: Iterator[Any],
+    submit: Callable[[Any], Future],
+    window: int,
+    *,
+    limiter: Any = None,
+    on_stuck: Callable[[], None] | None = None,
+) -> None:
+    """Keep up to ``window`` jobs in flight: as each completes, submit the next.
+
+    This is the submit + as_completed pattern with a sliding window. as_completed
+    itself watches a fixed set of futures, so one slow job would stall every refill
+    until it finished; completions are taken instead from a queue fed by each
+    future's done-callback, in the order as_completed would yield them. It returns
+    once every job submitted has completed and ``jobs`` is exhausted, at the deadline
+    margin, or at once after a fatal error.
+
+    Args:
+        run: the ledger of the call: its deadline and its fatal errors end the wait.
+        jobs: what to submit, pulled only as room opens (``run.jobs``, or chunks of it).
+        submit: starts one job elsewhere (a pool thread) and returns its Future, whose
+            result is ``run.execute``'s (False: the record failed or did not start).
+        window: the most jobs in flight at a time.
+        limiter: under ``max_workers="auto"``, the run's limiter: the window is then its
+            limit, read at each completion, and one job in ``limiter.stride`` is timed
+            from submission to completion, on this thread.
+        on_stuck: called when the driver stops with jobs still running (deadline or
+            fatal error), before it returns: how a strategy ends what still runs.
+    """
+    clock = perf_counter
+    skip = 0
+    completed: queue.SimpleQueue = queue.SimpleQueue()
+    on_done = completed.put
+    inflight = 0
+    room = window if limiter is None else limiter.limit
+    while True:
+        if room > 0:
+            for job in jobs:
+                future = submit(job)
+                if limiter is not None:
+                    if skip:
+                        skip -= 1
+                    else:
+                        skip = limiter.stride - 1
+                        future.started = clock()
+                future.add_done_callback(on_done)
+                inflight += 1
+                room -= 1
+                if not room:
+                    break
+        if not inflight:
+            return
+        try:
+            future = completed.get(timeout=run.wait_timeout())
+        except queue.Empty:
+            if not run.expired():
+                continue
+            break
+        inflight -= 1
+        ok = future.result()  # the ledger records every task error: this raises only on a bug
+        if run.must_return():
+            break
+        if limiter is None:
+            room = window - inflight
+        else:
+            started = getattr(future, "started", None)
+            if started is not None:
+                # False: failed or not started; None: a group (its records report themselves).
+                limiter.sample(started, clock(), inflight, ok is not False)
+            room = limiter.limit - inflight
+    if inflight and on_stuck is not None:
+        on_stuck()
+
+
 class Strategy:
     """Runs one task over many items with a given concurrency mechanism.
 
     Subclasses implement :meth:`_drive` only: pull jobs from ``run.jobs`` and run each
     with ``run.execute(job)`` (or ``await run.aexecute(job)``), at most ``max_workers``
-    at a time, returning early when ``run.expired()`` or ``run.must_return()``.
+    at a time, returning early when ``run.expired()`` or ``run.must_return()``
+    (:func:`drive_window` does this for a pool of threads). A strategy that ships records
+    elsewhere (another process) starts and reports each itself instead, with the ledger's
+    start protocol (``run.begin``, ``run.unbegin``, ``run.settle``, ``run.fail``).
     Ordering, raise/collect, deadlines and every report live in :class:`~lambda_fanout._run.Run`.
 
     Strategies are context managers; :meth:`close` releases anything kept between

@@ -9,9 +9,9 @@ from itertools import islice
 
 from .. import _procpool
 from .._errors import DeadlineExceeded
-from .._run import _QUEUED, Run
+from .._run import Run
 from .._task import sync_form
-from .base import WINDOW_PER_WORKER, CallPool, Strategy
+from .base import WINDOW_PER_WORKER, CallPool, Strategy, drive_window
 
 _current = threading.local()  # the Lease of the call a driver thread works for
 
@@ -112,48 +112,34 @@ class ProcessesStrategy(Strategy):
             size, work = sizer.size, self._send
         else:
             sizer, size, work = None, (lambda: 1), self._walk
-        completed: queue.SimpleQueue = queue.SimpleQueue()
-        settled: queue.SimpleQueue = queue.SimpleQueue()  # one token per job, once the ledger knows
         jobs = run.jobs
-        inflight = submitted = 0
+        # The unit sent to a driver thread is a chunk of jobs, sized as it is made.
+        chunks = iter(lambda: list(islice(jobs, size())), [])
+        settled: queue.SimpleQueue = queue.SimpleQueue()  # one token per chunk, once the ledger knows
+        submitted = 0
         try:
             with CallPool(run, self.max_workers, "fanout-processes") as threads:
-                submit = threads.executor.submit
-                for _ in range(self.max_workers * WINDOW_PER_WORKER):
-                    chunk = list(islice(jobs, size()))
-                    if not chunk:
-                        break
-                    submit(work, lease, run, chunk, sizer, settled).add_done_callback(completed.put)
-                    inflight += 1
+                executor_submit = threads.executor.submit
+
+                def submit(chunk):
+                    nonlocal submitted
                     submitted += 1
-                while inflight:
-                    try:
-                        future = completed.get(timeout=run.wait_timeout())
-                    except queue.Empty:
-                        if run.expired():
-                            break
-                        continue
-                    inflight -= 1
-                    future.result()  # the ledger records every task error: this raises only on a bug
-                    if run.must_return():
-                        break
-                    chunk = list(islice(jobs, size()))
-                    if chunk:
-                        submit(work, lease, run, chunk, sizer, settled).add_done_callback(completed.put)
-                        inflight += 1
-                        submitted += 1
-                if inflight:
+                    return executor_submit(work, lease, run, chunk, sizer, settled)
+
+                def kill_stuck():
                     # Deadline or fatal error: kill what still runs, so each driver thread
                     # returns now and the ledger learns which records had begun; the
                     # records a killed worker never began are known here already.
                     for index in lease.interrupt(_KILLED_S):
-                        run._unbegin(index)
+                        run.unbegin(index)
                     end = time.monotonic() + min(_SETTLE_S, run.margin_ms / 2000)
                     for _ in range(submitted):
                         try:
                             settled.get(timeout=max(end - time.monotonic(), 0.0))
                         except queue.Empty:
                             break
+
+                drive_window(run, chunks, submit, self.max_workers * WINDOW_PER_WORKER, on_stuck=kill_stuck)
         finally:
             lease.close()
 
@@ -171,7 +157,7 @@ class ProcessesStrategy(Strategy):
     def _settle_chunk(lease, run: Run, chunk: list[int], sizer):
         # Returns the worker if it was killed or died, for replacing.
         worker = lease.worker()
-        begun = [index for index in chunk if run._begin(index) is not _QUEUED]
+        begun = [index for index in chunk if run.begin(index)]
         fresh = False  # a worker that died before its first item is given one more chance
         while begun:
             items = [run.pending[index] for index in begun]
@@ -183,7 +169,7 @@ class ProcessesStrategy(Strategy):
                 # finished), the rest never did.
                 _report(run, begun, killed.results)
                 for index in begun[killed.started:]:
-                    run._unbegin(index)
+                    run.unbegin(index)
                 return worker
             except _procpool.WorkerError as exc:
                 _report(run, begun, exc.results)
@@ -191,23 +177,23 @@ class ProcessesStrategy(Strategy):
                 if not exc.exited or (exc.started == 0 and fresh):
                     # The task cannot load, or kills every worker before it runs: each record fails.
                     for index in begun[done:]:
-                        run._failed(index, exc)
+                        run.fail(index, exc)
                     return None if worker.healthy else worker
                 for index in begun[done:exc.started]:
-                    run._failed(index, exc)  # the record it was running when it exited
+                    run.fail(index, exc)  # the record it was running when it exited
                 # The records it never reached run on a replacement.
                 fresh = exc.started == 0 or fresh
                 rest = begun[exc.started:]
                 for index in rest:
-                    run._unbegin(index)
+                    run.unbegin(index)
                 lease.replace(worker)
                 worker = lease.worker()
-                begun = [index for index in rest if run._begin(index) is not _QUEUED]
+                begun = [index for index in rest if run.begin(index)]
                 continue
             sizer.observe(len(results), elapsed)
             _report(run, begun, results)
             for index in begun[len(results):]:
-                run._unbegin(index)  # the worker stopped (a failure, a cancel, the deadline) before these
+                run.unbegin(index)  # the worker stopped (a failure, a cancel, the deadline) before these
             break
         if run.stopped:
             lease.stop()  # a failure recorded here stops the other workers of the call too
@@ -229,8 +215,8 @@ def _report(run: Run, begun: list[int], results: list) -> None:
     # The outcome of each record a worker finished, in order.
     for index, (ok, value) in zip(begun, results):
         if ok:
-            run._settle(index, value)
+            run.settle(index, value)
         elif isinstance(value, Exception):
-            run._failed(index, value)
+            run.fail(index, value)
         else:
-            run._fatal_error(value)  # KeyboardInterrupt, SystemExit: finish() raises it
+            run.fatal_error(value)  # KeyboardInterrupt, SystemExit: finish() raises it

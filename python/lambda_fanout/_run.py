@@ -163,7 +163,7 @@ class Run:
                 self.input_error = exc
                 return
             except BaseException as exc:
-                self._fatal_error(exc)
+                self.fatal_error(exc)
                 return
             finally:
                 self.reading = False
@@ -180,36 +180,61 @@ class Run:
 
     # -- running one job ----------------------------------------------------------------------
     # The blocking and coroutine forms differ only in the call itself: what records an
-    # outcome is shared (_settle/_failed/_fatal_error). The start check is written out
-    # in both, as it is the per-item hot path.
+    # outcome is shared (settle/fail/fatal_error). Their start is begin()'s, written
+    # out: a call there costs about 30 ns a record, 5-10% of the per-task overhead of
+    # sequential and asyncio (tests/benchmarks/test_core_bench.py -k overhead).
     #
     # The slot is marked _RUNNING before the stop flag is read: a finish() that still
     # sees _QUEUED had already set the flag, so such a record is then never started, and
     # one it sees _RUNNING is reported as possibly started (the safe side).
 
-    # A strategy that sends records elsewhere in chunks (processes) marks each started as
-    # it sends it, and takes the mark back for a record its worker never reached.
+    def begin(self, index: int) -> bool:
+        """Mark record ``index`` started if it may still start: the start check of every record.
 
-    def _begin(self, index: int) -> Any:
-        """The record to send now (marked started), or _QUEUED if it must not start."""
+        :meth:`execute` and :meth:`aexecute` start each record they run this way (the
+        same steps, written out), so a strategy that runs its jobs through them never
+        calls it. A strategy that ships records elsewhere (another process) and reports
+        them later calls it for each record just before sending it, sends
+        ``run.pending[index]`` only when it returns True, and later reports the record's
+        outcome with :meth:`settle`, :meth:`fail` or :meth:`fatal_error`, or calls
+        :meth:`unbegin` for one that never ran there.
+
+        Returns:
+            True: the record is marked started and must now run. False: the call stopped
+            or the deadline margin passed; the record stays not started (finish() reports it).
+        """
         results = self.results
         results[index] = _RUNNING
-        if self.stopped or (self.deadline is not None and monotonic() >= self.deadline):
-            results[index] = _QUEUED
-            return _QUEUED
-        return self.pending[index]
+        if self.may_start():
+            return True
+        results[index] = _QUEUED
+        return False
 
-    def _unbegin(self, index: int) -> None:
-        """A record begun but never reached where it was sent (a worker process stopped first)."""
+    def unbegin(self, index: int) -> None:
+        """Take back :meth:`begin`'s mark for a record that was never reached where it was sent.
+
+        For a strategy that ships records elsewhere: the worker holding the record stopped
+        (killed at the deadline, failed, or stopped at an earlier record's failure) before
+        the record began. finish() then reports it as not started rather than not finished.
+        Once the call has returned, this does nothing.
+        """
         if not self.closed:
             self.results[index] = _QUEUED
 
-    def _settle(self, index: int, value: Any) -> bool:
+    def settle(self, index: int, value: Any) -> bool:
+        """Report record ``index`` begun and finished with ``value``.
+
+        The run's check (if any) sees the value first: an exception from it fails the
+        record instead. A report after the call returned is written nowhere.
+
+        Returns:
+            True, or False when the check failed the record.
+        """
         if self.check is not None:
             try:
                 self.check(value)
             except Exception as exc:
-                return self._failed(index, exc)
+                return self.fail(index, exc)
         if self.closed:
             return True  # a late result after the call returned: written nowhere
         pending = self.pending
@@ -217,7 +242,15 @@ class Run:
         del pending[index]
         return True
 
-    def _failed(self, index: int, error: BaseException) -> bool:
+    def fail(self, index: int, error: BaseException) -> bool:
+        """Report record ``index`` begun and failed with ``error`` (an Exception).
+
+        In raise mode, or with ``stop_on_failure``, no record starts after it. Under auto
+        the limiter sees the error. A report after the call returned is written nowhere.
+
+        Returns:
+            False, always: callers return it as the record's outcome.
+        """
         if self.closed:
             return False
         if self.limiter is not None:
@@ -237,7 +270,8 @@ class Run:
         del pending[index]
         return False
 
-    def _fatal_error(self, error: BaseException) -> None:
+    def fatal_error(self, error: BaseException) -> None:
+        """Report a BaseException that ends the call (KeyboardInterrupt, SystemExit): finish() raises it."""
         # KeyboardInterrupt, SystemExit, a task's own CancelledError: recorded and
         # raised by finish(), outside any worker thread or event loop, so neither is
         # left mid-step. Nothing starts after it.
@@ -248,34 +282,34 @@ class Run:
     def _execute_one(self, index: int) -> bool:
         results = self.results
         results[index] = _RUNNING
-        if self.stopped or (self.deadline is not None and monotonic() >= self.deadline):
+        if self.stopped or (self.deadline is not None and monotonic() >= self.deadline):  # begin(), inlined
             results[index] = _QUEUED
             return False
         try:
             value = self.fn(self.pending[index])
         except Exception as exc:
-            return self._failed(index, exc)
+            return self.fail(index, exc)
         except BaseException as exc:
-            self._fatal_error(exc)
+            self.fatal_error(exc)
             return False
-        return self._settle(index, value)
+        return self.settle(index, value)
 
     async def _aexecute_one(self, index: int) -> bool:
         results = self.results
         results[index] = _RUNNING
-        if self.stopped or (self.deadline is not None and monotonic() >= self.deadline):
+        if self.stopped or (self.deadline is not None and monotonic() >= self.deadline):  # begin(), inlined
             results[index] = _QUEUED
             return False
         try:
             value = await self.fn(self.pending[index])
         except Exception as exc:
-            return self._failed(index, exc)
+            return self.fail(index, exc)
         except BaseException as exc:
             if self.winding_down and _is_cancellation(exc):
                 raise  # the driver cancelled its workers (deadline, a cancelled amap): not the task's doing
-            self._fatal_error(exc)
+            self.fatal_error(exc)
             return False
-        return self._settle(index, value)
+        return self.settle(index, value)
 
     def _execute_group(self, group: list[int]) -> None:
         for position, index in enumerate(group):
@@ -295,7 +329,7 @@ class Run:
             return  # it never started (stop or deadline): finish() reports the rest as such
         skipped = SkippedAfterFailure(f"not started: record #{index} of the same group failed first", after=index)
         for later in group[position + 1:]:
-            self._failed(later, skipped)
+            self.fail(later, skipped)
 
     # -- the driver's view -------------------------------------------------------------------
 
