@@ -116,7 +116,9 @@ def test_base_exception_from_a_worker_propagates(fn, kind):
 def test_raise_and_collect():
     with pytest.raises(TaskError) as info:
         lambda_fanout.map(proctasks.fail_on_odd, range(6), strategy="processes", max_workers=2)
-    assert info.value.index == 1 and isinstance(info.value.__cause__, ValueError)
+    # Two workers: whichever odd item fails first stops the other worker before its next item,
+    # so item 1 (sent to a worker still starting) may never start when item 3 fails first.
+    assert info.value.index in (1, 3, 5) and isinstance(info.value.__cause__, ValueError)
     outcomes = lambda_fanout.map(proctasks.fail_on_odd, range(6), strategy="processes", errors="collect")
     assert [o.ok for o in outcomes] == [True, False] * 3
 
