@@ -31,7 +31,9 @@ class Remote:
     Called from a driver thread, it uses the worker that thread holds for the call;
     called anywhere else, it borrows one for the item. Returns the task's value or
     raises its exception (with the worker's traceback as ``__cause__``); a worker
-    killed at the deadline raises ``DeadlineExceeded.did_not_finish``.
+    killed at the deadline raises ``DeadlineExceeded.did_not_finish``, one that did
+    not start the item (the call stopped, or its deadline passed)
+    ``DeadlineExceeded.not_started``.
     """
 
     __slots__ = ("data", "name", "margin_ms")
@@ -78,10 +80,14 @@ class ProcessesStrategy(Strategy):
     ledger in its driver thread, each record running in that thread's worker through
     the adapted task.
 
+    A stop of the call (a failure that stops it, a cancelled amap) reaches every
+    worker before its next item. A worker that dies mid-chunk fails the record it was
+    running; what it finished stands, and what it never reached runs on a replacement.
+
     At the deadline margin every worker still running an item is killed (and
-    replaced on the next use): nothing of this call keeps running, in this
-    invocation or the next, and no driver thread outlives the call. Records the
-    worker had begun are reported as not finished, the others as not started.
+    replaced at once): nothing of this call keeps running, in this invocation or the
+    next, and no driver thread outlives the call. What the worker finished stands,
+    the record it was running is reported as not finished, the rest as not started.
 
     ``max_workers`` defaults to the vCPUs the function really has (see
     :func:`lambda_fanout._procpool.vcpus`), not FANOUT_MAX_WORKERS's default; ``auto``
@@ -158,7 +164,7 @@ class ProcessesStrategy(Strategy):
         # Returns the worker if it was killed or died, for replacing.
         worker = lease.worker()
         begun = [index for index in chunk if run.begin(index)]
-        fresh = False  # a worker that died before its first item is given one more chance
+        idle_death = False  # a worker that died before its first item is given one more chance
         while begun:
             items = [run.pending[index] for index in begun]
             try:
@@ -174,7 +180,7 @@ class ProcessesStrategy(Strategy):
             except _procpool.WorkerError as exc:
                 _report(run, begun, exc.results)
                 done = len(exc.results)
-                if not exc.exited or (exc.started == 0 and fresh):
+                if not exc.exited or (exc.started == 0 and idle_death):
                     # The task cannot load, or kills every worker before it runs: each record fails.
                     for index in begun[done:]:
                         run.fail(index, exc)
@@ -182,7 +188,7 @@ class ProcessesStrategy(Strategy):
                 for index in begun[done:exc.started]:
                     run.fail(index, exc)  # the record it was running when it exited
                 # The records it never reached run on a replacement.
-                fresh = exc.started == 0 or fresh
+                idle_death = idle_death or exc.started == 0
                 rest = begun[exc.started:]
                 for index in rest:
                     run.unbegin(index)

@@ -1,11 +1,14 @@
 """Worker processes joined by pipes, started on first use and kept across warm invocations.
 
 Lambda has no ``/dev/shm``, so ``multiprocessing.Pool``, ``Queue``, ``Manager`` and
-every lock or semaphore fail there with ``OSError``. This module uses only
-``Process`` and ``Pipe``: each worker owns one duplex pipe and serves one request at
-a time, ``(task or None, environment or None, items, stop_on_failure) -> [(ok, value), ...]``,
-and writes one byte to a second pipe as each item begins, so that a caller that
-kills it knows which items started.
+every lock or semaphore fail there with ``OSError``. This module uses ``Process`` and
+``Pipe``, and files mapped from ``memfd_create``: each worker owns one duplex pipe and
+serves one request (a chunk of items) at a time. It writes each item's result to its
+arena (a mapped file of its own) as the item finishes, with a count of the items it
+has begun, and checks its call's byte on the pool's board before each item: so a
+request can be stopped between items (a failure elsewhere, a cancel), and a worker
+that dies or is killed mid-request leaves what it finished and says which items
+never started.
 
 Workers are started with ``forkserver`` (see ``START_METHOD``): a single-threaded
 server, started once as a fresh interpreter, forks each worker. A fork of the
