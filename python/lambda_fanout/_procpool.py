@@ -508,7 +508,7 @@ class Worker:
         self.busy = False
         self.loading = False
         self.env: dict | None = None
-        #: what the caller sent with the request in progress (see :meth:`unstarted`)
+        #: what the caller sent with the latest request (see :meth:`unstarted`)
         self.sent: list | None = None
 
     def preload(self, task: bytes, env: dict | None) -> None:
@@ -543,6 +543,10 @@ class Worker:
             Both carry the results of the items finished before.
         """
         self.busy = True
+        # `sent` first: a kill between the two leaves the new request's first items
+        # counted begun (the safe side), never an old request's items counted not begun.
+        self.sent = sent
+        self.words[_STARTED] = 0
         try:
             until = None if timeout is None else time.monotonic() + timeout
             if not self.ready:
@@ -563,7 +567,6 @@ class Worker:
                 request = pickle.dumps((head + (False,), items), _PROTOCOL)
             except Exception:
                 request = None
-            self.sent = sent
             result = None if request is None else self._exchange(request, until)
             if result is None:  # some item could not be pickled here, or loaded there
                 result = self._exchange(pickle.dumps((head + (True,), _one_by_one(items)), _PROTOCOL), until)
@@ -572,7 +575,6 @@ class Worker:
             self.task = task
             return result
         finally:
-            self.sent = None
             self.busy = False
 
     def _exchange(self, request: bytes, until: float | None) -> tuple[list, float] | None:
@@ -644,15 +646,15 @@ class Worker:
         except (EOFError, OSError):
             return None
 
-    def unstarted(self, timeout: float) -> list:
-        """After :meth:`interrupt`: the entries of the running call's ``sent`` its worker never began.
+    def unstarted(self, sent: list | None, timeout: float) -> list:
+        """After :meth:`interrupt`: the entries of ``sent`` the worker never began.
 
-        Waits up to ``timeout`` for the process to end (only then is its count final);
-        returns ``[]`` if it has not, or if no call is running.
+        ``sent`` is what :attr:`sent` was before the kill. Waits up to ``timeout`` for
+        the process to end (only then is its count final); returns ``[]`` if it has
+        not, or if a later request has replaced ``sent`` meanwhile.
         """
         from multiprocessing.connection import wait
 
-        sent = self.sent
         if sent is None:
             return []
         try:
@@ -693,7 +695,6 @@ class Worker:
             process.kill()
             process.join()
         process.close()
-
 
 
 class ProcessPool:
@@ -828,6 +829,7 @@ class Lease:
         self.env = dict(os.environ)
         #: this call's board slot: every request of the call watches it
         self.slot = pool.take_slot()
+        self._closed = False
 
     def worker(self) -> Worker:
         """This thread's worker for the call; a new one if it died or was killed."""
@@ -859,7 +861,8 @@ class Lease:
 
     def stop(self) -> None:
         """Start no further item in any worker of this call (each checks before its next item)."""
-        self.pool.board[self.slot] = 1
+        if not self._closed:  # the slot may serve another call by then
+            self.pool.board[self.slot] = 1
 
     def interrupt(self, wait: float = 0.0) -> list:
         """Kill every worker of this call still running a request (the deadline margin passed).
@@ -868,19 +871,20 @@ class Lease:
         for the workers whose end is seen within ``wait`` seconds.
         """
         with self._lock:
-            killed = [worker for worker in self.held if worker.busy]
-        for worker in killed:
+            killed = [(worker, worker.sent) for worker in self.held if worker.busy]
+        for worker, _ in killed:
             worker.interrupt()
         end = time.monotonic() + wait
         unstarted: list = []
-        for worker in killed:
-            unstarted.extend(worker.unstarted(max(end - time.monotonic(), 0.0)))
+        for worker, sent in killed:
+            unstarted.extend(worker.unstarted(sent, max(end - time.monotonic(), 0.0)))
         return unstarted
 
     def close(self) -> None:
         """Give every worker back to the pool; never waits for a process."""
         with self._lock:
             held, self.held = self.held, []
+            self._closed = True
         for worker in held:
             self.pool.release(worker, self.keep)
         self.pool.free_slot(self.slot)
