@@ -54,10 +54,16 @@ class Remote:
         return self._in(lease, item)
 
     def _in(self, lease, item):
-        try:
-            results, _ = lease.worker().call(self.data, [item], lease.timeout(), env=lease.env, slot=lease.slot)
-        except _procpool.Killed:
-            raise DeadlineExceeded.did_not_finish(self.margin_ms) from None
+        for last in (False, True):
+            try:
+                results, _ = lease.worker().call(self.data, [item], lease.timeout(), env=lease.env, slot=lease.slot)
+                break
+            except _procpool.Killed:
+                raise DeadlineExceeded.did_not_finish(self.margin_ms) from None
+            except _procpool.WorkerError as exc:
+                if last or not (exc.exited and exc.started == 0):
+                    raise
+                # It died before it began the item (killed while idle, say): once more, on a replacement.
         if not results:  # the call stopped or its deadline passed before the item began
             raise DeadlineExceeded.not_started(self.margin_ms)
         (ok, value), = results

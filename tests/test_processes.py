@@ -269,3 +269,35 @@ def test_threads_running_in_the_caller_do_not_matter():
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
         loop.close()
+
+
+
+@pytest.fixture
+def dies_once(monkeypatch):
+    """The next worker lent out is killed (SIGKILL) as it is handed over: it dies before its first item."""
+    import signal
+
+    acquire, killed = _procpool.ProcessPool.acquire, []
+
+    def acquire_and_kill(self):
+        worker = acquire(self)
+        if not killed:
+            killed.append(worker.process.pid)
+            os.kill(worker.process.pid, signal.SIGKILL)
+        return worker
+
+    monkeypatch.setattr(_procpool.ProcessPool, "acquire", acquire_and_kill)
+    return killed
+
+
+def test_a_worker_that_dies_before_its_first_item_costs_no_item(dies_once):
+    assert lambda_fanout.map(proctasks.square, range(300), strategy="processes", max_workers=1) == [
+        i * i for i in range(300)]
+    assert dies_once
+
+
+def test_a_batch_record_costs_nothing_when_its_worker_died_before_it(dies_once):
+    from lambda_fanout.testing import events
+
+    reply = lambda_fanout.process_batch(events.sqs(3), proctasks.identity, strategy="processes", max_workers=1)
+    assert reply == {"batchItemFailures": []} and dies_once

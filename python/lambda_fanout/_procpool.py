@@ -350,7 +350,10 @@ def _serve(conn, board_fd: _Fd, arena_fd: _Fd) -> None:
     os.close(board_fd.fd)
     os.close(arena_fd.fd)
     words = memoryview(arena)[:_HEAD].cast("q")
-    conn.send_bytes(_READY)
+    try:
+        conn.send_bytes(_READY)
+    except OSError:
+        return  # discarded before it was ready
     fn = last = None
     loads = pickle.loads
     dumps = pickle.dumps
@@ -881,12 +884,12 @@ class Lease:
         return unstarted
 
     def close(self) -> None:
-        """Give every worker back to the pool; never waits for a process."""
+        """Give every worker back to the pool, a killed one replaced; never waits for a process."""
         with self._lock:
             held, self.held = self.held, []
             self._closed = True
         for worker in held:
-            self.pool.release(worker, self.keep)
+            self.pool.release(worker, self.keep, replace=True)
         self.pool.free_slot(self.slot)
 
 
