@@ -168,8 +168,10 @@ class ProcessesStrategy(Strategy):
     @staticmethod
     def _settle_chunk(lease, run: Run, chunk: list[int], sizer):
         # Returns the worker if it was killed or died, for replacing.
-        worker = lease.worker()
         begun = [index for index in chunk if run.begin(index)]
+        if not begun:
+            return None
+        worker = lease.worker()
         idle_death = False  # a worker that died before its first item is given one more chance
         while begun:
             items = [run.pending[index] for index in begun]
