@@ -19,6 +19,7 @@ never release them; the server has no such threads.
 
 from __future__ import annotations
 
+import marshal
 import os
 import pickle
 import struct
@@ -273,8 +274,11 @@ ARENA_SIZE = 1 << 20
 # Arena words (int64): items begun in this request, end of the frames written, and the
 # request position of the arena's first frame (earlier frames went down the pipe).
 _STARTED, _WRITTEN, _FIRST = 0, 1, 2
-_HEAD = 32  # frames start here: a 4-byte length, then the pickled (ok, value)
-_LEN = struct.Struct("<I")
+_HEAD = 32  # frames start here
+# A frame: the body's length and kind, then the body: a value marshalled (plain data,
+# about half the cost of pickling it), a value pickled, or a failure pickled.
+_FRAME = struct.Struct("<IB")
+_MARSHALLED, _PICKLED, _FAILED = 0, 1, 2
 #: Up to this many bytes of results, the end-of-request reply repeats the arena's
 #: results as one pickled list: the caller loads it in one call (about a tenth of the
 #: time of loading each frame), reading the frames only if it fails to load.
@@ -320,14 +324,14 @@ def _inherit_fd(dup: Any) -> _Fd:
 
 
 def _failure(exc: BaseException) -> tuple[tuple, bytes]:
-    # (the failure as the caller gets it, pickled)
-    record: tuple = (False, _portable(exc))
+    # (the failure as the caller gets it, its exception pickled)
+    error: Any = _portable(exc)
     try:
-        return record, pickle.dumps(record, _PROTOCOL)
+        return (False, error), pickle.dumps(error, _PROTOCOL)
     except Exception as again:  # the traceback or the text itself: never lose the item
-        record = (False, WorkerError(
-            f"{_text(exc)}; it could not be sent back from the worker process ({_text(again)})", exited=False))
-        return record, pickle.dumps(record, _PROTOCOL)
+        error = WorkerError(
+            f"{_text(exc)}; it could not be sent back from the worker process ({_text(again)})", exited=False)
+        return (False, error), pickle.dumps(error, _PROTOCOL)
 
 
 # -- the worker side ----------------------------------------------------------------------
@@ -360,7 +364,9 @@ def _serve(conn, board_fd: _Fd, arena_fd: _Fd) -> None:
     protocol = _PROTOCOL
     clock = time.perf_counter
     now = time.monotonic
-    put_len = _LEN.pack_into
+    mdumps = marshal.dumps
+    put_header = _FRAME.pack_into
+    limit = ARENA_SIZE - _FRAME.size
     nothing = _Unsendable  # a sentinel no task returns
     while True:
         try:
@@ -402,8 +408,11 @@ def _serve(conn, board_fd: _Fd, arena_fd: _Fd) -> None:
             value = nothing
             try:
                 value = fn(_unpack(item) if each else item)
+                try:
+                    body, kind = mdumps(value), _MARSHALLED
+                except Exception:  # not plain data (marshal takes the exact built-in types only)
+                    body, kind = dumps(value, protocol), _PICKLED
                 record = (True, value)
-                frame = dumps(record, protocol)
             except BaseException as exc:
                 # errors="raise": nothing starts after a failure; a BaseException propagates
                 # in the caller. Either way no item of this call starts after it, in any
@@ -415,18 +424,20 @@ def _serve(conn, board_fd: _Fd, arena_fd: _Fd) -> None:
                     exc = WorkerError(
                         f"the task returned a {type(value).__name__}, which cannot be pickled back from the "
                         f"worker process ({_text(exc)}); return plain data", exited=False)
-                record, frame = _failure(exc)
+                record, body = _failure(exc)
+                kind = _FAILED
             else:
                 halt = False
-            end = pos + 4 + len(frame)
-            if end <= ARENA_SIZE:
-                put_len(arena, pos, len(frame))
-                arena[pos + 4:end] = frame
-                pos = end
+            size = len(body)
+            if pos + size <= limit:
+                put_header(arena, pos, size, kind)
+                pos += _FRAME.size
+                arena[pos:pos + size] = body
+                pos += size
                 words[_WRITTEN] = pos
                 kept.append(record)
             else:
-                pos = _spill(conn, arena, words, pos, begun - 1, frame)
+                pos = _spill(conn, arena, words, pos, begun - 1, _FRAME.pack(size, kind) + body)
                 kept = [record] if pos > _HEAD else []
             if halt:
                 break
@@ -448,13 +459,12 @@ def _spill(conn, arena, words, pos: int, position: int, frame: bytes) -> int:
         conn.send_bytes(bytes((_FRAMES,)) + arena[_HEAD:pos])
         words[_WRITTEN] = pos = _HEAD
         words[_FIRST] = position
-    end = pos + 4 + len(frame)
+    end = pos + len(frame)
     if end > ARENA_SIZE:
-        conn.send_bytes(bytes((_FRAMES,)) + _LEN.pack(len(frame)) + frame)
+        conn.send_bytes(bytes((_FRAMES,)) + frame)
         words[_FIRST] = position + 1
         return pos
-    _LEN.pack_into(arena, pos, len(frame))
-    arena[pos + 4:end] = frame
+    arena[pos:end] = frame
     words[_WRITTEN] = end
     return end
 
@@ -462,15 +472,16 @@ def _spill(conn, arena, words, pos: int, position: int, frame: bytes) -> int:
 def _frames(data: bytes, start: int, first: int, results: list) -> None:
     """Append to ``results`` the frames of ``data`` from ``start`` on, numbered from ``first``."""
     view = memoryview(data)
-    unpack = _LEN.unpack_from
-    loads = pickle.loads
+    unpack = _FRAME.unpack_from
     pos, end = start, len(data)
     while pos < end:
-        (size,) = unpack(view, pos)
-        pos += 4 + size
+        size, kind = unpack(view, pos)
+        pos += _FRAME.size + size
         if first == len(results):  # frames already read from a spill are skipped
+            body = view[pos - size:pos]
             try:
-                results.append(loads(view[pos - size:pos]))
+                results.append((True, marshal.loads(body)) if kind == _MARSHALLED else
+                               (kind == _PICKLED, pickle.loads(body)))
             except Exception as exc:
                 results.append((False, WorkerError(
                     f"the task's result could not be unpickled in the caller ({_text(exc)}); return plain data",
@@ -612,7 +623,7 @@ class Worker:
             else:
                 self.task = None
                 try:
-                    _, error = pickle.loads(memoryview(reply)[1:])
+                    error = pickle.loads(memoryview(reply)[1:])
                 except Exception as exc:
                     error = WorkerError(_text(exc), exited=False)
                 raise WorkerError(
