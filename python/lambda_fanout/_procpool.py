@@ -366,7 +366,9 @@ def _serve(conn, board_fd: _Fd, arena_fd: _Fd) -> None:
     now = time.monotonic
     mdumps = marshal.dumps
     put_header = _FRAME.pack_into
-    limit = ARENA_SIZE - _FRAME.size
+    header = _FRAME.size
+    limit = ARENA_SIZE - header
+    begun_word, written_word, marshalled = _STARTED, _WRITTEN, _MARSHALLED  # locals: the per-item path
     nothing = _Unsendable  # a sentinel no task returns
     while True:
         try:
@@ -400,16 +402,17 @@ def _serve(conn, board_fd: _Fd, arena_fd: _Fd) -> None:
         begun = 0
         pos = _HEAD
         kept = []  # what the arena holds, sent again as one list at the end (see _REPLY_LIST)
+        keep = kept.append
         for item in items:
             if board[slot] or (until is not None and now() >= until):
                 break  # the call stopped (a failure, a cancel) or its deadline passed
             begun += 1
-            words[_STARTED] = begun
+            words[begun_word] = begun
             value = nothing
             try:
                 value = fn(_unpack(item) if each else item)
                 try:
-                    body, kind = mdumps(value), _MARSHALLED
+                    body, kind = mdumps(value), marshalled
                 except Exception:  # not plain data (marshal takes the exact built-in types only)
                     body, kind = dumps(value, protocol), _PICKLED
                 record = (True, value)
@@ -431,14 +434,15 @@ def _serve(conn, board_fd: _Fd, arena_fd: _Fd) -> None:
             size = len(body)
             if pos + size <= limit:
                 put_header(arena, pos, size, kind)
-                pos += _FRAME.size
+                pos += header
                 arena[pos:pos + size] = body
                 pos += size
-                words[_WRITTEN] = pos
-                kept.append(record)
+                words[written_word] = pos
+                keep(record)
             else:
                 pos = _spill(conn, arena, words, pos, begun - 1, _FRAME.pack(size, kind) + body)
                 kept = [record] if pos > _HEAD else []
+                keep = kept.append
             if halt:
                 break
         end = bytes((_END,)) + _ELAPSED.pack(clock() - started)
