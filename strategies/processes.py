@@ -20,6 +20,9 @@ _current = threading.local()  # the Lease of the call a driver thread works for
 #: the kernel closes a killed process's pipes at once, so this is milliseconds. Never
 #: more than half the deadline margin.
 _SETTLE_S = 0.25
+#: After killing the busy workers, how long at most to wait for them to be gone, so
+#: that which records each had begun is final (SIGKILL takes microseconds).
+_KILLED_S = 0.05
 
 
 class Remote:
@@ -28,7 +31,9 @@ class Remote:
     Called from a driver thread, it uses the worker that thread holds for the call;
     called anywhere else, it borrows one for the item. Returns the task's value or
     raises its exception (with the worker's traceback as ``__cause__``); a worker
-    killed at the deadline raises ``DeadlineExceeded.did_not_finish``.
+    killed at the deadline raises ``DeadlineExceeded.did_not_finish``, one that did
+    not start the item (the call stopped, or its deadline passed)
+    ``DeadlineExceeded.not_started``.
     """
 
     __slots__ = ("data", "name", "margin_ms")
@@ -49,10 +54,19 @@ class Remote:
         return self._in(lease, item)
 
     def _in(self, lease, item):
-        try:
-            (ok, value), = lease.worker().call(self.data, [item], lease.timeout(), env=lease.env)[0]
-        except _procpool.Killed:
-            raise DeadlineExceeded.did_not_finish(self.margin_ms) from None
+        for last in (False, True):
+            try:
+                results, _ = lease.worker().call(self.data, [item], lease.timeout(), env=lease.env, slot=lease.slot)
+                break
+            except _procpool.Killed:
+                raise DeadlineExceeded.did_not_finish(self.margin_ms) from None
+            except _procpool.WorkerError as exc:
+                if last or not (exc.exited and exc.started == 0):
+                    raise
+                # It died before it began the item (killed while idle, say): once more, on a replacement.
+        if not results:  # the call stopped or its deadline passed before the item began
+            raise DeadlineExceeded.not_started(self.margin_ms)
+        (ok, value), = results
         if ok:
             return value
         raise value
@@ -72,10 +86,14 @@ class ProcessesStrategy(Strategy):
     ledger in its driver thread, each record running in that thread's worker through
     the adapted task.
 
+    A stop of the call (a failure that stops it, a cancelled amap) reaches every
+    worker before its next item. A worker that dies mid-chunk fails the record it was
+    running; what it finished stands, and what it never reached runs on a replacement.
+
     At the deadline margin every worker still running an item is killed (and
-    replaced on the next use): nothing of this call keeps running, in this
-    invocation or the next, and no driver thread outlives the call. Records the
-    worker had begun are reported as not finished, the others as not started.
+    replaced at once): nothing of this call keeps running, in this invocation or the
+    next, and no driver thread outlives the call. What the worker finished stands,
+    the record it was running is reported as not finished, the rest as not started.
 
     ``max_workers`` defaults to the vCPUs the function really has (see
     :func:`lambda_fanout._procpool.vcpus`), not FANOUT_MAX_WORKERS's default; ``auto``
@@ -100,6 +118,7 @@ class ProcessesStrategy(Strategy):
 
     def _drive(self, run: Run) -> None:
         lease = _procpool.Lease(_procpool.get_pool(), self.max_workers, run.wait_timeout)
+        run.on_stop = lease.stop  # a cancelled amap: the workers stop before their next item
         if run.groups is None:
             sizer = _procpool.ChunkSizer()
             size, work = sizer.size, self._send
@@ -121,8 +140,10 @@ class ProcessesStrategy(Strategy):
 
                 def kill_stuck():
                     # Deadline or fatal error: kill what still runs, so each driver thread
-                    # returns now and the ledger learns which records had begun.
-                    lease.interrupt()
+                    # returns now and the ledger learns which records had begun; the
+                    # records a killed worker never began are known here already.
+                    for index in lease.interrupt(_KILLED_S):
+                        run.unbegin(index)
                     end = time.monotonic() + min(_SETTLE_S, run.margin_ms / 2000)
                     for _ in range(submitted):
                         try:
@@ -148,34 +169,48 @@ class ProcessesStrategy(Strategy):
     def _settle_chunk(lease, run: Run, chunk: list[int], sizer):
         # Returns the worker if it was killed or died, for replacing.
         begun = [index for index in chunk if run.begin(index)]
-        items = [run.pending[index] for index in begun]
-        if not items:
+        if not begun:
             return None
         worker = lease.worker()
-        try:
-            results, elapsed = worker.call(run.fn.data, items, lease.timeout(), stop_on_failure=run.stop_on_failure,
-                                           env=lease.env)
-        except _procpool.Killed as killed:
-            # The first `started` records began (reported as not finished), the rest never did.
-            for index in begun[killed.started:]:
-                run.unbegin(index)
-            return worker
-        except _procpool.WorkerError as exc:
-            for index in begun[:max(exc.started, 1)]:
-                run.fail(index, exc)
-            for index in begun[max(exc.started, 1):]:
-                run.unbegin(index)
-            return worker if not worker.healthy else None
-        sizer.observe(len(results), elapsed)
-        for index, (ok, value) in zip(begun, results):
-            if ok:
-                run.settle(index, value)
-            elif isinstance(value, Exception):
-                run.fail(index, value)
-            else:
-                run.fatal_error(value)  # KeyboardInterrupt, SystemExit: finish() raises it
-        for index in begun[len(results):]:
-            run.unbegin(index)  # the worker stopped at a failure before these
+        idle_death = False  # a worker that died before its first item is given one more chance
+        while begun:
+            items = [run.pending[index] for index in begun]
+            try:
+                results, elapsed = worker.call(run.fn.data, items, lease.timeout(), stop_on_failure=run.stop_on_failure,
+                                               env=lease.env, slot=lease.slot, sent=begun)
+            except _procpool.Killed as killed:
+                # The first `started` records began (those unfinished are reported as not
+                # finished), the rest never did.
+                _report(run, begun, killed.results)
+                for index in begun[killed.started:]:
+                    run.unbegin(index)
+                return worker
+            except _procpool.WorkerError as exc:
+                _report(run, begun, exc.results)
+                done = len(exc.results)
+                if not exc.exited or (exc.started == 0 and idle_death):
+                    # The task cannot load, or kills every worker before it runs: each record fails.
+                    for index in begun[done:]:
+                        run.fail(index, exc)
+                    return None if worker.healthy else worker
+                for index in begun[done:exc.started]:
+                    run.fail(index, exc)  # the record it was running when it exited
+                # The records it never reached run on a replacement.
+                idle_death = idle_death or exc.started == 0
+                rest = begun[exc.started:]
+                for index in rest:
+                    run.unbegin(index)
+                lease.replace(worker)
+                worker = lease.worker()
+                begun = [index for index in rest if run.begin(index)]
+                continue
+            sizer.observe(len(results), elapsed)
+            _report(run, begun, results)
+            for index in begun[len(results):]:
+                run.unbegin(index)  # the worker stopped (a failure, a cancel, the deadline) before these
+            break
+        if run.stopped:
+            lease.stop()  # a failure recorded here stops the other workers of the call too
         return None
 
     @staticmethod
@@ -187,3 +222,15 @@ class ProcessesStrategy(Strategy):
         finally:
             _current.lease = None
             settled.put(None)
+        lease.renew()  # after the ledger is told: a worker killed at the deadline is replaced now
+
+
+def _report(run: Run, begun: list[int], results: list) -> None:
+    # The outcome of each record a worker finished, in order.
+    for index, (ok, value) in zip(begun, results):
+        if ok:
+            run.settle(index, value)
+        elif isinstance(value, Exception):
+            run.fail(index, value)
+        else:
+            run.fatal_error(value)  # KeyboardInterrupt, SystemExit: finish() raises it

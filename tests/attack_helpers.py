@@ -66,16 +66,22 @@ def exit_at(item):
 
 
 def cross_worker(item):
-    """Item 4 fails once item 260 (another chunk, another worker) has begun; 261.. log their start."""
+    """Item 4 fails once item 260 (another chunk, another worker) has begun; 260.. log their start.
+
+    Item 260 logs its start before it lets item 4 fail, and is still running when item 4
+    fails (it takes 50 ms; item 4 sees it begin within a few): so each line after "fail"
+    is an item that began after the failure.
+    """
     directory = os.environ["ATTACK_DIR"]
     if item == 4:
         _wait_for(os.path.join(directory, "b-started"))
         _log("events", "fail")
         raise RuntimeError("item 4 fails")
-    if item == 260:
-        open(os.path.join(directory, "b-started"), "w").close()
     if 260 <= item < 516:
         _log("events", f"start {item}")
+        if item == 260:
+            open(os.path.join(directory, "b-started"), "w").close()
+            time.sleep(0.05)
         time.sleep(0.002)
     return item
 

@@ -36,8 +36,6 @@ def _pmap(task, items, **kw):
 
 # == 1. processes =========================================================================
 
-@pytest.mark.xfail(strict=True, reason="BREAK: a result that pickles in the worker but cannot be "
-                   "unpickled in the caller escapes map as a raw exception instead of failing its item")
 def test_processes_unloadable_result_fails_that_item_alone(attack_dir):
     """README (processes): "An item or result that cannot be pickled fails that item alone, saying so."
 
@@ -48,9 +46,6 @@ def test_processes_unloadable_result_fails_that_item_alone(attack_dir):
     assert [o.ok for o in out] == [True] * 5 + [False] + [True] * 2
 
 
-@pytest.mark.xfail(strict=True, reason="BREAK: an item that pickles but cannot be unpickled in the "
-                   "worker fails the first item of its chunk and reports the rest (the real culprit "
-                   "included) as DeadlineExceeded with no deadline")
 def test_processes_unloadable_item_mid_chunk_fails_alone(attack_dir):
     """README (processes): "An item or result that cannot be pickled fails that item alone, saying so."
 
@@ -65,9 +60,6 @@ def test_processes_unloadable_item_mid_chunk_fails_alone(attack_dir):
     assert failed == [10], [(o.index, type(o.error).__name__) for o in out if not o.ok]
 
 
-@pytest.mark.xfail(strict=True, reason="BREAK: after a worker dies mid-chunk (os._exit), the chunk's "
-                   "unreached items are reported DeadlineExceeded although there is no deadline, and "
-                   "items that had finished are reported failed")
 def test_processes_worker_exit_mid_chunk_no_phantom_deadline(attack_dir):
     """README: DeadlineExceeded is for "Items read but not started" once "the remaining time falls under
     FANOUT_DEADLINE_MARGIN_MS"; processes: the dead worker "is replaced for the next items".
@@ -84,8 +76,6 @@ def test_processes_worker_exit_mid_chunk_no_phantom_deadline(attack_dir):
     assert [o.index for o in out if not o.ok] == [10]
 
 
-@pytest.mark.xfail(strict=True, reason="BREAK: in raise mode another worker's chunk keeps starting "
-                   "items after the first failure is recorded")
 def test_processes_raise_mode_nothing_starts_after_failure(attack_dir):
     """README Guarantees: "errors="raise": nothing starts after the first failure is recorded, under
     every strategy: items queued in an executor are skipped, not run".
@@ -102,8 +92,6 @@ def test_processes_raise_mode_nothing_starts_after_failure(attack_dir):
     assert after == [], f"{len(after)} items started after the failure, e.g. {after[:3]}"
 
 
-@pytest.mark.xfail(strict=True, reason="BREAK: the worker's environment is not resent after a call "
-                   "whose only item could not be pickled: the next call runs in the stale environment")
 def test_processes_environment_after_unpicklable_item(attack_dir, monkeypatch):
     """README (processes): "a worker runs each call in the caller's environment (sent along when it
     changes), so AWS_* settings and the handler's own variables are the same there".
@@ -117,9 +105,6 @@ def test_processes_environment_after_unpicklable_item(attack_dir, monkeypatch):
     assert _pmap(ah.getenv_task, [0], max_workers=1) == ["two"]
 
 
-@pytest.mark.xfail(strict=True, reason="BREAK: an exception that cannot be pickled and whose str() "
-                   "raises kills the worker process; the item fails as 'worker exited' and the rest of "
-                   "the chunk is reported DeadlineExceeded")
 def test_processes_unpicklable_exception_with_bad_str(attack_dir):
     """README (processes): "An exception from a task comes back with the worker's traceback as its
     __cause__". An exception that cannot cross the pipe is sent as text; one whose str()
@@ -131,8 +116,6 @@ def test_processes_unpicklable_exception_with_bad_str(attack_dir):
     assert not isinstance(out[1].error, _procpool.WorkerError) or "exited" not in str(out[1].error)
 
 
-@pytest.mark.xfail(strict=True, reason="BREAK: cancelling amap under processes leaves the chunk "
-                   "already sent to the worker running: items keep starting after the cancel")
 def test_processes_cancelled_amap_starts_nothing(attack_dir):
     """README Guarantees: "Cancelling amap (asyncio.wait_for, task.cancel()) starts no further item
     under any strategy and raises CancelledError in the caller at once."
@@ -158,10 +141,6 @@ def test_processes_cancelled_amap_starts_nothing(attack_dir):
     assert later <= at_cancel + 1, f"{later - at_cancel} items started after the cancel"
 
 
-@pytest.mark.xfail(strict=False, reason="BREAK (a race, seen in most runs but not all: not strict): with "
-                   "FANOUT_DEADLINE_MARGIN_MS=0 (allowed) the call does not wait for the killed worker's "
-                   "driver (settle time min(0.25 s, margin/2)), so items that never started are reported "
-                   "started=True ('may have had side effects')")
 def test_processes_zero_margin_unstarted_items_not_started(attack_dir, monkeypatch):
     """README (processes): "Deadline: at the margin, a worker still running is killed; the records it had
     begun are DeadlineExceeded with .started=True, the rest of its chunk .started=False".
@@ -217,9 +196,6 @@ def test_processes_hung_item_killed_and_next_call_works(attack_dir):
     assert _pmap(ah.identity, range(10), max_workers=1) == list(range(10))
 
 
-@pytest.mark.xfail(strict=True, reason="BREAK: items that finished a second before the deadline, in the "
-                   "same chunk as a hung item, are reported DeadlineExceeded(started=True) and their "
-                   "results are thrown away")
 def test_processes_finished_items_not_lost_at_deadline(attack_dir):
     """README (map): at the margin "a task still running then (a hung call)" comes back with
     .started == True, "its late result ignored". Items 2 and 3 finish at once, about a
@@ -478,8 +454,6 @@ def test_batch_malformed_events_named(event, says):
     assert ran == []
 
 
-@pytest.mark.xfail(strict=True, reason="BREAK: under processes, a FANOUT_RECORD_HANDLER that cannot be "
-                   "pickled fails init without naming the variable or its value")
 def test_handler_init_unpicklable_record_handler_names_the_variable(tmp_path):
     """README (batches): "The record handler, strategy and metrics settings are resolved at init: a missing
     or wrong value fails the function at once with the variable and its value in the message."
@@ -505,8 +479,6 @@ def test_invoke_event_spec_superscript_count():
         load_event("sqs:²")
 
 
-@pytest.mark.xfail(strict=True, reason="BREAK: in a batch under processes the worker killed at the deadline "
-                   "is discarded without a replacement: the next invocation starts a worker cold")
 def test_processes_batch_killed_worker_replaced_at_once(attack_dir):
     """README (processes): "Deadline: at the margin, a worker still running is killed ... Its replacement
     starts at once and imports the task in the background" (as it does under map)."""

@@ -224,3 +224,56 @@ def test_chunk_grows_for_cheap_items_and_stays_one_for_slow_ones():
     mid = ChunkSizer()
     mid.observe(10, 0.001)
     assert mid.size() == int(_procpool.CHUNK_TARGET_S / 0.0001)
+
+
+# -- results as they finish, stops between items ----------------------------------------------
+
+def test_results_larger_than_the_arena_come_back_in_order(pool):
+    sizes = [300_000] * 5 + [2 * _procpool.ARENA_SIZE, 10, 300_000]
+    results = run(pool, proctasks.blob, sizes)
+    assert [(ok, len(value)) for ok, value in results] == [(True, size) for size in sizes]
+
+
+def test_a_worker_that_exits_after_spilling_keeps_each_finished_result_once(pool):
+    worker = pool.acquire()
+    try:
+        with pytest.raises(WorkerError, match="exited") as info:
+            worker.call(task(proctasks.blob), [400_000] * 4 + [-1, 5])
+    finally:
+        pool.release(worker, keep=4)
+    assert [len(value) for _, value in info.value.results] == [400_000] * 4
+    assert info.value.started == 5  # item 4 was running; item 5 never began
+
+
+def test_the_board_stops_a_request_between_items(pool):
+    slot = pool.take_slot()
+    worker = pool.acquire()
+    try:
+        timer = threading.Timer(0.3, lambda: pool.board.__setitem__(slot, 1))
+        timer.start()
+        results, _ = worker.call(task(proctasks.sleep_s), [0.05] * 40, slot=slot)
+        timer.join()
+        assert 0 < len(results) < 40 and all(ok for ok, _ in results)
+        assert worker.call(task(proctasks.square), [3])[0] == [(True, 9)]  # slot 0: never stopped
+    finally:
+        pool.release(worker, keep=4)
+        pool.free_slot(slot)
+
+
+def test_unstarted_names_what_a_killed_worker_never_began(pool):
+    worker = pool.acquire()
+    worker.call(task(proctasks.square), [1])  # started
+    unstarted: list = []
+
+    def kill():
+        sent = worker.sent
+        worker.interrupt()
+        unstarted.extend(worker.unstarted(sent, 5.0))
+
+    timer = threading.Timer(0.3, kill)
+    timer.start()
+    with pytest.raises(Killed) as info:
+        worker.call(task(proctasks.sleep_s), [0, 60, 1, 2], sent=["a", "b", "c", "d"])
+    timer.join()
+    pool.release(worker, keep=4)
+    assert unstarted == ["c", "d"] and info.value.started == 2 and info.value.results == [(True, 0)]

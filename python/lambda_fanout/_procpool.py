@@ -1,11 +1,14 @@
 """Worker processes joined by pipes, started on first use and kept across warm invocations.
 
 Lambda has no ``/dev/shm``, so ``multiprocessing.Pool``, ``Queue``, ``Manager`` and
-every lock or semaphore fail there with ``OSError``. This module uses only
-``Process`` and ``Pipe``: each worker owns one duplex pipe and serves one request at
-a time, ``(task or None, environment or None, items, stop_on_failure) -> [(ok, value), ...]``,
-and writes one byte to a second pipe as each item begins, so that a caller that
-kills it knows which items started.
+every lock or semaphore fail there with ``OSError``. This module uses ``Process`` and
+``Pipe``, and files mapped from ``memfd_create``: each worker owns one duplex pipe and
+serves one request (a chunk of items) at a time. It writes each item's result to its
+arena (a mapped file of its own) as the item finishes, with a count of the items it
+has begun, and checks its call's byte on the pool's board before each item: so a
+request can be stopped between items (a failure elsewhere, a cancel), and a worker
+that dies or is killed mid-request leaves what it finished and says which items
+never started.
 
 Workers are started with ``forkserver`` (see ``START_METHOD``): a single-threaded
 server, started once as a fresh interpreter, forks each worker. A fork of the
@@ -16,8 +19,10 @@ never release them; the server has no such threads.
 
 from __future__ import annotations
 
+import marshal
 import os
 import pickle
+import struct
 import sys
 import threading
 import time
@@ -48,8 +53,6 @@ MAX_CHUNK = 256
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _READY = b"ready"
-_RESULTS = 0
-_REQUEST_ERROR = 1
 
 
 # -- how many CPUs ----------------------------------------------------------------------
@@ -157,6 +160,14 @@ def _with_traceback(exc: BaseException, tb: str) -> BaseException:
     return exc
 
 
+def _text(exc: BaseException) -> str:
+    # str() of a task's exception runs the task's code: it may raise too.
+    try:
+        return f"{type(exc).__qualname__}: {exc}"
+    except Exception as inner:
+        return f"{type(exc).__qualname__} (whose str() raised {type(inner).__name__})"
+
+
 class _Portable:
     """An exception from a worker, with the worker's traceback as its ``__cause__`` in the caller."""
 
@@ -166,7 +177,10 @@ class _Portable:
         import traceback
 
         self.exc = exc
-        self.tb = '\n"""\n' + "".join(traceback.format_exception(exc)) + '"""'
+        try:
+            self.tb = '\n"""\n' + "".join(traceback.format_exception(exc)) + '"""'
+        except Exception:
+            self.tb = f"\n(the worker's traceback could not be formatted: {_text(exc)})"
 
     def __reduce__(self):
         return _with_traceback, (self.exc, self.tb)
@@ -177,11 +191,16 @@ class WorkerError(RuntimeError):
 
     Attributes:
         started: how many items of the request the worker had begun.
+        results: ``(ok, value)`` of the items it finished before, in order.
+        exited: True when the process exited; False when it is alive but could not
+            load the task (every item of the request would fail the same way).
     """
 
-    def __init__(self, message: str, started: int = 0) -> None:
+    def __init__(self, message: str, started: int = 0, results: list | None = None, *, exited: bool = True) -> None:
         super().__init__(message)
         self.started = started
+        self.results = [] if results is None else results
+        self.exited = exited
 
 
 class Killed(Exception):
@@ -189,66 +208,179 @@ class Killed(Exception):
 
     Attributes:
         started: how many items of the request it had begun; the rest never started.
+        results: ``(ok, value)`` of the items it finished before, in order.
     """
 
-    def __init__(self, started: int) -> None:
+    def __init__(self, started: int, results: list | None = None) -> None:
         super().__init__("the worker process was still running at the deadline margin and was killed")
         self.started = started
+        self.results = [] if results is None else results
 
 
 def _portable(exc: BaseException) -> _Portable:
     # An exception that does not survive a round trip (a required argument its
-    # __init__ does not pass to super()) would break the whole reply; send its text.
+    # __init__ does not pass to super()) would fail its frame in the caller; send its text.
     try:
         pickle.loads(pickle.dumps(exc, _PROTOCOL))
     except Exception:
-        exc = WorkerError(f"{type(exc).__qualname__}: {exc} (the exception could not be pickled)")
+        exc = WorkerError(f"{_text(exc)} (the exception could not be pickled)", exited=False)
     return _Portable(exc)
 
 
-def _encode_reply(results: list, elapsed: float) -> bytes:
-    try:
-        return pickle.dumps((_RESULTS, results, elapsed), _PROTOCOL)
-    except Exception:
-        pass
-    safe = []
-    for ok, value in results:
+class _Unsendable:
+    """Stands in a request for an item that could not be pickled: the worker fails it alone."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def _one_by_one(items: list) -> list:
+    # Each item pickled on its own, so that one that cannot be pickled here, or loaded
+    # there, fails alone.
+    packed = []
+    for item in items:
         try:
-            pickle.dumps(value, _PROTOCOL)
+            packed.append(pickle.dumps(item, _PROTOCOL))
         except Exception as exc:
-            ok, value = False, _portable(WorkerError(
-                f"the task returned a {type(value).__name__}, which cannot be pickled back from the "
-                f"worker process ({type(exc).__name__}: {exc}); return plain data"
-            ))
-        safe.append((ok, value))
-    return pickle.dumps((_RESULTS, safe, elapsed), _PROTOCOL)
+            packed.append(_Unsendable(
+                f"the item (a {type(item).__name__}) cannot be pickled to send to a worker process "
+                f"({type(exc).__name__}: {exc}); pass plain data as items"))
+    return packed
+
+
+def _unpack(item: Any) -> Any:
+    if isinstance(item, _Unsendable):
+        raise WorkerError(item.message, exited=False)
+    try:
+        return pickle.loads(item)
+    except Exception as exc:
+        raise WorkerError(
+            f"the item could not be unpickled in the worker process ({_text(exc)}); pass plain data as items",
+            exited=False) from None
+
+
+# -- shared memory ------------------------------------------------------------------------
+# Two small memory-mapped files, neither from /dev/shm (Lambda has none): a board of
+# one byte per call, set to stop every worker of that call before its next item (the
+# first failure under errors="raise", a cancelled amap), and per worker an arena where
+# it writes each finished item's result as it finishes, with how many items it has
+# begun. Results land there without a system call per item, and outlive the worker:
+# a worker that dies or is killed mid-request leaves the results it had finished.
+
+BOARD_SLOTS = 4096
+ARENA_SIZE = 1 << 20
+# Arena words (int64): items begun in this request, end of the frames written, and the
+# request position of the arena's first frame (earlier frames went down the pipe).
+_STARTED, _WRITTEN, _FIRST = 0, 1, 2
+_HEAD = 32  # frames start here
+# A frame: the body's length and kind, then the body: a value marshalled (plain data,
+# about half the cost of pickling it), a value pickled, or a failure pickled.
+_FRAME = struct.Struct("<IB")
+_MARSHALLED, _PICKLED, _FAILED = 0, 1, 2
+#: Up to this many bytes of results, the end-of-request reply repeats the arena's
+#: results as one pickled list: the caller loads it in one call (about a tenth of the
+#: time of loading each frame), reading the frames only if it fails to load.
+_REPLY_LIST = 1 << 16
+_ELAPSED = struct.Struct("<d")
+
+# Replies, by first byte: frames spilled from a full arena, the end of a request, the
+# task (or environment) not loadable, the items not loadable (sent again one by one).
+_FRAMES, _END, _BAD_TASK, _BAD_ITEMS = b"F"[0], b"E"[0], b"T"[0], b"I"[0]
+
+
+def _shared_memory(size: int) -> tuple[int, Any]:
+    """(fd, writable shared mapping) of a new zeroed file of ``size`` bytes, in memory where possible."""
+    import mmap
+
+    try:
+        fd = os.memfd_create("lambda-fanout", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):  # no memfd (not Linux, an old kernel): an unlinked temporary file
+        import tempfile
+
+        with tempfile.TemporaryFile() as f:
+            fd = os.dup(f.fileno())
+    os.ftruncate(fd, size)
+    return fd, mmap.mmap(fd, size)
+
+
+class _Fd:
+    """A file descriptor given to a worker process as it starts (duplicated into it)."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self):
+        from multiprocessing import reduction
+
+        return _inherit_fd, (reduction.DupFd(self.fd),)
+
+
+def _inherit_fd(dup: Any) -> _Fd:
+    return _Fd(dup.detach())
+
+
+def _failure(exc: BaseException) -> tuple[tuple, bytes]:
+    # (the failure as the caller gets it, its exception pickled)
+    error: Any = _portable(exc)
+    try:
+        return (False, error), pickle.dumps(error, _PROTOCOL)
+    except Exception as again:  # the traceback or the text itself: never lose the item
+        error = WorkerError(
+            f"{_text(exc)}; it could not be sent back from the worker process ({_text(again)})", exited=False)
+        return (False, error), pickle.dumps(error, _PROTOCOL)
 
 
 # -- the worker side ----------------------------------------------------------------------
 
-def _serve(conn, progress) -> None:
+def _serve(conn, board_fd: _Fd, arena_fd: _Fd) -> None:
     """A worker's life: load the task when it changes, run each request's items, reply.
 
-    One byte goes down ``progress`` as each item begins (nobody waits on it), so a
-    caller that kills the worker knows which items started and which never did.
+    A request is ``((task or None, environment or None, call slot, deadline, stop on
+    failure, one by one), items)``. Before each item the worker checks the call's
+    board slot and the deadline (a monotonic time: the clock is the caller's), counts
+    the item begun in its arena, runs it and writes the result there.
     """
+    import mmap
     import signal
 
     # Ctrl-C reaches the whole process group; the caller decides what it stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    conn.send_bytes(_READY)
+    board = mmap.mmap(board_fd.fd, BOARD_SLOTS)
+    arena = mmap.mmap(arena_fd.fd, ARENA_SIZE)
+    os.close(board_fd.fd)
+    os.close(arena_fd.fd)
+    words = memoryview(arena)[:_HEAD].cast("q")
+    try:
+        conn.send_bytes(_READY)
+    except OSError:
+        return  # discarded before it was ready
     fn = last = None
     loads = pickle.loads
+    dumps = pickle.dumps
+    protocol = _PROTOCOL
     clock = time.perf_counter
-    mark = os.write
-    progress_fd = progress.fileno()
+    now = time.monotonic
+    mdumps = marshal.dumps
+    put_header = _FRAME.pack_into
+    header = _FRAME.size
+    limit = ARENA_SIZE - header
+    begun_word, written_word, marshalled = _STARTED, _WRITTEN, _MARSHALLED  # locals: the per-item path
+    nothing = _Unsendable  # a sentinel no task returns
     while True:
         try:
             request = conn.recv_bytes()
         except (EOFError, OSError):
             return  # the caller closed the pipe or exited
         try:
-            task, env, items, stop_on_failure = loads(request)
+            (task, env, slot, until, stop_on_failure, each), items = loads(request)
+        except Exception as exc:
+            conn.send_bytes(bytes((_BAD_ITEMS,)) + _failure(exc)[1])
+            continue
+        try:
             if env is not None:
                 # The caller's environment at this call (a forkserver child starts with the
                 # server's): AWS_* settings, the handler's own variables. What was built
@@ -264,46 +396,129 @@ def _serve(conn, progress) -> None:
                 fn = loads(task)
                 last = task
         except Exception as exc:
-            conn.send_bytes(pickle.dumps((_REQUEST_ERROR, _portable(exc), 0.0), _PROTOCOL))
+            conn.send_bytes(bytes((_BAD_TASK,)) + _failure(exc)[1])
             continue
-        results = []
         started = clock()
+        begun = 0
+        pos = _HEAD
+        kept = []  # what the arena holds, sent again as one list at the end (see _REPLY_LIST)
+        keep = kept.append
         for item in items:
-            mark(progress_fd, b".")
+            if board[slot] or (until is not None and now() >= until):
+                break  # the call stopped (a failure, a cancel) or its deadline passed
+            begun += 1
+            words[begun_word] = begun
+            value = nothing
             try:
-                results.append((True, fn(item)))
-            except Exception as exc:
-                results.append((False, _portable(exc)))
-                if stop_on_failure:
-                    break  # errors="raise": nothing starts after a failure
+                value = fn(_unpack(item) if each else item)
+                try:
+                    body, kind = mdumps(value), marshalled
+                except Exception:  # not plain data (marshal takes the exact built-in types only)
+                    body, kind = dumps(value, protocol), _PICKLED
+                record = (True, value)
             except BaseException as exc:
-                # It propagates in the caller; the rest of the chunk is not run.
-                results.append((False, _portable(exc)))
+                # errors="raise": nothing starts after a failure; a BaseException propagates
+                # in the caller. Either way no item of this call starts after it, in any
+                # worker: the board is set first, before the report is built.
+                halt = stop_on_failure or not isinstance(exc, Exception)
+                if halt and slot:
+                    board[slot] = 1
+                if value is not nothing:  # the task returned, its value did not pickle
+                    exc = WorkerError(
+                        f"the task returned a {type(value).__name__}, which cannot be pickled back from the "
+                        f"worker process ({_text(exc)}); return plain data", exited=False)
+                record, body = _failure(exc)
+                kind = _FAILED
+            else:
+                halt = False
+            size = len(body)
+            if pos + size <= limit:
+                put_header(arena, pos, size, kind)
+                pos += header
+                arena[pos:pos + size] = body
+                pos += size
+                words[written_word] = pos
+                keep(record)
+            else:
+                pos = _spill(conn, arena, words, pos, begun - 1, _FRAME.pack(size, kind) + body)
+                kept = [record] if pos > _HEAD else []
+                keep = kept.append
+            if halt:
                 break
-        conn.send_bytes(_encode_reply(results, clock() - started))
+        end = bytes((_END,)) + _ELAPSED.pack(clock() - started)
+        if pos - _HEAD <= _REPLY_LIST:
+            try:
+                end += dumps(kept, protocol)
+            except Exception:
+                pass  # the caller reads the arena's frames instead
+        conn.send_bytes(end)
+
+
+def _spill(conn, arena, words, pos: int, position: int, frame: bytes) -> int:
+    # The arena is full: what it holds goes down the pipe (the caller reads it before
+    # the end of the request), then it starts over. A frame larger than the arena goes
+    # down the pipe itself. The written mark drops before the first position moves: a
+    # worker killed between the two leaves an empty arena, never frames misnumbered.
+    if pos > _HEAD:
+        conn.send_bytes(bytes((_FRAMES,)) + arena[_HEAD:pos])
+        words[_WRITTEN] = pos = _HEAD
+        words[_FIRST] = position
+    end = pos + len(frame)
+    if end > ARENA_SIZE:
+        conn.send_bytes(bytes((_FRAMES,)) + frame)
+        words[_FIRST] = position + 1
+        return pos
+    arena[pos:end] = frame
+    words[_WRITTEN] = end
+    return end
+
+
+def _frames(data: bytes, start: int, first: int, results: list) -> None:
+    """Append to ``results`` the frames of ``data`` from ``start`` on, numbered from ``first``."""
+    view = memoryview(data)
+    unpack = _FRAME.unpack_from
+    pos, end = start, len(data)
+    while pos < end:
+        size, kind = unpack(view, pos)
+        pos += _FRAME.size + size
+        if first == len(results):  # frames already read from a spill are skipped
+            body = view[pos - size:pos]
+            try:
+                results.append((True, marshal.loads(body)) if kind == _MARSHALLED else
+                               (kind == _PICKLED, pickle.loads(body)))
+            except Exception as exc:
+                results.append((False, WorkerError(
+                    f"the task's result could not be unpickled in the caller ({_text(exc)}); return plain data",
+                    exited=False)))
+        first += 1
 
 
 # -- the caller side ----------------------------------------------------------------------
 
+#: After killing a worker, how long at most to wait for its pipe to close: SIGKILL
+#: ends a process in microseconds, so this is only a bound for a stuck kernel.
+_DEATH_S = 0.5
+
+
 class Worker:
-    """One worker process and the caller's ends of its pipes; used by one thread at a time."""
+    """One worker process, the caller's end of its pipe and its arena; used by one thread at a time."""
 
-    __slots__ = ("process", "conn", "progress", "task", "ready", "started", "startup_ms", "interrupted", "busy",
-                 "loading", "env")
+    __slots__ = ("process", "conn", "arena", "words", "task", "ready", "started", "startup_ms", "interrupted",
+                 "busy", "loading", "env", "sent")
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: Any, board_fd: int) -> None:
         self.started = time.perf_counter()
         here, there = ctx.Pipe(duplex=True)
-        progress, marks = ctx.Pipe(duplex=False)
-        self.process = ctx.Process(target=_serve, args=(there, marks), name="fanout-worker", daemon=True)
+        arena_fd, self.arena = _shared_memory(ARENA_SIZE)
+        self.words = memoryview(self.arena)[:_HEAD].cast("q")
+        self.process = ctx.Process(target=_serve, args=(there, _Fd(board_fd), _Fd(arena_fd)), name="fanout-worker",
+                                   daemon=True)
         try:
             self.process.start()
         finally:
             there.close()
-            marks.close()
-        os.set_blocking(progress.fileno(), False)
+            os.close(arena_fd)  # the mapping keeps the file
         self.conn = here
-        self.progress = progress
         self.task: bytes | None = None
         self.ready = False
         self.startup_ms: float | None = None
@@ -311,129 +526,161 @@ class Worker:
         self.busy = False
         self.loading = False
         self.env: dict | None = None
+        #: what the caller sent with the latest request (see :meth:`unstarted`)
+        self.sent: list | None = None
 
     def preload(self, task: bytes, env: dict | None) -> None:
         """Have the worker import ``task`` now, in the background; its reply is read by the next call."""
-        self.conn.send_bytes(pickle.dumps((task, env, [], False), _PROTOCOL))
+        self.conn.send_bytes(pickle.dumps(((task, env, 0, None, False, False), []), _PROTOCOL))
         self.task = task
         self.env = env
         self.loading = True
 
     def call(
         self, task: bytes, items: list, timeout: float | None = None, *, stop_on_failure: bool = False,
-        env: dict | None = None,
+        env: dict | None = None, slot: int = 0, sent: list | None = None,
     ) -> tuple[list, float]:
         """Run ``task`` on ``items`` in this worker: ``([(ok, value), ...], seconds in the worker)``.
 
         A value with ``ok`` False is the exception the task raised, with the worker's
-        traceback as its ``__cause__``. After a BaseException (or, with
-        ``stop_on_failure``, any exception) the rest of ``items`` is not run and gets
-        no entry.
+        traceback as its ``__cause__``, or a :class:`WorkerError` for an item or result
+        that could not be pickled or unpickled. After a BaseException (or, with
+        ``stop_on_failure``, any failure), once the call's board ``slot`` is set, or
+        past the timeout, no further item starts and the rest of ``items`` gets no entry.
 
         Args:
-            timeout: seconds for the whole call, None for none; past it the worker is killed.
+            timeout: seconds for the whole call, None for none; past it no item starts
+                in the worker, and a worker still running is killed.
             env: the environment to run in (sent only when it differs from the last one), or None.
+            slot: the call's board slot (:meth:`ProcessPool.take_slot`); 0 for none.
+            sent: kept while the call runs, for :meth:`unstarted` (the caller's names for ``items``).
 
         Raises:
-            Killed: the timeout passed, or :meth:`interrupt` was called.
-            WorkerError: the worker exited mid-call, or could not load the request.
+            Killed: the timeout passed, or :meth:`interrupt` was called, while it ran.
+            WorkerError: the worker exited mid-call, or could not load the task.
+            Both carry the results of the items finished before.
         """
         self.busy = True
+        # `sent` first: a kill between the two leaves the new request's first items
+        # counted begun (the safe side), never an old request's items counted not begun.
+        self.sent = sent
+        self.words[_STARTED] = 0
         try:
             until = None if timeout is None else time.monotonic() + timeout
             if not self.ready:
-                self._receive(until)
+                if self._receive(until) is None:
+                    self._gone(0, [])
                 self.ready = True
                 self.startup_ms = (time.perf_counter() - self.started) * 1000
             if self.loading:
                 self.loading = False
-                if pickle.loads(self._receive(until))[0] == _REQUEST_ERROR:
+                reply = self._receive(until)
+                if reply is None:
+                    self._gone(0, [])
+                if reply[0] == _BAD_TASK:
                     self.task = None  # sent again below, and its error reported then
-            if env is not None and env != self.env:
+            head = (None if task == self.task else task, env if env is not None and env != self.env else None,
+                    slot, until, stop_on_failure)
+            try:
+                request = pickle.dumps((head + (False,), items), _PROTOCOL)
+            except Exception:
+                request = None
+            result = None if request is None else self._exchange(request, until)
+            if result is None:  # some item could not be pickled here, or loaded there
+                result = self._exchange(pickle.dumps((head + (True,), _one_by_one(items)), _PROTOCOL), until)
+            if head[1] is not None:
                 self.env = env
-            else:
-                env = None
-            return self._call(task, env, items, until, stop_on_failure)
+            self.task = task
+            return result
         finally:
             self.busy = False
 
-    def _call(
-        self, task: bytes, env: dict | None, items: list, until: float | None, stop_on_failure: bool
-    ) -> tuple[list, float]:
-        try:
-            request = pickle.dumps((None if task == self.task else task, env, items, stop_on_failure), _PROTOCOL)
-        except Exception:
-            return self._call_each(task, env, items, until, stop_on_failure)
-        self.conn.send_bytes(request)
-        self.task = task
-        kind, payload, elapsed = pickle.loads(self._receive(until))
-        self._started()
-        if kind == _REQUEST_ERROR:
-            self.task = None
-            raise WorkerError(
-                f"the worker process could not load the task or its items ({type(payload).__name__}: "
-                f"{payload}); check that the task's module imports in a fresh interpreter"
-            ) from payload
-        return payload, elapsed
-
-    def _call_each(
-        self, task: bytes, env: dict | None, items: list, until: float | None, stop: bool
-    ) -> tuple[list, float]:
-        # Some item cannot be pickled: send the others one by one and fail that one alone.
+    def _exchange(self, request: bytes, until: float | None) -> tuple[list, float] | None:
+        # One request and its replies; None when the worker could not load the items.
+        words = self.words
+        words[_STARTED] = 0
+        words[_WRITTEN] = _HEAD
+        words[_FIRST] = 0
         results: list = []
-        elapsed = 0.0
-        for position, item in enumerate(items):
-            try:
-                pickle.dumps(item, _PROTOCOL)
-            except Exception as exc:
-                results.append((False, WorkerError(
-                    f"the item (a {type(item).__name__}) cannot be pickled to send to a worker process "
-                    f"({type(exc).__name__}: {exc}); pass plain data as items"
-                )))
-                if stop:
-                    break
-                continue
-            try:
-                one, took = self._call(task, env, [item], until, stop)
-                env = None  # sent with the first
-            except (Killed, WorkerError) as exc:
-                exc.started += position
-                raise
-            results.extend(one)
-            elapsed += took
-            if one and not one[0][0] and (stop or not isinstance(one[0][1], Exception)):
-                break  # a BaseException (or any failure, with stop): the rest is not run
-        return results, elapsed
-
-    def _started(self) -> int:
-        # How many items began since the last request (the bytes the worker wrote).
-        count = 0
+        try:
+            self.conn.send_bytes(request)
+        except OSError:
+            self._gone(0, results)
         while True:
-            try:
-                chunk = os.read(self.progress.fileno(), 65536)
-            except BlockingIOError:
-                return count
-            except OSError:
-                return count  # closed
-            if not chunk:
-                return count
-            count += len(chunk)
+            reply = self._receive(until)
+            if reply is None:
+                self._gone(words[_STARTED], results)
+            kind = reply[0]
+            if kind == _END:
+                if len(reply) > 1 + _ELAPSED.size:
+                    try:
+                        results.extend(pickle.loads(memoryview(reply)[1 + _ELAPSED.size:]))
+                    except Exception:  # a result that does not load here: each frame on its own
+                        self._collect(results)
+                else:
+                    self._collect(results)
+                return results, _ELAPSED.unpack_from(reply, 1)[0]
+            if kind == _FRAMES:
+                _frames(reply, 1, len(results), results)
+            elif kind == _BAD_ITEMS:
+                return None
+            else:
+                self.task = None
+                try:
+                    error = pickle.loads(memoryview(reply)[1:])
+                except Exception as exc:
+                    error = WorkerError(_text(exc), exited=False)
+                raise WorkerError(
+                    f"the worker process could not load the task ({_text(error)}); check that the task's "
+                    "module imports in a fresh interpreter", exited=False) from error
 
-    def _receive(self, until: float | None) -> bytes:
+    def _collect(self, results: list) -> None:
+        # The frames the arena holds, once the worker replied or is gone.
+        words = self.words
+        written = words[_WRITTEN]
+        if written > _HEAD:
+            _frames(self.arena[:written], _HEAD, words[_FIRST], results)
+
+    def _gone(self, started: int, results: list) -> None:
+        # The pipe closed: the worker was killed or exited. What it finished stands.
+        self._collect(results)
+        started = max(started, len(results))
+        if self.interrupted:
+            raise Killed(started, results)
+        self.process.join(1.0)
+        raise WorkerError(
+            f"the worker process exited (code {self.process.exitcode}) while running the task; "
+            "it is replaced for the next items", started, results)
+
+    def _receive(self, until: float | None) -> bytes | None:
+        # The next reply; None once the worker is gone (past `until` it is killed first).
         conn = self.conn
         try:
-            if until is not None and not conn.poll(max(until - time.monotonic(), 0.0)):
+            if until is not None and not self.interrupted and not conn.poll(max(until - time.monotonic(), 0.0)):
                 self.interrupt()
-                raise Killed(self._started())
+            if self.interrupted and not conn.poll(_DEATH_S):
+                return None
             return conn.recv_bytes()
         except (EOFError, OSError):
-            if self.interrupted:
-                raise Killed(self._started()) from None
-            self.process.join(1.0)
-            raise WorkerError(
-                f"the worker process exited (code {self.process.exitcode}) while running the task; "
-                "it is replaced for the next items", self._started()
-            ) from None
+            return None
+
+    def unstarted(self, sent: list | None, timeout: float) -> list:
+        """After :meth:`interrupt`: the entries of ``sent`` the worker never began.
+
+        ``sent`` is what :attr:`sent` was before the kill. Waits up to ``timeout`` for
+        the process to end (only then is its count final); returns ``[]`` if it has
+        not, or if a later request has replaced ``sent`` meanwhile.
+        """
+        from multiprocessing.connection import wait
+
+        if sent is None:
+            return []
+        try:
+            if not wait([self.process.sentinel], timeout):
+                return []
+        except (ValueError, OSError):
+            return []
+        return sent[self.words[_STARTED]:] if self.sent is sent else []
 
     @property
     def healthy(self) -> bool:
@@ -451,12 +698,11 @@ class Worker:
         """Stop the worker without waiting for it: returns its process, to reap later.
 
         An idle worker sees its pipe close and exits; one that was killed or is still
-        running an item is killed. Our ends of its pipes are closed now.
+        running an item is killed. Our end of its pipe is closed now.
         """
         if self.busy or self.interrupted:
             self.interrupt()
         self.conn.close()  # a worker waiting for a request sees EOF and returns
-        self.progress.close()
         return self.process
 
     def close(self, timeout: float = 5.0) -> None:
@@ -473,7 +719,7 @@ class ProcessPool:
     """Idle workers kept for the next call; a worker is lent to one thread at a time.
 
     Nothing here waits for a process to exit: a worker given up is discarded (its
-    pipes closed, killed if it was running) and reaped by a later call.
+    pipe closed, killed if it was running) and reaped by a later call.
 
     Args:
         method: the multiprocessing start method, one of ``START_METHODS``.
@@ -491,6 +737,26 @@ class ProcessPool:
         self.started = 0
         #: start-up of each worker so far, from Process.start() to its first reply, in ms
         self.startup_ms: list[float] = []
+        #: one byte per call in progress: set, it stops that call's workers before their next item
+        self._board_fd, self.board = _shared_memory(BOARD_SLOTS)
+        self._slots: set[int] = set()
+        self._next_slot = 1  # slot 0 is never set: a request of no call watches it
+
+    def take_slot(self) -> int:
+        """A board slot for one call, cleared; slots go round, so a freed one is reused last."""
+        with self._lock:
+            for _ in range(BOARD_SLOTS):
+                slot = self._next_slot
+                self._next_slot = slot % (BOARD_SLOTS - 1) + 1
+                if slot not in self._slots:
+                    self._slots.add(slot)
+                    self.board[slot] = 0
+                    return slot
+        raise RuntimeError(f"more than {BOARD_SLOTS - 1} calls at once hold worker processes of this pool")
+
+    def free_slot(self, slot: int) -> None:
+        with self._lock:
+            self._slots.discard(slot)
 
     def acquire(self) -> Worker:
         """An idle worker, or a new one."""
@@ -502,7 +768,7 @@ class ProcessPool:
                     return worker
                 self._dying.append(worker.discard())
             self.started += 1
-        return Worker(self._ctx)
+        return Worker(self._ctx, self._board_fd)
 
     def release(self, worker: Worker, keep: int, *, replace: bool = False) -> None:
         """Take ``worker`` back, or discard it if ``keep`` workers are idle already.
@@ -524,7 +790,7 @@ class ProcessPool:
             if replace:
                 self.started += 1
         if replace:
-            fresh = Worker(self._ctx)
+            fresh = Worker(self._ctx, self._board_fd)
             if worker.task is not None:
                 fresh.preload(worker.task, worker.env)
             with self._lock:
@@ -579,6 +845,9 @@ class Lease:
         self._lock = threading.Lock()
         #: the caller's environment for this call, which the workers run in
         self.env = dict(os.environ)
+        #: this call's board slot: every request of the call watches it
+        self.slot = pool.take_slot()
+        self._closed = False
 
     def worker(self) -> Worker:
         """This thread's worker for the call; a new one if it died or was killed."""
@@ -602,20 +871,41 @@ class Lease:
             self._mine.worker = None
         self.pool.release(worker, self.keep, replace=start)
 
-    def interrupt(self) -> None:
-        """Kill every worker of this call still running an item (the deadline margin passed)."""
+    def renew(self) -> None:
+        """Replace this thread's worker now if it died or was killed (a replacement starts at once)."""
+        worker = getattr(self._mine, "worker", None)
+        if worker is not None and not worker.healthy:
+            self.replace(worker)
+
+    def stop(self) -> None:
+        """Start no further item in any worker of this call (each checks before its next item)."""
+        if not self._closed:  # the slot may serve another call by then
+            self.pool.board[self.slot] = 1
+
+    def interrupt(self, wait: float = 0.0) -> list:
+        """Kill every worker of this call still running a request (the deadline margin passed).
+
+        Returns the ``sent`` entries (see :meth:`Worker.call`) those workers never began,
+        for the workers whose end is seen within ``wait`` seconds.
+        """
         with self._lock:
-            held = list(self.held)
-        for worker in held:
-            if worker.busy:
-                worker.interrupt()
+            killed = [(worker, worker.sent) for worker in self.held if worker.busy]
+        for worker, _ in killed:
+            worker.interrupt()
+        end = time.monotonic() + wait
+        unstarted: list = []
+        for worker, sent in killed:
+            unstarted.extend(worker.unstarted(sent, max(end - time.monotonic(), 0.0)))
+        return unstarted
 
     def close(self) -> None:
-        """Give every worker back to the pool; never waits for a process."""
+        """Give every worker back to the pool, a killed one replaced; never waits for a process."""
         with self._lock:
             held, self.held = self.held, []
+            self._closed = True
         for worker in held:
-            self.pool.release(worker, self.keep)
+            self.pool.release(worker, self.keep, replace=True)
+        self.pool.free_slot(self.slot)
 
 
 _pool: ProcessPool | None = None

@@ -78,7 +78,7 @@ class Run:
         "fn", "collect", "deadline", "margin_ms", "check", "stop_on_failure",
         "results", "pending", "failures", "first_failure", "stopped", "closed", "fatal", "input_error",
         "exhausted", "size", "reading", "winding_down",
-        "jobs", "execute", "aexecute", "groups", "final", "limiter",
+        "jobs", "execute", "aexecute", "groups", "final", "limiter", "on_stop",
     )
 
     def __init__(
@@ -120,6 +120,8 @@ class Run:
         self.reading = False
         #: True once the driver cancels its own workers: a CancelledError then is ours.
         self.winding_down = False
+        #: set by a strategy whose records run elsewhere: called by stop(), so they stop there too
+        self.on_stop: Callable[[], None] | None = None
         if groups is None:
             self.jobs: Iterator[Any] = self._read(iter(items))
             self.execute = self._execute_one
@@ -348,6 +350,8 @@ class Run:
     def stop(self) -> None:
         """Start no further job (the caller cancelled the call)."""
         self.stopped = True
+        if self.on_stop is not None:
+            self.on_stop()
 
     # -- the end of the call ----------------------------------------------------------------
 

@@ -109,10 +109,10 @@ def init(environ: Any = None) -> tuple[Callable[[Any], Any], Any]:
         raise ConfigError(f"{len(problems)} settings are not valid:\n" +
                           "\n".join(p if p.startswith("- ") else f"- {p}" for p in problems))
     strategy = strategies.build(settings)
+    spec = (os.environ if environ is None else environ).get(_config.ENV_RECORD_HANDLER)
     if strategy.name == "asyncio" and not has_async_form(record_handler):
         # map() only warns here; a batch cannot afford it: a record that blocks the loop
         # cannot be cut at the deadline, and a timeout retries the whole batch.
-        spec = (os.environ if environ is None else environ).get(_config.ENV_RECORD_HANDLER)
         raise ConfigError(
             f"{_config.ENV_STRATEGY}=asyncio runs each record's coroutine form, but "
             f"{_config.ENV_RECORD_HANDLER}={spec!r} has none: its records would run one at a time on the "
@@ -120,7 +120,10 @@ def init(environ: Any = None) -> tuple[Callable[[Any], Any], Any]:
             "retry the whole batch). Give the record handler an async form (an async def, or "
             f"lambda_fanout.Task(process, aprocess)), or choose a thread strategy ({_config.ENV_STRATEGY}=threads)."
         )
-    strategy.adapt(record_handler)
+    try:
+        strategy.adapt(record_handler)
+    except ConfigError as exc:  # e.g. processes and a handler that cannot be pickled by name
+        raise ConfigError(f"{_config.ENV_RECORD_HANDLER}={spec!r}: {exc}") from exc
     return record_handler, strategy
 
 
