@@ -498,3 +498,26 @@ def test_the_charts_draw_the_auto_limits_beside_the_comparison(tmp_path):
         assert path and (tmp_path / name).read_bytes().startswith(png)
     assert chart.write_limit_chart(rows[:3], str(tmp_path / "none.png")) is None  # no auto row: no chart
     assert not (tmp_path / "none.png").exists()
+
+
+def test_a_slow_first_warm_up_does_not_leave_a_case_one_round(monkeypatch):
+    """The round count comes from a second, warm run of the warm-up slice: a first run
+    that starts worker processes (seconds) would otherwise leave the case at the
+    minimum of rounds, and its confidence interval on two samples."""
+    import time as time_
+
+    calls = []
+
+    class Slow(bench_workloads.Latency):
+        def strategy_runner(self, env, strategy, workers, profile=None):
+            def run(items):
+                calls.append(len(items))
+                time_.sleep(0.5 if len(calls) == 1 else 0.0005)  # the first call starts workers
+                return list(items)
+            return bench_workloads.idioms.Runner(run, lambda: None)
+
+    opts = Options.create(items=64, workers=(4,), passes=1)
+    case = bench_cases.Case(Slow(), "threads", "strategy", 4)
+    measured = bench_cases.measure_case(case, opts, None, bench_cases.loop_timer)
+    assert calls[:2] == [8, 8]  # the warm slice, twice
+    assert measured.info["rounds"] > opts.mode.min_rounds, measured.info["rounds"]

@@ -177,6 +177,9 @@ def measure_case(case: Case, opts: Options, env: Env | None, timer: Timer, *, se
         return out
 
     try:
+        runner.run(warm)  # first: clients, connections, processes' workers
+        # The round estimate comes from a second, warm run: a first one that starts worker
+        # processes (a second or two) would leave a case one round per pass.
         t0 = time.perf_counter()
         runner.run(warm)
         estimate = (time.perf_counter() - t0) * len(items) / max(len(warm), 1)
