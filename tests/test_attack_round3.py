@@ -178,7 +178,7 @@ def test_crt_503_slowdown_equals_default(raw_env):
     finally:
         server.close()
     d, c = default[0].error, crt[0].error
-    assert type(c) is type(d) and c.response["Error"]["Code"] == "SlowDown"
+    assert type(c).__name__ == type(d).__name__ and c.response["Error"]["Code"] == "SlowDown"
     strip = ("HTTPHeaders", "HostId", "RequestId")
     assert {k: v for k, v in c.response["ResponseMetadata"].items() if k not in strip} == \
         {k: v for k, v in d.response["ResponseMetadata"].items() if k not in strip}
@@ -296,3 +296,165 @@ def test_processes_deadline_kill_after_big_spill_keeps_results(procs, fake_conte
             assert outcome.ok and outcome.value == helpers.big_then_hang(item), outcome.index
     assert isinstance(got[hang].error, DeadlineExceeded) and got[hang].error.started is True
     assert isinstance(got[hang + 1].error, DeadlineExceeded)
+
+
+def test_crt_empty_and_large_bodies_equal_default(s3_bucket):
+    """Promise (the crt profile): the same bytes and ETag as default, for an empty body and
+    one over 1 MiB, both ways."""
+    big = bytes(range(256)) * (3 * 4096 + 7)  # about 3 MiB
+    items = [("empty", b""), ("big", big), ("str", "text body é")]
+    default_put, crt_put = _both(s3_bucket, aws.s3_put_object, items)
+    assert _plain(crt_put) == _plain(default_put)
+    default_get, crt_get = _both(s3_bucket, aws.s3_get_object, [k for k, _ in items])
+    assert _plain(crt_get) == _plain(default_get) == [b"", big, "text body é".encode()]
+
+
+def test_crt_head_with_metadata_equals_default(s3_bucket):
+    """Promise (the crt profile): "the same ... HeadObject dict (timestamps, metadata, content type)"."""
+    import boto3
+
+    raw = boto3.client("s3", endpoint_url=aws.clients("s3").sync.meta.endpoint_url)
+    raw.put_object(Bucket=s3_bucket, Key="m k+", Body=b"abc", Metadata={"owner": "x y", "n": "1"},
+                   ContentType="text/plain; charset=utf-8", CacheControl="no-cache")
+    default_head, crt_head = _both(s3_bucket, aws.s3_head_object, ["m k+", "absent"])
+    assert _plain(crt_head) == _plain(default_head)
+    assert crt_head[0].value["Metadata"] == {"owner": "x y", "n": "1"}
+
+
+@pytest.mark.parametrize("op, status, body", [
+    ("head_object", 403, b""), ("head_object", 404, b""), ("get_object", 403, None), ("put_object", 403, None)])
+def test_crt_errors_equal_default(raw_env, op, status, body):
+    """Promise (the crt profile): "errors: botocore's parser and exception classes ... a
+    ClientError with code 404 for a missing HEAD"."""
+    payload = _error_xml("AccessDenied") if body is None else body
+
+    def answer(conn, request):
+        head_only = request.startswith(b"HEAD")
+        conn.sendall(_head(status, len(payload)) + (b"" if head_only else payload))
+
+    make = getattr(aws, "s3_" + op)
+    item = ("k", b"body") if op == "put_object" else "k"
+    server = RawServer(answer)
+    try:
+        default = _raw_run(server, make, [item], "default")
+        crt = _raw_run(server, make, [item], "crt")
+    finally:
+        server.close()
+    d, c = default[0].error, crt[0].error
+    assert type(c).__name__ == type(d).__name__  # each client has its own exception classes
+    assert c.response["Error"] == d.response["Error"]
+    strip = ("HTTPHeaders", "HostId", "RequestId")
+    assert {k: v for k, v in c.response["ResponseMetadata"].items() if k not in strip} == \
+        {k: v for k, v in d.response["ResponseMetadata"].items() if k not in strip}
+
+
+def test_crt_corrupt_body_fails_checksum(raw_env):
+    """Promise (the crt profile): "GetObject asks for the object's checksum and checks it
+    with botocore's code (FlexibleChecksumError)"."""
+    from botocore.exceptions import FlexibleChecksumError
+
+    def answer(conn, request):
+        # the CRC32 of b"hello" is NhCmhg==; the body is not that
+        conn.sendall(_head(200, 5, "x-amz-checksum-crc32: NhCmhg==\r\n") + b"hellp")
+
+    server = RawServer(answer)
+    try:
+        default = _raw_run(server, aws.s3_get_object, ["k"], "default")
+        crt = _raw_run(server, aws.s3_get_object, ["k"], "crt")
+    finally:
+        server.close()
+    assert isinstance(default[0].error, FlexibleChecksumError)
+    assert isinstance(crt[0].error, FlexibleChecksumError)
+
+
+def test_crt_sends_the_session_token_signed(raw_env, monkeypatch):
+    """Promise (the crt profile): credentials from the chain, "session tokens included", as botocore."""
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "tok-123")
+    seen = []
+
+    def answer(conn, request):
+        seen.append(request.decode("latin-1").lower())
+        conn.sendall(_head(200, 2) + b"ok")
+
+    server = RawServer(answer)
+    try:
+        default = _raw_run(server, aws.s3_get_object, ["k"], "default")
+        crt = _raw_run(server, aws.s3_get_object, ["k"], "crt")
+    finally:
+        server.close()
+    assert default[0].value == crt[0].value == b"ok"
+    for request in seen:
+        assert "x-amz-security-token: tok-123" in request
+        signed = request.split("signedheaders=")[1].split(",")[0]
+        assert "x-amz-security-token" in signed.split(";")
+
+
+def test_crt_missing_awscrt_warns_once_and_serves(s3_bucket, tmp_path):
+    """Promise (the crt profile): "Where awscrt cannot be imported ... crt serves every call
+    through botocore as default does, after one RuntimeWarning per process"."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "no_crt.py"
+    script.write_text(f"""
+import sys, warnings
+sys.modules["awscrt"] = None  # awscrt cannot be imported in this process
+import lambda_fanout
+from lambda_fanout import aws
+if __name__ == "__main__":
+    aws.clients("s3").sync.put_object(Bucket={s3_bucket!r}, Key="a", Body=b"A")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for strategy in ("threads", "asyncio", "threads", "sequential"):
+            got = lambda_fanout.map(aws.s3_get_object({s3_bucket!r}, clients=aws.clients("s3", profile="crt")),
+                                    ["a"] * 10, strategy=strategy)
+            assert list(got) == [b"A"] * 10, got
+            aws.reset_clients()
+    print("WARNINGS", len([w for w in caught if issubclass(w.category, RuntimeWarning)]))
+""")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTHONWARNINGS="ignore::ResourceWarning"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "WARNINGS 1" in out.stdout, out.stdout + out.stderr[-2000:]
+
+
+def test_crt_cancel_mid_body_then_next_call_is_clean(raw_env):
+    """Promise (README, Guarantees): "Cancelling amap ... raises CancelledError in the caller
+    at once"; the crt path's cancelled connection is not reused (no leftover bytes read as
+    the next answer)."""
+    import asyncio
+
+    gate = threading.Event()
+    count = {"n": 0}
+
+    def answer(conn, request):
+        count["n"] += 1
+        if count["n"] == 1:
+            conn.sendall(_head(200, 10) + b"STALE")  # the rest never comes
+            gate.wait(5)
+            return
+        # keep-alive: answer every request on this connection
+        while True:
+            conn.sendall(_head(200, 5) + b"fresh")
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+
+    server = RawServer(answer)
+    try:
+        pair = _raw_pair(server, "crt")
+        task = aws.s3_get_object("bkt", clients=pair)
+
+        async def main():
+            with pytest.raises((asyncio.CancelledError, asyncio.TimeoutError)):
+                await asyncio.wait_for(lambda_fanout.amap(task, ["k"], strategy="asyncio"), 0.5)
+            return await lambda_fanout.amap(task, ["k", "k", "k"], strategy="asyncio")
+
+        assert list(asyncio.run(main())) == [b"fresh"] * 3
+    finally:
+        gate.set()
+        server.close()
