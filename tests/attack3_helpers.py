@@ -56,3 +56,56 @@ def fail_on(i: int):
         raise ValueError("zero")
     time.sleep(0.02)
     return i
+
+
+class Throttled(Exception):
+    """An HTTP 503 of some client: a throttling signal by its status code."""
+
+    status_code = 503
+
+
+class Gauge:
+    """The peak of concurrent calls seen."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+        self.now = 0
+        self.peak = 0
+
+    def enter(self) -> None:
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.now -= 1
+
+
+GAUGE = Gauge()
+
+
+def rough(i: int) -> int:
+    """Throttled on multiples of 7, failing on multiples of 11, hanging on 5, else 1 ms."""
+    import time
+
+    GAUGE.enter()
+    try:
+        if i == 5:
+            time.sleep(3)
+        if i % 7 == 0:
+            raise Throttled("slow down")
+        if i % 11 == 0:
+            raise ValueError("bad")
+        time.sleep(0.001)
+        return i
+    finally:
+        GAUGE.leave()
+
+
+def fast(i: int) -> int:
+    GAUGE.enter()
+    GAUGE.leave()
+    return i * 2

@@ -458,3 +458,43 @@ def test_crt_cancel_mid_body_then_next_call_is_clean(raw_env):
     finally:
         gate.set()
         server.close()
+
+
+# -- 3. auto: the limit within [1, cap] -----------------------------------------------------
+
+@pytest.mark.parametrize("strategy", ["sequential", "threads", "threads-map", "asyncio"])
+def test_auto_limit_within_cap_when_tasks_fail_hang_and_throttle(strategy, fake_context):
+    """Promise (Adaptive concurrency): "The limit stays within [1, cap] ... threads-map ...
+    may run up to twice the limit, never more than the cap"; every item read ends exactly once."""
+    from lambda_fanout import DeadlineExceeded, _limiter
+
+    _limiter.forget()
+    helpers.GAUGE.__init__()
+    items = list(range(400))
+    got = lambda_fanout.map(helpers.rough, items, strategy=strategy, max_workers="auto:8", errors="collect",
+                            context=fake_context(1500))
+    assert helpers.GAUGE.peak <= 8
+    assert [o.index for o in got] == list(range(len(got)))
+    for o in got:
+        if o.ok:
+            assert o.value == o.index
+        elif not isinstance(o.error, DeadlineExceeded):
+            assert o.index % 7 == 0 or o.index % 11 == 0, o
+    limiter = _limiter.learned(helpers.rough, strategy)
+    if limiter is not None:
+        assert 1 <= limiter.limit <= 8 and all(1 <= limit <= 8 for _, limit in limiter.history)
+
+
+@pytest.mark.parametrize("strategy", ["threads", "threads-map", "asyncio"])
+def test_auto_very_fast_tasks(strategy):
+    """Promise (Adaptive concurrency): under auto, results in input order, limit within
+    [1, cap], very fast tasks timed one in a stride."""
+    from lambda_fanout import _limiter
+
+    _limiter.forget()
+    helpers.GAUGE.__init__()
+    got = lambda_fanout.map(helpers.fast, range(20_000), strategy=strategy, max_workers="auto:4")
+    assert list(got) == [i * 2 for i in range(20_000)]
+    assert helpers.GAUGE.peak <= 4
+    limiter = _limiter.learned(helpers.fast, strategy)
+    assert 1 <= limiter.limit <= 4
