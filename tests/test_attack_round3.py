@@ -498,3 +498,57 @@ def test_auto_very_fast_tasks(strategy):
     assert helpers.GAUGE.peak <= 4
     limiter = _limiter.learned(helpers.fast, strategy)
     assert 1 <= limiter.limit <= 4
+
+
+def test_processes_raise_in_one_call_does_not_stop_a_concurrent_call(procs):
+    """Promise (processes, Stopping): "a worker whose item fails stops every worker *of the
+    call*"; a board slot per call, so a concurrent call from another thread runs on."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def failing():
+        with pytest.raises(lambda_fanout.TaskError):
+            lambda_fanout.map(helpers.fail_on, [0] + [1] * 30, strategy="processes", max_workers=2)
+
+    def other():
+        return lambda_fanout.map(helpers.fail_on, list(range(1, 41)), strategy="processes", max_workers=2,
+                                 errors="collect")
+
+    with ThreadPoolExecutor(4) as ex:
+        stops = [ex.submit(failing) for _ in range(2)]
+        runs = [ex.submit(other) for _ in range(2)]
+        for f in stops:
+            f.result()
+        for f in runs:
+            got = f.result()
+            assert [o.value for o in got] == list(range(1, 41)), [o.error for o in got if not o.ok][:3]
+
+
+def test_processes_warm_calls_leak_no_fd_or_child(procs):
+    """Promise (Guarantees): "processes leaks no process ... No zombie, and file descriptors,
+    threads and processes flat over 1,000 warm invocations", with failures and big results."""
+    import os
+
+    def fds():
+        return len(os.listdir("/proc/self/fd"))
+
+    def children():
+        me = str(os.getpid())
+        count = 0
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        count += f.read().rsplit(")", 1)[1].split()[1] == me
+                except OSError:
+                    pass
+        return count
+
+    for _ in range(20):
+        lambda_fanout.map(helpers.maybe_unpicklable, range(6), strategy="processes", max_workers=2, errors="collect")
+    before = (fds(), children(), threading.active_count())
+    for i in range(1000):
+        if i % 100 == 0:
+            lambda_fanout.map(helpers.sized, [2 << 20, 5], strategy="processes", max_workers=2)
+        lambda_fanout.map(helpers.maybe_unpicklable, range(6), strategy="processes", max_workers=2, errors="collect")
+    after = (fds(), children(), threading.active_count())
+    assert after == before
