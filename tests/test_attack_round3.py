@@ -552,3 +552,78 @@ def test_processes_warm_calls_leak_no_fd_or_child(procs):
         lambda_fanout.map(helpers.maybe_unpicklable, range(6), strategy="processes", max_workers=2, errors="collect")
     after = (fds(), children(), threading.active_count())
     assert after == before
+
+
+def test_crt_stalled_body_is_read_timeout_under_asyncio(raw_env, monkeypatch):
+    """Promise (the crt profile): a stalled connection raises ReadTimeoutError after
+    FANOUT_AWS_READ_TIMEOUT_S without data, on the asyncio strategy's loop too."""
+    from botocore.exceptions import ReadTimeoutError
+
+    monkeypatch.setenv("FANOUT_AWS_READ_TIMEOUT_S", "0.3")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    release = threading.Event()
+
+    def answer(conn, request):
+        conn.sendall(_head(200, 10) + b"abc")
+        release.wait(5)
+
+    server = RawServer(answer)
+    try:
+        pair = _raw_pair(server, "crt")
+        got = lambda_fanout.map(aws.s3_get_object("bkt", clients=pair), ["k"], strategy="asyncio", errors="collect")
+    finally:
+        release.set()
+        server.close()
+    assert isinstance(got[0].error, ReadTimeoutError), got[0]
+    assert server.requests == 2  # retried once, as standard mode does with 2 attempts
+
+
+def test_crt_reset_mid_body_is_connection_closed(raw_env, monkeypatch):
+    """Promise (the crt profile): "a refused or failed connection raises
+    EndpointConnectionError / ConnectionClosedError"; never short data."""
+    import struct
+
+    from botocore.exceptions import ConnectionClosedError
+
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+
+    def answer(conn, request):
+        conn.sendall(_head(200, 100_000) + b"y" * 1000)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST on close
+
+    server = RawServer(answer)
+    try:
+        got = _raw_run(server, aws.s3_get_object, ["k"], "crt")
+    finally:
+        server.close()
+    assert isinstance(got[0].error, ConnectionClosedError), got[0]
+
+
+def test_crt_many_threads_while_clients_are_reset(s3_bucket, monkeypatch):
+    """Promise (the crt profile / aws): one pair shared by every thread; reset_clients()
+    "the next clients() call makes new ones": calls racing a reset still get the right bytes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setenv("FANOUT_AWS_CLIENT", "crt")
+    keys = [f"t/{i}" for i in range(40)]
+    lambda_fanout.map(aws.s3_put_object(s3_bucket), [(k, k.encode() * 50) for k in keys])
+    stop = threading.Event()
+
+    def resetting():
+        while not stop.is_set():
+            aws.reset_clients()
+
+    def reading():
+        return [list(lambda_fanout.map(aws.s3_get_object(s3_bucket), keys, max_workers=16)) for _ in range(3)]
+
+    with ThreadPoolExecutor(5) as ex:
+        chaos = ex.submit(resetting)
+        runs = [ex.submit(reading) for _ in range(4)]
+        try:
+            outs = [f.result() for f in runs]
+        finally:
+            stop.set()
+            chaos.result()
+    for out in outs:
+        for bodies in out:
+            assert bodies == [k.encode() * 50 for k in keys]
