@@ -653,3 +653,47 @@ def test_crt_throttled_attempts_reach_auto_limiter_like_default(raw_env, monkeyp
     finally:
         server.close()
     assert counts["crt"] == counts["default"] >= 1, counts
+
+
+def _slow_reader(pace_s: float, chunk: int, fast_tail: int):
+    """An answer that reads a PutObject's body ``chunk`` bytes every ``pace_s`` (its last
+    ``fast_tail`` bytes, which the client's socket buffers may hold, at once), then says 200."""
+    import time
+
+    def answer(conn, request):
+        head, _, got = request.partition(b"\r\n\r\n")
+        length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:")))
+        received = len(got)
+        while received < length:
+            if received < length - fast_tail:
+                time.sleep(pace_s)
+            data = conn.recv(chunk)
+            if not data:
+                return
+            received += len(data)
+        conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 0\r\nETag: "abc"\r\n\r\n')
+    return answer
+
+
+@pytest.mark.xfail(strict=True, reason="BREAK: crt's read timeout counts only response bytes, so an upload "
+                   "that keeps sending for longer than FANOUT_AWS_READ_TIMEOUT_S fails with ReadTimeoutError "
+                   "where botocore (a per-socket-operation timeout) succeeds")
+def test_crt_slow_steady_upload_is_not_a_read_timeout(raw_env, monkeypatch):
+    """Promise (the crt profile): results and errors are the default profile's; "a stalled one
+    [raises] ReadTimeoutError after FANOUT_AWS_READ_TIMEOUT_S without data". An upload the
+    server keeps reading (data moving every 70 ms for about half a second) is not stalled."""
+    monkeypatch.setenv("FANOUT_AWS_READ_TIMEOUT_S", "0.3")
+    monkeypatch.setenv("AWS_RETRY_MODE", "standard")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    body = b"z" * (10 << 20)
+    server = RawServer(_slow_reader(0.07, 1 << 18, 8 << 20))
+    server.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+    try:
+        default = _raw_run(server, aws.s3_put_object, [("k", body)], "default")
+        crt = _raw_run(server, aws.s3_put_object, [("k", body)], "crt")
+    finally:
+        server.close()
+    assert default[0].ok, default[0].error
+    assert crt[0].ok, crt[0].error
+
