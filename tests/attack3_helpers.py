@@ -109,3 +109,11 @@ def fast(i: int) -> int:
     GAUGE.enter()
     GAUGE.leave()
     return i * 2
+
+
+def pid_after(seconds: float) -> int:
+    import os
+    import time
+
+    time.sleep(seconds)
+    return os.getpid()

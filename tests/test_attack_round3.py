@@ -697,3 +697,9 @@ def test_crt_slow_steady_upload_is_not_a_read_timeout(raw_env, monkeypatch):
     assert default[0].ok, default[0].error
     assert crt[0].ok, crt[0].error
 
+
+
+def test_processes_auto_cap_bounds_the_workers(procs):
+    """Promise (processes): "auto means the same one-per-vCPU count (at most auto:N's cap)"."""
+    got = lambda_fanout.map(helpers.pid_after, [0.03] * 12, strategy="processes", max_workers="auto:1")
+    assert len(set(got)) == 1
