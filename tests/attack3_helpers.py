@@ -117,3 +117,10 @@ def pid_after(seconds: float) -> int:
 
     time.sleep(seconds)
     return os.getpid()
+
+
+def ndarray(n: int):
+    """A numpy array of n float64 values (numpy is imported in the worker, when called)."""
+    import numpy
+
+    return numpy.arange(n, dtype="float64")

@@ -729,3 +729,15 @@ def test_crt_plain_400_with_region_header_is_sent_once(raw_env):
     assert crt[0].error.response["Error"] == default[0].error.response["Error"]
     assert sent_crt == sent_default == 1
     assert pair.native().route("get_object", "bkt") is not None
+
+
+@pytest.mark.xfail(strict=True, reason="BREAK: a numpy array result over 64 KiB (any buffer-protocol object) "
+                   "is marshalled as its raw bytes: the caller gets bytes, not the array")
+def test_processes_numpy_result_comes_back_as_an_array(procs):
+    """Promise (README, processes): CPU-bound work ("parsing, compression, hashing") runs in
+    workers and its results come back; numpy arrays pickle, so they are sendable results."""
+    numpy = pytest.importorskip("numpy")
+    got = lambda_fanout.map(helpers.ndarray, [10, 50_000], strategy=procs, max_workers=2)
+    assert isinstance(got[0], numpy.ndarray)  # a small one comes back whole
+    assert isinstance(got[1], numpy.ndarray), type(got[1])
+    assert (got[1] == numpy.arange(50_000, dtype="float64")).all()
