@@ -124,3 +124,16 @@ def ndarray(n: int):
     import numpy
 
     return numpy.arange(n, dtype="float64")
+
+
+def logged_fail_on_zero(args):
+    """(i, path): append i to path, then fail on 0 after 20 ms or sleep 20 ms."""
+    import time
+
+    i, path = args
+    with open(path, "a") as f:
+        f.write(f"{i}\n")
+    time.sleep(0.02)
+    if i == 0:
+        raise ValueError("zero")
+    return i

@@ -741,3 +741,17 @@ def test_processes_numpy_result_comes_back_as_an_array(procs):
     assert isinstance(got[0], numpy.ndarray)  # a small one comes back whole
     assert isinstance(got[1], numpy.ndarray), type(got[1])
     assert (got[1] == numpy.arange(50_000, dtype="float64")).all()
+
+
+def test_processes_raise_stops_other_workers_mid_chunk(procs, tmp_path):
+    """Promise (processes, Stopping): "under errors="raise" ... a worker whose item fails
+    stops every worker of the call before its next item, even mid-chunk"."""
+    path = str(tmp_path / "ran")
+    # warm the chunk sizer's estimate with cheap items first, so later chunks are long
+    items = [(i, path) for i in range(1, 60)] + [(0, path)] + [(i, path) for i in range(60, 400)]
+    with pytest.raises(lambda_fanout.TaskError):
+        lambda_fanout.map(helpers.logged_fail_on_zero, items, strategy=procs, max_workers=2)
+    with open(path) as f:
+        ran = [int(x) for x in f.read().split()]
+    after = [i for i in ran if i >= 60]
+    assert len(after) <= 4, after  # one item per worker may be under way when item 0 fails
