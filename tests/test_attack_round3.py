@@ -808,3 +808,17 @@ def test_crt_head_headers_equal_default(raw_env, extra):
     assert crt[0].ok, crt[0].error
     assert crt[0].value == default[0].value
 
+
+
+def test_crt_refused_connection_is_endpoint_connection_error(raw_env, monkeypatch):
+    """Promise (the crt profile): "a refused or failed connection raises EndpointConnectionError"."""
+    from botocore.exceptions import EndpointConnectionError
+
+    monkeypatch.setenv("AWS_RETRY_MODE", "standard")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    server = RawServer(lambda conn, request: None)
+    server.close()  # nothing listens on its port now
+    default = _raw_run(server, aws.s3_get_object, ["k"], "default")
+    crt = _raw_run(server, aws.s3_get_object, ["k"], "crt")
+    assert isinstance(default[0].error, EndpointConnectionError)
+    assert isinstance(crt[0].error, EndpointConnectionError), crt[0].error
