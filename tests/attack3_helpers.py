@@ -137,3 +137,23 @@ def logged_fail_on_zero(args):
     if i == 0:
         raise ValueError("zero")
     return i
+
+
+def explode():
+    raise RuntimeError("cannot be rebuilt here")
+
+
+class Unloadable:
+    """Pickles anywhere, unpickles nowhere."""
+
+    def __reduce__(self):
+        return explode, ()
+
+
+def unloadable_on_3(i: int):
+    """Item 3 returns an Unloadable; item i >= 1000 returns i bytes; others i."""
+    if i == 3:
+        return Unloadable()
+    if i >= 1000:
+        return b"u" * i
+    return i

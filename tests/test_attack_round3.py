@@ -822,3 +822,16 @@ def test_crt_refused_connection_is_endpoint_connection_error(raw_env, monkeypatc
     crt = _raw_run(server, aws.s3_get_object, ["k"], "crt")
     assert isinstance(default[0].error, EndpointConnectionError)
     assert isinstance(crt[0].error, EndpointConnectionError), crt[0].error
+
+
+# cheap items first: the chunk sizer then sends the rest several to a request
+@pytest.mark.parametrize("items", [[1] * 40 + [1, 2, 3, 4] * 10, [1] * 40 + [1, 200_000, 3, 2 << 20, 5] * 3])
+def test_processes_result_that_does_not_unpickle_fails_alone(procs, items):
+    """Promise (processes): a result that "pickles but cannot be unpickled on the other side
+    fails that item alone, saying so", in a small request and in one that spills."""
+    got = lambda_fanout.map(helpers.unloadable_on_3, items, strategy=procs, max_workers=1, errors="collect")
+    for o, item in zip(got, items):
+        if item == 3:
+            assert not o.ok and "unpickled" in str(o.error), o
+        else:
+            assert o.ok and o.value == helpers.unloadable_on_3(item), o
