@@ -130,13 +130,35 @@ def _head(status: int, length: int, extra: str = "") -> bytes:
 def _raw_pair(server, profile):
     from botocore.config import Config
 
-    return aws.clients("s3", profile=profile, endpoint_url=server.url,
-                       config=Config(s3={"addressing_style": "path"}))
+    if not hasattr(server, "config"):  # one Config per server, so clients() finds the same pair again
+        server.config = Config(s3={"addressing_style": "path"})
+    return aws.clients("s3", profile=profile, endpoint_url=server.url, config=server.config)
 
 
 def _raw_run(server, make, items, profile):
     pair = _raw_pair(server, profile)
     return lambda_fanout.map(make("bkt", clients=pair), items, strategy="sequential", errors="collect")
+
+
+def _against(answer, make, items=("k",)):
+    """``make``'s task over ``items`` against a RawServer answering with ``answer``, under the
+    default profile then crt: (default outcomes, crt outcomes, (requests of default, of crt))."""
+    server = RawServer(answer)
+    try:
+        default = _raw_run(server, make, list(items), "default")
+        sent = server.requests
+        crt = _raw_run(server, make, list(items), "crt")
+    finally:
+        server.close()
+    return default, crt, (sent, server.requests - sent)
+
+
+def _stalling(release):
+    """An answer that sends 3 of 10 body bytes, then nothing until ``release`` is set."""
+    def answer(conn, request):
+        conn.sendall(_head(200, 10) + b"abc")
+        release.wait(5)
+    return answer
 
 
 def _error_xml(code: str) -> bytes:
@@ -151,12 +173,7 @@ def test_crt_truncated_body_is_an_error_not_short_data(raw_env):
     def answer(conn, request):
         conn.sendall(_head(200, 100) + b"x" * 50)  # then the connection closes
 
-    server = RawServer(answer)
-    try:
-        default = _raw_run(server, aws.s3_get_object, ["k"], "default")
-        crt = _raw_run(server, aws.s3_get_object, ["k"], "crt")
-    finally:
-        server.close()
+    default, crt, _ = _against(answer, aws.s3_get_object, ["k"])
     assert not default[0].ok
     assert not crt[0].ok, f"crt returned {len(crt[0].value)} bytes of a 100-byte object"
 
@@ -172,14 +189,7 @@ def test_crt_503_slowdown_equals_default(raw_env, monkeypatch):
     def answer(conn, request):
         conn.sendall(_head(503, len(body)) + body)
 
-    server = RawServer(answer)
-    try:
-        default = _raw_run(server, aws.s3_get_object, ["k"], "default")
-        n_default = server.requests
-        crt = _raw_run(server, aws.s3_get_object, ["k"], "crt")
-        n_crt = server.requests - n_default
-    finally:
-        server.close()
+    default, crt, (n_default, n_crt) = _against(answer, aws.s3_get_object)
     d, c = default[0].error, crt[0].error
     assert type(c).__name__ == type(d).__name__ and c.response["Error"]["Code"] == "SlowDown"
     assert c.response == d.response
@@ -200,12 +210,7 @@ def test_crt_500_then_ok_is_retried_like_default(raw_env):
         else:
             conn.sendall(_head(200, 5) + b"hello")
 
-    server = RawServer(answer)
-    try:
-        default = _raw_run(server, aws.s3_get_object, ["k"], "default")
-        crt = _raw_run(server, aws.s3_get_object, ["k"], "crt")
-    finally:
-        server.close()
+    default, crt, _ = _against(answer, aws.s3_get_object, ["k"])
     assert default[0].value == crt[0].value == b"hello"
 
 
@@ -217,12 +222,7 @@ def test_crt_stalled_body_is_read_timeout(raw_env, monkeypatch):
     monkeypatch.setenv("FANOUT_AWS_READ_TIMEOUT_S", "0.3")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     release = threading.Event()
-
-    def answer(conn, request):
-        conn.sendall(_head(200, 10) + b"abc")
-        release.wait(5)
-
-    server = RawServer(answer)
+    server = RawServer(_stalling(release))
     try:
         crt = _raw_run(server, aws.s3_get_object, ["k"], "crt")
     finally:
@@ -335,12 +335,7 @@ def test_crt_errors_equal_default(raw_env, op, status, body):
 
     make = getattr(aws, "s3_" + op)
     item = ("k", b"body") if op == "put_object" else "k"
-    server = RawServer(answer)
-    try:
-        default = _raw_run(server, make, [item], "default")
-        crt = _raw_run(server, make, [item], "crt")
-    finally:
-        server.close()
+    default, crt, _ = _against(answer, make, [item])
     d, c = default[0].error, crt[0].error
     assert type(c).__name__ == type(d).__name__  # each client has its own exception classes
     assert c.response == d.response  # the server's answers are identical, so everything is
@@ -356,12 +351,7 @@ def test_crt_corrupt_body_fails_checksum(raw_env):
         # the CRC32 of b"hello" is NhCmhg==; the body is not that
         conn.sendall(_head(200, 5, "x-amz-checksum-crc32: NhCmhg==\r\n") + b"hellp")
 
-    server = RawServer(answer)
-    try:
-        default = _raw_run(server, aws.s3_get_object, ["k"], "default")
-        crt = _raw_run(server, aws.s3_get_object, ["k"], "crt")
-    finally:
-        server.close()
+    default, crt, _ = _against(answer, aws.s3_get_object, ["k"])
     assert isinstance(default[0].error, FlexibleChecksumError)
     assert isinstance(crt[0].error, FlexibleChecksumError)
 
@@ -375,12 +365,7 @@ def test_crt_sends_the_session_token_signed(raw_env, monkeypatch):
         seen.append(request.decode("latin-1").lower())
         conn.sendall(_head(200, 2) + b"ok")
 
-    server = RawServer(answer)
-    try:
-        default = _raw_run(server, aws.s3_get_object, ["k"], "default")
-        crt = _raw_run(server, aws.s3_get_object, ["k"], "crt")
-    finally:
-        server.close()
+    default, crt, _ = _against(answer, aws.s3_get_object, ["k"])
     assert default[0].value == crt[0].value == b"ok"
     for request in seen:
         assert "x-amz-security-token: tok-123" in request
@@ -561,12 +546,7 @@ def test_crt_stalled_body_is_read_timeout_under_asyncio(raw_env, monkeypatch):
     monkeypatch.setenv("FANOUT_AWS_READ_TIMEOUT_S", "0.3")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
     release = threading.Event()
-
-    def answer(conn, request):
-        conn.sendall(_head(200, 10) + b"abc")
-        release.wait(5)
-
-    server = RawServer(answer)
+    server = RawServer(_stalling(release))
     try:
         pair = _raw_pair(server, "crt")
         got = lambda_fanout.map(aws.s3_get_object("bkt", clients=pair), ["k"], strategy="asyncio", errors="collect")
@@ -723,7 +703,7 @@ def test_crt_plain_400_with_region_header_is_sent_once(raw_env):
         sent_default = server.requests
         crt = _raw_run(server, aws.s3_get_object, ["k"], "crt")
         sent_crt = server.requests - sent_default
-        pair = _raw_pair(server, "crt")
+        pair = _raw_pair(server, "crt")  # the same pair, looked up again
     finally:
         server.close()
     assert crt[0].error.response["Error"] == default[0].error.response["Error"]
@@ -773,12 +753,7 @@ def test_crt_get_body_encodings_equal_default(raw_env, shape):
                          + b"".join(b"%x\r\n%s\r\n" % (len(data[i:i + 1000]), data[i:i + 1000])
                                     for i in range(0, len(data), 1000)) + b"0\r\n\r\n")
 
-    server = RawServer(answer)
-    try:
-        default = _raw_run(server, aws.s3_get_object, ["k"], "default")
-        crt = _raw_run(server, aws.s3_get_object, ["k"], "crt")
-    finally:
-        server.close()
+    default, crt, _ = _against(answer, aws.s3_get_object, ["k"])
     assert default[0].value == crt[0].value == data
 
 
@@ -798,12 +773,7 @@ def test_crt_head_headers_equal_default(raw_env, extra):
     def answer(conn, request):
         conn.sendall(raw)
 
-    server = RawServer(answer)
-    try:
-        default = _raw_run(server, aws.s3_head_object, ["k"], "default")
-        crt = _raw_run(server, aws.s3_head_object, ["k"], "crt")
-    finally:
-        server.close()
+    default, crt, _ = _against(answer, aws.s3_head_object, ["k"])
     assert default[0].ok, default[0].error
     assert crt[0].ok, crt[0].error
     assert crt[0].value == default[0].value
