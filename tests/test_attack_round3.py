@@ -1,7 +1,7 @@
 """Round 3 attacks on the crt profile, the processes protocol and auto's slow start.
 
-Each test quotes the promise it checks. A test marked ``xfail(strict=True)`` is a
-break of that promise on the current code; the rest held.
+Each test quotes the promise it checks. Five broke it at first (buffer results under
+processes, crt's upload timeout, redirect and header reading); all are fixed.
 """
 
 from __future__ import annotations
@@ -240,8 +240,6 @@ def procs():
     return "processes"
 
 
-@pytest.mark.xfail(strict=True, reason="BREAK: a result over 64 KiB goes through marshal, which turns "
-                   "array.array (any buffer: bytearray, bytes subclasses) into raw bytes")
 def test_processes_large_array_result_keeps_its_type(procs):
     """Promise (README, processes): items and results are plain data sent back to the caller;
     the strategies are interchangeable (sequential gives the array itself)."""
@@ -250,8 +248,6 @@ def test_processes_large_array_result_keeps_its_type(procs):
     assert type(got[0]) is type(expected) and got[0] == expected
 
 
-@pytest.mark.xfail(strict=True, reason="BREAK: once a request's results pass 64 KiB, bytearray results come "
-                   "back as bytes (small requests keep bytearray): the type depends on the sizes")
 def test_processes_bytearray_results_keep_type_when_many(procs):
     """Promise (README, processes): "per worker an arena where each result is written as its
     item finishes": the arena is a transport, results equal sequential's."""
@@ -656,9 +652,6 @@ def _slow_reader(pace_s: float, chunk: int, fast_tail: int):
     return answer
 
 
-@pytest.mark.xfail(strict=True, reason="BREAK: crt's read timeout counts only response bytes, so an upload "
-                   "that keeps sending for longer than FANOUT_AWS_READ_TIMEOUT_S fails with ReadTimeoutError "
-                   "where botocore (a per-socket-operation timeout) succeeds")
 def test_crt_slow_steady_upload_is_not_a_read_timeout(raw_env, monkeypatch):
     """Promise (the crt profile): results and errors are the default profile's; "a stalled one
     [raises] ReadTimeoutError after FANOUT_AWS_READ_TIMEOUT_S without data". An upload the
@@ -685,9 +678,6 @@ def test_processes_auto_cap_bounds_the_workers(procs):
     assert len(set(got)) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="BREAK (minor): any 400 carrying x-amz-bucket-region (even the client's "
-                   "own region) is taken for a redirect: crt sends the request again through botocore and turns "
-                   "itself off for that bucket for good")
 def test_crt_plain_400_with_region_header_is_sent_once(raw_env):
     """Promise (the crt profile): botocore serves "a bucket in another region than the
     client's (after the first redirect answer)"; an ordinary 400 from the client's own
@@ -711,8 +701,6 @@ def test_crt_plain_400_with_region_header_is_sent_once(raw_env):
     assert pair.native().route("get_object", "bkt") is not None
 
 
-@pytest.mark.xfail(strict=True, reason="BREAK: a numpy array result over 64 KiB (any buffer-protocol object) "
-                   "is marshalled as its raw bytes: the caller gets bytes, not the array")
 def test_processes_numpy_result_comes_back_as_an_array(procs):
     """Promise (README, processes): CPU-bound work ("parsing, compression, hashing") runs in
     workers and its results come back; numpy arrays pickle, so they are sendable results."""
@@ -758,11 +746,8 @@ def test_crt_get_body_encodings_equal_default(raw_env, shape):
 
 
 @pytest.mark.parametrize("extra", [
-    pytest.param("x-amz-meta-dup: one\r\nx-amz-meta-dup: two\r\n", marks=pytest.mark.xfail(strict=True, reason=(
-        "BREAK (minor): a repeated header keeps only its last value under crt (botocore joins them: 'one, two')"))),
-    pytest.param("x-amz-meta-name: caf\u00e9\r\n", marks=pytest.mark.xfail(strict=True, reason=(
-        "BREAK (minor): raw UTF-8 header bytes are decoded as UTF-8 under crt, as latin-1 by botocore "
-        "('caf\u00e9' vs 'caf\u00c3\u00a9'); AWS S3 itself sends RFC 2047, other S3 endpoints may not"))),
+    "x-amz-meta-dup: one\r\nx-amz-meta-dup: two\r\n",  # botocore joins a repeated header: 'one, two'
+    "x-amz-meta-name: caf\u00e9\r\n",  # raw UTF-8 bytes: botocore reads them as ISO-8859-1
     "Last-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\nETag: \"e\"\r\nx-amz-meta-Mixed-Case: V\r\n",
 ])
 def test_crt_head_headers_equal_default(raw_env, extra):

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 OPERATIONS = {"get_object": "GetObject", "put_object": "PutObject", "head_object": "HeadObject"}
 #: What a call's steps return when botocore must serve the call after all (a redirect).
 DEFER = object()
+#: Bytes per second an upload is assumed to reach at least: a PutObject body larger than
+#: the read timeout's worth of it goes through botocore (see S3Native.prepare).
+UPLOAD_FLOOR_BPS = 1_000_000
 _PROBE_KEY = "k"
 
 _lock = threading.Lock()
@@ -97,6 +100,21 @@ class _Exchange:
     def on_body(self, chunk: bytes, **_: Any) -> None:
         self.chunks.append(chunk)
         self.last = time.monotonic()
+
+
+def _headers(pairs: list) -> Any:
+    """Response headers as botocore builds them: values read as ISO-8859-1 (http.client's
+    reading of raw bytes, where awscrt decodes UTF-8), a repeated header joined with ", "."""
+    from botocore.awsrequest import HeadersDict
+
+    headers = HeadersDict()
+    for name, value in pairs:
+        try:
+            value = value.encode("utf-8").decode("iso-8859-1")
+        except UnicodeError:  # (never for str: kept as awscrt gave it)
+            pass
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
 
 
 class _Await:
@@ -330,14 +348,17 @@ class S3Native:
             body = body.encode("utf-8")  # as botocore encodes a str blob
         elif not isinstance(body, (bytes, bytearray)):
             return None  # a file-like body: botocore streams it
+        if len(body) > self.read_timeout * UPLOAD_FLOOR_BPS:
+            # awscrt takes the whole body at once and tells nothing of its progress, so an
+            # upload that may outlast the read timeout could not be told from a stall:
+            # botocore, whose timeout applies per socket operation, sends it.
+            return None
         route = self.route(operation, params["Bucket"])
         if route is None:
             return None
         return self._call(operation, route, key, bytes(body))
 
     def _call(self, operation: str, route: _Route, key: str, body: bytes) -> Generator:
-        from botocore.awsrequest import HeadersDict
-
         from . import _limiter
 
         model = self.models[operation]
@@ -353,10 +374,10 @@ class S3Native:
             else:
                 if status < 300:
                     break  # standard mode never retries a 2xx answer (nor does the limiter hear of one)
-                headers = HeadersDict(pairs)
+                headers = _headers(pairs)
                 http = _Http(route.url, status, headers)
                 parsed = self._parse(model, status, headers, payload)
-                if status < 400 or (status == 400 and "x-amz-bucket-region" in headers):
+                if status < 400 or (status == 400 and headers.get("x-amz-bucket-region") not in (None, route.region)):
                     # The bucket lives in another region: botocore's redirect handling takes it from here.
                     self.routes[(operation, route.bucket)] = False
                     return DEFER
@@ -374,7 +395,7 @@ class S3Native:
         self.quota.release_retry_quota(request_context, _Http(route.url, status, None))
         if operation == "get_object":
             return self._checked(route, pairs, payload)
-        headers = HeadersDict(pairs)
+        headers = _headers(pairs)
         if operation == "put_object":
             return headers["ETag"]
         parsed = self._parse(model, status, headers, payload)
@@ -453,10 +474,9 @@ class S3Native:
             return payload
         import io
 
-        from botocore.awsrequest import HeadersDict
         from botocore.httpchecksum import handle_checksum_body
 
-        response = {"headers": HeadersDict(pairs), "body": None, "context": {}}
+        response = {"headers": _headers(pairs), "body": None, "context": {}}
         handle_checksum_body(_Raw(io.BytesIO(payload)), response, {"checksum": {
             "response_algorithms": route.response_checksums}}, self.models["get_object"])
         body = response["body"]

@@ -336,6 +336,24 @@ def _failure(exc: BaseException) -> tuple[tuple, bytes]:
 
 # -- the worker side ----------------------------------------------------------------------
 
+# The types marshal writes back as themselves. It also takes any buffer (a numpy array,
+# array.array, bytearray, a bytes subclass) and reads it back as plain bytes, so a value
+# is marshalled only when it and, one level down, its elements are exactly these types;
+# anything else is pickled, which keeps the type.
+_SCALARS = frozenset({int, float, complex, str, bytes, bool, type(None)})
+
+
+def _plain(value: Any) -> bool:
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if kind is list or kind is tuple:
+        return all(type(v) in _SCALARS for v in value)
+    if kind is dict:
+        return all(type(k) in _SCALARS and type(v) in _SCALARS for k, v in value.items())
+    return False
+
+
 def _serve(conn, board_fd: _Fd, arena_fd: _Fd) -> None:
     """A worker's life: load the task when it changes, run each request's items, reply.
 
@@ -411,9 +429,9 @@ def _serve(conn, board_fd: _Fd, arena_fd: _Fd) -> None:
             value = nothing
             try:
                 value = fn(_unpack(item) if each else item)
-                try:
+                if _plain(value):
                     body, kind = mdumps(value), marshalled
-                except Exception:  # not plain data (marshal takes the exact built-in types only)
+                else:
                     body, kind = dumps(value, protocol), _PICKLED
                 record = (True, value)
             except BaseException as exc:
