@@ -85,6 +85,12 @@ class RawServer:
 
     def close(self) -> None:
         self.closed = True
+        # A listening socket closed while another thread blocks in accept() keeps
+        # listening until that accept returns; shutdown wakes it and ends it now.
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
 
 
