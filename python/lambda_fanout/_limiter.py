@@ -2,9 +2,10 @@
 
 The controller follows TCP Vegas and Netflix's concurrency-limits (Vegas, Gradient2):
 the median latency of a window of completions, smoothed over windows, is compared
-with the lowest one seen (the no-load latency). The limit starts small and doubles
-per window while latency stays near that floor and completions per second rise
-(slow start); it then grows in smaller steps while both hold, undoes a step that
+with the lowest one seen (the no-load latency). The limit starts small and, in slow
+start, grows with each completion while it is in use (x4 per round trip while latency
+is flat), each window keeping that growth only while latency stays near the floor and
+completions per second rise; it then grows in smaller steps while both hold, undoes a step that
 bought no throughput, shrinks in proportion when latency climbs, and is cut
 multiplicatively on a throttling signal (TCP's AIMD, CUBIC's 0.7), at most once per
 burst of requests that were already in flight when the signal came. After a cut it

@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import STRATEGIES
 from .cases import REFERENCE
-from .report import _by, _measured, _median, _reference, label
+from .report import _by, _measured, _median, _reference, label, round_end
 from .workloads import WORKLOADS
 
 
@@ -93,8 +93,7 @@ def write_limit_chart(rows: list[dict], path: str) -> str | None:
     for ax, name in zip(axes[0], names):
         for r in _by(autos, workload=name):
             history = r["limit_over_time"]
-            end = max(history[-1][0], r["data"][-1])
-            xs = [t * 1000 for t, _ in history] + [end * 1000]
+            xs = [t * 1000 for t, _ in history] + [round_end(r) * 1000]
             ys = [n for _, n in history] + [history[-1][1]]
             ax.step(xs, ys, where="post", label=label(r))
         ax.set_yscale("log", base=2)

@@ -275,10 +275,15 @@ SPARKS = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 32
 
 
+def round_end(row: dict) -> float:
+    """Seconds the auto row's last round lasted: its last wall time, or its last limit change."""
+    return max(row["limit_over_time"][-1][0], row["data"][-1] if row.get("data") else 0.0)
+
+
 def limit_samples(row: dict, width: int = SPARK_WIDTH) -> list[int]:
     """auto's limit at ``width`` even steps through the row's last round (a step function)."""
     history = row["limit_over_time"]
-    end = max(history[-1][0], row["data"][-1] if row.get("data") else 0.0) or 1.0
+    end = round_end(row) or 1.0
     out, i = [], 0
     for step in range(width):
         t = end * step / (width - 1)

@@ -55,6 +55,8 @@ class Workload:
     needs_proxy = False
     #: part of a quick run unless workloads are named
     in_quick = True
+    #: ``map``'s errors mode for the strategies: "collect" where items may fail by design
+    errors = "raise"
 
     def items(self, n: int) -> list:
         return list(range(n))
@@ -83,8 +85,8 @@ class Workload:
                         profile: str | None = None) -> idioms.Runner:
         """How a strategy runs this workload: ``lambda_fanout.map`` over the task."""
         task = self.task(env, profile)
-        return idioms.Runner(lambda items: fanout_map(task, items, strategy=strategy, max_workers=workers),
-                             lambda: None)
+        return idioms.Runner(lambda items: fanout_map(task, items, strategy=strategy, max_workers=workers,
+                                                      errors=self.errors), lambda: None)
 
     def concurrency(self, workers: Any) -> int | None:
         """How many items can be in flight at ``workers``; None when not a number."""
@@ -176,6 +178,7 @@ class Throttled(S3Get):
     needs_proxy = True
     in_quick = False
     why_no_gain = "the service admits a fixed number of requests per second, whatever the concurrency"
+    errors = "collect"  # an item throttled past botocore's retries is counted, not the round's end
 
     def setup(self, opts, env):
         if env is None or env.proxy is None:
@@ -184,11 +187,6 @@ class Throttled(S3Get):
         env.proxy.configure(delay_ms=opts.latency_s(self) * 1000, tail_sigma=TAIL_SIGMA,
                             throttle={"rate": THROTTLE_RATE, "burst": THROTTLE_BURST})
         time.sleep(THROTTLE_BURST / THROTTLE_RATE)  # each case starts with a full bucket
-
-    def strategy_runner(self, env, strategy, workers, profile=None):
-        task = self.task(env, profile)
-        return idioms.Runner(lambda items: fanout_map(task, items, strategy=strategy, max_workers=workers,
-                                                      errors="collect"), lambda: None)
 
     def check(self, result, items):
         from .._limiter import is_throttle
