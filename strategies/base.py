@@ -38,16 +38,9 @@ class CallPool:
         from concurrent.futures import ThreadPoolExecutor
 
         self.run = run
-        # Under auto each worker thread knows the run's limiter (a context variable set
-        # once per thread), so botocore's retry hook can report throttled attempts to it.
-        limiter = run.limiter
-        initializer, initargs = None, ()
-        if limiter is not None:
-            from .._limiter import current
-
-            initializer, initargs = current.set, (limiter,)
-        self.executor = ThreadPoolExecutor(workers, thread_name_prefix=name, initializer=initializer,
-                                           initargs=initargs)
+        # Each job runs in a copy of the run's context (Run.execute), which under auto
+        # also holds the limiter: the threads themselves need no setup.
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix=name)
 
     def __enter__(self) -> "CallPool":
         return self

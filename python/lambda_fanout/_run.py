@@ -13,6 +13,7 @@ own slot. A strategy pulls jobs from :attr:`Run.jobs` and runs each with
 
 from __future__ import annotations
 
+from contextvars import copy_context
 from time import monotonic
 # Annotations only (postponed by `from __future__ import annotations`): typing is
 # not imported at run time, which keeps cold starts short.
@@ -78,7 +79,7 @@ class Run:
         "fn", "collect", "deadline", "margin_ms", "check", "stop_on_failure",
         "results", "pending", "failures", "first_failure", "stopped", "closed", "fatal", "input_error",
         "exhausted", "size", "reading", "winding_down",
-        "jobs", "execute", "aexecute", "groups", "final", "limiter", "on_stop",
+        "jobs", "execute", "aexecute", "groups", "final", "limiter", "on_stop", "context",
     )
 
     def __init__(
@@ -96,6 +97,16 @@ class Run:
     ) -> None:
         self.fn = fn
         self.limiter = limiter
+        #: the caller's context variables, as the call began: every record run by
+        #: execute() runs in a copy of it, whichever thread runs it (as an asyncio task
+        #: runs in a copy of its creator's), so what the caller set is there, and what a
+        #: record sets stays with that record. Under auto it also holds the limiter, for
+        #: botocore's retry hook.
+        self.context = copy_context()
+        if limiter is not None:
+            from ._limiter import current
+
+            self.context.run(current.set, limiter)
         self.collect = collect
         self.deadline = deadline
         self.margin_ms = margin_ms
@@ -286,7 +297,7 @@ class Run:
             results[index] = _QUEUED
             return False
         try:
-            value = self.fn(self.pending[index])
+            value = self.context.copy().run(self.fn, self.pending[index])
         except Exception as exc:
             return self.fail(index, exc)
         except BaseException as exc:
