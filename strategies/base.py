@@ -16,7 +16,7 @@ from time import perf_counter
 
 from .. import _config
 from .._run import Run, deadline_of
-from .._errors import kind
+from .._errors import TaskError, kind
 from .._task import Results, sync_form
 
 #: How many items a strategy keeps in flight per worker: enough to keep every
@@ -264,12 +264,22 @@ class Strategy:
         """
         _refuse_running_loop()
         run = self.start(task, items, errors=errors, context=context)
-        return _logged(self.settings, run, self.run(run))
+        try:
+            results = self.run(run)
+        except TaskError as error:
+            _log_raised(self.settings, run, error)
+            raise
+        return _logged(self.settings, run, results)
 
     async def amap(self, task: Any, items: Iterable[Any], *, errors: str = "raise", context: Any = None) -> Results:
         """Awaitable :meth:`map` for callers already inside an event loop."""
         run = self.start(task, items, errors=errors, context=context)
-        return _logged(self.settings, run, await self.arun(run))
+        try:
+            results = await self.arun(run)
+        except TaskError as error:
+            _log_raised(self.settings, run, error)
+            raise
+        return _logged(self.settings, run, results)
 
     async def _adrive(self, run: Run) -> None:
         # A sync strategy keeps the caller's loop free by driving from a thread of its own
@@ -320,6 +330,15 @@ def _logged(settings: Settings, run: Run, results: Results) -> Results:
 
             log_failures(settings, "map", failed)
     return results
+
+
+def _log_raised(settings: Settings, run: Run, error: TaskError) -> None:
+    # errors="raise": the failure the TaskError reports gets the line collect mode
+    # would write for it, once (the input iterator's own exception is not a record's).
+    if error is not run.input_error and settings.log_failures != "off":
+        from .._failures import log_failures
+
+        log_failures(settings, "map", [(error.index, None, error.__cause__)])
 
 
 def _refuse_running_loop() -> None:

@@ -313,7 +313,8 @@ def test_task_error_message_has_type_not_payload(strategy_name):
     with pytest.raises(lambda_fanout.TaskError) as info:  # KeyError('alice@example.com'): the payload
         lambda_fanout.map(dual(xproc.lookup_empty), ["alice@example.com"], strategy=strategy_name)
     assert "alice" not in str(info.value)
-    assert str(info.value) == "task failed on item #0: KeyError"
+    # The type, then (tests/test_task_error.py) where it was raised; never the payload.
+    assert str(info.value).partition(",")[0] == "task failed on item #0: KeyError"
     assert isinstance(info.value.__cause__, KeyError) and info.value.__cause__.args == ("alice@example.com",)
 
 
@@ -491,7 +492,8 @@ def test_sync_task_names_never_show_bound_arguments(recwarn):
 def test_task_error_keeps_a_tasks_own_deadline_text_out(strategy_name):
     with pytest.raises(lambda_fanout.TaskError) as info:  # the task's own timeout type
         lambda_fanout.map(dual(xproc.lookup_times_out), ["alice@example.com"], strategy=strategy_name)
-    assert str(info.value) == "task failed on item #0: LookupTimeout"
+    assert str(info.value).partition(",")[0] == "task failed on item #0: LookupTimeout"
+    assert "alice" not in str(info.value)
 
 
 def test_a_remaining_time_too_large_for_a_float_is_no_deadline(strategy_name):

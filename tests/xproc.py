@@ -430,3 +430,27 @@ class SettleAtMargin:
             time.sleep(max(self.deadline - 0.5 - 0.005 - time.monotonic(), 0))  # settles just at the margin
         return i
 
+
+
+def s3_read(bucket_key):
+    """An S3 GetObject from the user's own code, as a record handler writes it."""
+    from lambda_fanout import aws
+
+    bucket, key = bucket_key
+    return aws.clients("s3").sync.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+async def as3_read(bucket_key):
+    from lambda_fanout import aws
+
+    bucket, key = bucket_key
+    response = await aws.clients("s3").aio.get_object(Bucket=bucket, Key=key)
+    async with response["Body"] as body:
+        return await body.read()
+
+
+S3_READ = lambda_fanout.Task(s3_read, as3_read)
+
+
+def parse_json(text):
+    return json.loads(text)  # a library raises: the user's frame is this line

@@ -33,6 +33,56 @@ def safe_str(obj: object) -> str:
         return f"<{type(obj).__name__}: str() failed>"
 
 
+def aws_error(error: BaseException) -> tuple[str | None, int | None, str | None]:
+    """The AWS error code, HTTP status and operation of a botocore ``ClientError``, else Nones.
+
+    They are AWS's own words, never the request's data, and say most of what an
+    operator needs (``NoSuchKey``, 404, ``GetObject``). The one reading of them: the
+    failure log and :class:`TaskError` both use it. The operation is given only with a
+    code (a bare ``operation_name`` is no AWS error); a value of the wrong type or
+    implausibly long is left out.
+    """
+    response = safe_attr(error, "response")
+    detail = response.get("Error") if isinstance(response, dict) else None
+    code = detail.get("Code") if isinstance(detail, dict) else None
+    if not (isinstance(code, str) and 0 < len(code) <= 128):
+        return None, None, None
+    meta = response.get("ResponseMetadata")
+    status = meta.get("HTTPStatusCode") if isinstance(meta, dict) else None
+    operation = safe_attr(error, "operation_name")
+    return (code, status if type(status) is int else None,
+            operation if isinstance(operation, str) and 0 < len(operation) <= 128 else None)
+
+
+#: Where libraries live in Lambda (layers, the runtime, its Python), beside site-packages.
+_LIBRARY_DIRS = ("/opt/", "/var/runtime/", "/var/lang/")
+
+
+def user_frame(error: BaseException) -> str | None:
+    """``file:line in function`` of the innermost frame of ``error``'s traceback in the user's code.
+
+    The user's code is every frame outside the standard library, installed packages
+    (site-packages, dist-packages, Lambda's layers and runtime) and lambda_fanout itself:
+    for a ClientError, the line that called the client. None when the exception was never
+    raised here (a worker process's, whose traceback is its ``__cause__``) or no frame is
+    the user's.
+    """
+    import sys
+
+    found = None
+    tb = error.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        filename = code.co_filename
+        module = tb.tb_frame.f_globals.get("__name__")
+        top = module.partition(".")[0] if isinstance(module, str) else ""
+        if not (top == "lambda_fanout" or top in sys.stdlib_module_names or filename.startswith(("<",) + _LIBRARY_DIRS)
+                or "/site-packages/" in filename or "/dist-packages/" in filename):
+            found = f"{filename}:{tb.tb_lineno} in {code.co_name}"
+        tb = tb.tb_next
+    return found
+
+
 def kind(value: object) -> str:
     """``value``'s type with its article, for messages: "an int", "a str", "None"."""
     if value is None:
@@ -124,19 +174,35 @@ class TaskError(Exception):
         index: position of the failing item in the input.
         item: the failing item.
 
-    The original exception is chained as ``__cause__``. The message names the
-    index and the exception type only, never the item, so that a record's
-    payload does not reach the logs.
+    The original exception is chained as ``__cause__``. The message names the index,
+    the exception type, a botocore ClientError's code, HTTP status and operation, and
+    the innermost frame of the user's own code (file, line, function); never the item
+    or the exception's message, so that a record's payload does not reach the logs:
+    ``task failed on item #2: ClientError NoSuchKey 404 in GetObject, at /var/task/app.py:14 in load``.
     """
 
     def __init__(self, index: int, item: object, cause: BaseException) -> None:
         # str(cause) is often the payload (KeyError: 'alice@example.com'): only its
         # type goes in the message; the exception itself stays on __cause__.
+        # Where, in AWS's words and the user's code: the exception type, a ClientError's
+        # code, status and operation, and the innermost frame of the user's own code.
+        name = type(cause).__name__
         detail = ""
         if type(cause) is DeadlineExceeded and cause.margin_ms is not None:  # the ledger's own report
             detail = ": started, did not finish by the deadline margin" if cause.started else (
                 ": not started before the deadline margin")
-        super().__init__(f"task failed on item #{index}: {type(cause).__name__}{detail}")
+        else:
+            code, status, operation = aws_error(cause)
+            if code is not None:
+                # botocore makes a class per modeled code (NoSuchKey): the code says it.
+                if any(base.__name__ == "ClientError" for base in type(cause).__mro__):
+                    name = "ClientError"
+                detail = " " + " ".join(str(part) for part in (code, status) if part is not None)
+                detail += f" in {operation}" if operation is not None else ""
+            where = user_frame(cause)
+            if where is not None:
+                detail += f", at {where}"
+        super().__init__(f"task failed on item #{index}: {name}{detail}")
         self.index = index
         self.item = item
 

@@ -1,8 +1,8 @@
 """One ERROR log line per failed record: where it was and why, never the record itself.
 
 Written after the call by ``process_batch`` and the zero-code handler (every source)
-and by ``map(..., errors="collect")``. ``map(..., errors="raise")`` logs nothing: it
-raises :class:`~lambda_fanout.TaskError`, whose traceback the caller (or Lambda) logs.
+and by ``map(..., errors="collect")``; ``map(..., errors="raise")`` writes the same line
+for the one failure its :class:`~lambda_fanout.TaskError` reports, before raising it.
 
 A line holds the source, the record's index, its identifier where the source has one
 that is metadata (an SQS ``messageId``, a Kinesis or DynamoDB sequence number, an SNS
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from ._config import Settings
 
-from ._errors import safe_attr, safe_str
+from ._errors import aws_error, safe_str
 
 LOGGER_NAME = "lambda_fanout"
 
@@ -65,7 +65,7 @@ def describe(source: str, index: int, identifier: Any, error: BaseException, *, 
     fields["exceptionType"] = _type_name(error)
     if with_message or own_words:
         fields["exceptionMessage"] = safe_str(error)
-    code, operation = _aws_error(error)
+    code, _, operation = aws_error(error)
     if code is not None:
         fields["awsErrorCode"] = code
     if operation is not None:
@@ -100,17 +100,6 @@ def _type_name(error: BaseException) -> str:
     cls = type(error)
     module = cls.__module__
     return cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
-
-
-def _aws_error(error: BaseException) -> tuple[str | None, str | None]:
-    # botocore's ClientError: the service's error code and the operation are AWS's own
-    # words, not the request's data, and say most of what an operator needs.
-    response = safe_attr(error, "response")
-    detail = response.get("Error") if isinstance(response, dict) else None
-    code = detail.get("Code") if isinstance(detail, dict) else None
-    operation = safe_attr(error, "operation_name")
-    ok = lambda v: isinstance(v, str) and 0 < len(v) <= 128  # noqa: E731
-    return (code if ok(code) else None), (operation if ok(operation) and ok(code) else None)
 
 
 def _traceback_lines(error: BaseException, *, with_message: bool) -> list[str]:
