@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 
 import pytest
 
 import batches
 import lambda_fanout
+import xproc
 
 SECRET = "card-4111111111111111-alice@example.com"
 
@@ -175,12 +177,15 @@ def test_deadline_and_skipped_records_are_logged_in_our_own_words(caplog, fake_c
     finally:
         release.set()
     assert len(out["batchItemFailures"]) >= 3
-    by_index = {r.index: r for r in fanout_records(caplog)}
+    lines = fanout_records(caplog)
+    by_index = {r.index: r for r in lines if hasattr(r, "index")}
     assert by_index[0].exceptionType == "ValueError" and not hasattr(by_index[0], "exceptionMessage")
     assert by_index[1].exceptionType == "lambda_fanout.SkippedAfterFailure"
     assert by_index[1].exceptionMessage == "not started: record #0 of the same group failed first"
-    assert by_index[2].exceptionType == "lambda_fanout.DeadlineExceeded"
-    assert "did not finish" in by_index[2].exceptionMessage
+    # The records the deadline cut share one summary line, in our own words.
+    (cut,) = [r for r in lines if not hasattr(r, "index")]
+    assert cut.exceptionType == "lambda_fanout.DeadlineExceeded" and cut.didNotFinish == 1
+    assert "#2" in cut.indexes and "did not finish" in cut.getMessage()
     assert SECRET not in caplog.text
 
 
@@ -292,3 +297,121 @@ def test_each_failure_gets_the_traceback_of_where_it_was_raised(caplog):
         text = "\n".join(r.traceback)
         here, there = ("even", "odd") if r.exceptionType == "KeyError" else ("odd", "even")
         assert f"# raised here: {here}" in text and f"# raised here: {there}" not in text
+
+
+# -- bounded: the log is written inside the deadline margin -----------------------------------------
+
+def _refuse(record):
+    raise ValueError("refused " + record["messageId"])
+
+
+def test_a_call_logs_at_most_max_lines_then_one_summary_line(caplog):
+    from lambda_fanout._failures import MAX_LINES
+
+    caplog.set_level(logging.ERROR)
+    n = MAX_LINES + 150
+    out = lambda_fanout.process_batch(batches.sqs(n), _refuse, strategy="threads")
+    assert len(out["batchItemFailures"]) == n  # the reply still names every record
+    lines = fanout_records(caplog)
+    assert [r.index for r in lines[:MAX_LINES]] == list(range(MAX_LINES))
+    (summary,) = lines[MAX_LINES:]
+    assert summary.count == 150 and summary.exceptionTypes == {"ValueError": 150}
+    assert summary.indexes == f"#{MAX_LINES}-#{n - 1}"
+    assert summary.getMessage() == (
+        f"lambda_fanout: sqs: 150 more records failed, not logged one by one (at most {MAX_LINES} lines a call): "
+        f"150 ValueError; #{MAX_LINES}-#{n - 1}")
+    assert "refused msg-" not in caplog.text
+
+
+def test_at_or_under_max_lines_there_is_no_summary_line(caplog):
+    from lambda_fanout._failures import MAX_LINES
+
+    caplog.set_level(logging.ERROR)
+    lambda_fanout.process_batch(batches.sqs(MAX_LINES), _refuse, strategy="threads")
+    assert [r.index for r in fanout_records(caplog)] == list(range(MAX_LINES))
+
+
+def test_map_collect_is_capped_too(strategy_name, caplog):
+    from lambda_fanout._failures import MAX_LINES
+
+    caplog.set_level(logging.ERROR)
+    task = lambda_fanout.Task(xproc.lookup_empty, _alookup_empty)
+    out = lambda_fanout.map(task, range(MAX_LINES + 5), errors="collect", strategy=strategy_name)
+    assert not any(o.ok for o in out)
+    lines = fanout_records(caplog)
+    assert len(lines) == MAX_LINES + 1 and lines[-1].count == 5
+    assert lines[-1].exceptionTypes == {"KeyError": 5}
+
+
+async def _alookup_empty(key):
+    return xproc.lookup_empty(key)
+
+
+def test_a_deadline_cut_logs_one_summary_line_not_one_per_record(caplog, fake_context, concurrent_strategy):
+    caplog.set_level(logging.ERROR)
+    release = xproc.Flag()
+    # Items 0 and 1 hang past the deadline; the rest never start.
+    task = xproc.Hang(release, hang_on={0, 1}).task()
+    try:
+        out = lambda_fanout.map(task, range(400), errors="collect", strategy=concurrent_strategy,
+                                max_workers=2, context=fake_context(700))
+    finally:
+        release.set()
+        release.remove()
+    cut = [o for o in out if not o.ok]
+    assert cut and all(isinstance(o.error, lambda_fanout.DeadlineExceeded) for o in cut)
+    (line,) = fanout_records(caplog)
+    assert line.count == len(cut) and line.didNotFinish + line.notStarted == len(cut)
+    assert line.didNotFinish == sum(o.error.started for o in cut) and line.didNotFinish >= 1
+    assert line.getMessage().startswith(f"lambda_fanout: map: {len(cut)} items cut by the Lambda deadline margin")
+
+
+def test_a_deep_chained_traceback_is_trimmed_to_its_most_recent_part(caplog):
+    from lambda_fanout._failures import MAX_CHAIN, MAX_FRAMES
+
+    caplog.set_level(logging.ERROR)
+
+    def deep(depth):
+        if depth:
+            return deep(depth - 1)
+        raise KeyError(SECRET)  # the innermost frame
+
+    def chained(record):
+        error = None
+        for link in range(MAX_CHAIN + 4):
+            try:
+                if error is None:
+                    deep(MAX_FRAMES + 25)
+                raise ValueError(f"link {link}") from error
+            except (KeyError, ValueError) as exc:
+                error = exc
+        raise error
+
+    lambda_fanout.process_batch(batches.sqs(1), chained, strategy="sequential")
+    (line,) = fanout_records(caplog)
+    tb = line.traceback
+    assert tb[0] == "[4 earlier exceptions of the chain not shown]"  # 12 in the chain
+    assert tb.count("Traceback (most recent call last):") == MAX_CHAIN
+    assert "KeyError" not in tb  # the root cause, deepest in the chain, is left out
+    assert tb[-1] == "ValueError" and SECRET not in "\n".join(tb)
+
+
+def test_a_deep_traceback_keeps_its_innermost_frames(caplog):
+    from lambda_fanout._failures import MAX_FRAMES
+
+    caplog.set_level(logging.ERROR)
+
+    def deep(depth):
+        if depth:
+            return deep(depth - 1)
+        raise KeyError(SECRET)  # the innermost frame
+
+    lambda_fanout.process_batch(batches.sqs(1), lambda record: deep(MAX_FRAMES + 25), strategy="sequential")
+    (line,) = fanout_records(caplog)
+    tb = line.traceback
+    # MAX_FRAMES + 26 calls of deep alone: at least 26 outer frames left out.
+    assert tb[0] == "Traceback (most recent call last):"
+    hidden = re.fullmatch(r"  \[(\d+) outer frames not shown\]", tb[1])
+    assert hidden and int(hidden.group(1)) >= 26
+    assert sum(1 for text in tb if text.startswith("  File ")) <= MAX_FRAMES
+    assert any("# the innermost frame" in text for text in tb[-4:]) and tb[-1] == "KeyError"

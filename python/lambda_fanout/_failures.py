@@ -3,6 +3,9 @@
 Written after the call by ``process_batch`` and the zero-code handler (every source)
 and by ``map(..., errors="collect")``; ``map(..., errors="raise")`` writes the same line
 for the one failure its :class:`~lambda_fanout.TaskError` reports, before raising it.
+Bounded, since it is written inside the deadline margin: at most :data:`MAX_LINES`
+lines a call, one summary line for the failures beyond them, one for the records the
+deadline cut, and tracebacks trimmed to the most recent exceptions and frames.
 
 A line holds the source, the record's index, its identifier where the source has one
 that is metadata (an SQS ``messageId``, a Kinesis or DynamoDB sequence number, an SNS
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
 
     from ._config import Settings
 
-from ._errors import aws_error, safe_str
+from ._errors import DeadlineExceeded, aws_error, safe_str
 
 LOGGER_NAME = "lambda_fanout"
 
@@ -35,8 +38,24 @@ _CAUSE = "The above exception was the direct cause of the following exception:"
 _CONTEXT = "During handling of the above exception, another exception occurred:"
 
 
+#: The most failures one call logs a line each for; the rest are counted in one summary
+#: line. The log is written after the records ran, inside the deadline margin: bounded,
+#: a batch whose every record fails still returns in time.
+MAX_LINES = 50
+#: The most exceptions of a chain, and frames of each, a line's traceback shows (the
+#: most recent ones, as the end of a traceback is where it failed).
+MAX_CHAIN = 8
+MAX_FRAMES = 40
+#: The most index ranges a summary line lists.
+MAX_RANGES = 10
+
+
 def log_failures(settings: Settings, source: str, failures: Iterable[tuple[int, Any, BaseException]]) -> None:
-    """Log one ERROR line per failed record, as ``settings.log_failures`` says.
+    """Log one ERROR line per failed record, as ``settings.log_failures`` says, within bounds.
+
+    The first :data:`MAX_LINES` failures get a line each; the others one summary line
+    (their count per type and their indexes). The records the ledger reports as cut by
+    the deadline get one summary line together, whatever their number.
 
     Args:
         settings: the call's settings (``log_failures``, ``log_json``).
@@ -51,9 +70,72 @@ def log_failures(settings: Settings, source: str, failures: Iterable[tuple[int, 
     if not logger.isEnabledFor(logging.ERROR):
         return
     with_message = settings.log_failures == "on"
+    traceback = not settings.log_json
+    written = 0
+    cut: dict[bool, list[int]] = {False: [], True: []}  # started -> indexes
+    margin_ms = None
+    unlogged: dict[type, list[int]] = {}
     for index, identifier, error in failures:
-        fields = describe(source, index, identifier, error, with_message=with_message)
-        logger.error(_text(fields, traceback=not settings.log_json), extra=fields)
+        if type(error) is DeadlineExceeded and error.margin_ms is not None:  # the ledger's deadline report
+            cut[error.started].append(index)
+            margin_ms = error.margin_ms
+        elif written < MAX_LINES:
+            fields = describe(source, index, identifier, error, with_message=with_message)
+            logger.error(_text(fields, traceback=traceback), extra=fields)
+            written += 1
+        else:
+            unlogged.setdefault(type(error), []).append(index)
+    if unlogged:
+        fields = _unlogged_summary(source, unlogged)
+        logger.error(fields.pop("text"), extra=fields)
+    if cut[False] or cut[True]:
+        fields = _deadline_summary(source, cut, margin_ms)
+        logger.error(fields.pop("text"), extra=fields)
+
+
+def _unlogged_summary(source: str, unlogged: dict[type, list[int]]) -> dict:
+    indexes = sorted(i for group in unlogged.values() for i in group)
+    types = {_type_name_of(cls): len(group) for cls, group in unlogged.items()}
+    noun = "items" if source == "map" else "records"
+    kinds = ", ".join(f"{count} {name}" for name, count in types.items())
+    text = (f"lambda_fanout: {source}: {len(indexes)} more {noun} failed, not logged one by one "
+            f"(at most {MAX_LINES} lines a call): {kinds}; {_ranges(indexes)}")
+    return {"text": text, "source": source, "count": len(indexes), "exceptionTypes": types,
+            "indexes": _ranges(indexes)}
+
+
+def _deadline_summary(source: str, cut: dict[bool, list[int]], margin_ms: Any) -> dict:
+    noun = "items" if source == "map" else "records"
+    parts = []
+    if cut[True]:
+        parts.append(f"{len(cut[True])} started and did not finish, may have had side effects "
+                     f"({_ranges(cut[True])})")
+    if cut[False]:
+        parts.append(f"{len(cut[False])} not started, no effect and safe to redeliver ({_ranges(cut[False])})")
+    count = len(cut[True]) + len(cut[False])
+    text = (f"lambda_fanout: {source}: {count} {noun} cut by the Lambda deadline margin of {margin_ms} ms "
+            f"(FANOUT_DEADLINE_MARGIN_MS): " + "; ".join(parts))
+    return {"text": text, "source": source, "count": count, "exceptionType": _type_name_of(DeadlineExceeded),
+            "didNotFinish": len(cut[True]), "notStarted": len(cut[False]),
+            "indexes": _ranges(sorted(cut[True] + cut[False]))}
+
+
+def _ranges(indexes: list[int]) -> str:
+    """Sorted indexes as ranges, at most MAX_RANGES of them: "#3, #5-#9, ..."."""
+    ranges: list[str] = []
+    start = previous = None
+    for index in indexes:
+        if previous is not None and index == previous + 1:
+            previous = index
+            continue
+        if start is not None:
+            ranges.append(f"#{start}" if start == previous else f"#{start}-#{previous}")
+            if len(ranges) == MAX_RANGES:
+                return ", ".join(ranges) + ", ..."
+        start = previous = index
+    if start is not None:
+        ranges.append(f"#{start}" if start == previous else f"#{start}-#{previous}")
+    return ", ".join(ranges)
 
 
 def describe(source: str, index: int, identifier: Any, error: BaseException, *, with_message: bool) -> dict:
@@ -97,7 +179,10 @@ def _own_words(error: BaseException) -> bool:
 
 
 def _type_name(error: BaseException) -> str:
-    cls = type(error)
+    return _type_name_of(type(error))
+
+
+def _type_name_of(cls: type) -> str:
     module = cls.__module__
     return cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
 
@@ -123,16 +208,33 @@ def _traceback_lines(error: BaseException, *, with_message: bool) -> list[str]:
             chain.append((exc, None))
             exc = None
     lines: list[str] = []
+    if len(chain) > MAX_CHAIN:
+        lines.append(f"[{len(chain) - MAX_CHAIN} earlier exceptions of the chain not shown]")
+        del chain[MAX_CHAIN:]
     for exc, link in reversed(chain):
         if lines and link:
             lines += ["", link, ""]
         lines += _frames(exc.__traceback__)
         if with_message:
-            import traceback
-
-            lines += "".join(traceback.format_exception_only(exc)).rstrip("\n").split("\n")
+            lines += _message_lines(exc)
         else:
             lines.append(_type_name(exc) + (f": {exc}" if _own_words(exc) else ""))
+    return lines
+
+
+def _message_lines(exc: BaseException) -> list[str]:
+    # What traceback.format_exception_only prints for it (the type, the message, the
+    # notes), without the frames of the whole chain that it extracts first.
+    if isinstance(exc, SyntaxError):
+        import traceback
+
+        return "".join(traceback.format_exception_only(exc)).rstrip("\n").split("\n")
+    text = safe_str(exc)
+    lines = (f"{_type_name(exc)}: {text}" if text else _type_name(exc)).split("\n")
+    notes = getattr(exc, "__notes__", None)
+    if isinstance(notes, (list, tuple)):
+        for note in notes:
+            lines += safe_str(note).split("\n")
     return lines
 
 
@@ -158,7 +260,11 @@ def _frames(tb: Any) -> list[str]:
         import traceback
 
         lines = ["Traceback (most recent call last):"]
-        lines += "".join(traceback.format_tb(tb)).rstrip("\n").split("\n")
+        frames = traceback.extract_tb(tb)
+        if len(frames) > MAX_FRAMES:
+            lines.append(f"  [{len(frames) - MAX_FRAMES} outer frames not shown]")
+            frames = traceback.StackSummary.from_list(frames[-MAX_FRAMES:])
+        lines += "".join(frames.format()).rstrip("\n").split("\n")
         if len(_FRAMES) >= _FRAMES_KEPT:
             _FRAMES.clear()
         _FRAMES[frozen] = lines

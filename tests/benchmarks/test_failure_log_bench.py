@@ -3,6 +3,13 @@ with FANOUT_LOG_FAILURES off, type-only (the default) and on, side by side in on
 
 The lines go to a real handler writing to a StringIO (as Lambda's runtime writes them to
 its log stream), so formatting and the handler's lock are paid, not a no-op logger.
+
+And the deadline a failing batch keeps: 10,000 SQS records that all fail with a deep
+chained traceback, at 128 MB's CPU share (0.072 vCPU, a cgroup quota), given 3 s: how
+long before the deadline ``process_batch`` returns (``left_ms``; negative is after it,
+when Lambda would have timed the invocation out and lost the reply), and how long the
+failure log took (``log_ms``, first line to last). The log is written after the records
+ran, inside the margin: bounded, it is a small part of it.
 """
 
 from __future__ import annotations
@@ -10,13 +17,20 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 
 import batches
 import lambda_fanout
+from lambda_fanout._failures import MAX_LINES
+from lambda_fanout.bench.quota import cpu_quota, vcpus_for_memory
 
 RECORDS = 1_000
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
 def fail(record):
@@ -51,6 +65,56 @@ def test_failure_log_cost(benchmark, monkeypatch, log_stream, level):
     out = benchmark(run)
     assert len(out["batchItemFailures"]) == RECORDS
     written = log_stream.getvalue()
-    assert written.count("lambda_fanout: sqs record #") == (0 if level == "off" else RECORDS)
+    # At most MAX_LINES lines a call, and one summary line for the rest.
+    assert written.count("lambda_fanout: sqs record #") == (0 if level == "off" else min(RECORDS, MAX_LINES))
+    assert written.count("more records failed, not logged one by one") == (level != "off" and RECORDS > MAX_LINES)
     assert ("refused msg-" in written) == (level == "on")
     json.dumps(out)
+
+
+DEADLINE_RECORDS = 10_000
+DEADLINE_MEMORY_MB = 128
+REMAINING_MS = 3_000
+
+
+@pytest.fixture(scope="module")
+def quota_child():
+    """A child under 128 MB's CPU share that runs the failing batch on request."""
+    quota, why = cpu_quota(vcpus_for_memory(DEADLINE_MEMORY_MB))
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "failure_log_child.py"), str(DEADLINE_RECORDS)], cwd=ROOT, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=quota.enter if quota else None,
+    )
+
+    def run(level: str) -> dict:
+        proc.stdin.write(f"{level} {REMAINING_MS}\n")
+        proc.stdin.flush()
+        return json.loads(proc.stdout.readline())
+
+    run.cpus = f"{quota.cpus:.3f}" if quota else f"not emulated: {why}"
+    try:
+        yield run
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=120)
+        proc.stdout.close()
+        if quota:
+            quota.close()
+
+
+@pytest.mark.parametrize("level", ["type-only", "on"])
+def test_a_failing_batch_returns_before_the_deadline(benchmark, quota_child, level):
+    benchmark.group = (f"failure-log: {DEADLINE_RECORDS:,} failing SQS records, deep chained tracebacks, "
+                       f"{DEADLINE_MEMORY_MB} MB's CPU share, {REMAINING_MS} ms left")
+    replies = []
+    benchmark.pedantic(lambda: replies.append(quota_child(level)), rounds=5 if benchmark.enabled else 1,
+                       iterations=1)
+    assert all(r["failed"] == DEADLINE_RECORDS for r in replies)  # every record reported, cut or failed
+    # The lines: at most MAX_LINES, the summary of the rest, the deadline's summary.
+    assert all(r["lines"] <= MAX_LINES + 2 for r in replies)
+    left = sorted(r["left_ms"] for r in replies)
+    log = sorted(r["log_ms"] for r in replies)
+    benchmark.extra_info.update(cpus=quota_child.cpus, level=level, left_ms_min=left[0],
+                                left_ms_median=left[len(left) // 2], log_ms_median=log[len(log) // 2],
+                                log_ms_max=log[-1], lines_max=max(r["lines"] for r in replies))
+    print(f"\nDEADLINE {json.dumps(benchmark.extra_info)}")
