@@ -9,6 +9,7 @@ that botocore did).
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import warnings
 
@@ -24,11 +25,15 @@ STRATEGIES = ("threads", "asyncio")
 
 
 class Sends:
-    """How many requests botocore itself sent through a client (crt calls send none)."""
+    """How many requests botocore itself sent through a client (crt calls send none).
+
+    Counted at ``needs-retry``, which botocore emits after each request it sent; crt
+    requests are shown to ``before-send`` handlers too, so that event would count them.
+    """
 
     def __init__(self, client) -> None:
         self.count = 0
-        client.meta.events.register("before-send.s3", self.seen)
+        client.meta.events.register("needs-retry.s3", self.seen)
 
     def seen(self, **_) -> None:
         self.count += 1
@@ -438,3 +443,100 @@ def test_https_with_the_ca_bundle_and_without(aws_endpoint, tls_endpoint, monkey
     for profile in ("crt", "default"):
         with pytest.raises(SSLError):
             aws.s3_get_object("fanout-tls", clients=aws.clients("s3", profile=profile))("k")
+
+
+# -- test doubles and tracers see every call ---------------------------------------------------------
+
+IN_PROCESS = [s for s in lambda_fanout.STRATEGIES if s != "processes"]  # a mock cannot reach a worker process
+
+
+@pytest.fixture
+def mocked_aws(monkeypatch):
+    """moto's mock_aws() with no endpoint set: a crt request that went around it would leave the machine."""
+    from moto import mock_aws
+
+    for name in list(os.environ):
+        if name.startswith("AWS_") and name not in ("AWS_LAMBDA_FUNCTION_NAME",):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    aws.reset_clients()
+    with mock_aws():
+        yield
+    aws.reset_clients()
+
+
+@pytest.mark.parametrize("strategy", IN_PROCESS)
+def test_crt_inside_mock_aws_is_answered_by_the_mock(mocked_aws, strategy):
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket="mocked")
+    crt = aws.clients("s3", profile="crt")
+    assert crt.native() is not None
+    sends = Sends(crt.sync)
+    tasks = helpers("mocked", crt)
+    put = run(tasks["put"], [(f"k{i}", f"body {i}".encode()) for i in range(6)], strategy)
+    assert all(o.ok for o in put), outcomes(put)
+    got = run(tasks["get"], [f"k{i}" for i in range(6)] + ["absent"], strategy)
+    assert [o.value for o in got[:6]] == [f"body {i}".encode() for i in range(6)]
+    assert outcome(got[6])[:4] == ("error", "NoSuchKey", {"Code": "NoSuchKey", "Message": "The specified key does not exist.", "Key": "absent"}, 404)
+    head = run(tasks["head"], ["k1"], strategy)
+    assert head[0].ok and head[0].value["ContentLength"] == len(b"body 1")
+    assert sends.count == 0  # the crt path made every call, and the mock answered each
+    # What the mock stored is what a plain boto3 client reads from it.
+    assert boto3.client("s3").get_object(Bucket="mocked", Key="k5")["Body"].read() == b"body 5"
+
+
+@pytest.mark.parametrize("strategy", IN_PROCESS)
+def test_a_before_send_handler_sees_every_crt_request(pairs, s3_bucket, strategy):
+    crt, _, sends = pairs
+    seen = []
+    crt.sync.meta.events.register("before-send.s3", lambda request, **_: seen.append((request.method, request.url)))
+    before = sends.count
+    tasks = helpers(s3_bucket, crt)
+    assert all(o.ok for o in run(tasks["put"], [("a", b"1"), ("b", b"2")], strategy))
+    assert [o.value for o in run(tasks["get"], ["a", "b"], strategy)] == [b"1", b"2"]
+    assert sorted(method for method, _ in seen) == ["GET", "GET", "PUT", "PUT"]
+    assert all(url.endswith(("/a", "/b")) for _, url in seen)
+    assert sends.count == before  # seen, and still sent by the crt path
+
+
+@pytest.mark.parametrize("strategy", [s for s in IN_PROCESS if s != "asyncio"])  # handlers on the sync client
+def test_a_before_call_handler_makes_the_calls_go_through_botocore(pairs, s3_bucket, strategy):
+    crt, _, sends = pairs
+    seen = []
+    crt.sync.meta.events.register("before-call.s3.GetObject", lambda model, **_: seen.append(model.name))
+    tasks = helpers(s3_bucket, crt)
+    assert all(o.ok for o in run(tasks["put"], [("a", b"1")], strategy))
+    before = sends.count
+    assert [o.value for o in run(tasks["get"], ["a", "a", "a"], strategy)] == [b"1"] * 3
+    assert seen == ["GetObject"] * 3 and sends.count == before + 3
+
+
+@pytest.mark.parametrize("strategy", IN_PROCESS)
+def test_a_tracer_wrapping_the_client_call_sees_every_crt_call(pairs, s3_bucket, strategy, monkeypatch):
+    # As Powertools Tracer / the X-Ray SDK and OpenTelemetry patch botocore.
+    from botocore.client import BaseClient
+
+    crt, _, _ = pairs
+    traced = []
+    original = BaseClient._make_api_call
+
+    def make_api_call(self, operation_name, api_params):
+        traced.append(operation_name)
+        return original(self, operation_name, api_params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", make_api_call)
+    if strategy == "asyncio":  # its botocore path is aiobotocore's client, which a tracer patches as well
+        from aiobotocore.client import AioBaseClient
+
+        aio_original = AioBaseClient._make_api_call
+
+        async def aio_make_api_call(self, operation_name, api_params):
+            traced.append(operation_name)
+            return await aio_original(self, operation_name, api_params)
+
+        monkeypatch.setattr(AioBaseClient, "_make_api_call", aio_make_api_call)
+    tasks = helpers(s3_bucket, crt)
+    assert all(o.ok for o in run(tasks["put"], [("a", b"1"), ("b", b"2")], strategy))
+    assert [o.value for o in run(tasks["get"], ["a", "b"], strategy)] == [b"1", b"2"]
+    assert sorted(traced) == ["GetObject", "GetObject", "PutObject", "PutObject"]

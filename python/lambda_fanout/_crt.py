@@ -16,7 +16,11 @@ everything a user can observe, once per bucket or per error rather than per call
   checked by ``botocore.httpchecksum``;
 - retries: botocore's standard-mode handler (attempts, throttling and transient
   conditions, backoff with jitter, retry quota), every throttled attempt reported
-  to the ``auto`` limiter as the botocore path does.
+  to the ``auto`` limiter as the botocore path does;
+- what watches the calls: each signed request is shown to the ``before-send``
+  handlers, whose answer (moto's ``mock_aws()``, a stub) is taken as the response; a
+  ``before-call`` handler not botocore's own, or a wrapped ``_make_api_call`` (a
+  tracer), sends the calls through botocore, where it sees them.
 
 One sans-I/O generator holds the logic of a call; :func:`run` drives it by blocking
 (sync strategies) and :func:`arun` by awaiting (asyncio), so neither form has its
@@ -25,6 +29,7 @@ own copy.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import warnings
@@ -226,6 +231,7 @@ class S3Native:
         self.routes: dict = {}
         self.pools: dict = {}
         self._probe = threading.local()
+        self._watch: dict = {}  # operation -> ((operation, handler cache, the _make_api_calls), watched)
         self.events.register_first("before-call.s3", self._capture, unique_id="lambda-fanout-crt-route")
 
     # -- where a call goes: botocore's resolution, once per operation and bucket --------------
@@ -353,10 +359,40 @@ class S3Native:
             # upload that may outlast the read timeout could not be told from a stall:
             # botocore, whose timeout applies per socket operation, sends it.
             return None
+        if self._watched(operation):
+            return None  # a tracer or a test double must see the call: botocore makes it
         route = self.route(operation, params["Bucket"])
         if route is None:
             return None
         return self._call(operation, route, key, bytes(body))
+
+    def _watched(self, operation: str) -> bool:
+        """True when something not botocore's own watches ``operation`` at the call itself.
+
+        That is a wrapper around the client's ``_make_api_call`` (Powertools Tracer and
+        the X-Ray SDK, OpenTelemetry's botocore instrumentation) or a ``before-call``
+        handler from elsewhere: botocore then makes the call, so they see it. A
+        ``before-send`` handler (moto's, a stub) sees each crt request instead
+        (:meth:`_answered`). Decided again only when the client's handlers change.
+        """
+        emitter = getattr(self.events, "_emitter", None)
+        handlers = getattr(emitter, "_handlers", None)
+        cache = getattr(emitter, "_lookup_cache", None)  # replaced by botocore whenever a handler is (un)registered
+        api_call = _static(type(self.client), "_make_api_call")
+        aio = sys.modules.get("aiobotocore.client")  # the asyncio strategy's botocore path, where loaded
+        aio_call = _static(aio.AioBaseClient, "_make_api_call") if aio is not None else None
+        key = (operation, cache, api_call, aio_call)
+        known = self._watch.get(operation)
+        if known is not None and known[0][1] is cache and known[0][2] is api_call and known[0][3] is aio_call:
+            return known[1]
+        if handlers is None or cache is None:
+            watched = True  # botocore changed inside: when unsure, botocore makes the call
+        else:
+            name = self.models[operation].name
+            watched = not _botocores(api_call) or (aio_call is not None and not _botocores(aio_call)) or any(
+                not _own_handler(handler) for handler in handlers.prefix_search(f"before-call.s3.{name}"))
+        self._watch[operation] = (key, watched)
+        return watched
 
     def _call(self, operation: str, route: _Route, key: str, body: bytes) -> Generator:
         from . import _limiter
@@ -414,6 +450,21 @@ class S3Native:
         from botocore.httpchecksum import apply_request_checksum
         from botocore.utils import percent_encode
 
+        headers = [("host", route.authority), *route.headers]
+        stream = None
+        if operation == "put_object":
+            headers.append(("content-length", str(len(body))))
+            if route.checksum is not None:
+                prepared = {"headers": {}, "body": body, "context": {"checksum": route.checksum}}
+                apply_request_checksum(prepared)
+                headers += prepared["headers"].items()
+            stream = io.BytesIO(body)
+        path = percent_encode(key, safe="/~")
+        request = awscrt.http.HttpRequest(route.method, route.prefix + path, awscrt.http.HttpHeaders(headers), stream)
+        yield awscrt.auth.aws_sign_request(request, self.signing(route.region))
+        answer = self._answered(operation, route.method, route.url + path, request.headers, body)
+        if answer is not None:
+            return answer
         pool = route.pool
         connection = pool.take()
         if connection is None:
@@ -426,18 +477,6 @@ class S3Native:
                 raise kind(endpoint_url=route.url) from exc
         done = False
         try:
-            headers = [("host", route.authority), *route.headers]
-            stream = None
-            if operation == "put_object":
-                headers.append(("content-length", str(len(body))))
-                if route.checksum is not None:
-                    prepared = {"headers": {}, "body": body, "context": {"checksum": route.checksum}}
-                    apply_request_checksum(prepared)
-                    headers += prepared["headers"].items()
-                stream = io.BytesIO(body)
-            request = awscrt.http.HttpRequest(route.method, route.prefix + percent_encode(key, safe="/~"),
-                                              awscrt.http.HttpHeaders(headers), stream)
-            yield awscrt.auth.aws_sign_request(request, self.signing(route.region))
             exchange = _Exchange()
             try:
                 sent = connection.request(request, exchange.on_response, exchange.on_body)
@@ -451,6 +490,26 @@ class S3Native:
             return exchange.status, exchange.headers, b"".join(exchange.chunks)
         finally:
             pool.give(connection, done)
+
+    def _answered(self, operation: str, method: str, url: str, headers: Any, body: bytes) -> tuple | None:
+        """``before-send`` as botocore emits it, for the signed request: an answer a handler gives.
+
+        moto's ``mock_aws()`` and other test doubles answer there; a handler that only
+        looks returns None, and the request is then sent.
+
+        Returns:
+            (status, header pairs, payload) from a handler's response, or None.
+        """
+        from botocore.awsrequest import AWSPreparedRequest
+        from botocore.hooks import first_non_none_response
+
+        prepared = AWSPreparedRequest(method, url, dict(headers), body if operation == "put_object" else None,
+                                      stream_output=False)
+        response = first_non_none_response(
+            self.events.emit(f"before-send.s3.{self.models[operation].name}", request=prepared))
+        if response is None:
+            return None
+        return response.status_code, list(response.headers.items()), response.content
 
     def _parse(self, model: Any, status: int, headers: Any, payload: bytes) -> dict:
         # As botocore.endpoint.Endpoint._do_get_response, for a response read whole.
@@ -486,6 +545,38 @@ class S3Native:
         """Close every idle connection."""
         for pool in list(self.pools.values()):
             pool.close()
+
+
+def _static(cls: type, name: str) -> Any:
+    # The attribute as the class holds it (a wrapper stays a wrapper), or None.
+    for klass in cls.__mro__:
+        found = klass.__dict__.get(name)
+        if found is not None:
+            return found
+    return None
+
+
+def _botocores(function: Any) -> bool:
+    # botocore's (or aiobotocore's) own function, its own decorators included; not a
+    # wrapper put in its place (wrapt's, or a plain function from elsewhere).
+    import os
+    import types
+
+    if type(function) is not types.FunctionType:
+        return False
+    filename = function.__code__.co_filename
+    for name in ("botocore", "aiobotocore"):
+        package = sys.modules.get(name)
+        where = getattr(package, "__file__", None)
+        if where and filename.startswith(os.path.dirname(where) + os.sep):
+            return True
+    return False
+
+
+def _own_handler(handler: Any) -> bool:
+    # botocore's, boto3's and lambda_fanout's handlers change nothing a tracer or a double would see.
+    module = getattr(handler, "__module__", None) or getattr(type(handler), "__module__", "")
+    return isinstance(module, str) and module.split(".")[0] in ("botocore", "boto3", "lambda_fanout")
 
 
 class _Raw:
