@@ -366,22 +366,23 @@ def test_a_deadline_cut_logs_one_summary_line_not_one_per_record(caplog, fake_co
     assert line.getMessage().startswith(f"lambda_fanout: map: {len(cut)} items cut by the Lambda deadline margin")
 
 
+def _deep(depth):
+    if depth:
+        return _deep(depth - 1)
+    raise KeyError(SECRET)  # the innermost frame
+
+
 def test_a_deep_chained_traceback_is_trimmed_to_its_most_recent_part(caplog):
     from lambda_fanout._failures import MAX_CHAIN, MAX_FRAMES
 
     caplog.set_level(logging.ERROR)
-
-    def deep(depth):
-        if depth:
-            return deep(depth - 1)
-        raise KeyError(SECRET)  # the innermost frame
 
     def chained(record):
         error = None
         for link in range(MAX_CHAIN + 4):
             try:
                 if error is None:
-                    deep(MAX_FRAMES + 25)
+                    _deep(MAX_FRAMES + 25)
                 raise ValueError(f"link {link}") from error
             except (KeyError, ValueError) as exc:
                 error = exc
@@ -401,12 +402,7 @@ def test_a_deep_traceback_keeps_its_innermost_frames(caplog):
 
     caplog.set_level(logging.ERROR)
 
-    def deep(depth):
-        if depth:
-            return deep(depth - 1)
-        raise KeyError(SECRET)  # the innermost frame
-
-    lambda_fanout.process_batch(batches.sqs(1), lambda record: deep(MAX_FRAMES + 25), strategy="sequential")
+    lambda_fanout.process_batch(batches.sqs(1), lambda record: _deep(MAX_FRAMES + 25), strategy="sequential")
     (line,) = fanout_records(caplog)
     tb = line.traceback
     # MAX_FRAMES + 26 calls of deep alone: at least 26 outer frames left out.
