@@ -368,7 +368,7 @@ def test_no_payload_in_logs_errors_or_metrics(strategy_name, monkeypatch, capsys
     texts += [captured.out, captured.err, caplog.text]
     assert captured.out.count('"_aws"') == 3  # the metrics were written
     failure_lines = [r for r in caplog.records if r.name == "lambda_fanout" and r.levelname == "ERROR"]
-    assert len(failure_lines) == 6 + 1  # one per failed record (the raise-mode map logs none)
+    assert len(failure_lines) == 6 + 1 + 1  # one per failed record, and one for the failure map raised
     assert "msg-00000" in caplog.text and "ValueError" in caplog.text
     for text in texts:
         assert SECRET not in text
