@@ -359,7 +359,7 @@ def test_lean_profile_settings(aws_endpoint, ddb_table, monkeypatch):
     assert submit(no_key(aws.clients("dynamodb", profile="default"))).result() is ParamValidationError
 
 
-@pytest.mark.parametrize("value", ["Lean", "fast", "1", ""])
+@pytest.mark.parametrize("value", ["Lean\u00a0", "fast", "1", ""])
 def test_bad_client_profile_setting(monkeypatch, value):
     monkeypatch.setenv(lambda_fanout._config.ENV_AWS_CLIENT, value)
     with pytest.raises(lambda_fanout.ConfigError, match=lambda_fanout._config.ENV_AWS_CLIENT) as raised:
