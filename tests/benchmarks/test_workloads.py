@@ -30,7 +30,7 @@ CASES = cases(OPTS)
 def bench_setup(request):
     """(Env, environment variables) for the AWS workloads."""
     if OPTS.proxy_url or OPTS.endpoint_url:
-        from lambda_fanout.testing.endpoint import ProxyControl
+        from lambda_fanout_dev.endpoint import ProxyControl
 
         return Env(OPTS.bucket, OPTS.table, ProxyControl(OPTS.proxy_url) if OPTS.proxy_url else None), {}
     endpoint = request.getfixturevalue("endpoint")
