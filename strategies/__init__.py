@@ -7,8 +7,9 @@ attribute or method of that class (``needs_async_form``, ``default_workers``,
 ``auto_workers``, ``runs_in_processes``, ``adapt``...); and selection is here.
 
 A new strategy goes here: write ``strategies/<module>.py`` with a subclass of
-``Strategy`` (set ``name``, implement ``_drive``, override the rules that differ), then
-add one line to :data:`CLASSES`. Nothing else names it: the settings layer
+``Strategy`` (implement ``_drive``, override the rules that differ), then add one line
+to :data:`CLASSES`: its name, module and class. That line is the only place the name is
+written (the class's ``name`` is set from it). Nothing else names it: the settings layer
 (``lambda_fanout._config``) validates ``FANOUT_STRATEGY`` against :data:`STRATEGIES`
 and asks the class for its rules, and no shared module tests a strategy's name.
 

@@ -24,7 +24,6 @@ class AsyncioStrategy(Strategy):
     caller's running loop.
     """
 
-    name = "asyncio"
     needs_async_form = True
 
     def adapt(self, task):

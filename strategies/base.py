@@ -28,6 +28,7 @@ import sys
 from time import monotonic
 
 from .. import _config
+from . import CLASSES
 from .._run import Run, deadline_of
 from .._errors import kind
 from .._task import Results, sync_form
@@ -160,7 +161,9 @@ class Strategy:
         settings: the resolved settings (``Settings.resolve()``); None resolves them now.
     """
 
-    #: The strategy's name, as FANOUT_STRATEGY spells it (listed in ``lambda_fanout.strategies``).
+    #: The strategy's name, as FANOUT_STRATEGY spells it: its key in
+    #: ``lambda_fanout.strategies.CLASSES``, the one place names are declared (set below
+    #: when the class is defined).
     name: str = ""
     #: False for a strategy that runs one item at a time (auto has nothing to adapt there).
     concurrent: bool = True
@@ -191,6 +194,12 @@ class Strategy:
             default: :meth:`default_workers`' count.
         """
         return workers
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, (module, class_name) in CLASSES.items():
+            if (cls.__module__, cls.__qualname__) == (f"{__package__}.{module}", class_name):
+                cls.name = name
 
     def __init__(self, settings: Settings | None = None) -> None:
         if settings is None:

@@ -102,7 +102,6 @@ class ProcessesStrategy(Strategy):
     throttling, and these items are bound by CPU.
     """
 
-    name = "processes"
     runs_in_processes = True
 
     @classmethod

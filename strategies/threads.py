@@ -21,8 +21,6 @@ class ThreadsStrategy(Strategy):
     ignored).
     """
 
-    name = "threads"
-
     def _drive(self, run: Run) -> None:
         with CallPool(run, self.max_workers, "fanout") as pool:
             drive_window(run, run.jobs, partial(pool.executor.submit, run.execute),

@@ -22,8 +22,6 @@ class ThreadsMapStrategy(Strategy):
     refill until the deadline: what was not started by then is reported as such.
     """
 
-    name = "threads-map"
-
     def _drive(self, run: Run) -> None:
         fixed = self.max_workers * WINDOW_PER_WORKER
         meter = run.meter

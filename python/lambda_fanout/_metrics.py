@@ -64,13 +64,13 @@ class measure:
         self.t0 = time.perf_counter()
         # The limiter may be shared with a concurrent call of the same task: this call's
         # throttles are what its count grew by while it ran.
-        meter = self.run.meter
-        self.throttled0 = 0 if meter is None else meter.limiter.throttled
+        limiter = self.run.limiter
+        self.throttled0 = 0 if limiter is None else limiter.throttled
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if not self.on or exc_type is not None and not issubclass(exc_type, Exception):
             return
-        if self.run.final is None:
+        if self.run.final is None:  # finish() did not get as far as the results
             return
         items, _, failed, unprocessed = self.run.counts()
         emit(
@@ -81,7 +81,7 @@ class measure:
             unprocessed=unprocessed,
             duration_ms=(time.perf_counter() - self.t0) * 1000.0,
             workers=self.strategy.max_workers,
-            limiter=None if self.run.meter is None else self.run.meter.limiter,
+            limiter=self.run.limiter,
             throttled_before=self.throttled0,
         )
 

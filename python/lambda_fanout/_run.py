@@ -207,6 +207,11 @@ class Run:
         return self.state is not OPEN  # any later state
 
     @property
+    def limiter(self) -> Any:
+        """Under auto, the adaptive limiter the run's meter follows; else None."""
+        return None if self.meter is None else self.meter.limiter
+
+    @property
     def reading(self) -> bool:
         """True while the caller's iterator is inside ``next()``: the call waits for that read."""
         return self.input is READING
