@@ -162,7 +162,7 @@ def test_the_zero_code_handler_reports_three_bad_settings_at_once(tmp_path):
 
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": staging.python_dir(),
            "LAMBDA_TASK_ROOT": str(tmp_path), "FANOUT_STRATEGY": "thread", "FANOUT_MAX_WORKERS": "0",
-           "FANOUT_RECORD_HANDLER": "nope.fn"}
+           "FANOUT_RECORD_HANDLER": "nope.fn", "_HANDLER": "lambda_fanout.handler.handler"}
     proc = subprocess.run([sys.executable, "-c", "import lambda_fanout.handler"], env=env, cwd="/",
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
