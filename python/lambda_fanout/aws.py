@@ -46,7 +46,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-from . import _config
+from . import _config, _limiter, _shadowing
 from ._task import Task
 
 ENV_CONNECT_TIMEOUT_S = _config.ENV_AWS_CONNECT_TIMEOUT_S
@@ -175,8 +175,6 @@ class Clients:
         if self._sync is None:
             with _lock:
                 if self._sync is None:
-                    from . import _shadowing
-
                     _shadowing.check("sync")
                     import boto3.session
                     import botocore.session
@@ -190,7 +188,7 @@ class Clients:
                     tune_session(core)
                     session = boto3.session.Session(botocore_session=core)
                     self.session = core
-                    self._sync = _watch_throttling(session.client(self.service_name, **self._kwargs(Config)))
+                    self._sync = _limiter.watch_client(session.client(self.service_name, **self._kwargs(Config)))
         return self._sync
 
     def credentials(self) -> Any:
@@ -252,8 +250,6 @@ class Clients:
             found = self._aio.get(key)
             client = found[1] if found is not None and found[0] is loop else None
             if client is None:
-                from . import _shadowing
-
                 _shadowing.check("async")  # a bundled botocore would break aiobotocore at import
                 from aiobotocore.config import AioConfig
                 from aiobotocore.session import get_session
@@ -264,7 +260,7 @@ class Clients:
                 session = get_session()
                 tune_session(session)
                 context = session.create_client(self.service_name, **self._kwargs(AioConfig))
-                client = _watch_throttling(await context.__aenter__())
+                client = _limiter.watch_client(await context.__aenter__())
                 self._aio[key] = (loop, client)
 
                 async def close(context=context, key=key) -> None:
@@ -274,21 +270,6 @@ class Clients:
 
                 on_close(loop, close)
         return client
-
-
-def _watch_throttling(client: Any) -> Any:
-    """Report every throttled attempt, retried ones included, to the ``auto`` limiter.
-
-    Registered first at the level botocore's own retry handler uses, so it runs
-    before that handler (which may return a delay and end the chain).
-    """
-    from . import _limiter
-
-    service = client.meta.service_model.service_id.hyphenize()
-    client.meta.events.register_first(
-        f"needs-retry.{service}", _limiter.botocore_retry_hook, unique_id="lambda-fanout-throttle-signal"
-    )
-    return client
 
 
 def clients(service_name: str, *, max_workers: int | str | None = None, profile: str | None = None,
