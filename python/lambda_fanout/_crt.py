@@ -29,10 +29,13 @@ own copy.
 
 from __future__ import annotations
 
+import io
 import sys
 import threading
 import time
 import warnings
+
+from . import _limiter
 
 # Annotations only (postponed by `from __future__ import annotations`).
 TYPE_CHECKING = False
@@ -395,8 +398,6 @@ class S3Native:
         return watched
 
     def _call(self, operation: str, route: _Route, key: str, body: bytes) -> Generator:
-        from . import _limiter
-
         model = self.models[operation]
         request_context: dict = {}
         attempts = 0
@@ -439,8 +440,6 @@ class S3Native:
         return parsed
 
     def _attempt(self, operation: str, route: _Route, key: str, body: bytes) -> Generator:
-        import io
-
         import awscrt.auth
         import awscrt.http
         from awscrt.exceptions import AwsCrtError
@@ -531,8 +530,6 @@ class S3Native:
         """The body, checked against the response's checksum as botocore checks it."""
         if not route.response_checksums or not any(name[:15].lower() == "x-amz-checksum-" for name, _ in pairs):
             return payload
-        import io
-
         from botocore.httpchecksum import handle_checksum_body
 
         response = {"headers": _headers(pairs), "body": None, "context": {}}

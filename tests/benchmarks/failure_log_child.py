@@ -17,7 +17,7 @@ import sys
 import time
 
 import lambda_fanout
-from lambda_fanout.testing.events import sqs
+from lambda_fanout_dev.events import sqs
 
 DEPTH = 30
 

@@ -26,7 +26,7 @@ import pytest
 import batches
 import lambda_fanout
 from lambda_fanout._failures import MAX_LINES
-from lambda_fanout.bench.quota import cpu_quota, vcpus_for_memory
+from lambda_fanout_dev.quota import cpu_quota, vcpus_for_memory
 
 RECORDS = 1_000
 HERE = os.path.dirname(os.path.abspath(__file__))
