@@ -14,7 +14,7 @@ usage() {
 usage: ./build.sh COMMAND [options]
 
 Commands:
-  test     bootstrap .venv and run the whole test suite (what CI runs); options go to pytest
+  test     bootstrap .venv and run the whole test suite (what CI runs), or only the PATHs given (test --help)
   bench    compare every strategy on realistic workloads against a local endpoint (bench --help)
   layer    build the Lambda layer zip into dist/ (layer --help)
   invoke   run a function with the layer attached, the way Lambda runs it (invoke --help)
@@ -72,8 +72,49 @@ bootstrap() {
   fi
 }
 
+test_usage() {
+  cat <<'EOF'
+usage: ./build.sh test [PATH...] [pytest options]
+
+Without a PATH: the whole test suite, what CI runs. Benchmarks run once each, untimed,
+and the property tests run again under Python 3.12 and 3.13 where those are installed.
+
+With PATHs (test files, folders or FILE::TEST ids, as pytest takes them): only those,
+in one pytest run from the current folder.
+
+Options go to pytest, e.g.
+  ./build.sh test -x --durations=20
+  ./build.sh test tests/test_config.py -k readme -q
+EOF
+}
+
+# Whether the arguments name a test path: an argument that is not an option, nor the
+# value of one of pytest's short options that take one, and whose file part (before
+# "::") exists, seen from the caller's folder.
+names_test_paths() {
+  local arg skip=0
+  for arg in "$@"; do
+    if [ "$skip" = 1 ]; then skip=0; continue; fi
+    case $arg in
+      -k|-m|-p|-o|-c|-W|-r|-n) skip=1 ;;
+      -*) ;;
+      *) if (cd "$CALLER_PWD" && [ -e "${arg%%::*}" ]); then return 0; fi ;;
+    esac
+  done
+  return 1
+}
+
 cmd_test() {
+  local arg
+  for arg in "$@"; do
+    case $arg in -h|--help) test_usage; return 0 ;; esac
+  done
   bootstrap
+  if names_test_paths "$@"; then
+    cd "$CALLER_PWD"
+    "$VENV/bin/python" -m pytest --benchmark-disable "$@"
+    return
+  fi
   log "test suite (benchmarks run once each, untimed)"
   "$VENV/bin/python" -m pytest tests --benchmark-disable "$@"
   # The property tests again under Lambda's other current runtimes, where present.
