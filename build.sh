@@ -115,21 +115,42 @@ cmd_test() {
     "$VENV/bin/python" -m pytest --benchmark-disable "$@"
     return
   fi
-  log "test suite (benchmarks run once each, untimed)"
-  "$VENV/bin/python" -m pytest tests --benchmark-disable "$@"
-  # The property tests again under Lambda's other current runtimes, where present.
-  local v py stage
-  # The package as the layer lays it out (python/ plus strategies/), for the other Pythons.
+  local logs status=0 code parts=0 empty=0
+  logs=$(mktemp -d)
+  # The property tests again under Lambda's other current runtimes, beside the first part
+  # (they time nothing); their output follows the suite's.
+  property_tests "$logs" &
+  local props=$!
+  log "test suite, part 1 of 2: the tests that time nothing, on every core (benchmarks run once each, untimed)"
+  "$VENV/bin/python" -m pytest tests --benchmark-disable -n auto --dist loadgroup --serial-tests=skip "$@" && code=0 || code=$?
+  parts=$((parts + 1)); [ "$code" = 5 ] && empty=$((empty + 1)) || { [ "$code" = 0 ] || status=$code; }
+  log "test suite, part 2 of 2: the tests that time a deadline, one at a time"
+  "$VENV/bin/python" -m pytest tests --benchmark-disable --serial-tests=only "$@" && code=0 || code=$?
+  parts=$((parts + 1)); [ "$code" = 5 ] && empty=$((empty + 1)) || { [ "$code" = 0 ] || status=$code; }
+  # Options that select no test in either part: pytest's own "no tests ran".
+  [ "$empty" = "$parts" ] && status=5
+  wait "$props" && code=0 || code=$?
+  cat "$logs"/*.log 2>/dev/null
+  [ "$code" = 0 ] || status=$code
+  rm -rf "$logs"
+  return "$status"
+}
+
+# The property tests under Python 3.12 and 3.13 (where present), on the package as the layer
+# lays it out (python/ plus strategies/); each run's output goes to $1/<version>.log.
+property_tests() {
+  local logs=$1 v py stage status=0
   stage=$("$VENV/bin/python" "$ROOT/layer/build_layer.py" --stage "$ROOT/build/stage/python")
   for v in 3.12 3.13; do
     if py=$(python_version_path "$v"); then
-      ensure_venv "$ROOT/.venv-py$v" "$py" requirements/props.txt
-      log "property tests under Python $v"
-      PYTHONPATH="$stage" "$ROOT/.venv-py$v/bin/python" -m pytest -p no:cacheprovider tests/test_properties.py -q
+      { ensure_venv "$ROOT/.venv-py$v" "$py" requirements/props.txt && log "property tests under Python $v" &&
+        PYTHONPATH="$stage" "$ROOT/.venv-py$v/bin/python" -m pytest -p no:cacheprovider tests/test_properties.py -q
+      } >"$logs/$v.log" 2>&1 || status=1
     else
-      log "Python $v not found: property tests under $v skipped"
+      log "Python $v not found: property tests under $v skipped" 2>>"$logs/$v.log"
     fi
   done
+  return "$status"
 }
 
 # .venv-peers: the benchmark peers whose pins clash with the layer's (aioboto3 pins an

@@ -60,6 +60,7 @@ def test_processes_unloadable_item_mid_chunk_fails_alone(attack_dir):
     assert failed == [10], [(o.index, type(o.error).__name__) for o in out if not o.ok]
 
 
+@pytest.mark.serial
 def test_processes_worker_exit_mid_chunk_no_phantom_deadline(attack_dir):
     """README: DeadlineExceeded is for "Items read but not started" once "the remaining time falls under
     FANOUT_DEADLINE_MARGIN_MS"; processes: the dead worker "is replaced for the next items".
@@ -141,6 +142,7 @@ def test_processes_cancelled_amap_starts_nothing(attack_dir):
     assert later <= at_cancel + 1, f"{later - at_cancel} items started after the cancel"
 
 
+@pytest.mark.serial
 def test_processes_zero_margin_unstarted_items_not_started(attack_dir, monkeypatch):
     """README (processes): "Deadline: at the margin, a worker still running is killed; the records it had
     begun are DeadlineExceeded with .started=True, the rest of its chunk .started=False".
@@ -178,6 +180,7 @@ def test_processes_unpicklable_item_fails_alone(attack_dir):
     assert "pickled" in str(out[2].error)
 
 
+@pytest.mark.serial
 def test_processes_hung_item_killed_and_next_call_works(attack_dir):
     """README: "a worker process still running an item at the margin is killed (SIGKILL) and replaced
     on the next use, so a hung item holds neither this invocation nor the next". Held: the
@@ -196,6 +199,7 @@ def test_processes_hung_item_killed_and_next_call_works(attack_dir):
     assert _pmap(ah.identity, range(10), max_workers=1) == list(range(10))
 
 
+@pytest.mark.serial
 def test_processes_finished_items_not_lost_at_deadline(attack_dir):
     """README (map): at the margin "a task still running then (a hung call)" comes back with
     .started == True, "its late result ignored". Items 2 and 3 finish at once, about a
@@ -273,6 +277,7 @@ def _children_states() -> dict[int, str]:
     return {**mine, **grand}
 
 
+@pytest.mark.serial
 def test_processes_no_zombie_after_deadline_kill(attack_dir):
     """README Guarantees: under processes "a worker process still running an item at the margin is killed
     (SIGKILL) ..., and no thread or process of the call is left behind"; "No zombie". Held
@@ -334,6 +339,7 @@ def test_auto_object_cap_is_validated():
 
 # == 3. batch sources =====================================================================
 
+@pytest.mark.serial
 def test_processes_fifo_batch_hung_record_killed_every_record_reported(attack_dir):
     """README (batches): "With context, records not started before the deadline margin are reported as
     failures ...: none is lost"; "After a record fails, the later records of its group are not
@@ -479,6 +485,7 @@ def test_invoke_event_spec_superscript_count():
         load_event("sqs:²")
 
 
+@pytest.mark.serial
 def test_processes_batch_killed_worker_replaced_at_once(attack_dir):
     """README (processes): "Deadline: at the margin, a worker still running is killed ... Its replacement
     starts at once and imports the task in the background" (as it does under map)."""

@@ -250,6 +250,7 @@ def test_slow_input_under_a_deadline(strategy_name, fake_context, margin_100ms):
 
 # -- 8. cancelling amap starts nothing more and raises at once ----------------------------------
 
+@pytest.mark.serial
 def test_cancelled_amap_stops_starting_items(strategy_name, release, started):
     fn = partial(xproc.record_then_wait, started, release)
 
@@ -331,6 +332,7 @@ def test_deadline_reports_say_started_or_not(strategy_name, fake_context, releas
 
 # -- cases an adversarial review found, kept as regressions ----------------------------------------
 
+@pytest.mark.serial
 def test_amap_cancel_with_a_task_that_swallows_cancellation(strategy_name, release, started):
     fn = partial(xproc.record_then_wait_for, started, release, 0.05)
 
