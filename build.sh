@@ -76,8 +76,10 @@ test_usage() {
   cat <<'EOF'
 usage: ./build.sh test [PATH...] [pytest options]
 
-Without a PATH: the whole test suite, what CI runs. Benchmarks run once each, untimed,
-and the property tests run again under Python 3.12 and 3.13 where those are installed.
+Without a PATH: the whole test suite, what CI runs. First the tests on every core
+(pytest-xdist), then the tests marked serial one at a time (they time a Lambda deadline
+of a few hundred ms); beside them, the property tests under Python 3.12 and 3.13 where
+those are installed. Benchmarks run once each, untimed.
 
 With PATHs (test files, folders or FILE::TEST ids, as pytest takes them): only those,
 in one pytest run from the current folder.
