@@ -174,10 +174,13 @@ def build_layer_module():
 
 
 @pytest.fixture(scope="session")
-def native_layer(build_layer_module, tmp_path_factory):
+def native_layer(build_layer_module, pytestconfig, tmp_path_factory):
     """A factory: the native layer zip (x86_64) for a Python version ("3.11"), built once per run."""
-    return functools.cache(lambda version: once_per_run(
-        tmp_path_factory, f"dist-{version}", lambda out: build_layer_module.build(version, "x86_64", out)))
+    def build(version: str) -> dict:
+        return once_per_run(pytestconfig, tmp_path_factory, f"dist-{version}",
+                            lambda out: build_layer_module.build(version, "x86_64", out))
+
+    return functools.cache(build)
 
 
 @pytest.fixture(scope="session")
@@ -187,9 +190,9 @@ def layer_build(build_layer_module, native_layer):
 
 
 @pytest.fixture(scope="session")
-def layer_universal(build_layer_module, tmp_path_factory):
+def layer_universal(build_layer_module, pytestconfig, tmp_path_factory):
     """./build.sh layer --universal's zip, built into a temporary folder."""
-    return build_layer_module, once_per_run(tmp_path_factory, "dist-universal",
+    return build_layer_module, once_per_run(pytestconfig, tmp_path_factory, "dist-universal",
                                             lambda out: build_layer_module.build("universal", "any", out))
 
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 
-def once_per_run(tmp_path_factory, name: str, make: Callable[[Path], Any]) -> Any:
+def once_per_run(config, tmp_path_factory, name: str, make: Callable[[Path], Any]) -> Any:
     """``make(folder)``'s value, made by one worker of the run and read by the others."""
-    if "PYTEST_XDIST_WORKER" not in os.environ:
+    if not hasattr(config, "workerinput"):  # not a pytest-xdist worker (as its own worker_id fixture tells)
         return make(tmp_path_factory.mktemp(name))
     shared = tmp_path_factory.getbasetemp().parent
     made = shared / f"{name}.json"
