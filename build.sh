@@ -112,6 +112,9 @@ cmd_test() {
     case $arg in -h|--help) test_usage; return 0 ;; esac
   done
   bootstrap
+  # boto3/botocore alone at the oldest version lambda_fanout.aws claims: tests/test_aws_tuning.py
+  # runs the helpers in it (the package on PYTHONPATH) against moto's server.
+  ensure_venv "$ROOT/.venv-botocore-oldest" "$(find_python)" requirements/botocore-oldest.txt
   if names_test_paths "$@"; then
     cd "$CALLER_PWD"
     "$VENV/bin/python" -m pytest --benchmark-disable "$@"
@@ -139,14 +142,15 @@ cmd_test() {
 }
 
 # The property tests under Python 3.12 and 3.13 (where present), on the package as the layer
-# lays it out (python/ plus strategies/); each run's output goes to $1/<version>.log.
+# lays it out (python/ plus strategies/), and dev/ (the tests' sample events); each run's
+# output goes to $1/<version>.log.
 property_tests() {
   local logs=$1 v py stage status=0
   stage=$("$VENV/bin/python" "$ROOT/layer/build_layer.py" --stage "$ROOT/build/stage/python")
   for v in 3.12 3.13; do
     if py=$(python_version_path "$v"); then
       { ensure_venv "$ROOT/.venv-py$v" "$py" requirements/props.txt && log "property tests under Python $v" &&
-        PYTHONPATH="$stage" "$ROOT/.venv-py$v/bin/python" -m pytest -p no:cacheprovider tests/test_properties.py -q
+        PYTHONPATH="$stage:$ROOT/dev" "$ROOT/.venv-py$v/bin/python" -m pytest -p no:cacheprovider tests/test_properties.py -q
       } >"$logs/$v.log" 2>&1 || status=1
     else
       log "Python $v not found: property tests under $v skipped" 2>>"$logs/$v.log"
@@ -174,7 +178,7 @@ bootstrap_peers() {
 cmd_bench() {
   bootstrap
   bootstrap_peers
-  "$VENV/bin/python" -m lambda_fanout.bench "$@"
+  "$VENV/bin/python" -m lambda_fanout_dev.bench "$@"
 }
 
 cmd_layer() {
@@ -185,7 +189,7 @@ cmd_layer() {
 cmd_invoke() {
   bootstrap
   # From the caller's folder, so --task-root and --event paths mean what they say.
-  (cd "$CALLER_PWD" && "$VENV/bin/python" -m lambda_fanout.testing.invoke "$@")
+  (cd "$CALLER_PWD" && "$VENV/bin/python" -m lambda_fanout_dev.invoke "$@")
 }
 
 case "${1:-}" in
