@@ -121,7 +121,7 @@ def probe(tmp_path):
     """
     stamp = Path(ROOT, ".venv", ".fanout-stamp")
     if not stamp.exists() or stamp.stat().st_mtime < Path(ROOT, "requirements", "dev.txt").stat().st_mtime:
-        pytest.skip(".venv is older than requirements/dev.txt: ./build.sh test refreshes it")
+        pytest.skip(".venv is missing or older than requirements/dev.txt: ./build.sh test makes it")
     (tmp_path / "test_probe.py").write_text(PROBE)
     return tmp_path
 
