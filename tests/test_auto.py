@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import lambda_fanout
 import xproc
-from fakes import make_task
+from xproc import make_task
 from lambda_fanout import _limiter
 
 

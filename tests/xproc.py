@@ -881,3 +881,91 @@ def fast(i: int) -> int:
     GAUGE.enter()
     GAUGE.leave()
     return i * 2
+
+
+# -- the core tests' task: a delay and a failure per index -------------------------------------
+
+class TaskBoom(ValueError):
+    """The failure make_task's tasks raise."""
+
+
+class _Fake:
+    """Sleeps ``delays[index]`` and fails for the indexes in ``failing``, in both forms."""
+
+    def __init__(self, delays: list[float], failing: set[int]) -> None:
+        self.delays = delays
+        self.failing = failing
+
+    def check(self, item):
+        index, value = item
+        if index in self.failing:
+            raise TaskBoom(f"item {index} fails")
+        return value * 2 + 1
+
+    def delay(self, item) -> float:
+        return self.delays[item[0] % len(self.delays)] if self.delays else 0.0
+
+    def sync_fn(self, item):
+        delay = self.delay(item)
+        if delay:
+            time.sleep(delay)
+        return self.check(item)
+
+    async def async_fn(self, item):
+        await _asleep(self.delay(item))
+        return self.check(item)
+
+
+def make_task(delays: list[float], failing: set[int]) -> lambda_fanout.Task:
+    """A Task over (index, value) items: sleeps delays[index], fails for indexes in ``failing``."""
+    fake = _Fake(delays, failing)
+    return lambda_fanout.Task(fake.sync_fn, fake.async_fn)
+
+
+# -- record handlers the zero-code handler loads by name (FANOUT_RECORD_HANDLER=xproc.READ) --------
+
+def _read(record):
+    """The S3 read: the record body names the key; the bucket comes from FAULT_BUCKET."""
+    from lambda_fanout import aws
+
+    return aws.s3_get_object(os.environ["FAULT_BUCKET"]).sync_fn(json.loads(record["body"])["key"])
+
+
+async def _aread(record):
+    from lambda_fanout import aws
+
+    return await aws.s3_get_object(os.environ["FAULT_BUCKET"]).async_fn(json.loads(record["body"])["key"])
+
+
+READ = lambda_fanout.Task(_read, _aread, name="read")
+
+# Files, named in the environment, so that worker processes (processes strategy, which
+# run in the caller's environment) share them with the test.
+#: Set to let a hung record handler finish (the tests set it on teardown).
+RELEASE = Flag(os.environ.get("FAULT_RELEASE_FLAG"))
+os.environ["FAULT_RELEASE_FLAG"] = RELEASE.path
+HUNG_INDEX = 0
+#: The record numbers a HANG handler started, in order.
+STARTED = Log(os.environ.get("FAULT_STARTED_LOG"))
+os.environ["FAULT_STARTED_LOG"] = STARTED.path
+
+
+def _hangs(record) -> bool:
+    return json.loads(record["body"])["n"] == HUNG_INDEX
+
+
+def _hang_sync(record):
+    STARTED.append(json.loads(record["body"])["n"])
+    if _hangs(record):
+        RELEASE.wait(30)
+    return json.loads(record["body"])["n"]
+
+
+async def _hang_async(record):
+    STARTED.append(json.loads(record["body"])["n"])
+    if _hangs(record):
+        await _forever()  # cancelled at the deadline
+    return json.loads(record["body"])["n"]
+
+
+HANG = lambda_fanout.Task(_hang_sync, _hang_async, name="hang")
