@@ -455,9 +455,9 @@ def test_processes_finished_items_not_lost_at_deadline(log_dir):
 def test_processes_keyboard_interrupt_and_system_exit_propagate(log_dir):
     """README (processes): "KeyboardInterrupt and SystemExit propagate"; the next call works."""
     with pytest.raises(KeyboardInterrupt):
-        _pmap(xproc.interrupt_at, range(8), max_workers=2)
+        _pmap(xproc.interrupt_on, range(8), max_workers=2)
     with pytest.raises(SystemExit) as info:
-        _pmap(xproc.sysexit_at, range(8), max_workers=2, errors="collect")
+        _pmap(xproc.exit_on, range(8), max_workers=2, errors="collect")
     assert info.value.code == 7
     assert _pmap(xproc.identity, range(50), max_workers=2) == list(range(50))
 
@@ -555,7 +555,7 @@ def test_processes_input_iterator_raises(log_dir):
 
     def gen():
         yield from range(5)
-        raise Boom("input broke")
+        raise Boom("the input fails")
 
     with pytest.raises(Boom) as info:
         _pmap(xproc.identity, gen(), max_workers=2)

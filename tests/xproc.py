@@ -24,6 +24,8 @@ import time
 import lambda_fanout
 
 
+# -- what a task records, readable from any process --------------------------------------------
+
 class Log:
     """A list of ints that any process can append to (one line per entry, appended atomically)."""
 
@@ -113,6 +115,8 @@ class Flag:
             pass
 
 
+# -- what the async forms and record handlers import when they first run ----------------------
+
 def _position(record) -> int:
     """A generated record's position in its batch."""
     from lambda_fanout.testing.events import position_of
@@ -132,6 +136,8 @@ async def _forever() -> None:
 
     await asyncio.Event().wait()
 
+
+# -- the ledger's tests: map, contract, deadlines, edges, batches ---------------------------------
 
 def identity(x):
     return x
@@ -694,18 +700,6 @@ def exit_at(item):
 def hang_at(item):
     if item == 4:
         time.sleep(30)
-    return item
-
-
-def interrupt_at(item):
-    if item == 2:
-        raise KeyboardInterrupt("from the worker")
-    return item
-
-
-def sysexit_at(item):
-    if item == 2:
-        raise SystemExit(7)
     return item
 
 
