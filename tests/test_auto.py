@@ -230,7 +230,7 @@ def test_auto_batch_odd_exception_reported_as_record_failure():
     always either processed or reported failed. Under FANOUT_MAX_WORKERS=auto the record
     whose exception has a raising .response property is reported in batchItemFailures.
     """
-    from lambda_fanout.testing import events
+    from lambda_fanout_dev import events
 
     event = events.sqs(6)
     reply = lambda_fanout.process_batch(event, xproc.batch_odd, strategy="threads", max_workers="auto")

@@ -297,7 +297,7 @@ def test_a_worker_that_dies_before_its_first_item_costs_no_item(dies_once):
 
 
 def test_a_batch_record_costs_nothing_when_its_worker_died_before_it(dies_once):
-    from lambda_fanout.testing import events
+    from lambda_fanout_dev import events
 
     reply = lambda_fanout.process_batch(events.sqs(3), xproc.identity, strategy="processes", max_workers=1)
     assert reply == {"batchItemFailures": []} and dies_once
@@ -599,7 +599,7 @@ def test_processes_fifo_batch_hung_record_killed_every_record_reported(log_dir):
     failures ...: none is lost"; "After a record fails, the later records of its group are not
     started and are reported failed". Under processes, with a record hung in a worker.
     """
-    from lambda_fanout.testing import events
+    from lambda_fanout_dev import events
 
     event = events.sqs(12, groups=[f"g{i % 3}" for i in range(12)])  # FIFO: g0 = 0,3,6,9; g1 = 1,4,7,10
     t0 = time.monotonic()
@@ -617,7 +617,7 @@ def test_processes_fifo_batch_hung_record_killed_every_record_reported(log_dir):
 def test_processes_batch_killed_worker_replaced_at_once(log_dir):
     """README (processes): "Deadline: at the margin, a worker still running is killed ... Its replacement
     starts at once and imports the task in the background" (as it does under map)."""
-    from lambda_fanout.testing import events
+    from lambda_fanout_dev import events
 
     _fresh_pool()
     lambda_fanout.process_batch(events.sqs(1), xproc.batch_hang, strategy="processes", max_workers=1)  # warm

@@ -119,7 +119,7 @@ class Flag:
 
 def _position(record) -> int:
     """A generated record's position in its batch."""
-    from lambda_fanout.testing.events import position_of
+    from lambda_fanout_dev.events import position_of
 
     return position_of(record)
 
