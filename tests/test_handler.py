@@ -159,7 +159,7 @@ def test_handler_init_unpicklable_record_handler_names_the_variable():
     or wrong value fails the function at once with the variable and its value in the message."
     A record handler that processes cannot pickle (a lambda) is such a wrong value.
     """
-    env = {**os.environ, "FANOUT_STRATEGY": "processes", "FANOUT_RECORD_HANDLER": "xproc.lambda_record",
+    env = {**os.environ, **AS_HANDLER, "FANOUT_STRATEGY": "processes", "FANOUT_RECORD_HANDLER": "xproc.lambda_record",
            "PYTHONPATH": os.path.dirname(__file__)}
     proc = subprocess.run([sys.executable, "-c", "import lambda_fanout.handler"], env=env, capture_output=True,
                           text=True, timeout=60)
