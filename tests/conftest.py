@@ -35,7 +35,7 @@ def pytest_collection_modifyitems(config, items):
         if "fake_context" in fixtures:
             item.add_marker(pytest.mark.serial)
         # Under --dist loadgroup one worker builds the zips and runs what needs them; the others never wait.
-        if fixtures & LAYER_FIXTURES:
+        if fixtures & LAYER_FIXTURES and config.pluginmanager.hasplugin("xdist"):
             item.add_marker(pytest.mark.xdist_group("layer"))
     choice = config.getoption("--serial-tests")
     if choice is None:
