@@ -321,6 +321,7 @@ def test_items_read_before_the_input_fails_all_run(strategy_name, started):
 
 # -- cancelling amap starts nothing more and raises at once ----------------------------------
 
+@pytest.mark.serial
 def test_cancelled_amap_stops_starting_items(strategy_name, release, started):
     fn = partial(xproc.record_then_wait, started, release)
 
@@ -345,6 +346,7 @@ def test_cancelled_amap_stops_starting_items(strategy_name, release, started):
     assert 0 < at_cancel <= 4 and len(started) == at_cancel, (at_cancel, len(started))
 
 
+@pytest.mark.serial
 def test_amap_cancel_with_a_task_that_swallows_cancellation(strategy_name, release, started):
     fn = partial(xproc.record_then_wait_for, started, release, 0.05)
 
