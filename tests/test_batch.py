@@ -201,6 +201,22 @@ def test_malformed_events_say_what_is_wrong(event, fragment, unknown):
     assert ran == []
 
 
+@pytest.mark.parametrize("event, says", [
+    ([{"messageId": "1"}], "Supported event shapes"),
+    ({"eventSource": "aws:kafka", "records": {"t-0": [{"offset": "7"}]}}, "integer 'offset'"),
+    ({"eventSource": "aws:kafka", "records": [{"offset": 7}]}, "expected an object mapping"),
+    ({"Records": [{"eventSource": "aws:sqs", "messageId": "a"}, {"eventSource": "aws:kinesis"}]}, "mixes"),
+    ({"Records": [{"eventSource": "aws:kinesis", "kinesis": {}}]}, "kinesis.sequenceNumber"),
+])
+def test_batch_malformed_events_named(event, says):
+    """README (batches): "An event of no known shape, an empty or mixed batch, a non-object record or a record
+    without its identifier raises ValueError before any record runs, saying what is wrong"."""
+    ran = []
+    with pytest.raises(ValueError, match=says):
+        lambda_fanout.process_batch(event, ran.append, strategy="threads")
+    assert ran == []
+
+
 def _with(event: dict, index: int, path: tuple, value) -> dict:
     record = event["Records"][index]
     for key in path[:-1]:

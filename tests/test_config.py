@@ -231,7 +231,7 @@ def test_a_single_bad_setting_is_the_message_and_the_one_problem(monkeypatch):
 
 
 def test_the_zero_code_handler_reports_three_bad_settings_at_once(tmp_path):
-    # The example of the issue: one deploy shows every mistake, as lambda_fanout.ConfigError.
+    # One deploy shows every mistake at once, as lambda_fanout.ConfigError.
     import os
     import subprocess
     import sys

@@ -337,7 +337,7 @@ def test_bad_setting_fails_init_naming_the_variable(attached, tmp_path):
         assert fn.proc.wait(10) != 0
 
 
-# -- a function's own `strategies` never meets the layer's (issue: strategies at the top level) ------
+# -- a function's own top-level `strategies` package never meets the layer's ------------------------
 
 OWN_STRATEGIES = textwrap.dedent('''
     WHO = "the function's own WHAT"
