@@ -32,6 +32,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
+from . import _snapstart
 from ._errors import ConfigError
 
 #: Measured in tests/benchmarks/test_processes_bench.py and explained in the README:
@@ -936,6 +937,9 @@ def get_pool() -> ProcessPool:
     with _pool_lock:
         if _pool is None or _pool.pid != os.getpid():
             _pool = ProcessPool()
+            # Idle workers would be frozen into a SnapStart snapshot with their own clients
+            # and random state, shared by every restored copy: none is kept in it.
+            _snapstart.register(before=shutdown)
         return _pool
 
 
