@@ -247,3 +247,44 @@ def test_forget_floor_keeps_what_was_learned_about_concurrency():
     limiter.forget_floor()
     assert limiter._floor is None and limiter._smooth is None
     assert (limiter.limit, limiter.peak) == (limit, peak)
+
+
+def test_processes_reads_the_vcpus_at_every_call(monkeypatch):
+    """Nothing caches the vCPU count: a restored copy on a host with another share uses that host's."""
+    from lambda_fanout import _procpool
+
+    for count in (3, 5):
+        monkeypatch.setattr(_procpool, "vcpus", lambda memory_mb=None, count=count, **_: count)
+        assert lambda_fanout.get_strategy("processes").max_workers == count
+
+
+# -- ./build.sh invoke --snapstart, on the built layer -------------------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_build_sh_invoke_snapstart_end_to_end(layer_build):
+    """The CLI on the built zip under Python 3.12: a snapshot, two restores, nothing frozen met."""
+    import json
+    import re
+
+    if layer_build[0].find_interpreter("3.12") is None:
+        pytest.skip("no python3.12 on this machine")
+    cmd = [sys.executable, "-m", "lambda_fanout.testing.invoke", "--python", "3.12", "--layer-zip",
+           layer_build[1]["path"], "--snapstart", "--handler", "objects.handler", "--task-root",
+           os.path.join(ROOT, "examples", "local"), "--repeat", "2", "--timeout", "30"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr
+    assert "== snapshot taken: init" in out and out.count("== restore ") == 2
+    assert out.count("Restore Duration") == 2 and "Init Duration" not in out
+    assert out.count("(cold): ok") == 2 and out.count("(warm): ok") == 2
+    assert "request(s) after the restores, 0 met a frozen connection" in out
+    draws = [json.loads(m)["draw"] for m in re.findall(r'^\{\n.*?^\}$', out, flags=re.M | re.S)]
+    assert len(draws) == 4 and len(set(draws)) == 4, draws
+
+
+def test_build_sh_invoke_refuses_no_restores():
+    proc = subprocess.run([sys.executable, "-m", "lambda_fanout.testing.invoke", "--handler", "a.b", "--snapstart",
+                           "--restores", "0"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--restores must be at least 1" in proc.stderr, proc.stderr
