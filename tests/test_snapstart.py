@@ -3,7 +3,7 @@
 The function runs under the runtime interface client's real snap-start path
 (``AWS_LAMBDA_INITIALIZATION_TYPE=snap-start``: before-snapshot hooks, ``/runtime/restore/next``,
 after-restore hooks), each restore a fork of the initialised process
-(lambda_fanout.testing.snapstart). Between the snapshot and the restores the proxy
+(lambda_fanout_dev.snapstart). Between the snapshot and the restores the proxy
 freezes every connection open to it: a request on one is reset and counted.
 """
 
@@ -18,8 +18,8 @@ import textwrap
 import pytest
 
 import lambda_fanout
-from lambda_fanout.testing import snapstart
-from lambda_fanout.testing.runtime_api import RuntimeApi
+from lambda_fanout_dev import snapstart
+from lambda_fanout_dev.runtime_api import RuntimeApi
 
 KEYS = [f"key-{i}" for i in range(8)]
 
@@ -270,7 +270,7 @@ def test_build_sh_invoke_snapstart_end_to_end(layer_build):
 
     if layer_build[0].find_interpreter("3.12") is None:
         pytest.skip("no python3.12 on this machine")
-    cmd = [sys.executable, "-m", "lambda_fanout.testing.invoke", "--python", "3.12", "--layer-zip",
+    cmd = [sys.executable, "-m", "lambda_fanout_dev.invoke", "--python", "3.12", "--layer-zip",
            layer_build[1]["path"], "--snapstart", "--handler", "objects.handler", "--task-root",
            os.path.join(ROOT, "examples", "local"), "--repeat", "2", "--timeout", "30"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -285,6 +285,6 @@ def test_build_sh_invoke_snapstart_end_to_end(layer_build):
 
 
 def test_build_sh_invoke_refuses_no_restores():
-    proc = subprocess.run([sys.executable, "-m", "lambda_fanout.testing.invoke", "--handler", "a.b", "--snapstart",
+    proc = subprocess.run([sys.executable, "-m", "lambda_fanout_dev.invoke", "--handler", "a.b", "--snapstart",
                            "--restores", "0"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--restores must be at least 1" in proc.stderr, proc.stderr

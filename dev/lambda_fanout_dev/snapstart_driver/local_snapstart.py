@@ -7,7 +7,7 @@ snap-start path: the init, the before-snapshot hooks, ``GET /runtime/restore/nex
 after-restore hooks (an error posted to ``/runtime/restore/error`` as
 ``Runtime.AfterRestoreError``), then events. Only what Lambda does outside the process is
 modelled here. Once ``/restore/next`` answers, this process is the snapshot: it waits for
-restores (``GET /runtime/local/restore``, see :mod:`lambda_fanout.testing.runtime_api`),
+restores (``GET /runtime/local/restore``, see :mod:`lambda_fanout_dev.runtime_api`),
 and makes each by forking; the child goes on from ``/restore/next`` against the Runtime API
 of its own environment, the address it was sent.
 

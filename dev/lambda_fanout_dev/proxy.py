@@ -27,7 +27,7 @@ Control endpoints (never forwarded):
     POST /__proxy__/reset   clears the stats
     POST /__proxy__/freeze  freezes the connections open now
 
-Run: python -m lambda_fanout.testing.proxy --upstream http://127.0.0.1:PORT [--port 0]
+Run: python -m lambda_fanout_dev.proxy --upstream http://127.0.0.1:PORT [--port 0]
 Prints ``READY <port>`` on stdout once listening.
 """
 
