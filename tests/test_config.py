@@ -140,6 +140,16 @@ def test_every_bad_setting_in_one_error(monkeypatch):
     assert lines[0] == "3 settings are not valid:"
     assert [line.split()[3] for line in lines[1:]] == ["FANOUT_STRATEGY", "FANOUT_MAX_WORKERS", "FANOUT_METRICS"]
     assert "Did you mean 'threads'" in lines[1] and "'0'" in lines[2] and "'maybe'" in lines[3]
+    # The same lines as a list, without the "- " the message puts before each.
+    assert info.value.problems == [line[2:] for line in lines[1:]]
+
+
+def test_a_single_bad_setting_is_the_message_and_the_one_problem(monkeypatch):
+    monkeypatch.setenv("FANOUT_MAX_WORKERS", "0")
+    with pytest.raises(lambda_fanout.ConfigError) as info:
+        lambda_fanout.Settings.resolve()
+    assert info.value.problems == [str(info.value)]
+    assert str(info.value).startswith("environment variable FANOUT_MAX_WORKERS must be a whole number")
 
 
 def test_the_zero_code_handler_reports_three_bad_settings_at_once(tmp_path):
@@ -152,7 +162,7 @@ def test_the_zero_code_handler_reports_three_bad_settings_at_once(tmp_path):
 
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": staging.python_dir(),
            "LAMBDA_TASK_ROOT": str(tmp_path), "FANOUT_STRATEGY": "thread", "FANOUT_MAX_WORKERS": "0",
-           "FANOUT_RECORD_HANDLER": "nope.fn"}
+           "FANOUT_RECORD_HANDLER": "nope.fn", "_HANDLER": "lambda_fanout.handler.handler"}
     proc = subprocess.run([sys.executable, "-c", "import lambda_fanout.handler"], env=env, cwd="/",
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0

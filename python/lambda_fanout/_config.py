@@ -1,10 +1,17 @@
 """Settings: every ``FANOUT_*`` name declared once, resolved once into one frozen object.
 
 :meth:`Settings.resolve` reads the environment (an explicit argument wins) and checks
-every value, reporting all bad ones in one :class:`ConfigError`. It runs at the top of
-``map`` / ``amap`` / ``process_batch``, and once at init for the zero-code handler;
-the object is passed down and nothing below reads ``os.environ``. Nothing here reads
-the environment at import.
+every value, reporting all bad ones in one :class:`ConfigError` (its ``problems``). It
+runs at the top of ``map`` / ``amap`` / ``process_batch``, and once at init for the
+zero-code handler; the object is passed down and nothing below reads ``os.environ``.
+Nothing here reads the environment at import.
+
+A new setting goes here: its ``ENV_*`` name and default, a row of :data:`VARIABLES`
+(which renders the README's Configuration table), a slot of :class:`Settings`, and its
+resolution in :meth:`Settings.resolve` (with the ``resolve_*`` helpers below). A rule
+that differs by strategy is not written here: it is a method of the strategy's class
+(``default_workers``, ``auto_workers``), found through ``lambda_fanout.strategies``,
+which also declares the strategy names.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ if TYPE_CHECKING:
     from typing import Any, Mapping
 
 from ._errors import ConfigError
+from .strategies import STRATEGIES, strategy_class
 
 ENV_STRATEGY = "FANOUT_STRATEGY"
 ENV_MAX_WORKERS = "FANOUT_MAX_WORKERS"
@@ -199,8 +207,6 @@ class Settings:
             ConfigError: one or more values are bad; the message has one line per bad
                 setting, each naming it, repeating the value and saying what is valid.
         """
-        from .strategies import STRATEGIES
-
         env = os.environ if environ is None else environ
         problems: list[str] = []
 
@@ -208,23 +214,19 @@ class Settings:
             try:
                 return resolver(*args, **kwargs)
             except ConfigError as exc:
-                problems.append(str(exc))
+                problems.extend(exc.problems)
                 return None
 
         name = attempt(resolve_choice, strategy, argument="strategy", env=ENV_STRATEGY,
                        default=DEFAULT_STRATEGY, choices=STRATEGIES, environ=env)
-        default_workers = DEFAULT_MAX_WORKERS
-        if name == "processes":
-            from ._procpool import vcpus
-
-            memory = attempt(resolve_int, None, argument="memory_mb", env=ENV_LAMBDA_MEMORY_SIZE, default=None,
-                             minimum=128, maximum=10240, environ=env)
-            default_workers = vcpus(memory)
+        # The strategy's own rules: its default worker count, and what auto means for it.
+        chosen = None if name is None else strategy_class(name)
+        default_workers = DEFAULT_MAX_WORKERS if chosen is None else attempt(chosen.default_workers, env)
+        if default_workers is None:  # a problem is reported already; the count is only a stand-in
+            default_workers = DEFAULT_MAX_WORKERS
         workers = attempt(resolve_workers, max_workers, default=default_workers, environ=env)
-        if name == "processes" and isinstance(workers, Auto):
-            # The adaptive limit follows a service's throttling; processes' items are CPU-bound,
-            # so auto there means what processes picks unset, the vCPUs, kept within the cap.
-            workers = min(workers.cap, default_workers)
+        if chosen is not None and isinstance(workers, Auto):
+            workers = chosen.auto_workers(workers, default_workers)
         margin = attempt(resolve_int, deadline_margin_ms, argument="deadline_margin_ms",
                          env=ENV_DEADLINE_MARGIN_MS, default=DEFAULT_DEADLINE_MARGIN_MS, minimum=0,
                          maximum=MAX_DEADLINE_MARGIN_MS, environ=env)
@@ -238,8 +240,7 @@ class Settings:
                                default=DEFAULT_LOG_FAILURES, choices=LOG_FAILURES_CHOICES, environ=env,
                                aliases=FLAG_ALIASES)
         if problems:
-            raise ConfigError(problems[0] if len(problems) == 1 else
-                              f"{len(problems)} settings are not valid:\n" + "\n".join(f"- {p}" for p in problems))
+            raise ConfigError.of(problems)
         return cls(strategy=name, max_workers=workers, deadline_margin_ms=margin, metrics=metrics,
                    metrics_namespace=namespace, fifo_on_failure=fifo, raise_on_all_failed=raise_all,
                    log_failures=log_failures,

@@ -70,8 +70,7 @@ class measure:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if not self.on or exc_type is not None and not issubclass(exc_type, Exception):
             return
-        final = getattr(self.run, "final", None)
-        if final is None:
+        if self.run.final is None:  # finish() did not get as far as the results
             return
         items, _, failed, unprocessed = self.run.counts()
         emit(

@@ -46,7 +46,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-from . import _config, _snapstart
+from . import _config, _limiter, _shadowing, _snapstart
 from ._task import Task
 
 ENV_CONNECT_TIMEOUT_S = _config.ENV_AWS_CONNECT_TIMEOUT_S
@@ -193,8 +193,6 @@ class Clients:
         if self._sync is None:
             with _lock:
                 if self._sync is None:
-                    from . import _shadowing
-
                     _shadowing.check("sync")
                     import boto3.session
                     import botocore.session
@@ -208,7 +206,7 @@ class Clients:
                     tune_session(core)
                     session = boto3.session.Session(botocore_session=core)
                     self.session = core
-                    self._sync = _watch_throttling(session.client(self.service_name, **self._kwargs(Config)))
+                    self._sync = _limiter.watch_client(session.client(self.service_name, **self._kwargs(Config)))
         return self._sync
 
     def credentials(self) -> Any:
@@ -297,8 +295,6 @@ class Clients:
             found = self._aio.get(key)
             client = found[1] if found is not None and found[0] is loop else None
             if client is None:
-                from . import _shadowing
-
                 _shadowing.check("async")  # a bundled botocore would break aiobotocore at import
                 from aiobotocore.config import AioConfig
                 from aiobotocore.session import get_session
@@ -309,7 +305,7 @@ class Clients:
                 session = get_session()
                 tune_session(session)
                 context = session.create_client(self.service_name, **self._kwargs(AioConfig))
-                client = _watch_throttling(await context.__aenter__())
+                client = _limiter.watch_client(await context.__aenter__())
                 self._aio[key] = (loop, client)
 
                 async def close(context=context, key=key) -> None:
@@ -326,21 +322,6 @@ async def _reopen(client: Any) -> None:
     # sessions (and their connections); entering it again starts an empty one.
     await client.close()
     await client.__aenter__()
-
-
-def _watch_throttling(client: Any) -> Any:
-    """Report every throttled attempt, retried ones included, to the ``auto`` limiter.
-
-    Registered first at the level botocore's own retry handler uses, so it runs
-    before that handler (which may return a delay and end the chain).
-    """
-    from . import _limiter
-
-    service = client.meta.service_model.service_id.hyphenize()
-    client.meta.events.register_first(
-        f"needs-retry.{service}", _limiter.botocore_retry_hook, unique_id="lambda-fanout-throttle-signal"
-    )
-    return client
 
 
 def clients(service_name: str, *, max_workers: int | str | None = None, profile: str | None = None,

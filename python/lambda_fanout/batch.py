@@ -29,7 +29,9 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from ._config import Settings
 from ._errors import SkippedAfterFailure, kind, public
+from .strategies import build
 
 PARTIAL = "partial"
 RAISE = "raise"
@@ -307,9 +309,6 @@ def process_batch(
         ValueError: the event has no known shape or a record is malformed (nothing ran).
         ConfigError: a bad setting, or a record handler without the form the strategy runs.
     """
-    from ._config import Settings
-    from .strategies import build
-
     shape = detect(event)
     settings = Settings.resolve(strategy=strategy, max_workers=max_workers, fifo_on_failure=fifo_on_failure,
                                 raise_on_all_failed=raise_on_all_failed)
