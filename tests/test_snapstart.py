@@ -9,6 +9,7 @@ freezes every connection open to it: a request on one is reset and counted.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -251,11 +252,12 @@ def test_forget_floor_keeps_what_was_learned_about_concurrency():
 
 def test_processes_reads_the_vcpus_at_every_call(monkeypatch):
     """Nothing caches the vCPU count: a restored copy on a host with another share uses that host's."""
-    from lambda_fanout import _procpool
+    from lambda_fanout._procpool import vcpus
 
-    for count in (3, 5):
-        monkeypatch.setattr(_procpool, "vcpus", lambda memory_mb=None, count=count, **_: count)
-        assert lambda_fanout.get_strategy("processes").max_workers == count
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", raising=False)
+    for quota in (3.0, 4.5):  # the cgroup CPU quota, as the restored host's kernel reports it
+        monkeypatch.setitem(vcpus.__globals__, "cgroup_cpus", lambda *_, quota=quota, **__: quota)
+        assert lambda_fanout.get_strategy("processes").max_workers == math.ceil(quota)
 
 
 # -- ./build.sh invoke --snapstart, on the built layer -------------------------------------------
