@@ -57,8 +57,8 @@ _RETRY_ENV = ("AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS")
 #: The client settings one can pick with FANOUT_AWS_CLIENT or ``clients(profile=...)``:
 #: ``default`` (results exactly as botocore's), ``lean`` (less client-side checking) and
 #: ``crt`` (S3 GetObject, PutObject and HeadObject through awscrt, see :data:`NATIVE`).
-CLIENT_PROFILES = ("default", "lean", "crt")
-DEFAULT_PROFILE = "default"
+CLIENT_PROFILES = _config.AWS_CLIENTS
+DEFAULT_PROFILE = _config.DEFAULT_AWS_CLIENT
 #: What ``lean`` adds to the botocore Config, and gives up:
 #: - no client-side parameter validation: a wrong or missing parameter is no longer a
 #:   ParamValidationError before sending; the service rejects it after a round trip, or it
@@ -87,22 +87,6 @@ _lock = threading.Lock()
 _registry: dict[tuple, "Clients"] = {}
 
 
-def _seconds(env: str, default: float) -> float:
-    raw = os.environ.get(env)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 900:
-        raise _config.ConfigError(
-            f"environment variable {env} must be a number of seconds above 0 and at most 900 "
-            f"but got {raw!r}. Unset it to use the default {default:g}."
-        )
-    return value
-
-
 def client_profile(profile: str | None = None) -> str:
     """The client profile: an explicit ``profile``, else FANOUT_AWS_CLIENT, else ``default``.
 
@@ -126,8 +110,8 @@ def client_settings(max_workers: int, profile: str | None = None) -> dict[str, A
     profile = client_profile(profile)
     settings: dict[str, Any] = {
         "max_pool_connections": max(max_workers, POOL_FLOOR),
-        "connect_timeout": _seconds(ENV_CONNECT_TIMEOUT_S, DEFAULT_CONNECT_TIMEOUT_S),
-        "read_timeout": _seconds(ENV_READ_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S),
+        "connect_timeout": _config.resolve_seconds(ENV_CONNECT_TIMEOUT_S, default=DEFAULT_CONNECT_TIMEOUT_S),
+        "read_timeout": _config.resolve_seconds(ENV_READ_TIMEOUT_S, default=DEFAULT_READ_TIMEOUT_S),
     }
     if not any(os.environ.get(name) for name in _RETRY_ENV):
         settings["retries"] = {"mode": "standard"}
