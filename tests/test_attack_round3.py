@@ -266,7 +266,7 @@ def test_processes_bytearray_results_keep_type_when_many(procs):
 def test_processes_results_around_the_arena_size(procs):
     """Promise: results larger than the arena, exactly at its boundary, and many that overflow
     it come back whole and in order."""
-    from lambda_fanout import _procpool
+    from lambda_fanout._procpool import wire as _procpool
 
     room = _procpool.ARENA_SIZE - _procpool._HEAD - _procpool._FRAME.size - 5  # marshal: type byte + length
     sizes = [room - 1, room, room + 1, 3 << 20, 7, 400_000, 400_000, 400_000, 1, room]
