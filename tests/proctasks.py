@@ -83,3 +83,23 @@ def blob(x):
     if x < 0:
         os._exit(3)
     return bytes(x)
+
+
+def change_environment(x):
+    """Sets one variable and deletes another in the worker; returns the worker's pid."""
+    os.environ["FANOUT_TEST_SET_BY_TASK"] = f"item {x}"
+    os.environ.pop("FANOUT_TEST_CALLERS", None)
+    return os.getpid()
+
+
+def read_environment(_):
+    return os.getpid(), os.environ.get("FANOUT_TEST_SET_BY_TASK"), os.environ.get("FANOUT_TEST_CALLERS")
+
+
+def exec_on_zero(x):
+    """Item 0 replaces the worker with another program that runs for two minutes."""
+    if x == 0:
+        import sys
+
+        os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(120)"])
+    return x

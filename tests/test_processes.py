@@ -301,3 +301,24 @@ def test_a_batch_record_costs_nothing_when_its_worker_died_before_it(dies_once):
 
     reply = lambda_fanout.process_batch(events.sqs(3), proctasks.identity, strategy="processes", max_workers=1)
     assert reply == {"batchItemFailures": []} and dies_once
+
+
+# -- each call as its caller left it ------------------------------------------------------------
+
+def test_each_call_starts_in_the_callers_environment(monkeypatch):
+    """A variable a task sets or deletes in a worker does not reach the next call there."""
+    monkeypatch.setenv("FANOUT_TEST_CALLERS", "kept")
+    monkeypatch.delenv("FANOUT_TEST_SET_BY_TASK", raising=False)
+    changed = set(lambda_fanout.map(proctasks.change_environment, range(4), strategy="processes", max_workers=1))
+    seen = lambda_fanout.map(proctasks.read_environment, range(4), strategy="processes", max_workers=1)
+    assert {pid for pid, _, _ in seen} <= changed  # the same worker, kept warm between the calls
+    assert [(set_by_task, callers) for _, set_by_task, callers in seen] == [(None, "kept")] * 4
+
+
+def test_a_task_that_execs_another_program_fails_its_item_without_waiting_for_it():
+    """The program a task execs (here, two minutes long) is not waited for: its item fails, the rest run."""
+    t0 = time.monotonic()
+    out = lambda_fanout.map(proctasks.exec_on_zero, range(4), strategy="processes", max_workers=1, errors="collect")
+    assert time.monotonic() - t0 < 60  # far from the two minutes the program would hold the call
+    assert "worker process exited" in str(out[0].error)
+    assert [o.value for o in out[1:]] == [1, 2, 3]

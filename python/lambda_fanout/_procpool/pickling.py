@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 from .._errors import ConfigError
+from .._failures import ForeignTraceback, traceback_lines
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -43,13 +44,27 @@ def pickled_task(fn: Callable[[Any], Any], strategy: str) -> bytes:
     return data
 
 
-class _RemoteTraceback(Exception):
+class _RemoteTraceback(ForeignTraceback):
+    """A worker's traceback, in the caller: ``(its text as Python printed it there, its lines without messages)``."""
+
     def __str__(self) -> str:
         return self.args[0]
 
+    def lines(self, *, with_message: bool) -> list[str]:
+        if not with_message:
+            return list(self.args[1])
+        text = self.args[0]
+        if text.startswith(_OPEN) and text.endswith(_CLOSE):
+            text = text[len(_OPEN):-len(_CLOSE)]
+        return text.strip("\n").split("\n")
 
-def _with_traceback(exc: BaseException, tb: str) -> BaseException:
-    exc.__cause__ = _RemoteTraceback(tb)
+
+#: The worker's traceback text is quoted, set apart from the caller's own.
+_OPEN, _CLOSE = '\n"""\n', '"""'
+
+
+def _with_traceback(exc: BaseException, tb: str, type_only: list[str]) -> BaseException:
+    exc.__cause__ = _RemoteTraceback(tb, type_only)
     return exc
 
 
@@ -64,19 +79,23 @@ def text_of(exc: BaseException) -> str:
 class _Portable:
     """An exception from a worker, with the worker's traceback as its ``__cause__`` in the caller."""
 
-    __slots__ = ("exc", "tb")
+    __slots__ = ("exc", "tb", "type_only")
 
     def __init__(self, exc: BaseException) -> None:
         import traceback
 
         self.exc = exc
         try:
-            self.tb = '\n"""\n' + "".join(traceback.format_exception(exc)) + '"""'
+            self.tb = _OPEN + "".join(traceback.format_exception(exc)) + _CLOSE
         except Exception:
             self.tb = f"\n(the worker's traceback could not be formatted: {text_of(exc)})"
+        try:  # the frames and types a failure line logs without messages (FANOUT_LOG_FAILURES=type-only)
+            self.type_only = traceback_lines(exc, with_message=False)
+        except Exception:
+            self.type_only = [type(exc).__qualname__]
 
     def __reduce__(self):
-        return _with_traceback, (self.exc, self.tb)
+        return _with_traceback, (self.exc, self.tb, self.type_only)
 
 
 class WorkerError(RuntimeError):

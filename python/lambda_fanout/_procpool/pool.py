@@ -494,17 +494,17 @@ class Lease:
         """
         if names is None:
             names = list(range(len(items)))
-        worker = self.worker()
+        reply = self._request(task, items, names, stop_on_failure)
+        error = reply.error
+        if isinstance(error, WorkerError) and error.exited and error.started == 0:
+            self.renew()  # it died before it began the first item (killed while idle, say): once more
+            reply = self._request(task, items, names, stop_on_failure)
+        return reply
+
+    def _request(self, task: bytes, items: list, names: list, stop_on_failure: bool) -> Reply:
         try:
-            try:
-                results, elapsed = worker.call(task, items, self.timeout(), stop_on_failure=stop_on_failure,
-                                               env=self.env, slot=self.slot, sent=names)
-            except WorkerError as exc:
-                if not (exc.exited and exc.started == 0):
-                    raise
-                self.replace(worker)
-                results, elapsed = self.worker().call(task, items, self.timeout(), stop_on_failure=stop_on_failure,
-                                                      env=self.env, slot=self.slot, sent=names)
+            results, elapsed = self.worker().call(task, items, self.timeout(), stop_on_failure=stop_on_failure,
+                                                  env=self.env, slot=self.slot, sent=names)
         except (Killed, WorkerError) as exc:
             return Reply(names, exc.results, exc.started, exc)
         return Reply(names, results, len(results), None, elapsed)
