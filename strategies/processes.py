@@ -207,7 +207,7 @@ def _settle_chunk(lease, run: Run, chunk: list[int], sizer) -> None:
 
 def _report(run: Run, finished) -> None:
     # The outcome of each record a worker finished, in order.
-    for index, ok, value in finished:
+    for index, (ok, value) in finished:
         if ok:
             run.settle(index, value)
         elif isinstance(value, Exception):

@@ -426,8 +426,8 @@ class Reply:
 
     @property
     def finished(self) -> Any:
-        """``(name, ok, value)`` of each item finished, in order."""
-        return ((name, ok, value) for name, (ok, value) in zip(self.names, self.results))
+        """``(name, (ok, value))`` of each item finished, in order."""
+        return zip(self.names, self.results)
 
     @property
     def running(self) -> Any:
