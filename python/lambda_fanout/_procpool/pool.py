@@ -488,12 +488,12 @@ class Lease:
         later is given up; :meth:`renew` replaces it.
 
         Args:
-            names: the caller's name for each item (the ledger's record indexes);
-                their positions when None.
+            names: the caller's name for each item (the ledger's record indexes), which
+                :meth:`interrupt` also returns; None for items the caller names no
+                other way (the reply then names them by position, and :meth:`interrupt`
+                never returns them).
             stop_on_failure: no item of the call starts after a failure (see :meth:`Worker.call`).
         """
-        if names is None:
-            names = list(range(len(items)))
         reply = self._request(task, items, names, stop_on_failure)
         error = reply.error
         if isinstance(error, WorkerError) and error.exited and error.started == 0:
@@ -501,13 +501,15 @@ class Lease:
             reply = self._request(task, items, names, stop_on_failure)
         return reply
 
-    def _request(self, task: bytes, items: list, names: list, stop_on_failure: bool) -> Reply:
+    def _request(self, task: bytes, items: list, names: list | None, stop_on_failure: bool) -> Reply:
         try:
             results, elapsed = self.worker().call(task, items, self.timeout(), stop_on_failure=stop_on_failure,
                                                   env=self.env, slot=self.slot, sent=names)
         except (Killed, WorkerError) as exc:
-            return Reply(names, exc.results, exc.started, exc)
-        return Reply(names, results, len(results), None, elapsed)
+            results, started, error, elapsed = exc.results, exc.started, exc, 0.0
+        else:
+            started, error = len(results), None
+        return Reply(list(range(len(items))) if names is None else names, results, started, error, elapsed)
 
     def replace(self, worker: Worker, *, start: bool = True) -> None:
         """Give up this thread's killed or dead worker; with ``start``, a replacement starts now."""
