@@ -129,6 +129,10 @@ class Killed(Exception):
         self.results = [] if results is None else results
 
 
+# Named by the package, as the failure log and pickles have always named them.
+WorkerError.__module__ = Killed.__module__ = "lambda_fanout._procpool"
+
+
 def _portable(exc: BaseException) -> _Portable:
     # An exception that does not survive a round trip (a required argument its
     # __init__ does not pass to super()) would fail its frame in the caller; send its text.
