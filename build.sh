@@ -78,13 +78,14 @@ cmd_test() {
   "$VENV/bin/python" -m pytest tests --benchmark-disable "$@"
   # The property tests again under Lambda's other current runtimes, where present.
   local v py stage
-  # The package as the layer lays it out (python/ plus strategies/), for the other Pythons.
+  # The package as the layer lays it out (python/ plus strategies/), and dev/ (the tests' sample
+  # events), for the other Pythons.
   stage=$("$VENV/bin/python" "$ROOT/layer/build_layer.py" --stage "$ROOT/build/stage/python")
   for v in 3.12 3.13; do
     if py=$(python_version_path "$v"); then
       ensure_venv "$ROOT/.venv-py$v" "$py" requirements/props.txt
       log "property tests under Python $v"
-      PYTHONPATH="$stage" "$ROOT/.venv-py$v/bin/python" -m pytest -p no:cacheprovider tests/test_properties.py -q
+      PYTHONPATH="$stage:$ROOT/dev" "$ROOT/.venv-py$v/bin/python" -m pytest -p no:cacheprovider tests/test_properties.py -q
     else
       log "Python $v not found: property tests under $v skipped"
     fi
@@ -110,7 +111,7 @@ bootstrap_peers() {
 cmd_bench() {
   bootstrap
   bootstrap_peers
-  "$VENV/bin/python" -m lambda_fanout.bench "$@"
+  "$VENV/bin/python" -m lambda_fanout_dev.bench "$@"
 }
 
 cmd_layer() {
@@ -121,7 +122,7 @@ cmd_layer() {
 cmd_invoke() {
   bootstrap
   # From the caller's folder, so --task-root and --event paths mean what they say.
-  (cd "$CALLER_PWD" && "$VENV/bin/python" -m lambda_fanout.testing.invoke "$@")
+  (cd "$CALLER_PWD" && "$VENV/bin/python" -m lambda_fanout_dev.invoke "$@")
 }
 
 case "${1:-}" in

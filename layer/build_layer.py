@@ -3,7 +3,7 @@
     ./build.sh layer [--python 3.11|3.12|3.13] [--arch x86_64|arm64] [--universal] [--all] [--out dist]
 
 Layout (what Lambda mounts at /opt):
-    python/lambda_fanout/                        the package (its dev-only testing/ and bench CLI left out)
+    python/lambda_fanout/                        the package, with strategies/ as lambda_fanout/strategies/
     python/lib/python3.X/site-packages/          aiobotocore, boto3, botocore, aiohttp ... and awscrt
 
 ``--universal`` builds one zip for python3.11 to 3.13 on both architectures: every
@@ -50,10 +50,6 @@ FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 STRIP_DIRS = {"__pycache__", "tests", "test", "bin"}
 STRIP_SUFFIXES = (".pyi", ".pyc", ".pyo")
 STRIP_DIST_INFO = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
-PACKAGE_EXCLUDE = {"testing"}  # lambda_fanout.testing: local endpoint and proxy, dev only
-#: The bench's source-checkout parts (CLI, CPU quota, chart, saved runs): the in-Lambda
-#: benchmark function (lambda_fanout.bench.runner.lambda_handler) needs none of them.
-BENCH_EXCLUDE = {"__main__.py", "cli.py", "quota.py", "chart.py", "history.py"}
 
 
 def platforms(python: str, arch: str) -> list[str]:
@@ -102,17 +98,10 @@ def install_dependencies(target: Path, python: str, arch: str) -> None:
         raise SystemExit(f"pip could not install the layer's dependencies for Python {python} {arch}:\n{err}")
 
 
-def copy_package(dest: Path, *, dev: bool = False) -> None:
-    """Copy the package (python/ plus strategies/) into ``dest``; ``dev`` keeps the dev-only parts."""
+def copy_package(dest: Path) -> None:
+    """Copy the package (python/ plus strategies/) into ``dest``."""
     def ignore(directory: str, names: list[str]) -> set[str]:
-        skip = {n for n in names if n in STRIP_DIRS or n.endswith(STRIP_SUFFIXES)}
-        if dev:
-            return skip
-        if Path(directory) == PACKAGE:
-            skip |= PACKAGE_EXCLUDE & set(names)
-        elif Path(directory) == PACKAGE / "bench":
-            skip |= BENCH_EXCLUDE & set(names)
-        return skip
+        return {n for n in names if n in STRIP_DIRS or n.endswith(STRIP_SUFFIXES)}
 
     shutil.copytree(PACKAGE, dest / "lambda_fanout", ignore=ignore)
     shutil.copytree(STRATEGIES, dest / "lambda_fanout" / "strategies", ignore=ignore)
@@ -122,13 +111,12 @@ def stage(dest: Path) -> Path:
     """Assemble the importable package (no dependencies) under ``dest``, replacing what was there.
 
     The tests and the property-test venvs put ``dest`` on PYTHONPATH, so they import
-    the package as the zip lays it out, plus the dev-only parts the zip leaves out
-    (lambda_fanout.testing, the bench CLI), which the tests use.
+    the package exactly as the zip lays it out.
     """
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    copy_package(dest, dev=True)
+    copy_package(dest)
     return dest
 
 

@@ -1,9 +1,9 @@
-"""Batch events for the tests: the builders live in lambda_fanout.testing.events; test tasks here."""
+"""Batch events for the tests: the builders live in lambda_fanout_dev.events; test tasks here."""
 
 from __future__ import annotations
 
 import lambda_fanout
-from lambda_fanout.testing.events import (  # noqa: F401
+from lambda_fanout_dev.events import (  # noqa: F401
     BUILDERS, EVENTS_DIR, KAFKA_OFFSET, KINESIS_SEQUENCE, dynamodb, identifier, kafka, kafka_records, kinesis,
     position_of, records, sample, sqs,
 )

@@ -60,7 +60,7 @@ def fake_context():
 @pytest.fixture(scope="session")
 def endpoint():
     """moto's server and the latency/fault proxy, in their own processes, for the session."""
-    from lambda_fanout.testing.endpoint import LocalEndpoint
+    from lambda_fanout_dev.endpoint import LocalEndpoint
 
     with LocalEndpoint() as ep:
         yield ep
@@ -184,6 +184,6 @@ def native_layer(layer_build, tmp_path_factory):
 @pytest.fixture(scope="session")
 def lambda_runtime():
     """A factory: Lambda's runtime packages (awslambdaric, an older boto3) for a Python version."""
-    from lambda_fanout.testing.local_lambda import runtime_dir
+    from lambda_fanout_dev.local_lambda import runtime_dir
 
     return runtime_dir

@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def build_layer_module():
     """layer/build_layer.py, loaded as a module (once per process)."""
-    from lambda_fanout.testing.local_lambda import build_layer_module as load
+    from lambda_fanout_dev.local_lambda import build_layer_module as load
 
     return load()
 

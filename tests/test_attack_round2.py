@@ -339,7 +339,7 @@ def test_processes_fifo_batch_hung_record_killed_every_record_reported(attack_di
     failures ...: none is lost"; "After a record fails, the later records of its group are not
     started and are reported failed". Under processes, with a record hung in a worker. Held.
     """
-    from lambda_fanout.testing import events
+    from lambda_fanout_dev import events
 
     event = events.sqs(12, groups=[f"g{i % 3}" for i in range(12)])  # FIFO: g0 = 0,3,6,9; g1 = 1,4,7,10
     t0 = time.monotonic()
@@ -411,7 +411,7 @@ def test_auto_batch_odd_exception_reported_as_record_failure():
     always either processed or reported failed". Under FANOUT_MAX_WORKERS=auto the record
     whose exception has a raising .response property must be reported in batchItemFailures.
     """
-    from lambda_fanout.testing import events
+    from lambda_fanout_dev import events
 
     event = events.sqs(6)
     reply = lambda_fanout.process_batch(event, ah.batch_odd, strategy="threads", max_workers="auto")
@@ -473,7 +473,7 @@ def test_handler_init_unpicklable_record_handler_names_the_variable(tmp_path):
 def test_invoke_event_spec_superscript_count():
     """Brief/README (invoke): a generated sample is KIND:N; bad input gets "a clear error: what was wrong,
     what was expected". load_event's other bad counts say "N must be a whole number from 1 to 10000"."""
-    from lambda_fanout.testing.invoke import load_event
+    from lambda_fanout_dev.invoke import load_event
 
     with pytest.raises(ValueError, match="N must be a whole number"):
         load_event("sqs:²")
@@ -482,7 +482,7 @@ def test_invoke_event_spec_superscript_count():
 def test_processes_batch_killed_worker_replaced_at_once(attack_dir):
     """README (processes): "Deadline: at the margin, a worker still running is killed ... Its replacement
     starts at once and imports the task in the background" (as it does under map)."""
-    from lambda_fanout.testing import events
+    from lambda_fanout_dev import events
 
     _fresh_pool()
     lambda_fanout.process_batch(events.sqs(1), ah.batch_hang, strategy="processes", max_workers=1)  # warm

@@ -16,10 +16,12 @@ import zlib
 import lambda_fanout
 import staging
 from lambda_fanout.bench import cases as bench_cases
-from lambda_fanout.bench import cost, history, quota, report, runner, seeding, stats
+from lambda_fanout.bench import cost, report, runner, seeding, stats
 from lambda_fanout.bench.options import QUICK, Options
 from lambda_fanout.bench import workloads as bench_workloads
 from lambda_fanout.bench.workloads import WORKLOADS
+from lambda_fanout_dev import quota
+from lambda_fanout_dev.bench import history
 
 
 # -- cost model: worked examples ---------------------------------------------------------
@@ -254,7 +256,7 @@ def test_rows_from_pytest_benchmark_json():
          "extra_info": {"workload": "s3", "impl": "threads", "workers": 8, "section": "main"}},
         {"stats": {"median": 0.1, "data": [0.1]}, "extra_info": {}},
     ], "skipped": [{"workload": "s3", "impl": "peer:x", "kind": "peer", "skipped": "why"}]}
-    assert report.rows_from_pytest_benchmark(data) == [
+    assert history.rows_from_pytest_benchmark(data) == [
         {"workload": "s3", "impl": "threads", "workers": 8, "section": "main", "data": [0.4, 0.5, 0.6]},
         {"section": "main", "workload": "s3", "impl": "peer:x", "kind": "peer", "skipped": "why"}]
 
@@ -379,7 +381,7 @@ def test_runner_library_and_lambda_handler(aws_endpoint, monkeypatch):
 # -- the layer keeps only what the in-Lambda runner needs --------------------------------------
 
 def test_layer_keeps_the_runner_but_not_the_cli(tmp_path):
-    # The package as the zip lays it out (the staged one for tests keeps the dev-only parts).
+    # The package as the zip lays it out.
     staging.build_layer_module().copy_package(tmp_path)
     bench = os.path.join(str(tmp_path), "lambda_fanout", "bench")
     shipped = set(os.listdir(bench))
@@ -391,11 +393,27 @@ def test_layer_keeps_the_runner_but_not_the_cli(tmp_path):
     assert out.stdout.strip() == "lambda_handler", out.stderr
 
 
+def test_the_shipped_package_never_imports_the_dev_tools():
+    """lambda_fanout_dev imports lambda_fanout, never the other way: the layer cannot need it."""
+    import ast
+    from pathlib import Path
+
+    shipped = [*Path(staging.ROOT, "python").rglob("*.py"), *Path(staging.ROOT, "strategies").rglob("*.py")]
+    assert len(shipped) > 20
+    offenders = []
+    for path in shipped:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path}:{node.lineno} {n}" for n in names if n.split(".")[0] == "lambda_fanout_dev"]
+    assert not offenders
+
+
 # -- the CLI, end to end -------------------------------------------------------------------
 
 def test_bench_cli_quick_end_to_end(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FANOUT_", "AWS_"))}
-    cmd = [sys.executable, "-m", "lambda_fanout.bench", "--quick", "--workload", "frequency", "--workload", "s3",
+    cmd = [sys.executable, "-m", "lambda_fanout_dev.bench", "--quick", "--workload", "frequency", "--workload", "s3",
            "--items", "8", "--rounds", "1", "--out", str(tmp_path), "--save", "first"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -417,13 +435,13 @@ def test_bench_cli_quick_end_to_end(tmp_path):
     assert "## Change against 0001_first" in again.stdout and "| frequency sequential |" in again.stdout
     assert len((tmp_path / history.HISTORY).read_text().splitlines()) == 2
     # Nothing left running: no moto server or proxy started by this run survives it.
-    leftover = subprocess.run(["pgrep", "-f", "lambda_fanout.testing.proxy --upstream"], capture_output=True, text=True)
+    leftover = subprocess.run(["pgrep", "-f", "lambda_fanout_dev.proxy --upstream"], capture_output=True, text=True)
     mine = [pid for pid in leftover.stdout.split() if _parent_is_gone(pid)]
     assert not mine
 
 
 def test_bench_cli_rejects_a_bad_compare_reference_before_running(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "lambda_fanout.bench", "--compare", "no-such-run", "--out",
+    proc = subprocess.run([sys.executable, "-m", "lambda_fanout_dev.bench", "--compare", "no-such-run", "--out",
                            str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "no such file and no saved run" in proc.stderr
 
@@ -487,7 +505,7 @@ def test_rows_that_lost_items_to_throttling_are_never_recommended():
 
 
 def test_the_charts_draw_the_auto_limits_beside_the_comparison(tmp_path):
-    from lambda_fanout.bench import chart
+    from lambda_fanout_dev.bench import chart
 
     rows = [row("sequential", 1.0), row("threads", 0.1, workers=8), row("threads", 0.12, workers=32),
             row("asyncio", 0.09, workers="auto", limit_over_time=[[0.0, 16], [0.02, 64]], limit_peak=64,

@@ -47,7 +47,7 @@ def test_no_or_unknown_command_is_an_error_on_stderr(args):
 
 
 def bench_help() -> str:
-    proc = subprocess.run([sys.executable, "-m", "lambda_fanout.bench", "--help"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "lambda_fanout_dev.bench", "--help"], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
@@ -82,7 +82,7 @@ def test_every_bench_option_is_in_the_readme_with_its_default():
 
 def test_bench_default_workers_are_the_library_default():
     from lambda_fanout import DEFAULT_MAX_WORKERS
-    from lambda_fanout.bench import cli
+    from lambda_fanout_dev.bench import cli
 
     for argv in ([], ["--quick"]):
         assert cli.options(cli.parse_args(argv)).workers == (DEFAULT_MAX_WORKERS,)

@@ -210,7 +210,7 @@ def test_transient_faults_are_retried(pairs, s3_bucket, aws_endpoint, monkeypatc
 def test_an_unreachable_endpoint_raises_botocores_connection_error(aws_endpoint, monkeypatch, strategy):
     from botocore.exceptions import EndpointConnectionError
 
-    from lambda_fanout.testing.endpoint import free_port
+    from lambda_fanout_dev.endpoint import free_port
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     aws.reset_clients()
@@ -358,7 +358,7 @@ def test_explicit_keys_beat_the_chain(aws_endpoint):
 
 
 def test_the_s3_endpoint_variable_beats_the_general_one(aws_endpoint, s3_bucket, monkeypatch):
-    from lambda_fanout.testing.endpoint import free_port
+    from lambda_fanout_dev.endpoint import free_port
 
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", aws_endpoint.url)
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
@@ -383,7 +383,7 @@ def tls_endpoint(tmp_path_factory):
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    from lambda_fanout.testing.endpoint import free_port
+    from lambda_fanout_dev.endpoint import free_port
 
     folder = tmp_path_factory.mktemp("tls")
     key = ec.generate_private_key(ec.SECP256R1())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -55,15 +56,20 @@ def task_root(tmp_path):
     return tmp_path
 
 
-def run_handler(task_root, env: dict, event: dict | None) -> subprocess.CompletedProcess:
-    code = textwrap.dedent('''
+#: What Lambda sets when the function's Handler is the zero-code handler: importing it is the init.
+AS_HANDLER = {"_HANDLER": "lambda_fanout.handler.handler"}
+
+
+def run_handler(task_root, env: dict, event: dict | None, *, lambda_env: dict = AS_HANDLER,
+                code: str = "") -> subprocess.CompletedProcess:
+    code = code or textwrap.dedent('''
         import json, sys
         from lambda_fanout.handler import handler
         event = json.loads(sys.stdin.read())
         print("RESULT " + json.dumps(handler(event, None)))
     ''')
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("FANOUT_")}
-    full_env.update({"PYTHONPATH": PYTHON_DIR, "LAMBDA_TASK_ROOT": str(task_root), **env})
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("FANOUT_") and k != "_HANDLER"}
+    full_env.update({"PYTHONPATH": PYTHON_DIR, "LAMBDA_TASK_ROOT": str(task_root), **lambda_env, **env})
     return subprocess.run([sys.executable, "-c", code], input=json.dumps(event or {}), env=full_env,
                           cwd="/", capture_output=True, text=True, timeout=60)
 
@@ -111,6 +117,41 @@ def test_bad_settings_fail_at_init(task_root, env, fragment):
     assert proc.returncode != 0
     assert "ConfigError" in proc.stderr and fragment in proc.stderr, proc.stderr
     assert "RESULT" not in proc.stdout
+    # At import, before any event: the traceback runs through the module's import, not a call.
+    assert re.search(r'handler\.py", line \d+, in <module>', proc.stderr), proc.stderr
+    assert ", in handler\n" not in proc.stderr, proc.stderr
+
+
+def test_imported_by_other_code_it_resolves_nothing_until_called(task_root):
+    """Not the function's Handler (a handler of its own calls it, a test): the import
+    resolves nothing, and the first call fails with the same error."""
+    env = {"FANOUT_RECORD_HANDLER": "app.process", "FANOUT_STRATEGY": "thread", "FANOUT_MAX_WORKERS": "0"}
+    code = textwrap.dedent('''
+        import lambda_fanout.handler as h
+        print("IMPORTED")
+        h.handler({"Records": []}, None)
+    ''')
+    for lambda_env in ({}, {"_HANDLER": "app.handler"}):
+        proc = run_handler(task_root, env, None, lambda_env=lambda_env, code=code)
+        assert proc.stdout.startswith("IMPORTED") and proc.returncode != 0, (proc.stdout, proc.stderr)
+        assert "lambda_fanout.ConfigError: 2 settings are not valid:\n" in proc.stderr, proc.stderr
+        assert ", in handler\n" in proc.stderr, proc.stderr
+
+
+def test_load_builds_a_handler_per_configuration(task_root, monkeypatch):
+    """``load(environ)`` is one init from the given settings: several configurations in one process."""
+    from lambda_fanout import handler as zero_code
+
+    monkeypatch.syspath_prepend(str(task_root))
+    event = batches.sqs(6, ["a", "b", "b", "b", "b", "b"])
+    base = {"LAMBDA_TASK_ROOT": str(task_root), "FANOUT_RECORD_HANDLER": "app.process", "FANOUT_MAX_WORKERS": "1"}
+    per_group = zero_code.load({**base, "FANOUT_STRATEGY": "threads"})
+    whole_batch = zero_code.load({**base, "FANOUT_STRATEGY": "threads", "FANOUT_FIFO_ON_FAILURE": "batch"})
+    assert whole_batch(event, None) == {"batchItemFailures": [{"itemIdentifier": f"msg-{i:05d}"} for i in range(6)]}
+    # Per group: record 0 is group a's only record; in group b, 3 fails and 4 and 5 are skipped.
+    assert per_group(event, None) == {"batchItemFailures": [{"itemIdentifier": f"msg-{i:05d}"} for i in (0, 3, 4, 5)]}
+    with pytest.raises(lambda_fanout.ConfigError, match="FANOUT_STRATEGY"):
+        zero_code.load({**base, "FANOUT_STRATEGY": "thread"})
 
 
 @pytest.mark.parametrize("self_managed", [False, True], ids=["msk", "self-managed"])
@@ -163,7 +204,8 @@ def test_template_record_handlers_run_under_every_strategy_it_offers(function, s
     spec = props["Environment"]["Variables"]["FANOUT_RECORD_HANDLER"]
     code = textwrap.dedent('''
         import lambda_fanout.handler as h
-        print("FORMS", h.RECORD_HANDLER)
+        record_handler, strategy = h.init()
+        print("FORMS", record_handler)
     ''')
     env = {k: v for k, v in os.environ.items() if not k.startswith("FANOUT_")}
     env.update({"PYTHONPATH": PYTHON_DIR, "LAMBDA_TASK_ROOT": os.path.join(staging.ROOT, props["CodeUri"]),

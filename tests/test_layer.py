@@ -37,7 +37,8 @@ def test_layer_contents(layer_build):
     site = "python/lib/python3.12/site-packages/"
     assert "python/lambda_fanout/__init__.py" in names
     assert "python/lambda_fanout/handler.py" in names and "python/lambda_fanout/bench/runner.py" in names
-    assert not [n for n in names if n.startswith("python/lambda_fanout/testing/")], "dev-only code shipped"
+    assert not [n for n in names if n.startswith("python/lambda_fanout/testing/") or "lambda_fanout_dev" in n], \
+        "dev-only code shipped"
     for package in ("botocore", "boto3", "aiobotocore", "aiohttp", "awscrt"):
         assert f"{site}{package}/__init__.py" in names
     assert f"{site}awscrt-0.38.0.dist-info/METADATA" in names  # the native zips' FANOUT_AWS_CLIENT=crt
@@ -113,7 +114,7 @@ def test_template_wires_the_functions():
 
 # -- the built layer under Lambda's runtime interface client (awslambdaric) --------------------
 #
-# Each case runs the built zip as Lambda runs it (lambda_fanout.testing.local_lambda): the
+# Each case runs the built zip as Lambda runs it (lambda_fanout_dev.local_lambda): the
 # zip unpacked and mounted read-only at /opt, awslambdaric against the local Runtime API,
 # Lambda's environment and path order, and the runtime's own older boto3 after /opt/python.
 
@@ -129,7 +130,7 @@ class Attached:
 
     def function(self, task_root, *, env: dict, handler: str = "lambda_fanout.handler.handler",
                  timeout_s: float = 30.0):
-        from lambda_fanout.testing.local_lambda import LocalFunction
+        from lambda_fanout_dev.local_lambda import LocalFunction
 
         return LocalFunction(handler, task_root=task_root, opt=self.opt, python=self.python, runtime=self.runtime,
                              env=env, timeout_s=timeout_s)
@@ -138,7 +139,7 @@ class Attached:
 @pytest.fixture(params=VARIANTS, ids=lambda v: f"{v[0]}-py{v[1]}")
 def attached(request, build_layer_module, lambda_runtime) -> Attached:
     """Each built zip (native per Python, universal under each Python) with its runtime."""
-    from lambda_fanout.testing.local_lambda import unpack_layer
+    from lambda_fanout_dev.local_lambda import unpack_layer
 
     kind, version = request.param
     if build_layer_module.find_interpreter(version) is None:
@@ -233,7 +234,7 @@ def _older(runtime) -> str:
 
 @pytest.mark.parametrize("strategy", ["sequential", "threads", "threads-map", "asyncio"])
 def test_zero_code_handler_under_the_runtime_client(attached, strategy, s3_bucket, aws_endpoint, tmp_path):
-    from lambda_fanout.testing import emf, events
+    from lambda_fanout_dev import emf, events
 
     env = {"FANOUT_RECORD_HANDLER": "records.process", "FANOUT_STRATEGY": strategy, "FANOUT_MAX_WORKERS": "4",
            **aws_endpoint.environ()}
@@ -271,7 +272,7 @@ def test_zero_code_handler_under_the_runtime_client(attached, strategy, s3_bucke
 
 @pytest.mark.parametrize("strategy", ["threads", "asyncio"])
 def test_fifty_warm_invocations_keep_threads_and_fds_flat(attached, strategy, s3_bucket, aws_endpoint, tmp_path):
-    from lambda_fanout.testing import events
+    from lambda_fanout_dev import events
 
     env = {"FANOUT_RECORD_HANDLER": "records.process", "FANOUT_STRATEGY": strategy, "FANOUT_MAX_WORKERS": "4",
            **aws_endpoint.environ()}
@@ -383,7 +384,7 @@ def test_task_root_strategies_module_and_package_never_shadow_the_layer(layer_bu
                                                                         tmp_path):
     """Lambda puts the task root first on sys.path: a function's own strategies.py and
     strategies/ package sit ahead of the layer, and neither is what lambda_fanout loads."""
-    from lambda_fanout.testing.local_lambda import unpack_layer
+    from lambda_fanout_dev.local_lambda import unpack_layer
 
     module, result = layer_build
     if module.find_interpreter(result["python"]) is None:

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from lambda_fanout.testing import emf, events
-from lambda_fanout.testing.runtime_api import RuntimeApi
+from lambda_fanout_dev import emf, events
+from lambda_fanout_dev.runtime_api import RuntimeApi
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -189,7 +189,7 @@ def test_build_sh_invoke_end_to_end(layer_build, tmp_path):
     zip_path = layer_build[1]["path"]
     if layer_build[0].find_interpreter("3.12") is None:
         pytest.skip("no python3.12 on this machine")
-    cmd = [sys.executable, "-m", "lambda_fanout.testing.invoke", "--python", "3.12", "--layer-zip", zip_path,
+    cmd = [sys.executable, "-m", "lambda_fanout_dev.invoke", "--python", "3.12", "--layer-zip", zip_path,
            "--handler", "lambda_fanout.handler.handler", "--task-root", os.path.join(ROOT, "examples", "local"),
            "--env", "FANOUT_RECORD_HANDLER=app.process_record", "--event", "sqs:50", "--repeat", "3",
            "--timeout", "10", "--memory-mb", "512"]
@@ -210,7 +210,7 @@ def test_build_sh_invoke_end_to_end(layer_build, tmp_path):
 def test_build_sh_invoke_reports_an_init_error(layer_build):
     if layer_build[0].find_interpreter("3.12") is None:
         pytest.skip("no python3.12 on this machine")
-    cmd = [sys.executable, "-m", "lambda_fanout.testing.invoke", "--python", "3.12", "--layer-zip",
+    cmd = [sys.executable, "-m", "lambda_fanout_dev.invoke", "--python", "3.12", "--layer-zip",
            layer_build[1]["path"], "--handler", "lambda_fanout.handler.handler", "--task-root",
            os.path.join(ROOT, "examples", "local"), "--env", "FANOUT_RECORD_HANDLER=app.nothing", "--event", "sqs:2",
            "--endpoint-url", "http://127.0.0.1:9"]
@@ -227,14 +227,14 @@ def test_build_sh_invoke_reports_an_init_error(layer_build):
     (["--handler", "a.b", "--task-root", "/no/such/dir"], "is not a folder"),
 ])
 def test_build_sh_invoke_refuses_bad_arguments(args, fragment):
-    proc = subprocess.run([sys.executable, "-m", "lambda_fanout.testing.invoke", *args], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "lambda_fanout_dev.invoke", *args], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2 and fragment in proc.stderr, proc.stderr
 
 
 def test_without_a_private_mount_namespace_it_says_so_and_still_runs(layer_build, lambda_runtime, monkeypatch,
                                                                      tmp_path):
-    from lambda_fanout.testing import local_lambda
+    from lambda_fanout_dev import local_lambda
 
     module, result = layer_build
     if module.find_interpreter(result["python"]) is None:

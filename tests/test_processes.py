@@ -297,7 +297,7 @@ def test_a_worker_that_dies_before_its_first_item_costs_no_item(dies_once):
 
 
 def test_a_batch_record_costs_nothing_when_its_worker_died_before_it(dies_once):
-    from lambda_fanout.testing import events
+    from lambda_fanout_dev import events
 
     reply = lambda_fanout.process_batch(events.sqs(3), proctasks.identity, strategy="processes", max_workers=1)
     assert reply == {"batchItemFailures": []} and dies_once

@@ -75,7 +75,7 @@ def test_without_quota_affinity_counts_and_memory_caps(tmp_path, monkeypatch):
 
 
 def test_real_cgroup_quota_gives_two_workers_at_1_7_cpus():
-    from lambda_fanout.bench.quota import cpu_quota
+    from lambda_fanout_dev.quota import cpu_quota
 
     quota, why = cpu_quota(1.7)
     if quota is None:

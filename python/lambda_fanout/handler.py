@@ -8,10 +8,14 @@ Environment:
     FANOUT_FIFO_ON_FAILURE, FANOUT_RAISE_ON_ALL_FAILED, FANOUT_LOG_FAILURES (see the README's
     Configuration table).
 
-Everything is resolved and checked when Lambda imports this module (init): the
-settings once, into the strategy kept for every warm invocation, and the record
-handler. A missing or wrong setting fails the function at once, every bad one listed
-in one error with its variable and value.
+Everything is resolved and checked once, at Lambda's init: the settings, into the
+strategy kept for every warm invocation, and the record handler. A missing or wrong
+setting fails the function at once, every bad one listed in one error with its
+variable and value. Lambda names the function's Handler in ``_HANDLER``; when that is
+this module's :func:`handler`, importing the module is the init. Imported any other
+way (a handler of your own that calls this one, a test, the bench), importing it
+resolves nothing: the first call does, or :func:`load` builds a handler from given
+settings, once per configuration.
 """
 
 from __future__ import annotations
@@ -127,9 +131,31 @@ def init(environ: Any = None) -> tuple[Callable[[Any], Any], Any]:
     return record_handler, strategy
 
 
-RECORD_HANDLER, STRATEGY = init()
+def load(environ: Any = None) -> Callable[[Any, Any], Any]:
+    """A zero-code handler resolved now from ``environ`` (default: the process's), as Lambda's init resolves it.
+
+    Raises:
+        ConfigError: as :func:`init`.
+    """
+    record_handler, strategy = init(environ)
+
+    def handle(event: Any, context: Any) -> Any:
+        return batch.run_batch(batch.detect(event), record_handler, context, strategy)
+
+    return handle
+
+
+#: The handler :func:`handler` runs, once resolved.
+_loaded: Callable[[Any, Any], Any] | None = None
 
 
 def handler(event: Any, context: Any) -> Any:
     """Lambda entry point: process the batch with FANOUT_RECORD_HANDLER (see process_batch)."""
-    return batch.run_batch(batch.detect(event), RECORD_HANDLER, context, STRATEGY)
+    global _loaded
+    if _loaded is None:  # not imported as the function's Handler: resolved at the first call
+        _loaded = load()
+    return _loaded(event, context)
+
+
+if os.environ.get("_HANDLER", "").replace("/", ".") == f"{__name__}.handler":
+    _loaded = load()  # Lambda's init: a bad setting fails the function here, before any event

@@ -19,7 +19,7 @@ import sys
 import pytest
 
 from lambda_fanout import _procpool
-from lambda_fanout.bench.quota import cpu_quota, vcpus_for_memory
+from lambda_fanout_dev.quota import cpu_quota, vcpus_for_memory
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))

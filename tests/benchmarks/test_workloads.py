@@ -19,7 +19,10 @@ from lambda_fanout.bench.options import Options
 from lambda_fanout.bench.seeding import seed
 from lambda_fanout.bench.workloads import WORKLOADS, Env, selected
 
-OPTS = Options.from_env()
+#: The CLI's options, else what ``./build.sh test`` runs: small sizes, one round, every workload.
+OPTS = Options.from_env() or Options.create(
+    quick=True, items=16, workers=(4,), rounds=1, passes=1, memory_sweep=(), workloads=tuple(WORKLOADS),
+    auto_on=("latency", "throttled"))
 CASES = cases(OPTS)
 
 
@@ -27,7 +30,7 @@ CASES = cases(OPTS)
 def bench_setup(request):
     """(Env, environment variables) for the AWS workloads."""
     if OPTS.proxy_url or OPTS.endpoint_url:
-        from lambda_fanout.testing.endpoint import ProxyControl
+        from lambda_fanout_dev.endpoint import ProxyControl
 
         return Env(OPTS.bucket, OPTS.table, ProxyControl(OPTS.proxy_url) if OPTS.proxy_url else None), {}
     endpoint = request.getfixturevalue("endpoint")

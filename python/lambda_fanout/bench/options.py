@@ -1,8 +1,9 @@
 """What a bench run measures, and every default it has, declared once.
 
 The CLI, the in-Lambda runner and the test suite all build their :class:`Options`
-through :meth:`Options.create`; the pytest-benchmark suite receives them as JSON in
-``FANOUT_BENCH_OPTIONS``.
+through :meth:`Options.create`; the pytest-benchmark suite receives the CLI's as JSON
+in ``FANOUT_BENCH_OPTIONS``. The workloads are named here, never imported: they
+import this module.
 """
 
 from __future__ import annotations
@@ -94,14 +95,6 @@ class Options:
         return cls(quick=quick, workers=tuple(workers or mode.workers),
                    memory_sweep=mode.memory_sweep if memory_sweep is None else tuple(memory_sweep), **given)
 
-    @classmethod
-    def for_tests(cls) -> "Options":
-        """What ``./build.sh test`` runs the suite with: small sizes, one round, so it cannot rot."""
-        from .workloads import WORKLOADS  # (workloads imports this module)
-
-        return cls.create(quick=True, items=16, workers=(4,), rounds=1, passes=1, memory_sweep=(),
-                          workloads=tuple(WORKLOADS), auto_on=("latency", "throttled"))
-
     @property
     def mode(self) -> Mode:
         return QUICK if self.quick else FULL
@@ -154,11 +147,11 @@ class Options:
         return json.dumps(dataclasses.asdict(self))
 
     @classmethod
-    def from_env(cls) -> "Options":
-        """The options the CLI passed in FANOUT_BENCH_OPTIONS, else :meth:`for_tests`."""
+    def from_env(cls) -> "Options | None":
+        """The options the CLI passed in FANOUT_BENCH_OPTIONS; None when it passed none."""
         raw = os.environ.get(ENV_OPTIONS)
         if not raw:
-            return cls.for_tests()
+            return None
         data = json.loads(raw)
         for key in ("workers", "workloads", "memory_sweep", "auto_on"):
             data[key] = tuple(data[key])

@@ -20,19 +20,6 @@ CONTROL_CONFIDENCE = 0.5
 from .workloads import WORKLOADS
 
 
-def rows_from_pytest_benchmark(data: dict) -> list[dict]:
-    """Rows from a pytest-benchmark JSON document written by the workload suite (per-round data
-    included), and a row for each case it skipped (``data["skipped"]``, added by the CLI)."""
-    rows = []
-    for bench in data.get("benchmarks", []):
-        info = bench.get("extra_info") or {}
-        if "workload" not in info:
-            continue
-        rows.append({"section": "main", **info, "data": list(bench["stats"]["data"])})
-    rows += [{"section": "main", **skip} for skip in data.get("skipped", [])]
-    return rows
-
-
 def _by(rows: Iterable[dict], **match: Any) -> list[dict]:
     return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
 

@@ -1,7 +1,8 @@
 """The comparison as a library function, and as a Lambda handler for running it against real AWS.
 
-This module and what it imports are what the layer keeps of the bench (the CLI,
-CPU quota, chart and run history need a source checkout and stay out of the zip).
+This module and what it imports are the whole of ``lambda_fanout.bench``; the command
+line, CPU quota, charts and saved runs are dev tools (``lambda_fanout_dev``), never in
+the layer.
 """
 
 from __future__ import annotations

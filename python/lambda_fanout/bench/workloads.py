@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import os
 import time
 from typing import Any, NamedTuple
 
 from .. import ENV_MAX_WORKERS, ENV_RECORD_HANDLER, ENV_STRATEGY, Task, aws
+from .. import handler as zero_code
 from .. import map as fanout_map
 from . import idioms, records, seeding
 from .cost import ideal_seconds
@@ -323,24 +323,13 @@ class Batch(Workload):
                             f"{len(got) - len(set(got))} twice")
 
     def strategy_runner(self, env, strategy, workers, profile=None):
-        settings = {ENV_RECORD_HANDLER: f"{records.__name__}.read", ENV_STRATEGY: strategy}
+        environ = {k: v for k, v in os.environ.items() if k != ENV_MAX_WORKERS}
+        environ.update({ENV_RECORD_HANDLER: f"{records.__name__}.read", ENV_STRATEGY: strategy})
         if workers is not None:
-            settings[ENV_MAX_WORKERS] = str(workers)
-        saved = {k: os.environ.get(k) for k in (ENV_RECORD_HANDLER, ENV_STRATEGY, ENV_MAX_WORKERS)}
-        os.environ.update(settings)
-        if workers is None:
-            os.environ.pop(ENV_MAX_WORKERS, None)
-        # Each configuration is a fresh Lambda init: the handler resolves its settings at import.
-        module = importlib.reload(importlib.import_module("lambda_fanout.handler"))
-
-        def close() -> None:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-
-        return idioms.Runner(lambda items: module.handler({"Records": items}, None), close)
+            environ[ENV_MAX_WORKERS] = str(workers)
+        # Each configuration is a fresh Lambda init, resolved from these settings.
+        handle = zero_code.load(environ)
+        return idioms.Runner(lambda items: handle({"Records": items}, None), lambda: None)
 
     def concurrency(self, workers):
         limit = super().concurrency(workers)

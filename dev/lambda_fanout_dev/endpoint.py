@@ -48,7 +48,7 @@ class ProxyControl:
         """Set the proxy's delay distribution, fault rates and throttling (and clear nothing else).
 
         ``throttle={"rate": R, "burst": B}`` answers requests beyond R per second per
-        prefix with the service's own throttling error (see lambda_fanout.testing.proxy).
+        prefix with the service's own throttling error (see lambda_fanout_dev.proxy).
         """
         self._control("config", {"delay_ms": delay_ms, "tail_sigma": tail_sigma, "faults": faults or {},
                                  "stall_s": stall_s, "seed": seed, "fault_after": fault_after,
@@ -89,7 +89,7 @@ class LocalEndpoint(ProxyControl):
         self._wait_http(self.moto_url + "/moto-api/", self.moto, "moto server")
         if self.use_proxy:
             self.proxy = subprocess.Popen(
-                [sys.executable, "-m", "lambda_fanout.testing.proxy", "--upstream", self.moto_url],
+                [sys.executable, "-m", "lambda_fanout_dev.proxy", "--upstream", self.moto_url],
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
             )
             line = self.proxy.stdout.readline() if self.proxy.stdout else ""

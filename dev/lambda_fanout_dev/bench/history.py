@@ -1,5 +1,8 @@
 """Saved runs, the history file, and the comparison of a run against an earlier one.
 
+A run is a pytest-benchmark document (the suite's JSON, every round included);
+:func:`rows_from_pytest_benchmark` turns it into the report's rows.
+
 Every run of ``./build.sh bench`` is saved through pytest-benchmark's own storage
 (``bench-results/.benchmarks/NNNN_<name>.json``, the format its ``compare`` command
 reads) and summarised as one line of ``bench-results/history.jsonl``. ``--compare``
@@ -15,12 +18,25 @@ import logging
 import time
 from pathlib import Path
 
-from .report import _by, _median, _measured, label, markdown_table, noise_floor, rows_from_pytest_benchmark
-from .stats import ratio
+from lambda_fanout.bench.report import _by, _median, _measured, label, markdown_table, noise_floor
+from lambda_fanout.bench.stats import ratio
 
 HISTORY = "history.jsonl"
 STORAGE = ".benchmarks"
 _log = logging.getLogger(__name__)
+
+
+def rows_from_pytest_benchmark(data: dict) -> list[dict]:
+    """Rows from a pytest-benchmark JSON document written by the workload suite (per-round data
+    included), and a row for each case it skipped (``data["skipped"]``, added by the CLI)."""
+    rows = []
+    for bench in data.get("benchmarks", []):
+        info = bench.get("extra_info") or {}
+        if "workload" not in info:
+            continue
+        rows.append({"section": "main", **info, "data": list(bench["stats"]["data"])})
+    rows += [{"section": "main", **skip} for skip in data.get("skipped", [])]
+    return rows
 
 
 def stats_dict(data: list[float]) -> dict:

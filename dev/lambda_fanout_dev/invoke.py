@@ -15,6 +15,7 @@ invoke durations with the billed duration and cost from the bench's cost model.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -22,8 +23,11 @@ import sys
 import zipfile
 from pathlib import Path
 
-from . import emf, events
-from .local_lambda import ROOT, LocalFunction, build_layer_module, local_arch, runtime_dir, unpack_layer
+from lambda_fanout.bench.cost import MEMORY_RANGE_MB, billed_ms, cost_per_million
+
+from . import ROOT, emf, events
+from .endpoint import LocalEndpoint
+from .local_lambda import LocalFunction, build_layer_module, local_arch, runtime_dir, unpack_layer
 
 #: What a layer zip is built from: a newer file here means the zip in dist/ is stale.
 LAYER_SOURCES = ("python/lambda_fanout", "strategies", "layer/requirements.txt", "layer/build_layer.py")
@@ -52,8 +56,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--arch", choices=("x86_64", "arm64"), default=None,
                    help="architecture to price (default: this machine's)")
     args = p.parse_args(argv)
-    from ..bench.cost import MEMORY_RANGE_MB
-
     if not MEMORY_RANGE_MB[0] <= args.memory_mb <= MEMORY_RANGE_MB[1]:
         p.error(f"--memory-mb must be from {MEMORY_RANGE_MB[0]} to {MEMORY_RANGE_MB[1]} but got {args.memory_mb}")
     if not 1 <= args.timeout <= 900:
@@ -117,15 +119,12 @@ def layer_zip(python: str, arch: str) -> Path:
 
 
 def _files(path: Path):
-    # What the zip leaves out (this testing package, bytecode caches) cannot make it stale.
-    skip = {"__pycache__", *build_layer_module().PACKAGE_EXCLUDE}
-    return [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file() and not skip & set(p.parts)]
+    # Bytecode caches cannot make the zip stale.
+    return [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
 
 
 def report_line(inv, fn: LocalFunction, arch: str, cold: bool) -> str:
     """Lambda's REPORT line for one invocation, with the bench's price for it."""
-    from ..bench.cost import billed_ms, cost_per_million
-
     if inv.duration_ms is None:
         return f"REPORT status {inv.status}"
     parts = [f"Duration {inv.duration_ms:.2f} ms", f"Billed Duration {billed_ms(inv.duration_ms)} ms",
@@ -159,8 +158,6 @@ def show(inv, fn: LocalFunction, arch: str, number: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import contextlib
-
     args = parse_args(argv)
     python = args.python
     arch = args.arch or local_arch()
@@ -172,8 +169,6 @@ def main(argv: list[str] | None = None) -> int:
                 env = {name: os.environ[name] for name in CREDENTIAL_VARS if name in os.environ}
                 env["AWS_ENDPOINT_URL"] = args.endpoint_url
             else:
-                from .endpoint import LocalEndpoint
-
                 endpoint = stack.enter_context(LocalEndpoint())
                 env = endpoint.environ()
                 print(f"endpoint: moto behind the latency proxy at {endpoint.url} (local, no AWS account)")

@@ -14,7 +14,7 @@ interpreter starts with ``-S``, so nothing of the machine's site-packages is vis
 Where the machine allows a private mount namespace (``unshare -m``, as root), the layer is
 mounted read-only at ``/opt`` and the task root read-only in place, as in Lambda; elsewhere
 the layer runs from its unpacked folder, writable, and :attr:`LocalFunction.notes` says so.
-A memory size can bring the bench's cgroup CPU quota (memory / 1,769 MB vCPUs).
+A memory size can bring Lambda's CPU share as a cgroup CPU quota (:mod:`.quota`).
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import ROOT
+from .quota import cpu_quota, vcpus_for_memory
 from .runtime_api import Invocation, RuntimeApi
 
-ROOT = Path(__file__).resolve().parents[3]
 RUNTIME_REQUIREMENTS = ROOT / "requirements" / "lambda-runtime.txt"
 CACHE = ROOT / "build"
 #: Lambda's limit on a function's init phase.
@@ -221,8 +222,6 @@ class LocalFunction:
         self.api = RuntimeApi(function_name=self.function_name).start()
         preexec = None
         if self._want_quota:
-            from ..bench.quota import cpu_quota, vcpus_for_memory
-
             self._quota, why = cpu_quota(vcpus_for_memory(self.memory_mb))
             if self._quota is None:
                 self.notes.append(f"CPU NOT limited to the {self.memory_mb} MB share: {why}")

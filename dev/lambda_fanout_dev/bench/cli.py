@@ -20,17 +20,22 @@ import sys
 import time
 from pathlib import Path
 
-from .. import STRATEGIES, ConfigError, get_strategy
-from . import history
-from .cases import REFERENCE, cases
-from .cost import ARCHITECTURES, MEMORY_RANGE_MB
-from .options import DEFAULT_BUCKET, DEFAULT_MEMORY_MB, DEFAULT_TABLE, ENV_OPTIONS, Options
-from .peers import PEERS_VENV_DIR
-from .quota import cpu_quota, vcpus_for_memory
-from .report import build_markdown, rows_from_pytest_benchmark
-from .workloads import WORKLOADS, selected
+from lambda_fanout import STRATEGIES, ConfigError, get_strategy
+from lambda_fanout.bench.cases import REFERENCE, cases
+from lambda_fanout.bench.cost import ARCHITECTURES, MEMORY_RANGE_MB
+from lambda_fanout.bench.options import DEFAULT_BUCKET, DEFAULT_MEMORY_MB, DEFAULT_TABLE, ENV_OPTIONS, Options
+from lambda_fanout.bench.peers import PEERS_VENV_DIR
+from lambda_fanout.bench.report import build_markdown
+from lambda_fanout.bench.seeding import seed
+from lambda_fanout.bench.workloads import WORKLOADS, selected
 
-REPO = Path(__file__).resolve().parents[3]
+from .. import ROOT as REPO
+from ..endpoint import LocalEndpoint
+from ..quota import cpu_quota, vcpus_for_memory
+from . import history
+from .chart import write_chart, write_limit_chart
+from .history import rows_from_pytest_benchmark
+
 SUITE = REPO / "tests" / "benchmarks" / "test_workloads.py"
 
 
@@ -217,9 +222,6 @@ def start_endpoint(opts: Options, env: dict, notes: list[str]):
         env["AWS_ENDPOINT_URL"] = opts.endpoint_url
         notes.append(f"Endpoint: {opts.endpoint_url} (latency as it comes).")
         return None
-    from ..testing.endpoint import LocalEndpoint
-    from .seeding import seed
-
     say("==> starting the embedded endpoint (moto server + latency proxy on 127.0.0.1)")
     endpoint = LocalEndpoint().start()
     env.update(endpoint.environ())
@@ -239,8 +241,6 @@ def plan(opts: Options) -> list[tuple[str, Options]]:
 
 def finish(args: argparse.Namespace, opts: Options, doc: dict, notes: list[str], out: Path, command: str) -> str:
     """Write the report, chart and JSON, save the run, append the history; the Markdown."""
-    from .chart import write_chart, write_limit_chart
-
     rows = rows_from_pytest_benchmark(doc)
     md = build_markdown(rows, memory_mb=opts.memory_mb, arch=opts.arch, notes=notes)
     if args.compare:

@@ -19,7 +19,7 @@ Control endpoints (never forwarded):
                                 "throttle": {"rate": 200, "burst": 10}, ...}
     POST /__proxy__/reset   clears the stats
 
-Run: python -m lambda_fanout.testing.proxy --upstream http://127.0.0.1:PORT [--port 0]
+Run: python -m lambda_fanout_dev.proxy --upstream http://127.0.0.1:PORT [--port 0]
 Prints ``READY <port>`` on stdout once listening.
 """
 

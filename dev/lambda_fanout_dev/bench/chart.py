@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import STRATEGIES
-from .cases import REFERENCE
-from .report import _by, _measured, _median, _reference, label, round_end
-from .workloads import WORKLOADS
+from lambda_fanout import STRATEGIES
+from lambda_fanout.bench.cases import REFERENCE
+from lambda_fanout.bench.report import _by, _measured, _median, _reference, label, round_end
+from lambda_fanout.bench.workloads import WORKLOADS
 
 
 def _numeric_workers(rows: list[dict]) -> list[int]:
