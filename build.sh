@@ -74,6 +74,9 @@ bootstrap() {
 
 cmd_test() {
   bootstrap
+  # boto3/botocore alone at the oldest version lambda_fanout.aws claims: tests/test_aws_tuning.py
+  # runs the helpers in it (the package on PYTHONPATH) against moto's server.
+  ensure_venv "$ROOT/.venv-botocore-oldest" "$(find_python)" requirements/botocore-oldest.txt
   log "test suite (benchmarks run once each, untimed)"
   "$VENV/bin/python" -m pytest tests --benchmark-disable "$@"
   # The property tests again under Lambda's other current runtimes, where present.

@@ -39,7 +39,8 @@ REQUIREMENTS = ROOT / "layer" / "requirements.txt"
 #: back to botocore with a warning.
 NATIVE_REQUIREMENTS = ROOT / "layer" / "requirements-native.txt"
 PACKAGE = ROOT / "python" / "lambda_fanout"
-#: Shipped as lambda_fanout.strategies; kept at the repository's top level.
+#: Shipped as lambda_fanout.strategies; kept at the repository's top level and linked
+#: into the package (python/lambda_fanout/strategies -> ../../strategies).
 STRATEGIES = ROOT / "strategies"
 PYTHONS = ("3.11", "3.12", "3.13")
 ARCHS = ("x86_64", "arm64")
@@ -99,12 +100,13 @@ def install_dependencies(target: Path, python: str, arch: str) -> None:
 
 
 def copy_package(dest: Path) -> None:
-    """Copy the package (python/ plus strategies/) into ``dest``."""
+    """Copy the package (python/, its strategies link followed) into ``dest``."""
     def ignore(directory: str, names: list[str]) -> set[str]:
         return {n for n in names if n in STRIP_DIRS or n.endswith(STRIP_SUFFIXES)}
 
-    shutil.copytree(PACKAGE, dest / "lambda_fanout", ignore=ignore)
-    shutil.copytree(STRATEGIES, dest / "lambda_fanout" / "strategies", ignore=ignore)
+    # symlinks=False: the strategies link is copied as the folder it points to, so the
+    # zip holds lambda_fanout/strategies/ once, as real files, and no bare strategies/.
+    shutil.copytree(PACKAGE, dest / "lambda_fanout", ignore=ignore, symlinks=False)
 
 
 def stage(dest: Path) -> Path:

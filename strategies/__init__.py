@@ -1,43 +1,58 @@
-"""The strategy registry: a tuple of names, a name-to-module mapping, one lookup (and a builder).
+"""Strategy selection: every strategy's name, where its class lives, and the one lookup.
 
-Strategy modules load on first lookup, so only the one in use is imported.
+Three homes, one each: the contract every strategy implements is
+:class:`~lambda_fanout.strategies.base.Strategy` (``base.py``); each implementation is
+a module of this package holding one subclass, with every rule of its own as an
+attribute or method of that class (``needs_async_form``, ``default_workers``,
+``auto_workers``, ``runs_in_processes``, ``adapt``...); and selection is here.
+
+A new strategy goes here: write ``strategies/<module>.py`` with a subclass of
+``Strategy`` (implement ``_drive``, override the rules that differ), then add one line
+to :data:`CLASSES`: its name, module and class. That line is the only place the name is
+written (the class's ``name`` is set from it). Nothing else names it: the settings layer
+(``lambda_fanout._config``) validates ``FANOUT_STRATEGY`` against :data:`STRATEGIES`
+and asks the class for its rules, and no shared module tests a strategy's name.
+
+This module sits below the settings layer and imports none of the strategy modules:
+a strategy's module loads on its first lookup, so only the one in use is imported
+(tests/test_cold_start.py checks it).
 """
 
 from __future__ import annotations
 
 import importlib
 
-from .. import _config
+from .. import _shadowing
+from .._errors import ConfigError
 
-STRATEGIES: tuple[str, ...] = ("sequential", "threads", "threads-map", "asyncio", "processes")
-
-#: name -> (module in this package, class name)
-_CLASSES: dict[str, tuple[str, str]] = {
+#: name -> (module in this package, class name), in the order the README lists them.
+CLASSES: dict[str, tuple[str, str]] = {
     "sequential": ("sequential", "SequentialStrategy"),
     "threads": ("threads", "ThreadsStrategy"),
     "threads-map": ("threads_map", "ThreadsMapStrategy"),
     "asyncio": ("aio", "AsyncioStrategy"),
     "processes": ("processes", "ProcessesStrategy"),
 }
+#: Every strategy's name (``lambda_fanout.STRATEGIES``).
+STRATEGIES: tuple[str, ...] = tuple(CLASSES)
 
 
 def strategy_class(name: str):
-    """The class of the named strategy.
+    """The class of the named strategy, its module imported on first use.
 
     Raises:
-        ConfigError: an unknown name, repeating it and listing the valid ones.
+        ConfigError: an unknown name (settings are validated before they get here).
     """
-    name = _config.resolve_choice(
-        name, argument="strategy", env=None, default=_config.DEFAULT_STRATEGY, choices=STRATEGIES
-    )
-    from .. import _shadowing
-
-    # A botocore bundled in the function's code: an error for asyncio, a warning otherwise.
-    _shadowing.check("async" if name == "asyncio" else "sync")
-    module, cls = _CLASSES[name]
+    try:
+        module, cls = CLASSES[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"strategy must be one of {', '.join(map(repr, STRATEGIES))} but got {name!r}.") from None
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
 
 
-def build(settings: _config.Settings):
-    """The strategy ``settings.strategy`` names, built with ``settings``."""
-    return strategy_class(settings.strategy)(settings)
+def build(settings):
+    """The strategy ``settings.strategy`` names, built with ``settings`` (``Settings.resolve()``'s)."""
+    cls = strategy_class(settings.strategy)
+    # A botocore bundled in the function's code: an error for the async form, a warning otherwise.
+    _shadowing.check("async" if cls.needs_async_form else "sync")
+    return cls(settings)

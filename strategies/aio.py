@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
-from .. import _limiter
+from .. import _loop
 from .._run import Run
 from .._task import async_form
 from .base import Strategy
@@ -25,15 +24,13 @@ class AsyncioStrategy(Strategy):
     caller's running loop.
     """
 
-    name = "asyncio"
+    needs_async_form = True
 
     def adapt(self, task):
         """The coroutine function this strategy awaits for ``task`` (a sync-only task runs inline)."""
         return async_form(task)
 
     def _drive(self, run: Run) -> None:
-        from .. import _loop
-
         future = _loop.submit(self._adrive(run))
         while True:
             timeout = run.wait_timeout()
@@ -50,9 +47,8 @@ class AsyncioStrategy(Strategy):
     async def _adrive(self, run: Run) -> None:
         jobs = run.jobs
         aexecute = run.aexecute
-        limiter = run.limiter
+        meter = run.meter
         loop = asyncio.get_running_loop()
-        clock = time.perf_counter
         workers: list[asyncio.Task] = []
         alive = [0]
 
@@ -62,32 +58,28 @@ class AsyncioStrategy(Strategy):
 
         async def worker() -> None:
             try:
-                if limiter is None:
+                if meter is None:
                     # Pulling from the generator never awaits, so workers never race on it.
                     for job in jobs:
                         await aexecute(job)
                     return
-                # Under auto one job in limiter.stride is timed here, and then the pool
-                # follows the limit: a worker retires above it and spawns others below it.
-                _limiter.current.set(limiter)  # this worker's own context, for botocore's hook
-                skip = 0
+                # Under auto the jobs the meter picks by stride are timed here, and then the
+                # pool follows the limit: a worker retires above it and spawns others below it.
+                meter.enter()  # this worker's own context, for botocore's hook
                 for job in jobs:
-                    if skip:
-                        skip -= 1
-                        await aexecute(job)
-                        continue
-                    skip = limiter.stride - 1
-                    started = clock()
+                    started = meter.start()
                     ok = await aexecute(job)
-                    limiter.sample(started, clock(), alive[0] - 1, ok is not False)
-                    if alive[0] > limiter.limit:
+                    if started is None:
+                        continue
+                    meter.done(started, alive[0] - 1, ok is not False)
+                    if alive[0] > meter.limit:
                         return
-                    while alive[0] < limiter.limit:
+                    while alive[0] < meter.limit:
                         spawn()
             finally:
                 alive[0] -= 1
 
-        for _ in range(self.max_workers if limiter is None else limiter.limit):
+        for _ in range(self.max_workers if meter is None else meter.limit):
             spawn()
         try:
             while True:
@@ -105,8 +97,7 @@ class AsyncioStrategy(Strategy):
             # Whatever ends the call (done, deadline, fatal error, the caller's cancel), no
             # job starts after it; then the workers are cancelled, and waited for only
             # briefly: a task that delays its cancellation does not hold the caller.
-            run.stop()
-            run.winding_down = True
+            run.wind_down()
             for task in workers:
                 task.cancel()
             if workers:

@@ -1,4 +1,15 @@
-"""The strategy base: one required method, everything else built on it."""
+"""The strategy contract: one required method (``_drive``), everything else built on it.
+
+What every strategy shares goes here: argument checks and opening the ledger
+(:meth:`Strategy.start`), the per-strategy rules with their defaults (class attributes
+and methods a subclass overrides: ``needs_async_form``, ``concurrent``,
+``runs_in_processes``, ``default_workers``, ``auto_workers``, ``adapt``), and the
+drivers more than one strategy uses (:class:`CallPool`, :func:`drive_window`). What
+one strategy alone does goes in its own module; selection is in
+``lambda_fanout.strategies``; every guarantee about records is the ledger's
+(``lambda_fanout._run``); ``auto`` is reached only through the run's meter
+(``lambda_fanout._limiter.Meter``).
+"""
 
 from __future__ import annotations
 
@@ -10,11 +21,14 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Iterable, Iterator
 
     from .._config import Settings
+    from .._limiter import Meter
 
 import queue
-from time import perf_counter
+import sys
+from time import monotonic
 
 from .. import _config
+from . import CLASSES
 from .._run import Run, deadline_of
 from .._errors import kind
 from .._task import Results, sync_form
@@ -38,16 +52,11 @@ class CallPool:
         from concurrent.futures import ThreadPoolExecutor
 
         self.run = run
-        # Under auto each worker thread knows the run's limiter (a context variable set
-        # once per thread), so botocore's retry hook can report throttled attempts to it.
-        limiter = run.limiter
-        initializer, initargs = None, ()
-        if limiter is not None:
-            from .._limiter import current
-
-            initializer, initargs = current.set, (limiter,)
-        self.executor = ThreadPoolExecutor(workers, thread_name_prefix=name, initializer=initializer,
-                                           initargs=initargs)
+        # Under auto each worker thread knows the run's limiter (set once per thread by
+        # the meter), so botocore's retry hook can report throttled attempts to it.
+        meter = run.meter
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix=name,
+                                           initializer=None if meter is None else meter.enter)
 
     def __enter__(self) -> "CallPool":
         return self
@@ -59,8 +68,6 @@ class CallPool:
             return
         # shutdown(wait=True) has no timeout, so the workers are joined here against the
         # deadline. ThreadPoolExecutor keeps them in _threads (stable since Python 3.2).
-        from time import monotonic
-
         timeout = self.run.wait_timeout()
         end = None if timeout is None else monotonic() + timeout
         for thread in list(getattr(executor, "_threads", ())):
@@ -73,7 +80,7 @@ def drive_window(
     submit: Callable[[Any], Future],
     window: int,
     *,
-    limiter: Any = None,
+    meter: Meter | None = None,
     on_stuck: Callable[[], None] | None = None,
 ) -> None:
     """Keep up to ``window`` jobs in flight: as each completes, submit the next.
@@ -91,28 +98,22 @@ def drive_window(
         submit: starts one job elsewhere (a pool thread) and returns its Future, whose
             result is ``run.execute``'s (False: the record failed or did not start).
         window: the most jobs in flight at a time.
-        limiter: under ``max_workers="auto"``, the run's limiter: the window is then its
-            limit, read at each completion, and one job in ``limiter.stride`` is timed
+        meter: under ``max_workers="auto"``, the run's meter: the window is then its
+            limit, read at each completion, and the jobs it picks by stride are timed
             from submission to completion, on this thread.
         on_stuck: called when the driver stops with jobs still running (deadline or
             fatal error), before it returns: how a strategy ends what still runs.
     """
-    clock = perf_counter
-    skip = 0
     completed: queue.SimpleQueue = queue.SimpleQueue()
     on_done = completed.put
     inflight = 0
-    room = window if limiter is None else limiter.limit
+    room = window if meter is None else meter.limit
     while True:
         if room > 0:
             for job in jobs:
                 future = submit(job)
-                if limiter is not None:
-                    if skip:
-                        skip -= 1
-                    else:
-                        skip = limiter.stride - 1
-                        future.started = clock()
+                if meter is not None:
+                    future.started = meter.start()  # None unless this job is one to time
                 future.add_done_callback(on_done)
                 inflight += 1
                 room -= 1
@@ -130,14 +131,14 @@ def drive_window(
         ok = future.result()  # the ledger records every task error: this raises only on a bug
         if run.must_return():
             break
-        if limiter is None:
+        if meter is None:
             room = window - inflight
         else:
-            started = getattr(future, "started", None)
+            started = future.started
             if started is not None:
                 # False: failed or not started; None: a group (its records report themselves).
-                limiter.sample(started, clock(), inflight, ok is not False)
-            room = limiter.limit - inflight
+                meter.done(started, inflight, ok is not False)
+            room = meter.limit - inflight
     if inflight and on_stuck is not None:
         on_stuck()
 
@@ -160,9 +161,45 @@ class Strategy:
         settings: the resolved settings (``Settings.resolve()``); None resolves them now.
     """
 
+    #: The strategy's name, as FANOUT_STRATEGY spells it: its key in
+    #: ``lambda_fanout.strategies.CLASSES``, the one place names are declared (set below
+    #: when the class is defined).
     name: str = ""
     #: False for a strategy that runs one item at a time (auto has nothing to adapt there).
     concurrent: bool = True
+    #: True for a strategy that awaits a task's coroutine form: a record handler then
+    #: needs one, and a botocore the function bundles must suit aiobotocore.
+    needs_async_form: bool = False
+    #: True for a strategy whose tasks run in other processes (they must pickle).
+    runs_in_processes: bool = False
+
+    @classmethod
+    def default_workers(cls, environ: Any) -> int:
+        """``max_workers`` when neither the argument nor FANOUT_MAX_WORKERS sets it.
+
+        Args:
+            environ: the environment the settings are read from.
+
+        Raises:
+            ConfigError: a variable this rule reads is not valid.
+        """
+        return _config.DEFAULT_MAX_WORKERS
+
+    @classmethod
+    def auto_workers(cls, workers: _config.Auto, default: int) -> int | _config.Auto:
+        """What ``max_workers="auto"`` means here: the adaptive limit (``workers``) unless overridden.
+
+        Args:
+            workers: the auto setting (its cap).
+            default: :meth:`default_workers`' count.
+        """
+        return workers
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, (module, class_name) in CLASSES.items():
+            if (cls.__module__, cls.__qualname__) == (f"{__package__}.{module}", class_name):
+                cls.name = name
 
     def __init__(self, settings: Settings | None = None) -> None:
         if settings is None:
@@ -222,14 +259,14 @@ class Strategy:
         fn = self.adapt(task)
         margin = self.settings.deadline_margin_ms
         workers = self.settings.max_workers
-        limiter = None
+        meter = None
         if isinstance(workers, _config.Auto) and self.concurrent:
-            from .._limiter import limiter_for
+            from .._limiter import Meter, limiter_for  # loaded only under auto: cold starts stay short
 
             # What it learned persists across warm calls, per task and strategy; new settings reset it.
-            limiter = limiter_for(task, self.name, workers, self.settings)
+            meter = Meter(limiter_for(task, self.name, workers, self.settings))
         return Run(fn, items, collect=collect, deadline=deadline_of(context, margin), margin_ms=margin,
-                   groups=groups, check=check, stop_on_failure=stop_on_failure, limiter=limiter)
+                   groups=groups, check=check, stop_on_failure=stop_on_failure, meter=meter)
 
     def run(self, run: Run) -> Results:
         """Drive ``run`` to its end on this thread and return :meth:`Run.finish`'s results."""
@@ -330,8 +367,6 @@ def _logged(settings: Settings, run: Run, results: Results) -> Results:
 
 
 def _refuse_running_loop() -> None:
-    import sys
-
     aio = sys.modules.get("asyncio")
     if aio is None:
         return  # no loop can be running if asyncio was never imported

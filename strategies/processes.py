@@ -7,6 +7,8 @@ import threading
 import time
 from itertools import islice
 
+from .. import _config
+from .._procpool.cpus import vcpus
 from .._procpool.pickling import Killed, WorkerError, pickled_task
 from .._procpool.pool import ChunkSizer, Lease, get_pool
 from .._errors import DeadlineExceeded
@@ -97,7 +99,19 @@ class ProcessesStrategy(Strategy):
     throttling, and these items are bound by CPU.
     """
 
-    name = "processes"
+    runs_in_processes = True
+
+    @classmethod
+    def default_workers(cls, environ) -> int:
+        """The vCPUs the function really has (:func:`~lambda_fanout._procpool.vcpus`), its memory read from ``environ``."""
+        memory = _config.resolve_int(None, argument="memory_mb", env=_config.ENV_LAMBDA_MEMORY_SIZE, default=None,
+                                     minimum=128, maximum=10240, environ=environ)
+        return vcpus(memory)
+
+    @classmethod
+    def auto_workers(cls, workers, default: int) -> int:
+        """The vCPUs too, within auto's cap: the adaptive limit follows a service's throttling, these items are CPU-bound."""
+        return min(workers.cap, default)
 
     def adapt(self, task) -> Remote:
         """The callable that runs ``task`` in a worker process, one item per call.
@@ -114,7 +128,7 @@ class ProcessesStrategy(Strategy):
 
     def _drive(self, run: Run) -> None:
         lease = Lease(get_pool(), self.max_workers, run.wait_timeout)
-        run.on_stop = lease.stop  # a cancelled amap: the workers stop before their next item
+        run.add_stop_hook(lease.stop)  # a cancelled amap: the workers stop before their next item
         if run.groups is None:
             sizer = ChunkSizer()
             size, work = sizer.size, self._send

@@ -14,7 +14,6 @@ class SequentialStrategy(Strategy):
     stops waiting at the margin, and the ledger reports the item.
     """
 
-    name = "sequential"
     concurrent = False
 
     def __init__(self, settings=None) -> None:

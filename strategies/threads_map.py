@@ -5,7 +5,6 @@ from __future__ import annotations
 from concurrent.futures import TimeoutError as FuturesTimeout
 from itertools import islice
 
-from .. import _limiter
 from .._run import Run
 from .base import WINDOW_PER_WORKER, CallPool, Strategy
 
@@ -23,17 +22,15 @@ class ThreadsMapStrategy(Strategy):
     refill until the deadline: what was not started by then is reported as such.
     """
 
-    name = "threads-map"
-
     def _drive(self, run: Run) -> None:
         fixed = self.max_workers * WINDOW_PER_WORKER
-        limiter = run.limiter
+        meter = run.meter
         # Under auto each window is the limit (at least MIN_AUTO_WINDOW), sized as it is
         # queued; with two queued, up to twice the limit may run, never more than the
         # pool (auto's cap). Jobs complete on the pool's threads, so they are timed there.
-        size = (lambda: fixed) if limiter is None else (lambda: max(limiter.limit, MIN_AUTO_WINDOW))
-        if limiter is not None:
-            run.fn = _limiter.metered(run.fn, limiter)
+        size = (lambda: fixed) if meter is None else (lambda: max(meter.limit, MIN_AUTO_WINDOW))
+        if meter is not None:
+            run.wrap_task(meter.timed)
         execute = run.execute
         jobs = run.jobs
         with CallPool(run, self.max_workers, "fanout") as pool:

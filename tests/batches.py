@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lambda_fanout
+import xproc
 from lambda_fanout_dev.events import (  # noqa: F401
     BUILDERS, EVENTS_DIR, KAFKA_OFFSET, KINESIS_SEQUENCE, dynamodb, identifier, kafka, kafka_records, kinesis,
     position_of, records, sample, sqs,
@@ -14,7 +15,5 @@ def failing_handler(bad: set, log=None, delay: float = 0.0) -> lambda_fanout.Tas
 
     For the processes strategy ``log`` must be an ``xproc.Log`` (a list stays in the caller).
     """
-    import xproc
-
     handler = xproc.Failing(bad, log, delay)
     return lambda_fanout.Task(handler.sync_fn, handler.async_fn)

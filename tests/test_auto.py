@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lambda_fanout
+import xproc
+from xproc import make_task
 from lambda_fanout import _limiter
-from fakes import make_task
 
 
 @pytest.fixture(params=[s for s in lambda_fanout.STRATEGIES if s not in ("sequential", "processes")])
@@ -198,3 +199,104 @@ def test_bad_auto_fails_at_init_naming_it(monkeypatch):
     monkeypatch.setenv("FANOUT_MAX_WORKERS", "auto:many")
     with pytest.raises(lambda_fanout.ConfigError, match="FANOUT_MAX_WORKERS.*'auto:many'"):
         lambda_fanout.get_strategy("threads")
+
+
+# -- failures auto has to classify ---------------------------------------------------------
+
+AUTO_STRATEGIES = ["threads", "threads-map", "asyncio"]
+
+
+@pytest.mark.parametrize("strategy", AUTO_STRATEGIES)
+def test_auto_odd_exception_properties_fail_the_item(strategy):
+    """README: errors="collect" gives "one lambda_fanout.Outcome per item read"; Throttling: auto reads
+    a signal from ".response of botocore's shape, .status, .status_code". An exception whose
+    property raises is just a failure of its item, not of the call.
+    """
+    out = lambda_fanout.map(xproc.odd_failure, range(8), strategy=strategy, max_workers="auto:4",
+                            errors="collect")
+    assert [o.ok for o in out] == [True, True, True, False, True, False, True, True]
+
+
+@pytest.mark.parametrize("strategy", AUTO_STRATEGIES)
+def test_auto_cyclic_cause_is_not_a_hang(strategy):
+    """An exception whose __cause__ chain is a cycle is classified in bounded time."""
+    out = lambda_fanout.map(xproc.cyclic_failure, range(4), strategy=strategy, max_workers="auto",
+                            errors="collect")
+    assert [o.ok for o in out] == [True, False, True, True]
+
+
+def test_auto_batch_odd_exception_reported_as_record_failure():
+    """README (batches): partial failures "with correct partial-failure responses"; a record is
+    always either processed or reported failed. Under FANOUT_MAX_WORKERS=auto the record
+    whose exception has a raising .response property is reported in batchItemFailures.
+    """
+    from lambda_fanout_dev import events
+
+    event = events.sqs(6)
+    reply = lambda_fanout.process_batch(event, xproc.batch_odd, strategy="threads", max_workers="auto")
+    assert reply == {"batchItemFailures": [{"itemIdentifier": event["Records"][2]["messageId"]}]}
+
+
+def test_auto_concurrent_calls_keep_their_throttled_count(monkeypatch, capsys):
+    """README (metrics): "One EMF line on stdout per map ... call": "Throttled the throttling signals seen";
+    auto: "Two concurrent calls of the same task and strategy share one limiter". Call A is
+    throttled once; call B of the same task starts while A runs; A's line counts it.
+    """
+    monkeypatch.setenv("FANOUT_METRICS", "on")
+    _limiter.forget()
+    xproc.B_STARTED.clear()
+    out = {}
+    a = threading.Thread(target=lambda: out.setdefault("A", lambda_fanout.map(
+        xproc.shared_task, [("A", 0), ("A", 1)], strategy="threads", max_workers="auto:4", errors="collect")))
+    a.start()
+    end = time.monotonic() + 5
+    while time.monotonic() < end:
+        learned = _limiter.learned(xproc.shared_task, "threads")
+        if learned is not None and learned.throttled >= 1:
+            break
+        time.sleep(0.005)
+    lambda_fanout.map(xproc.shared_task, [("B", 0)], strategy="threads", max_workers="auto:4")
+    a.join(10)
+    assert not out["A"][0].ok and out["A"][1].ok
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert sorted(line["Items"] for line in lines) == [1, 2]
+    a_line = next(line for line in lines if line["Items"] == 2)
+    assert a_line["Throttled"] >= 1, a_line
+
+
+# -- the limit within [1, cap] -----------------------------------------------------------------
+
+@pytest.mark.parametrize("strategy", ["sequential", "threads", "threads-map", "asyncio"])
+def test_auto_limit_within_cap_when_tasks_fail_hang_and_throttle(strategy, fake_context):
+    """Promise (Adaptive concurrency): "The limit stays within [1, cap] ... threads-map ...
+    may run up to twice the limit, never more than the cap"; every item read ends exactly once."""
+    from lambda_fanout import DeadlineExceeded
+
+    _limiter.forget()
+    xproc.GAUGE.__init__()
+    items = list(range(400))
+    got = lambda_fanout.map(xproc.rough, items, strategy=strategy, max_workers="auto:8", errors="collect",
+                            context=fake_context(1500))
+    assert xproc.GAUGE.peak <= 8
+    assert [o.index for o in got] == list(range(len(got)))
+    for o in got:
+        if o.ok:
+            assert o.value == o.index
+        elif not isinstance(o.error, DeadlineExceeded):
+            assert o.index % 7 == 0 or o.index % 11 == 0, o
+    limiter = _limiter.learned(xproc.rough, strategy)
+    if limiter is not None:
+        assert 1 <= limiter.limit <= 8 and all(1 <= limit <= 8 for _, limit in limiter.history)
+
+
+@pytest.mark.parametrize("strategy", ["threads", "threads-map", "asyncio"])
+def test_auto_very_fast_tasks(strategy):
+    """Promise (Adaptive concurrency): under auto, results in input order, limit within
+    [1, cap], very fast tasks timed one in a stride."""
+    _limiter.forget()
+    xproc.GAUGE.__init__()
+    got = lambda_fanout.map(xproc.fast, range(20_000), strategy=strategy, max_workers="auto:4")
+    assert list(got) == [i * 2 for i in range(20_000)]
+    assert xproc.GAUGE.peak <= 4
+    limiter = _limiter.learned(xproc.fast, strategy)
+    assert 1 <= limiter.limit <= 4

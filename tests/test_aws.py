@@ -106,7 +106,7 @@ def test_client_settings(aws_endpoint, monkeypatch):
     assert aws.client_settings(8)["max_pool_connections"] == aws.POOL_FLOOR
 
 
-@pytest.mark.parametrize("value", ["0", "-2", "soon", ""])
+@pytest.mark.parametrize("value", ["0", "-2", "soon", "", "\u0663", "\uff11\uff16", "1_0", "\u20073"])
 def test_bad_timeout_setting(monkeypatch, value):
     monkeypatch.setenv(aws.ENV_READ_TIMEOUT_S, value)
     with pytest.raises(lambda_fanout.ConfigError, match=aws.ENV_READ_TIMEOUT_S):

@@ -9,6 +9,7 @@ User-Agent header.
 from __future__ import annotations
 
 import datetime
+import os
 import re
 import string
 
@@ -359,7 +360,7 @@ def test_lean_profile_settings(aws_endpoint, ddb_table, monkeypatch):
     assert submit(no_key(aws.clients("dynamodb", profile="default"))).result() is ParamValidationError
 
 
-@pytest.mark.parametrize("value", ["Lean", "fast", "1", ""])
+@pytest.mark.parametrize("value", ["Lean\u00a0", "fast", "1", ""])
 def test_bad_client_profile_setting(monkeypatch, value):
     monkeypatch.setenv(lambda_fanout._config.ENV_AWS_CLIENT, value)
     with pytest.raises(lambda_fanout.ConfigError, match=lambda_fanout._config.ENV_AWS_CLIENT) as raised:
@@ -398,3 +399,41 @@ def test_lean_leaves_parameter_checks_to_the_service(aws_endpoint, s3_bucket, dd
         aws.clients("s3").sync.get_object(Bucket=s3_bucket, Key="")
     assert "ListBucketResult" in aws.clients("s3", profile="lean").sync.get_object(
         Bucket=s3_bucket, Key="")["Body"].read().decode()
+
+
+# -- beside an older botocore ------------------------------------------------------------------
+
+OLDEST_VENV = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".venv-botocore-oldest")
+
+
+def test_the_helpers_run_beside_the_oldest_botocore_claimed(aws_endpoint, s3_bucket, ddb_table):
+    """Installed without the aws extra next to botocore 1.34 (a Lambda runtime's own): same results, one warning."""
+    import json
+    import subprocess
+    import sys
+
+    import staging
+    from lambda_fanout import _botocore
+
+    python = os.path.join(OLDEST_VENV, "bin", "python")
+    if not os.path.exists(python):
+        pytest.skip(f"{OLDEST_VENV} is built by ./build.sh test (from requirements/botocore-oldest.txt)")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": staging.python_dir(),
+           **aws_endpoint.environ()}
+    program = os.path.join(os.path.dirname(os.path.abspath(__file__)), "aws_helpers_program.py")
+    proc = subprocess.run([python, program, s3_bucket, ddb_table], env=env, cwd="/", capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert out["botocore"].split(".")[:2] == _botocore.OLDEST_BOTOCORE.split("."), out["botocore"]
+    for strategy, seen in out["strategies"].items():
+        keys = [f"{strategy}/k{i}" for i in range(6)]
+        assert seen["bodies"] == keys and seen["etags_match"], strategy
+        assert seen["sizes"] == [len(k) for k in keys], strategy
+        assert seen["items"] == [{"pk": {"S": k}, "n": {"N": str(i)}} for i, k in enumerate(keys)], strategy
+    assert sorted(out["strategies"]) == ["processes", "sequential", "threads", "threads-map"]
+    assert out["listed"] == 24
+    (warning,) = out["warnings"]  # one, however many clients and calls
+    assert warning.startswith(f"RuntimeWarning: lambda_fanout.aws: botocore {out['botocore']} has no "
+                              "botocore.context"), warning
+    assert f"tested with botocore {_botocore.OLDEST_BOTOCORE} and newer" in warning, warning

@@ -10,6 +10,7 @@ import batches
 from batches import failing_handler, position_of
 import lambda_fanout
 from lambda_fanout import batch as batch_module
+from lambda_fanout._errors import kind
 from lambda_fanout.batch import BatchError, SkippedAfterFailure
 import xproc
 
@@ -197,6 +198,77 @@ def test_malformed_events_say_what_is_wrong(event, fragment, unknown):
             assert shape in msg
     else:
         assert len(msg) < 200, msg
+    assert ran == []
+
+
+@pytest.mark.parametrize("event, says", [
+    ([{"messageId": "1"}], "Supported event shapes"),
+    ({"eventSource": "aws:kafka", "records": {"t-0": [{"offset": "7"}]}}, "integer 'offset'"),
+    ({"eventSource": "aws:kafka", "records": [{"offset": 7}]}, "expected an object mapping"),
+    ({"Records": [{"eventSource": "aws:sqs", "messageId": "a"}, {"eventSource": "aws:kinesis"}]}, "mixes"),
+    ({"Records": [{"eventSource": "aws:kinesis", "kinesis": {}}]}, "kinesis.sequenceNumber"),
+])
+def test_batch_malformed_events_named(event, says):
+    """README (batches): "An event of no known shape, an empty or mixed batch, a non-object record or a record
+    without its identifier raises ValueError before any record runs, saying what is wrong"."""
+    ran = []
+    with pytest.raises(ValueError, match=says):
+        lambda_fanout.process_batch(event, ran.append, strategy="threads")
+    assert ran == []
+
+
+def _with(event: dict, index: int, path: tuple, value) -> dict:
+    record = event["Records"][index]
+    for key in path[:-1]:
+        record = record[key]
+    record[path[-1]] = value
+    return event
+
+
+@pytest.mark.parametrize("value", [["a"], {"k": "v"}, 7])
+@pytest.mark.parametrize("build,path,field", [
+    (lambda: batches.kinesis(3, ["a", "b", "c"]), ("kinesis", "partitionKey"), "kinesis.partitionKey"),
+    (lambda: batches.sqs(3, ["g", "g", "h"]), ("attributes", "MessageGroupId"), "attributes.MessageGroupId"),
+    (lambda: batches.sqs(3), ("eventSourceARN",), "eventSourceARN"),
+    (lambda: batches.sqs(3), ("messageId",), "messageId"),
+    (lambda: batches.kinesis(3), ("kinesis", "sequenceNumber"), "kinesis.sequenceNumber"),
+    (lambda: batches.dynamodb(3), ("dynamodb", "SequenceNumber"), "dynamodb.SequenceNumber"),
+    (lambda: batches.sample("s3"), ("s3", "object", "key"), "s3.object.key"),
+    (lambda: batches.sample("sns"), ("Sns", "MessageId"), "Sns.MessageId"),
+])
+def test_a_value_where_a_string_belongs_is_refused_before_any_record_runs(strategy_name, log, build, path, field,
+                                                                          value):
+    """A list or object where AWS sends a string is the documented ValueError, naming the record and field."""
+    event = build()
+    index = len(event["Records"]) - 1
+    _with(event, index, path, value)
+    with pytest.raises(ValueError) as info:
+        lambda_fanout.process_batch(event, failing_handler(set(), log), strategy=strategy_name)
+    assert list(log) == [], "nothing runs"
+    msg = str(info.value)
+    assert f"record #{index} has {kind(value)} as {field}, expected a string; nothing was processed" in msg, msg
+    assert "Check the event comes from" in msg, msg
+
+
+@pytest.mark.parametrize("value", [["aws:sqs"], {"source": "aws:sqs"}, 3])
+def test_an_event_source_that_is_not_a_string_is_refused(strategy_name, value):
+    event = batches.sqs(2)
+    for record in event["Records"]:
+        record["eventSource"] = value
+    ran: list = []
+    with pytest.raises(ValueError) as info:
+        lambda_fanout.process_batch(event, ran.append, strategy=strategy_name)
+    assert f"record #0 has {kind(value)} as its eventSource, expected a string such as 'aws:sqs'" in str(info.value)
+    assert ran == []
+
+
+@pytest.mark.parametrize("value", [["id-1"], {"id": "1"}])
+def test_an_eventbridge_id_that_is_not_a_string_is_refused(value):
+    event = batches.sample("eventbridge")
+    event["id"] = value
+    ran: list = []
+    with pytest.raises(ValueError, match=f"has {kind(value)} as its 'id', expected a string; nothing was processed"):
+        lambda_fanout.process_batch(event, ran.append)
     assert ran == []
 
 

@@ -199,6 +199,51 @@ def test_the_noise_control_raises_the_bar_for_a_gain():
     assert table[-1][0] == "threads (noise control)" and table[0][5].endswith("~")
 
 
+def fixed_row(impl, data, *, cpu=0.1, workers=None, check="ok", check_ok=True, kind="strategy"):
+    """A latency row with the given rounds, as written, rather than drawn around a centre."""
+    return {"section": "main", "workload": "latency", "impl": impl, "kind": kind, "workers": workers,
+            "items": 100, "profile": None, "control": False, "data": list(data), "cpu_ms_per_item": cpu,
+            "check": check, "check_ok": check_ok}
+
+
+SEQ = [1.00, 1.01, 0.99, 1.00, 1.02, 0.98, 1.00, 1.01]
+
+
+def test_bench_never_recommends_a_wrong_result():
+    """README (bench): the report shows "whether the result was right" and "recommends a strategy per
+    workload". A strategy whose results were wrong (here: threads, 3 records missing) is
+    no recommendation at all, however fast it ran."""
+    rows = [fixed_row("sequential", SEQ, cpu=0.05),
+            fixed_row("threads", [x / 10 for x in SEQ], workers=16, check="WRONG: 3 records missing",
+                      check_ok=False),
+            fixed_row("asyncio", [x / 4 for x in SEQ], workers=16, cpu=0.2)]
+    pick, text = report.choose(rows)
+    assert pick["impl"] != "threads", text
+
+
+def test_bench_keep_sequential_claim_holds_for_every_strategy():
+    """README: "Two rows differ measurably only when the 95% bootstrap confidence interval ... lies wholly
+    beyond the workload's noise floor". choose() says of sequential "every other strategy is
+    measurably slower" only when it is so; here asyncio's median is slower but its interval
+    overlaps 1x."""
+    noisy = [0.5, 0.6, 1.6, 1.7, 1.15, 1.2, 0.55, 1.65]  # median 1.175
+    rows = [fixed_row("sequential", SEQ), fixed_row("threads", [x * 1.1 for x in SEQ], workers=16),
+            fixed_row("asyncio", noisy, workers=16)]
+    assert not stats.ratio(noisy, SEQ).measurable  # the data: asyncio is not measurably slower
+    pick, text = report.choose(rows)
+    assert pick["impl"] == "sequential"
+    assert "every other strategy is measurably slower" not in text, text
+
+
+def test_bench_processes_below_one_never_recommended():
+    """README: "The report keeps sequential wherever the speed-up is not measurable". processes at 0.8x
+    and threads within noise: sequential is kept."""
+    rows = [fixed_row("sequential", SEQ), fixed_row("processes", [x * 1.25 for x in SEQ], workers=2),
+            fixed_row("threads", [x * 1.01 for x in SEQ], workers=16)]
+    pick, text = report.choose(rows)
+    assert pick["impl"] == "sequential" and "no measurable difference" in text
+
+
 def test_a_new_strategy_appears_in_the_table_and_can_win():
     rows = [row("sequential", 1.0), row("threads", 0.5), row("processes", 0.2)]
     table = report.workload_table(rows, 1024, "x86_64")

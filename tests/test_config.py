@@ -8,7 +8,7 @@ import batches
 import lambda_fanout
 
 
-@pytest.mark.parametrize("value", ["", "thread", "THREADS", "Threads", "gevent", " threads", "asyncio "])
+@pytest.mark.parametrize("value", ["", "thread", "THREAD", "gevent", "threads\u00a0", "\tasyncio", " "])
 def test_bad_strategy_env(monkeypatch, value):
     monkeypatch.setenv("FANOUT_STRATEGY", value)
     with pytest.raises(lambda_fanout.ConfigError) as info:
@@ -86,7 +86,7 @@ def test_task_needs_a_form():
 @pytest.mark.parametrize("var,value,fragment", [
     ("FANOUT_FIFO_ON_FAILURE", "stop", "'group', 'batch'"),
     ("FANOUT_FIFO_ON_FAILURE", "", "empty"),
-    ("FANOUT_FIFO_ON_FAILURE", "Batch", "Did you mean 'batch'"),
+    ("FANOUT_FIFO_ON_FAILURE", "Batches", "Did you mean 'batch'"),
     ("FANOUT_RAISE_ON_ALL_FAILED", "maybe", "'on', 'off'"),
     ("FANOUT_RAISE_ON_ALL_FAILED", "2", "'on', 'off'"),
 ])
@@ -96,6 +96,84 @@ def test_bad_batch_settings_env(monkeypatch, var, value, fragment):
     with pytest.raises(lambda_fanout.ConfigError) as info:
         lambda_fanout.process_batch(batches.sqs(2), ran.append)
     assert var in str(info.value) and repr(value) in str(info.value) and fragment in str(info.value)
+    assert ran == []
+
+
+CHOICE_VARIABLES = {
+    # variable: (a spelling of a choice, what it resolves to, where to look)
+    "FANOUT_STRATEGY": ("THREADS", "threads", "strategy"),
+    "FANOUT_FIFO_ON_FAILURE": ("BATCH", "batch", "fifo_on_failure"),
+    "FANOUT_LOG_FAILURES": ("Type-Only", "type-only", "log_failures"),
+    "FANOUT_METRICS": ("ON", True, "metrics"),
+    "FANOUT_RAISE_ON_ALL_FAILED": ("True", True, "raise_on_all_failed"),
+}
+
+
+@pytest.mark.parametrize("variable", sorted(CHOICE_VARIABLES))
+@pytest.mark.parametrize("around", [("", ""), (" ", ""), ("", "  "), (" ", " ")])
+def test_every_choice_variable_takes_any_case_with_spaces_around(variable, around):
+    spelled, meant, field = CHOICE_VARIABLES[variable]
+    value = around[0] + spelled + around[1]
+    assert getattr(lambda_fanout.Settings.resolve(environ={variable: value}), field) == meant
+
+
+@pytest.mark.parametrize("variable", sorted(CHOICE_VARIABLES) + ["FANOUT_AWS_CLIENT"])
+@pytest.mark.parametrize("around", [("\t", ""), ("", "\n"), ("\u00a0", ""), ("", "\u3000")])
+def test_every_choice_variable_refuses_other_spaces_around(variable, around):
+    # One rule: ASCII spaces around a value are ignored; tabs, line breaks and Unicode
+    # spaces are part of the value, which is then not one of the choices.
+    value = around[0] + CHOICE_VARIABLES.get(variable, ("lean",))[0] + around[1]
+    with pytest.raises(lambda_fanout.ConfigError) as info:
+        lambda_fanout.Settings.resolve(environ={variable: value})
+    assert f"environment variable {variable} must be one of" in str(info.value) and repr(value) in str(info.value)
+
+
+def test_the_aws_client_setting_takes_any_case_where_its_argument_is_exact(monkeypatch):
+    from lambda_fanout import aws
+
+    monkeypatch.setenv("FANOUT_AWS_CLIENT", " LEAN ")
+    assert aws.client_profile() == "lean"
+    lambda_fanout.Settings.resolve()  # checked with the others: accepted
+    with pytest.raises(lambda_fanout.ConfigError, match=r"argument profile= must be one of .* but got 'LEAN'"):
+        aws.client_profile("LEAN")
+
+
+@pytest.mark.parametrize("variable", ["FANOUT_AWS_READ_TIMEOUT_S", "FANOUT_AWS_CONNECT_TIMEOUT_S"])
+@pytest.mark.parametrize("value", ["\u0663", "\uff11\uff16", "1_0", "\u20073", "3\u3000", "3\n", "1e1", "inf", "nan",
+                                   "+3", "0x10", "3,5", "0", "0.0", "901"])
+def test_aws_timeouts_take_plain_ascii_decimal_seconds_only(monkeypatch, variable, value):
+    from lambda_fanout import aws
+
+    with pytest.raises(lambda_fanout.ConfigError) as info:
+        lambda_fanout.Settings.resolve(environ={variable: value})
+    assert f"environment variable {variable} must be a number of seconds above 0 and at most 900" in str(info.value)
+    assert repr(value) in str(info.value)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(lambda_fanout.ConfigError, match=variable):
+        aws.client_settings(8)
+
+
+@pytest.mark.parametrize("value,seconds", [("2.5", 2.5), (" 3 ", 3.0), ("900", 900.0), ("0.3", 0.3), ("07", 7.0)])
+def test_aws_timeouts_in_plain_digits(monkeypatch, value, seconds):
+    from lambda_fanout import aws
+
+    monkeypatch.setenv("FANOUT_AWS_READ_TIMEOUT_S", value)
+    monkeypatch.setenv("FANOUT_AWS_CONNECT_TIMEOUT_S", value)
+    assert aws.client_settings(8)["read_timeout"] == aws.client_settings(8)["connect_timeout"] == seconds
+
+
+def test_aws_settings_are_listed_with_the_others(monkeypatch):
+    monkeypatch.setenv("FANOUT_STRATEGY", "thread")
+    monkeypatch.setenv("FANOUT_AWS_CLIENT", "fast")
+    monkeypatch.setenv("FANOUT_AWS_CONNECT_TIMEOUT_S", "1_0")
+    monkeypatch.setenv("FANOUT_AWS_READ_TIMEOUT_S", "\u0663")
+    ran: list = []
+    with pytest.raises(lambda_fanout.ConfigError) as info:
+        lambda_fanout.process_batch(batches.sqs(2), ran.append)
+    lines = str(info.value).splitlines()
+    assert lines[0] == "4 settings are not valid:"
+    assert [line.split()[3] for line in lines[1:]] == ["FANOUT_STRATEGY", "FANOUT_AWS_CLIENT",
+                                                       "FANOUT_AWS_CONNECT_TIMEOUT_S", "FANOUT_AWS_READ_TIMEOUT_S"]
     assert ran == []
 
 
@@ -140,10 +218,20 @@ def test_every_bad_setting_in_one_error(monkeypatch):
     assert lines[0] == "3 settings are not valid:"
     assert [line.split()[3] for line in lines[1:]] == ["FANOUT_STRATEGY", "FANOUT_MAX_WORKERS", "FANOUT_METRICS"]
     assert "Did you mean 'threads'" in lines[1] and "'0'" in lines[2] and "'maybe'" in lines[3]
+    # The same lines as a list, without the "- " the message puts before each.
+    assert info.value.problems == [line[2:] for line in lines[1:]]
+
+
+def test_a_single_bad_setting_is_the_message_and_the_one_problem(monkeypatch):
+    monkeypatch.setenv("FANOUT_MAX_WORKERS", "0")
+    with pytest.raises(lambda_fanout.ConfigError) as info:
+        lambda_fanout.Settings.resolve()
+    assert info.value.problems == [str(info.value)]
+    assert str(info.value).startswith("environment variable FANOUT_MAX_WORKERS must be a whole number")
 
 
 def test_the_zero_code_handler_reports_three_bad_settings_at_once(tmp_path):
-    # The example of the issue: one deploy shows every mistake, as lambda_fanout.ConfigError.
+    # One deploy shows every mistake at once, as lambda_fanout.ConfigError.
     import os
     import subprocess
     import sys
@@ -152,7 +240,7 @@ def test_the_zero_code_handler_reports_three_bad_settings_at_once(tmp_path):
 
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": staging.python_dir(),
            "LAMBDA_TASK_ROOT": str(tmp_path), "FANOUT_STRATEGY": "thread", "FANOUT_MAX_WORKERS": "0",
-           "FANOUT_RECORD_HANDLER": "nope.fn"}
+           "FANOUT_RECORD_HANDLER": "nope.fn", "_HANDLER": "lambda_fanout.handler.handler"}
     proc = subprocess.run([sys.executable, "-c", "import lambda_fanout.handler"], env=env, cwd="/",
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0

@@ -287,3 +287,65 @@ def test_each_failure_gets_the_traceback_of_where_it_was_raised(caplog):
         text = "\n".join(r.traceback)
         here, there = ("even", "odd") if r.exceptionType == "KeyError" else ("odd", "even")
         assert f"# raised here: {here}" in text and f"# raised here: {there}" not in text
+
+
+# -- the ledger's own reports are told apart by who built them, never by their class ------
+
+def raises_deadline_with_data(record):
+    """A record handler that raises the public DeadlineExceeded itself, the record in its message."""
+    raise lambda_fanout.DeadlineExceeded(f"lookup of {SECRET} timed out", started=True, margin_ms=500)
+
+
+def raises_skipped_with_data(record):
+    raise lambda_fanout.SkippedAfterFailure(f"skipped {SECRET}", after=0)
+
+
+async def araises_deadline_with_data(record):
+    raises_deadline_with_data(record)
+
+
+async def araises_skipped_with_data(record):
+    raises_skipped_with_data(record)
+
+
+@pytest.mark.parametrize("raising", [
+    lambda_fanout.Task(raises_deadline_with_data, araises_deadline_with_data),
+    lambda_fanout.Task(raises_skipped_with_data, araises_skipped_with_data),
+], ids=["DeadlineExceeded", "SkippedAfterFailure"])
+def test_a_task_raising_our_exception_classes_is_logged_as_the_task_s(strategy_name, raising, caplog, capsys,
+                                                                      monkeypatch):
+    """Type-only logging drops the message of a task's DeadlineExceeded or SkippedAfterFailure,
+    even one carrying margin_ms or after: only the ledger's own reports are its own words."""
+    caplog.set_level(logging.ERROR)
+    monkeypatch.setenv(lambda_fanout.ENV_METRICS, "on")
+    out = lambda_fanout.process_batch(sqs_with_secrets(2), raising, strategy=strategy_name)
+    assert out == {"batchItemFailures": [{"itemIdentifier": "msg-00000"}, {"itemIdentifier": "msg-00001"}]}
+    lines = fanout_records(caplog)
+    assert len(lines) == 2
+    for line in lines:
+        assert not hasattr(line, "exceptionMessage")
+        assert "message not logged" in line.getMessage()
+    assert SECRET not in caplog.text
+    # Ran and failed: counted as failed, not as records the ledger never ran.
+    (doc,) = [json.loads(text) for text in capsys.readouterr().out.splitlines() if text.startswith("{")]
+    assert (doc["Failed"], doc["Unprocessed"]) == (2, 0)
+    with pytest.raises(lambda_fanout.TaskError) as info:
+        lambda_fanout.map(raising, ["x"], strategy=strategy_name)
+    assert str(info.value) == f"task failed on item #0: {type(info.value.__cause__).__name__}"
+
+
+def test_the_ledger_s_own_reports_stay_its_own_across_pickling():
+    import pickle
+
+    from lambda_fanout._errors import is_own_report
+
+    own = [lambda_fanout.DeadlineExceeded.not_started(500), lambda_fanout.DeadlineExceeded.did_not_finish(500),
+           lambda_fanout.SkippedAfterFailure.in_group(0), lambda_fanout.SkippedAfterFailure.in_batch(0)]
+    theirs = [lambda_fanout.DeadlineExceeded("x", started=True, margin_ms=500),
+              lambda_fanout.SkippedAfterFailure("x", after=0), ValueError("x")]
+    for error in own:
+        copy = pickle.loads(pickle.dumps(error))
+        assert is_own_report(error) and is_own_report(copy)
+        assert (type(copy), copy.args) == (type(error), error.args)
+    for error in theirs:
+        assert not is_own_report(error) and not is_own_report(pickle.loads(pickle.dumps(error)))

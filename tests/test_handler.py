@@ -154,6 +154,20 @@ def test_load_builds_a_handler_per_configuration(task_root, monkeypatch):
         zero_code.load({**base, "FANOUT_STRATEGY": "thread"})
 
 
+def test_handler_init_unpicklable_record_handler_names_the_variable():
+    """README (batches): "The record handler, strategy and metrics settings are resolved at init: a missing
+    or wrong value fails the function at once with the variable and its value in the message."
+    A record handler that processes cannot pickle (a lambda) is such a wrong value.
+    """
+    env = {**os.environ, **AS_HANDLER, "FANOUT_STRATEGY": "processes", "FANOUT_RECORD_HANDLER": "xproc.lambda_record",
+           "PYTHONPATH": os.path.dirname(__file__)}
+    proc = subprocess.run([sys.executable, "-c", "import lambda_fanout.handler"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode != 0 and "ConfigError" in proc.stderr
+    assert "FANOUT_RECORD_HANDLER" in proc.stderr and "xproc.lambda_record" in proc.stderr, \
+        proc.stderr.splitlines()[-1]
+
+
 @pytest.mark.parametrize("self_managed", [False, True], ids=["msk", "self-managed"])
 def test_kafka_batch_through_the_zero_code_handler(task_root, strategy_name, self_managed):
     event = batches.kafka(8, [0, 1, 0, 1, 0, 1, 0, 1], self_managed=self_managed)

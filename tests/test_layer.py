@@ -237,7 +237,7 @@ def test_zero_code_handler_under_the_runtime_client(attached, strategy, s3_bucke
     from lambda_fanout_dev import emf, events
 
     env = {"FANOUT_RECORD_HANDLER": "records.process", "FANOUT_STRATEGY": strategy, "FANOUT_MAX_WORKERS": "4",
-           **aws_endpoint.environ()}
+           "FANOUT_METRICS": "on", **aws_endpoint.environ()}
     sources = {"sqs": events.sqs(12), "fifo": events.fifo(12), "kinesis": events.kinesis(12),
                "ddb": events.dynamodb(12)}
     stored = set()
@@ -254,6 +254,7 @@ def test_zero_code_handler_under_the_runtime_client(attached, strategy, s3_bucke
             assert len(docs) == 1 and not emf.problems(docs[0]), (name, inv.logs)
             # FIFO: record 0 fails and holds back 4 and 8 of its group, which count as not run.
             ran_and_failed = 1 if name == "fifo" else 3
+            assert docs[0]["FunctionName"] == fn.function_name, docs[0]
             assert (docs[0]["Strategy"], docs[0]["Items"], docs[0]["Succeeded"], docs[0]["Failed"],
                     docs[0]["Unprocessed"]) == (strategy, 12, 9, ran_and_failed, 3 - ran_and_failed), docs[0]
             logs += inv.logs
@@ -336,7 +337,7 @@ def test_bad_setting_fails_init_naming_the_variable(attached, tmp_path):
         assert fn.proc.wait(10) != 0
 
 
-# -- a function's own `strategies` never meets the layer's (issue: strategies at the top level) ------
+# -- a function's own top-level `strategies` package never meets the layer's ------------------------
 
 OWN_STRATEGIES = textwrap.dedent('''
     WHO = "the function's own WHAT"

@@ -9,6 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import lambda_fanout
+import xproc
 from lambda_fanout import ConfigError, Settings
 from lambda_fanout import _config, _limiter
 from lambda_fanout._config import Auto, pool_size
@@ -46,6 +48,23 @@ def test_bad_auto_names_the_variable_the_value_and_the_choices(monkeypatch, raw)
     message = str(err.value)
     assert "FANOUT_MAX_WORKERS" in message and repr(raw) in message
     assert "'auto'" in message and "'auto:N'" in message and "1024" in message
+
+
+@pytest.mark.parametrize("raw", ["auto:0", "auto:", "auto:1025", "auto:-1", "auto:1.5", "auto8", "auto:８",
+                                 "auto:8:2", "autox"])
+def test_auto_parsing_rejects_bad_caps(raw, monkeypatch):
+    """README: a wrong value "fails ... at once with the variable and its value in the message"."""
+    monkeypatch.setenv("FANOUT_MAX_WORKERS", raw)
+    with pytest.raises(ConfigError) as info:
+        lambda_fanout.get_strategy("threads")
+    assert "FANOUT_MAX_WORKERS" in str(info.value) and repr(raw) in str(info.value)
+
+
+def test_auto_object_cap_is_validated():
+    """_config.resolve_workers: "Raises: ConfigError: anything else, naming the source, repeating the value
+    and listing what is accepted." An Auto(cap=0) is not accepted as is."""
+    with pytest.raises(ConfigError):
+        lambda_fanout.map(xproc.identity, range(4), strategy="threads", max_workers=Auto(0))
 
 
 def test_bad_argument_is_named_as_an_argument():

@@ -166,6 +166,16 @@ def test_bad_sample_specs_say_what_is_accepted(spec, fragment):
         events.from_spec(spec)
 
 
+def test_invoke_event_spec_superscript_count():
+    """README (invoke): a generated sample is KIND:N; bad input gets "a clear error: what was wrong,
+    what was expected". load_event's other bad counts say "N must be a whole number from 1 to 10000",
+    and so does a count written in superscript digits."""
+    from lambda_fanout_dev.invoke import load_event
+
+    with pytest.raises(ValueError, match="N must be a whole number"):
+        load_event("sqs:²")
+
+
 def test_emf_checks_follow_the_specification(monkeypatch):
     from lambda_fanout import _metrics
 

@@ -13,7 +13,7 @@ import pytest
 import lambda_fanout
 import xproc
 from lambda_fanout import _procpool
-from fakes import Boom, make_task
+from xproc import TaskBoom, make_task
 from lambda_fanout.strategies.base import WINDOW_PER_WORKER
 
 
@@ -42,7 +42,7 @@ def test_collect_outcomes_carry_index_item_value_error(strategy_name):
     assert [o.item for o in got] == items
     assert [o.ok for o in got] == [True, False, True]
     assert got[0].value == 11 and got[0].error is None
-    assert got[1].value is None and isinstance(got[1].error, Boom)
+    assert got[1].value is None and isinstance(got[1].error, TaskBoom)
 
 
 def test_raise_stops_new_items_after_a_failure(strategy_name, tmp_path):
@@ -102,7 +102,7 @@ def test_huge_generator_is_not_materialised(strategy_name):
     fail_on_first = xproc.boom
 
     async def afail(i):
-        raise Boom("stop")
+        raise TaskBoom("stop")
 
     reads = []
 

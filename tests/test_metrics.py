@@ -111,15 +111,50 @@ def test_deadline_counts_as_unprocessed(metrics_on, capsys, fake_context, monkey
     assert (doc["Items"], doc["Succeeded"], doc["Failed"], doc["Unprocessed"]) == (10, 2, 0, 8)
 
 
-def test_off_by_default_outside_lambda_on_inside(monkeypatch, capsys):
-    lambda_fanout.map(abs, [1], strategy="sequential")
+def test_off_by_default_inside_lambda_and_out(strategy_name, monkeypatch, capsys):
+    # Custom metrics cost money: nobody gets them without turning them on.
+    lambda_fanout.map(SAFE, [1], strategy=strategy_name)
     assert emf_lines(capsys.readouterr().out) == []
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "my-function")
-    lambda_fanout.map(abs, [1], strategy="sequential")
+    lambda_fanout.map(SAFE, [1], strategy=strategy_name)
+    lambda_fanout.process_batch(batches.sqs(2), lambda_fanout.Task(_fail_none, _afail_none), strategy=strategy_name)
+    assert emf_lines(capsys.readouterr().out) == []
+    monkeypatch.setenv("FANOUT_METRICS", "on")
+    lambda_fanout.map(SAFE, [1], strategy=strategy_name)
     assert len(emf_lines(capsys.readouterr().out)) == 1
     monkeypatch.setenv("FANOUT_METRICS", "off")
-    lambda_fanout.map(abs, [1], strategy="sequential")
+    lambda_fanout.map(SAFE, [1], strategy=strategy_name)
     assert emf_lines(capsys.readouterr().out) == []
+
+
+def _fail_none(record):
+    return record["messageId"]
+
+
+async def _afail_none(record):
+    return _fail_none(record)
+
+
+SAFE = lambda_fanout.Task(_maybe_fail, _amaybe_fail)  # never fails on 1 or 2
+
+
+def test_each_function_has_its_own_series(strategy_name, metrics_on, monkeypatch, capsys):
+    """In Lambda every line carries the function's name beside the strategy, as one dimension set."""
+    for name in ("orders-fn", "billing-fn"):
+        monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", name)
+        lambda_fanout.map(SAFE, [1, 2], strategy=strategy_name)
+        lambda_fanout.process_batch(batches.sqs(2), lambda_fanout.Task(_fail_none, _afail_none),
+                                    strategy=strategy_name)
+        docs = emf_lines(capsys.readouterr().out)
+        assert len(docs) == 2
+        for doc in docs:
+            check_emf(doc)
+            assert doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["FunctionName", "Strategy"]]
+            assert (doc["FunctionName"], doc["Strategy"]) == (name, strategy_name)
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME")  # outside Lambda: no function, the strategy alone
+    lambda_fanout.map(SAFE, [1], strategy=strategy_name)
+    (doc,) = emf_lines(capsys.readouterr().out)
+    assert doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Strategy"]] and "FunctionName" not in doc
 
 
 @pytest.mark.parametrize("value", ["", "2", "maybe", "enabled", "o n"])
@@ -143,3 +178,38 @@ def test_bad_namespace(monkeypatch):
     monkeypatch.setenv("FANOUT_METRICS_NAMESPACE", " ")
     with pytest.raises(lambda_fanout.ConfigError, match="FANOUT_METRICS_NAMESPACE"):
         lambda_fanout.map(abs, [1])
+
+
+@pytest.mark.parametrize("value,wrong", [
+    ("AWS/Lambda", "'AWS/' is kept for AWS's own services"),
+    ("AWS/", "'AWS/' is kept for AWS's own services"),
+    (":Fanout", "it starts with ':'"),
+    ("Fan\u00f6ut", "not printable ASCII"),
+    ("\u0424anout", "not printable ASCII"),
+    ("My\x07App", "not printable ASCII"),
+    ("My\nApp", "not printable ASCII"),
+    ("MyApp\t", "not printable ASCII"),
+    ("MyApp\x7f", "not printable ASCII"),
+    ("N" * 256, "it has 256 characters"),
+    ("", "it is blank"),
+])
+def test_a_namespace_cloudwatch_refuses_is_refused(strategy_name, monkeypatch, capsys, value, wrong):
+    # CloudWatch's rule (PutMetricData's Namespace): 1 to 255 ASCII characters, no control
+    # character, no leading ':'; 'AWS/' is reserved. Such a line's metrics would be lost silently.
+    monkeypatch.setenv("FANOUT_METRICS", "on")
+    monkeypatch.setenv("FANOUT_METRICS_NAMESPACE", value)
+    with pytest.raises(lambda_fanout.ConfigError) as info:
+        lambda_fanout.map(abs, [1], strategy=strategy_name)
+    msg = str(info.value)
+    assert "FANOUT_METRICS_NAMESPACE must be a CloudWatch namespace" in msg and repr(value) in msg, msg
+    assert wrong in msg, msg
+    assert emf_lines(capsys.readouterr().out) == []
+
+
+@pytest.mark.parametrize("value", ["MyApp/Fanout", "aws-team/fanout", "A:B", "my app (prod)", "N" * 255, "x"])
+def test_a_namespace_cloudwatch_takes_is_used(monkeypatch, capsys, value):
+    monkeypatch.setenv("FANOUT_METRICS", "on")
+    monkeypatch.setenv("FANOUT_METRICS_NAMESPACE", value)
+    lambda_fanout.map(abs, [1], strategy="sequential")
+    (doc,) = emf_lines(capsys.readouterr().out)
+    assert doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == value

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-import proctasks
+import xproc
 from lambda_fanout import ConfigError, _procpool
 from lambda_fanout._procpool import ChunkSizer, Killed, ProcessPool, WorkerError
 
@@ -93,68 +93,68 @@ def test_real_cgroup_quota_gives_two_workers_at_1_7_cpus():
 # -- round trips ---------------------------------------------------------------------------
 
 def test_results_in_order_and_the_worker_is_reused(pool):
-    assert run(pool, proctasks.square, [1, 2, 3]) == [(True, 1), (True, 4), (True, 9)]
-    first = run(pool, proctasks.pid, [0])[0][1]
-    assert run(pool, proctasks.pid, [0])[0][1] == first != os.getpid()
+    assert run(pool, xproc.square, [1, 2, 3]) == [(True, 1), (True, 4), (True, 9)]
+    first = run(pool, xproc.pid, [0])[0][1]
+    assert run(pool, xproc.pid, [0])[0][1] == first != os.getpid()
     assert pool.started == 1
 
 
 def test_task_sent_again_only_when_it_changes(pool):
     worker = pool.acquire()
     try:
-        worker.call(task(proctasks.square), [2])
-        assert worker.task == task(proctasks.square)
-        assert worker.call(task(proctasks.square), [3])[0] == [(True, 9)]
+        worker.call(task(xproc.square), [2])
+        assert worker.task == task(xproc.square)
+        assert worker.call(task(xproc.square), [3])[0] == [(True, 9)]
         assert worker.call(task(functools.partial(pow, 2)), [5])[0] == [(True, 32)]
     finally:
         pool.release(worker, keep=1)
 
 
 def test_exception_comes_back_with_the_worker_traceback(pool):
-    (ok1, v1), (ok2, err) = run(pool, proctasks.fail_on_odd, [2, 3])
+    (ok1, v1), (ok2, err) = run(pool, xproc.fail_on_odd, [2, 3])
     assert (ok1, v1) == (True, 2)
     assert not ok2 and isinstance(err, ValueError) and str(err) == "odd item 3"
     assert "fail_on_odd" in str(err.__cause__) and "Traceback" in str(err.__cause__)
 
 
-@pytest.mark.parametrize("fn, kind", [(proctasks.interrupt_on, KeyboardInterrupt), (proctasks.exit_on, SystemExit)])
+@pytest.mark.parametrize("fn, kind", [(xproc.interrupt_on, KeyboardInterrupt), (xproc.exit_on, SystemExit)])
 def test_base_exception_ends_the_chunk(pool, fn, kind):
     results = run(pool, fn, [1, 2, 3, 4, 5])
     assert results[:2] == [(True, 1), (True, 2)]
     assert len(results) == 3 and isinstance(results[2][1], kind)
-    assert run(pool, proctasks.square, [4]) == [(True, 16)]  # the worker serves on
+    assert run(pool, xproc.square, [4]) == [(True, 16)]  # the worker serves on
 
 
 def test_stop_on_failure_runs_nothing_after_the_first_failure(pool):
     worker = pool.acquire()
     try:
-        results, _ = worker.call(task(proctasks.fail_on_odd), [2, 3, 4, 5], stop_on_failure=True)
+        results, _ = worker.call(task(xproc.fail_on_odd), [2, 3, 4, 5], stop_on_failure=True)
     finally:
         pool.release(worker, keep=4)
     assert results[0] == (True, 2) and len(results) == 2 and isinstance(results[1][1], ValueError)
 
 
 def test_unpicklable_item_fails_alone(pool):
-    results = run(pool, proctasks.identity, [1, threading.Lock(), 3])
+    results = run(pool, xproc.identity, [1, threading.Lock(), 3])
     assert results[0] == (True, 1) and results[2] == (True, 3)
     assert not results[1][0] and "cannot be pickled" in str(results[1][1])
 
 
 def test_unpicklable_result_and_exception_are_reported(pool):
-    (ok, err), = run(pool, proctasks.unpicklable_result, [0])
+    (ok, err), = run(pool, xproc.unpicklable_result, [0])
     assert not ok and "cannot be pickled back" in str(err)
-    (ok, err), = run(pool, proctasks.raise_needs_two, [0])
+    (ok, err), = run(pool, xproc.raise_needs_two, [0])
     assert not ok and isinstance(err, WorkerError) and "NeedsTwo" in str(err)
 
 
 def test_worker_that_exits_is_reported_and_replaced(pool):
     worker = pool.acquire()
     with pytest.raises(WorkerError, match=r"exited \(code 3\)") as info:
-        worker.call(task(proctasks.die), [0, 1])
+        worker.call(task(xproc.die), [0, 1])
     assert info.value.started == 1
     pool.release(worker, keep=4, replace=True)
     assert pool.idle() == 1  # replaced at once, the task loading in the background
-    assert run(pool, proctasks.square, [5]) == [(True, 25)]
+    assert run(pool, xproc.square, [5]) == [(True, 25)]
 
 
 def test_timeout_kills_the_worker_and_a_new_one_serves(pool):
@@ -162,7 +162,7 @@ def test_timeout_kills_the_worker_and_a_new_one_serves(pool):
     old = worker.process.pid
     t0 = time.monotonic()
     with pytest.raises(Killed, match="killed") as info:
-        worker.call(task(proctasks.sleep_s), [60, 1], timeout=0.5)
+        worker.call(task(xproc.sleep_s), [60, 1], timeout=0.5)
     assert info.value.started == 1  # the second item never began
     assert time.monotonic() - t0 < 10
     pool.release(worker, keep=4)
@@ -170,16 +170,16 @@ def test_timeout_kills_the_worker_and_a_new_one_serves(pool):
     while _alive(old) and time.monotonic() < gone:  # SIGKILL is delivered, not waited for
         time.sleep(0.01)
     assert not _alive(old)
-    assert run(pool, proctasks.pid, [0])[0][1] != old
+    assert run(pool, xproc.pid, [0])[0][1] != old
 
 
 def test_interrupt_from_another_thread_unblocks_the_call(pool):
     worker = pool.acquire()
-    worker.call(task(proctasks.square), [1])  # started
+    worker.call(task(xproc.square), [1])  # started
     timer = threading.Timer(0.3, worker.interrupt)
     timer.start()
     with pytest.raises(Killed):
-        worker.call(task(proctasks.sleep_s), [60])
+        worker.call(task(xproc.sleep_s), [60])
     timer.join()
     pool.release(worker, keep=4)
     assert pool.idle() == 0  # discarded; a call replaces it (test_processes.py)
@@ -207,8 +207,8 @@ def test_lambda_and_closure_are_refused_saying_what_to_do():
 
 
 def test_partial_of_a_module_function_is_accepted():
-    data = _procpool.pickled_task(functools.partial(proctasks.sleep_s), "processes")
-    assert pickle.loads(data).func is proctasks.sleep_s
+    data = _procpool.pickled_task(functools.partial(xproc.sleep_s), "processes")
+    assert pickle.loads(data).func is xproc.sleep_s
 
 
 # -- chunking -------------------------------------------------------------------------------
@@ -230,7 +230,7 @@ def test_chunk_grows_for_cheap_items_and_stays_one_for_slow_ones():
 
 def test_results_larger_than_the_arena_come_back_in_order(pool):
     sizes = [300_000] * 5 + [2 * _procpool.ARENA_SIZE, 10, 300_000]
-    results = run(pool, proctasks.blob, sizes)
+    results = run(pool, xproc.blob, sizes)
     assert [(ok, len(value)) for ok, value in results] == [(True, size) for size in sizes]
 
 
@@ -238,7 +238,7 @@ def test_a_worker_that_exits_after_spilling_keeps_each_finished_result_once(pool
     worker = pool.acquire()
     try:
         with pytest.raises(WorkerError, match="exited") as info:
-            worker.call(task(proctasks.blob), [400_000] * 4 + [-1, 5])
+            worker.call(task(xproc.blob), [400_000] * 4 + [-1, 5])
     finally:
         pool.release(worker, keep=4)
     assert [len(value) for _, value in info.value.results] == [400_000] * 4
@@ -251,10 +251,10 @@ def test_the_board_stops_a_request_between_items(pool):
     try:
         timer = threading.Timer(0.3, lambda: pool.board.__setitem__(slot, 1))
         timer.start()
-        results, _ = worker.call(task(proctasks.sleep_s), [0.05] * 40, slot=slot)
+        results, _ = worker.call(task(xproc.sleep_s), [0.05] * 40, slot=slot)
         timer.join()
         assert 0 < len(results) < 40 and all(ok for ok, _ in results)
-        assert worker.call(task(proctasks.square), [3])[0] == [(True, 9)]  # slot 0: never stopped
+        assert worker.call(task(xproc.square), [3])[0] == [(True, 9)]  # slot 0: never stopped
     finally:
         pool.release(worker, keep=4)
         pool.free_slot(slot)
@@ -262,7 +262,7 @@ def test_the_board_stops_a_request_between_items(pool):
 
 def test_unstarted_names_what_a_killed_worker_never_began(pool):
     worker = pool.acquire()
-    worker.call(task(proctasks.square), [1])  # started
+    worker.call(task(xproc.square), [1])  # started
     unstarted: list = []
 
     def kill():
@@ -273,7 +273,7 @@ def test_unstarted_names_what_a_killed_worker_never_began(pool):
     timer = threading.Timer(0.3, kill)
     timer.start()
     with pytest.raises(Killed) as info:
-        worker.call(task(proctasks.sleep_s), [0, 60, 1, 2], sent=["a", "b", "c", "d"])
+        worker.call(task(xproc.sleep_s), [0, 60, 1, 2], sent=["a", "b", "c", "d"])
     timer.join()
     pool.release(worker, keep=4)
     assert unstarted == ["c", "d"] and info.value.started == 2 and info.value.results == [(True, 0)]

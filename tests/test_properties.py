@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import hstrategies
 import lambda_fanout
 import xproc
-from fakes import Boom, make_task
+from xproc import TaskBoom, make_task
 import pytest
 
 # The strategy fixture is a plain parameter, so sharing it across examples is safe.
@@ -44,7 +44,7 @@ def test_raise_mode(strategy_name, values, workers, delays, failing):
     err = info.value
     assert err.index in failing_here
     assert err.item == items[err.index]
-    assert isinstance(err.__cause__, Boom)
+    assert isinstance(err.__cause__, TaskBoom)
 
 
 @PROPERTY_SETTINGS

@@ -79,3 +79,26 @@ def test_settle_runs_the_check_and_a_failed_check_fails_the_record():
     with pytest.raises(TaskError) as info:
         run.finish()
     assert info.value.index == 1 and "negative: -5" in str(info.value.__cause__)
+
+
+def test_a_stop_calls_each_stop_hook_and_no_state_goes_back():
+    run, jobs = ledger(["a", "b"])
+    stopped = []
+    run.add_stop_hook(lambda: stopped.append("workers"))
+    run.add_stop_hook(lambda: stopped.append("remote"))
+    assert run.begin(0)
+    run.stop()
+    assert stopped == ["workers", "remote"] and run.begin(1) is False
+    got = run.finish()
+    run.stop()  # after the call returned: it stays closed, so a late report is still written nowhere
+    run.wind_down()
+    run.settle(0, "late")
+    assert got[0].error.started is True and run.counts() == (2, 0, 0, 2)
+
+
+def test_a_wrapped_task_runs_in_place_of_the_task():
+    run = Run(lambda item: item * 2, [1, 2], collect=False, deadline=None, margin_ms=MARGIN_MS)
+    run.wrap_task(lambda fn: lambda item: fn(item) + 1)
+    for job in run.jobs:
+        run.execute(job)
+    assert run.finish() == [3, 5]

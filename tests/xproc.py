@@ -1,29 +1,38 @@
-"""Test tasks that every strategy can run, ``processes`` included.
+"""Test tasks that every strategy can run, ``processes`` included: the one module of them.
 
 ``processes`` pickles a task by name and runs it in another process, so a test task
 there must be module-level (here, or a ``functools.partial`` of something here), and
 what it records must reach the test from another process: :class:`Log` (a file
 appended to) and :class:`Flag` (a file that exists once set) do, under every strategy.
+
+A worker imports this module to unpickle its first task, often inside a deadline a test
+times, so the module loads only what a worker running plain functions needs: asyncio
+(for the async forms) and the event builders (for record positions) are imported by
+the few functions that use them, when they first run.
 """
 
 from __future__ import annotations
 
-import asyncio
+import array
 import base64
 import json
 import os
-import tempfile
+import signal
+import threading
 import time
 
-import batches
 import lambda_fanout
 
+
+# -- what a task records, readable from any process --------------------------------------------
 
 class Log:
     """A list of ints that any process can append to (one line per entry, appended atomically)."""
 
     def __init__(self, path: str | None = None) -> None:
         if path is None:
+            import tempfile
+
             fd, path = tempfile.mkstemp(prefix="fanout-log-")
             os.close(fd)
         elif not os.path.exists(path):
@@ -76,7 +85,11 @@ class Flag:
     """A threading.Event-like flag that any process can wait on."""
 
     def __init__(self, path: str | None = None) -> None:
-        self.path = path or tempfile.mktemp(prefix="fanout-flag-")
+        if path is None:
+            import tempfile
+
+            path = tempfile.mktemp(prefix="fanout-flag-")
+        self.path = path
 
     def set(self) -> None:
         open(self.path, "w").close()
@@ -101,6 +114,30 @@ class Flag:
         except FileNotFoundError:
             pass
 
+
+# -- what the async forms and record handlers import when they first run ----------------------
+
+def _position(record) -> int:
+    """A generated record's position in its batch."""
+    from lambda_fanout_dev.events import position_of
+
+    return position_of(record)
+
+
+async def _asleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+async def _forever() -> None:
+    """Never completes (until cancelled)."""
+    import asyncio
+
+    await asyncio.Event().wait()
+
+
+# -- the ledger's tests: map, contract, deadlines, edges, batches ---------------------------------
 
 def identity(x):
     return x
@@ -191,7 +228,7 @@ class Hang:
 
     async def aio(self, i):
         if i in self.hang_on:
-            await asyncio.Event().wait()
+            await _forever()
         return self.value(i)
 
     def task(self) -> lambda_fanout.Task:
@@ -237,9 +274,9 @@ class Program:
     async def afn(self, i):
         action = self.begin(i)
         if action == "hang":
-            await asyncio.Event().wait()
+            await _forever()
         elif action.startswith("sleep"):
-            await asyncio.sleep(int(action[5:]) / 1000)
+            await _asleep(int(action[5:]) / 1000)
         return i * 7
 
 
@@ -251,7 +288,7 @@ class Failing:
         self.delay = delay
 
     def check(self, record):
-        position = batches.position_of(record)
+        position = _position(record)
         if self.log is not None:
             self.log.append(position)
         if position in self.bad:
@@ -263,7 +300,7 @@ class Failing:
         return self.check(record)
 
     async def async_fn(self, record):
-        await asyncio.sleep(self.delay)
+        await _asleep(self.delay)
         return self.check(record)
 
 
@@ -281,15 +318,15 @@ class EnterLeave:
             raise RuntimeError(f"record {position} fails")
 
     def sync_fn(self, record):
-        position = batches.position_of(record)
+        position = _position(record)
         self.log.append(2 * position)
         time.sleep(self.hold)
         self.leave(position)
 
     async def async_fn(self, record):
-        position = batches.position_of(record)
+        position = _position(record)
         self.log.append(2 * position)
-        await asyncio.sleep(self.hold)
+        await _asleep(self.hold)
         self.leave(position)
 
 
@@ -326,7 +363,7 @@ class Decoding:
         self.log = log
 
     def __call__(self, record):
-        position = batches.position_of(record)
+        position = _position(record)
         self.log.append(position)
         decode(record)
         if position in self.bad:
@@ -346,7 +383,7 @@ class Succeeding:
         self.delay = delay
 
     def finish(self, record) -> None:
-        position = batches.position_of(record)
+        position = _position(record)
         if position in self.bad:
             raise RuntimeError(f"record {position} fails")
         self.done.append(position)
@@ -356,7 +393,7 @@ class Succeeding:
         self.finish(record)
 
     async def aio(self, record):
-        await asyncio.sleep(self.delay)
+        await _asleep(self.delay)
         self.finish(record)
 
 
@@ -369,7 +406,7 @@ class StartsAfter:
         self.failing = failing
 
     def start(self, record) -> int:
-        position = batches.position_of(record)
+        position = _position(record)
         self.log.append(2 * position + int(self.raised.is_set()))
         return position
 
@@ -386,7 +423,7 @@ class StartsAfter:
 
     async def aio(self, record):
         position = self.start(record)
-        await asyncio.sleep(0.005)
+        await _asleep(0.005)
         return self.end(position)
 
 
@@ -430,3 +467,519 @@ class SettleAtMargin:
             time.sleep(max(self.deadline - 0.5 - 0.005 - time.monotonic(), 0))  # settles just at the margin
         return i
 
+
+
+# -- worker-process behaviour: plain functions over ints ------------------------------------
+
+def square(x):
+    return x * x
+
+
+def fail_on_odd(x):
+    if x % 2:
+        raise ValueError(f"odd item {x}")
+    return x
+
+
+def interrupt_on(x):
+    if x == 3:
+        raise KeyboardInterrupt("stop")
+    return x
+
+
+def exit_on(x):
+    if x == 3:
+        raise SystemExit(7)
+    return x
+
+
+def die(x):
+    os._exit(3)
+
+
+def sleep_s(x):
+    time.sleep(x)
+    return x
+
+
+def pid(_):
+    return os.getpid()
+
+
+def unpicklable_result(_):
+    return threading.Lock()
+
+
+class NeedsTwo(Exception):
+    def __init__(self, a, b):
+        super().__init__(a)
+
+
+def raise_needs_two(_):
+    raise NeedsTwo("a", "b")
+
+
+def parse(x):
+    """CPU-bound: the bench's cpu workload in small."""
+    doc = json.dumps([{"k": i, "v": str(i) * 8} for i in range(x)])
+    return len(json.loads(doc))
+
+
+LOCK = threading.Lock()
+
+
+def grab(_):
+    """True when LOCK can be taken: a worker must not inherit a lock held in the caller."""
+    got = LOCK.acquire(timeout=2.0)
+    if got:
+        LOCK.release()
+    return got
+
+
+def blob(x):
+    """x zero bytes (x < 0: the worker exits): results larger than a worker's arena."""
+    if x < 0:
+        os._exit(3)
+    return bytes(x)
+
+
+# -- tasks that write lines to files in TASK_LOG_DIR ------------------------------------------
+# The worker runs in the caller's environment, so the test names the directory there; each
+# line is appended with one ``os.write``.
+
+def _log(name: str, line: str) -> None:
+    fd = os.open(os.path.join(os.environ["TASK_LOG_DIR"], name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def read_log(directory: str, name: str) -> list[str]:
+    """The lines the tasks above wrote to ``name`` in ``directory`` (none: an empty list)."""
+    try:
+        with open(os.path.join(directory, name)) as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def _wait_for(path: str, timeout: float = 3.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if os.path.exists(path):
+            return True
+        time.sleep(0.002)
+    return False
+
+
+def cross_worker(item):
+    """Item 4 fails once item 260 (another chunk, another worker) has begun; 260.. log their start.
+
+    Item 260 logs its start before it lets item 4 fail, and is still running when item 4
+    fails (it takes 50 ms; item 4 sees it begin within a few): so each line after "fail"
+    is an item that began after the failure.
+    """
+    directory = os.environ["TASK_LOG_DIR"]
+    if item == 4:
+        _wait_for(os.path.join(directory, "b-started"))
+        _log("events", "fail")
+        raise RuntimeError("item 4 fails")
+    if 260 <= item < 516:
+        _log("events", f"start {item}")
+        if item == 260:
+            open(os.path.join(directory, "b-started"), "w").close()
+            time.sleep(0.05)
+        time.sleep(0.002)
+    return item
+
+
+def slow_log(item):
+    """Logs its start, then sleeps 2 ms (for cancellation tests)."""
+    if item >= 4:
+        if item == 4:
+            open(os.path.join(os.environ["TASK_LOG_DIR"], "running"), "w").close()
+        _log("events", f"start {item}")
+        time.sleep(0.002)
+    return item
+
+
+def record_n(record) -> int:
+    return json.loads(record["body"])["n"]
+
+
+def batch_hang(record):
+    """SQS record handler: record 1 hangs, record 5 fails, the others log their n."""
+    n = record_n(record)
+    if n == 1:
+        time.sleep(30)
+    if n == 5:
+        raise RuntimeError("record 5 fails")
+    _log("events", f"done {n}")
+    return n
+
+
+# -- items and results that cross the pipe badly -----------------------------------------------
+
+def getenv_task(_item):
+    return os.environ.get("TASK_VAR")
+
+
+class Unloadable:
+    """Pickles fine; raises ValueError when unpickled (in whichever process loads it)."""
+
+    def __reduce__(self):
+        return (_refuse_load, ("no",))
+
+
+def _refuse_load(_arg):
+    raise ValueError("this object refuses to be unpickled")
+
+
+def unloadable_result(item):
+    return Unloadable() if item == 5 else item
+
+
+def explode():
+    raise RuntimeError("cannot be rebuilt here")
+
+
+class Unrebuildable:
+    """Pickles anywhere, unpickles nowhere (RuntimeError)."""
+
+    def __reduce__(self):
+        return explode, ()
+
+
+def unloadable_on_3(i: int):
+    """Item 3 returns an Unrebuildable; item i >= 1000 returns i bytes; others i."""
+    if i == 3:
+        return Unrebuildable()
+    if i >= 1000:
+        return b"u" * i
+    return i
+
+
+class BadStrUnpicklable(Exception):
+    """An exception that cannot be pickled (an unpicklable attribute) and whose str() raises."""
+
+    def __init__(self):
+        super().__init__()
+        self.lock = threading.Lock()
+
+    def __str__(self):
+        raise RuntimeError("str() of this exception fails")
+
+
+def raise_bad(item):
+    if item == 1:
+        raise BadStrUnpicklable()
+    return item
+
+
+def maybe_unpicklable(i: int):
+    """Odd items return a lock (cannot be pickled), even ones an int; 4 returns an array."""
+    if i == 4:
+        return array.array("b", [1, 2, 3])
+    return threading.Lock() if i % 2 else i
+
+
+#: A record handler bound to a module-level name but not picklable by it (a lambda).
+lambda_record = lambda record: record  # noqa: E731 - a lambda is the point
+
+
+# -- workers that end mid-call ---------------------------------------------------------------------
+
+def exit_at(item):
+    """os._exit() in the worker for item 10 (a worker dying mid-chunk)."""
+    if item == 10:
+        os._exit(3)
+    return item
+
+
+def hang_at(item):
+    if item == 4:
+        time.sleep(30)
+    return item
+
+
+def kill_self_at_1(item):
+    if item == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return item
+
+
+def big_then_hang(i: int):
+    """Item -1 hangs; item i >= 1000 returns i bytes; others return i."""
+    if i == -1:
+        time.sleep(30)
+    if i >= 1000:
+        return bytes([i % 251]) * i
+    return i
+
+
+def fail_on(i: int):
+    """Item 0 fails; the others sleep 20 ms and return i."""
+    if i == 0:
+        raise ValueError("zero")
+    time.sleep(0.02)
+    return i
+
+
+def logged_fail_on_zero(args):
+    """(i, path): append i to path, then fail on 0 after 20 ms or sleep 20 ms."""
+    i, path = args
+    with open(path, "a") as f:
+        f.write(f"{i}\n")
+    time.sleep(0.02)
+    if i == 0:
+        raise ValueError("zero")
+    return i
+
+
+def pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+# -- results of many types and sizes ----------------------------------------------------------------
+
+def as_bytearray(n: int) -> bytearray:
+    """A bytearray of n bytes, each the low byte of its index."""
+    return bytearray(i % 256 for i in range(n))
+
+
+def as_array(n: int) -> array.array:
+    """An array of n doubles."""
+    return array.array("d", range(n))
+
+
+def sized(n: int) -> bytes:
+    """n bytes."""
+    return b"x" * n
+
+
+def ndarray(n: int):
+    """A numpy array of n float64 values (numpy is imported in the worker, when called)."""
+    import numpy
+
+    return numpy.arange(n, dtype="float64")
+
+
+# -- failures auto classifies ------------------------------------------------------------------------
+
+class ResponseRaises(Exception):
+    """An exception whose ``response`` property itself raises (a lazy HTTP error wrapper)."""
+
+    @property
+    def response(self):
+        raise RuntimeError("response not loaded")
+
+
+class StatusRaises(Exception):
+    @property
+    def status_code(self):
+        raise ValueError("no status yet")
+
+
+def odd_failure(item):
+    if item == 3:
+        raise ResponseRaises("odd")
+    if item == 5:
+        raise StatusRaises("odd status")
+    return item
+
+
+def cyclic_failure(item):
+    if item == 1:
+        a, b = RuntimeError("a"), RuntimeError("b")
+        a.__cause__, b.__cause__ = b, a
+        raise a
+    return item
+
+
+def batch_odd(record):
+    """SQS record handler: record 2 raises an exception whose .response property raises."""
+    if record_n(record) == 2:
+        raise ResponseRaises("odd")
+    return record_n(record)
+
+
+class SlowDown(Exception):
+    """A botocore-shaped throttling error (no botocore needed)."""
+
+    def __init__(self):
+        super().__init__("SlowDown")
+        self.response = {"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}}
+
+
+B_STARTED = threading.Event()
+
+
+def shared_task(item):
+    """Run A: item 0 is throttled, item 1 waits for run B to start; run B's item says it started."""
+    run, n = item
+    if run == "A" and n == 0:
+        raise SlowDown()
+    if run == "A" and n == 1:
+        B_STARTED.wait(5)
+    if run == "B":
+        B_STARTED.set()
+    return item
+
+
+class Throttled(Exception):
+    """An HTTP 503 of some client: a throttling signal by its status code."""
+
+    status_code = 503
+
+
+class Gauge:
+    """The peak of concurrent calls seen."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now = 0
+        self.peak = 0
+
+    def enter(self) -> None:
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.now -= 1
+
+
+GAUGE = Gauge()
+
+
+def rough(i: int) -> int:
+    """Throttled on multiples of 7, failing on multiples of 11, hanging on 5, else 1 ms."""
+    GAUGE.enter()
+    try:
+        if i == 5:
+            time.sleep(3)
+        if i % 7 == 0:
+            raise Throttled("slow down")
+        if i % 11 == 0:
+            raise ValueError("bad")
+        time.sleep(0.001)
+        return i
+    finally:
+        GAUGE.leave()
+
+
+def fast(i: int) -> int:
+    GAUGE.enter()
+    GAUGE.leave()
+    return i * 2
+
+
+# -- the core tests' task: a delay and a failure per index -------------------------------------
+
+class TaskBoom(ValueError):
+    """The failure make_task's tasks raise."""
+
+
+class _Fake:
+    """Sleeps ``delays[index]`` and fails for the indexes in ``failing``, in both forms."""
+
+    def __init__(self, delays: list[float], failing: set[int]) -> None:
+        self.delays = delays
+        self.failing = failing
+
+    def check(self, item):
+        index, value = item
+        if index in self.failing:
+            raise TaskBoom(f"item {index} fails")
+        return value * 2 + 1
+
+    def delay(self, item) -> float:
+        return self.delays[item[0] % len(self.delays)] if self.delays else 0.0
+
+    def sync_fn(self, item):
+        delay = self.delay(item)
+        if delay:
+            time.sleep(delay)
+        return self.check(item)
+
+    async def async_fn(self, item):
+        await _asleep(self.delay(item))
+        return self.check(item)
+
+
+def make_task(delays: list[float], failing: set[int]) -> lambda_fanout.Task:
+    """A Task over (index, value) items: sleeps delays[index], fails for indexes in ``failing``."""
+    fake = _Fake(delays, failing)
+    return lambda_fanout.Task(fake.sync_fn, fake.async_fn)
+
+
+# -- record handlers the zero-code handler loads by name (FANOUT_RECORD_HANDLER=xproc.READ) --------
+
+def _read(record):
+    """The S3 read: the record body names the key; the bucket comes from FAULT_BUCKET."""
+    from lambda_fanout import aws
+
+    return aws.s3_get_object(os.environ["FAULT_BUCKET"]).sync_fn(json.loads(record["body"])["key"])
+
+
+async def _aread(record):
+    from lambda_fanout import aws
+
+    return await aws.s3_get_object(os.environ["FAULT_BUCKET"]).async_fn(json.loads(record["body"])["key"])
+
+
+READ = lambda_fanout.Task(_read, _aread, name="read")
+
+# Files, named in the environment, so that worker processes (processes strategy, which
+# run in the caller's environment) share them with the test.
+#: Set to let a hung record handler finish (the tests set it on teardown).
+RELEASE = Flag(os.environ.get("FAULT_RELEASE_FLAG"))
+os.environ["FAULT_RELEASE_FLAG"] = RELEASE.path
+HUNG_INDEX = 0
+#: The record numbers a HANG handler started, in order.
+STARTED = Log(os.environ.get("FAULT_STARTED_LOG"))
+os.environ["FAULT_STARTED_LOG"] = STARTED.path
+
+
+def _hangs(record) -> bool:
+    return json.loads(record["body"])["n"] == HUNG_INDEX
+
+
+def _hang_sync(record):
+    STARTED.append(json.loads(record["body"])["n"])
+    if _hangs(record):
+        RELEASE.wait(30)
+    return json.loads(record["body"])["n"]
+
+
+async def _hang_async(record):
+    STARTED.append(json.loads(record["body"])["n"])
+    if _hangs(record):
+        await _forever()  # cancelled at the deadline
+    return json.loads(record["body"])["n"]
+
+
+HANG = lambda_fanout.Task(_hang_sync, _hang_async, name="hang")
+
+
+def change_environment(x):
+    """Sets one variable and deletes another in the worker; returns the worker's pid."""
+    os.environ["FANOUT_TEST_SET_BY_TASK"] = f"item {x}"
+    os.environ.pop("FANOUT_TEST_CALLERS", None)
+    return os.getpid()
+
+
+def read_environment(_):
+    return os.getpid(), os.environ.get("FANOUT_TEST_SET_BY_TASK"), os.environ.get("FANOUT_TEST_CALLERS")
+
+
+def exec_on_zero(x):
+    """Item 0 replaces the worker with another program that runs for two minutes."""
+    if x == 0:
+        import sys
+
+        os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(120)"])
+    return x

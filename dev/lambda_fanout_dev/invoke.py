@@ -23,6 +23,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+from lambda_fanout import _config
 from lambda_fanout.bench.cost import MEMORY_RANGE_MB, billed_ms, cost_per_million
 
 from . import ROOT, emf, events
@@ -172,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                 endpoint = stack.enter_context(LocalEndpoint())
                 env = endpoint.environ()
                 print(f"endpoint: moto behind the latency proxy at {endpoint.url} (local, no AWS account)")
-            env.update(args.env)
+            # Locally the metrics table is part of the report: metrics on unless --env sets them.
+            env = {_config.ENV_METRICS: "on", **env, **args.env}
             fn = stack.enter_context(LocalFunction(
                 args.handler, task_root=args.task_root, opt=opt, python=python, runtime=runtime, env=env,
                 memory_mb=args.memory_mb, timeout_s=args.timeout, cpu_quota=True))

@@ -4,6 +4,12 @@ Loaded when the first helper client is made (it imports botocore). Everything he
 goes through botocore's own seams on one session (its ``user_agent_creator``
 component and its response parser factory's defaults), so clients made by any
 other session, the user's included, are untouched.
+
+A botocore without a seam (an older copy beside the layer, such as a Lambda runtime's
+own 1.34, or a container image's) gets every other tuning: the one that needs the
+missing seam is skipped, with one warning naming botocore's version. The helpers are
+tested from :data:`OLDEST_BOTOCORE` (``requirements/botocore-oldest.txt``) to the
+layer's pinned version.
 """
 
 from __future__ import annotations
@@ -11,11 +17,23 @@ from __future__ import annotations
 import datetime
 import re
 import time
+import warnings
 
+import botocore
 from botocore import parsers
-from botocore.context import get_context
 from botocore.useragent import UserAgentString
 from dateutil.tz import tzlocal, tzutc
+
+try:
+    # The per-call context whose feature ids (``m/...``) enter the User-Agent; botocore
+    # added it in 2025, so the runtime's 1.34 has none.
+    from botocore.context import get_context
+except ImportError:
+    get_context = None
+
+#: The oldest botocore the helpers are tested with (requirements/botocore-oldest.txt).
+OLDEST_BOTOCORE = "1.34"
+_warned = False
 
 _MONTHS = {name: number for number, name in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1)}
@@ -113,11 +131,30 @@ class FixedUserAgent(UserAgentString):
         return found
 
 
+def _skipped(seam: str, tuning: str) -> None:
+    """Say once per process that botocore lacks ``seam``, so ``tuning`` is left to botocore."""
+    global _warned
+    if _warned:
+        return
+    _warned = True
+    warnings.warn(
+        f"lambda_fanout.aws: botocore {botocore.__version__} has no {seam}, so {tuning} is left to botocore "
+        f"(the same requests, a little more CPU per call). The helpers are tested with botocore "
+        f"{OLDEST_BOTOCORE} and newer; install lambda-fanout[aws] for the layer's pinned versions.",
+        RuntimeWarning, stacklevel=3,
+    )
+
+
 def tune_session(session) -> None:
     """Give a botocore (or aiobotocore) session the fixed User-Agent and the fast timestamp parser.
+
+    Each is skipped, with one warning per process, where botocore lacks its seam.
 
     Args:
         session: a ``botocore.session.Session`` made for ``lambda_fanout.aws`` alone.
     """
-    session.register_component("user_agent_creator", FixedUserAgent.from_environment())
+    if get_context is None:
+        _skipped("botocore.context", "building the User-Agent once per client")
+    else:
+        session.register_component("user_agent_creator", FixedUserAgent.from_environment())
     session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)

@@ -1,10 +1,17 @@
 """Settings: every ``FANOUT_*`` name declared once, resolved once into one frozen object.
 
 :meth:`Settings.resolve` reads the environment (an explicit argument wins) and checks
-every value, reporting all bad ones in one :class:`ConfigError`. It runs at the top of
-``map`` / ``amap`` / ``process_batch``, and once at init for the zero-code handler;
-the object is passed down and nothing below reads ``os.environ``. Nothing here reads
-the environment at import.
+every value, reporting all bad ones in one :class:`ConfigError` (its ``problems``). It
+runs at the top of ``map`` / ``amap`` / ``process_batch``, and once at init for the
+zero-code handler; the object is passed down and nothing below reads ``os.environ``.
+Nothing here reads the environment at import.
+
+A new setting goes here: its ``ENV_*`` name and default, a row of :data:`VARIABLES`
+(which renders the README's Configuration table), a slot of :class:`Settings`, and its
+resolution in :meth:`Settings.resolve` (with the ``resolve_*`` helpers below). A rule
+that differs by strategy is not written here: it is a method of the strategy's class
+(``default_workers``, ``auto_workers``), found through ``lambda_fanout.strategies``,
+which also declares the strategy names.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ if TYPE_CHECKING:
     from typing import Any, Mapping
 
 from ._errors import ConfigError
+from .strategies import STRATEGIES, strategy_class
 
 ENV_STRATEGY = "FANOUT_STRATEGY"
 ENV_MAX_WORKERS = "FANOUT_MAX_WORKERS"
@@ -28,7 +36,7 @@ ENV_FIFO_ON_FAILURE = "FANOUT_FIFO_ON_FAILURE"
 ENV_RAISE_ON_ALL_FAILED = "FANOUT_RAISE_ON_ALL_FAILED"
 ENV_AWS_CONNECT_TIMEOUT_S = "FANOUT_AWS_CONNECT_TIMEOUT_S"
 ENV_AWS_READ_TIMEOUT_S = "FANOUT_AWS_READ_TIMEOUT_S"
-#: Which client settings lambda_fanout.aws uses (one of lambda_fanout.aws.CLIENT_PROFILES).
+#: Which client settings lambda_fanout.aws uses (one of AWS_CLIENTS).
 ENV_AWS_CLIENT = "FANOUT_AWS_CLIENT"
 ENV_LOG_FAILURES = "FANOUT_LOG_FAILURES"
 ENV_BENCH_OPTIONS = "FANOUT_BENCH_OPTIONS"
@@ -59,16 +67,22 @@ LOG_FAILURES_CHOICES = ("on", "type-only", "off")
 DEFAULT_LOG_FAILURES = "type-only"
 DEFAULT_AWS_CONNECT_TIMEOUT_S = 3.0
 DEFAULT_AWS_READ_TIMEOUT_S = 10.0
+MAX_AWS_TIMEOUT_S = 900.0
+#: lambda_fanout.aws's client settings (its CLIENT_PROFILES): ``default`` (results exactly
+#: as botocore's), ``lean`` (less client-side checking), ``crt`` (S3 calls through awscrt).
+AWS_CLIENTS = ("default", "lean", "crt")
+DEFAULT_AWS_CLIENT = "default"
 DEFAULT_BENCH_BUCKET = DEFAULT_BENCH_TABLE = "lambda-fanout-bench"
 
-#: The spellings an on/off variable takes, in any case, and what each means.
+#: The spellings an on/off variable takes, and what each means. Like every choice read from
+#: the environment, they match in any case, with ASCII spaces around them ignored.
 FLAG_ALIASES = {"on": "on", "true": "on", "yes": "on", "1": "on",
                 "off": "off", "false": "off", "no": "off", "0": "off"}
 
 # When each variable is read, for the Configuration table (its legend is in the README).
 _PER_CALL = "per call; at init for the zero-code handler"
 _AT_INIT = "at init"
-_CLIENT = "when a client is built"
+_CLIENT = "when a client is built; checked per call too"
 _BENCH = "per bench invocation"
 
 #: Every FANOUT_* variable: (name, default, when it is read, meaning). The README's
@@ -84,10 +98,12 @@ VARIABLES = (
     (ENV_LOG_FAILURES, f"`{DEFAULT_LOG_FAILURES}`", _PER_CALL,
      "one ERROR log line per failed record: `on` (with the exception's message), "
      "`type-only` (type and traceback, no message), `off`"),
-    (ENV_METRICS, "`on` in Lambda, else `off`", _PER_CALL,
-     "one EMF metrics line per call: on/off, true/false, yes/no or 1/0"),
+    (ENV_METRICS, "`off`", _PER_CALL,
+     "one EMF metrics line per call, dimensions `FunctionName` and `Strategy` (custom metrics: "
+     "see Metrics for the cost): on/off, true/false, yes/no or 1/0"),
     (ENV_METRICS_NAMESPACE, f"`{DEFAULT_METRICS_NAMESPACE}`", _PER_CALL,
-     "CloudWatch namespace of the metrics, 1 to 255 characters"),
+     "CloudWatch namespace of the metrics: 1 to 255 printable ASCII characters, not starting with `:` "
+     "or `AWS/`"),
     (ENV_FIFO_ON_FAILURE, "`group`", _PER_CALL,
      "SQS FIFO batches after a failure: `group` skips the rest of its message group, "
      "`batch` starts no record after the first failure"),
@@ -97,10 +113,12 @@ VARIABLES = (
     (ENV_RECORD_HANDLER, "(required)", _AT_INIT,
      "the per-record function, `module.function` or `dir/module.function`"),
     (ENV_AWS_CONNECT_TIMEOUT_S, f"`{DEFAULT_AWS_CONNECT_TIMEOUT_S:g}`", _CLIENT,
-     "`lambda_fanout.aws` clients' connect timeout in seconds, above 0 and at most 900"),
+     "`lambda_fanout.aws` clients' connect timeout in seconds, above 0 and at most 900, in plain digits "
+     "(`2.5`)"),
     (ENV_AWS_READ_TIMEOUT_S, f"`{DEFAULT_AWS_READ_TIMEOUT_S:g}`", _CLIENT,
-     "`lambda_fanout.aws` clients' read timeout in seconds, above 0 and at most 900"),
-    (ENV_AWS_CLIENT, "`default`", _CLIENT,
+     "`lambda_fanout.aws` clients' read timeout in seconds, above 0 and at most 900, in plain digits "
+     "(`2.5`)"),
+    (ENV_AWS_CLIENT, f"`{DEFAULT_AWS_CLIENT}`", _CLIENT,
      "`lambda_fanout.aws` client settings: `default`, `lean` (no parameter validation, checksums "
      "only where required) or `crt` (the S3 helpers' get, put and head through awscrt; native layer zips)"),
     (ENV_BENCH_BUCKET, f"`{DEFAULT_BENCH_BUCKET}`", _BENCH, "the bucket the bench function reads"),
@@ -126,8 +144,10 @@ class Settings:
         max_workers: concurrency, 1 to 1024, or an :class:`Auto` (adaptive, up to its cap; never
             under ``processes``, where auto resolves to a count).
         deadline_margin_ms: time kept back from the Lambda deadline.
-        metrics: whether one EMF line is written per call.
+        metrics: whether one EMF line is written per call (off unless FANOUT_METRICS turns it on).
         metrics_namespace: the CloudWatch namespace of that line.
+        function_name: the Lambda function's name (``AWS_LAMBDA_FUNCTION_NAME``), the
+            line's FunctionName dimension; ``""`` outside Lambda.
         fifo_on_failure: SQS FIFO batches: ``"group"`` (after a failure only the later
             records of its message group are skipped) or ``"batch"`` (no record starts
             after the first failure).
@@ -141,7 +161,7 @@ class Settings:
     # A plain class rather than a frozen dataclass: dataclasses imports inspect, which
     # would add milliseconds to every cold start.
     __slots__ = ("strategy", "max_workers", "deadline_margin_ms", "metrics", "metrics_namespace",
-                 "fifo_on_failure", "raise_on_all_failed", "log_failures", "log_json")
+                 "function_name", "fifo_on_failure", "raise_on_all_failed", "log_failures", "log_json")
 
     def __init__(self, **values: Any) -> None:
         missing = [n for n in self.__slots__ if n not in values]
@@ -199,8 +219,6 @@ class Settings:
             ConfigError: one or more values are bad; the message has one line per bad
                 setting, each naming it, repeating the value and saying what is valid.
         """
-        from .strategies import STRATEGIES
-
         env = os.environ if environ is None else environ
         problems: list[str] = []
 
@@ -208,27 +226,23 @@ class Settings:
             try:
                 return resolver(*args, **kwargs)
             except ConfigError as exc:
-                problems.append(str(exc))
+                problems.extend(exc.problems)
                 return None
 
         name = attempt(resolve_choice, strategy, argument="strategy", env=ENV_STRATEGY,
                        default=DEFAULT_STRATEGY, choices=STRATEGIES, environ=env)
-        default_workers = DEFAULT_MAX_WORKERS
-        if name == "processes":
-            from ._procpool import vcpus
-
-            memory = attempt(resolve_int, None, argument="memory_mb", env=ENV_LAMBDA_MEMORY_SIZE, default=None,
-                             minimum=128, maximum=10240, environ=env)
-            default_workers = vcpus(memory)
+        # The strategy's own rules: its default worker count, and what auto means for it.
+        chosen = None if name is None else strategy_class(name)
+        default_workers = DEFAULT_MAX_WORKERS if chosen is None else attempt(chosen.default_workers, env)
+        if default_workers is None:  # a problem is reported already; the count is only a stand-in
+            default_workers = DEFAULT_MAX_WORKERS
         workers = attempt(resolve_workers, max_workers, default=default_workers, environ=env)
-        if name == "processes" and isinstance(workers, Auto):
-            # The adaptive limit follows a service's throttling; processes' items are CPU-bound,
-            # so auto there means what processes picks unset, the vCPUs, kept within the cap.
-            workers = min(workers.cap, default_workers)
+        if chosen is not None and isinstance(workers, Auto):
+            workers = chosen.auto_workers(workers, default_workers)
         margin = attempt(resolve_int, deadline_margin_ms, argument="deadline_margin_ms",
                          env=ENV_DEADLINE_MARGIN_MS, default=DEFAULT_DEADLINE_MARGIN_MS, minimum=0,
                          maximum=MAX_DEADLINE_MARGIN_MS, environ=env)
-        metrics = attempt(resolve_flag, ENV_METRICS, default=bool(env.get(ENV_LAMBDA_FUNCTION_NAME)), environ=env)
+        metrics = attempt(resolve_flag, ENV_METRICS, default=False, environ=env)
         namespace = attempt(resolve_namespace, env)
         fifo = attempt(resolve_choice, fifo_on_failure, argument="fifo_on_failure", env=ENV_FIFO_ON_FAILURE,
                        default=DEFAULT_FIFO_ON_FAILURE, choices=FIFO_ON_FAILURE_MODES, environ=env)
@@ -237,14 +251,29 @@ class Settings:
         log_failures = attempt(resolve_choice, None, argument=ENV_LOG_FAILURES, env=ENV_LOG_FAILURES,
                                default=DEFAULT_LOG_FAILURES, choices=LOG_FAILURES_CHOICES, environ=env,
                                aliases=FLAG_ALIASES)
+        # Read when a lambda_fanout.aws client is built; checked here too, so a bad one is
+        # listed with the rest, and fails the zero-code handler at init.
+        attempt(resolve_choice, None, argument=ENV_AWS_CLIENT, env=ENV_AWS_CLIENT, default=DEFAULT_AWS_CLIENT,
+                choices=AWS_CLIENTS, environ=env)
+        attempt(resolve_seconds, ENV_AWS_CONNECT_TIMEOUT_S, default=DEFAULT_AWS_CONNECT_TIMEOUT_S, environ=env)
+        attempt(resolve_seconds, ENV_AWS_READ_TIMEOUT_S, default=DEFAULT_AWS_READ_TIMEOUT_S, environ=env)
         if problems:
-            raise ConfigError(problems[0] if len(problems) == 1 else
-                              f"{len(problems)} settings are not valid:\n" + "\n".join(f"- {p}" for p in problems))
+            raise ConfigError.of(problems)
         return cls(strategy=name, max_workers=workers, deadline_margin_ms=margin, metrics=metrics,
-                   metrics_namespace=namespace, fifo_on_failure=fifo, raise_on_all_failed=raise_all,
+                   metrics_namespace=namespace, function_name=env.get(ENV_LAMBDA_FUNCTION_NAME, ""),
+                   fifo_on_failure=fifo, raise_on_all_failed=raise_all,
                    log_failures=log_failures,
                    # Lambda's own rule: JSON when the value is "JSON" in any case, else text.
                    log_json=env.get(ENV_LAMBDA_LOG_FORMAT, "").upper() == "JSON")
+
+
+def spelling(raw: str) -> str:
+    """A value read from the environment, as every variable reads it: ASCII spaces around it ignored.
+
+    Nothing else is stripped: a tab, a line break or a Unicode space is part of the value
+    (and makes it invalid), as is any other character.
+    """
+    return raw.strip(" ")
 
 
 def _hint(value: str, choices: tuple[str, ...]) -> str:
@@ -262,9 +291,11 @@ def resolve_choice(
 ) -> str:
     """Pick an explicit argument, else the environment variable, else the default.
 
+    A value from the environment matches in any case, with ASCII spaces around it
+    ignored (the one rule of every choice variable); an argument matches exactly.
+
     Args:
-        aliases: other spellings (matched in any case) -> the choice each means, e.g.
-            ``"true"`` -> ``"on"``; choices themselves then match in any case too.
+        aliases: other spellings -> the choice each means, e.g. ``"true"`` -> ``"on"``.
 
     Raises ConfigError naming the source, repeating the value and listing the choices.
     """
@@ -279,11 +310,13 @@ def resolve_choice(
                 f"{source} is set to '' (empty); expected one of {', '.join(map(repr, choices))}. "
                 f"Unset it to use the default {default!r}, or set one of those values."
             )
+        spelled = spelling(value).lower()
+        if aliases is not None:
+            spelled = aliases.get(spelled, spelled)
+        if spelled in choices:
+            return spelled
     if value is None:
         return default
-    if aliases is not None and isinstance(value, str):
-        spelled = value.strip().lower()
-        value = aliases.get(spelled, spelled if spelled in choices else value)
     if not isinstance(value, str) or value not in choices:
         shown = ", ".join(map(repr, choices))
         if aliases:
@@ -325,7 +358,7 @@ def resolve_int(
         return default
     expected = f"a whole number from {minimum} to {maximum}"
     if isinstance(raw, str) and value is None:
-        text = raw.strip(" ")
+        text = spelling(raw)
         if not (text.isascii() and text.isdigit()):
             raise ConfigError(
                 f"{source} must be {expected} but got {raw!r}. "
@@ -390,10 +423,10 @@ def resolve_workers(
     if value is None:
         raw = (os.environ if environ is None else environ).get(ENV_MAX_WORKERS)
         source = f"environment variable {ENV_MAX_WORKERS}"
-    if not isinstance(raw, str) or not raw.strip().lower().startswith(AUTO):
+    if not isinstance(raw, str) or not spelling(raw).lower().startswith(AUTO):
         return resolve_int(value, argument="max_workers", env=ENV_MAX_WORKERS, default=default,
                            minimum=1, maximum=MAX_WORKERS_LIMIT, environ=environ)
-    text = raw.strip().lower()
+    text = spelling(raw).lower()
     if text == AUTO:
         return Auto()
     cap = text[len(AUTO) + 1:] if text[len(AUTO)] == ":" else ""
@@ -433,17 +466,62 @@ def resolve_flag(
     return choice == "on"
 
 
+def resolve_seconds(env: str, *, default: float, environ: Mapping[str, str] | None = None) -> float:
+    """A number of seconds from the environment variable ``env``, else the default.
+
+    Only a plain ASCII decimal number counts (digits, with an optional fraction such as
+    ``2.5``; ASCII spaces around it are ignored): ``float()`` would also take digits of
+    other scripts, underscores, exponents, ``inf`` and Unicode spaces.
+
+    Raises:
+        ConfigError: anything else, or a number not above 0 and at most 900, naming the
+            variable and repeating the value.
+    """
+    raw = (os.environ if environ is None else environ).get(env)
+    if raw is None:
+        return default
+    text = spelling(raw)
+    whole, dot, fraction = text.partition(".")
+    plain = text.isascii() and whole.isdigit() and (not dot or fraction.isdigit())
+    number = float(text) if plain else -1.0
+    if not 0 < number <= MAX_AWS_TIMEOUT_S:
+        raise ConfigError(
+            f"environment variable {env} must be a number of seconds above 0 and at most {MAX_AWS_TIMEOUT_S:g}, "
+            f"in plain digits (such as 2.5), but got {raw!r}. Unset it to use the default {default:g}."
+        )
+    return number
+
+
 def resolve_namespace(environ: Mapping[str, str] | None = None) -> str:
-    """FANOUT_METRICS_NAMESPACE, else the default: a CloudWatch namespace of 1 to 255 characters."""
+    """FANOUT_METRICS_NAMESPACE, else the default, checked against CloudWatch's rule for a namespace.
+
+    CloudWatch (PutMetricData, and EMF through it) takes 1 to 255 ASCII characters, no
+    control character, not starting with ``:``; ``AWS/`` is kept for AWS's own services.
+    A namespace breaking that rule would lose every metric silently, so it is refused here.
+
+    Raises:
+        ConfigError: naming the variable, repeating the value and saying which rule it breaks.
+    """
     value = (os.environ if environ is None else environ).get(ENV_METRICS_NAMESPACE)
     if value is None:
         return DEFAULT_METRICS_NAMESPACE
-    if not value.strip() or len(value) > 255:
-        raise ConfigError(
-            f"environment variable {ENV_METRICS_NAMESPACE} must be a CloudWatch namespace "
-            f"(1 to 255 characters) but got {value!r}. Unset it to use {DEFAULT_METRICS_NAMESPACE!r}."
-        )
-    return value
+    if not value.strip():
+        wrong = "it is blank"
+    elif len(value) > 255:
+        wrong = f"it has {len(value)} characters"
+    elif not (value.isascii() and value.isprintable()):
+        wrong = "it has a character that is not printable ASCII"
+    elif value.startswith(":"):
+        wrong = "it starts with ':'"
+    elif value.startswith("AWS/"):
+        wrong = "'AWS/' is kept for AWS's own services"
+    else:
+        return value
+    raise ConfigError(
+        f"environment variable {ENV_METRICS_NAMESPACE} must be a CloudWatch namespace (1 to 255 printable "
+        f"ASCII characters, not starting with ':' or 'AWS/') but got {value!r}: {wrong}. "
+        f"Set such a name, or unset it to use {DEFAULT_METRICS_NAMESPACE!r}."
+    )
 
 
 def error_mode(value: str) -> str:

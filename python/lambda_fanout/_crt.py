@@ -25,9 +25,12 @@ own copy.
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 import warnings
+
+from . import _limiter
 
 # Annotations only (postponed by `from __future__ import annotations`).
 TYPE_CHECKING = False
@@ -359,8 +362,6 @@ class S3Native:
         return self._call(operation, route, key, bytes(body))
 
     def _call(self, operation: str, route: _Route, key: str, body: bytes) -> Generator:
-        from . import _limiter
-
         model = self.models[operation]
         request_context: dict = {}
         attempts = 0
@@ -403,8 +404,6 @@ class S3Native:
         return parsed
 
     def _attempt(self, operation: str, route: _Route, key: str, body: bytes) -> Generator:
-        import io
-
         import awscrt.auth
         import awscrt.http
         from awscrt.exceptions import AwsCrtError
@@ -472,8 +471,6 @@ class S3Native:
         """The body, checked against the response's checksum as botocore checks it."""
         if not route.response_checksums or not any(name[:15].lower() == "x-amz-checksum-" for name, _ in pairs):
             return payload
-        import io
-
         from botocore.httpchecksum import handle_checksum_body
 
         response = {"headers": _headers(pairs), "body": None, "context": {}}

@@ -11,8 +11,9 @@ exception's type, an AWS error code and operation when the exception carries the
 the traceback: file, line, function and source line of each frame, never local values.
 The exception's own message, which often repeats the payload (``KeyError:
 'alice@example.com'``), is included only with ``FANOUT_LOG_FAILURES=on``; the messages of
-lambda_fanout's own DeadlineExceeded and SkippedAfterFailure are its own words and always
-included. Under ``AWS_LAMBDA_LOG_FORMAT=JSON`` the fields go out as the log record's
+the ledger's own reports (a record not run, cut or skipped: ``_errors.is_own_report``)
+are its own words and always included, while a task's exception of the same class is
+the task's. Under ``AWS_LAMBDA_LOG_FORMAT=JSON`` the fields go out as the log record's
 extra keys, which Lambda's JSON formatter writes as top-level JSON keys; the exception is
 never passed as ``exc_info``, since that formatter would write its message.
 """
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
     from ._config import Settings
 
-from ._errors import safe_attr, safe_str
+from ._errors import is_own_report, safe_attr, safe_str
 
 LOGGER_NAME = "lambda_fanout"
 
@@ -58,7 +59,7 @@ def log_failures(settings: Settings, source: str, failures: Iterable[tuple[int, 
 
 def describe(source: str, index: int, identifier: Any, error: BaseException, *, with_message: bool) -> dict:
     """The fields of one failure line (the JSON keys under Lambda's JSON log format)."""
-    own_words = _own_words(error)
+    own_words = is_own_report(error)
     fields: dict[str, Any] = {"source": source, "index": index}
     if identifier is not None:
         fields["recordId"] = identifier
@@ -88,12 +89,6 @@ def _text(fields: dict, *, traceback: bool) -> str:
     if traceback and fields["traceback"]:
         line += "\n" + "\n".join(fields["traceback"])
     return line
-
-
-def _own_words(error: BaseException) -> bool:
-    from ._errors import DeadlineExceeded, SkippedAfterFailure
-
-    return type(error) in (DeadlineExceeded, SkippedAfterFailure)
 
 
 def _type_name(error: BaseException) -> str:
@@ -149,7 +144,7 @@ def _traceback_lines(error: BaseException, *, with_message: bool) -> list[str]:
 
             lines += "".join(traceback.format_exception_only(exc)).rstrip("\n").split("\n")
         else:
-            lines.append(_type_name(exc) + (f": {exc}" if _own_words(exc) else ""))
+            lines.append(_type_name(exc) + (f": {exc}" if is_own_report(exc) else ""))
     return lines
 
 

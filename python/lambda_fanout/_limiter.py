@@ -21,8 +21,16 @@ Throttling signals: a botocore ``ClientError`` whose code is in
 ``.status``, ``.status_code`` or ``.response.status_code``), an exception of a type
 given to :func:`register_throttle_error`, any of these as ``__cause__``, and every
 throttled attempt that botocore retries inside a client made by
-:mod:`lambda_fanout.aws` (seen through its ``needs-retry`` event). Nothing here
-imports botocore.
+:mod:`lambda_fanout.aws` (:func:`botocore_retry_hook`, registered by
+:func:`watch_client`; the crt path calls it per attempt). Nothing here imports botocore.
+
+What goes where: a new throttling signal goes here: a new error shape in
+:func:`is_throttle` (or :data:`THROTTLE_CODES`), a new client's retried attempts
+through :func:`botocore_retry_hook` (by :func:`watch_client` for a botocore client, or
+called per attempt by a transport of its own, as ``_crt`` does). A strategy never
+touches the limiter directly: it follows the run's :class:`Meter` (its limit, stride
+sampling, and the current-limiter context variable). The setting itself
+(``auto``, ``auto:N``) is parsed with the others, in ``_config``.
 """
 
 from __future__ import annotations
@@ -168,6 +176,21 @@ def botocore_retry_hook(response: Any = None, **_: Any) -> None:
         _counted.append(id(parsed))
         limiter.throttle()
     return None
+
+
+def watch_client(client: Any) -> Any:
+    """Register :func:`botocore_retry_hook` on a botocore (or aiobotocore) client; returns the client.
+
+    The one registration every client :mod:`lambda_fanout.aws` makes goes through.
+    Registered first at the level botocore's own retry handler uses, so it runs before
+    that handler (which may return a delay and end the chain). The crt path, which runs
+    botocore's retry handler itself, calls the hook once per attempt the same way.
+    """
+    service = client.meta.service_model.service_id.hyphenize()
+    client.meta.events.register_first(
+        f"needs-retry.{service}", botocore_retry_hook, unique_id="lambda-fanout-throttle-signal"
+    )
+    return client
 
 
 def note_failure(limiter: Limiter, exc: BaseException) -> None:
@@ -472,31 +495,74 @@ def forget() -> None:
         _registry.clear()
 
 
-# -- around each job ------------------------------------------------------------------
+# -- around each job: the one seam the drivers call -------------------------------------
 
-def metered(fn: Callable[[Any], Any], limiter: Limiter) -> Callable[[Any], Any]:
-    """``fn`` timed for ``limiter``, for strategies whose jobs complete on many threads.
+class Meter:
+    """One run's view of its limiter: everything a strategy's driver calls under ``auto``.
 
-    One call in ``limiter.stride`` is a sample, taken with the limiter's lock
-    (:meth:`Limiter.begin` / :meth:`Limiter.end`). Results and exceptions pass through.
+    A driver reads :attr:`limit` for how many jobs to keep in flight, calls
+    :meth:`enter` in each thread or coroutine that runs jobs (botocore's retry hook and
+    the crt path report throttled attempts to the limiter found there), and times jobs
+    by stride: :meth:`start` as a job is handed out (a start time for one job in
+    ``limiter.stride``, else None) and :meth:`done` when that job completes, on the
+    driver's thread; or, where jobs complete on many threads, runs :meth:`timed`'s
+    wrapper of the task. The ledger shows it every failure (:meth:`failed`).
     """
-    begin, end = limiter.begin, limiter.end
-    skip = [0]  # shared by the threads without a lock: a miscount only moves which call is timed
 
-    def measured(item: Any) -> Any:
-        if skip[0]:
-            skip[0] -= 1
-            return fn(item)
-        skip[0] = limiter.stride - 1
-        started = begin()
-        try:
-            value = fn(item)
-        except BaseException:
-            end(started, False)
-            raise
-        end(started)
-        return value
+    __slots__ = ("limiter", "_skip")
 
-    return measured
+    def __init__(self, limiter: Limiter) -> None:
+        self.limiter = limiter
+        # Shared by the threads of a run without a lock: a miscount only moves which job is timed.
+        self._skip = 0
 
+    @property
+    def limit(self) -> int:
+        """The limiter's current limit."""
+        return self.limiter.limit
 
+    def enter(self) -> None:
+        """Make this run's limiter the current one in this thread or coroutine (a pool's initializer)."""
+        current.set(self.limiter)
+
+    def start(self) -> float | None:
+        """A job is handed out: its start time when it is the one in ``stride`` to time, else None."""
+        if self._skip:
+            self._skip -= 1
+            return None
+        limiter = self.limiter
+        self._skip = limiter.stride - 1
+        return limiter.clock()
+
+    def done(self, started: float, inflight: int, ok: bool) -> None:
+        """The job timed from ``started`` completed (the driver's thread); ``inflight`` are still running."""
+        limiter = self.limiter
+        limiter.sample(started, limiter.clock(), inflight, ok)
+
+    def timed(self, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """``fn`` timed by stride from whichever thread runs it (:meth:`Limiter.begin` / :meth:`Limiter.end`).
+
+        Results and exceptions pass through.
+        """
+        limiter = self.limiter
+        begin, end = limiter.begin, limiter.end
+
+        def measured(item: Any) -> Any:
+            if self._skip:
+                self._skip -= 1
+                return fn(item)
+            self._skip = limiter.stride - 1
+            started = begin()
+            try:
+                value = fn(item)
+            except BaseException:
+                end(started, False)
+                raise
+            end(started)
+            return value
+
+        return measured
+
+    def failed(self, error: BaseException) -> None:
+        """A job failed with ``error``: a throttling signal not yet counted cuts the limit."""
+        note_failure(self.limiter, error)

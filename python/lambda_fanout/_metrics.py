@@ -1,7 +1,7 @@
 """CloudWatch Embedded Metric Format: one JSON line on stdout per map / process_batch call.
 
-Only counts, durations and the strategy name are written: never a record's payload
-or identifiers.
+Only counts, durations, the strategy name and the function's name are written: never
+a record's payload or identifiers.
 """
 
 from __future__ import annotations
@@ -29,22 +29,27 @@ METRICS_UNITS = (
 
 
 def emf_line(strategy: str, values: dict[str, float], *, namespace: str = _config.DEFAULT_METRICS_NAMESPACE,
-             timestamp_ms: int | None = None) -> str:
-    """One EMF document for ``values`` (metric name -> number), dimension Strategy; declares the metrics given."""
+             function_name: str = "", timestamp_ms: int | None = None) -> str:
+    """One EMF document for ``values`` (metric name -> number); declares the metrics given.
+
+    Its one dimension set is FunctionName and Strategy (Strategy alone without a
+    function name, outside Lambda), so each function's metrics are a series of their own.
+    """
     import json
 
+    dimensions = {"FunctionName": function_name, "Strategy": strategy} if function_name else {"Strategy": strategy}
     doc: dict[str, Any] = {
         "_aws": {
             "Timestamp": int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
             "CloudWatchMetrics": [
                 {
                     "Namespace": namespace,
-                    "Dimensions": [["Strategy"]],
+                    "Dimensions": [list(dimensions)],
                     "Metrics": [{"Name": name, "Unit": unit} for name, unit in METRICS_UNITS if name in values],
                 }
             ],
         },
-        "Strategy": strategy,
+        **dimensions,
     }
     doc.update(values)
     return json.dumps(doc, separators=(",", ":"))
@@ -70,13 +75,14 @@ class measure:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if not self.on or exc_type is not None and not issubclass(exc_type, Exception):
             return
-        final = getattr(self.run, "final", None)
-        if final is None:
+        if self.run.final is None:  # finish() did not get as far as the results
             return
         items, _, failed, unprocessed = self.run.counts()
+        settings = self.strategy.settings
         emit(
             self.strategy.name,
-            namespace=self.strategy.settings.metrics_namespace,
+            namespace=settings.metrics_namespace,
+            function_name=settings.function_name,
             items=items,
             failed=failed,
             unprocessed=unprocessed,
@@ -87,7 +93,7 @@ class measure:
         )
 
 
-def emit(strategy: str, *, namespace: str, items: int, failed: int, unprocessed: int, duration_ms: float,
+def emit(strategy: str, *, namespace: str, function_name: str, items: int, failed: int, unprocessed: int, duration_ms: float,
          workers: int, limiter: Any = None, throttled_before: int = 0) -> None:
     """Write one EMF line to stdout.
 
@@ -108,6 +114,7 @@ def emit(strategy: str, *, namespace: str, items: int, failed: int, unprocessed:
             "Throttled": 0 if limiter is None else limiter.throttled - throttled_before,
         },
         namespace=namespace,
+        function_name=function_name,
     )
     sys.stdout.write(line + "\n")
     sys.stdout.flush()

@@ -3,16 +3,34 @@
 A strategy only decides *how* jobs run concurrently. Everything else lives here:
 lazy, gated reading of the input, one result slot per record, raise/collect, the
 Lambda deadline (decided in one place), and the reports for records that never
-started or never finished.
+started or never finished. A new guarantee about records goes here; a new way of
+running jobs goes in ``lambda_fanout.strategies``.
 
 A job is one record (``map``), or a group of records that must run one at a time in
 order (one FIFO message group, one partition key, one item key): each record keeps its
 own slot. A strategy pulls jobs from :attr:`Run.jobs` and runs each with
-:meth:`Run.execute` (blocking form) or ``await`` :meth:`Run.aexecute` (coroutine form).
+:meth:`Run.execute` (blocking form) or ``await`` :meth:`Run.aexecute` (coroutine form),
+or, when it ships records elsewhere, starts and reports each itself through the start
+protocol (:meth:`Run.begin`, :meth:`Run.unbegin`, :meth:`Run.settle`, :meth:`Run.fail`,
+:meth:`Run.fatal_error`). It never writes the ledger's fields: it wraps the task
+(:meth:`Run.wrap_task`), adds a stop hook (:meth:`Run.add_stop_hook`) or winds down
+(:meth:`Run.wind_down`).
+
+States, named as concurrent.futures names a future's:
+
+- a record's slot is QUEUED (read, not started), RUNNING (started, not finished), or
+  holds its value ("raise") or Outcome ("collect") once settled;
+- the call is OPEN (jobs may start), then STOPPED (no job starts: a failure that stops
+  it, a fatal error, a cancel), WINDING_DOWN (its driver cancels its own workers: a
+  CancelledError then is the driver's, not a task's), CLOSED (finish() ran: a late
+  report is written nowhere); it only ever moves forward;
+- the input is MORE (items may follow), READING (inside the caller's ``next()``: the
+  call waits for that read), EXHAUSTED, or BROKEN (the iterator raised).
 """
 
 from __future__ import annotations
 
+import threading
 from time import monotonic
 # Annotations only (postponed by `from __future__ import annotations`): typing is
 # not imported at run time, which keeps cold starts short.
@@ -20,13 +38,55 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterable, Iterator
 
-from ._errors import ConfigError, DeadlineExceeded, SkippedAfterFailure, TaskError
+    from ._limiter import Meter
+
+from ._errors import ConfigError, DeadlineExceeded, SkippedAfterFailure, TaskError, is_own_report
 from ._task import Outcome, Results
 
-# Slot states before a record settles. A settled slot holds the value ("raise") or
-# the Outcome ("collect").
-_QUEUED = object()   # read (or known, in a batch), not started
-_RUNNING = object()  # started, not finished
+
+class State:
+    """A named state of a record's slot or of the call's input; printed by name."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class CallState(int):
+    """A named state of the call: an int, its rank in the order the call moves through them.
+
+    OPEN, the only state in which a job may start, is 0: ``if run.state:`` reads "no job
+    may start", as cheap as testing a flag on the path every record takes.
+    """
+
+    def __new__(cls, rank: int, name: str) -> "CallState":
+        state = super().__new__(cls, rank)
+        state.name = name
+        return state
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+# A record's slot before it settles.
+QUEUED = State("QUEUED")
+RUNNING = State("RUNNING")
+
+# The call, in the order it moves through them.
+OPEN = CallState(0, "OPEN")
+STOPPED = CallState(1, "STOPPED")
+WINDING_DOWN = CallState(2, "WINDING_DOWN")
+CLOSED = CallState(3, "CLOSED")
+
+# The caller's input.
+MORE = State("MORE")
+READING = State("READING")
+EXHAUSTED = State("EXHAUSTED")
+BROKEN = State("BROKEN")
 
 #: A remaining time above this (about 31 years) is no deadline at all: Lambda's is at
 #: most 15 minutes, and float("inf") or 10**13 from a test context must not overflow.
@@ -70,15 +130,15 @@ class Run:
         check: called on each value; an exception from it fails the record.
         stop_on_failure: collect mode only: after the first failure no job starts, and
             records not started are reported as SkippedAfterFailure.
-        limiter: under ``max_workers="auto"``, the adaptive limiter whose ``limit`` the
-            strategy follows; every failure is shown to it (a throttling error is a signal).
+        meter: under ``max_workers="auto"``, the meter of the adaptive limiter whose
+            ``limit`` the strategy follows (:class:`~lambda_fanout._limiter.Meter`); every
+            failure is shown to it (a throttling error is a signal).
     """
 
     __slots__ = (
-        "fn", "collect", "deadline", "margin_ms", "check", "stop_on_failure",
-        "results", "pending", "failures", "first_failure", "stopped", "closed", "fatal", "input_error",
-        "exhausted", "size", "reading", "winding_down",
-        "jobs", "execute", "aexecute", "groups", "final", "limiter", "on_stop",
+        "fn", "collect", "deadline", "margin_ms", "check", "stop_on_failure", "groups", "meter",
+        "results", "pending", "failures", "first_failure", "fatal", "input_error", "size", "final",
+        "state", "input", "jobs", "execute", "aexecute", "_stop_hooks", "_lock",
     )
 
     def __init__(
@@ -92,53 +152,96 @@ class Run:
         groups: list[list[int]] | None = None,
         check: Callable[[Any], Any] | None = None,
         stop_on_failure: bool = False,
-        limiter: Any = None,
+        meter: Meter | None = None,
     ) -> None:
         self.fn = fn
-        self.limiter = limiter
+        self.meter = meter
         self.collect = collect
         self.deadline = deadline
         self.margin_ms = margin_ms
         self.check = check
         self.stop_on_failure = stop_on_failure or not collect
+        self.groups = groups
         self.results: Results = Results()
         #: index -> record, for every record not yet settled.
         self.pending: dict[int, Any] = {}
         #: raise mode: index -> (record, exception).
         self.failures: dict[int, tuple[Any, BaseException]] = {}
         self.first_failure: int | None = None
-        self.stopped = False
-        self.closed = False
         self.fatal: BaseException | None = None
         self.input_error: BaseException | None = None
-        self.groups = groups
-        self.exhausted = groups is not None
         #: the input's length where it has one: a list read to its end is not "unread"
         #: even when the deadline came before the iterator said it was exhausted.
         self.size = len(items) if groups is None and hasattr(items, "__len__") else None
-        #: True while the caller's iterator is inside next(): the call waits for that read.
-        self.reading = False
-        #: True once the driver cancels its own workers: a CancelledError then is ours.
-        self.winding_down = False
-        #: set by a strategy whose records run elsewhere: called by stop(), so they stop there too
-        self.on_stop: Callable[[], None] | None = None
+        #: what finish() returned (or would have, before raising); None until then.
+        self.final: Results | None = None
+        #: the call's state: OPEN, STOPPED, WINDING_DOWN, CLOSED (see the module).
+        self.state = OPEN
+        #: the input's state: MORE, READING, EXHAUSTED, BROKEN (see the module).
+        self.input = MORE
+        self._stop_hooks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()  # the call's state moves forward only, one change at a time
         if groups is None:
             self.jobs: Iterator[Any] = self._read(iter(items))
             self.execute = self._execute_one
             self.aexecute = self._aexecute_one
         else:
+            self.input = EXHAUSTED  # a batch's records are all known
             records = list(items)
-            self.results.extend([_QUEUED] * len(records))
+            self.results.extend([QUEUED] * len(records))
             self.pending.update(enumerate(records))
             self.jobs = self._hand_out(groups)
             self.execute = self._execute_group
             self.aexecute = self._aexecute_group
 
+    # -- the call's state ---------------------------------------------------------------
+
+    def _advance(self, state: CallState) -> None:
+        with self._lock:
+            if state > self.state:
+                self.state = state
+
+    @property
+    def stopped(self) -> bool:
+        """True once no job may start (the call is no longer OPEN)."""
+        return self.state is not OPEN  # any later state
+
+    @property
+    def limiter(self) -> Any:
+        """Under auto, the adaptive limiter the run's meter follows; else None."""
+        return None if self.meter is None else self.meter.limiter
+
+    @property
+    def reading(self) -> bool:
+        """True while the caller's iterator is inside ``next()``: the call waits for that read."""
+        return self.input is READING
+
+    # -- what a strategy may change ---------------------------------------------------------
+
+    def wrap_task(self, wrapper: Callable[[Callable[[Any], Any]], Callable[[Any], Any]]) -> None:
+        """Run ``wrapper(task)`` instead of the task from now on (call it before any job runs)."""
+        self.fn = wrapper(self.fn)
+
+    def add_stop_hook(self, callback: Callable[[], None]) -> None:
+        """Have :meth:`stop` call ``callback``: how records running elsewhere stop there too."""
+        self._stop_hooks.append(callback)
+
+    def stop(self) -> None:
+        """Start no further job (the caller cancelled the call), and call the stop hooks."""
+        self._advance(STOPPED)
+        for callback in self._stop_hooks:
+            callback()
+
+    def wind_down(self) -> None:
+        """Stop, then mark the driver cancelling its own workers: a CancelledError is then its own."""
+        self.stop()
+        self._advance(WINDING_DOWN)
+
     # -- handing out jobs -----------------------------------------------------------------
 
     def may_start(self) -> bool:
         """False once the call stopped (failure, fatal error, cancel) or the deadline margin passed."""
-        if self.stopped:
+        if self.state:  # past OPEN
             return False
         deadline = self.deadline
         return deadline is None or monotonic() < deadline
@@ -149,25 +252,27 @@ class Run:
         results = self.results
         pending = self.pending
         deadline = self.deadline
+        reading, more = READING, MORE
         index = 0
-        while not self.stopped and (deadline is None or monotonic() < deadline):  # may_start(), inlined
-            self.reading = True
+        while not self.state and (deadline is None or monotonic() < deadline):  # may_start(), inlined
+            self.input = reading
             try:
                 item = next(items)
             except StopIteration:
-                self.exhausted = True
+                self.input = EXHAUSTED
                 return
             except Exception as exc:
                 # The input ends here: the items already read still run, then finish()
                 # raises this exception.
                 self.input_error = exc
+                self.input = BROKEN
                 return
             except BaseException as exc:
+                self.input = BROKEN
                 self.fatal_error(exc)
                 return
-            finally:
-                self.reading = False
-            results.append(_QUEUED)
+            self.input = more
+            results.append(QUEUED)
             pending[index] = item
             yield index
             index += 1
@@ -184,12 +289,16 @@ class Run:
     # out: a call there costs about 30 ns a record, 5-10% of the per-task overhead of
     # sequential and asyncio (tests/benchmarks/test_core_bench.py -k overhead).
     #
-    # The slot is marked _RUNNING before the stop flag is read: a finish() that still
-    # sees _QUEUED had already set the flag, so such a record is then never started, and
-    # one it sees _RUNNING is reported as possibly started (the safe side).
+    # The slot is marked RUNNING before the call's state is read (OPEN is 0, so a true
+    # state stops the start): a finish() that still sees QUEUED had already closed the call, so such a record is then never started,
+    # and one it sees RUNNING is reported as possibly started (the safe side).
 
     def begin(self, index: int) -> bool:
-        """Mark record ``index`` started if it may still start: the start check of every record.
+        """Mark record ``index`` started if it may still start: the start gate of every record.
+
+        As ``concurrent.futures.Future.set_running_or_notify_cancel``: True means the
+        record is now RUNNING and must run; False that the call stopped or the deadline
+        margin passed, and the record stays QUEUED (finish() reports it as not started).
 
         :meth:`execute` and :meth:`aexecute` start each record they run this way (the
         same steps, written out), so a strategy that runs its jobs through them never
@@ -198,16 +307,12 @@ class Run:
         ``run.pending[index]`` only when it returns True, and later reports the record's
         outcome with :meth:`settle`, :meth:`fail` or :meth:`fatal_error`, or calls
         :meth:`unbegin` for one that never ran there.
-
-        Returns:
-            True: the record is marked started and must now run. False: the call stopped
-            or the deadline margin passed; the record stays not started (finish() reports it).
         """
         results = self.results
-        results[index] = _RUNNING
+        results[index] = RUNNING
         if self.may_start():
             return True
-        results[index] = _QUEUED
+        results[index] = QUEUED
         return False
 
     def unbegin(self, index: int) -> None:
@@ -218,8 +323,8 @@ class Run:
         the record began. finish() then reports it as not started rather than not finished.
         Once the call has returned, this does nothing.
         """
-        if not self.closed:
-            self.results[index] = _QUEUED
+        if self.state is not CLOSED:
+            self.results[index] = QUEUED
 
     def settle(self, index: int, value: Any) -> bool:
         """Report record ``index`` begun and finished with ``value``.
@@ -235,7 +340,7 @@ class Run:
                 self.check(value)
             except Exception as exc:
                 return self.fail(index, exc)
-        if self.closed:
+        if self.state is CLOSED:
             return True  # a late result after the call returned: written nowhere
         pending = self.pending
         self.results[index] = Outcome(index, pending[index], value, None) if self.collect else value
@@ -251,17 +356,15 @@ class Run:
         Returns:
             False, always: callers return it as the record's outcome.
         """
-        if self.closed:
+        if self.state is CLOSED:
             return False
-        if self.limiter is not None:
-            from ._limiter import note_failure
-
-            note_failure(self.limiter, error)
+        if self.meter is not None:
+            self.meter.failed(error)
         pending = self.pending
         if self.first_failure is None:
             self.first_failure = index
-        if self.stop_on_failure:
-            self.stopped = True
+        if self.stop_on_failure and self.state is OPEN:
+            self._advance(STOPPED)
         if self.collect:
             self.results[index] = Outcome(index, pending[index], None, error)
         else:
@@ -277,13 +380,13 @@ class Run:
         # left mid-step. Nothing starts after it.
         if self.fatal is None:
             self.fatal = error
-        self.stopped = True
+        self._advance(STOPPED)
 
     def _execute_one(self, index: int) -> bool:
         results = self.results
-        results[index] = _RUNNING
-        if self.stopped or (self.deadline is not None and monotonic() >= self.deadline):  # begin(), inlined
-            results[index] = _QUEUED
+        results[index] = RUNNING
+        if self.state or (self.deadline is not None and monotonic() >= self.deadline):  # begin(), inlined
+            results[index] = QUEUED
             return False
         try:
             value = self.fn(self.pending[index])
@@ -296,16 +399,16 @@ class Run:
 
     async def _aexecute_one(self, index: int) -> bool:
         results = self.results
-        results[index] = _RUNNING
-        if self.stopped or (self.deadline is not None and monotonic() >= self.deadline):  # begin(), inlined
-            results[index] = _QUEUED
+        results[index] = RUNNING
+        if self.state or (self.deadline is not None and monotonic() >= self.deadline):  # begin(), inlined
+            results[index] = QUEUED
             return False
         try:
             value = await self.fn(self.pending[index])
         except Exception as exc:
             return self.fail(index, exc)
         except BaseException as exc:
-            if self.winding_down and _is_cancellation(exc):
+            if self.state >= WINDING_DOWN and _is_cancellation(exc):
                 raise  # the driver cancelled its workers (deadline, a cancelled amap): not the task's doing
             self.fatal_error(exc)
             return False
@@ -325,9 +428,9 @@ class Run:
 
     def _skip_rest(self, group: list[int], position: int) -> None:
         index = group[position]
-        if self.results[index] is _QUEUED or self.closed:
+        if self.results[index] is QUEUED or self.state is CLOSED:
             return  # it never started (stop or deadline): finish() reports the rest as such
-        skipped = SkippedAfterFailure(f"not started: record #{index} of the same group failed first", after=index)
+        skipped = SkippedAfterFailure.in_group(index)
         for later in group[position + 1:]:
             self.fail(later, skipped)
 
@@ -347,12 +450,6 @@ class Run:
         """True when the driver should stop waiting at once: a fatal error was recorded."""
         return self.fatal is not None
 
-    def stop(self) -> None:
-        """Start no further job (the caller cancelled the call)."""
-        self.stopped = True
-        if self.on_stop is not None:
-            self.on_stop()
-
     # -- the end of the call ----------------------------------------------------------------
 
     def finish(self) -> Results:
@@ -362,15 +459,14 @@ class Run:
         exception from the input iterator (after the items read before it ran); TaskError
         for the first failed record in raise mode (a record cut by the deadline counts).
         """
-        self.stopped = True  # first: a record's start check reads it after marking its slot
-        self.closed = True
+        self._advance(CLOSED)  # first: a record's start check reads it after marking its slot
         if self.fatal is not None:
             raise self.fatal
         # Snapshots in this order: a report writes its slot before leaving `pending`, so
         # every record missing from this `pending` has its final value in the copy below.
         pending = dict(self.pending)
         results = Results(self.results) if pending else self.results
-        results.unread = not self.exhausted and (self.size is None or len(results) < self.size)
+        results.unread = self.input is not EXHAUSTED and (self.size is None or len(results) < self.size)
         if pending:
             self._report_unsettled(results, pending)
         self.final = results
@@ -398,15 +494,13 @@ class Run:
         after_failure = self.stop_on_failure and self.collect and self.first_failure is not None
         for index, item in sorted(pending.items()):
             slot = results[index]
-            if slot is _RUNNING:
+            if slot is RUNNING:
                 # Started, or at the instant of starting: it may have had side effects.
                 error: BaseException = DeadlineExceeded.did_not_finish(self.margin_ms)
-            elif slot is not _QUEUED:
+            elif slot is not QUEUED:
                 continue  # settled between the two snapshots: its value stands
             elif after_failure:
-                error = SkippedAfterFailure(
-                    f"not started: record #{self.first_failure} failed first and the batch stops at the "
-                    "first failure", after=self.first_failure)
+                error = SkippedAfterFailure.in_batch(self.first_failure)
             else:
                 error = DeadlineExceeded.not_started(self.margin_ms)
             if self.collect:
@@ -419,25 +513,21 @@ class Run:
         """(records read, succeeded, failed, not run or cut by the deadline), once finish() has run.
 
         A record that never started (deadline, or a stop after a failure) and one the
-        deadline cut while running count as not run; a record that ran and raised, failed.
+        deadline cut while running count as not run (the ledger's own reports); a record
+        that ran and raised, failed.
         """
         final = self.final
+        if final is None:
+            raise RuntimeError("Run.counts() needs finish() to have run")
         if self.collect:
             ok = sum(1 for outcome in final if outcome.error is None)
-            failed = sum(1 for outcome in final if outcome.error is not None and not _not_run(outcome.error))
+            failed = sum(1 for outcome in final if outcome.error is not None and not is_own_report(outcome.error))
         else:
             failures = self.failures
-            failed = sum(1 for _, error in failures.values() if not _not_run(error))
+            failed = sum(1 for _, error in failures.values() if not is_own_report(error))
             ok = sum(1 for i, slot in enumerate(final)
-                     if slot is not _QUEUED and slot is not _RUNNING and i not in failures)
+                     if slot is not QUEUED and slot is not RUNNING and i not in failures)
         return len(final), ok, failed, len(final) - ok - failed
-
-
-def _not_run(error: BaseException) -> bool:
-    # The ledger's own reports carry their margin or the failed record; a task's own
-    # exception of the same class does not.
-    return (isinstance(error, DeadlineExceeded) and error.margin_ms is not None) or (
-        isinstance(error, SkippedAfterFailure) and error.after is not None)
 
 
 def _is_cancellation(exc: BaseException) -> bool:

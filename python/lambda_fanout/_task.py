@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from functools import partial, partialmethod
 from types import GenericAlias
 # Annotations only (postponed by `from __future__ import annotations`): typing is
 # not imported at run time, which keeps cold starts short.
@@ -143,8 +144,6 @@ def _name_of(fn: Any) -> str:
     A partial's or a callable object's repr shows its bound arguments, which are often
     event data; and one name per function keeps the warned-once set bounded.
     """
-    from functools import partial
-
     while isinstance(fn, partial):
         fn = fn.func
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
@@ -160,8 +159,6 @@ def _is_coroutine_function(fn: Any) -> bool:
     unwrapped, ``inspect.markcoroutinefunction`` honoured), extended to instances
     whose ``__call__`` is ``async def``; without importing inspect at cold start.
     """
-    from functools import partial, partialmethod
-
     for _ in range(100):  # partials of partials; bounded against odd cycles
         if isinstance(fn, (partial, partialmethod)):
             fn = fn.func
@@ -216,17 +213,17 @@ def _caller_stacklevel() -> int:
 
     The call path from the user's ``map()`` differs by entry point (map, amap, a strategy
     object, the handler), so a fixed stacklevel would blame lambda_fanout's own lines.
+    A frame is lambda_fanout's own when its module is the package or one of its
+    modules (``lambda_fanout.strategies`` included, wherever its files live).
     """
-    import os
-
-    from . import strategies
-
-    own = (os.path.dirname(os.path.abspath(__file__)) + os.sep,
-           os.path.dirname(os.path.abspath(strategies.__file__)) + os.sep)
     frame, level = sys._getframe(2), 2  # level 1 is the function that warns
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(own):
+    while frame is not None and _is_own_module(frame.f_globals.get("__name__")):
         frame, level = frame.f_back, level + 1
     return level
+
+
+def _is_own_module(name: object) -> bool:
+    return isinstance(name, str) and (name == "lambda_fanout" or name.startswith("lambda_fanout."))
 
 
 _warned_no_async: set[str] = set()

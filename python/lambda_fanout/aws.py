@@ -46,7 +46,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-from . import _config
+from . import _config, _limiter, _shadowing
 from ._procpool import on_new_environment
 from ._task import Task
 
@@ -58,8 +58,8 @@ _RETRY_ENV = ("AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS")
 #: The client settings one can pick with FANOUT_AWS_CLIENT or ``clients(profile=...)``:
 #: ``default`` (results exactly as botocore's), ``lean`` (less client-side checking) and
 #: ``crt`` (S3 GetObject, PutObject and HeadObject through awscrt, see :data:`NATIVE`).
-CLIENT_PROFILES = ("default", "lean", "crt")
-DEFAULT_PROFILE = "default"
+CLIENT_PROFILES = _config.AWS_CLIENTS
+DEFAULT_PROFILE = _config.DEFAULT_AWS_CLIENT
 #: What ``lean`` adds to the botocore Config, and gives up:
 #: - no client-side parameter validation: a wrong or missing parameter is no longer a
 #:   ParamValidationError before sending; the service rejects it after a round trip, or it
@@ -86,22 +86,6 @@ _lock = threading.Lock()
 _registry: dict[tuple, "Clients"] = {}
 
 
-def _seconds(env: str, default: float) -> float:
-    raw = os.environ.get(env)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 900:
-        raise _config.ConfigError(
-            f"environment variable {env} must be a number of seconds above 0 and at most 900 "
-            f"but got {raw!r}. Unset it to use the default {default:g}."
-        )
-    return value
-
-
 def client_profile(profile: str | None = None) -> str:
     """The client profile: an explicit ``profile``, else FANOUT_AWS_CLIENT, else ``default``.
 
@@ -125,8 +109,8 @@ def client_settings(max_workers: int, profile: str | None = None) -> dict[str, A
     profile = client_profile(profile)
     settings: dict[str, Any] = {
         "max_pool_connections": max(max_workers, POOL_FLOOR),
-        "connect_timeout": _seconds(ENV_CONNECT_TIMEOUT_S, DEFAULT_CONNECT_TIMEOUT_S),
-        "read_timeout": _seconds(ENV_READ_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S),
+        "connect_timeout": _config.resolve_seconds(ENV_CONNECT_TIMEOUT_S, default=DEFAULT_CONNECT_TIMEOUT_S),
+        "read_timeout": _config.resolve_seconds(ENV_READ_TIMEOUT_S, default=DEFAULT_READ_TIMEOUT_S),
     }
     if not any(os.environ.get(name) for name in _RETRY_ENV):
         settings["retries"] = {"mode": "standard"}
@@ -192,8 +176,6 @@ class Clients:
         if self._sync is None:
             with _lock:
                 if self._sync is None:
-                    from . import _shadowing
-
                     _shadowing.check("sync")
                     import boto3.session
                     import botocore.session
@@ -207,7 +189,7 @@ class Clients:
                     tune_session(core)
                     session = boto3.session.Session(botocore_session=core)
                     self.session = core
-                    self._sync = _watch_throttling(session.client(self.service_name, **self._kwargs(Config)))
+                    self._sync = _limiter.watch_client(session.client(self.service_name, **self._kwargs(Config)))
         return self._sync
 
     def credentials(self) -> Any:
@@ -269,8 +251,6 @@ class Clients:
             found = self._aio.get(key)
             client = found[1] if found is not None and found[0] is loop else None
             if client is None:
-                from . import _shadowing
-
                 _shadowing.check("async")  # a bundled botocore would break aiobotocore at import
                 from aiobotocore.config import AioConfig
                 from aiobotocore.session import get_session
@@ -281,7 +261,7 @@ class Clients:
                 session = get_session()
                 tune_session(session)
                 context = session.create_client(self.service_name, **self._kwargs(AioConfig))
-                client = _watch_throttling(await context.__aenter__())
+                client = _limiter.watch_client(await context.__aenter__())
                 self._aio[key] = (loop, client)
 
                 async def close(context=context, key=key) -> None:
@@ -291,21 +271,6 @@ class Clients:
 
                 on_close(loop, close)
         return client
-
-
-def _watch_throttling(client: Any) -> Any:
-    """Report every throttled attempt, retried ones included, to the ``auto`` limiter.
-
-    Registered first at the level botocore's own retry handler uses, so it runs
-    before that handler (which may return a delay and end the chain).
-    """
-    from . import _limiter
-
-    service = client.meta.service_model.service_id.hyphenize()
-    client.meta.events.register_first(
-        f"needs-retry.{service}", _limiter.botocore_retry_hook, unique_id="lambda-fanout-throttle-signal"
-    )
-    return client
 
 
 def clients(service_name: str, *, max_workers: int | str | None = None, profile: str | None = None,

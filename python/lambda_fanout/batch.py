@@ -29,7 +29,9 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from ._config import Settings
 from ._errors import SkippedAfterFailure, kind, public
+from .strategies import build
 
 PARTIAL = "partial"
 RAISE = "raise"
@@ -94,28 +96,45 @@ def _dig(record: Any, *path: str) -> Any:
     return record
 
 
-def _ddb_key(record: dict) -> str:
+def _text(name: str, index: int, record: dict, *path: str) -> str | None:
+    """The string at ``path`` in record #``index`` of a ``name`` batch, or None where it is absent.
+
+    JSON holds a list or an object where AWS sends a string only in a malformed event;
+    such a value is refused here, before any record runs, rather than failing later
+    (a list cannot key an ordering group).
+    """
+    value = _dig(record, *path)
+    if value is None or isinstance(value, str):
+        return value
+    raise _bad_record(name, index, f"has {kind(value)} as {'.'.join(path)}, expected a string")
+
+
+def _ddb_key(index: int, record: dict) -> str | None:
     import json
 
     keys = _dig(record, "dynamodb", "Keys")
     return json.dumps(keys, sort_keys=True) if keys is not None else None
 
 
-def _sqs_group(record: dict) -> Any:
+def _sqs_group(index: int, record: dict) -> str | None:
     # A standard queue may carry MessageGroupId as a tenant key (fair queues) with no
     # ordering promise: only a FIFO queue's ARN ends in ".fifo".
-    if not str(record.get("eventSourceARN", "")).endswith(".fifo"):
+    if not (_text("sqs", index, record, "eventSourceARN") or "").endswith(".fifo"):
         return None
-    return _dig(record, "attributes", "MessageGroupId")
+    return _text("sqs", index, record, "attributes", "MessageGroupId")
+
+
+def _kinesis_key(index: int, record: dict) -> str | None:
+    return _text("kinesis", index, record, "kinesis", "partitionKey")
 
 #: Sources whose identifier is metadata, logged with a failed record; an S3 object key
 #: is data (and a Distributed Map item has only its index), so those log the index only.
 _LOGGED_IDENTIFIERS = frozenset({"sqs", "kinesis", "dynamodb", "kafka", "sns", "eventbridge"})
 
 _RECORD_SOURCES: dict[str, tuple] = {
-    # eventSource -> (name, reply, identifier path, group function or None)
+    # eventSource -> (name, reply, identifier path, group function (index, record) -> key, or None)
     "aws:sqs": ("sqs", PARTIAL, ("messageId",), _sqs_group),
-    "aws:kinesis": ("kinesis", PARTIAL, ("kinesis", "sequenceNumber"), lambda r: _dig(r, "kinesis", "partitionKey")),
+    "aws:kinesis": ("kinesis", PARTIAL, ("kinesis", "sequenceNumber"), _kinesis_key),
     "aws:dynamodb": ("dynamodb", PARTIAL, ("dynamodb", "SequenceNumber"), _ddb_key),
     "aws:s3": ("s3", RAISE, ("s3", "object", "key"), None),
     "aws:sns": ("sns", RAISE, ("Sns", "MessageId"), None),
@@ -135,6 +154,14 @@ def _unknown(what: str) -> ValueError:
 def _malformed(what: str) -> ValueError:
     # The shape is known and one thing in it is wrong: say that thing only.
     return ValueError(f"lambda_fanout.process_batch: {what}; nothing was processed.")
+
+
+def _bad_record(name: str, index: int, what: str) -> ValueError:
+    # One record of a known source lacks what its source always sends.
+    return ValueError(
+        f"lambda_fanout.process_batch: {name} record #{index} {what}; nothing was processed. "
+        f"Check the event comes from {name} as Lambda delivers it."
+    )
 
 
 def detect(event: Any) -> _Shape:
@@ -157,6 +184,8 @@ def detect(event: Any) -> _Shape:
         return _kafka(event)
     if "Records" not in event:
         if "detail-type" in event and "source" in event:
+            if event.get("id") is not None and not isinstance(event["id"], str):
+                raise _malformed(f"the EventBridge event has {kind(event['id'])} as its 'id', expected a string")
             if event.get("id") in (None, ""):
                 raise ValueError(
                     "lambda_fanout.process_batch: the EventBridge event has no 'id', which identifies it; "
@@ -173,7 +202,11 @@ def detect(event: Any) -> _Shape:
     for index, record in enumerate(records):
         if not isinstance(record, dict):
             raise _malformed(f"record #{index} is {kind(record)}, not a JSON object")
-        sources.append(record.get("eventSource") or record.get("EventSource"))
+        source = record.get("eventSource") or record.get("EventSource")
+        if source is not None and not isinstance(source, str):
+            raise _malformed(f"record #{index} has {kind(source)} as its eventSource, expected a string "
+                             "such as 'aws:sqs'")
+        sources.append(source)
     kinds = sorted(set(map(str, sources)))
     if len(kinds) > 1:
         raise _malformed(f"the batch mixes event sources {kinds}; a batch comes from one source")
@@ -181,15 +214,11 @@ def detect(event: Any) -> _Shape:
     if source not in _RECORD_SOURCES:
         raise _unknown(f"unknown eventSource {source!r}")
     name, reply, path, group = _RECORD_SOURCES[source]
-    identifiers = [_dig(record, *path) for record in records]
+    identifiers = [_text(name, index, record, *path) for index, record in enumerate(records)]
     for index, value in enumerate(identifiers):
-        if value in (None, ""):
-            raise ValueError(
-                f"lambda_fanout.process_batch: {name} record #{index} has no {'.'.join(path)}, which "
-                f"identifies it in the response; nothing was processed. Check the event comes from {name} "
-                "as Lambda delivers it."
-            )
-    keys = [group(record) for record in records] if group is not None else None
+        if not value:
+            raise _bad_record(name, index, f"has no {'.'.join(path)}, which identifies it in the response")
+    keys = [group(index, record) for index, record in enumerate(records)] if group is not None else None
     fifo = name == "sqs" and any(key is not None for key in keys)
     return _Shape(name, records, reply, identifiers, keys, fifo)
 
@@ -307,9 +336,6 @@ def process_batch(
         ValueError: the event has no known shape or a record is malformed (nothing ran).
         ConfigError: a bad setting, or a record handler without the form the strategy runs.
     """
-    from ._config import Settings
-    from .strategies import build
-
     shape = detect(event)
     settings = Settings.resolve(strategy=strategy, max_workers=max_workers, fifo_on_failure=fifo_on_failure,
                                 raise_on_all_failed=raise_on_all_failed)

@@ -102,19 +102,16 @@ def init(environ: Any = None) -> tuple[Callable[[Any], Any], Any]:
     try:
         record_handler = resolve_record_handler(environ=environ)
     except ConfigError as exc:
-        problems.append(str(exc))
+        problems.extend(exc.problems)
     try:
         settings = _config.Settings.resolve(environ=environ)
     except ConfigError as exc:
-        problems.extend(str(exc).splitlines()[1:] if "\n" in str(exc) else [str(exc)])
+        problems.extend(exc.problems)
     if problems:
-        if len(problems) == 1:
-            raise ConfigError(problems[0])
-        raise ConfigError(f"{len(problems)} settings are not valid:\n" +
-                          "\n".join(p if p.startswith("- ") else f"- {p}" for p in problems))
+        raise ConfigError.of(problems)
     strategy = strategies.build(settings)
     spec = (os.environ if environ is None else environ).get(_config.ENV_RECORD_HANDLER)
-    if strategy.name == "asyncio" and not has_async_form(record_handler):
+    if strategy.needs_async_form and not has_async_form(record_handler):
         # map() only warns here; a batch cannot afford it: a record that blocks the loop
         # cannot be cut at the deadline, and a timeout retries the whole batch.
         raise ConfigError(

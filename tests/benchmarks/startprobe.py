@@ -15,7 +15,6 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import proctasks  # noqa: E402
 from lambda_fanout import _procpool  # noqa: E402
 
 
@@ -24,6 +23,7 @@ def main(method: str) -> dict:
     # main module again, and in Lambda the main module is the runtime's small bootstrap.
     import boto3
     import boto_task
+    import xproc
 
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()
@@ -31,7 +31,7 @@ def main(method: str) -> dict:
 
     def hold():
         while True:
-            with proctasks.LOCK:
+            with xproc.LOCK:
                 time.sleep(0.001)
 
     threading.Thread(target=hold, daemon=True).start()
@@ -48,7 +48,7 @@ def main(method: str) -> dict:
     workers[0] = pool.acquire()
     workers[0].call(task, [3])
     replace = (time.perf_counter() - t0) * 1000
-    grab = _procpool.pickled_task(proctasks.grab, "processes")
+    grab = _procpool.pickled_task(xproc.grab, "processes")
     safe = 0
     for _ in range(3):
         w = pool.acquire()
