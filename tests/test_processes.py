@@ -792,17 +792,7 @@ def test_processes_auto_cap_bounds_the_workers(procs):
     assert len(set(got)) == 1
 
 
-# -- each call as its caller left it ------------------------------------------------------------
-
-def test_each_call_starts_in_the_callers_environment(monkeypatch):
-    """A variable a task sets or deletes in a worker does not reach the next call there."""
-    monkeypatch.setenv("FANOUT_TEST_CALLERS", "kept")
-    monkeypatch.delenv("FANOUT_TEST_SET_BY_TASK", raising=False)
-    changed = set(lambda_fanout.map(xproc.change_environment, range(4), strategy="processes", max_workers=1))
-    seen = lambda_fanout.map(xproc.read_environment, range(4), strategy="processes", max_workers=1)
-    assert {pid for pid, _, _ in seen} <= changed  # the same worker, kept warm between the calls
-    assert [(set_by_task, callers) for _, set_by_task, callers in seen] == [(None, "kept")] * 4
-
+# -- a task that replaces its worker ---------------------------------------------------------------
 
 def test_a_task_that_execs_another_program_fails_its_item_without_waiting_for_it():
     """The program a task execs (here, two minutes long) is not waited for: its item fails, the rest run."""

@@ -965,17 +965,6 @@ async def _hang_async(record):
 HANG = lambda_fanout.Task(_hang_sync, _hang_async, name="hang")
 
 
-def change_environment(x):
-    """Sets one variable and deletes another in the worker; returns the worker's pid."""
-    os.environ["FANOUT_TEST_SET_BY_TASK"] = f"item {x}"
-    os.environ.pop("FANOUT_TEST_CALLERS", None)
-    return os.getpid()
-
-
-def read_environment(_):
-    return os.getpid(), os.environ.get("FANOUT_TEST_SET_BY_TASK"), os.environ.get("FANOUT_TEST_CALLERS")
-
-
 def exec_on_zero(x):
     """Item 0 replaces the worker with another program that runs for two minutes."""
     if x == 0:

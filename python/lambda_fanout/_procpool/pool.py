@@ -55,7 +55,7 @@ class Worker:
     """One worker process, the caller's end of its pipe and its arena; used by one thread at a time."""
 
     __slots__ = ("process", "conn", "arena", "words", "task", "ready", "started", "startup_ms", "interrupted",
-                 "busy", "loading", "env", "sent", "lent")
+                 "busy", "loading", "env", "sent")
 
     def __init__(self, ctx: Any, board_fd: int) -> None:
         self.started = time.perf_counter()
@@ -79,21 +79,10 @@ class Worker:
         self.env: dict | None = None
         #: what the caller sent with the latest request (see :meth:`unstarted`)
         self.sent: list | None = None
-        #: True from :meth:`lend` to the next request, which has the worker check its environment
-        self.lent = False
-
-    def lend(self) -> None:
-        """Mark the worker lent to a new call: its next request starts in the caller's environment again.
-
-        A task of an earlier call may have set or deleted variables in the worker; the
-        next request that carries the caller's environment has the worker compare and
-        reinstall it (once per call: the comparison costs tens of microseconds).
-        """
-        self.lent = True
 
     def preload(self, task: bytes, env: dict | None) -> None:
         """Have the worker import ``task`` now, in the background; its reply is read by the next call."""
-        self.conn.send_bytes(pickle.dumps(((task, env, False, 0, None, False, False), []), PROTOCOL))
+        self.conn.send_bytes(pickle.dumps(((task, env, 0, None, False, False), []), PROTOCOL))
         self.task = task
         self.env = env
         self.loading = True
@@ -141,10 +130,8 @@ class Worker:
                     self._gone(0, [])
                 if reply[0] == _BAD_TASK:
                     self.task = None  # sent again below, and its error reported then
-            check_env = self.lent and env is not None
-            self.lent = False
             head = (None if task == self.task else task, env if env is not None and env != self.env else None,
-                    check_env, slot, until, stop_on_failure)
+                    slot, until, stop_on_failure)
             try:
                 request = pickle.dumps((head + (False,), items), PROTOCOL)
             except Exception:
@@ -475,7 +462,6 @@ class Lease:
         if worker is not None:
             self.replace(worker, start=False)
         worker = self._mine.worker = self.pool.acquire()
-        worker.lend()
         with self._lock:
             self.held.append(worker)
         return worker

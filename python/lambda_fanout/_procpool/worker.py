@@ -31,8 +31,8 @@ from .wire import (
 def serve(conn, board_fd: Fd, arena_fd: Fd) -> None:
     """A worker's life: load the task when it changes, run each request's items, reply.
 
-    A request is ``((task or None, environment or None, check the environment, call
-    slot, deadline, stop on failure, one by one), items)``. Before each item the
+    A request is ``((task or None, environment or None, call slot, deadline, stop on
+    failure, one by one), items)``. Before each item the
     worker checks the call's board slot and the deadline (a monotonic time: the clock
     is the caller's), counts the item begun in its arena, runs it and writes the
     result there.
@@ -58,7 +58,7 @@ def serve(conn, board_fd: Fd, arena_fd: Fd) -> None:
 
 
 class _Worker:
-    """One worker process's state: its pipe, the board, its arena, the task it loaded, the environment it installed."""
+    """One worker process's state: its pipe, the board, its arena, the task it loaded."""
 
     def __init__(self, conn: Any, board_fd: Fd, arena_fd: Fd) -> None:
         import mmap
@@ -71,17 +71,16 @@ class _Worker:
         self.words = memoryview(self.arena)[:_HEAD].cast("q")
         self.fn: Any = None
         self.task: bytes | None = None  # the pickled task `fn` was loaded from
-        self.environment: dict | None = None  # the caller's environment as last installed
 
     def handle(self, request: bytes) -> None:
         """Serve one request: prepare the task and environment, run the items, send the end."""
         try:
-            (task, env, check_env, slot, until, stop_on_failure, each), items = pickle.loads(request)
+            (task, env, slot, until, stop_on_failure, each), items = pickle.loads(request)
         except Exception as exc:
             self._refuse(_BAD_ITEMS, exc)
             return
         try:
-            self._prepare(task, env, check_env)
+            self._prepare(task, env)
         except Exception as exc:
             self._refuse(_BAD_TASK, exc)
             return
@@ -90,17 +89,14 @@ class _Worker:
     def _refuse(self, kind: int, exc: BaseException) -> None:
         self.conn.send_bytes(bytes((kind,)) + failure(exc)[1])
 
-    def _prepare(self, task: bytes | None, env: dict | None, check_env: bool) -> None:
+    def _prepare(self, task: bytes | None, env: dict | None) -> None:
         # The caller's environment at this call (a forkserver child starts with the
         # server's): AWS_* settings, the handler's own variables. What was built from
         # the old one goes: what registered a hook (cached AWS clients), and the task
-        # (loaded afresh). A call also starts in the environment its caller sent
-        # before, whatever an earlier call's task set or deleted.
+        # (loaded afresh).
         if env is not None:
             self._install(env)
             task = task or self.task
-        elif check_env and self.environment is not None and os.environ != self.environment:
-            self._install(self.environment)
         if task is not None:
             self.fn = None
             self.fn = pickle.loads(task)
@@ -109,7 +105,6 @@ class _Worker:
     def _install(self, env: dict) -> None:
         os.environ.clear()
         os.environ.update(env)
-        self.environment = env
         for hook in environment_hooks():
             hook()
 
