@@ -14,7 +14,7 @@ usage() {
 usage: ./build.sh COMMAND [options]
 
 Commands:
-  test     bootstrap .venv and run the whole test suite (what CI runs); options go to pytest
+  test     bootstrap .venv and run the whole test suite (what CI runs), or only the PATHs given (test --help)
   bench    compare every strategy on realistic workloads against a local endpoint (bench --help)
   layer    build the Lambda layer zip into dist/ (layer --help)
   invoke   run a function with the layer attached, the way Lambda runs it (invoke --help)
@@ -72,27 +72,91 @@ bootstrap() {
   fi
 }
 
+test_usage() {
+  cat <<'EOF'
+usage: ./build.sh test [PATH...] [pytest options]
+
+Without a PATH: the whole test suite, what CI runs. First the tests on every core
+(pytest-xdist), then the tests marked serial one at a time (they time a Lambda deadline
+of a few hundred ms); beside them, the property tests under Python 3.12 and 3.13 where
+those are installed. Benchmarks run once each, untimed.
+
+With PATHs (test files, folders or FILE::TEST ids, as pytest takes them): only those,
+in one pytest run from the current folder.
+
+Options go to pytest, e.g.
+  ./build.sh test -x --durations=20
+  ./build.sh test tests/test_config.py -k readme -q
+EOF
+}
+
+# Whether the arguments name a test path: an argument that is not an option, nor the
+# value of one of pytest's short options that take one, and whose file part (before
+# "::") exists, seen from the caller's folder.
+names_test_paths() {
+  local arg skip=0
+  for arg in "$@"; do
+    if [ "$skip" = 1 ]; then skip=0; continue; fi
+    case $arg in
+      -k|-m|-p|-o|-c|-W|-r|-n) skip=1 ;;
+      -*) ;;
+      *) if (cd "$CALLER_PWD" && [ -e "${arg%%::*}" ]); then return 0; fi ;;
+    esac
+  done
+  return 1
+}
+
 cmd_test() {
+  local arg
+  for arg in "$@"; do
+    case $arg in -h|--help) test_usage; return 0 ;; esac
+  done
   bootstrap
   # boto3/botocore alone at the oldest version lambda_fanout.aws claims: tests/test_aws_tuning.py
   # runs the helpers in it (the package on PYTHONPATH) against moto's server.
   ensure_venv "$ROOT/.venv-botocore-oldest" "$(find_python)" requirements/botocore-oldest.txt
-  log "test suite (benchmarks run once each, untimed)"
-  "$VENV/bin/python" -m pytest tests --benchmark-disable "$@"
-  # The property tests again under Lambda's other current runtimes, where present.
-  local v py stage
-  # The package as the layer lays it out (python/ plus strategies/), and dev/ (the tests' sample
-  # events), for the other Pythons.
+  if names_test_paths "$@"; then
+    cd "$CALLER_PWD"
+    "$VENV/bin/python" -m pytest --benchmark-disable "$@"
+    return
+  fi
+  local logs status=0 code parts=0 empty=0
+  logs=$(mktemp -d)
+  # The property tests again under Lambda's other current runtimes, beside the first part
+  # (they time nothing); their output follows the suite's.
+  property_tests "$logs" &
+  local props=$!
+  log "test suite, part 1 of 2: the tests that time nothing, on every core (benchmarks run once each, untimed)"
+  "$VENV/bin/python" -m pytest tests --benchmark-disable -n auto --dist loadgroup --serial-tests=skip "$@" && code=0 || code=$?
+  parts=$((parts + 1)); [ "$code" = 5 ] && empty=$((empty + 1)) || { [ "$code" = 0 ] || status=$code; }
+  log "test suite, part 2 of 2: the tests that time a deadline, one at a time"
+  "$VENV/bin/python" -m pytest tests --benchmark-disable --serial-tests=only "$@" && code=0 || code=$?
+  parts=$((parts + 1)); [ "$code" = 5 ] && empty=$((empty + 1)) || { [ "$code" = 0 ] || status=$code; }
+  # Options that select no test in either part: pytest's own "no tests ran".
+  [ "$empty" = "$parts" ] && status=5
+  wait "$props" && code=0 || code=$?
+  cat "$logs"/*.log 2>/dev/null
+  [ "$code" = 0 ] || status=$code
+  rm -rf "$logs"
+  return "$status"
+}
+
+# The property tests under Python 3.12 and 3.13 (where present), on the package as the layer
+# lays it out (python/ plus strategies/), and dev/ (the tests' sample events); each run's
+# output goes to $1/<version>.log.
+property_tests() {
+  local logs=$1 v py stage status=0
   stage=$("$VENV/bin/python" "$ROOT/layer/build_layer.py" --stage "$ROOT/build/stage/python")
   for v in 3.12 3.13; do
     if py=$(python_version_path "$v"); then
-      ensure_venv "$ROOT/.venv-py$v" "$py" requirements/props.txt
-      log "property tests under Python $v"
-      PYTHONPATH="$stage:$ROOT/dev" "$ROOT/.venv-py$v/bin/python" -m pytest -p no:cacheprovider tests/test_properties.py -q
+      { ensure_venv "$ROOT/.venv-py$v" "$py" requirements/props.txt && log "property tests under Python $v" &&
+        PYTHONPATH="$stage:$ROOT/dev" "$ROOT/.venv-py$v/bin/python" -m pytest -p no:cacheprovider tests/test_properties.py -q
+      } >"$logs/$v.log" 2>&1 || status=1
     else
-      log "Python $v not found: property tests under $v skipped"
+      log "Python $v not found: property tests under $v skipped" 2>>"$logs/$v.log"
     fi
   done
+  return "$status"
 }
 
 # .venv-peers: the benchmark peers whose pins clash with the layer's (aioboto3 pins an

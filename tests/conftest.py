@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -11,6 +12,39 @@ sys.path.insert(0, os.path.dirname(__file__))  # tests' helper modules (hstrateg
 
 import lambda_fanout  # noqa: E402
 from fakes import FakeContext  # noqa: E402
+from once import once_per_run  # noqa: E402
+
+
+# -- the serial tests: the ones that time a deadline or a ratio run alone -------------------------
+
+def pytest_addoption(parser):
+    parser.addoption("--serial-tests", choices=("only", "skip"),
+                     help="run only the tests marked serial, or all but them (./build.sh test runs the others "
+                          "on every core, then these one at a time)")
+
+
+#: Fixtures that build a layer zip or install Lambda's runtime packages (once per run, under a lock).
+LAYER_FIXTURES = {"layer_build", "layer_universal", "native_layer", "layer_opt", "lambda_runtime"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        # A Lambda context's remaining time runs on the real clock: a test that takes one times a deadline.
+        if "fake_context" in fixtures:
+            item.add_marker(pytest.mark.serial)
+        # Under --dist loadgroup one worker builds the zips and runs what needs them; the others never wait.
+        if fixtures & LAYER_FIXTURES and config.pluginmanager.hasplugin("xdist"):
+            item.add_marker(pytest.mark.xdist_group("layer"))
+    choice = config.getoption("--serial-tests")
+    if choice is None:
+        return
+    keep, drop = [], []
+    for item in items:
+        (keep if (item.get_closest_marker("serial") is not None) == (choice == "only") else drop).append(item)
+    config.hook.pytest_deselected(items=drop)
+    items[:] = keep
 
 
 @pytest.fixture(params=lambda_fanout.STRATEGIES)
@@ -126,7 +160,7 @@ def ddb_table(aws_endpoint):
     return name
 
 
-# -- the layer zip, built once per session -------------------------------------------------
+# -- the layer zips, each built once per run (shared by pytest-xdist's workers) ----------------
 
 LAYER_PYTHON = "3.12"
 
@@ -140,15 +174,26 @@ def build_layer_module():
 
 
 @pytest.fixture(scope="session")
-def layer_build(build_layer_module, tmp_path_factory):
-    """./build.sh layer's default zip (Python 3.12, x86_64), built into a temporary folder."""
-    return build_layer_module, build_layer_module.build(LAYER_PYTHON, "x86_64", tmp_path_factory.mktemp("dist"))
+def native_layer(build_layer_module, pytestconfig, tmp_path_factory):
+    """A factory: the native layer zip (x86_64) for a Python version ("3.11"), built once per run."""
+    def build(version: str) -> dict:
+        return once_per_run(pytestconfig, tmp_path_factory, f"dist-{version}",
+                            lambda out: build_layer_module.build(version, "x86_64", out))
+
+    return functools.cache(build)
 
 
 @pytest.fixture(scope="session")
-def layer_universal(build_layer_module, tmp_path_factory):
+def layer_build(build_layer_module, native_layer):
+    """./build.sh layer's default zip (Python 3.12, x86_64), built into a temporary folder."""
+    return build_layer_module, native_layer(LAYER_PYTHON)
+
+
+@pytest.fixture(scope="session")
+def layer_universal(build_layer_module, pytestconfig, tmp_path_factory):
     """./build.sh layer --universal's zip, built into a temporary folder."""
-    return build_layer_module, build_layer_module.build("universal", "any", tmp_path_factory.mktemp("dist-universal"))
+    return build_layer_module, once_per_run(pytestconfig, tmp_path_factory, "dist-universal",
+                                            lambda out: build_layer_module.build("universal", "any", out))
 
 
 def _unpack(path, tmp_path_factory):
@@ -165,20 +210,6 @@ def layer_opt(layer_build, tmp_path_factory):
     """The native layer unpacked into an /opt-like folder; (opt path, target interpreter or None)."""
     module, result = layer_build
     return _unpack(result["path"], tmp_path_factory), module.find_interpreter(LAYER_PYTHON)
-
-
-@pytest.fixture(scope="session")
-def native_layer(layer_build, tmp_path_factory):
-    """A factory: the native layer zip for a Python version ("3.11"), built once per session."""
-    module, default = layer_build
-    built = {LAYER_PYTHON: default}
-
-    def get(version: str) -> dict:
-        if version not in built:
-            built[version] = module.build(version, "x86_64", tmp_path_factory.mktemp(f"dist-{version}"))
-        return built[version]
-
-    return get
 
 
 @pytest.fixture(scope="session")

@@ -86,3 +86,63 @@ def test_bench_default_workers_are_the_library_default():
 
     for argv in ([], ["--quick"]):
         assert cli.options(cli.parse_args(argv)).workers == (DEFAULT_MAX_WORKERS,)
+
+
+# -- ./build.sh test: the whole suite, or only the paths given ---------------------------------
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_test_help_prints_help_only_and_builds_nothing(flag, tmp_path):
+    # A copy of build.sh alone: any bootstrap would fail here, or leave a .venv behind.
+    (tmp_path / "build.sh").write_text(Path(BUILD_SH).read_text())
+    proc = subprocess.run(["bash", str(tmp_path / "build.sh"), "test", flag], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.stdout.startswith("usage: ./build.sh test [PATH...]")
+    assert "the whole test suite" in proc.stdout and "Options go to pytest" in proc.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["build.sh"]
+
+
+PROBE = '''
+def test_one():
+    assert 1 + 1 == 2
+
+
+def test_two():
+    assert "two".upper() == "TWO"
+'''
+
+
+@pytest.fixture
+def probe(tmp_path):
+    """A folder holding one test file of two tests, for build.sh to run; skipped while .venv is out of date.
+
+    build.sh rebuilds an out-of-date .venv before it tests, which would pull it from under
+    the running suite.
+    """
+    stamp = Path(ROOT, ".venv", ".fanout-stamp")
+    if not stamp.exists() or stamp.stat().st_mtime < Path(ROOT, "requirements", "dev.txt").stat().st_mtime:
+        pytest.skip(".venv is missing or older than requirements/dev.txt: ./build.sh test makes it")
+    (tmp_path / "test_probe.py").write_text(PROBE)
+    return tmp_path
+
+
+@pytest.mark.parametrize("args, summary", [
+    (["test_probe.py"], "2 passed"),
+    (["test_probe.py::test_one"], "1 passed"),
+    (["-k", "two", "test_probe.py"], "1 passed, 1 deselected"),
+    (["-p", "no:cacheprovider", "./test_probe.py", "-m", "not slow"], "2 passed"),
+])
+def test_test_with_paths_runs_only_those_paths(probe, args, summary):
+    proc = subprocess.run(["bash", BUILD_SH, "test", *args, "-q"], capture_output=True, text=True, timeout=300,
+                          cwd=probe)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.splitlines()[-1].startswith(summary), proc.stdout[-3000:]
+    assert "property tests" not in proc.stderr  # nor the rest of the whole suite's run
+
+
+def test_test_with_a_path_passes_failures_on(probe):
+    (probe / "test_probe.py").write_text(PROBE + "\n\ndef test_three():\n    assert 1 == 2\n")
+    proc = subprocess.run(["bash", BUILD_SH, "test", str(probe / "test_probe.py"), "-q"], capture_output=True,
+                          text=True, timeout=300, cwd="/")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.splitlines()[-1].startswith("1 failed, 2 passed"), proc.stdout[-3000:]

@@ -1,4 +1,4 @@
-"""The README's guarantees at the edges, each under every strategy (issue: one ledger).
+"""The README's guarantees at the edges, each under every strategy.
 
 Raising input iterators, BaseException and CancelledError from tasks, cancelled amap,
 short-lived threads, huge or slow input under a deadline, odd contexts, odd settings.
@@ -67,7 +67,7 @@ def margin_100ms(monkeypatch):
     return 100
 
 
-# -- 1. coroutine functions are detected whatever is imported ---------------------------------
+# -- coroutine functions are detected whatever is imported ---------------------------------
 
 def test_coroutine_callables_detected_in_a_fresh_interpreter(strategy_name):
     # Neither inspect nor asyncio is imported before the call in the child.
@@ -99,7 +99,7 @@ def test_coroutine_callables_detected_in_a_fresh_interpreter(strategy_name):
             assert out[label].startswith("ConfigError: ") and "coroutine function" in out[label], out
 
 
-# -- 2 and 3. BaseException from a task: raised once, the next call clean --------------------
+# -- BaseException and CancelledError from a task: raised once, the next call clean --------------
 
 @pytest.mark.parametrize("error", [asyncio.CancelledError, KeyboardInterrupt, SystemExit])
 @pytest.mark.parametrize("errors", ["raise", "collect"])
@@ -127,7 +127,19 @@ def test_cancelled_error_from_a_task_is_not_a_deadline(strategy_name, fake_conte
                           context=fake_context(60_000))
 
 
-# -- 4. short-lived threads leak no loop, thread or file descriptor ----------------------------
+def test_a_task_cancelling_itself_is_its_own_error():
+    async def self_cancel(i):
+        if i == 1:
+            asyncio.current_task().cancel()
+            await asyncio.sleep(0)
+        return i
+
+    with pytest.raises(asyncio.CancelledError):
+        lambda_fanout.map(self_cancel, range(4), strategy="asyncio", max_workers=1, errors="collect")
+    assert lambda_fanout.map(self_cancel, [0, 2], strategy="asyncio") == [0, 2]
+
+
+# -- short-lived threads leak no loop, thread or file descriptor ----------------------------
 
 def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
@@ -163,7 +175,7 @@ def test_asyncio_from_short_lived_threads_leaks_nothing(strategy_name):
     assert after == before, f"fds, threads, open loops before {before} after {after}"
 
 
-# -- 5. the deadline holds on every exit path ---------------------------------------------------
+# -- the deadline holds on every exit path ---------------------------------------------------
 
 def test_raising_input_with_a_hung_task_returns_by_the_deadline(strategy_name, fake_context, release, margin_100ms):
     def items():
@@ -194,7 +206,53 @@ def test_base_exception_with_a_hung_task_returns_by_the_deadline(strategy_name, 
     assert ctx.get_remaining_time_in_millis() > 0, "raised after the Lambda deadline"
 
 
-# -- 6. raise mode: nothing starts after the first failure ---------------------------------------
+def test_a_blocking_read_at_the_deadline_finishes_first(strategy_name, fake_context, margin_100ms):
+    consumed = []
+
+    def items():
+        for i in itertools.count():
+            if i == 3:
+                time.sleep(0.4)  # this read is under way when the margin passes
+            consumed.append(i)
+            yield i
+
+    got = lambda_fanout.map(dual(xproc.identity), items(), strategy=strategy_name, max_workers=2, errors="collect",
+                            context=fake_context(500))
+    assert len(got) == len(consumed) and got.unread  # every item taken from the input has its entry
+    frozen = list(got)
+    time.sleep(0.1)
+    assert list(got) == frozen and all(isinstance(o, lambda_fanout.Outcome) for o in got)
+
+
+def test_a_late_result_never_leaves_a_placeholder(strategy_name, fake_context, release, monkeypatch):
+    # Widen the window between a late result's check and its write, as a thread switch would.
+    from lambda_fanout import _run
+
+    class SlowOutcome(_run.Outcome):
+        __slots__ = ()
+
+        def __init__(self, index, *rest):
+            if index == 1:
+                time.sleep(0.03)
+            super().__init__(index, *rest)
+
+    monkeypatch.setattr(_run, "Outcome", SlowOutcome)
+    monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, "500")
+    ctx = fake_context(600)
+
+    fn = xproc.SettleAtMargin(release, ctx.deadline)
+    got = lambda_fanout.map(dual(fn), [0, 1], strategy=strategy_name, max_workers=2, errors="collect",
+                            context=ctx)
+    assert all(isinstance(o, lambda_fanout.Outcome) for o in got), got
+
+
+def test_a_list_read_to_its_end_is_not_unread(strategy_name, fake_context, release, margin_100ms):
+    got = lambda_fanout.map(hanging(release, {1}), [0, 1], strategy=strategy_name, max_workers=1,
+                            errors="collect", context=fake_context(400))
+    assert [o.ok for o in got] == [True, False] and not got.unread
+
+
+# -- raise mode: nothing starts after the first failure ---------------------------------------
 
 def test_raise_mode_starts_nothing_after_the_first_failure(strategy_name, started):
     reads = []
@@ -217,7 +275,7 @@ def test_raise_mode_starts_nothing_after_the_first_failure(strategy_name, starte
     assert read_at_raise <= 2 * 4 * WINDOW_PER_WORKER
 
 
-# -- 7. collect under a deadline returns in time, however large or slow the input ----------------
+# -- the input: read only as far as a deadline allows, and what was read runs ----------------
 
 def test_huge_generator_under_a_deadline_is_not_drained(strategy_name, fake_context, margin_100ms):
     slow = partial(xproc.sleep_then, 0.001)
@@ -248,8 +306,22 @@ def test_slow_input_under_a_deadline(strategy_name, fake_context, margin_100ms):
     assert all(not o.error.started for o in got if not o.ok)
 
 
-# -- 8. cancelling amap starts nothing more and raises at once ----------------------------------
+def test_items_read_before_the_input_fails_all_run(strategy_name, started):
+    ran = started
 
+    def items():
+        yield from "abc"
+        raise OSError("listing failed")
+
+    with pytest.raises(OSError) as info:
+        lambda_fanout.map(dual(ran.append), items(), strategy=strategy_name, max_workers=4)
+    assert sorted(ran.entries()) == ["a", "b", "c"]
+    assert "after 3 items were read; those items ran" in info.value.__notes__[0]
+
+
+# -- cancelling amap starts nothing more and raises at once ----------------------------------
+
+@pytest.mark.serial
 def test_cancelled_amap_stops_starting_items(strategy_name, release, started):
     fn = partial(xproc.record_then_wait, started, release)
 
@@ -274,63 +346,7 @@ def test_cancelled_amap_stops_starting_items(strategy_name, release, started):
     assert 0 < at_cancel <= 4 and len(started) == at_cancel, (at_cancel, len(started))
 
 
-# -- 9. only ASCII digits are numbers -------------------------------------------------------------
-
-@pytest.mark.parametrize("variable", ["FANOUT_MAX_WORKERS", "FANOUT_DEADLINE_MARGIN_MS"])
-@pytest.mark.parametrize("value", ["²", "٣", "１６", "4²"])
-def test_non_ascii_digits_are_a_config_error(strategy_name, monkeypatch, variable, value):
-    monkeypatch.setenv(variable, value)
-    with pytest.raises(lambda_fanout.ConfigError, match=variable) as info:
-        lambda_fanout.map(abs, [1], strategy=strategy_name)
-    assert repr(value) in str(info.value)
-
-
-# -- 10. a context with no real deadline ----------------------------------------------------------
-
-class Forever:
-    def __init__(self, remaining):
-        self.remaining = remaining
-
-    def get_remaining_time_in_millis(self):
-        return self.remaining
-
-
-@pytest.mark.parametrize("remaining", [float("inf"), 10**13, float("nan")])
-def test_infinite_remaining_time_is_no_deadline(strategy_name, remaining):
-    got = lambda_fanout.map(dual(partial(xproc.times, 3)), range(50), strategy=strategy_name, errors="collect",
-                            context=Forever(remaining))
-    assert [o.value for o in got] == [i * 3 for i in range(50)] and not got.unread
-
-
-def test_a_context_without_a_number_is_a_config_error(strategy_name):
-    with pytest.raises(lambda_fanout.ConfigError, match="get_remaining_time_in_millis"):
-        lambda_fanout.map(dual(abs), [1], strategy=strategy_name, context=Forever("soon"))
-
-
-# -- 11. TaskError carries no payload --------------------------------------------------------------
-
-def test_task_error_message_has_type_not_payload(strategy_name):
-    with pytest.raises(lambda_fanout.TaskError) as info:  # KeyError('alice@example.com'): the payload
-        lambda_fanout.map(dual(xproc.lookup_empty), ["alice@example.com"], strategy=strategy_name)
-    assert "alice" not in str(info.value)
-    assert str(info.value) == "task failed on item #0: KeyError"
-    assert isinstance(info.value.__cause__, KeyError) and info.value.__cause__.args == ("alice@example.com",)
-
-
-# -- the two kinds of deadline report ---------------------------------------------------------------
-
-def test_deadline_reports_say_started_or_not(strategy_name, fake_context, release, margin_100ms):
-    got = lambda_fanout.map(hanging(release, {0}), range(3), strategy=strategy_name, max_workers=1,
-                            errors="collect", context=fake_context(400))
-    first = got[0].error
-    assert isinstance(first, lambda_fanout.DeadlineExceeded) and first.started
-    assert "may have had side effects" in str(first)
-    for outcome in got[1:]:  # read before the cut (threads' windows) but never started
-        assert not outcome.error.started and "safe to redeliver" in str(outcome.error)
-
-
-# -- cases an adversarial review found, kept as regressions ----------------------------------------
-
+@pytest.mark.serial
 def test_amap_cancel_with_a_task_that_swallows_cancellation(strategy_name, release, started):
     fn = partial(xproc.record_then_wait_for, started, release, 0.05)
 
@@ -375,76 +391,94 @@ def test_amap_returns_by_the_deadline_when_a_task_delays_its_cancellation(fake_c
     assert all(o.error.started for o in got)
 
 
-def test_a_task_cancelling_itself_is_its_own_error():
-    async def self_cancel(i):
-        if i == 1:
-            asyncio.current_task().cancel()
-            await asyncio.sleep(0)
-        return i
+# -- only ASCII digits are numbers -------------------------------------------------------------
 
-    with pytest.raises(asyncio.CancelledError):
-        lambda_fanout.map(self_cancel, range(4), strategy="asyncio", max_workers=1, errors="collect")
-    assert lambda_fanout.map(self_cancel, [0, 2], strategy="asyncio") == [0, 2]
-
-
-def test_a_blocking_read_at_the_deadline_finishes_first(strategy_name, fake_context, margin_100ms):
-    consumed = []
-
-    def items():
-        for i in itertools.count():
-            if i == 3:
-                time.sleep(0.4)  # this read is under way when the margin passes
-            consumed.append(i)
-            yield i
-
-    got = lambda_fanout.map(dual(xproc.identity), items(), strategy=strategy_name, max_workers=2, errors="collect",
-                            context=fake_context(500))
-    assert len(got) == len(consumed) and got.unread  # every item taken from the input has its entry
-    frozen = list(got)
-    time.sleep(0.1)
-    assert list(got) == frozen and all(isinstance(o, lambda_fanout.Outcome) for o in got)
+@pytest.mark.parametrize("variable", ["FANOUT_MAX_WORKERS", "FANOUT_DEADLINE_MARGIN_MS"])
+@pytest.mark.parametrize("value", ["²", "٣", "１６", "4²"])
+def test_non_ascii_digits_are_a_config_error(strategy_name, monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(lambda_fanout.ConfigError, match=variable) as info:
+        lambda_fanout.map(abs, [1], strategy=strategy_name)
+    assert repr(value) in str(info.value)
 
 
-def test_a_late_result_never_leaves_a_placeholder(strategy_name, fake_context, release, monkeypatch):
-    # Widen the window between a late result's check and its write, as a thread switch would.
-    from lambda_fanout import _run
-
-    class SlowOutcome(_run.Outcome):
-        __slots__ = ()
-
-        def __init__(self, index, *rest):
-            if index == 1:
-                time.sleep(0.03)
-            super().__init__(index, *rest)
-
-    monkeypatch.setattr(_run, "Outcome", SlowOutcome)
-    monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, "500")
-    ctx = fake_context(600)
-
-    fn = xproc.SettleAtMargin(release, ctx.deadline)
-    got = lambda_fanout.map(dual(fn), [0, 1], strategy=strategy_name, max_workers=2, errors="collect",
-                            context=ctx)
-    assert all(isinstance(o, lambda_fanout.Outcome) for o in got), got
+@pytest.mark.parametrize("value", ["\u20038", "8\xa0", "8\n", "+8", "-0", "0x10", "1e3"])
+def test_only_plain_ascii_digits_are_numbers(monkeypatch, value):
+    monkeypatch.setenv("FANOUT_MAX_WORKERS", value)
+    with pytest.raises(lambda_fanout.ConfigError, match="FANOUT_MAX_WORKERS"):
+        lambda_fanout.Settings.resolve()
 
 
-def test_items_read_before_the_input_fails_all_run(strategy_name, started):
-    ran = started
+# -- a context with no real deadline ----------------------------------------------------------
 
-    def items():
-        yield from "abc"
-        raise OSError("listing failed")
+class Forever:
+    def __init__(self, remaining):
+        self.remaining = remaining
 
-    with pytest.raises(OSError) as info:
-        lambda_fanout.map(dual(ran.append), items(), strategy=strategy_name, max_workers=4)
-    assert sorted(ran.entries()) == ["a", "b", "c"]
-    assert "after 3 items were read; those items ran" in info.value.__notes__[0]
+    def get_remaining_time_in_millis(self):
+        return self.remaining
 
 
-def test_a_list_read_to_its_end_is_not_unread(strategy_name, fake_context, release, margin_100ms):
-    got = lambda_fanout.map(hanging(release, {1}), [0, 1], strategy=strategy_name, max_workers=1,
+@pytest.mark.parametrize("remaining", [float("inf"), 10**13, float("nan")])
+def test_infinite_remaining_time_is_no_deadline(strategy_name, remaining):
+    got = lambda_fanout.map(dual(partial(xproc.times, 3)), range(50), strategy=strategy_name, errors="collect",
+                            context=Forever(remaining))
+    assert [o.value for o in got] == [i * 3 for i in range(50)] and not got.unread
+
+
+def test_a_context_without_a_number_is_a_config_error(strategy_name):
+    with pytest.raises(lambda_fanout.ConfigError, match="get_remaining_time_in_millis"):
+        lambda_fanout.map(dual(abs), [1], strategy=strategy_name, context=Forever("soon"))
+
+
+def test_a_remaining_time_too_large_for_a_float_is_no_deadline(strategy_name):
+    assert lambda_fanout.map(dual(abs), [-1, -2], strategy=strategy_name, context=Forever(10**400)) == [1, 2]
+
+
+# -- errors and warnings carry no payload -------------------------------------------------------
+
+def test_task_error_message_has_type_not_payload(strategy_name):
+    with pytest.raises(lambda_fanout.TaskError) as info:  # KeyError('alice@example.com'): the payload
+        lambda_fanout.map(dual(xproc.lookup_empty), ["alice@example.com"], strategy=strategy_name)
+    assert "alice" not in str(info.value)
+    assert str(info.value) == "task failed on item #0: KeyError"
+    assert isinstance(info.value.__cause__, KeyError) and info.value.__cause__.args == ("alice@example.com",)
+
+
+def test_task_error_keeps_a_tasks_own_deadline_text_out(strategy_name):
+    with pytest.raises(lambda_fanout.TaskError) as info:  # the task's own timeout type
+        lambda_fanout.map(dual(xproc.lookup_times_out), ["alice@example.com"], strategy=strategy_name)
+    assert str(info.value) == "task failed on item #0: LookupTimeout"
+
+
+def test_sync_task_names_never_show_bound_arguments(recwarn):
+    import functools
+
+    from lambda_fanout import _task
+
+    def fetch(bucket, key):
+        return key
+
+    for n in range(50):  # warm invocations, each with its own partial over event data
+        lambda_fanout.map(functools.partial(fetch, f"customer-secret-bucket-{n}"), ["k"], strategy="asyncio")
+    messages = [str(w.message) for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) <= 1 and not any("customer-secret" in m for m in messages)
+    assert not any("customer-secret" in name for name in _task._warned_no_async)
+
+
+# -- the two kinds of deadline report ---------------------------------------------------------------
+
+def test_deadline_reports_say_started_or_not(strategy_name, fake_context, release, margin_100ms):
+    got = lambda_fanout.map(hanging(release, {0}), range(3), strategy=strategy_name, max_workers=1,
                             errors="collect", context=fake_context(400))
-    assert [o.ok for o in got] == [True, False] and not got.unread
+    first = got[0].error
+    assert isinstance(first, lambda_fanout.DeadlineExceeded) and first.started
+    assert "may have had side effects" in str(first)
+    for outcome in got[1:]:  # read before the cut (threads' windows) but never started
+        assert not outcome.error.started and "safe to redeliver" in str(outcome.error)
 
+
+# -- the EMF line counts what happened ------------------------------------------------------------
 
 def test_emf_counts_what_happened(strategy_name, monkeypatch, capsys, fake_context):
     monkeypatch.setenv("FANOUT_METRICS", "on")
@@ -473,37 +507,7 @@ def test_emf_counts_what_happened(strategy_name, monkeypatch, capsys, fake_conte
     assert emitted()[-1]["Succeeded"] == 1
 
 
-def test_sync_task_names_never_show_bound_arguments(recwarn):
-    import functools
-
-    from lambda_fanout import _task
-
-    def fetch(bucket, key):
-        return key
-
-    for n in range(50):  # warm invocations, each with its own partial over event data
-        lambda_fanout.map(functools.partial(fetch, f"customer-secret-bucket-{n}"), ["k"], strategy="asyncio")
-    messages = [str(w.message) for w in recwarn if issubclass(w.category, RuntimeWarning)]
-    assert len(messages) <= 1 and not any("customer-secret" in m for m in messages)
-    assert not any("customer-secret" in name for name in _task._warned_no_async)
-
-
-def test_task_error_keeps_a_tasks_own_deadline_text_out(strategy_name):
-    with pytest.raises(lambda_fanout.TaskError) as info:  # the task's own timeout type
-        lambda_fanout.map(dual(xproc.lookup_times_out), ["alice@example.com"], strategy=strategy_name)
-    assert str(info.value) == "task failed on item #0: LookupTimeout"
-
-
-def test_a_remaining_time_too_large_for_a_float_is_no_deadline(strategy_name):
-    assert lambda_fanout.map(dual(abs), [-1, -2], strategy=strategy_name, context=Forever(10**400)) == [1, 2]
-
-
-@pytest.mark.parametrize("value", ["\u20038", "8\xa0", "8\n", "+8", "-0", "0x10", "1e3"])
-def test_only_plain_ascii_digits_are_numbers(monkeypatch, value):
-    monkeypatch.setenv("FANOUT_MAX_WORKERS", value)
-    with pytest.raises(lambda_fanout.ConfigError, match="FANOUT_MAX_WORKERS"):
-        lambda_fanout.Settings.resolve()
-
+# -- batch events Lambda never sends, and results that are not JSON -----------------------------------
 
 @pytest.mark.parametrize("event, fragment", [
     ({"Items": []}, "'Items' is empty"),

@@ -24,6 +24,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: and shared memory fail with OSError there, as in Lambda, while pipes work.
 NO_SHM = "mount -t tmpfs -o ro,size=4k none /dev/shm && exec \"$@\""
 
+# Worker pools killed and replaced at deadlines of a few hundred ms: these run alone.
+pytestmark = pytest.mark.serial
+
 
 def run_without_shm(*argv: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``argv`` with /dev/shm unusable (skips the test where that cannot be arranged)."""

@@ -16,6 +16,9 @@ import xproc
 from lambda_fanout import ConfigError, _procpool
 from lambda_fanout._procpool import ChunkSizer, Killed, ProcessPool, WorkerError
 
+# Worker pools killed and replaced at deadlines of a few hundred ms: these run alone.
+pytestmark = pytest.mark.serial
+
 
 @pytest.fixture
 def pool():

@@ -19,6 +19,7 @@ A memory size can bring Lambda's CPU share as a cgroup CPU quota (:mod:`.quota`)
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import os
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,26 +73,20 @@ def runtime_dir(python: str) -> Path:
         RuntimeError: pip could not install them (pip's message included).
     """
     digest = hashlib.sha256(RUNTIME_REQUIREMENTS.read_bytes()).hexdigest()[:16]
-    target = CACHE / "lambda-runtime" / f"py{python}-{local_arch()}-{digest}"
-    if (target / ".complete").exists():
-        return target
     machine = "aarch64" if local_arch() == "arm64" else "x86_64"
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-           "--require-hashes", "-r", str(RUNTIME_REQUIREMENTS), "--target", str(tmp), "--only-binary=:all:",
-           "--implementation", "cp", "--python-version", python,
-           "--platform", f"manylinux2014_{machine}", "--platform", f"manylinux_2_17_{machine}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        noise = "is ignored: it is neither a file nor a directory"
-        err = "\n".join(line for line in proc.stderr.splitlines() if noise not in line)
-        raise RuntimeError(f"pip could not install Lambda's runtime packages for Python {python}:\n{err}")
-    (tmp / ".complete").write_text(digest)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    return target
+
+    def install(tmp: Path) -> None:
+        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
+               "--require-hashes", "-r", str(RUNTIME_REQUIREMENTS), "--target", str(tmp), "--only-binary=:all:",
+               "--implementation", "cp", "--python-version", python,
+               "--platform", f"manylinux2014_{machine}", "--platform", f"manylinux_2_17_{machine}"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            noise = "is ignored: it is neither a file nor a directory"
+            err = "\n".join(line for line in proc.stderr.splitlines() if noise not in line)
+            raise RuntimeError(f"pip could not install Lambda's runtime packages for Python {python}:\n{err}")
+
+    return _cached(CACHE / "lambda-runtime" / f"py{python}-{local_arch()}-{digest}", digest, install)
 
 
 def unpack_layer(zip_path: str | Path) -> Path:
@@ -98,17 +94,37 @@ def unpack_layer(zip_path: str | Path) -> Path:
     import zipfile
 
     digest = hashlib.sha256(Path(zip_path).read_bytes()).hexdigest()[:16]
-    opt = CACHE / "opt" / digest
-    if (opt / ".complete").exists():
-        return opt
-    tmp = opt.with_name(opt.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    with zipfile.ZipFile(zip_path) as zf:
-        zf.extractall(tmp)
-    (tmp / ".complete").write_text(digest)
-    shutil.rmtree(opt, ignore_errors=True)
-    tmp.rename(opt)
-    return opt
+
+    def unpack(tmp: Path) -> None:
+        with zipfile.ZipFile(zip_path) as zf:
+            zf.extractall(tmp)
+
+    return _cached(CACHE / "opt" / digest, digest, unpack)
+
+
+def _cached(target: Path, digest: str, fill: Callable[[Path], None]) -> Path:
+    """``target``, filled once by ``fill(folder)``; another process filling it at the same time waits for it.
+
+    The folder is filled under a temporary name and renamed when complete, so a reader
+    never sees it half made; a file lock beside it keeps two processes (test workers, a
+    ``./build.sh invoke`` beside the tests) from filling or replacing it at once.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(target.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / ".complete").exists():
+            return target
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            fill(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        (tmp / ".complete").write_text(digest)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+        return target
 
 
 @functools.cache

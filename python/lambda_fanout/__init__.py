@@ -13,7 +13,22 @@ from __future__ import annotations
 # not imported at run time, which keeps cold starts short.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Iterable
+    from typing import Any, Callable, Coroutine, Iterable, Literal, TypeVar, overload
+
+    from ._limiter import register_throttle_error
+    from .batch import BatchError, process_batch
+    from .strategies.base import Strategy
+
+    _Item = TypeVar("_Item")
+    _Result = TypeVar("_Result")
+    #: The strategy names (STRATEGIES) for type checkers; a test keeps the two equal.
+    StrategyName = Literal["sequential", "threads", "threads-map", "asyncio", "processes"]
+    #: ``max_workers``: a count, ``"auto"`` or ``"auto:N"``.
+    Workers = int | str
+else:
+    def overload(fn):
+        """typing.overload for type checkers; at run time the last definition stands."""
+        return fn
 
 from ._config import (
     Settings,
@@ -44,7 +59,7 @@ __all__ = [
 ]
 
 
-def get_strategy(name: str | None = None, *, max_workers: int | str | None = None):
+def get_strategy(name: StrategyName | None = None, *, max_workers: Workers | None = None) -> Strategy:
     """Build a strategy object from settings resolved now.
 
     Args:
@@ -63,15 +78,31 @@ def get_strategy(name: str | None = None, *, max_workers: int | str | None = Non
     return _build(Settings.resolve(strategy=name, max_workers=max_workers))
 
 
+@overload
+def map(task: Callable[[_Item], Coroutine[Any, Any, _Result]], items: Iterable[_Item], *,  # noqa: A001
+        strategy: StrategyName | None = None, max_workers: Workers | None = None,
+        errors: Literal["raise"] = "raise", context: Any = None) -> Results[_Result]: ...
+@overload
+def map(task: Task[_Item, _Result] | Callable[[_Item], _Result], items: Iterable[_Item], *,  # noqa: A001
+        strategy: StrategyName | None = None, max_workers: Workers | None = None,
+        errors: Literal["raise"] = "raise", context: Any = None) -> Results[_Result]: ...
+@overload
+def map(task: Callable[[_Item], Coroutine[Any, Any, _Result]], items: Iterable[_Item], *,  # noqa: A001
+        strategy: StrategyName | None = None, max_workers: Workers | None = None,
+        errors: Literal["collect"], context: Any = None) -> Results[Outcome[_Result]]: ...
+@overload
+def map(task: Task[_Item, _Result] | Callable[[_Item], _Result], items: Iterable[_Item], *,  # noqa: A001
+        strategy: StrategyName | None = None, max_workers: Workers | None = None,
+        errors: Literal["collect"], context: Any = None) -> Results[Outcome[_Result]]: ...
 def map(  # noqa: A001 - the package's verb
-    task: Any,
+    task: Task[Any, Any] | Callable[[Any], Any],
     items: Iterable[Any],
     *,
-    strategy: str | None = None,
-    max_workers: int | str | None = None,
-    errors: str = "raise",
+    strategy: StrategyName | None = None,
+    max_workers: Workers | None = None,
+    errors: Literal["raise", "collect"] = "raise",
     context: Any = None,
-) -> Results:
+) -> Results[Any]:
     """Run ``task`` on every item concurrently; results in input order.
 
     Settings are resolved once, here: explicit arguments, else ``FANOUT_*`` variables.
@@ -108,15 +139,31 @@ def map(  # noqa: A001 - the package's verb
     return get_strategy(strategy, max_workers=max_workers).map(task, items, errors=errors, context=context)
 
 
+@overload
+async def amap(task: Callable[[_Item], Coroutine[Any, Any, _Result]], items: Iterable[_Item], *,
+               strategy: StrategyName | None = None, max_workers: Workers | None = None,
+               errors: Literal["raise"] = "raise", context: Any = None) -> Results[_Result]: ...
+@overload
+async def amap(task: Task[_Item, _Result] | Callable[[_Item], _Result], items: Iterable[_Item], *,
+               strategy: StrategyName | None = None, max_workers: Workers | None = None,
+               errors: Literal["raise"] = "raise", context: Any = None) -> Results[_Result]: ...
+@overload
+async def amap(task: Callable[[_Item], Coroutine[Any, Any, _Result]], items: Iterable[_Item], *,
+               strategy: StrategyName | None = None, max_workers: Workers | None = None,
+               errors: Literal["collect"], context: Any = None) -> Results[Outcome[_Result]]: ...
+@overload
+async def amap(task: Task[_Item, _Result] | Callable[[_Item], _Result], items: Iterable[_Item], *,
+               strategy: StrategyName | None = None, max_workers: Workers | None = None,
+               errors: Literal["collect"], context: Any = None) -> Results[Outcome[_Result]]: ...
 async def amap(
-    task: Any,
+    task: Task[Any, Any] | Callable[[Any], Any],
     items: Iterable[Any],
     *,
-    strategy: str | None = None,
-    max_workers: int | str | None = None,
-    errors: str = "raise",
+    strategy: StrategyName | None = None,
+    max_workers: Workers | None = None,
+    errors: Literal["raise", "collect"] = "raise",
     context: Any = None,
-) -> Results:
+) -> Results[Any]:
     """Awaitable :func:`map` for callers already inside an event loop (async handlers).
 
     The asyncio strategy runs on the caller's loop; sync strategies run from a
@@ -130,6 +177,10 @@ async def amap(
 
 
 def __getattr__(name: str) -> Any:
+    if name == "StrategyName":  # for annotations evaluated at run time; typing loads only then
+        from typing import Literal
+
+        return Literal[STRATEGIES]
     # The batch layer loads on first use, keeping `import lambda_fanout` small.
     if name in ("process_batch", "BatchError"):
         from . import batch

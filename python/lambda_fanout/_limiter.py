@@ -503,10 +503,12 @@ class Meter:
     A driver reads :attr:`limit` for how many jobs to keep in flight, calls
     :meth:`enter` in each thread or coroutine that runs jobs (botocore's retry hook and
     the crt path report throttled attempts to the limiter found there), and times jobs
-    by stride: :meth:`start` as a job is handed out (a start time for one job in
-    ``limiter.stride``, else None) and :meth:`done` when that job completes, on the
-    driver's thread; or, where jobs complete on many threads, runs :meth:`timed`'s
-    wrapper of the task. The ledger shows it every failure (:meth:`failed`).
+    by stride: :meth:`start` as a job to time is handed out (it returns the start time
+    and how many of the following jobs to leave untimed: the driver counts those down
+    without calling the meter, which keeps very fast jobs cheap) and :meth:`done` when
+    that job completes, on the driver's thread; or, where jobs complete on many threads,
+    runs :meth:`timed`'s wrapper of the task. The ledger shows it every failure
+    (:meth:`failed`).
     """
 
     __slots__ = ("limiter", "_skip")
@@ -525,14 +527,13 @@ class Meter:
         """Make this run's limiter the current one in this thread or coroutine (a pool's initializer)."""
         current.set(self.limiter)
 
-    def start(self) -> float | None:
-        """A job is handed out: its start time when it is the one in ``stride`` to time, else None."""
-        if self._skip:
-            self._skip -= 1
-            return None
+    def start(self) -> tuple[float, int]:
+        """A job to time is handed out: (its start time, how many following jobs to leave untimed).
+
+        One job in ``limiter.stride`` is timed (each sample stands for ``stride`` completions).
+        """
         limiter = self.limiter
-        self._skip = limiter.stride - 1
-        return limiter.clock()
+        return limiter.clock(), limiter.stride - 1
 
     def done(self, started: float, inflight: int, ok: bool) -> None:
         """The job timed from ``started`` completed (the driver's thread); ``inflight`` are still running."""
@@ -551,7 +552,7 @@ class Meter:
             if self._skip:
                 self._skip -= 1
                 return fn(item)
-            self._skip = limiter.stride - 1
+            _, self._skip = self.start()
             started = begin()
             try:
                 value = fn(item)

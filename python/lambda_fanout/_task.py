@@ -10,7 +10,17 @@ from types import GenericAlias
 # not imported at run time, which keeps cold starts short.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Awaitable, Callable
+    from typing import Any, Awaitable, Callable, Generic, TypeVar
+
+    _Item = TypeVar("_Item")
+    _Result = TypeVar("_Result")
+    _Value = TypeVar("_Value")
+else:
+    class Generic:
+        """typing.Generic for type checkers; at run time ``Task[Item, Result]`` only subscripts."""
+
+        __slots__ = ()
+        __class_getitem__ = classmethod(GenericAlias)
 
 from ._errors import ConfigError
 
@@ -19,7 +29,7 @@ from ._errors import ConfigError
 _CO_COROUTINE = 0x0080
 
 
-class Task:
+class Task(Generic["_Item", "_Result"]):
     """One piece of work in both forms: a blocking function and its coroutine twin.
 
     Sync strategies (``sequential``, ``threads``, ``threads-map``) call ``sync_fn``;
@@ -34,12 +44,11 @@ class Task:
     """
 
     __slots__ = ("sync_fn", "async_fn", "name")
-    __class_getitem__ = classmethod(GenericAlias)  # Task[Item, Result] in annotations
 
     def __init__(
         self,
-        sync_fn: Callable[[Any], Any] | None,
-        async_fn: Callable[[Any], Awaitable[Any]] | None = None,
+        sync_fn: Callable[[_Item], _Result] | None,
+        async_fn: Callable[[_Item], Awaitable[_Result]] | None = None,
         *,
         name: str | None = None,
     ) -> None:
@@ -57,7 +66,7 @@ class Task:
         self.async_fn = async_fn
         self.name = name or _name_of(sync_fn if sync_fn is not None else async_fn)
 
-    def __call__(self, item: Any) -> Any:
+    def __call__(self, item: _Item) -> _Result:
         if self.sync_fn is None:
             raise ConfigError(f"Task {self.name!r} has no sync form; await it through the asyncio strategy.")
         return self.sync_fn(item)
@@ -67,7 +76,7 @@ class Task:
         return f"Task({self.name!r}, forms={'+'.join(forms)})"
 
 
-class Outcome:
+class Outcome(Generic["_Result"]):
     """What happened to one item under ``errors="collect"``.
 
     Attributes:
@@ -80,9 +89,8 @@ class Outcome:
     """
 
     __slots__ = ("index", "item", "value", "error")
-    __class_getitem__ = classmethod(GenericAlias)
 
-    def __init__(self, index: int, item: Any, value: Any = None, error: BaseException | None = None):
+    def __init__(self, index: int, item: Any, value: _Result | None = None, error: BaseException | None = None):
         self.index = index
         self.item = item
         self.value = value
@@ -110,7 +118,7 @@ class Outcome:
         return f"Outcome(index={self.index}, ok=False, error={self.error!r})"
 
 
-class Results(list):
+class Results(list["_Value"]):
     """What ``map`` returns: a list, in input order, of values ("raise") or Outcomes ("collect").
 
     Attributes:

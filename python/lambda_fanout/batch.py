@@ -33,6 +33,13 @@ from ._config import Settings
 from ._errors import SkippedAfterFailure, kind, public
 from .strategies import build
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Literal
+
+    from . import StrategyName, Workers
+    from ._task import Task
+
 PARTIAL = "partial"
 RAISE = "raise"
 RESULTS = "results"
@@ -295,15 +302,15 @@ def _groups(shape: _Shape) -> list[list[int]]:
 
 
 def process_batch(
-    event: Any,
-    record_handler: Any,
+    event: dict[str, Any],
+    record_handler: Task[Any, Any] | Callable[[Any], Any],
     context: Any = None,
     *,
-    strategy: str | None = None,
-    max_workers: int | str | None = None,
-    fifo_on_failure: str | None = None,
+    strategy: StrategyName | None = None,
+    max_workers: Workers | None = None,
+    fifo_on_failure: Literal["group", "batch"] | None = None,
     raise_on_all_failed: bool | None = None,
-) -> Any:
+) -> dict[str, Any] | list[Any]:
     """Run ``record_handler`` on every record of a Lambda batch event, concurrently.
 
     Settings are resolved once, here: explicit arguments, else ``FANOUT_*`` variables.
