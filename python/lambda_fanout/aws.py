@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 from . import _config, _limiter, _shadowing, _snapstart
+from ._procpool import on_new_environment
 from ._task import Task
 
 ENV_CONNECT_TIMEOUT_S = _config.ENV_AWS_CONNECT_TIMEOUT_S
@@ -377,6 +378,11 @@ def reset_clients() -> None:
         _registry.clear()
     for pair in pairs:
         pair.close_native()
+
+
+# A processes worker installs each call's environment (credentials, region, endpoint):
+# the clients built from the one before go.
+on_new_environment(reset_clients)
 
 
 # -- ready-made dual tasks ----------------------------------------------------------------
