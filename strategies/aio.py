@@ -66,11 +66,14 @@ class AsyncioStrategy(Strategy):
                 # Under auto the jobs the meter picks by stride are timed here, and then the
                 # pool follows the limit: a worker retires above it and spawns others below it.
                 meter.enter()  # this worker's own context, for botocore's hook
+                untimed = 0
                 for job in jobs:
-                    started = meter.start()
-                    ok = await aexecute(job)
-                    if started is None:
+                    if untimed:
+                        untimed -= 1
+                        await aexecute(job)
                         continue
+                    started, untimed = meter.start()
+                    ok = await aexecute(job)
                     meter.done(started, alive[0] - 1, ok is not False)
                     if alive[0] > meter.limit:
                         return

@@ -107,13 +107,18 @@ def drive_window(
     completed: queue.SimpleQueue = queue.SimpleQueue()
     on_done = completed.put
     inflight = 0
+    untimed = 0  # under auto, jobs left to hand out before the meter times the next one
     room = window if meter is None else meter.limit
     while True:
         if room > 0:
             for job in jobs:
                 future = submit(job)
                 if meter is not None:
-                    future.started = meter.start()  # None unless this job is one to time
+                    if untimed:
+                        untimed -= 1
+                        future.started = None
+                    else:
+                        future.started, untimed = meter.start()
                 future.add_done_callback(on_done)
                 inflight += 1
                 room -= 1

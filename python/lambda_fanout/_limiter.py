@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 # The setting itself (``Auto``, ``auto:N``) is parsed with the others, in _config.
 from ._config import DEFAULT_AUTO_CAP as DEFAULT_CAP, Auto
+from . import _snapstart
 from ._errors import ConfigError
 from ._errors import safe_attr as _read
 
@@ -273,6 +274,15 @@ class Limiter:
             self._inflight = 0  # a job left hung by the last run is no longer counted
             self._open_window(self._origin)
 
+    def forget_floor(self) -> None:
+        """Forget the latencies measured so far (the floor and its smoothed median); keep the limit.
+
+        For a process resumed on another host (a SnapStart restore): what it learned about
+        concurrency still holds, the no-load latency is measured again.
+        """
+        with self._lock:
+            self._floor = self._smooth = None
+
     def _open_window(self, now: float) -> None:
         self._samples: list[float] = []
         self._opened_before = getattr(self, "_opened", self.limit)
@@ -478,6 +488,7 @@ def limiter_for(task: Any, strategy: str, workers: Auto, settings: Hashable = ()
         else:
             limiter = Limiter(workers.cap)
             _registry[key] = (fingerprint, limiter)
+            _snapstart.register(after=forget_floors)
     limiter.new_run()
     return limiter
 
@@ -487,6 +498,17 @@ def learned(task: Any, strategy: str) -> Limiter | None:
     with _registry_lock:
         found = _registry.get((task_key(task), strategy))
     return None if found is None else found[1]
+
+
+def forget_floors() -> None:
+    """Every kept limiter forgets its latency floor (:meth:`Limiter.forget_floor`); limits stay.
+
+    Registered for SnapStart (``lambda_fanout._snapstart``): after a restore, on a new host.
+    """
+    with _registry_lock:
+        limiters = [limiter for _, limiter in _registry.values()]
+    for limiter in limiters:
+        limiter.forget_floor()
 
 
 def forget() -> None:
@@ -503,10 +525,12 @@ class Meter:
     A driver reads :attr:`limit` for how many jobs to keep in flight, calls
     :meth:`enter` in each thread or coroutine that runs jobs (botocore's retry hook and
     the crt path report throttled attempts to the limiter found there), and times jobs
-    by stride: :meth:`start` as a job is handed out (a start time for one job in
-    ``limiter.stride``, else None) and :meth:`done` when that job completes, on the
-    driver's thread; or, where jobs complete on many threads, runs :meth:`timed`'s
-    wrapper of the task. The ledger shows it every failure (:meth:`failed`).
+    by stride: :meth:`start` as a job to time is handed out (it returns the start time
+    and how many of the following jobs to leave untimed: the driver counts those down
+    without calling the meter, which keeps very fast jobs cheap) and :meth:`done` when
+    that job completes, on the driver's thread; or, where jobs complete on many threads,
+    runs :meth:`timed`'s wrapper of the task. The ledger shows it every failure
+    (:meth:`failed`).
     """
 
     __slots__ = ("limiter", "_skip")
@@ -525,14 +549,13 @@ class Meter:
         """Make this run's limiter the current one in this thread or coroutine (a pool's initializer)."""
         current.set(self.limiter)
 
-    def start(self) -> float | None:
-        """A job is handed out: its start time when it is the one in ``stride`` to time, else None."""
-        if self._skip:
-            self._skip -= 1
-            return None
+    def start(self) -> tuple[float, int]:
+        """A job to time is handed out: (its start time, how many following jobs to leave untimed).
+
+        One job in ``limiter.stride`` is timed (each sample stands for ``stride`` completions).
+        """
         limiter = self.limiter
-        self._skip = limiter.stride - 1
-        return limiter.clock()
+        return limiter.clock(), limiter.stride - 1
 
     def done(self, started: float, inflight: int, ok: bool) -> None:
         """The job timed from ``started`` completed (the driver's thread); ``inflight`` are still running."""
@@ -551,7 +574,7 @@ class Meter:
             if self._skip:
                 self._skip -= 1
                 return fn(item)
-            self._skip = limiter.stride - 1
+            _, self._skip = self.start()
             started = begin()
             try:
                 value = fn(item)
