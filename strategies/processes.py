@@ -7,8 +7,10 @@ import threading
 import time
 from itertools import islice
 
-from .. import _config, _procpool
-from .._procpool import vcpus
+from .. import _config
+from .._procpool.cpus import vcpus
+from .._procpool.pickling import Killed, WorkerError, pickled_task
+from .._procpool.pool import ChunkSizer, Lease, get_pool
 from .._errors import DeadlineExceeded
 from .._run import Run
 from .._task import sync_form
@@ -47,7 +49,7 @@ class Remote:
     def __call__(self, item):
         lease = getattr(_current, "lease", None)
         if lease is None:
-            lease = _procpool.Lease(_procpool.get_pool(), 1, lambda: None)
+            lease = Lease(get_pool(), 1, lambda: None)
             try:
                 return self._in(lease, item)
             finally:
@@ -55,19 +57,14 @@ class Remote:
         return self._in(lease, item)
 
     def _in(self, lease, item):
-        for last in (False, True):
-            try:
-                results, _ = lease.worker().call(self.data, [item], lease.timeout(), env=lease.env, slot=lease.slot)
-                break
-            except _procpool.Killed:
-                raise DeadlineExceeded.did_not_finish(self.margin_ms) from None
-            except _procpool.WorkerError as exc:
-                if last or not (exc.exited and exc.started == 0):
-                    raise
-                # It died before it began the item (killed while idle, say): once more, on a replacement.
-        if not results:  # the call stopped or its deadline passed before the item began
+        reply = lease.run(self.data, [item])
+        if isinstance(reply.error, Killed):
+            raise DeadlineExceeded.did_not_finish(self.margin_ms)
+        if reply.error is not None:
+            raise reply.error
+        if not reply.results:  # the call stopped or its deadline passed before the item began
             raise DeadlineExceeded.not_started(self.margin_ms)
-        (ok, value), = results
+        (ok, value), = reply.results
         if ok:
             return value
         raise value
@@ -126,14 +123,14 @@ class ProcessesStrategy(Strategy):
         if isinstance(task, Remote):
             return task
         fn = sync_form(task, self.name)
-        return Remote(_procpool.pickled_task(fn, self.name), getattr(fn, "__qualname__", repr(fn)),
+        return Remote(pickled_task(fn, self.name), getattr(fn, "__qualname__", repr(fn)),
                       self.settings.deadline_margin_ms)
 
     def _drive(self, run: Run) -> None:
-        lease = _procpool.Lease(_procpool.get_pool(), self.max_workers, run.wait_timeout)
+        lease = Lease(get_pool(), self.max_workers, run.wait_timeout)
         run.add_stop_hook(lease.stop)  # a cancelled amap: the workers stop before their next item
         if run.groups is None:
-            sizer = _procpool.ChunkSizer()
+            sizer = ChunkSizer()
             size, work = sizer.size, self._send
         else:
             sizer, size, work = None, (lambda: 1), self._walk
@@ -168,63 +165,13 @@ class ProcessesStrategy(Strategy):
         finally:
             lease.close()
 
-    @classmethod
-    def _send(cls, lease, run: Run, chunk: list[int], sizer, settled) -> None:
-        worker = None
+    @staticmethod
+    def _send(lease, run: Run, chunk: list[int], sizer, settled) -> None:
         try:
-            worker = cls._settle_chunk(lease, run, chunk, sizer)
+            _settle_chunk(lease, run, chunk, sizer)
         finally:
             settled.put(None)
-        if worker is not None:
-            lease.replace(worker)  # after the ledger is told: the call may return meanwhile
-
-    @staticmethod
-    def _settle_chunk(lease, run: Run, chunk: list[int], sizer):
-        # Returns the worker if it was killed or died, for replacing.
-        begun = [index for index in chunk if run.begin(index)]
-        if not begun:
-            return None
-        worker = lease.worker()
-        idle_death = False  # a worker that died before its first item is given one more chance
-        while begun:
-            items = [run.pending[index] for index in begun]
-            try:
-                results, elapsed = worker.call(run.fn.data, items, lease.timeout(), stop_on_failure=run.stop_on_failure,
-                                               env=lease.env, slot=lease.slot, sent=begun)
-            except _procpool.Killed as killed:
-                # The first `started` records began (those unfinished are reported as not
-                # finished), the rest never did.
-                _report(run, begun, killed.results)
-                for index in begun[killed.started:]:
-                    run.unbegin(index)
-                return worker
-            except _procpool.WorkerError as exc:
-                _report(run, begun, exc.results)
-                done = len(exc.results)
-                if not exc.exited or (exc.started == 0 and idle_death):
-                    # The task cannot load, or kills every worker before it runs: each record fails.
-                    for index in begun[done:]:
-                        run.fail(index, exc)
-                    return None if worker.healthy else worker
-                for index in begun[done:exc.started]:
-                    run.fail(index, exc)  # the record it was running when it exited
-                # The records it never reached run on a replacement.
-                idle_death = idle_death or exc.started == 0
-                rest = begun[exc.started:]
-                for index in rest:
-                    run.unbegin(index)
-                lease.replace(worker)
-                worker = lease.worker()
-                begun = [index for index in rest if run.begin(index)]
-                continue
-            sizer.observe(len(results), elapsed)
-            _report(run, begun, results)
-            for index in begun[len(results):]:
-                run.unbegin(index)  # the worker stopped (a failure, a cancel, the deadline) before these
-            break
-        if run.stopped:
-            lease.stop()  # a failure recorded here stops the other workers of the call too
-        return None
+        lease.renew()  # after the ledger is told (the call may return meanwhile): a dead or killed worker is replaced
 
     @staticmethod
     def _walk(lease, run: Run, chunk: list, sizer, settled) -> None:
@@ -238,9 +185,43 @@ class ProcessesStrategy(Strategy):
         lease.renew()  # after the ledger is told: a worker killed at the deadline is replaced now
 
 
-def _report(run: Run, begun: list[int], results: list) -> None:
+def _settle_chunk(lease, run: Run, chunk: list[int], sizer) -> None:
+    # Each record of the chunk that may still start is begun in the ledger, sent, and
+    # reported from the lease's reply.
+    begun = [index for index in chunk if run.begin(index)]
+    while begun:
+        reply = lease.run(run.fn.data, [run.pending[index] for index in begun], begun,
+                          stop_on_failure=run.stop_on_failure)
+        _report(run, reply.finished)
+        error = reply.error
+        if isinstance(error, WorkerError):
+            if not error.exited or reply.running is None:
+                # The task cannot load, or kills every worker before it runs: each record fails.
+                for index in reply.unfinished:
+                    run.fail(index, error)
+                break
+            run.fail(reply.running, error)  # the record it was running when it exited
+            # The records it never reached run on a replacement.
+            for index in reply.unstarted:
+                run.unbegin(index)
+            lease.renew()
+            begun = [index for index in reply.unstarted if run.begin(index)]
+            continue
+        if error is None:
+            sizer.observe(len(reply.results), reply.elapsed)
+        # Killed at the deadline: the record it was running stays started (reported as
+        # not finished). Killed or not, the worker stopped (a failure, a cancel, the
+        # deadline) before the rest.
+        for index in reply.unstarted:
+            run.unbegin(index)
+        break
+    if run.stopped:
+        lease.stop()  # a failure recorded here stops the other workers of the call too
+
+
+def _report(run: Run, finished) -> None:
     # The outcome of each record a worker finished, in order.
-    for index, (ok, value) in zip(begun, results):
+    for index, (ok, value) in finished:
         if ok:
             run.settle(index, value)
         elif isinstance(value, Exception):

@@ -664,6 +664,8 @@ def test_processes_bytearray_results_keep_type_when_many(procs):
 def test_processes_results_around_the_arena_size(procs):
     """Promise: results larger than the arena, exactly at its boundary, and many that overflow
     it come back whole and in order."""
+    from lambda_fanout._procpool import wire as _procpool
+
     room = _procpool.ARENA_SIZE - _procpool._HEAD - _procpool._FRAME.size - 5  # marshal: type byte + length
     sizes = [room - 1, room, room + 1, 3 << 20, 7, 400_000, 400_000, 400_000, 1, room]
     got = lambda_fanout.map(xproc.sized, sizes, strategy=procs, max_workers=2)
@@ -791,3 +793,14 @@ def test_processes_auto_cap_bounds_the_workers(procs):
     """Promise (processes): "auto means the same one-per-vCPU count (at most auto:N's cap)"."""
     got = lambda_fanout.map(xproc.pid_after, [0.03] * 12, strategy="processes", max_workers="auto:1")
     assert len(set(got)) == 1
+
+
+# -- a task that replaces its worker ---------------------------------------------------------------
+
+def test_a_task_that_execs_another_program_fails_its_item_without_waiting_for_it():
+    """The program a task execs (here, two minutes long) is not waited for: its item fails, the rest run."""
+    t0 = time.monotonic()
+    out = lambda_fanout.map(xproc.exec_on_zero, range(4), strategy="processes", max_workers=1, errors="collect")
+    assert time.monotonic() - t0 < 60  # far from the two minutes the program would hold the call
+    assert "worker process exited" in str(out[0].error)
+    assert [o.value for o in out[1:]] == [1, 2, 3]

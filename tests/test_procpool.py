@@ -51,14 +51,14 @@ def _fake_cgroup(tmp_path, quota: str, period: str = "100000"):
 
 
 def test_v1_quota_read_and_rounded_up(tmp_path, monkeypatch):
-    monkeypatch.setattr(_procpool, "_cgroup_paths", lambda: (None, "/"))
+    monkeypatch.setattr(_procpool.cpus, "_cgroup_paths", lambda: (None, "/"))
     root = _fake_cgroup(tmp_path, "170000")
     assert _procpool.cgroup_cpus(root) == pytest.approx(1.7)
     assert _procpool.vcpus(cgroup_root=root) == 2
 
 
 def test_v2_cpu_max_smallest_on_the_way_up(tmp_path, monkeypatch):
-    monkeypatch.setattr(_procpool, "_cgroup_paths", lambda: ("/a/b", None))
+    monkeypatch.setattr(_procpool.cpus, "_cgroup_paths", lambda: ("/a/b", None))
     (tmp_path / "a" / "b").mkdir(parents=True)
     (tmp_path / "a" / "cpu.max").write_text("50000 100000\n")
     (tmp_path / "a" / "b" / "cpu.max").write_text("max 100000\n")
@@ -67,7 +67,7 @@ def test_v2_cpu_max_smallest_on_the_way_up(tmp_path, monkeypatch):
 
 
 def test_without_quota_affinity_counts_and_memory_caps(tmp_path, monkeypatch):
-    monkeypatch.setattr(_procpool, "_cgroup_paths", lambda: (None, "/"))
+    monkeypatch.setattr(_procpool.cpus, "_cgroup_paths", lambda: (None, "/"))
     root = _fake_cgroup(tmp_path, "-1")
     affinity = len(os.sched_getaffinity(0))
     assert _procpool.cgroup_cpus(root) is None

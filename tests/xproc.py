@@ -987,3 +987,12 @@ async def _hang_async(record):
 
 
 HANG = lambda_fanout.Task(_hang_sync, _hang_async, name="hang")
+
+
+def exec_on_zero(x):
+    """Item 0 replaces the worker with another program that runs for two minutes."""
+    if x == 0:
+        import sys
+
+        os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(120)"])
+    return x

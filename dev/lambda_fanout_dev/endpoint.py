@@ -61,6 +61,15 @@ class ProxyControl:
     def reset_stats(self) -> None:
         self._control("reset", {})
 
+    def freeze(self) -> int:
+        """Freeze every connection open to the proxy now, as a SnapStart snapshot freezes them.
+
+        Each stays open, silently, and its next request is answered with a reset (counted as
+        ``frozen`` in :meth:`stats`); connections opened later are served. The next
+        :meth:`configure` ends the freeze. Returns how many connections were frozen.
+        """
+        return self._control("freeze", {})["frozen"]
+
 
 class LocalEndpoint(ProxyControl):
     """moto's server and the latency/fault proxy in front of it, both child processes."""

@@ -10,6 +10,12 @@ real runtime interface client (awslambdaric). AWS calls go to the embedded endpo
 behind the latency proxy, on 127.0.0.1) unless ``--endpoint-url`` is given. It prints, per
 invocation, the function's logs, its EMF metrics as a table, the response, and the init and
 invoke durations with the billed duration and cost from the bench's cost model.
+
+``--snapstart`` takes the runtime's snap-start path (see :mod:`.snapstart`): the init ends
+at the snapshot, every connection open to the embedded endpoint is frozen (a request on
+one is reset), and ``--restores`` environments are restored from the snapshot, each
+serving ``--repeat`` invocations; it prints how long the hooks took and what met a frozen
+connection.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from lambda_fanout.bench.cost import MEMORY_RANGE_MB, billed_ms, cost_per_millio
 from . import ROOT, emf, events
 from .endpoint import LocalEndpoint
 from .local_lambda import LocalFunction, build_layer_module, local_arch, runtime_dir, unpack_layer
+from .snapstart import Restored
 
 #: What a layer zip is built from: a newer file here means the zip in dist/ is stale.
 LAYER_SOURCES = ("python/lambda_fanout", "strategies", "layer/requirements.txt", "layer/build_layer.py")
@@ -56,6 +63,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--layer-zip", help="attach this layer zip (default: dist/'s for --python, built if stale)")
     p.add_argument("--arch", choices=("x86_64", "arm64"), default=None,
                    help="architecture to price (default: this machine's)")
+    p.add_argument("--snapstart", action="store_true",
+                   help="SnapStart: snapshot after init, break its connections, restore --restores copies")
+    p.add_argument("--restores", type=int, default=2, metavar="N",
+                   help="with --snapstart, the environments restored from the snapshot (default 2)")
     args = p.parse_args(argv)
     if not MEMORY_RANGE_MB[0] <= args.memory_mb <= MEMORY_RANGE_MB[1]:
         p.error(f"--memory-mb must be from {MEMORY_RANGE_MB[0]} to {MEMORY_RANGE_MB[1]} but got {args.memory_mb}")
@@ -63,6 +74,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--timeout must be from 1 to 900 seconds (Lambda's range) but got {args.timeout:g}")
     if args.repeat < 1:
         p.error(f"--repeat must be at least 1 but got {args.repeat}")
+    if args.restores < 1:
+        p.error(f"--restores must be at least 1 but got {args.restores}")
     if "." not in args.handler:
         p.error(f"--handler must be module.function (e.g. app.handler) but got {args.handler!r}")
     if args.layer_zip and not os.path.isfile(args.layer_zip):
@@ -124,19 +137,21 @@ def _files(path: Path):
     return [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
 
 
-def report_line(inv, fn: LocalFunction, arch: str, cold: bool) -> str:
+def report_line(inv, fn: LocalFunction, arch: str, cold: bool, restored: Restored | None = None) -> str:
     """Lambda's REPORT line for one invocation, with the bench's price for it."""
     if inv.duration_ms is None:
         return f"REPORT status {inv.status}"
     parts = [f"Duration {inv.duration_ms:.2f} ms", f"Billed Duration {billed_ms(inv.duration_ms)} ms",
              f"Memory Size {fn.memory_mb} MB", f"Max Memory Used {fn.max_memory_mb():.0f} MB"]
-    if cold and fn.init_ms is not None:
+    if cold and restored is not None and restored.restore_ms is not None:
+        parts.append(f"Restore Duration {restored.restore_ms:.2f} ms")
+    elif cold and fn.init_ms is not None:
         parts.append(f"Init Duration {fn.init_ms:.2f} ms")
     parts.append(f"${cost_per_million(inv.duration_ms, fn.memory_mb, arch):.2f} per million invocations ({arch})")
     return "REPORT " + " | ".join(parts)
 
 
-def show(inv, fn: LocalFunction, arch: str, number: int) -> None:
+def show(inv, fn: LocalFunction, arch: str, number: int, restored: Restored | None = None) -> None:
     cold = number == 1
     print(f"\n== invocation {number} ({'cold' if cold else 'warm'}): {inv.status} ==")
     docs = emf.documents(inv.logs)
@@ -155,13 +170,14 @@ def show(inv, fn: LocalFunction, arch: str, number: int) -> None:
         print(f"the function's process exited (code {fn.proc.returncode}) before answering")
     else:
         print(json.dumps(inv.response, indent=2)[:20000])
-    print(report_line(inv, fn, arch, cold))
+    print(report_line(inv, fn, arch, cold, restored))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     python = args.python
     arch = args.arch or local_arch()
+    endpoint = None
     with contextlib.ExitStack() as stack:
         try:
             opt = unpack_layer(args.layer_zip or layer_zip(python, local_arch()))
@@ -177,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             env = {_config.ENV_METRICS: "on", **env, **args.env}
             fn = stack.enter_context(LocalFunction(
                 args.handler, task_root=args.task_root, opt=opt, python=python, runtime=runtime, env=env,
-                memory_mb=args.memory_mb, timeout_s=args.timeout, cpu_quota=True))
+                memory_mb=args.memory_mb, timeout_s=args.timeout, cpu_quota=True, snapstart=args.snapstart))
         except (RuntimeError, SystemExit, OSError, zipfile.BadZipFile) as exc:
             # No interpreter for --python, pip or the layer build failing, an unreadable zip.
             print(f"./build.sh invoke: {exc}", file=sys.stderr)
@@ -197,16 +213,46 @@ def main(argv: list[str] | None = None) -> int:
         if fn.lines:
             print("-- init logs --")
             print("\n".join(fn.lines))
+        if args.snapstart:
+            return restore_all(fn, endpoint, args.event, args.repeat, args.restores, arch)
         return invoke_all(fn, args.event, args.repeat, arch)
 
 
-def invoke_all(fn: LocalFunction, event: object, repeat: int, arch: str) -> int:
-    """Send ``event`` ``repeat`` times, printing each; 1 if any invocation did not answer ok."""
+def restore_all(fn: LocalFunction, endpoint, event: object, repeat: int, restores: int, arch: str) -> int:
+    """Restore the snapshot ``restores`` times and send ``event`` ``repeat`` times to each; 1 if any failed."""
+    print(f"\n== snapshot taken: init {fn.init_ms:.1f} ms, before-snapshot hooks "
+          f"{fn.api.hook_ms.get('before-snapshot', 0.0):.1f} ms ==")
+    if endpoint is not None:
+        frozen = endpoint.freeze()
+        endpoint.reset_stats()
+        print(f"endpoint: {frozen} connection(s) open at the snapshot frozen (a request on one is reset)")
+    fn.api.resume()
+    failed = False
+    for number in range(1, restores + 1):
+        restored = fn.restore()
+        ready = restored.wait_ready()
+        if not ready:
+            print(f"\n== restore {number} failed: {restored.api.restore_error_type or 'the copy exited'} ==")
+            print(json.dumps(restored.api.restore_error, indent=2))
+            return 1
+        print(f"\n== restore {number} (process {restored.pid}): after-restore hooks "
+              f"{restored.api.hook_ms.get('after-restore', 0.0):.1f} ms, restored in {restored.restore_ms:.1f} ms ==")
+        failed |= invoke_all(fn, event, repeat, arch, restored) != 0
+    if endpoint is not None:
+        stats = endpoint.stats()
+        print(f"\nendpoint: {stats['requests']} request(s) after the restores, {stats['frozen']} met a frozen "
+              "connection")
+        failed |= stats["frozen"] > 0
+    return 1 if failed else 0
+
+
+def invoke_all(fn: LocalFunction, event: object, repeat: int, arch: str, restored: Restored | None = None) -> int:
+    """Send ``event`` ``repeat`` times (to ``restored`` if given), printing each; 1 if any did not answer ok."""
     durations = []
     failed = False
     for number in range(1, repeat + 1):
-        inv = fn.invoke(event)
-        show(inv, fn, arch, number)
+        inv = fn.invoke(event, restored)
+        show(inv, fn, arch, number, restored)
         failed |= inv.status != "ok"
         if inv.status not in ("ok", "error"):
             break  # the environment is gone (timeout or exit), as in Lambda

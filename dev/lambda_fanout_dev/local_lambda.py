@@ -14,7 +14,9 @@ interpreter starts with ``-S``, so nothing of the machine's site-packages is vis
 Where the machine allows a private mount namespace (``unshare -m``, as root), the layer is
 mounted read-only at ``/opt`` and the task root read-only in place, as in Lambda; elsewhere
 the layer runs from its unpacked folder, writable, and :attr:`LocalFunction.notes` says so.
-A memory size can bring Lambda's CPU share as a cgroup CPU quota (:mod:`.quota`).
+A memory size can bring Lambda's CPU share as a cgroup CPU quota (:mod:`.quota`). With
+``snapstart=True`` the init takes the runtime's snap-start path and the process becomes the
+snapshot, restored into environments of their own (:mod:`.snapstart`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ROOT
+from . import snapstart as _snapstart
 from .quota import cpu_quota, vcpus_for_memory
 from .runtime_api import Invocation, RuntimeApi
 
@@ -155,6 +158,8 @@ class LocalFunction:
         timeout_s: the function's timeout; each event's deadline header comes from it.
         read_only: mount /opt and the task root read-only where the machine allows it.
         cpu_quota: run under the bench's cgroup CPU quota for ``memory_mb``.
+        snapstart: take the runtime's snap-start path: the init ends at the snapshot
+            (:meth:`wait_ready`), and :meth:`restore` makes each restored environment.
 
     Raises:
         RuntimeError: no interpreter for ``python`` on this machine.
@@ -162,7 +167,8 @@ class LocalFunction:
 
     def __init__(self, handler: str, *, task_root: str | Path, opt: str | Path, python: str, runtime: str | Path,
                  env: dict[str, str] | None = None, memory_mb: int = 1024, timeout_s: float = 30.0,
-                 read_only: bool = True, cpu_quota: bool = False, function_name: str = "local-function") -> None:
+                 read_only: bool = True, cpu_quota: bool = False, function_name: str = "local-function",
+                 snapstart: bool = False) -> None:
         self.handler = handler
         self.task_root = str(Path(task_root).resolve())
         self.opt_dir = str(Path(opt).resolve())
@@ -175,6 +181,7 @@ class LocalFunction:
         self.memory_mb = memory_mb
         self.timeout_s = timeout_s
         self.function_name = function_name
+        self.snapstart = snapstart
         self.notes: list[str] = []
         why = private_mounts() if read_only else "not asked for"
         self.read_only = read_only and not why
@@ -222,10 +229,13 @@ class LocalFunction:
             "AWS_DEFAULT_REGION": region,
         }
         env.update(self.env)
-        return env
+        return _snapstart.environ(env) if self.snapstart else env
 
     def command(self) -> list[str]:
-        run = [self.interpreter, "-S", "-m", "awslambdaric", self.handler]
+        if self.snapstart:
+            run = _snapstart.command(self.interpreter, self.handler, "-S")
+        else:
+            run = [self.interpreter, "-S", "-m", "awslambdaric", self.handler]
         if not self.read_only:
             return run
         return ["unshare", "-m", "--propagation", "private", "--", "sh", "-c", MOUNT_SCRIPT, "sh",
@@ -287,8 +297,9 @@ class LocalFunction:
         return self.proc is not None and self.proc.poll() is None
 
     def wait_ready(self, timeout_s: float = INIT_TIMEOUT_S) -> bool:
-        """Wait for the function's init to end: True once it asks for an event; False on an
-        init error (:attr:`init_error`), an exit or the time running out."""
+        """Wait for the function's init to end: True once it asks for an event (snap-start: once
+        the snapshot is taken); False on an init error (:attr:`init_error`), an exit or the
+        time running out."""
         assert self.api is not None
         ok = self.api.wait_ready(timeout_s, self.alive)
         self._drain()
@@ -301,19 +312,35 @@ class LocalFunction:
 
     @property
     def init_ms(self) -> float | None:
-        """From the process start to its first request for an event: Lambda's Init Duration."""
-        if self.api is None or self.api.ready_at is None:
-            return None
-        return (self.api.ready_at - self.started_at) * 1000.0
+        """From the process start to its first request for an event (snap-start: to the snapshot,
+        the before-snapshot hooks included): Lambda's Init Duration."""
+        end = None if self.api is None else self.api.snapshot_at or self.api.ready_at
+        return None if end is None else (end - self.started_at) * 1000.0
 
-    def invoke(self, event: Any) -> Invocation:
-        """Send one event and wait for the answer; the Invocation gains ``.logs`` (its log lines)."""
+    def invoke(self, event: Any, restored: _snapstart.Restored | None = None) -> Invocation:
+        """Send one event and wait for the answer; the Invocation gains ``.logs`` (its log lines).
+
+        Args:
+            event: the event.
+            restored: the restored environment to send it to (snap-start), else this one.
+        """
         assert self.api is not None
         first = len(self.lines)
-        inv = self.api.invoke(event, self.timeout_s, alive=self.alive)
+        if restored is None:
+            inv = self.api.invoke(event, self.timeout_s, alive=self.alive)
+        else:
+            inv = restored.invoke(event, self.timeout_s)
         self._drain()
         inv.logs = self.lines[first:]  # type: ignore[attr-defined]
         return inv
+
+    def restore(self) -> _snapstart.Restored:
+        """A new environment restored from the snapshot (snap-start; after ``self.api.resume()``).
+
+        Its logs go to :attr:`lines` with the snapshot's.
+        """
+        assert self.api is not None and self.snapstart
+        return _snapstart.restore(self.api, function_name=self.function_name)
 
     def stop(self) -> None:
         """End the function process (as Lambda ends an environment) and the Runtime API."""

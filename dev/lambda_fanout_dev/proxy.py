@@ -13,11 +13,19 @@ the service answers it: S3's ``503 SlowDown`` XML error, or DynamoDB's ``400
 ProvisionedThroughputExceededException`` JSON. This is S3's documented behaviour
 (3,500 writes and 5,500 reads per second per prefix), scaled down.
 
+Freezing (``POST /__proxy__/freeze``) models what a SnapStart restore finds: every client
+connection open at that moment stays open, silently, and the next request on it is
+answered with a reset (RST), as a server that has long forgotten the connection answers
+one; it is counted as ``frozen``. Connections opened later are served as usual. A new
+config ends the freeze.
+
 Control endpoints (never forwarded):
-    GET  /__proxy__/stats   -> {"requests": n, "served": n, "faults": {...}, "throttled": n, "log": [...]}
+    GET  /__proxy__/stats   -> {"requests": n, "served": n, "faults": {...}, "throttled": n, "frozen": n,
+                                "log": [...]}
     POST /__proxy__/config  <- {"delay_ms": 25, "tail_sigma": 0.5, "faults": {"503": 0.1},
                                 "throttle": {"rate": 200, "burst": 10}, ...}
     POST /__proxy__/reset   clears the stats
+    POST /__proxy__/freeze  freezes the connections open now
 
 Run: python -m lambda_fanout_dev.proxy --upstream http://127.0.0.1:PORT [--port 0]
 Prints ``READY <port>`` on stdout once listening.
@@ -142,6 +150,10 @@ class Proxy:
         self.upstream = upstream.rstrip("/")
         self.config = ProxyConfig()
         self.session: ClientSession | None = None
+        # Client connections by id of their transport (each holds its transport, so an id
+        # is not reused while listed): those seen since the last freeze, and the frozen ones.
+        self.connections: dict[int, asyncio.BaseTransport] = {}
+        self.frozen_connections: dict[int, asyncio.BaseTransport] = {}
         self.reset_stats()
 
     def reset_stats(self) -> None:
@@ -149,7 +161,26 @@ class Proxy:
         self.served = 0
         self.fault_counts = {kind: 0 for kind in FAULT_KINDS}
         self.throttled = 0
+        self.frozen = 0
         self.log: list[dict] = []
+
+    def freeze(self) -> int:
+        """Freeze every client connection open now; returns how many."""
+        self.frozen_connections = {key: t for key, t in self.connections.items() if not t.is_closing()}
+        self.connections = {}
+        return len(self.frozen_connections)
+
+    def _is_frozen(self, transport: asyncio.BaseTransport | None) -> bool:
+        if transport is None:
+            return False
+        key = id(transport)
+        if self.frozen_connections.get(key) is transport:
+            return True
+        if key not in self.connections:
+            if len(self.connections) >= 1024:
+                self.connections = {k: t for k, t in self.connections.items() if not t.is_closing()}
+            self.connections[key] = transport
+        return False
 
     async def start_session(self, app: web.Application) -> None:
         self.session = ClientSession(
@@ -167,6 +198,10 @@ class Proxy:
         self.requests += 1
         number = self.requests
         body = await request.read()
+        if self._is_frozen(request.transport):
+            self.frozen += 1
+            self.log.append({"n": number, "method": request.method, "path": request.path, "fault": "frozen"})
+            return await self.fault(request, "reset", cfg)
         json_protocol = "X-Amz-Target" in request.headers
         if cfg.throttle is not None and not cfg.throttle.admit(
                 throttle_prefix(request.path, body, json_protocol), time.monotonic()):
@@ -226,14 +261,17 @@ class Proxy:
         if action == "stats":
             return web.json_response({
                 "requests": self.requests, "served": self.served,
-                "faults": self.fault_counts, "throttled": self.throttled, "log": self.log,
+                "faults": self.fault_counts, "throttled": self.throttled, "frozen": self.frozen, "log": self.log,
             })
         if action == "config" and request.method == "POST":
             try:
                 self.config = ProxyConfig(**(await request.json()))
             except (TypeError, ValueError) as exc:
                 return web.json_response({"error": str(exc)}, status=400)
+            self.frozen_connections = {}
             return web.json_response({"ok": True})
+        if action == "freeze" and request.method == "POST":
+            return web.json_response({"frozen": self.freeze()})
         if action == "reset" and request.method == "POST":
             self.reset_stats()
             return web.json_response({"ok": True})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 
-MB_PER_VCPU = 1769
+from lambda_fanout._procpool.cpus import MB_PER_VCPU
 MAX_VCPUS = 6
 #: A short enforcement period keeps throttling smooth for jobs of tens of milliseconds
 #: (at 100 ms a 30 ms job runs either unthrottled or stalled for a whole period);

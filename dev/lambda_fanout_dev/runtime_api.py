@@ -15,6 +15,16 @@ headers carry the request id, ``Lambda-Runtime-Deadline-Ms`` and the function AR
 ``POST /runtime/init/error``. The server records when the function first asked for an
 event (the end of its init) and, per invocation, when the event was handed over and when
 its answer came back.
+
+SnapStart (``AWS_LAMBDA_INITIALIZATION_TYPE=snap-start``, see :mod:`.snapstart`):
+``GET /runtime/restore/next`` marks the snapshot (init and the before-snapshot hooks are
+over) and is answered once :meth:`RuntimeApi.resume` is called; ``POST
+/runtime/restore/error`` records a failed restore as the runtime reports it
+(``Runtime.AfterRestoreError``). Three paths outside Lambda's API serve the local model
+of a restore (:mod:`.snapstart`'s driver, in the function's process): ``GET
+/runtime/local/restore`` hands the snapshot the next restore to make, ``POST
+/runtime/local/restored`` says which process it became, ``POST /runtime/local/hooks``
+reports how long a phase of hooks took.
 """
 
 from __future__ import annotations
@@ -103,6 +113,17 @@ class RuntimeApi:
         self._parked_changed = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        # -- SnapStart
+        #: time.monotonic() when the runtime asked /runtime/restore/next (the snapshot point).
+        self.snapshot_at: float | None = None
+        self._resumed = threading.Event()
+        #: What the runtime posted to /runtime/restore/error, and its error type.
+        self.restore_error: dict | None = None
+        self.restore_error_type: str | None = None
+        #: Milliseconds each phase of hooks took ("before-snapshot", "after-restore").
+        self.hook_ms: dict[str, float] = {}
+        self._restores: queue.Queue[str | None] = queue.Queue()
+        self._restored: queue.Queue[int] = queue.Queue()
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -129,6 +150,8 @@ class RuntimeApi:
         if self._server is None:
             return
         self._pending.put(None)  # releases a /next waiting for an event
+        self._restores.put(None)  # and the snapshot waiting for a restore
+        self._resumed.set()
         self._server.shutdown()
         self._server.server_close()
         self._server = None
@@ -142,15 +165,31 @@ class RuntimeApi:
     # -- driving the function ---------------------------------------------------------
 
     def wait_ready(self, timeout_s: float, alive: Callable[[], bool] = lambda: True) -> bool:
-        """Wait until the function asks for its first event (True) or reports an init error,
-        exits, or the time runs out (False)."""
+        """Wait until the function asks for its first event, or for a snap-start init its
+        snapshot (True), or reports an init or restore error, exits, or the time runs out (False)."""
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
             if self._init_event.wait(POLL_S):
-                return self.init_error is None
+                return self.init_error is None and self.restore_error is None
             if not alive():
                 return False
         return False
+
+    def resume(self) -> None:
+        """Answer the runtime's ``/runtime/restore/next``: the snapshot is taken, restores may follow."""
+        self._resumed.set()
+
+    def order_restore(self, address: str, timeout_s: float) -> int | None:
+        """Have the snapshot (parked after ``/restore/next``) restore into the environment at ``address``.
+
+        Returns:
+            The restored copy's process id, or None if the snapshot did not answer in time.
+        """
+        self._restores.put(address)
+        try:
+            return self._restored.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
 
     def wait_parked(self, timeout_s: float) -> bool:
         """Wait until the function is asking for its next event (idle between invocations)."""
@@ -179,6 +218,10 @@ class RuntimeApi:
             if self.init_error is not None:
                 inv.status = "init-error"
                 inv.response = self.init_error
+                break
+            if self.restore_error is not None:
+                inv.status = "restore-error"
+                inv.response = self.restore_error
                 break
             if not alive():
                 inv.status = "exited"
@@ -219,12 +262,36 @@ class RuntimeApi:
         return True
 
     def _init_failed(self, body: bytes, error_type: str | None) -> None:
-        try:
-            self.init_error = json.loads(body)
-        except ValueError:
-            self.init_error = {"errorMessage": body.decode("utf-8", "replace")}
+        self.init_error = _error_document(body)
         self.init_error_type = error_type
         self._init_event.set()
+
+    def _snapshot(self) -> None:
+        # The runtime asked /restore/next: its init and before-snapshot hooks are over.
+        self.snapshot_at = time.monotonic()
+        self._init_event.set()
+        self._resumed.wait()
+
+    def _restore_failed(self, body: bytes, error_type: str | None) -> None:
+        self.restore_error = _error_document(body)
+        self.restore_error_type = error_type
+        self._init_event.set()
+
+    def _next_restore(self) -> str | None:
+        return self._restores.get()
+
+    def _was_restored(self, pid: int) -> None:
+        self._restored.put(pid)
+
+    def _hooks_took(self, phase: str, ms: float) -> None:
+        self.hook_ms[phase] = ms
+
+
+def _error_document(body: bytes) -> dict:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return {"errorMessage": body.decode("utf-8", "replace")}
 
 
 class _Server(ThreadingHTTPServer):
@@ -270,6 +337,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        if self.path == f"{PREFIX}/restore/next":
+            self.owner._snapshot()
+            self._reply(HTTPStatus.OK, b"")
+            return
+        if self.path == f"{PREFIX}/local/restore":
+            address = self.owner._next_restore()
+            if address is None:
+                self._reply(HTTPStatus.GONE, b'{"errorMessage":"the local runtime is stopping"}')
+            else:
+                self._reply(HTTPStatus.OK, json.dumps({"address": address}).encode())
+            return
         if self.path != f"{PREFIX}/invocation/next":
             self._reply(HTTPStatus.NOT_FOUND, b'{"errorMessage":"unknown path"}')
             return
@@ -291,6 +369,16 @@ class _Handler(BaseHTTPRequestHandler):
         if parts == ["init", "error"]:
             self.owner._init_failed(body, error_type)
             self._reply(HTTPStatus.ACCEPTED, b'{"status":"OK"}')
+        elif parts == ["restore", "error"]:
+            self.owner._restore_failed(body, error_type)
+            self._reply(HTTPStatus.ACCEPTED, b'{"status":"OK"}')
+        elif parts == ["local", "restored"]:
+            self.owner._was_restored(int(json.loads(body)["pid"]))
+            self._reply(HTTPStatus.OK, b'{"status":"OK"}')
+        elif parts == ["local", "hooks"]:
+            report = json.loads(body)
+            self.owner._hooks_took(str(report["phase"]), float(report["ms"]))
+            self._reply(HTTPStatus.OK, b'{"status":"OK"}')
         elif len(parts) == 3 and parts[0] == "invocation" and parts[2] in ("response", "error"):
             status = "ok" if parts[2] == "response" else "error"
             if self.owner._answer(parts[1], status, body, error_type):

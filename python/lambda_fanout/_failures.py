@@ -193,7 +193,10 @@ def _traceback_lines(error: BaseException, *, with_message: bool) -> list[str]:
     exc: BaseException | None = error
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if exc.__cause__ is not None:
+        if isinstance(exc.__cause__, ForeignTraceback):
+            chain.append((exc, None))  # the rest of its chain was formatted where it was raised
+            exc = None
+        elif exc.__cause__ is not None:
             chain.append((exc, _CAUSE))
             exc = exc.__cause__
         elif exc.__context__ is not None and not exc.__suppress_context__:
@@ -209,6 +212,9 @@ def _traceback_lines(error: BaseException, *, with_message: bool) -> list[str]:
     for exc, link in reversed(chain):
         if lines and link:
             lines += ["", link, ""]
+        if isinstance(exc.__cause__, ForeignTraceback):
+            lines += exc.__cause__.lines(with_message=with_message)
+            continue
         lines += _frames(exc.__traceback__)
         if with_message:
             lines += _message_lines(exc)
@@ -264,3 +270,21 @@ def _frames(tb: Any) -> list[str]:
             _FRAMES.clear()
         _FRAMES[frozen] = lines
     return lines
+
+
+def traceback_lines(error: BaseException, *, with_message: bool) -> list[str]:
+    """The traceback lines a failure line holds for ``error``: frames and types, messages only ``with_message``."""
+    return _traceback_lines(error, with_message=with_message)
+
+
+class ForeignTraceback(Exception):
+    """The cause given to an exception raised in another process, holding that process's traceback.
+
+    An exception that crossed from a worker process carries one as its ``__cause__``.
+    Its failure line shows the frames where it was raised, as :meth:`lines` gives
+    them, in place of the exception's own (it was never raised here).
+    """
+
+    def lines(self, *, with_message: bool) -> list[str]:
+        """The traceback lines of the exception where it was raised (see :func:`traceback_lines`)."""
+        raise NotImplementedError

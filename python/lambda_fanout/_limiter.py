@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 # The setting itself (``Auto``, ``auto:N``) is parsed with the others, in _config.
 from ._config import DEFAULT_AUTO_CAP as DEFAULT_CAP, Auto
+from . import _snapstart
 from ._errors import ConfigError
 from ._errors import safe_attr as _read
 
@@ -273,6 +274,15 @@ class Limiter:
             self._inflight = 0  # a job left hung by the last run is no longer counted
             self._open_window(self._origin)
 
+    def forget_floor(self) -> None:
+        """Forget the latencies measured so far (the floor and its smoothed median); keep the limit.
+
+        For a process resumed on another host (a SnapStart restore): what it learned about
+        concurrency still holds, the no-load latency is measured again.
+        """
+        with self._lock:
+            self._floor = self._smooth = None
+
     def _open_window(self, now: float) -> None:
         self._samples: list[float] = []
         self._opened_before = getattr(self, "_opened", self.limit)
@@ -478,6 +488,7 @@ def limiter_for(task: Any, strategy: str, workers: Auto, settings: Hashable = ()
         else:
             limiter = Limiter(workers.cap)
             _registry[key] = (fingerprint, limiter)
+            _snapstart.register(after=forget_floors)
     limiter.new_run()
     return limiter
 
@@ -487,6 +498,17 @@ def learned(task: Any, strategy: str) -> Limiter | None:
     with _registry_lock:
         found = _registry.get((task_key(task), strategy))
     return None if found is None else found[1]
+
+
+def forget_floors() -> None:
+    """Every kept limiter forgets its latency floor (:meth:`Limiter.forget_floor`); limits stay.
+
+    Registered for SnapStart (``lambda_fanout._snapstart``): after a restore, on a new host.
+    """
+    with _registry_lock:
+        limiters = [limiter for _, limiter in _registry.values()]
+    for limiter in limiters:
+        limiter.forget_floor()
 
 
 def forget() -> None:

@@ -31,8 +31,8 @@ _atexit_registered = False
 def get_loop() -> asyncio.AbstractEventLoop:
     """The shared event loop, running in its own thread; started on first use."""
     global _loop, _thread, _atexit_registered
-    loop = _loop
-    if loop is not None and _thread is not None and _thread.is_alive() and not loop.is_closed():
+    loop = current()
+    if loop is not None:
         return loop
     with _lock:
         if _loop is None or _thread is None or not _thread.is_alive() or _loop.is_closed():
@@ -46,6 +46,14 @@ def get_loop() -> asyncio.AbstractEventLoop:
                 atexit.register(close_all)
                 _atexit_registered = True
         return _loop
+
+
+def current() -> asyncio.AbstractEventLoop | None:
+    """The shared loop if it is running now, without starting one (None: not started, or gone)."""
+    loop, thread = _loop, _thread
+    if loop is not None and thread is not None and thread.is_alive() and not loop.is_closed():
+        return loop
+    return None
 
 
 def _serve(loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:

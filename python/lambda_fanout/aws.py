@@ -46,7 +46,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-from . import _config, _limiter, _shadowing
+from . import _config, _limiter, _shadowing, _snapstart
+from ._procpool import on_new_environment
 from ._task import Task
 
 ENV_CONNECT_TIMEOUT_S = _config.ENV_AWS_CONNECT_TIMEOUT_S
@@ -80,6 +81,8 @@ NATIVE = {"crt": {"s3": ("get_object", "put_object", "head_object")}}
 #: Pools never go below this, so a map(max_workers=N) argument above FANOUT_MAX_WORKERS
 #: still gets a connection per worker (aiohttp's limit is a hard cap). Idle slots cost nothing.
 POOL_FLOOR = 64
+#: How long :func:`renew_pools` waits for the shared loop to renew one aiobotocore client.
+RENEW_TIMEOUT_S = 2.0
 
 _lock = threading.Lock()
 _registry: dict[tuple, "Clients"] = {}
@@ -235,6 +238,33 @@ class Clients:
         if native:
             native.close()
 
+    def renew_pools(self, timeout: float | None = RENEW_TIMEOUT_S) -> None:
+        """Close every pooled connection of this pair; its clients stay, and open new ones when next used.
+
+        The boto3 client and the crt path close their idle connections. An aiobotocore
+        client bound to the shared asyncio loop closes its aiohttp session on that loop and
+        opens an empty one; one bound to any other loop (a caller's own) is forgotten, and
+        the next call on that loop makes a new client (the old one is still closed with
+        its loop, see :func:`aclose`).
+
+        Args:
+            timeout: seconds to wait for the shared loop to renew each aiobotocore client.
+        """
+        sync = self._sync
+        if sync is not None:
+            sync.close()  # botocore empties its urllib3 pools; the client itself stays usable
+        self.close_native()
+        if self._aio:
+            from . import _loop
+
+            shared = _loop.current()
+            for key, (loop, client) in list(self._aio.items()):
+                if loop is shared:
+                    _loop.run(_reopen(client), timeout)
+                else:
+                    self._aio.pop(key, None)
+                    self._aio_locks.pop(key, None)
+
     async def aio_client(self) -> Any:
         """This loop's aiobotocore client, created (and registered for closing) on first use."""
         import asyncio
@@ -270,6 +300,13 @@ class Clients:
 
                 on_close(loop, close)
         return client
+
+
+async def _reopen(client: Any) -> None:
+    # aiobotocore's client is an async context manager: leaving it closes its aiohttp
+    # sessions (and their connections); entering it again starts an empty one.
+    await client.close()
+    await client.__aenter__()
 
 
 def clients(service_name: str, *, max_workers: int | str | None = None, profile: str | None = None,
@@ -319,6 +356,21 @@ async def aclose() -> None:
     await run_closers(asyncio.get_running_loop())
 
 
+def renew_pools() -> None:
+    """Close every pooled connection of every client pair (:meth:`Clients.renew_pools`).
+
+    Registered for SnapStart (``lambda_fanout._snapstart``): before the snapshot, so no
+    socket is frozen into it, and after each restore, so none is shared by two copies.
+    """
+    with _lock:
+        pairs = list(_registry.values())
+    for pair in pairs:
+        pair.renew_pools()
+
+
+_snapstart.register(before=renew_pools, after=renew_pools)
+
+
 def reset_clients() -> None:
     """Forget every cached client pair (the next ``clients()`` call makes new ones)."""
     with _lock:
@@ -326,6 +378,11 @@ def reset_clients() -> None:
         _registry.clear()
     for pair in pairs:
         pair.close_native()
+
+
+# A processes worker installs each call's environment (credentials, region, endpoint):
+# the clients built from the one before go.
+on_new_environment(reset_clients)
 
 
 # -- ready-made dual tasks ----------------------------------------------------------------
