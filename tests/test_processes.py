@@ -361,6 +361,22 @@ def test_processes_environment_after_unpicklable_item(log_dir, monkeypatch):
     assert _pmap(xproc.getenv_task, [0], max_workers=1) == ["two"]
 
 
+def test_a_task_that_changes_the_environment_does_not_pass_it_to_the_next_call(log_dir, monkeypatch):
+    """README (processes): "a worker runs each call in the caller's environment". A task that
+    sets or deletes a variable in its worker changes that call only: the next call, on the
+    same worker, starts in the caller's environment again.
+    """
+    _fresh_pool()
+    monkeypatch.setenv("TASK_VAR", "the caller's")
+    monkeypatch.setenv("TASK_GONE", "still here")
+    assert _pmap(xproc.change_environment, [0, 1], max_workers=1) == ["set by the task"] * 2
+    assert _pmap(xproc.getenv_pair, [0], max_workers=1) == [("the caller's", "still here")]
+    assert os.environ["TASK_VAR"] == "the caller's"  # the caller's own was never touched
+    # And again after a second change.
+    assert _pmap(xproc.change_environment, [0], max_workers=1) == ["set by the task"]
+    assert _pmap(xproc.getenv_pair, [0, 1, 2], max_workers=1) == [("the caller's", "still here")] * 3
+
+
 def test_processes_unpicklable_exception_with_bad_str(log_dir):
     """README (processes): "An exception from a task comes back with the worker's traceback as its
     __cause__". An exception that cannot cross the pipe is sent as text; one whose str()
@@ -778,7 +794,12 @@ def test_processes_warm_calls_leak_no_fd_or_child(procs):
                     pass
         return count
 
-    for _ in range(20):
+    # From a known pool: workers left idle by earlier tests (other worker counts) would be
+    # discarded during the loop below, and their pipes closed, whatever this test does.
+    _fresh_pool()
+    for i in range(20):
+        if i % 10 == 0:
+            lambda_fanout.map(xproc.sized, [2 << 20, 5], strategy="processes", max_workers=2)
         lambda_fanout.map(xproc.maybe_unpicklable, range(6), strategy="processes", max_workers=2, errors="collect")
     before = (fds(), children(), threading.active_count())
     for i in range(1000):

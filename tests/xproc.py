@@ -649,6 +649,17 @@ def getenv_task(_item):
     return os.environ.get("TASK_VAR")
 
 
+def getenv_pair(_item):
+    return os.environ.get("TASK_VAR"), os.environ.get("TASK_GONE")
+
+
+def change_environment(_item):
+    """Sets TASK_VAR and deletes TASK_GONE in whatever process runs it."""
+    os.environ["TASK_VAR"] = "set by the task"
+    os.environ.pop("TASK_GONE", None)
+    return os.environ.get("TASK_VAR")
+
+
 class Unloadable:
     """Pickles fine; raises ValueError when unpickled (in whichever process loads it)."""
 

@@ -57,6 +57,12 @@ def serve(conn, board_fd: Fd, arena_fd: Fd) -> None:
         worker.handle(request)
 
 
+def _raw_environ() -> Any:
+    # os.environ's own mapping of encoded names and values: comparing it is a plain dict
+    # comparison, microseconds per request, where comparing os.environ decodes every entry.
+    return getattr(os.environ, "_data", None) or dict(os.environ)
+
+
 class _Worker:
     """One worker process's state: its pipe, the board, its arena, the task it loaded."""
 
@@ -71,6 +77,11 @@ class _Worker:
         self.words = memoryview(self.arena)[:_HEAD].cast("q")
         self.fn: Any = None
         self.task: bytes | None = None  # the pickled task `fn` was loaded from
+        #: the caller's environment as last installed, and os.environ's raw mapping right
+        #: after (None before the first): a task that changes os.environ does not pass the
+        #: change on to the next request.
+        self.env: dict | None = None
+        self.installed: dict | None = None
 
     def handle(self, request: bytes) -> None:
         """Serve one request: prepare the task and environment, run the items, send the end."""
@@ -94,6 +105,8 @@ class _Worker:
         # server's): AWS_* settings, the handler's own variables. What was built from
         # the old one goes: what registered a hook (cached AWS clients), and the task
         # (loaded afresh).
+        if env is None and self.installed is not None and _raw_environ() != self.installed:
+            env = self.env  # a task changed it: back to the caller's, as last sent
         if env is not None:
             self._install(env)
             task = task or self.task
@@ -105,6 +118,8 @@ class _Worker:
     def _install(self, env: dict) -> None:
         os.environ.clear()
         os.environ.update(env)
+        self.env = env
+        self.installed = dict(_raw_environ())
         for hook in environment_hooks():
             hook()
 
