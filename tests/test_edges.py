@@ -150,6 +150,7 @@ def _loops() -> int:
     return sum(1 for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and not o.is_closed())
 
 
+@pytest.mark.serial  # counts the process's fds: another test's late clean-up would move them
 def test_asyncio_from_short_lived_threads_leaks_nothing(strategy_name):
     async def double(i):
         return 2 * i

@@ -143,6 +143,7 @@ def test_load_builds_a_handler_per_configuration(task_root, monkeypatch):
     from lambda_fanout import handler as zero_code
 
     monkeypatch.syspath_prepend(str(task_root))
+    monkeypatch.delitem(sys.modules, "app", raising=False)  # this task root's app, not an earlier test's
     event = batches.sqs(6, ["a", "b", "b", "b", "b", "b"])
     base = {"LAMBDA_TASK_ROOT": str(task_root), "FANOUT_RECORD_HANDLER": "app.process", "FANOUT_MAX_WORKERS": "1"}
     per_group = zero_code.load({**base, "FANOUT_STRATEGY": "threads"})
