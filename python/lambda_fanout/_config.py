@@ -229,8 +229,7 @@ class Settings:
                 problems.extend(exc.problems)
                 return None
 
-        name = attempt(resolve_choice, strategy, argument="strategy", env=ENV_STRATEGY,
-                       default=DEFAULT_STRATEGY, choices=STRATEGIES, environ=env)
+        name = attempt(resolve_strategy, strategy, environ=env)
         # The strategy's own rules: its default worker count, and what auto means for it.
         chosen = None if name is None else strategy_class(name)
         default_workers = DEFAULT_MAX_WORKERS if chosen is None else attempt(chosen.default_workers, env)
@@ -327,6 +326,15 @@ def resolve_choice(
             f"{source} must be one of {shown} but got {value!r}.{hint}"
         )
     return value
+
+
+def resolve_strategy(value: str | None = None, *, environ: Mapping[str, str] | None = None) -> str:
+    """The strategy's name: an explicit argument, else FANOUT_STRATEGY, else the default.
+
+    Raises ConfigError naming the source, repeating the value and listing STRATEGIES.
+    """
+    return resolve_choice(value, argument="strategy", env=ENV_STRATEGY, default=DEFAULT_STRATEGY,
+                          choices=STRATEGIES, environ=environ)
 
 
 def resolve_int(
