@@ -372,17 +372,27 @@ def resolve_int(
                 f"{source} must be {expected} but got {raw!r}. "
                 f"Set it to such a number, or unset it to use the default {default}."
             )
-        number = int(text)
+        number = whole_number(text, maximum)
     elif isinstance(raw, bool) or not isinstance(raw, int):
         raise ConfigError(f"{source} must be {expected} (an integer) but got {raw!r}.")
     else:
         number = raw
-    if not minimum <= number <= maximum:
+    if number is None or not minimum <= number <= maximum:
         raise ConfigError(
             f"{source} must be {expected} but got {raw!r}. "
             f"Use a value in that range, or leave it unset for the default {default}."
         )
     return number
+
+
+def whole_number(digits: str, maximum: int) -> int | None:
+    """The number ASCII ``digits`` spell, or None when it has more digits than ``maximum`` (so is above it).
+
+    Counted before ``int()``, which refuses a string of over 4,300 digits with a ValueError
+    of its own.
+    """
+    significant = digits.lstrip("0") or "0"
+    return int(significant) if len(significant) <= len(str(maximum)) else None
 
 
 class Auto:
@@ -438,8 +448,9 @@ def resolve_workers(
     if text == AUTO:
         return Auto()
     cap = text[len(AUTO) + 1:] if text[len(AUTO)] == ":" else ""
-    if cap.isascii() and cap.isdigit() and 1 <= int(cap) <= MAX_WORKERS_LIMIT:
-        return Auto(int(cap))
+    number = whole_number(cap, MAX_WORKERS_LIMIT) if cap.isascii() and cap.isdigit() else None
+    if number is not None and 1 <= number <= MAX_WORKERS_LIMIT:
+        return Auto(number)
     raise ConfigError(
         f"{source} must be a whole number from 1 to {MAX_WORKERS_LIMIT}, 'auto', or 'auto:N' with N "
         f"such a number (the cap, default {DEFAULT_AUTO_CAP}), but got {raw!r}. For example 'auto:64'."
@@ -533,7 +544,15 @@ def resolve_namespace(environ: Mapping[str, str] | None = None) -> str:
 
 
 def error_mode(value: str) -> str:
-    """Validate the ``errors=`` argument."""
+    """Validate the ``errors=`` argument: one of ERROR_MODES (None is not one: the default is ``"raise"``).
+
+    Raises ConfigError repeating the value and listing ERROR_MODES.
+    """
+    if value is None:
+        raise ConfigError(
+            f"argument errors= must be one of {', '.join(map(repr, ERROR_MODES))} but got None. "
+            "Leave it out for the default 'raise'."
+        )
     return resolve_choice(value, argument="errors", env=None, default="raise", choices=ERROR_MODES)
 
 
