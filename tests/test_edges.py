@@ -432,6 +432,17 @@ def test_a_context_without_a_number_is_a_config_error(strategy_name):
         lambda_fanout.map(dual(abs), [1], strategy=strategy_name, context=Forever("soon"))
 
 
+@pytest.mark.parametrize("context,named", [({"Records": [{"body": "secret-payload"}]}, "a dict"),
+                                           (object(), "an object")], ids=["the-event", "an-object"])
+def test_a_context_without_remaining_time_is_a_config_error_naming_its_type(strategy_name, context, named):
+    with pytest.raises(lambda_fanout.ConfigError) as info:
+        lambda_fanout.map(dual(abs), [1], strategy=strategy_name, context=context)
+    message = str(info.value)
+    assert f"but got {named};" in message and "get_remaining_time_in_millis" in message, message
+    assert "pass the Lambda context object" in message and "context=None" in message, message
+    assert "secret-payload" not in message and "Records" not in message, message
+
+
 def test_a_remaining_time_too_large_for_a_float_is_no_deadline(strategy_name):
     assert lambda_fanout.map(dual(abs), [-1, -2], strategy=strategy_name, context=Forever(10**400)) == [1, 2]
 

@@ -44,6 +44,7 @@ RECORD_MODULE = textwrap.dedent('''
 
     process = Task(plain, aprocess)
     not_callable = 42
+    unpicklable = lambda record: plain(record)
 ''')
 
 
@@ -120,6 +121,25 @@ def test_bad_settings_fail_at_init(task_root, env, fragment):
     # At import, before any event: the traceback runs through the module's import, not a call.
     assert re.search(r'handler\.py", line \d+, in <module>', proc.stderr), proc.stderr
     assert ", in handler\n" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("env,bad_setting,mismatch", [
+    ({"FANOUT_STRATEGY": "asyncio", "FANOUT_RECORD_HANDLER": "app.plain", "FANOUT_MAX_WORKERS": "0"},
+     "FANOUT_MAX_WORKERS", "FANOUT_RECORD_HANDLER='app.plain' has none"),
+    ({"FANOUT_STRATEGY": "processes", "FANOUT_RECORD_HANDLER": "app.unpicklable", "FANOUT_LOG_FAILURES": "maybe"},
+     "FANOUT_LOG_FAILURES", "FANOUT_RECORD_HANDLER='app.unpicklable': strategy 'processes'"),
+    ({"FANOUT_STRATEGY": "threads", "FANOUT_RECORD_HANDLER": "app.aprocess", "FANOUT_METRICS": "perhaps"},
+     "FANOUT_METRICS", "FANOUT_RECORD_HANDLER='app.aprocess': strategy 'threads'"),
+], ids=["asyncio-sync-only", "processes-unpicklable", "threads-coroutine"])
+def test_a_record_handler_the_strategy_cannot_run_is_listed_with_the_other_bad_settings(
+        task_root, env, bad_setting, mismatch):
+    """README: "Every bad setting is listed in the one error, so one deploy shows every mistake"."""
+    proc = run_handler(task_root, env, None)
+    assert proc.returncode != 0 and "RESULT" not in proc.stdout
+    assert "ConfigError: 2 settings are not valid:" in proc.stderr, proc.stderr
+    problems = [line for line in proc.stderr.splitlines() if line.startswith("- ")]
+    assert len(problems) == 2, proc.stderr
+    assert bad_setting in problems[0] and mismatch in problems[1], problems
 
 
 def test_imported_by_other_code_it_resolves_nothing_until_called(task_root):
