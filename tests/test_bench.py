@@ -457,7 +457,9 @@ def test_the_shipped_package_never_imports_the_dev_tools():
 # -- the CLI, end to end -------------------------------------------------------------------
 
 def test_bench_cli_quick_end_to_end(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FANOUT_", "AWS_"))}
+    # A user's shell: no settings, and not inside a pytest-xdist worker (pytest-benchmark turns
+    # itself off in a pytest started with PYTEST_XDIST_WORKER set).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FANOUT_", "AWS_", "PYTEST_XDIST_"))}
     cmd = [sys.executable, "-m", "lambda_fanout_dev.bench", "--quick", "--workload", "frequency", "--workload", "s3",
            "--items", "8", "--rounds", "1", "--out", str(tmp_path), "--save", "first"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)

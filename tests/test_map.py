@@ -97,6 +97,7 @@ def test_generator_read_a_bounded_number_ahead(strategy_name, tmp_path):
     assert state["worst"] <= bound
 
 
+@pytest.mark.serial  # how far the reading gets before the failure is seen depends on the CPU it gets
 def test_huge_generator_is_not_materialised(strategy_name):
     """A few items are read from an endless generator when the first one fails."""
     fail_on_first = xproc.boom
@@ -200,6 +201,12 @@ def test_items_must_be_iterable(strategy_name):
         lambda_fanout.map(DOUBLE, 5, strategy=strategy_name)
     with pytest.raises(TypeError, match="wrap a single item"):
         lambda_fanout.map(DOUBLE, "abc", strategy=strategy_name)
+
+
+@pytest.mark.parametrize("items,named", [(None, "None"), (5, "an int")])
+def test_items_that_are_not_iterable_are_refused_saying_what_was_passed(strategy_name, items, named):
+    with pytest.raises(TypeError, match=f"items must be an iterable of items .* but got {named}; pass the records"):
+        lambda_fanout.map(DOUBLE, items, strategy=strategy_name)
 
 
 def test_the_no_async_form_warning_points_at_the_callers_line():
