@@ -66,7 +66,7 @@ bootstrap() {
   local py
   py=$(find_python)
   ensure_venv "$VENV" "$py" requirements/dev.txt
-  if ! "$VENV/bin/python" -c "import lambda_fanout, sys; sys.exit(not lambda_fanout.__file__.startswith('$ROOT/'))" 2>/dev/null; then
+  if ! "$VENV/bin/python" -c "import lambda_fanout, lambda_fanout_dev, sys; sys.exit(not all(m.__file__.startswith('$ROOT/') for m in (lambda_fanout, lambda_fanout_dev)))" 2>/dev/null; then
     log "installing lambda-fanout (editable) into .venv"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
   fi
@@ -169,7 +169,7 @@ bootstrap_peers() {
     rm -rf "$venv"
     return 0
   fi
-  if ! "$venv/bin/python" -c "import lambda_fanout, sys; sys.exit(not lambda_fanout.__file__.startswith('$ROOT/'))" 2>/dev/null; then
+  if ! "$venv/bin/python" -c "import lambda_fanout, lambda_fanout_dev, sys; sys.exit(not all(m.__file__.startswith('$ROOT/') for m in (lambda_fanout, lambda_fanout_dev)))" 2>/dev/null; then
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . \
       || { log "could not install lambda-fanout into $venv; its peers will be reported as skipped"; rm -rf "$venv"; }
   fi

@@ -72,8 +72,9 @@ def test_the_zero_code_handler_fails_at_init_under_asyncio(shadowed):
             return None
         process = Task(lambda record: None, aprocess)
     '''))
+    # Imported as the function's Handler (Lambda sets _HANDLER), where importing it is the init.
     proc = run("import lambda_fanout.handler", shadowed, FANOUT_RECORD_HANDLER="records.process",
-               FANOUT_STRATEGY="asyncio", LAMBDA_TASK_ROOT=str(shadowed))
+               FANOUT_STRATEGY="asyncio", LAMBDA_TASK_ROOT=str(shadowed), _HANDLER="lambda_fanout.handler.handler")
     assert proc.returncode != 0
     assert "ConfigError: The asyncio strategy and lambda_fanout.aws's async calls cannot run" in proc.stderr
     assert "1.29.0" in proc.stderr

@@ -21,6 +21,7 @@ from functools import partial
 import pytest
 
 import lambda_fanout
+from lambda_fanout import _procpool
 import staging
 import xproc
 from lambda_fanout.strategies.base import WINDOW_PER_WORKER
@@ -167,6 +168,9 @@ def test_asyncio_from_short_lived_threads_leaks_nothing(strategy_name):
         thread.start()
         thread.join()
 
+    # Worker processes an earlier test discarded are closed lazily (at the pool's next
+    # release): settle them first, so their pipes do not close in the middle of the count.
+    _procpool.shutdown()
     for _ in range(20):
         run_on_thread()  # warm-up: the shared loop and its thread exist from here on
     before = (_fds(), threading.active_count(), _loops())

@@ -210,7 +210,8 @@ def test_build_sh_invoke_end_to_end(layer_build, tmp_path):
     assert out.count("REPORT Duration") == 3 and out.count("Init Duration") == 1
     assert "Memory Size 512 MB" in out and "per million invocations" in out
     assert out.count('"itemIdentifier": "msg-00024"') == 3 and '"msg-00049"' in out
-    rows = [line.split() for line in out.splitlines() if line.strip().startswith("threads ")]
+    # The EMF table's rows: FunctionName, Strategy, then the counts.
+    rows = [line.split()[1:] for line in out.splitlines() if line.split()[:2] == ["local-function", "threads"]]
     assert len(rows) == 3 and all(r[1:5] == ["50", "48", "2", "0"] for r in rows), rows
     assert "invalid EMF" not in out
     assert "read-only" in out or "NOT read-only" in out
