@@ -816,6 +816,37 @@ def test_crt_sends_the_session_token_signed(raw_env, monkeypatch):
         assert "x-amz-security-token" in signed.split(";")
 
 
+def test_crt_sends_the_lambda_trace_header_as_botocore_does(raw_env, monkeypatch):
+    """Promise (the crt profile): botocore still decides what a user can observe: inside Lambda
+    each request carries the invocation's X-Amzn-Trace-Id (X-Ray, recursive-loop detection)."""
+    seen = []
+
+    def answer(conn, request):
+        lines = request.decode("latin-1").split("\r\n")
+        seen.append([line.split(":", 1)[1].strip() for line in lines if line.lower().startswith("x-amzn-trace-id:")])
+        conn.sendall(rawhttp.head(200, 2) + b"ok")
+
+    server = rawhttp.RawServer(answer)
+    try:
+        for lambda_env in (False, True):
+            if lambda_env:
+                monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "fn")
+            else:
+                monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+            for trace in ("Root=1-aaaa-1;Sampled=1", "Root=1-bbbb-2;Parent=c d;Sampled=0"):
+                monkeypatch.setenv("_X_AMZN_TRACE_ID", trace)  # Lambda sets it per invocation
+                sent = {}
+                for profile in ("default", "crt"):
+                    del seen[:]
+                    assert [o.value for o in _raw_run(server, aws.s3_get_object, ["k"], profile)] == [b"ok"]
+                    sent[profile] = seen[:]
+                assert sent["crt"] == sent["default"]
+                assert sent["crt"] == ([["Root=1-aaaa-1;Sampled=1"]] if trace.endswith("=1") else
+                                       [["Root=1-bbbb-2;Parent=c%20d;Sampled=0"]]) if lambda_env else [[]]
+    finally:
+        server.close()
+
+
 def test_crt_missing_awscrt_warns_once_and_serves(s3_bucket, tmp_path):
     """Promise (the crt profile): "Where awscrt cannot be imported ... crt serves every call
     through botocore as default does, after one RuntimeWarning per process"."""

@@ -22,6 +22,7 @@ everything a user can observe, once per bucket or per error rather than per call
   handler not botocore's own on an event this path does not emit (``before-call``,
   ``request-created``, ``after-call`` ...), botocore's ``Stubber``, or a wrapped
   ``_make_api_call`` (a tracer) sends the calls through botocore, where they see them;
+- inside Lambda, the ``X-Amzn-Trace-Id`` header botocore's recursion detection adds.
 
 One sans-I/O generator holds the logic of a call; :func:`run` drives it by blocking
 (sync strategies) and :func:`arun` by awaiting (asyncio), so neither form has its
@@ -450,6 +451,7 @@ class S3Native:
         from botocore.exceptions import (
             ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError, SSLError,
         )
+        from botocore.handlers import add_recursion_detection_header
         from botocore.httpchecksum import apply_request_checksum
         from botocore.utils import percent_encode
 
@@ -465,6 +467,11 @@ class S3Native:
         path = percent_encode(key, safe="/~")
         request = awscrt.http.HttpRequest(route.method, route.prefix + path, awscrt.http.HttpHeaders(headers), stream)
         yield awscrt.auth.aws_sign_request(request, self.signing(route.region))
+        # Added after signing, as botocore leaves it unsigned (SIGNED_HEADERS_BLACKLIST).
+        traced: dict = {}
+        add_recursion_detection_header({"headers": traced})
+        for name, value in traced.items():
+            request.headers.add(name, value)
         answer = self._answered(operation, route.method, route.url + path, request.headers, body)
         if answer is not None:
             return answer
