@@ -53,6 +53,8 @@ DEFER = object()
 #: the read timeout's worth of it goes through botocore (see S3Native.prepare).
 UPLOAD_FLOOR_BPS = 1_000_000
 _PROBE_KEY = "k"
+#: Seconds :meth:`S3Native.close` waits for awscrt to close the idle connections.
+CLOSE_TIMEOUT_S = 2.0
 
 _lock = threading.Lock()
 _loaded: bool | None = None  # None: not tried yet
@@ -182,11 +184,11 @@ class _Pool:
                     return
         connection.close()
 
-    def close(self) -> None:
+    def close(self) -> list:
+        """Start closing every idle connection; returns awscrt's futures of their shutdowns."""
         with self.lock:
             idle, self.idle = self.idle, []
-        for connection in idle:
-            connection.close()
+        return [connection.close() for connection in idle]
 
 
 class S3Native:
@@ -549,10 +551,18 @@ class S3Native:
         body = response["body"]
         return payload if body is None else body.read()
 
-    def close(self) -> None:
-        """Close every idle connection."""
-        for pool in list(self.pools.values()):
-            pool.close()
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Close every idle connection, waiting up to ``timeout`` seconds for their sockets to close.
+
+        awscrt closes a connection on its event-loop thread; without the wait a SnapStart
+        snapshot taken right after could still hold the sockets.
+        """
+        import concurrent.futures
+
+        closing = [future for pool in list(self.pools.values()) for future in pool.close()]
+        if closing:
+            concurrent.futures.wait(closing, timeout=timeout)
+
 
 def _static(cls: type, name: str) -> Any:
     # The attribute as the class holds it (a wrapper stays a wrapper), or None.
