@@ -717,6 +717,16 @@ class BadStrUnpicklable(Exception):
         raise RuntimeError("str() of this exception fails")
 
 
+def fail_deep(depth: int, i):
+    """Raises ValueError from KeyError ``depth`` calls down."""
+    if depth == 0:
+        try:
+            raise KeyError(i)
+        except KeyError as exc:
+            raise ValueError(f"wrapped {i}") from exc
+    return fail_deep(depth - 1, i)
+
+
 def raise_bad(item):
     if item == 1:
         raise BadStrUnpicklable()
