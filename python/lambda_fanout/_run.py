@@ -447,10 +447,10 @@ class Run:
         return self.fail(index, error)
 
     def _skip_rest(self, group: list[int], position: int) -> None:
-        slot = self.results[group[position]]
+        index = group[position]
+        slot = self.results[index]
         if slot is QUEUED or slot is RUNNING or self.state is CLOSED:
             return  # it never started or never finished (stop, deadline): finish() reports the rest as not started
-        index = group[position]
         skipped = SkippedAfterFailure.in_group(index)
         for later in group[position + 1:]:
             self.fail(later, skipped)
