@@ -127,7 +127,7 @@ cmd_test() {
   property_tests "$logs" &
   local props=$!
   log "test suite, part 1 of 2: the tests that time nothing, on every core (benchmarks run once each, untimed)"
-  "$VENV/bin/python" -m pytest tests --benchmark-disable -n auto --dist loadgroup --serial-tests=skip "$@" && code=0 || code=$?
+  "$VENV/bin/python" -m pytest tests --benchmark-disable -n auto --serial-tests=skip "$@" && code=0 || code=$?
   parts=$((parts + 1)); [ "$code" = 5 ] && empty=$((empty + 1)) || { [ "$code" = 0 ] || status=$code; }
   log "test suite, part 2 of 2: the tests that time a deadline, one at a time"
   "$VENV/bin/python" -m pytest tests --benchmark-disable --serial-tests=only "$@" && code=0 || code=$?

@@ -259,7 +259,13 @@ class Strategy:
                 f"items must be an iterable of items but got {kind(items)}; "
                 "wrap a single item in a list."
             )
-        iter(items)  # TypeError for a non-iterable, before any work starts
+        try:
+            iter(items)  # a non-iterable is refused before any work starts
+        except TypeError:
+            raise TypeError(
+                f"items must be an iterable of items (a list, a generator...) but got {kind(items)}; "
+                "pass the records as a list, or wrap a single item in a list."
+            ) from None
         fn = self.adapt(task)
         margin = self.settings.deadline_margin_ms
         workers = self.settings.max_workers

@@ -23,20 +23,11 @@ def pytest_addoption(parser):
                           "on every core, then these one at a time)")
 
 
-#: Fixtures that build a layer zip or install Lambda's runtime packages (once per run, under a lock).
-LAYER_FIXTURES = {"layer_build", "layer_universal", "native_layer", "layer_opt", "lambda_runtime"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
+    # A Lambda context's remaining time runs on the real clock: a test that takes one times a deadline.
     for item in items:
-        fixtures = set(getattr(item, "fixturenames", ()))
-        # A Lambda context's remaining time runs on the real clock: a test that takes one times a deadline.
-        if "fake_context" in fixtures:
+        if "fake_context" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.serial)
-        # Under --dist loadgroup one worker builds the zips and runs what needs them; the others never wait.
-        if fixtures & LAYER_FIXTURES and config.pluginmanager.hasplugin("xdist"):
-            item.add_marker(pytest.mark.xdist_group("layer"))
     choice = config.getoption("--serial-tests")
     if choice is None:
         return

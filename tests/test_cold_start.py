@@ -54,6 +54,19 @@ def test_auto_loads_nothing_heavy():
     assert not [m for m in HEAVY if m in loaded]
 
 
+def test_process_batch_loads_no_typing():
+    """README (Compatibility): process_batch and the zero-code handler import no typing at run time."""
+    loaded = fresh_modules("from lambda_fanout import process_batch")
+    assert "lambda_fanout.batch" in loaded and "typing" not in loaded
+
+
+@pytest.mark.parametrize("strategy", ["threads", "processes"])
+def test_the_zero_code_handler_init_loads_no_typing(strategy):
+    loaded = fresh_modules(f"import os\nos.environ.update(FANOUT_RECORD_HANDLER='json.dumps', FANOUT_STRATEGY='{strategy}')\n"
+                           "import lambda_fanout.handler as zero_code\nzero_code.init()")
+    assert "lambda_fanout.handler" in loaded and "typing" not in loaded
+
+
 def test_aws_and_its_crt_profile_load_no_awscrt_until_a_call():
     """awscrt loads when a crt pair first serves an S3 call, not at import or pair lookup."""
     loaded = fresh_modules("import os\nos.environ['FANOUT_AWS_CLIENT'] = 'crt'\n"

@@ -59,6 +59,37 @@ def test_bad_errors_argument(strategy_name):
         lambda_fanout.map(abs, [1], strategy=strategy_name, errors="ignore")
 
 
+def test_errors_none_is_a_bad_errors_argument(strategy_name):
+    """errors= takes 'raise' or 'collect': None is refused like any other value, not read as the default."""
+    with pytest.raises(lambda_fanout.ConfigError, match=r"errors= must be one of 'raise', 'collect' but got None"):
+        lambda_fanout.map(abs, [1], strategy=strategy_name, errors=None)
+
+
+HUGE = "9" * 5000  # more digits than int() takes from a string (4,300)
+
+
+@pytest.mark.parametrize("variable,value", [
+    ("FANOUT_MAX_WORKERS", HUGE), ("FANOUT_MAX_WORKERS", "0" * 5000 + "8" + HUGE),
+    ("FANOUT_MAX_WORKERS", "auto:" + HUGE), ("FANOUT_DEADLINE_MARGIN_MS", HUGE),
+])
+def test_a_number_of_thousands_of_digits_is_listed_with_the_other_bad_settings(variable, value):
+    with pytest.raises(lambda_fanout.ConfigError) as info:
+        lambda_fanout.Settings.resolve(environ={variable: value, "FANOUT_STRATEGY": "thread"})
+    assert len(info.value.problems) == 2, info.value.problems
+    assert "FANOUT_STRATEGY" in info.value.problems[0] and variable in info.value.problems[1]
+
+
+def test_an_auto_cap_of_thousands_of_digits_is_a_bad_max_workers_argument():
+    with pytest.raises(lambda_fanout.ConfigError, match="argument max_workers="):
+        lambda_fanout.map(abs, [1], max_workers="auto:" + HUGE)
+
+
+def test_leading_zeros_still_spell_the_number():
+    settings = lambda_fanout.Settings.resolve(environ={"FANOUT_MAX_WORKERS": "0" * 5000 + "8",
+                                                      "FANOUT_DEADLINE_MARGIN_MS": "0" * 5000 + "250"})
+    assert settings.max_workers == 8 and settings.deadline_margin_ms == 250
+
+
 def test_env_is_read_at_construction_and_arguments_win(monkeypatch):
     monkeypatch.setenv("FANOUT_STRATEGY", "threads-map")
     monkeypatch.setenv("FANOUT_MAX_WORKERS", "7")

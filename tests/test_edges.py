@@ -150,6 +150,7 @@ def _loops() -> int:
     return sum(1 for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and not o.is_closed())
 
 
+@pytest.mark.serial  # counts the process's fds: another test's late clean-up would move them
 def test_asyncio_from_short_lived_threads_leaks_nothing(strategy_name):
     async def double(i):
         return 2 * i
@@ -429,6 +430,17 @@ def test_infinite_remaining_time_is_no_deadline(strategy_name, remaining):
 def test_a_context_without_a_number_is_a_config_error(strategy_name):
     with pytest.raises(lambda_fanout.ConfigError, match="get_remaining_time_in_millis"):
         lambda_fanout.map(dual(abs), [1], strategy=strategy_name, context=Forever("soon"))
+
+
+@pytest.mark.parametrize("context,named", [({"Records": [{"body": "secret-payload"}]}, "a dict"),
+                                           (object(), "an object")], ids=["the-event", "an-object"])
+def test_a_context_without_remaining_time_is_a_config_error_naming_its_type(strategy_name, context, named):
+    with pytest.raises(lambda_fanout.ConfigError) as info:
+        lambda_fanout.map(dual(abs), [1], strategy=strategy_name, context=context)
+    message = str(info.value)
+    assert f"but got {named};" in message and "get_remaining_time_in_millis" in message, message
+    assert "pass the Lambda context object" in message and "context=None" in message, message
+    assert "secret-payload" not in message and "Records" not in message, message
 
 
 def test_a_remaining_time_too_large_for_a_float_is_no_deadline(strategy_name):

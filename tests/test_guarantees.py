@@ -256,6 +256,7 @@ BAD_VALUES = {
 def test_every_bad_setting_fails_at_init_naming_it(variable, value, monkeypatch, tmp_path):
     (tmp_path / "app.py").write_text("def process(record):\n    return 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "app", raising=False)  # this folder's app, not an earlier test's
     monkeypatch.setenv("FANOUT_RECORD_HANDLER", "app.process")
     monkeypatch.setenv(variable, value)
     ran = []

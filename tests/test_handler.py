@@ -44,6 +44,7 @@ RECORD_MODULE = textwrap.dedent('''
 
     process = Task(plain, aprocess)
     not_callable = 42
+    unpicklable = lambda record: plain(record)
 ''')
 
 
@@ -122,6 +123,25 @@ def test_bad_settings_fail_at_init(task_root, env, fragment):
     assert ", in handler\n" not in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize("env,bad_setting,mismatch", [
+    ({"FANOUT_STRATEGY": "asyncio", "FANOUT_RECORD_HANDLER": "app.plain", "FANOUT_MAX_WORKERS": "0"},
+     "FANOUT_MAX_WORKERS", "FANOUT_RECORD_HANDLER='app.plain' has none"),
+    ({"FANOUT_STRATEGY": "processes", "FANOUT_RECORD_HANDLER": "app.unpicklable", "FANOUT_LOG_FAILURES": "maybe"},
+     "FANOUT_LOG_FAILURES", "FANOUT_RECORD_HANDLER='app.unpicklable': strategy 'processes'"),
+    ({"FANOUT_STRATEGY": "threads", "FANOUT_RECORD_HANDLER": "app.aprocess", "FANOUT_METRICS": "perhaps"},
+     "FANOUT_METRICS", "FANOUT_RECORD_HANDLER='app.aprocess': strategy 'threads'"),
+], ids=["asyncio-sync-only", "processes-unpicklable", "threads-coroutine"])
+def test_a_record_handler_the_strategy_cannot_run_is_listed_with_the_other_bad_settings(
+        task_root, env, bad_setting, mismatch):
+    """README: "Every bad setting is listed in the one error, so one deploy shows every mistake"."""
+    proc = run_handler(task_root, env, None)
+    assert proc.returncode != 0 and "RESULT" not in proc.stdout
+    assert "ConfigError: 2 settings are not valid:" in proc.stderr, proc.stderr
+    problems = [line for line in proc.stderr.splitlines() if line.startswith("- ")]
+    assert len(problems) == 2, proc.stderr
+    assert bad_setting in problems[0] and mismatch in problems[1], problems
+
+
 def test_imported_by_other_code_it_resolves_nothing_until_called(task_root):
     """Not the function's Handler (a handler of its own calls it, a test): the import
     resolves nothing, and the first call fails with the same error."""
@@ -143,6 +163,7 @@ def test_load_builds_a_handler_per_configuration(task_root, monkeypatch):
     from lambda_fanout import handler as zero_code
 
     monkeypatch.syspath_prepend(str(task_root))
+    monkeypatch.delitem(sys.modules, "app", raising=False)  # this task root's app, not an earlier test's
     event = batches.sqs(6, ["a", "b", "b", "b", "b", "b"])
     base = {"LAMBDA_TASK_ROOT": str(task_root), "FANOUT_RECORD_HANDLER": "app.process", "FANOUT_MAX_WORKERS": "1"}
     per_group = zero_code.load({**base, "FANOUT_STRATEGY": "threads"})

@@ -203,6 +203,12 @@ def test_items_must_be_iterable(strategy_name):
         lambda_fanout.map(DOUBLE, "abc", strategy=strategy_name)
 
 
+@pytest.mark.parametrize("items,named", [(None, "None"), (5, "an int")])
+def test_items_that_are_not_iterable_are_refused_saying_what_was_passed(strategy_name, items, named):
+    with pytest.raises(TypeError, match=f"items must be an iterable of items .* but got {named}; pass the records"):
+        lambda_fanout.map(DOUBLE, items, strategy=strategy_name)
+
+
 def test_the_no_async_form_warning_points_at_the_callers_line():
     """The warning names the user's file and line, whichever entry point they called."""
     import inspect

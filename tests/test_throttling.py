@@ -66,6 +66,7 @@ def test_dynamodb_beyond_the_bucket_gets_provisioned_throughput_exceeded(aws_end
         assert _limiter.is_throttle(err)
 
 
+@pytest.mark.serial  # two requests within 50 ms of each other, at 20 per second
 def test_the_bucket_refills_at_its_rate(aws_endpoint, s3_bucket):
     s3 = _no_retry_client("s3", aws_endpoint)
     s3.put_object(Bucket=s3_bucket, Key="r/one", Body=b"x")

@@ -229,8 +229,7 @@ class Settings:
                 problems.extend(exc.problems)
                 return None
 
-        name = attempt(resolve_choice, strategy, argument="strategy", env=ENV_STRATEGY,
-                       default=DEFAULT_STRATEGY, choices=STRATEGIES, environ=env)
+        name = attempt(resolve_strategy, strategy, environ=env)
         # The strategy's own rules: its default worker count, and what auto means for it.
         chosen = None if name is None else strategy_class(name)
         default_workers = DEFAULT_MAX_WORKERS if chosen is None else attempt(chosen.default_workers, env)
@@ -329,6 +328,15 @@ def resolve_choice(
     return value
 
 
+def resolve_strategy(value: str | None = None, *, environ: Mapping[str, str] | None = None) -> str:
+    """The strategy's name: an explicit argument, else FANOUT_STRATEGY, else the default.
+
+    Raises ConfigError naming the source, repeating the value and listing STRATEGIES.
+    """
+    return resolve_choice(value, argument="strategy", env=ENV_STRATEGY, default=DEFAULT_STRATEGY,
+                          choices=STRATEGIES, environ=environ)
+
+
 def resolve_int(
     value: int | None,
     *,
@@ -364,17 +372,27 @@ def resolve_int(
                 f"{source} must be {expected} but got {raw!r}. "
                 f"Set it to such a number, or unset it to use the default {default}."
             )
-        number = int(text)
+        number = whole_number(text, maximum)
     elif isinstance(raw, bool) or not isinstance(raw, int):
         raise ConfigError(f"{source} must be {expected} (an integer) but got {raw!r}.")
     else:
         number = raw
-    if not minimum <= number <= maximum:
+    if number is None or not minimum <= number <= maximum:
         raise ConfigError(
             f"{source} must be {expected} but got {raw!r}. "
             f"Use a value in that range, or leave it unset for the default {default}."
         )
     return number
+
+
+def whole_number(digits: str, maximum: int) -> int | None:
+    """The number ASCII ``digits`` spell, or None when it has more digits than ``maximum`` (so is above it).
+
+    Counted before ``int()``, which refuses a string of over 4,300 digits with a ValueError
+    of its own.
+    """
+    significant = digits.lstrip("0") or "0"
+    return int(significant) if len(significant) <= len(str(maximum)) else None
 
 
 class Auto:
@@ -430,8 +448,9 @@ def resolve_workers(
     if text == AUTO:
         return Auto()
     cap = text[len(AUTO) + 1:] if text[len(AUTO)] == ":" else ""
-    if cap.isascii() and cap.isdigit() and 1 <= int(cap) <= MAX_WORKERS_LIMIT:
-        return Auto(int(cap))
+    number = whole_number(cap, MAX_WORKERS_LIMIT) if cap.isascii() and cap.isdigit() else None
+    if number is not None and 1 <= number <= MAX_WORKERS_LIMIT:
+        return Auto(number)
     raise ConfigError(
         f"{source} must be a whole number from 1 to {MAX_WORKERS_LIMIT}, 'auto', or 'auto:N' with N "
         f"such a number (the cap, default {DEFAULT_AUTO_CAP}), but got {raw!r}. For example 'auto:64'."
@@ -525,7 +544,15 @@ def resolve_namespace(environ: Mapping[str, str] | None = None) -> str:
 
 
 def error_mode(value: str) -> str:
-    """Validate the ``errors=`` argument."""
+    """Validate the ``errors=`` argument: one of ERROR_MODES (None is not one: the default is ``"raise"``).
+
+    Raises ConfigError repeating the value and listing ERROR_MODES.
+    """
+    if value is None:
+        raise ConfigError(
+            f"argument errors= must be one of {', '.join(map(repr, ERROR_MODES))} but got None. "
+            "Leave it out for the default 'raise'."
+        )
     return resolve_choice(value, argument="errors", env=None, default="raise", choices=ERROR_MODES)
 
 

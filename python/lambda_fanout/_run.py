@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
     from ._limiter import Meter
 
-from ._errors import ConfigError, DeadlineExceeded, SkippedAfterFailure, TaskError, is_own_report
+from ._errors import ConfigError, DeadlineExceeded, SkippedAfterFailure, TaskError, is_own_report, kind
 from ._task import Outcome, Results
 
 
@@ -98,11 +98,20 @@ def deadline_of(context: Any, margin_ms: int) -> float | None:
     """The monotonic time after which no record may start, or None without a usable deadline.
 
     Raises:
-        ConfigError: the context's remaining time is not a number.
+        ConfigError: the context has no get_remaining_time_in_millis(), or its remaining
+            time is not a number.
     """
     if context is None:
         return None
-    remaining = context.get_remaining_time_in_millis()
+    remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining_ms):
+        # Only its type is shown: what was passed (often the event) may carry the payload.
+        raise ConfigError(
+            f"context must be the Lambda context object (it has get_remaining_time_in_millis()) but got "
+            f"{kind(context)}; pass the Lambda context object (the handler's second argument), or "
+            "context=None for no deadline."
+        )
+    remaining = remaining_ms()
     try:
         remaining = float(remaining)
     except OverflowError:  # an int too large for a float: no deadline either

@@ -27,15 +27,17 @@ every record failed raises BatchError instead of replying.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from operator import itemgetter
 
 from ._config import Settings
 from ._errors import SkippedAfterFailure, kind, public
 from .strategies import build
 
+# Annotations only (postponed by `from __future__ import annotations`): typing is
+# not imported at run time, which keeps cold starts short.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, Literal
+    from typing import Any, Callable, Literal
 
     from . import StrategyName, Workers
     from ._task import Task
@@ -56,12 +58,28 @@ SUPPORTED_SHAPES = (
 )
 
 
-class BatchFailure(NamedTuple):
-    """One record that failed: its index in the batch, its identifier, and the exception."""
+class BatchFailure(tuple):
+    """One record that failed: its index in the batch, its identifier, and the exception.
 
-    index: int
-    identifier: Any
-    error: BaseException
+    A tuple ``(index, identifier, error)`` with those names, as a NamedTuple would be
+    (written out: typing's NamedTuple would import typing at every cold start).
+    """
+
+    __slots__ = ()
+    _fields = ("index", "identifier", "error")
+
+    def __new__(cls, index: int, identifier: Any, error: BaseException) -> "BatchFailure":
+        return tuple.__new__(cls, (index, identifier, error))
+
+    def __getnewargs__(self) -> tuple:
+        return tuple(self)
+
+    def __repr__(self) -> str:
+        return f"BatchFailure(index={self[0]!r}, identifier={self[1]!r}, error={self[2]!r})"
+
+    index = property(itemgetter(0), doc="The record's index in the batch.")
+    identifier = property(itemgetter(1), doc="The record's identifier (its index where the event has none).")
+    error = property(itemgetter(2), doc="The exception the record failed with.")
 
 
 @public
@@ -86,13 +104,28 @@ class BatchError(Exception):
 
 # -- recognising the event ---------------------------------------------------------------
 
-class _Shape(NamedTuple):
-    source: str
-    records: list
-    reply: str  # PARTIAL, RAISE or RESULTS
-    identifiers: list | None  # one per record; None: the record's index identifies it
-    keys: list | None  # ordering key per record (None: unordered); None: no record is ordered
-    fifo: bool  # an SQS FIFO batch: the one FANOUT_FIFO_ON_FAILURE applies to
+class _Shape:
+    """What :func:`detect` recognised in an event.
+
+    Attributes:
+        source: the event source's name ("sqs", "kafka", "distributed-map"...).
+        records: the records, in order.
+        reply: PARTIAL, RAISE or RESULTS.
+        identifiers: one per record; None: the record's index identifies it.
+        keys: ordering key per record (None: unordered); None: no record is ordered.
+        fifo: an SQS FIFO batch: the one FANOUT_FIFO_ON_FAILURE applies to.
+    """
+
+    __slots__ = ("source", "records", "reply", "identifiers", "keys", "fifo")
+
+    def __init__(self, source: str, records: list, reply: str, identifiers: list | None, keys: list | None,
+                 fifo: bool) -> None:
+        self.source = source
+        self.records = records
+        self.reply = reply
+        self.identifiers = identifiers
+        self.keys = keys
+        self.fifo = fifo
 
 
 def _dig(record: Any, *path: str) -> Any:

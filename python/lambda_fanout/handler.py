@@ -97,6 +97,7 @@ def init(environ: Any = None) -> tuple[Callable[[Any], Any], Any]:
             without the form the strategy runs (a coroutine function needs asyncio, and
             asyncio needs a record handler with an async form).
     """
+    environ = os.environ if environ is None else environ
     problems: list[str] = []
     record_handler = settings = None
     try:
@@ -107,25 +108,46 @@ def init(environ: Any = None) -> tuple[Callable[[Any], Any], Any]:
         settings = _config.Settings.resolve(environ=environ)
     except ConfigError as exc:
         problems.extend(exc.problems)
+    spec = environ.get(_config.ENV_RECORD_HANDLER)
+    strategy = None if settings is None else strategies.build(settings)
+    if record_handler is not None and strategy is not None:
+        problems.extend(form_problems(record_handler, strategy, spec))
+    elif record_handler is not None:
+        # Another setting is bad, but the strategy's name may be good: its check of the record
+        # handler does not depend on the other settings, so its problem is listed with theirs.
+        try:
+            name = _config.resolve_strategy(environ=environ)
+        except ConfigError:
+            name = None  # listed already
+        if name is not None:
+            stand_in = strategies.strategy_class(name)(_config.Settings.resolve(strategy=name, environ={}))
+            problems.extend(form_problems(record_handler, stand_in, spec))
     if problems:
         raise ConfigError.of(problems)
-    strategy = strategies.build(settings)
-    spec = (os.environ if environ is None else environ).get(_config.ENV_RECORD_HANDLER)
+    return record_handler, strategy
+
+
+def form_problems(record_handler: Callable[[Any], Any], strategy: Any, spec: str | None) -> list[str]:
+    """Why ``strategy`` cannot run ``record_handler`` (named ``spec``) for a batch: none, or one line.
+
+    A coroutine function needs asyncio, asyncio needs a record handler with an async form,
+    and processes need one that pickles by name.
+    """
     if strategy.needs_async_form and not has_async_form(record_handler):
         # map() only warns here; a batch cannot afford it: a record that blocks the loop
         # cannot be cut at the deadline, and a timeout retries the whole batch.
-        raise ConfigError(
+        return [
             f"{_config.ENV_STRATEGY}=asyncio runs each record's coroutine form, but "
             f"{_config.ENV_RECORD_HANDLER}={spec!r} has none: its records would run one at a time on the "
             "event loop, and one that blocks could not be cut at the deadline (Lambda would time out and "
             "retry the whole batch). Give the record handler an async form (an async def, or "
             f"lambda_fanout.Task(process, aprocess)), or choose a thread strategy ({_config.ENV_STRATEGY}=threads)."
-        )
+        ]
     try:
         strategy.adapt(record_handler)
     except ConfigError as exc:  # e.g. processes and a handler that cannot be pickled by name
-        raise ConfigError(f"{_config.ENV_RECORD_HANDLER}={spec!r}: {exc}") from exc
-    return record_handler, strategy
+        return [f"{_config.ENV_RECORD_HANDLER}={spec!r}: {exc}"]
+    return []
 
 
 def load(environ: Any = None) -> Callable[[Any, Any], Any]:
