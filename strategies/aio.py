@@ -49,12 +49,16 @@ class AsyncioStrategy(Strategy):
         aexecute = run.aexecute
         meter = run.meter
         loop = asyncio.get_running_loop()
+        context = run.context
         workers: list[asyncio.Task] = []
         alive = [0]
 
         def spawn() -> None:
+            # Each worker starts from its own copy of the caller's context (under auto it
+            # holds the run's limiter too, for botocore's hook), wherever it is spawned:
+            # one spawned by a running worker never sees what that worker's items set.
             alive[0] += 1
-            workers.append(loop.create_task(worker()))
+            workers.append(loop.create_task(worker(), context=context.copy()))
 
         async def worker() -> None:
             try:
@@ -65,7 +69,6 @@ class AsyncioStrategy(Strategy):
                     return
                 # Under auto the jobs the meter picks by stride are timed here, and then the
                 # pool follows the limit: a worker retires above it and spawns others below it.
-                meter.enter()  # this worker's own context, for botocore's hook
                 untimed = 0
                 for job in jobs:
                     if untimed:

@@ -114,6 +114,29 @@ def test_deadline_reports_unstarted_records_and_loses_none(strategy_name, fake_c
     assert failed | succeeded | late == every, "a record was neither processed nor reported"
 
 
+def test_a_fifo_record_cut_by_the_deadline_leaves_the_rest_of_its_group_not_started(concurrent_strategy, fake_context,
+                                                                                   monkeypatch, caplog):
+    # A deadline cut is not a failure: the records after the cut one in its group are
+    # reported as not started by the deadline (safe to redeliver), never as skipped
+    # after a failure, under every strategy alike.
+    import logging
+
+    monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, "100")
+    caplog.set_level(logging.ERROR)
+    release = xproc.Flag()
+    hold = xproc.HoldAt(1, release, 5.0)
+    try:
+        out = lambda_fanout.process_batch(batches.sqs(4, ["g"] * 4), lambda_fanout.Task(hold.sync_fn, hold.async_fn),
+                                          fake_context(600), strategy=concurrent_strategy, max_workers=2)
+    finally:
+        release.set()
+    assert out == {"batchItemFailures": [{"itemIdentifier": f"msg-{i:05d}"} for i in (1, 2, 3)]}
+    lines = [r for r in caplog.records if r.name == "lambda_fanout"]
+    assert [r.exceptionType for r in lines] == ["lambda_fanout.DeadlineExceeded"]
+    (cut,) = lines
+    assert cut.indexes == "#1-#3" and cut.didNotFinish == 1 and cut.notStarted == 2
+
+
 @pytest.mark.parametrize("name,source", [("s3", "s3"), ("sns", "sns"), ("eventbridge", "eventbridge")])
 def test_sources_without_partial_responses(strategy_name, name, source):
     event = batches.sample(name)

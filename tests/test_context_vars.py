@@ -108,6 +108,43 @@ def test_each_item_starts_from_the_callers_context_not_the_previous_items(strate
     assert _in_context(call) == ["acme"] * 50
 
 
+worker_copy: contextvars.ContextVar[object] = contextvars.ContextVar("worker_copy", default=None)
+
+
+def test_asyncio_workers_spawned_under_auto_each_start_from_the_callers_context():
+    # Under auto the pool grows while the call runs: a worker spawned then starts from
+    # its own copy of the caller's context, never from the running worker's copy (which
+    # holds what that worker's items set). Each worker runs one item at a time, so two
+    # items running at once never share a copy.
+    running: dict[int, int] = {}
+    shared = []
+
+    def never(_):
+        raise AssertionError("asyncio runs the coroutine form")
+
+    async def mark_copy(item):
+        assert tenant.get() == "acme"
+        copy = worker_copy.get()
+        if copy is None:
+            copy = object()
+            worker_copy.set(copy)
+        running[id(copy)] = running.get(id(copy), 0) + 1
+        if running[id(copy)] > 1:
+            shared.append(item)
+        await asyncio.sleep(0.002)
+        running[id(copy)] -= 1
+        return id(copy)
+
+    def call():
+        tenant.set("acme")
+        return lambda_fanout.map(lambda_fanout.Task(never, mark_copy), range(2000), strategy="asyncio",
+                                 max_workers="auto:64")
+
+    copies = _in_context(call)
+    assert len(set(copies)) > 1  # the pool spawned workers while it ran
+    assert shared == []
+
+
 @pytest.mark.parametrize("strategy", IN_PROCESS)
 def test_powertools_logger_keys_appended_by_the_caller_reach_the_task_log(strategy):
     from aws_lambda_powertools import Logger

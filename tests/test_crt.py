@@ -33,16 +33,22 @@ STRATEGIES = ("threads", "asyncio")
 class Sends:
     """How many requests botocore itself sent through a client (crt calls send none).
 
-    Counted at ``needs-retry``, which botocore emits after each request it sent; crt
-    requests are shown to ``before-send`` handlers too, so that event would count them.
+    Counted where botocore's endpoint sends each attempt (or has it answered at
+    ``before-send``, as moto does): no event handler, since a handler on an event the
+    crt path does not emit sends the calls through botocore. crt requests are shown to
+    ``before-send`` handlers too, so that event would count them.
     """
 
     def __init__(self, client) -> None:
         self.count = 0
-        client.meta.events.register("needs-retry.s3", self.seen)
+        endpoint = client._endpoint
+        send = endpoint._do_get_response
 
-    def seen(self, **_) -> None:
-        self.count += 1
+        def counted(*args, **kwargs):
+            self.count += 1
+            return send(*args, **kwargs)
+
+        endpoint._do_get_response = counted
 
 
 @pytest.fixture
@@ -548,6 +554,44 @@ def test_a_tracer_wrapping_the_client_call_sees_every_crt_call(pairs, s3_bucket,
     assert sorted(traced) == ["GetObject", "GetObject", "PutObject", "PutObject"]
 
 
+@pytest.mark.parametrize("strategy", ["sequential", "threads"])  # a Stubber is attached to the sync client
+def test_a_botocore_stubber_answers_every_call_as_under_default(pairs, s3_bucket, strategy):
+    import io
+
+    from botocore.response import StreamingBody
+    from botocore.stub import Stubber
+
+    results = {}
+    for name, pair in zip(("crt", "default"), pairs[:2]):
+        with Stubber(pair.sync) as stub:
+            for body in (b"first", b"second"):
+                stub.add_response("get_object", {"Body": StreamingBody(io.BytesIO(body), len(body))})
+            results[name] = outcomes(run(aws.s3_get_object(s3_bucket, clients=pair), ["a", "b"], strategy))
+            stub.assert_no_pending_responses()  # and no call of crt's own took one
+    assert results["crt"] == results["default"] == [("ok", b"first"), ("ok", b"second")]
+
+
+@pytest.mark.parametrize("strategy", [s for s in IN_PROCESS if s != "asyncio"])  # handlers on the sync client
+def test_a_tracer_on_request_created_and_after_call_sees_every_call(pairs, s3_bucket, strategy):
+    # As Sentry's boto3 integration traces: spans opened at request-created, closed at after-call(-error).
+    import functools
+
+    crt, _, _ = pairs
+    spans = []
+    events = crt.sync.meta.events
+    events.register("request-created", functools.partial(
+        lambda request, operation_name, service_id, **_: spans.append(("start", operation_name)), service_id="s3"))
+    events.register("after-call", lambda context, parsed, **_: spans.append(("end",)))
+    events.register("after-call-error", lambda context, exception, **_: spans.append(("error",)))
+    tasks = helpers(s3_bucket, crt)
+    assert all(o.ok for o in run(tasks["put"], [("a", b"1")], strategy))
+    got = run(tasks["get"], ["a", "absent"], strategy)
+    assert outcome(got[0]) == ("ok", b"1") and outcome(got[1])[1] == "NoSuchKey"
+    assert sorted(span[0] for span in spans if span[0] == "start") == ["start"] * 3
+    assert sorted(span[1] for span in spans if span[0] == "start") == ["GetObject", "GetObject", "PutObject"]
+    assert sorted(span[0] for span in spans if span[0] != "start") == ["end", "end", "end"]
+
+
 # -- answers moto never gives: a hand-written server, the default profile beside crt -------------
 
 def _both(bucket, make, items, strategy="threads"):
@@ -770,6 +814,37 @@ def test_crt_sends_the_session_token_signed(raw_env, monkeypatch):
         assert "x-amz-security-token: tok-123" in request
         signed = request.split("signedheaders=")[1].split(",")[0]
         assert "x-amz-security-token" in signed.split(";")
+
+
+def test_crt_sends_the_lambda_trace_header_as_botocore_does(raw_env, monkeypatch):
+    """Promise (the crt profile): botocore still decides what a user can observe: inside Lambda
+    each request carries the invocation's X-Amzn-Trace-Id (X-Ray, recursive-loop detection)."""
+    seen = []
+
+    def answer(conn, request):
+        lines = request.decode("latin-1").split("\r\n")
+        seen.append([line.split(":", 1)[1].strip() for line in lines if line.lower().startswith("x-amzn-trace-id:")])
+        conn.sendall(rawhttp.head(200, 2) + b"ok")
+
+    server = rawhttp.RawServer(answer)
+    try:
+        for lambda_env in (False, True):
+            if lambda_env:
+                monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "fn")
+            else:
+                monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+            for trace in ("Root=1-aaaa-1;Sampled=1", "Root=1-bbbb-2;Parent=c d;Sampled=0"):
+                monkeypatch.setenv("_X_AMZN_TRACE_ID", trace)  # Lambda sets it per invocation
+                sent = {}
+                for profile in ("default", "crt"):
+                    del seen[:]
+                    assert [o.value for o in _raw_run(server, aws.s3_get_object, ["k"], profile)] == [b"ok"]
+                    sent[profile] = seen[:]
+                assert sent["crt"] == sent["default"]
+                assert sent["crt"] == ([["Root=1-aaaa-1;Sampled=1"]] if trace.endswith("=1") else
+                                       [["Root=1-bbbb-2;Parent=c%20d;Sampled=0"]]) if lambda_env else [[]]
+    finally:
+        server.close()
 
 
 def test_crt_missing_awscrt_warns_once_and_serves(s3_bucket, tmp_path):

@@ -248,6 +248,36 @@ def test_aws_error_code_and_operation_are_logged(aws_endpoint, s3_bucket, strate
     assert SECRET not in caplog.text
 
 
+class Rejected(Exception):
+    """A user's own exception shaped like botocore's ClientError, its "code" made of the item."""
+
+    def __init__(self, item):
+        super().__init__(item)
+        self.response = {"Error": {"Code": f"bad-{item}"}, "ResponseMetadata": {"HTTPStatusCode": 400}}
+        self.operation_name = "Validate"
+
+
+def rejecting(item):
+    raise Rejected(item)
+
+
+async def arejecting(item):
+    rejecting(item)
+
+
+REJECTING = lambda_fanout.Task(rejecting, arejecting)
+
+
+def test_only_botocores_client_error_is_logged_as_an_aws_error(strategy_name, caplog):
+    caplog.set_level(logging.ERROR)
+    with pytest.raises(lambda_fanout.TaskError) as raised:
+        lambda_fanout.map(REJECTING, [SECRET], strategy=strategy_name)
+    assert str(raised.value).startswith("task failed on item #0: Rejected")
+    (line,) = fanout_records(caplog)
+    assert line.exceptionType.endswith("Rejected")
+    assert getattr(line, "awsErrorCode", None) is None and getattr(line, "awsOperation", None) is None
+    assert SECRET not in caplog.text and SECRET not in str(raised.value)
+
 def test_the_zero_code_handler_logs_failures_to_stderr(tmp_path):
     # A fresh interpreter with no logging configured: the line still reaches stderr
     # (Python's last-resort handler), the way a failure shows up without any setup.

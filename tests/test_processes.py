@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,6 +19,7 @@ import lambda_fanout
 import xproc
 from fakes import FakeContext
 from lambda_fanout import ConfigError, DeadlineExceeded, TaskError, _procpool
+from lambda_fanout._failures import MAX_FRAMES, ForeignTraceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -386,6 +389,24 @@ def test_processes_unpicklable_exception_with_bad_str(log_dir):
     out = _pmap(xproc.raise_bad, range(3), max_workers=1, errors="collect")
     assert [o.ok for o in out] == [True, False, True]
     assert not isinstance(out[1].error, _procpool.WorkerError) or "exited" not in str(out[1].error)
+
+
+def test_processes_worker_traceback_is_trimmed_to_the_most_recent_frames(log_dir):
+    """README (processes): "An exception from a task comes back with the worker's traceback as its
+    __cause__". It is the failure log's traceback: the whole chain, each exception's most
+    recent frames (the outer ones counted, not shown), with the messages.
+    """
+    out = _pmap(functools.partial(xproc.fail_deep, 3 * MAX_FRAMES), range(3), max_workers=1, errors="collect")
+    for outcome in out:
+        error = outcome.error
+        assert type(error) is ValueError and isinstance(error.__cause__, ForeignTraceback)
+        text = str(error.__cause__)
+        assert f"KeyError: {outcome.index}" in text
+        assert "The above exception was the direct cause of the following exception:" in text
+        assert text.rstrip('"').rstrip().endswith(f"ValueError: wrapped {outcome.index}")
+        # The ValueError's outer frames (the worker's own, the first calls) are counted, not shown.
+        assert re.search(r"\n  \[\d+ outer frames not shown\]\n  File .*, in fail_deep\n", text)
+        assert "multiprocessing" not in text
 
 
 def test_processes_closure_task_config_error_before_reading(log_dir):

@@ -234,6 +234,42 @@ def test_renew_pools_leaves_no_connection_opened_before(aws_endpoint, s3_bucket,
     assert stats["frozen"] == 0 and stats["requests"] == 8, stats["log"]
 
 
+def _established_to(port: int) -> int:
+    """This process's ESTABLISHED TCP connections to ``port`` on 127.0.0.1 (from /proc)."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.read().splitlines()[1:]]
+    return sum(1 for row in rows if int(row[2].split(":")[1], 16) == port and row[3] == "01" and row[9] in inodes)
+
+
+def test_renew_pools_returns_once_the_crt_connections_are_closed(aws_endpoint, s3_bucket, monkeypatch):
+    # The before-snapshot hook: the snapshot is taken as soon as it returns, so no crt
+    # socket may still be open then (awscrt closes connections on its own thread).
+    from urllib.parse import urlsplit
+
+    from lambda_fanout import aws
+
+    monkeypatch.setenv("FANOUT_AWS_CLIENT", "crt")
+    aws.reset_clients()
+    port = urlsplit(os.environ["AWS_ENDPOINT_URL"]).port
+    task = aws.s3_head_object(s3_bucket)
+    aws.clients("s3").sync.put_object(Bucket=s3_bucket, Key="k", Body=b"x")
+    assert aws.clients("s3").native() is not None, "awscrt is in the dev requirements"
+    for _ in range(10):
+        assert [r["ContentLength"] for r in lambda_fanout.map(task, ["k"] * 32, strategy="threads",
+                                                              max_workers=16)] == [1] * 32
+        assert _established_to(port) >= 1  # the control: the crt path pooled its connections
+        aws.renew_pools()
+        assert _established_to(port) == 0
+
+
 def test_forget_floor_keeps_what_was_learned_about_concurrency():
     from lambda_fanout._limiter import Limiter
 

@@ -304,6 +304,28 @@ class Failing:
         return self.check(record)
 
 
+class HoldAt:
+    """test_batch's record handler: the record at ``position`` waits for ``release`` (at most ``seconds``)."""
+
+    def __init__(self, position: int, release: Flag, seconds: float) -> None:
+        self.position = position
+        self.release = release
+        self.seconds = seconds
+
+    def sync_fn(self, record):
+        position = _position(record)
+        if position == self.position:
+            self.release.wait(self.seconds)
+        return position
+
+    async def async_fn(self, record):
+        position = _position(record)
+        end = time.monotonic() + self.seconds
+        while position == self.position and not self.release.is_set() and time.monotonic() < end:
+            await _asleep(0.005)
+        return position
+
+
 class EnterLeave:
     """Logs 2p as record p enters and 2p + 1 as it leaves, ``hold`` later; record ``fail_at`` then fails."""
 
@@ -704,6 +726,16 @@ class BadStrUnpicklable(Exception):
 
     def __str__(self):
         raise RuntimeError("str() of this exception fails")
+
+
+def fail_deep(depth: int, i):
+    """Raises ValueError from KeyError ``depth`` calls down."""
+    if depth == 0:
+        try:
+            raise KeyError(i)
+        except KeyError as exc:
+            raise ValueError(f"wrapped {i}") from exc
+    return fail_deep(depth - 1, i)
 
 
 def raise_bad(item):

@@ -19,8 +19,10 @@ everything a user can observe, once per bucket or per error rather than per call
   to the ``auto`` limiter as the botocore path does;
 - what watches the calls: each signed request is shown to the ``before-send``
   handlers, whose answer (moto's ``mock_aws()``, a stub) is taken as the response; a
-  ``before-call`` handler not botocore's own, or a wrapped ``_make_api_call`` (a
-  tracer), sends the calls through botocore, where it sees them.
+  handler not botocore's own on an event this path does not emit (``before-call``,
+  ``request-created``, ``after-call`` ...), botocore's ``Stubber``, or a wrapped
+  ``_make_api_call`` (a tracer) sends the calls through botocore, where they see them;
+- inside Lambda, the ``X-Amzn-Trace-Id`` header botocore's recursion detection adds.
 
 One sans-I/O generator holds the logic of a call; :func:`run` drives it by blocking
 (sync strategies) and :func:`arun` by awaiting (asyncio), so neither form has its
@@ -29,6 +31,7 @@ own copy.
 
 from __future__ import annotations
 
+import functools
 import io
 import sys
 import threading
@@ -50,6 +53,8 @@ DEFER = object()
 #: the read timeout's worth of it goes through botocore (see S3Native.prepare).
 UPLOAD_FLOOR_BPS = 1_000_000
 _PROBE_KEY = "k"
+#: Seconds :meth:`S3Native.close` waits for awscrt to close the idle connections.
+CLOSE_TIMEOUT_S = 2.0
 
 _lock = threading.Lock()
 _loaded: bool | None = None  # None: not tried yet
@@ -179,11 +184,11 @@ class _Pool:
                     return
         connection.close()
 
-    def close(self) -> None:
+    def close(self) -> list:
+        """Start closing every idle connection; returns awscrt's futures of their shutdowns."""
         with self.lock:
             idle, self.idle = self.idle, []
-        for connection in idle:
-            connection.close()
+        return [connection.close() for connection in idle]
 
 
 class S3Native:
@@ -373,9 +378,10 @@ class S3Native:
         """True when something not botocore's own watches ``operation`` at the call itself.
 
         That is a wrapper around the client's ``_make_api_call`` (Powertools Tracer and
-        the X-Ray SDK, OpenTelemetry's botocore instrumentation) or a ``before-call``
-        handler from elsewhere: botocore then makes the call, so they see it. A
-        ``before-send`` handler (moto's, a stub) sees each crt request instead
+        the X-Ray SDK, OpenTelemetry's botocore instrumentation), a handler from elsewhere
+        on an event this path does not emit (Sentry's ``request-created`` and
+        ``after-call``), or botocore's own ``Stubber``: botocore then makes the call, so
+        they see it. A ``before-send`` handler (moto's) sees each crt request instead
         (:meth:`_answered`). Decided again only when the client's handlers change.
         """
         emitter = getattr(self.events, "_emitter", None)
@@ -393,7 +399,8 @@ class S3Native:
         else:
             name = self.models[operation].name
             watched = not _botocores(api_call) or (aio_call is not None and not _botocores(aio_call)) or any(
-                not _own_handler(handler) for handler in handlers.prefix_search(f"before-call.s3.{name}"))
+                not _own_handler(handler) for event in _SKIPPED_EVENTS
+                for handler in handlers.prefix_search(event.format(name)))
         self._watch[operation] = (key, watched)
         return watched
 
@@ -446,6 +453,7 @@ class S3Native:
         from botocore.exceptions import (
             ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError, SSLError,
         )
+        from botocore.handlers import add_recursion_detection_header
         from botocore.httpchecksum import apply_request_checksum
         from botocore.utils import percent_encode
 
@@ -461,6 +469,11 @@ class S3Native:
         path = percent_encode(key, safe="/~")
         request = awscrt.http.HttpRequest(route.method, route.prefix + path, awscrt.http.HttpHeaders(headers), stream)
         yield awscrt.auth.aws_sign_request(request, self.signing(route.region))
+        # Added after signing, as botocore leaves it unsigned (SIGNED_HEADERS_BLACKLIST).
+        traced: dict = {}
+        add_recursion_detection_header({"headers": traced})
+        for name, value in traced.items():
+            request.headers.add(name, value)
         answer = self._answered(operation, route.method, route.url + path, request.headers, body)
         if answer is not None:
             return answer
@@ -538,10 +551,17 @@ class S3Native:
         body = response["body"]
         return payload if body is None else body.read()
 
-    def close(self) -> None:
-        """Close every idle connection."""
-        for pool in list(self.pools.values()):
-            pool.close()
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Close every idle connection, waiting up to ``timeout`` seconds for their sockets to close.
+
+        awscrt closes a connection on its event-loop thread; without the wait a SnapStart
+        snapshot taken right after could still hold the sockets.
+        """
+        import concurrent.futures
+
+        closing = [future for pool in list(self.pools.values()) for future in pool.close()]
+        if closing:
+            concurrent.futures.wait(closing, timeout=timeout)
 
 
 def _static(cls: type, name: str) -> Any:
@@ -570,10 +590,23 @@ def _botocores(function: Any) -> bool:
     return False
 
 
+#: The events of a botocore call this path does not emit, by name for an operation
+#: (``before-send`` and ``before-parse`` it emits itself).
+_SKIPPED_EVENTS = (
+    "provide-client-params.s3.{}", "before-parameter-build.s3.{}", "before-endpoint-resolution.s3",
+    "before-call.s3.{}", "request-created.s3.{}", "choose-signer.s3.{}", "before-sign.s3.{}",
+    "response-received.s3.{}", "needs-retry.s3.{}", "after-call.s3.{}", "after-call-error.s3.{}")
+#: botocore's own test double: its handlers answer calls, so botocore must make them.
+_DOUBLES = ("botocore.stub",)
+
+
 def _own_handler(handler: Any) -> bool:
     # botocore's, boto3's and lambda_fanout's handlers change nothing a tracer or a double would see.
+    while isinstance(handler, functools.partial):
+        handler = handler.func
     module = getattr(handler, "__module__", None) or getattr(type(handler), "__module__", "")
-    return isinstance(module, str) and module.split(".")[0] in ("botocore", "boto3", "lambda_fanout")
+    return (isinstance(module, str) and module.split(".")[0] in ("botocore", "boto3", "lambda_fanout")
+            and module not in _DOUBLES)
 
 
 class _Raw:

@@ -13,6 +13,8 @@ worker process's report comes back as one).
 
 from __future__ import annotations
 
+import sys
+
 
 def public(cls: type) -> type:
     """Give ``cls`` the module it is exported from, for tracebacks and reprs."""
@@ -47,8 +49,13 @@ def aws_error(error: BaseException) -> tuple[str | None, int | None, str | None]
     operator needs (``NoSuchKey``, 404, ``GetObject``). The one reading of them: the
     failure log and :class:`TaskError` both use it. The operation is given only with a
     code (a bare ``operation_name`` is no AWS error); a value of the wrong type or
-    implausibly long is left out.
+    implausibly long is left out. Only an instance of botocore's ``ClientError`` counts
+    (looked up where botocore is loaded, never imported here): another exception shaped
+    like one may carry anything as its "code".
     """
+    exceptions = sys.modules.get("botocore.exceptions")
+    if exceptions is None or not isinstance(error, exceptions.ClientError):
+        return None, None, None
     response = safe_attr(error, "response")
     detail = response.get("Error") if isinstance(response, dict) else None
     code = detail.get("Code") if isinstance(detail, dict) else None
@@ -249,9 +256,8 @@ class TaskError(Exception):
         else:
             code, status, operation = aws_error(cause)
             if code is not None:
-                # botocore makes a class per modeled code (NoSuchKey): the code says it.
-                if any(base.__name__ == "ClientError" for base in type(cause).__mro__):
-                    name = "ClientError"
+                # botocore makes a ClientError class per modeled code (NoSuchKey): the code says it.
+                name = "ClientError"
                 detail = " " + " ".join(str(part) for part in (code, status) if part is not None)
                 detail += f" in {operation}" if operation is not None else ""
             where = user_frame(cause)

@@ -409,7 +409,7 @@ class Run:
         try:
             value = self.context.copy().run(self.fn, self.pending[index])
         except Exception as exc:
-            return self.fail(index, exc)
+            return self._failed(index, exc)
         except BaseException as exc:
             self.fatal_error(exc)
             return False
@@ -424,7 +424,7 @@ class Run:
         try:
             value = await self.fn(self.pending[index])
         except Exception as exc:
-            return self.fail(index, exc)
+            return self._failed(index, exc)
         except BaseException as exc:
             if self.state >= WINDING_DOWN and _is_cancellation(exc):
                 raise  # the driver cancelled its workers (deadline, a cancelled amap): not the task's doing
@@ -444,10 +444,22 @@ class Run:
                 self._skip_rest(group, position)
                 return
 
+    def _failed(self, index: int, error: Exception) -> bool:
+        # The task raised. A deadline report of this ledger's own (a task that ships its
+        # record elsewhere and learns there that the deadline cut it or came first) is no
+        # failure: the record stays RUNNING, or goes back to QUEUED if it never started,
+        # and finish() reports it, and the records after it, as the deadline left them.
+        if is_own_report(error) and isinstance(error, DeadlineExceeded):
+            if not error.started:
+                self.unbegin(index)
+            return False
+        return self.fail(index, error)
+
     def _skip_rest(self, group: list[int], position: int) -> None:
         index = group[position]
-        if self.results[index] is QUEUED or self.state is CLOSED:
-            return  # it never started (stop or deadline): finish() reports the rest as such
+        slot = self.results[index]
+        if slot is QUEUED or slot is RUNNING or self.state is CLOSED:
+            return  # it never started or never finished (stop, deadline): finish() reports the rest as not started
         skipped = SkippedAfterFailure.in_group(index)
         for later in group[position + 1:]:
             self.fail(later, skipped)

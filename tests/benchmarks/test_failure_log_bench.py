@@ -10,10 +10,14 @@ long before the deadline ``process_batch`` returns (``left_ms``; negative is aft
 when Lambda would have timed the invocation out and lost the reply), and how long the
 failure log took (``log_ms``, first line to last). The log is written after the records
 ran, inside the margin: bounded, it is a small part of it.
+
+And the cost of many items failing deep down, under threads and under processes (whose
+workers format each traceback before sending it back).
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -25,6 +29,7 @@ import pytest
 
 import batches
 import lambda_fanout
+import xproc
 from lambda_fanout._failures import MAX_LINES
 from lambda_fanout_dev.quota import cpu_quota, vcpus_for_memory
 
@@ -70,6 +75,21 @@ def test_failure_log_cost(benchmark, monkeypatch, log_stream, level):
     assert written.count("more records failed, not logged one by one") == (level != "off" and RECORDS > MAX_LINES)
     assert ("refused msg-" in written) == (level == "on")
     json.dumps(out)
+
+
+DEEP_ITEMS = 500
+DEEP_CALLS = 400
+
+
+@pytest.mark.benchmark(group="failure-log: 500 items failing 400 calls deep, chained, collect")
+@pytest.mark.parametrize("strategy", ["threads", "processes"])
+def test_deep_traceback_cost(benchmark, log_stream, strategy):
+    # Every item's traceback is formatted once, trimmed, its frames cached by where they
+    # were raised: under processes in the worker, as the failure log does in the caller.
+    task = functools.partial(xproc.fail_deep, DEEP_CALLS)
+    out = benchmark.pedantic(lambda_fanout.map, (task, range(DEEP_ITEMS)),
+                             {"strategy": strategy, "max_workers": 2, "errors": "collect"}, rounds=3)
+    assert [type(o.error) for o in out] == [ValueError] * DEEP_ITEMS
 
 
 DEADLINE_RECORDS = 10_000

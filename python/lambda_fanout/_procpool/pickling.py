@@ -82,11 +82,12 @@ class _Portable:
     __slots__ = ("exc", "tb", "type_only")
 
     def __init__(self, exc: BaseException) -> None:
-        import traceback
-
+        # The failure log's traceback lines (trimmed to the most recent exceptions and
+        # frames, formatted frames cached by where they were raised), so a batch whose
+        # every item fails deep down costs what it costs in one process.
         self.exc = exc
         try:
-            self.tb = _OPEN + "".join(traceback.format_exception(exc)) + _CLOSE
+            self.tb = _OPEN + "\n".join(traceback_lines(exc, with_message=True)) + "\n" + _CLOSE
         except Exception:
             self.tb = f"\n(the worker's traceback could not be formatted: {text_of(exc)})"
         try:  # the frames and types a failure line logs without messages (FANOUT_LOG_FAILURES=type-only)
