@@ -498,6 +498,21 @@ def test_crt_inside_mock_aws_is_answered_by_the_mock(mocked_aws, strategy):
     assert boto3.client("s3").get_object(Bucket="mocked", Key="k5")["Body"].read() == b"body 5"
 
 
+def test_a_function_using_powertools_keeps_the_crt_path(pairs, s3_bucket):
+    """Importing Powertools registers its User-Agent handler on every client's ``request-created``:
+    it traces and answers nothing, so crt still makes the calls (a function using Powertools
+    is not sent through botocore)."""
+    import aws_lambda_powertools  # noqa: F401 - registers the handler, as in a function that uses it
+
+    aws.reset_clients()
+    crt = aws.clients("s3", profile="crt")
+    sends = Sends(crt.sync)
+    tasks = helpers(s3_bucket, crt)
+    assert all(o.ok for o in run(tasks["put"], [("pt", b"body")], "threads"))
+    assert [o.value for o in run(tasks["get"], ["pt"], "threads")] == [b"body"]
+    assert sends.count == 0
+
+
 @pytest.mark.parametrize("strategy", IN_PROCESS)
 def test_a_before_send_handler_sees_every_crt_request(pairs, s3_bucket, strategy):
     crt, _, sends = pairs

@@ -598,6 +598,10 @@ _SKIPPED_EVENTS = (
     "response-received.s3.{}", "needs-retry.s3.{}", "after-call.s3.{}", "after-call-error.s3.{}")
 #: botocore's own test double: its handlers answer calls, so botocore must make them.
 _DOUBLES = ("botocore.stub",)
+#: Handlers from elsewhere that neither trace nor answer a call: Powertools registers one on
+#: ``request-created`` for every client once it is imported (it adds its feature to the
+#: User-Agent), so counting it would send every call of a function using Powertools through botocore.
+_HARMLESS = ("aws_lambda_powertools.shared.user_agent",)
 
 
 def _own_handler(handler: Any) -> bool:
@@ -605,8 +609,9 @@ def _own_handler(handler: Any) -> bool:
     while isinstance(handler, functools.partial):
         handler = handler.func
     module = getattr(handler, "__module__", None) or getattr(type(handler), "__module__", "")
-    return (isinstance(module, str) and module.split(".")[0] in ("botocore", "boto3", "lambda_fanout")
-            and module not in _DOUBLES)
+    return isinstance(module, str) and (
+        (module.split(".")[0] in ("botocore", "boto3", "lambda_fanout") and module not in _DOUBLES)
+        or module in _HARMLESS)
 
 
 class _Raw:
