@@ -11,6 +11,7 @@ import sys
 import pytest
 
 import random
+import statistics
 import zlib
 
 import lambda_fanout
@@ -586,3 +587,41 @@ def test_a_slow_first_warm_up_does_not_leave_a_case_one_round(monkeypatch):
     measured = bench_cases.measure_case(case, opts, None, bench_cases.loop_timer)
     assert calls[:2] == [8, 8]  # the warm slice, twice
     assert measured.info["rounds"] > opts.mode.min_rounds, measured.info["rounds"]
+
+
+# -- the bound of a round ------------------------------------------------------------------
+
+def test_makespan_schedules_the_delays_in_request_order():
+    from lambda_fanout.bench.bound import makespan
+
+    assert makespan([1, 1, 1, 1], 2) == 2
+    assert makespan([3, 1, 1, 1], 2) == 3  # one worker takes the 3, the other the three 1s
+    assert makespan([1, 1, 1, 3], 2) == 4  # in order: the 3 starts last, after a 1 (a reordering would give 3)
+    assert makespan([0.02] * 48, 16) == pytest.approx(0.06)  # ceil(N / C) x L without a tail
+    assert makespan([5, 1], 64) == 5 and makespan([], 4) == 0 and makespan([2, 2], 1) == 4
+    with pytest.raises(ValueError):
+        makespan([1], 0)
+    with pytest.raises(ValueError):
+        makespan([-1], 2)
+
+
+def test_a_round_bound_is_the_larger_of_the_delays_and_the_cpu_at_the_quota():
+    from lambda_fanout.bench.bound import round_bound
+
+    assert round_bound([0.025] * 32, 16, cpu_s=0.01, cpus=0.5) == pytest.approx(0.05)  # the delays
+    assert round_bound([0.025] * 32, 16, cpu_s=0.05, cpus=0.5) == pytest.approx(0.1)  # the client's CPU
+    with pytest.raises(ValueError):
+        round_bound([1], 1, 1, 0)
+
+
+def test_each_row_reports_its_bound_from_the_rounds_it_ran():
+    opts = Options.create(items=32, workers=(8,), rounds=3, passes=1, latency_ms=5)
+    case = bench_cases.Case(bench_workloads.WORKLOADS["latency"], "threads", "strategy", 8)
+    info = bench_cases.measure_case(case, opts, None, bench_cases.loop_timer).info
+    quota = len(os.sched_getaffinity(0))
+    assert len(info["bound_s_rounds"]) == 3 == len(info["cpu_ms_per_item_rounds"])
+    for bound, cpu_ms in zip(info["bound_s_rounds"], info["cpu_ms_per_item_rounds"]):
+        assert bound == pytest.approx(max(4 * 0.005, cpu_ms * 32 / 1000 / quota))
+    assert info["bound_s"] == statistics.median(info["bound_s_rounds"])
+    sequential = bench_cases.Case(bench_workloads.WORKLOADS["latency"], "sequential", "strategy", None)
+    assert bench_cases.measure_case(sequential, opts, None, bench_cases.loop_timer).info["bound_s"] >= 32 * 0.005

@@ -26,17 +26,19 @@ from lambda_fanout.bench.cost import ARCHITECTURES, MEMORY_RANGE_MB
 from lambda_fanout.bench.options import DEFAULT_BUCKET, DEFAULT_MEMORY_MB, DEFAULT_TABLE, ENV_OPTIONS, Options
 from lambda_fanout.bench.peers import PEERS_VENV_DIR
 from lambda_fanout.bench.report import build_markdown
-from lambda_fanout.bench.seeding import seed
+from lambda_fanout.bench.seeding import ddb_keys, s3_keys, seed, sqs_records
 from lambda_fanout.bench.workloads import WORKLOADS, selected
 
 from .. import ROOT as REPO
 from ..endpoint import LocalEndpoint
-from ..quota import cpu_quota, vcpus_for_memory
+from ..quota import client_cpus, cpu_quota, endpoint_cpus, vcpus_for_memory
 from . import history
 from .chart import write_chart, write_limit_chart
 from .history import rows_from_pytest_benchmark
 
 SUITE = REPO / "tests" / "benchmarks" / "test_workloads.py"
+#: Where the embedded endpoint runs (None: anywhere); each suite's client keeps off it where it can.
+ENDPOINT_CPUS = endpoint_cpus()
 
 
 # -- arguments -----------------------------------------------------------------------------
@@ -123,15 +125,19 @@ def run_suite(python: str, opts: Options, env: dict, json_path: Path, label: str
     """Run the workload suite with ``python`` in a child process under the CPU share of opts.memory_mb."""
     quota, why_not = cpu_quota(vcpus_for_memory(opts.memory_mb))
     opts.cpus = quota.cpus if quota else None
+    pinned = client_cpus(vcpus_for_memory(opts.memory_mb), ENDPOINT_CPUS)
     note = (f"{label}: client under {quota.describe()} ({opts.memory_mb} MB)" if quota
             else f"{label}: CPU not emulated ({why_not}); the client had the whole machine")
+    note += (f", on CPUs {sorted(pinned)}, the endpoint on CPUs {sorted(ENDPOINT_CPUS)}" if pinned
+             else ", sharing its CPUs with the endpoint" if ENDPOINT_CPUS else "")
     cmd = [python, "-m", "pytest", str(SUITE), "-v", "-p", "no:cacheprovider", "-o", "addopts=",
            "--benchmark-json", str(json_path), "--benchmark-columns=median", "-W", "ignore::DeprecationWarning"]
     # The child enters the quota itself once collected and set up (quota_procs): interpreter
     # start-up and imports at 128 MB's 0.07 CPUs would cost tens of seconds and measure nothing.
     opts = dataclasses.replace(opts, quota_procs=quota.procs_file if quota else None)
     proc = subprocess.Popen(cmd, cwd=REPO, env={**env, ENV_OPTIONS: opts.to_env()}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=(lambda: os.sched_setaffinity(0, pinned)) if pinned else None)
     try:
         tail = _progress(proc, label)
         proc.wait()
@@ -172,13 +178,24 @@ def _merge(doc: dict, part: dict, label: str, section: str) -> None:
             doc["benchmarks"].append(bench)
             continue
         earlier["stats"] = history.stats_dict(earlier["stats"]["data"] + bench["stats"]["data"])
-        info = earlier["extra_info"]
-        info["cpu_ms_per_item_passes"] = info.get("cpu_ms_per_item_passes", [info["cpu_ms_per_item"]]) + [
-            bench["extra_info"]["cpu_ms_per_item"]]
-        info["cpu_ms_per_item"] = statistics.median(info["cpu_ms_per_item_passes"])
+        info, later = earlier["extra_info"], bench["extra_info"]
+        # Per-round figures join their rounds; each row figure is the median of them all.
+        for figure, rounds in PER_ROUND.items():
+            if rounds in info and rounds in later:
+                info[rounds] += later[rounds]
+                info[figure] = statistics.median(info[rounds])
+        if "endpoint_cpu_ms_per_request" in later:
+            info["endpoint_cpu_ms_per_request_passes"] = info.get(
+                "endpoint_cpu_ms_per_request_passes", [info["endpoint_cpu_ms_per_request"]]) + [
+                later["endpoint_cpu_ms_per_request"]]
+            info["endpoint_cpu_ms_per_request"] = statistics.median(info["endpoint_cpu_ms_per_request_passes"])
         info["rounds"] = len(earlier["stats"]["data"])
         if not bench["extra_info"]["check_ok"]:
             info["check"], info["check_ok"] = bench["extra_info"]["check"], False
+
+
+#: A row's figures that are the median of per-round values, and the field holding those values.
+PER_ROUND = {"cpu_ms_per_item": "cpu_ms_per_item_rounds", "bound_s": "bound_s_rounds"}
 
 
 def run_label(label: str, run_opts: Options, env: dict, out: Path, doc: dict, notes: list[str]) -> bool:
@@ -223,15 +240,53 @@ def start_endpoint(opts: Options, env: dict, notes: list[str]):
         notes.append(f"Endpoint: {opts.endpoint_url} (latency as it comes).")
         return None
     say("==> starting the embedded endpoint (moto server + latency proxy on 127.0.0.1)")
-    endpoint = LocalEndpoint().start()
+    endpoint = LocalEndpoint(cpus=ENDPOINT_CPUS).start()
     env.update(endpoint.environ())
     opts.proxy_url = endpoint.proxy_url
     needed = max(opts.n_items(w) for w in WORKLOADS.values() if w.needs_aws)
-    say(f"==> seeding {needed} S3 objects and DynamoDB items")
+    say(f"==> seeding {needed} S3 objects and DynamoDB items, and recording moto's answers to their reads")
     seed(endpoint.moto_url, opts.bucket, opts.table, needed)
+    record_reads(endpoint, opts.bucket, opts.table, needed)
     notes.append("Endpoint: moto's server behind the latency proxy, each in its own process, outside "
-                 "the client's CPU quota; latency per request drawn around the median with a lognormal tail.")
+                 "the client's CPU quota; latency per request drawn around the median with a lognormal tail. "
+                 "Reads in timed rounds are answered by the proxy from moto's recorded answers (same body, "
+                 "headers, ETag, checksums and errors), so moto's own CPU is not in the client's way; "
+                 "`endpoint_cpu_ms_per_request` in benchmark.json is the endpoint's CPU per request in each row.")
     return endpoint
+
+
+def record_reads(endpoint: LocalEndpoint, bucket: str, table: str, n: int) -> None:
+    """Have moto answer every read the workloads make once, through the proxy, which records the answers.
+
+    S3 objects are read with and without response checksums (botocore's two settings);
+    the batch workloads' missing keys too, for their NoSuchKey answers.
+    """
+    import boto3
+    from botocore.config import Config
+    from concurrent.futures import ThreadPoolExecutor
+
+    endpoint.forget()  # seed() wrote past the proxy
+    endpoint.configure(replay=True)
+    session = boto3.session.Session()
+    kwargs = {"endpoint_url": endpoint.proxy_url, "region_name": "us-east-1", "aws_access_key_id": "testing",
+              "aws_secret_access_key": "testing"}
+    s3_clients = [session.client("s3", **kwargs, config=Config(max_pool_connections=16,
+                                                               response_checksum_validation=mode))
+                  for mode in ("when_supported", "when_required")]
+    ddb = session.client("dynamodb", **kwargs, config=Config(max_pool_connections=16))
+    keys = sorted(set(s3_keys(n)) | {json.loads(r["body"])["key"] for r in sqs_records(n)})
+
+    def s3_get(key: str) -> None:
+        for s3 in s3_clients:
+            try:
+                s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            except s3.exceptions.NoSuchKey:
+                pass
+
+    with ThreadPoolExecutor(16) as ex:
+        list(ex.map(s3_get, keys))
+        list(ex.map(lambda k: ddb.get_item(TableName=table, Key={"pk": {"S": k}}), ddb_keys(n)))
+    endpoint.configure()
 
 
 def plan(opts: Options) -> list[tuple[str, Options]]:
