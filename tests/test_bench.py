@@ -625,3 +625,39 @@ def test_each_row_reports_its_bound_from_the_rounds_it_ran():
     assert info["bound_s"] == statistics.median(info["bound_s_rounds"])
     sequential = bench_cases.Case(bench_workloads.WORKLOADS["latency"], "sequential", "strategy", None)
     assert bench_cases.measure_case(sequential, opts, None, bench_cases.loop_timer).info["bound_s"] >= 32 * 0.005
+
+
+# -- advice on one screen --------------------------------------------------------------------
+
+def test_a_tie_keeps_the_default_unless_another_uses_measurably_less_cpu():
+    noisy_cpu = {"cpu_ms_per_item_rounds": [0.9, 2.9, 1.0, 3.1, 1.1, 2.8, 0.95, 3.0]}  # median ~2, noisy
+    rows = [row("sequential", 2.0), row("threads", 0.150, cpu=2.0, cpu_ms_per_item_rounds=[2.0, 2.1, 1.9, 2.0] * 2),
+            row("asyncio", 0.149, cpu=1.9, **noisy_cpu, seed=3)]
+    pick, text = report.choose(rows)
+    assert pick["impl"] == "threads" and "it is the default" in text, text
+    cheap = [0.5, 0.52, 0.49, 0.5] * 2
+    rows[2] = row("asyncio", 0.149, cpu=0.5, cpu_ms_per_item_rounds=cheap, seed=3)
+    pick, text = report.choose(rows)
+    assert pick["impl"] == "asyncio" and "the client CPU of `threads`" in text and "95% CI" in text, text
+
+
+def test_advice_names_preconditions_and_what_an_untuned_function_gets():
+    rows = [row("sequential", 2.0, workload="s3"), row("threads", 0.40, workload="s3"),
+            row("asyncio", 0.10, workload="s3", workers="auto", profile="crt")]
+    text = report.advice(rows)
+    assert text.startswith("Use `asyncio` (FANOUT_STRATEGY=asyncio, FANOUT_MAX_WORKERS=auto, client profile crt)")
+    assert "FANOUT_AWS_CLIENT=crt" in text and "native layer zip" in text and "async form" in text
+    assert "figures are warm" in text
+    assert "Untuned (no FANOUT_* settings: `threads`, 16 workers" in text and "faster than untuned" in text
+
+
+def test_a_tie_of_many_variants_is_one_short_clause():
+    rows = [row("sequential", 2.0, workload="s3")]
+    for impl in ("threads", "threads-map", "asyncio"):
+        for workers in (16, "auto"):
+            for profile in (None, "lean", "crt"):
+                rows.append(row(impl, 0.2, workload="s3", workers=workers, profile=profile,
+                                seed=zlib.crc32(f"{impl}{workers}{profile}".encode()) % 1000))
+    pick, text = report.choose(rows)
+    tie = text.split("no measurable difference between ")[1].split(" at this size")[0]
+    assert tie == "`threads`, `threads-map`, `asyncio` (16 or auto workers; clients default, lean, crt)", tie

@@ -26,7 +26,7 @@ from lambda_fanout.bench.cost import ARCHITECTURES, MEMORY_RANGE_MB
 from lambda_fanout.bench.options import DEFAULT_BUCKET, DEFAULT_MEMORY_MB, DEFAULT_TABLE, ENV_OPTIONS, Options
 from lambda_fanout.bench.peers import PEERS_VENV_DIR
 from lambda_fanout.bench.report import build_markdown
-from lambda_fanout.bench.seeding import ddb_keys, s3_keys, seed, sqs_records
+from lambda_fanout.bench.seeding import seed
 from lambda_fanout.bench.workloads import WORKLOADS, selected
 
 from .. import ROOT as REPO
@@ -244,49 +244,15 @@ def start_endpoint(opts: Options, env: dict, notes: list[str]):
     env.update(endpoint.environ())
     opts.proxy_url = endpoint.proxy_url
     needed = max(opts.n_items(w) for w in WORKLOADS.values() if w.needs_aws)
-    say(f"==> seeding {needed} S3 objects and DynamoDB items, and recording moto's answers to their reads")
+    say(f"==> seeding {needed} S3 objects and DynamoDB items")
     seed(endpoint.moto_url, opts.bucket, opts.table, needed)
-    record_reads(endpoint, opts.bucket, opts.table, needed)
     notes.append("Endpoint: moto's server behind the latency proxy, each in its own process, outside "
                  "the client's CPU quota; latency per request drawn around the median with a lognormal tail. "
                  "Reads in timed rounds are answered by the proxy from moto's recorded answers (same body, "
-                 "headers, ETag, checksums and errors), so moto's own CPU is not in the client's way; "
+                 "headers, ETag, checksums and errors; recorded in each case's warm-up where its client asks "
+                 "in a new way), so moto's own CPU is not in the client's way; "
                  "`endpoint_cpu_ms_per_request` in benchmark.json is the endpoint's CPU per request in each row.")
     return endpoint
-
-
-def record_reads(endpoint: LocalEndpoint, bucket: str, table: str, n: int) -> None:
-    """Have moto answer every read the workloads make once, through the proxy, which records the answers.
-
-    S3 objects are read with and without response checksums (botocore's two settings);
-    the batch workloads' missing keys too, for their NoSuchKey answers.
-    """
-    import boto3
-    from botocore.config import Config
-    from concurrent.futures import ThreadPoolExecutor
-
-    endpoint.forget()  # seed() wrote past the proxy
-    endpoint.configure(replay=True)
-    session = boto3.session.Session()
-    kwargs = {"endpoint_url": endpoint.proxy_url, "region_name": "us-east-1", "aws_access_key_id": "testing",
-              "aws_secret_access_key": "testing"}
-    s3_clients = [session.client("s3", **kwargs, config=Config(max_pool_connections=16,
-                                                               response_checksum_validation=mode))
-                  for mode in ("when_supported", "when_required")]
-    ddb = session.client("dynamodb", **kwargs, config=Config(max_pool_connections=16))
-    keys = sorted(set(s3_keys(n)) | {json.loads(r["body"])["key"] for r in sqs_records(n)})
-
-    def s3_get(key: str) -> None:
-        for s3 in s3_clients:
-            try:
-                s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            except s3.exceptions.NoSuchKey:
-                pass
-
-    with ThreadPoolExecutor(16) as ex:
-        list(ex.map(s3_get, keys))
-        list(ex.map(lambda k: ddb.get_item(TableName=table, Key={"pk": {"S": k}}), ddb_keys(n)))
-    endpoint.configure()
 
 
 def plan(opts: Options) -> list[tuple[str, Options]]:

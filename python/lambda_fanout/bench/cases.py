@@ -188,15 +188,23 @@ def measure_case(case: Case, opts: Options, env: Env | None, timer: Timer, *, se
         results[:] = [out]
         return out
 
+    proxied = w.needs_aws and env is not None and env.proxy is not None
     try:
+        if proxied:
+            env.proxy.reset_stats()
         runner.run(warm)  # first: clients, connections, processes' workers
+        if proxied and _forwarded(env.proxy):
+            # Requests the endpoint had no recorded answer for: this client asks in a way not seen
+            # before. Have every item's answer recorded now, without delay, not in a timed round.
+            env.proxy.configure(replay=True)
+            runner.run(items)
+            w.setup(opts, env)
         # The round estimate comes from a second, warm run: a first one that starts worker
         # processes (a second or two) would leave a case one round per pass.
         t0 = time.perf_counter()
         runner.run(warm)
         estimate = (time.perf_counter() - t0) * len(items) / max(len(warm), 1)
         rounds = opts.rounds_for(estimate)
-        proxied = w.needs_aws and env is not None and env.proxy is not None
         endpoint = EndpointRounds(env.proxy) if proxied else None
         if endpoint is not None:
             env.proxy.reset_stats()  # count what the timed rounds drew, not the warm-up
@@ -232,6 +240,12 @@ def measure_case(case: Case, opts: Options, env: Env | None, timer: Timer, *, se
         started = get_pool().startup_ms[:case.workers]
         info["startup_ms"] = max(started) if started else None
     return Measured(info, check, timed)
+
+
+def _forwarded(proxy: Any) -> int:
+    """Requests since the proxy's stats were reset that its upstream answered (not replayed)."""
+    stats = proxy.stats(since=1 << 62)
+    return stats["served"] - stats["replayed"]
 
 
 def _bounds(case: Case, info: dict, delays: list[list[float]], cpu: list[float], opts: Options) -> dict:

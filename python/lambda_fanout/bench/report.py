@@ -171,18 +171,30 @@ def preconditions(row: dict) -> list[str]:
 
 
 def _group_names(rows: list[dict]) -> str:
-    """Rows named once per implementation and worker count, their client profiles together:
-    `` `threads` (16 workers), `asyncio` (16 workers; clients default, lean, crt)``."""
-    groups: dict[tuple, list[str]] = {}
-    for r in rows:
-        groups.setdefault((r["impl"], r.get("workers")), []).append(r.get("profile") or DEFAULT_AWS_CLIENT)
-    out = []
-    for (impl, workers), profiles in groups.items():
-        details = ([f"{workers} workers"] if workers is not None else []) + (
+    """Rows named in as few words as they allow: each implementation once with its worker counts
+    and client profiles where it tied at every combination of them, and implementations that
+    tied at the same several combinations together: `` `threads` (16 workers), `threads-map`,
+    `asyncio` (16 or auto workers; clients default, lean, crt)``."""
+    def details(workers: list, profiles: list[str]) -> str:
+        parts = ([" or ".join(map(str, workers)) + " workers"] if workers != [None] else []) + (
             [f"clients {', '.join(profiles)}"] if len(profiles) > 1 else
             [f"client {profiles[0]}"] if profiles[0] != DEFAULT_AWS_CLIENT else [])
-        out.append(f"`{impl}`" + (f" ({'; '.join(details)})" if details else ""))
-    return ", ".join(out)
+        return f" ({'; '.join(parts)})" if parts else ""
+
+    by_impl: dict[str, list[tuple]] = {}
+    for r in rows:
+        by_impl.setdefault(r["impl"], []).append((r.get("workers"), r.get("profile") or DEFAULT_AWS_CLIENT))
+    named: dict[str, list[str]] = {}  # details -> implementations, in order
+    for impl, pairs in by_impl.items():
+        workers = list(dict.fromkeys(w for w, _ in pairs))
+        profiles = list(dict.fromkeys(p for _, p in pairs))
+        if len(pairs) == len(workers) * len(profiles) and len(pairs) > 1:  # every combination: one group
+            named.setdefault(details(workers, profiles), []).append(f"`{impl}`")
+            continue
+        for w in workers:  # else one entry per worker count, with its profiles
+            named.setdefault(f"{impl}\0{w}", []).append(
+                f"`{impl}`" + details([w], [p for x, p in pairs if x == w]))
+    return ", ".join(", ".join(names) + (key if "\0" not in key else "") for key, names in named.items())
 
 
 def _cheaper(a: dict, b: dict, rows: list[dict]) -> Ratio:
@@ -246,8 +258,7 @@ def choose(rows: list[dict]) -> tuple[dict | None, str]:
                   if pick is not anchor else "it is the default" if default else "it was the fastest")
         text += (f"; no measurable difference between {_group_names(tied)} at this size, and `{label(pick)}` "
                  f"is kept: {reason}")
-    needs = preconditions(pick)
-    return pick, text + ("; " + "; ".join(needs) if needs else "") + "."
+    return pick, text + "."
 
 
 def untuned_clause(rows: list[dict], pick: dict | None) -> str:
@@ -289,10 +300,14 @@ def advice(rows: list[dict], memory_mb: int = 1024, arch: str = "x86_64") -> str
     """The one-screen advice for one workload: the pick with its gain and preconditions, and untuned beside it."""
     pick, text = choose(rows)
     ref = _reference(rows)
-    if pick is not None and ref is not None and pick is not ref:
+    if pick is None or ref is None:
+        return text
+    if pick is not ref:
         pick_cost, ref_cost = _cost(pick, memory_mb, arch), _cost(ref, memory_mb, arch)
-        text = text[:-1] + f", {100 * (1 - pick_cost / ref_cost):.0f}% cheaper per invocation than sequential."
-    return f"{text} {untuned_clause(rows, pick)}" if pick is not None else text
+        gain, _, ties = text[:-1].partition("; ")
+        text = (f"{gain}, {100 * (1 - pick_cost / ref_cost):.0f}% cheaper per invocation"
+                + "".join(f"; {part}" for part in [ties] + preconditions(pick) if part) + ".")
+    return f"{text} {untuned_clause(rows, pick)}"
 
 
 def recommend(workload: str, rows: list[dict], memory_mb: int = 1024, arch: str = "x86_64") -> str:
