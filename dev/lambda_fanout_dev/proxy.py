@@ -159,15 +159,15 @@ def response_bytes(status: int, headers: list[tuple[str, str]], body: bytes, *, 
                    close: bool = False) -> bytes:
     """An HTTP/1.1 response: ``headers`` (no hop-by-hop ones), Content-Length, then ``body``.
 
-    ``head``: the answer to a HEAD, whose headers (Content-Length among them) are sent
-    as given and whose body is not.
+    ``head``: the answer to a HEAD, whose headers are sent (with the body's Content-Length
+    unless they hold one, as upstream's answer to a HEAD does) and whose body is not.
     """
     try:
         reason = http.HTTPStatus(status).phrase
     except ValueError:
         reason = ""
     lines = [f"HTTP/1.1 {status} {reason}"] + [f"{k}: {v}" for k, v in headers]
-    if not head:
+    if not head or not any(k.lower() == "content-length" for k, _ in headers):
         lines.append(f"Content-Length: {len(body)}")
     if close:
         lines.append("Connection: close")
@@ -237,6 +237,11 @@ class Request:
     @property
     def path(self) -> str:
         return unquote(self.url.split("?", 1)[0])
+
+    @property
+    def head(self) -> bool:
+        """A HEAD: its answer has headers only."""
+        return self.method == "HEAD"
 
     @property
     def json_protocol(self) -> bool:
@@ -313,7 +318,7 @@ class Proxy:
     def handle(self, conn: "Connection", req: Request) -> None:
         """Answer ``req`` on ``conn``: at once, after the delay, or through a task that goes upstream."""
         if req.url.startswith("/__proxy__/"):
-            conn.send(response_bytes(*self.control(req), close=not req.keep_alive), req.keep_alive)
+            conn.send(response_bytes(*self.control(req), head=req.head, close=not req.keep_alive), req.keep_alive)
             return
         cfg = self.config
         self.requests += 1
@@ -328,7 +333,8 @@ class Proxy:
                 throttle_prefix(req.path, req.body, json_protocol), time.monotonic()):
             self.throttled += 1
             self.log.append({"n": number, "method": req.method, "path": req.path, "fault": "throttle"})
-            conn.send(response_bytes(*slow_down(json_protocol), close=not req.keep_alive), req.keep_alive)
+            conn.send(response_bytes(*slow_down(json_protocol), head=req.head, close=not req.keep_alive),
+                      req.keep_alive)
             return
         delay = cfg.draw_delay_s()
         fault = cfg.draw_fault() if number > cfg.fault_after else None
@@ -358,8 +364,8 @@ class Proxy:
         if fault is not None:
             self.fault_counts[fault] += 1
             if fault in ("503", "500", "403"):
-                conn.send(response_bytes(*injected(fault, req.json_protocol), close=not req.keep_alive),
-                          req.keep_alive)
+                conn.send(response_bytes(*injected(fault, req.json_protocol), head=req.head,
+                                         close=not req.keep_alive), req.keep_alive)
             else:
                 if fault == "stall":
                     await asyncio.sleep(self.config.stall_s)
@@ -369,16 +375,15 @@ class Proxy:
             status, headers, body = await self.forward(req)
         except (OSError, ClientError, asyncio.TimeoutError) as exc:
             entry["status"] = 502
-            conn.send(response_bytes(502, [], f"upstream failed: {exc!r}".encode(), close=True), False)
+            conn.send(response_bytes(502, [], f"upstream failed: {exc!r}".encode(), head=req.head, close=True), False)
             return
         if key is None:
             self.recorded.clear()
-        head = req.method == "HEAD"
         if key and status < 500:
-            self.recorded[key] = response_bytes(status, headers, body, head=head)
+            self.recorded[key] = response_bytes(status, headers, body, head=req.head)
         self.served += 1
         entry["status"] = status
-        conn.send(response_bytes(status, headers, body, head=head, close=not req.keep_alive), req.keep_alive)
+        conn.send(response_bytes(status, headers, body, head=req.head, close=not req.keep_alive), req.keep_alive)
 
     async def forward(self, req: Request) -> tuple[int, list[tuple[str, str]], bytes]:
         """Upstream's answer: status, headers (no hop-by-hop ones but a HEAD's Content-Length), body."""
