@@ -269,8 +269,11 @@ def untuned_clause(rows: list[dict], pick: dict | None) -> str:
         return (f"Untuned ({ENV_STRATEGY}={DEFAULT_STRATEGY}, {DEFAULT_MAX_WORKERS} workers): not measured in "
                 "this run.")
     floor, _ = noise_floor(rows)
+    speed = _speedup(ref, default, floor)
     text = (f"Untuned (no FANOUT_* settings: `{DEFAULT_STRATEGY}`, {DEFAULT_MAX_WORKERS} workers, client "
-            f"{DEFAULT_AWS_CLIENT}): {_speedup(ref, default, floor).describe()} faster than sequential")
+            f"{DEFAULT_AWS_CLIENT}): " + (f"{speed.describe()} faster than sequential" if speed.value >= 1 else
+                                          f"takes {ratio(default['data'], ref['data'], min_effect=floor).describe()}"
+                                          " as long as sequential"))
     if pick is not None and pick is not default and pick is not ref:
         vs = ratio(default["data"], pick["data"], min_effect=floor)
         text += (f"; the pick is {vs.describe()} faster than untuned" if vs.b_faster
