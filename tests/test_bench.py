@@ -474,6 +474,11 @@ def test_bench_cli_quick_end_to_end(tmp_path):
     assert sections == {"main", "sweep"}
     main_rounds = {len(b["stats"]["data"]) for b in data["benchmarks"] if b["extra_info"]["section"] == "main"}
     assert main_rounds == {QUICK.passes}  # one round in each pass, merged
+    s3_rows = [b["extra_info"] for b in data["benchmarks"] if b["extra_info"]["workload"] == "s3"]
+    for info in s3_rows:  # the fields a check outside the suite reads, by these names
+        assert info["bound_s"] > 0 and info["endpoint_cpu_ms_per_request"] > 0 and info["cpu_ms_per_item"] > 0
+        assert len(info["bound_s_rounds"]) == len(info["cpu_ms_per_item_rounds"]) == info["rounds"]
+    assert "wall / bound" in md
     assert "peer:aioboto3+gather" in md  # a row, measured from .venv-peers or skipped with the reason
     assert "[" in proc.stdout and "ok" in proc.stdout  # the progress lines
     again = subprocess.run(cmd[:5] + ["frequency", "--items", "8", "--rounds", "1", "--no-memory-sweep", "--out",
