@@ -42,17 +42,17 @@ from lambda_fanout.powertools import (
     process_partial_response,
 )
 
-#: kind -> (event builder (n, keys), event type, Powertools' processor, ours, with raise_on_entire_batch_failure)
+#: kind -> (event builder (n records, each one's ordering key), event type, the processor's class name)
 KINDS = {
-    "sqs": (lambda n, keys: batches.sqs(n), EventType.SQS, "BatchProcessor", True),
-    "sqs-fair": (lambda n, keys: batches.sqs(n, keys, fair=True), EventType.SQS, "BatchProcessor", True),
-    "sqs-fifo-queue": (lambda n, keys: batches.sqs(n, keys), EventType.SQS, "BatchProcessor", True),
-    "fifo-group": (lambda n, keys: batches.sqs(n, keys), EventType.SQS, "SqsFifoPartialProcessor", False),
-    "fifo-batch": (lambda n, keys: batches.sqs(n, keys), EventType.SQS, "SqsFifoPartialProcessor", False),
-    "kinesis": (batches.kinesis, EventType.KinesisDataStreams, "BatchProcessor", True),
-    "dynamodb": (batches.dynamodb, EventType.DynamoDBStreams, "BatchProcessor", True),
-    "kafka": (batches.kafka, EventType.Kafka, "BatchProcessor", True),
-    "sqs-async": (lambda n, keys: batches.sqs(n), EventType.SQS, "AsyncBatchProcessor", True),
+    "sqs": (lambda n, keys: batches.sqs(n), EventType.SQS, "BatchProcessor"),
+    "sqs-fair": (lambda n, keys: batches.sqs(n, keys, fair=True), EventType.SQS, "BatchProcessor"),
+    "sqs-fifo-queue": (lambda n, keys: batches.sqs(n, keys), EventType.SQS, "BatchProcessor"),
+    "fifo-group": (lambda n, keys: batches.sqs(n, keys), EventType.SQS, "SqsFifoPartialProcessor"),
+    "fifo-batch": (lambda n, keys: batches.sqs(n, keys), EventType.SQS, "SqsFifoPartialProcessor"),
+    "kinesis": (batches.kinesis, EventType.KinesisDataStreams, "BatchProcessor"),
+    "dynamodb": (batches.dynamodb, EventType.DynamoDBStreams, "BatchProcessor"),
+    "kafka": (batches.kafka, EventType.Kafka, "BatchProcessor"),
+    "sqs-async": (lambda n, keys: batches.sqs(n), EventType.SQS, "AsyncBatchProcessor"),
 }
 #: Kinds whose records run in order per key (message group, partition key, item key, Kafka partition).
 ORDERED = {"sqs-fifo-queue", "fifo-group", "fifo-batch", "kinesis", "dynamodb", "kafka"}
@@ -61,7 +61,7 @@ SAME_AS_POWERTOOLS = {"sqs", "sqs-fair", "fifo-group", "sqs-async"}
 
 
 def processor(module, kind: str, raise_on_entire_batch_failure: bool = True):
-    _, event_type, name, takes_raise = KINDS[kind]
+    _, event_type, name = KINDS[kind]
     cls = getattr(module, name)
     if name == "SqsFifoPartialProcessor":
         return cls(skip_group_on_error=kind == "fifo-group")
@@ -246,26 +246,35 @@ def use_strategy(monkeypatch):
     return use
 
 
-@pytest.mark.parametrize("entry", ["process_partial_response", "batch_processor", "context manager"])
-def test_sync_entry_points_under_every_strategy(sync_strategy, use_strategy, entry, tmp_path):
-    use_strategy(sync_strategy)
-    log = xproc.Log(str(tmp_path / "log"))
-    handler = xproc.PowertoolsHandler({2, 5}, log)
-    event = sqs_event()
-    proc = ours.BatchProcessor(EventType.SQS)
+ENTRIES = ["process_partial_response", "decorator", "context manager"]
+
+
+def through(entry: str, proc, event: dict, handler) -> tuple[dict, list | None]:
+    """The reply to ``event`` through one of Powertools' entry points (the async ones for an async
+    processor), and the entries ``process()`` returned where the caller sees them."""
+    is_async = isinstance(proc, ours.AsyncBatchProcessor)
     if entry == "process_partial_response":
-        reply = process_partial_response(event, handler, proc, context=None)
-    elif entry == "batch_processor":
-        @batch_processor(record_handler=handler, processor=proc)
+        function = async_process_partial_response if is_async else process_partial_response
+        return function(event, handler, proc, context=None), None
+    if entry == "decorator":
+        @(async_batch_processor if is_async else batch_processor)(record_handler=handler, processor=proc)
         def lambda_handler(event, context):
             return proc.response()
 
         with pytest.warns(DeprecationWarning):
-            reply = lambda_handler(event, {})
-    else:
-        with proc(event["Records"], handler, lambda_context=None) as batch:
-            entries = batch.process()
-        reply = batch.response()
+            return lambda_handler(event, {}), None
+    with proc(event["Records"], handler, lambda_context=None) as batch:
+        entries = batch.async_process() if is_async else batch.process()
+    return batch.response(), entries
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_sync_entry_points_under_every_strategy(sync_strategy, use_strategy, entry, tmp_path):
+    use_strategy(sync_strategy)
+    log = xproc.Log(str(tmp_path / "log"))
+    event = sqs_event()
+    reply, entries = through(entry, ours.BatchProcessor(EventType.SQS), event, xproc.PowertoolsHandler({2, 5}, log))
+    if entries is not None:
         assert [e[0] for e in entries] == ["success", "success", "fail", "success", "success", "fail", "success",
                                            "success"]
         assert entries[0] == ("success", 0, event["Records"][0])
@@ -273,25 +282,11 @@ def test_sync_entry_points_under_every_strategy(sync_strategy, use_strategy, ent
     assert sorted(p for p in log.entries() if p % 2 == 0) == [2 * p for p in range(8)], "each record runs once"
 
 
-@pytest.mark.parametrize("entry", ["async_process_partial_response", "async_batch_processor", "context manager"])
+@pytest.mark.parametrize("entry", ENTRIES)
 def test_async_entry_points_run_under_asyncio_by_default(entry, tmp_path):
     log = xproc.Log(str(tmp_path / "log"))
     handler = xproc.AsyncPowertoolsHandler({1}, log, hold=0.05)
-    event = sqs_event()
-    proc = ours.AsyncBatchProcessor(EventType.SQS)
-    if entry == "async_process_partial_response":
-        reply = async_process_partial_response(event, handler, proc)
-    elif entry == "async_batch_processor":
-        @async_batch_processor(record_handler=handler, processor=proc)
-        def lambda_handler(event, context):
-            return proc.response()
-
-        with pytest.warns(DeprecationWarning):
-            reply = lambda_handler(event, {})
-    else:
-        with proc(event["Records"], handler) as batch:
-            batch.async_process()
-        reply = batch.response()
+    reply, _ = through(entry, ours.AsyncBatchProcessor(EventType.SQS), sqs_event(), handler)
     assert failed_ids(reply) == ["msg-00001"]
     entered, peak = xproc.replay(log)
     assert sorted(entered) == list(range(8)) and peak > 1, "the records did not overlap"
