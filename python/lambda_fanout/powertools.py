@@ -128,7 +128,8 @@ class _Concurrent:
         """The task the strategy runs: the record handler's sync form."""
         return Task(call, name=_name_of(self.handler))
 
-    def _settings(self) -> Settings:
+    def _settings(self, task: Task) -> Settings:
+        """The settings of this call, resolved now (``FANOUT_*``) for ``task``."""
         return Settings.resolve()
 
     def _run(self) -> list[tuple]:
@@ -138,8 +139,8 @@ class _Concurrent:
             return []
         shape = shape_of_records(_SOURCES[self.event_type], records, fifo=self._fifo)
         context = self.lambda_context if self._handler_accepts_lambda_context else None
-        call = _RecordCall(self.handler, self._DATA_CLASS_MAPPING[self.event_type], self.model, context)
-        outcomes, _ = run_records(shape, self._task(call), self._deadline_context, build(self._settings()))
+        task = self._task(_RecordCall(self.handler, self._DATA_CLASS_MAPPING[self.event_type], self.model, context))
+        outcomes, _ = run_records(shape, task, self._deadline_context, build(self._settings(task)))
         return [self._report(outcome) for outcome in outcomes]
 
     def _report(self, outcome: Outcome) -> tuple:
@@ -188,7 +189,7 @@ class AsyncBatchProcessor(_Concurrent, _powertools.AsyncBatchProcessor):
     def _task(self, call: _RecordCall) -> Task:
         return Task(None, call.aio, name=_name_of(self.handler))
 
-    def _settings(self) -> Settings:
+    def _settings(self, task: Task) -> Settings:
         return Settings.resolve(strategy=None if ENV_STRATEGY in os.environ else "asyncio")
 
 
@@ -204,7 +205,7 @@ class SqsFifoPartialProcessor(BatchProcessor, _powertools.SqsFifoPartialProcesso
 
     _fifo = True
 
-    def _settings(self) -> Settings:
+    def _settings(self, task: Task) -> Settings:
         return Settings.resolve(fifo_on_failure="group" if self._skip_group_on_error else "batch")
 
     def _exception_info(self, error: BaseException) -> ExceptionInfo:
