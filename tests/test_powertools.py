@@ -435,6 +435,17 @@ def test_lambda_context_reaches_a_handler_that_takes_it(sync_strategy, use_strat
     assert log.entries() == ["fanout-test"] * 3
 
 
+def test_lambda_context_reaches_an_async_handler_that_takes_it(fake_context):
+    seen = []
+
+    async def handler(record, lambda_context):
+        seen.append(lambda_context)
+
+    context = fake_context(60_000)
+    async_process_partial_response(sqs_event(3), handler, ours.AsyncBatchProcessor(EventType.SQS), context=context)
+    assert seen == [context] * 3
+
+
 def test_a_handler_without_lambda_context_is_called_without_it():
     def handler(record):  # no lambda_context parameter: Powertools passes none
         return record.message_id
