@@ -520,7 +520,7 @@ def test_records_not_started_by_the_deadline_are_reported(strategy_name, use_str
     assert elapsed < 1.0, "the call ran past the Lambda deadline"
     reported = {int(i.split("-")[1]) for i in failed_ids(reply)}
     finished = {e // 2 for e in log.entries() if e % 2}
-    assert reported and len(reported) < n
+    assert reported, "the deadline should have cut the batch"
     assert finished | reported == set(range(n)), "a record was neither run nor reported"
     assert len(finished & reported) <= 2, "only a record running at the cut may finish and be reported"
     assert {type(e[1]).__name__ for e in proc.exceptions} == {"DeadlineExceeded"}
