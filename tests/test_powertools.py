@@ -24,7 +24,12 @@ from aws_lambda_powertools.utilities.batch.exceptions import (
     SQSFifoMessageGroupCircuitBreakerError,
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from aws_lambda_powertools.utilities.parser.models import (
+    DynamoDBStreamRecordModel,
+    KafkaRecordModel,
+    KinesisDataStreamRecord,
+    SqsRecordModel,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import Json
@@ -379,6 +384,38 @@ def test_model_parsing_and_poison_pills_as_powertools(strategy, use_strategy):
     assert replies[0] == replies[1]
     assert failed_ids(replies[1][0]) == ["msg-00003", "msg-00004"]
     assert replies[1][1] == ["Order", "SQSRecord"]  # the pill is reported as its data class
+
+
+#: kind -> Powertools' parser model of its record
+MODELS = {"sqs": SqsRecordModel, "kinesis": KinesisDataStreamRecord, "dynamodb": DynamoDBStreamRecordModel,
+          "kafka": KafkaRecordModel}
+
+
+def model_handler(record):
+    """Fails records 1 and 4, read from the model's identifier."""
+    if isinstance(record, SqsRecordModel):
+        position = int(record.messageId.split("-")[1])
+    elif isinstance(record, KinesisDataStreamRecord):
+        position = int(record.kinesis.sequenceNumber) - batches.KINESIS_SEQUENCE
+    elif isinstance(record, DynamoDBStreamRecordModel):
+        position = int(record.dynamodb.SequenceNumber) - 111
+    else:
+        position = record.offset - batches.KAFKA_OFFSET
+    if position in (1, 4):
+        raise RuntimeError(f"record {position} fails")
+    return position
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_every_source_parses_into_its_powertools_model(kind):
+    event = KINDS[kind][0](6, list(range(6)))  # one ordering key per record: nothing is skipped
+    seen = []
+    for module in (powertools, ours):
+        proc = module.BatchProcessor(KINDS[kind][1], model=MODELS[kind])
+        reply = process_partial_response(copy.deepcopy(event), model_handler, proc)
+        seen.append((reply, [type(r) for r in proc.fail_messages], proc.success_messages))
+    assert seen[0] == seen[1]
+    assert len(seen[1][0]["batchItemFailures"]) == 2 and seen[1][1] == [MODELS[kind]] * 2
 
 
 class Recorded:
