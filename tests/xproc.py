@@ -918,6 +918,12 @@ class Gauge:
         with self.lock:
             self.now -= 1
 
+    def wait_idle(self, seconds: float) -> None:
+        """Wait (at most ``seconds``) until no call is inside: one the deadline left running ends."""
+        until = time.monotonic() + seconds
+        while self.now > 0 and time.monotonic() < until:
+            time.sleep(0.01)
+
 
 GAUGE = Gauge()
 
