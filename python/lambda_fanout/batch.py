@@ -393,24 +393,38 @@ def run_batch(shape: _Shape, record_handler: Any, context: Any, strategy: Any) -
     """
     settings = strategy.settings
     check = _json_serialisable if shape.reply == RESULTS else None
+    # A partial reply hands no exception back: only the failures logged one by one need
+    # their tracebacks (every failure's, when a batch that all failed raises BatchError).
+    from ._failures import tracebacks_logged
+
+    partial = shape.reply == PARTIAL and not settings.raise_on_all_failed
     run = strategy.start(record_handler, shape.records, errors="collect", context=context,
                          groups=_groups(shape), check=check,
-                         stop_on_failure=shape.fifo and settings.fifo_on_failure == "batch")
-    outcomes = strategy.run(run)
+                         stop_on_failure=shape.fifo and settings.fifo_on_failure == "batch",
+                         tracebacks=tracebacks_logged(settings) if partial else None)
+    return strategy.run(run, lambda outcomes: _reply(shape, settings, outcomes))
+
+
+def _reply(shape: _Shape, settings: Settings, outcomes: list) -> Any:
+    """Log the failed records and build Lambda's reply (or raise BatchError), from the outcomes.
+
+    It runs inside the deadline margin, for every record the deadline cut: a few plain
+    passes over the failures, nothing built per record beyond the reply itself.
+    """
+    failed = [o for o in outcomes if o.error is not None]
+    indexes = [o.index for o in failed]
     ids = shape.identifiers
-    failures = [
-        BatchFailure(o.index, ids[o.index] if ids is not None else o.index, o.error)
-        for o in outcomes if o.error is not None
-    ]
-    if failures:
+    identifiers = indexes if ids is None else [ids[i] for i in indexes]
+    if failed:
         from ._failures import log_failures
 
-        logged = shape.source in _LOGGED_IDENTIFIERS
-        log_failures(strategy.settings, shape.source,
-                     ((f.index, f.identifier if logged else None, f.error) for f in failures))
-    if shape.reply == PARTIAL and not (settings.raise_on_all_failed and len(failures) == len(shape.records)):
-        return {"batchItemFailures": [{"itemIdentifier": f.identifier} for f in failures]}
-    if failures:
+        log_failures(settings, shape.source,
+                     zip(indexes, identifiers if shape.source in _LOGGED_IDENTIFIERS else [None] * len(indexes),
+                         [o.error for o in failed]))
+    if shape.reply == PARTIAL and not (settings.raise_on_all_failed and len(failed) == len(shape.records)):
+        return {"batchItemFailures": [{"itemIdentifier": identifier} for identifier in identifiers]}
+    if failed:
+        failures = [BatchFailure(o.index, identifier, o.error) for o, identifier in zip(failed, identifiers)]
         raise BatchError(shape.source, len(shape.records), failures) from failures[0].error
     if shape.reply == RESULTS:
         return [o.value for o in outcomes]
