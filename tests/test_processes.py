@@ -16,6 +16,7 @@ import time
 import pytest
 
 import lambda_fanout
+import resources
 import xproc
 from fakes import FakeContext
 from lambda_fanout import ConfigError, DeadlineExceeded, TaskError, _procpool
@@ -800,9 +801,6 @@ def test_processes_warm_calls_leak_no_fd_or_child(procs):
     """Promise (Guarantees): "processes leaks no process ... No zombie, and file descriptors,
     threads and processes flat over 1,000 warm invocations", with failures and big results."""
 
-    def fds():
-        return len(os.listdir("/proc/self/fd"))
-
     def children():
         me = str(os.getpid())
         count = 0
@@ -822,13 +820,14 @@ def test_processes_warm_calls_leak_no_fd_or_child(procs):
         if i % 10 == 0:
             lambda_fanout.map(xproc.sized, [2 << 20, 5], strategy="processes", max_workers=2)
         lambda_fanout.map(xproc.maybe_unpicklable, range(6), strategy="processes", max_workers=2, errors="collect")
-    before = (fds(), children(), threading.active_count())
+    files, threads, workers = resources.open_files(), resources.threads(), children()
     for i in range(1000):
         if i % 100 == 0:
             lambda_fanout.map(xproc.sized, [2 << 20, 5], strategy="processes", max_workers=2)
         lambda_fanout.map(xproc.maybe_unpicklable, range(6), strategy="processes", max_workers=2, errors="collect")
-    after = (fds(), children(), threading.active_count())
-    assert after == before
+    assert resources.open_files() - files == set()
+    assert resources.threads() - threads == set()
+    assert children() == workers == 2
 
 
 def test_processes_auto_cap_bounds_the_workers(procs):

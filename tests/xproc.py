@@ -938,6 +938,12 @@ class Gauge:
         with self.lock:
             self.now -= 1
 
+    def wait_idle(self, seconds: float) -> None:
+        """Wait (at most ``seconds``) until no call is inside: one the deadline left running ends."""
+        until = time.monotonic() + seconds
+        while self.now > 0 and time.monotonic() < until:
+            time.sleep(0.01)
+
 
 GAUGE = Gauge()
 
@@ -1059,3 +1065,52 @@ def exec_on_zero(x):
 
         os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(120)"])
     return x
+
+
+class PowertoolsHandler:
+    """test_powertools' record handler, called as Powertools calls one: ``handler(record=<data class>)``.
+
+    Logs 2p as record p enters and 2p + 1 as it leaves, ``hold`` seconds later (see
+    :func:`replay`); then fails the positions in ``bad``.
+    """
+
+    def __init__(self, bad: set, log: Log, hold: float = 0.0) -> None:
+        self.bad = bad
+        self.log = log
+        self.hold = hold
+
+    def enter(self, record) -> int:
+        position = _position(record.raw_event)
+        self.log.append(2 * position)
+        return position
+
+    def leave(self, position: int) -> int:
+        self.log.append(2 * position + 1)
+        if position in self.bad:
+            raise RuntimeError(f"record {position} fails")
+        return position
+
+    def __call__(self, record):
+        position = self.enter(record)
+        time.sleep(self.hold)
+        return self.leave(position)
+
+
+class AsyncPowertoolsHandler(PowertoolsHandler):
+    """:class:`PowertoolsHandler` as an ``async def`` handler, for AsyncBatchProcessor."""
+
+    async def __call__(self, record):
+        position = self.enter(record)
+        await _asleep(self.hold)
+        return self.leave(position)
+
+
+class ContextHandler:
+    """A Powertools record handler that takes ``lambda_context``: logs the context's function name."""
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+
+    def __call__(self, record, lambda_context):
+        self.log.append(lambda_context.function_name)
+        return _position(record.raw_event)
