@@ -738,6 +738,26 @@ def fail_deep(depth: int, i):
     return fail_deep(depth - 1, i)
 
 
+def fail_record_deep(delay_s: float, record):
+    """A record handler: after ``delay_s``, raises ValueError from KeyError 30 calls down."""
+    time.sleep(delay_s)
+    fail_deep(30, record["messageId"])
+
+
+async def afail_record_deep(delay_s: float, record):
+    import asyncio
+
+    await asyncio.sleep(delay_s)
+    fail_deep(30, record["messageId"])
+
+
+def deep_failing_records(delay_s: float) -> lambda_fanout.Task:
+    """Both forms of :func:`fail_record_deep`, for every strategy."""
+    from functools import partial
+
+    return lambda_fanout.Task(partial(fail_record_deep, delay_s), partial(afail_record_deep, delay_s))
+
+
 def raise_bad(item):
     if item == 1:
         raise BadStrUnpicklable()

@@ -457,15 +457,14 @@ def run_batch(shape: _Shape, record_handler: Any, context: Any, strategy: Any) -
     deadline, or started and not finished by it. ``strategy.settings`` decides the
     FIFO mode and whether a batch whose every record failed raises.
     """
+    from ._failures import tracebacks_logged
+
     settings = strategy.settings
-    outcomes, failures = run_records(shape, record_handler, context, strategy)
-    if shape.reply == PARTIAL and not (settings.raise_on_all_failed and len(failures) == len(shape.records)):
-        return {"batchItemFailures": [{"itemIdentifier": f.identifier} for f in failures]}
-    if failures:
-        raise BatchError(shape.source, len(shape.records), failures) from failures[0].error
-    if shape.reply == RESULTS:
-        return [o.value for o in outcomes]
-    return {"batchSize": len(shape.records), "succeeded": len(shape.records)}
+    # A partial reply hands no exception back: only the failures logged one by one need
+    # their tracebacks (every failure's, when a batch that all failed raises BatchError).
+    partial = shape.reply == PARTIAL and not settings.raise_on_all_failed
+    return _run(shape, record_handler, context, strategy, lambda outcomes: _reply(shape, settings, outcomes),
+                tracebacks=tracebacks_logged(settings) if partial else None)
 
 
 def run_records(shape: _Shape, record_handler: Any, context: Any, strategy: Any) -> tuple[list, list[BatchFailure]]:
@@ -474,20 +473,51 @@ def run_records(shape: _Shape, record_handler: Any, context: Any, strategy: Any)
     Returns:
         The Outcomes in record order, and the failures among them as BatchFailure.
     """
+    def with_failures(outcomes: list) -> tuple[list, list[BatchFailure]]:
+        failed, identifiers = _logged(shape, strategy.settings, outcomes)
+        return outcomes, [BatchFailure(o.index, identifier, o.error) for o, identifier in zip(failed, identifiers)]
+
+    return _run(shape, record_handler, context, strategy, with_failures)
+
+
+def _run(shape: _Shape, record_handler: Any, context: Any, strategy: Any, then: Callable[[list], Any],
+         tracebacks: int | None = None) -> Any:
+    """Run the batch's records and return ``then(outcomes)``, built as the run ends (see ``Strategy.run``)."""
     check = _json_serialisable if shape.reply == RESULTS else None
     run = strategy.start(record_handler, shape.records, errors="collect", context=context,
                          groups=_groups(shape), check=check,
-                         stop_on_failure=shape.fifo and strategy.settings.fifo_on_failure == "batch")
-    outcomes = strategy.run(run)
+                         stop_on_failure=shape.fifo and strategy.settings.fifo_on_failure == "batch",
+                         tracebacks=tracebacks)
+    return strategy.run(run, then)
+
+
+def _logged(shape: _Shape, settings: Settings, outcomes: list) -> tuple[list, list]:
+    """The failed outcomes and their identifiers, each failure logged once.
+
+    It runs inside the deadline margin, for every record the deadline cut: a few plain
+    passes over the failures, nothing built per record.
+    """
+    failed = [o for o in outcomes if o.error is not None]
+    indexes = [o.index for o in failed]
     ids = shape.identifiers
-    failures = [
-        BatchFailure(o.index, ids[o.index] if ids is not None else o.index, o.error)
-        for o in outcomes if o.error is not None
-    ]
-    if failures:
+    identifiers = indexes if ids is None else [ids[i] for i in indexes]
+    if failed:
         from ._failures import log_failures
 
-        logged = shape.source in _LOGGED_IDENTIFIERS
-        log_failures(strategy.settings, shape.source,
-                     ((f.index, f.identifier if logged else None, f.error) for f in failures))
-    return outcomes, failures
+        log_failures(settings, shape.source,
+                     zip(indexes, identifiers if shape.source in _LOGGED_IDENTIFIERS else [None] * len(indexes),
+                         [o.error for o in failed]))
+    return failed, identifiers
+
+
+def _reply(shape: _Shape, settings: Settings, outcomes: list) -> Any:
+    """Lambda's reply (or BatchError) from the outcomes, each failure logged once."""
+    failed, identifiers = _logged(shape, settings, outcomes)
+    if shape.reply == PARTIAL and not (settings.raise_on_all_failed and len(failed) == len(shape.records)):
+        return {"batchItemFailures": [{"itemIdentifier": identifier} for identifier in identifiers]}
+    if failed:
+        failures = [BatchFailure(o.index, identifier, o.error) for o, identifier in zip(failed, identifiers)]
+        raise BatchError(shape.source, len(shape.records), failures) from failures[0].error
+    if shape.reply == RESULTS:
+        return [o.value for o in outcomes]
+    return {"batchSize": len(shape.records), "succeeded": len(shape.records)}
