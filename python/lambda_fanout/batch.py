@@ -473,22 +473,39 @@ def run_records(shape: _Shape, record_handler: Any, context: Any, strategy: Any)
     Returns:
         The Outcomes in record order, and the failures among them as BatchFailure.
     """
+    return strategy.run(_start(shape, record_handler, context, strategy), _with_failures(shape, strategy.settings))
+
+
+async def arun_records(shape: _Shape, record_handler: Any, context: Any,
+                       strategy: Any) -> tuple[list, list[BatchFailure]]:
+    """:func:`run_records` on the running event loop (``strategy.arun``): the ``asyncio``
+    strategy awaits the records there, the others drive them from a thread of their own."""
+    return await strategy.arun(_start(shape, record_handler, context, strategy),
+                               _with_failures(shape, strategy.settings))
+
+
+def _with_failures(shape: _Shape, settings: Settings) -> Callable[[list], tuple[list, list[BatchFailure]]]:
+    """What :func:`run_records` returns, built from the outcomes as the run ends."""
     def with_failures(outcomes: list) -> tuple[list, list[BatchFailure]]:
-        failed, identifiers = _logged(shape, strategy.settings, outcomes)
+        failed, identifiers = _logged(shape, settings, outcomes)
         return outcomes, [BatchFailure(o.index, identifier, o.error) for o, identifier in zip(failed, identifiers)]
 
-    return _run(shape, record_handler, context, strategy, with_failures)
+    return with_failures
 
 
 def _run(shape: _Shape, record_handler: Any, context: Any, strategy: Any, then: Callable[[list], Any],
          tracebacks: int | None = None) -> Any:
     """Run the batch's records and return ``then(outcomes)``, built as the run ends (see ``Strategy.run``)."""
+    return strategy.run(_start(shape, record_handler, context, strategy, tracebacks), then)
+
+
+def _start(shape: _Shape, record_handler: Any, context: Any, strategy: Any, tracebacks: int | None = None) -> Any:
+    """The ledger of the batch's records, opened (nothing runs yet; see ``Strategy.start``)."""
     check = _json_serialisable if shape.reply == RESULTS else None
-    run = strategy.start(record_handler, shape.records, errors="collect", context=context,
-                         groups=_groups(shape), check=check,
-                         stop_on_failure=shape.fifo and strategy.settings.fifo_on_failure == "batch",
-                         tracebacks=tracebacks)
-    return strategy.run(run, then)
+    return strategy.start(record_handler, shape.records, errors="collect", context=context,
+                          groups=_groups(shape), check=check,
+                          stop_on_failure=shape.fifo and strategy.settings.fifo_on_failure == "batch",
+                          tracebacks=tracebacks)
 
 
 def _logged(shape: _Shape, settings: Settings, outcomes: list) -> tuple[list, list]:
