@@ -11,7 +11,9 @@ entry point calls inside ``with processor(records, handler, context)``) run the 
 through the ledger, deadline and strategy of :func:`lambda_fanout.process_batch`, then
 hand each outcome, in record order, to Powertools' ``success_handler`` /
 ``failure_handler``, so ``success_messages``, ``fail_messages``, ``exceptions``,
-``response()`` and ``BatchProcessingError`` are Powertools' own. Every other name of
+``response()`` and ``BatchProcessingError`` are Powertools' own. Powertools' per-record
+hooks (``_process_record``, ``_async_process_record``) are never called, so a subclass
+overriding one is refused; ``_to_batch_type`` is used. Every other name of
 ``aws_lambda_powertools.utilities.batch`` (``EventType``, ``process_partial_response``,
 the decorators...) is re-exported unchanged.
 
