@@ -3,7 +3,7 @@
 What every strategy shares goes here: argument checks and opening the ledger
 (:meth:`Strategy.start`), the per-strategy rules with their defaults (class attributes
 and methods a subclass overrides: ``needs_async_form``, ``concurrent``,
-``runs_in_processes``, ``default_workers``, ``auto_workers``, ``adapt``), and the
+``runs_in_processes``, ``has_form_for``, ``default_workers``, ``auto_workers``, ``adapt``), and the
 drivers more than one strategy uses (:class:`CallPool`, :func:`drive_window`). What
 one strategy alone does goes in its own module; selection is in
 ``lambda_fanout.strategies``; every guarantee about records is the ledger's
@@ -31,7 +31,7 @@ from .. import _config
 from . import CLASSES
 from .._run import Run, deadline_of
 from .._errors import TaskError, kind
-from .._task import Results, sync_form
+from .._task import Results, has_async_form, has_sync_form, sync_form
 
 #: How many items a strategy keeps in flight per worker: enough to keep every
 #: worker busy while the driver hands out the next job, small enough that a huge
@@ -176,6 +176,12 @@ class Strategy:
     needs_async_form: bool = False
     #: True for a strategy whose tasks run in other processes (they must pickle).
     runs_in_processes: bool = False
+
+    @classmethod
+    def has_form_for(cls, task: Any) -> bool:
+        """Whether ``task`` has the form this strategy runs: its coroutine form when
+        :attr:`needs_async_form`, else its blocking one (how an unset FANOUT_STRATEGY picks)."""
+        return has_async_form(task) if cls.needs_async_form else has_sync_form(task)
 
     @classmethod
     def default_workers(cls, environ: Any) -> int:

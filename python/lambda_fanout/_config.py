@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from typing import Any, Mapping
 
 from ._errors import ConfigError
-from .strategies import STRATEGIES, strategy_class
+from .strategies import STRATEGIES, default_for, strategy_class
 
 ENV_STRATEGY = "FANOUT_STRATEGY"
 ENV_MAX_WORKERS = "FANOUT_MAX_WORKERS"
@@ -49,7 +49,11 @@ ENV_LAMBDA_MEMORY_SIZE = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
 #: Lambda's log format setting (``Text`` or ``JSON``); not ours, read to match it.
 ENV_LAMBDA_LOG_FORMAT = "AWS_LAMBDA_LOG_FORMAT"
 
+#: The strategy of a task with both forms (a ``Task(sync_fn, async_fn)``) when FANOUT_STRATEGY is unset.
 DEFAULT_STRATEGY = "threads"
+#: FANOUT_STRATEGY unset: the first of these that runs a form the task has, so a task with
+#: only an async form runs under asyncio, any other under DEFAULT_STRATEGY.
+DEFAULT_STRATEGIES = (DEFAULT_STRATEGY, "asyncio")
 #: Enough to hide typical S3/DynamoDB latency without crowding a small function.
 DEFAULT_MAX_WORKERS = 16
 #: Lambda allows 1024 processes and threads per execution environment in all.
@@ -88,7 +92,8 @@ _BENCH = "per bench invocation"
 #: Every FANOUT_* variable: (name, default, when it is read, meaning). The README's
 #: Configuration table is :func:`configuration_table`, and a test keeps the two equal.
 VARIABLES = (
-    (ENV_STRATEGY, f"`{DEFAULT_STRATEGY}`", _PER_CALL,
+    (ENV_STRATEGY, f"`{DEFAULT_STRATEGIES[1]}` for a task with only an async form, else `{DEFAULT_STRATEGY}`",
+     _PER_CALL,
      "how items run: `sequential`, `threads`, `threads-map`, `asyncio` or `processes`"),
     (ENV_MAX_WORKERS, f"`{DEFAULT_MAX_WORKERS}`", _PER_CALL,
      f"concurrency, a whole number from 1 to {MAX_WORKERS_LIMIT}, or `auto` / `auto:N` (an adaptive "
@@ -198,11 +203,13 @@ class Settings:
         fifo_on_failure: str | None = None,
         raise_on_all_failed: bool | None = None,
         environ: Mapping[str, str] | None = None,
+        task: Any = None,
     ) -> "Settings":
         """Resolve every setting: the explicit argument, else its ``FANOUT_*`` variable, else the default.
 
         Args:
-            strategy: one of STRATEGIES, or None for ``FANOUT_STRATEGY``.
+            strategy: one of STRATEGIES, or None for ``FANOUT_STRATEGY``; unset, the one
+                that runs ``task``'s form (:func:`resolve_strategy`).
             max_workers: 1 to 1024, ``"auto"`` / ``"auto:N"``, or None for ``FANOUT_MAX_WORKERS``;
                 unset, 16, or for ``processes`` the vCPUs the function has (cgroup quota, CPU
                 affinity, and ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE`` / 1769 rounded up inside
@@ -211,6 +218,7 @@ class Settings:
             fifo_on_failure: ``"group"`` or ``"batch"``, or None for ``FANOUT_FIFO_ON_FAILURE``.
             raise_on_all_failed: a bool, or None for ``FANOUT_RAISE_ON_ALL_FAILED`` (on/off).
             environ: the environment to read (default ``os.environ``).
+            task: what the call runs (the record handler for a batch), or None when unknown.
 
         Returns:
             The frozen Settings.
@@ -229,7 +237,7 @@ class Settings:
                 problems.extend(exc.problems)
                 return None
 
-        name = attempt(resolve_strategy, strategy, environ=env)
+        name = attempt(resolve_strategy, strategy, environ=env, task=task)
         # The strategy's own rules: its default worker count, and what auto means for it.
         chosen = None if name is None else strategy_class(name)
         default_workers = DEFAULT_MAX_WORKERS if chosen is None else attempt(chosen.default_workers, env)
@@ -328,11 +336,19 @@ def resolve_choice(
     return value
 
 
-def resolve_strategy(value: str | None = None, *, environ: Mapping[str, str] | None = None) -> str:
-    """The strategy's name: an explicit argument, else FANOUT_STRATEGY, else the default.
+def resolve_strategy(value: str | None = None, *, environ: Mapping[str, str] | None = None,
+                     task: Any = None) -> str:
+    """The strategy's name: an explicit argument, else FANOUT_STRATEGY, else the default for ``task``.
+
+    Unset, a task with only an async form (an ``async def``) runs under asyncio, and any
+    other task under DEFAULT_STRATEGY (:data:`DEFAULT_STRATEGIES`); an unknown task (None)
+    under DEFAULT_STRATEGY. A strategy that is set wins, whatever the task.
 
     Raises ConfigError naming the source, repeating the value and listing STRATEGIES.
     """
+    unset = value is None and (os.environ if environ is None else environ).get(ENV_STRATEGY) is None
+    if unset and task is not None:
+        return default_for(task, DEFAULT_STRATEGIES)
     return resolve_choice(value, argument="strategy", env=ENV_STRATEGY, default=DEFAULT_STRATEGY,
                           choices=STRATEGIES, environ=environ)
 
