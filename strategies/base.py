@@ -97,8 +97,8 @@ def drive_window(
         submit: starts one job elsewhere (a pool thread) and returns its Future, whose
             result is ``run.execute``'s (False: the record failed or did not start).
         window: the most jobs in flight at a time.
-        meter: under ``max_workers="auto"``, the run's meter: the window is then its
-            limit, read at each completion, and the jobs it picks by stride are timed
+        meter: under ``max_workers="auto"``, the run's meter: the window is then its own
+            (``Meter.window``), read at each completion, and the jobs it picks by stride are timed
             from submission to completion, on this thread.
         on_stuck: called when the driver stops with jobs still running (deadline or
             fatal error), before it returns: how a strategy ends what still runs.
@@ -107,7 +107,7 @@ def drive_window(
     on_done = completed.put
     inflight = 0
     untimed = 0  # under auto, jobs left to hand out before the meter times the next one
-    room = window if meter is None else meter.limit
+    room = window if meter is None else meter.window(WINDOW_PER_WORKER)
     while True:
         if room > 0:
             for job in jobs:
@@ -142,7 +142,7 @@ def drive_window(
             if started is not None:
                 # False: failed or not started; None: a group (its records report themselves).
                 meter.done(started, inflight, ok is not False)
-            room = meter.limit - inflight
+            room = meter.window(WINDOW_PER_WORKER) - inflight
     if inflight and on_stuck is not None:
         on_stuck()
 
