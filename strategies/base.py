@@ -184,8 +184,8 @@ class Strategy:
         return has_async_form(task) if cls.needs_async_form else has_sync_form(task)
 
     @classmethod
-    def default_workers(cls, environ: Any) -> int:
-        """``max_workers`` when neither the argument nor FANOUT_MAX_WORKERS sets it.
+    def default_workers(cls, environ: Any) -> int | _config.Auto:
+        """``max_workers`` when neither the argument nor FANOUT_MAX_WORKERS sets it: auto here.
 
         Args:
             environ: the environment the settings are read from.
@@ -193,7 +193,7 @@ class Strategy:
         Raises:
             ConfigError: a variable this rule reads is not valid.
         """
-        return _config.DEFAULT_MAX_WORKERS
+        return _config.resolve_workers(_config.DEFAULT_MAX_WORKERS)
 
     @classmethod
     def auto_workers(cls, workers: _config.Auto, default: int) -> int | _config.Auto:
@@ -201,7 +201,7 @@ class Strategy:
 
         Args:
             workers: the auto setting (its cap).
-            default: :meth:`default_workers`' count.
+            default: :meth:`default_workers`' setting.
         """
         return workers
 

@@ -130,7 +130,8 @@ def test_env_is_read_at_construction_and_arguments_win(monkeypatch):
     monkeypatch.delenv("FANOUT_STRATEGY")
     monkeypatch.delenv("FANOUT_MAX_WORKERS")
     s = lambda_fanout.get_strategy()
-    assert (s.name, s.max_workers) == ("threads", 16)  # the defaults the README documents
+    # The defaults the README documents: auto, whose pool holds up to its cap.
+    assert (s.name, str(s.settings.max_workers), s.max_workers) == ("threads", "auto", 256)
 
 
 def test_strategies_contract():

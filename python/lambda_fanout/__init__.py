@@ -65,7 +65,7 @@ def get_strategy(name: StrategyName | None = None, *, max_workers: Workers | Non
     Args:
         name: one of STRATEGIES; None reads FANOUT_STRATEGY, else "threads".
         max_workers: concurrency, or "auto" / "auto:N" (an adaptive limit up to N,
-            default 256); None reads FANOUT_MAX_WORKERS, else 16.
+            default 256); None reads FANOUT_MAX_WORKERS, else "auto" ("processes": its vCPUs).
 
     Returns:
         A strategy with ``.name``, ``.settings``, ``.max_workers``, ``.adapt(task)``,
@@ -114,7 +114,7 @@ def map(  # noqa: A001 - the package's verb
         strategy: one of STRATEGIES; None reads FANOUT_STRATEGY, else "asyncio" for a
             task with only an async form (an ``async def``) and "threads" for any other.
         max_workers: concurrency, or "auto" / "auto:N" (an adaptive limit up to N,
-            default 256); None reads FANOUT_MAX_WORKERS, else 16.
+            default 256); None reads FANOUT_MAX_WORKERS, else "auto" ("processes": its vCPUs).
         errors: "raise" stops at the first failure and raises TaskError (nothing is
             logged); "collect" returns one Outcome per item read and logs one ERROR
             line per failed item (FANOUT_LOG_FAILURES).

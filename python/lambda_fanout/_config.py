@@ -54,13 +54,15 @@ DEFAULT_STRATEGY = "threads"
 #: FANOUT_STRATEGY unset: the first of these that runs a form the task has, so a task with
 #: only an async form runs under asyncio, any other under DEFAULT_STRATEGY.
 DEFAULT_STRATEGIES = (DEFAULT_STRATEGY, "asyncio")
-#: Enough to hide typical S3/DynamoDB latency without crowding a small function.
-DEFAULT_MAX_WORKERS = 16
 #: Lambda allows 1024 processes and threads per execution environment in all.
 MAX_WORKERS_LIMIT = 1024
 #: ``FANOUT_MAX_WORKERS=auto``: adaptive concurrency up to a cap (``auto:N``), 256 unless given.
 AUTO = "auto"
 DEFAULT_AUTO_CAP = 256
+#: FANOUT_MAX_WORKERS unset: auto, under every strategy but ``processes`` (its vCPUs). Chosen by
+#: measurement (tests/benchmarks/test_defaults_bench.py): the limit starts at the old fixed
+#: default of 16 and climbs as far as the work gains by it, and it backs off a throttling service.
+DEFAULT_MAX_WORKERS = AUTO
 #: Time kept back from the Lambda deadline to report results and flush metrics.
 DEFAULT_DEADLINE_MARGIN_MS = 500
 MAX_DEADLINE_MARGIN_MS = 15 * 60 * 1000
@@ -211,7 +213,7 @@ class Settings:
             strategy: one of STRATEGIES, or None for ``FANOUT_STRATEGY``; unset, the one
                 that runs ``task``'s form (:func:`resolve_strategy`).
             max_workers: 1 to 1024, ``"auto"`` / ``"auto:N"``, or None for ``FANOUT_MAX_WORKERS``;
-                unset, 16, or for ``processes`` the vCPUs the function has (cgroup quota, CPU
+                unset, auto, or for ``processes`` the vCPUs the function has (cgroup quota, CPU
                 affinity, and ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE`` / 1769 rounded up inside
                 Lambda); under ``processes`` auto is that count too, at most its cap.
             deadline_margin_ms: ms kept back from the deadline, or None for ``FANOUT_DEADLINE_MARGIN_MS``.
@@ -240,11 +242,11 @@ class Settings:
         name = attempt(resolve_strategy, strategy, environ=env, task=task)
         # The strategy's own rules: its default worker count, and what auto means for it.
         chosen = None if name is None else strategy_class(name)
-        default_workers = DEFAULT_MAX_WORKERS if chosen is None else attempt(chosen.default_workers, env)
-        if default_workers is None:  # a problem is reported already; the count is only a stand-in
-            default_workers = DEFAULT_MAX_WORKERS
-        workers = attempt(resolve_workers, max_workers, default=default_workers, environ=env)
-        if chosen is not None and isinstance(workers, Auto):
+        default_workers = Auto() if chosen is None else attempt(chosen.default_workers, env)
+        # (None: a problem is reported already; auto is only a stand-in.)
+        workers = attempt(resolve_workers, max_workers, default=Auto() if default_workers is None else default_workers,
+                          environ=env)
+        if chosen is not None and default_workers is not None and isinstance(workers, Auto):
             workers = chosen.auto_workers(workers, default_workers)
         margin = attempt(resolve_int, deadline_margin_ms, argument="deadline_margin_ms",
                          env=ENV_DEADLINE_MARGIN_MS, default=DEFAULT_DEADLINE_MARGIN_MS, minimum=0,
@@ -433,13 +435,13 @@ class Auto:
 
 
 def resolve_workers(
-    value: Any = None, *, default: int = DEFAULT_MAX_WORKERS, environ: Mapping[str, str] | None = None,
+    value: Any = None, *, default: int | Auto | None = None, environ: Mapping[str, str] | None = None,
 ) -> int | Auto:
     """The worker setting: an explicit argument, else FANOUT_MAX_WORKERS, else the default.
 
     Args:
         value: a whole number, ``"auto"``, ``"auto:N"``, an :class:`Auto`, or None.
-        default: the count when neither is given.
+        default: the count (or an :class:`Auto`) when neither is given; None for auto.
         environ: the environment to read (default ``os.environ``).
 
     Returns:
@@ -449,6 +451,8 @@ def resolve_workers(
         ConfigError: anything else, naming the source, repeating the value and listing
             what is accepted.
     """
+    if default is None:
+        default = Auto()
     if isinstance(value, Auto):
         if type(value.cap) is int and 1 <= value.cap <= MAX_WORKERS_LIMIT:
             return value
