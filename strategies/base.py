@@ -29,7 +29,7 @@ from time import monotonic
 
 from .. import _config
 from . import CLASSES
-from .._run import Run, deadline_of
+from .._run import CollectorPause, Run, deadline_of
 from .._errors import TaskError, kind
 from .._task import Results, has_async_form, has_sync_form, sync_form
 
@@ -244,6 +244,7 @@ class Strategy:
         groups: list[list[int]] | None = None,
         check: Callable[[Any], Any] | None = None,
         stop_on_failure: bool = False,
+        tracebacks: int | None = None,
     ) -> Run:
         """Check the arguments and open the ledger of one call (nothing runs yet).
 
@@ -252,7 +253,7 @@ class Strategy:
             items: the records.
             errors: "raise" or "collect".
             context: the Lambda context, or None.
-            groups, check, stop_on_failure: see :class:`~lambda_fanout._run.Run`.
+            groups, check, stop_on_failure, tracebacks: see :class:`~lambda_fanout._run.Run`.
 
         Raises:
             ConfigError: a bad ``errors`` value, a task without the form this strategy runs,
@@ -282,27 +283,48 @@ class Strategy:
             # What it learned persists across warm calls, per task and strategy; new settings reset it.
             meter = Meter(limiter_for(task, self.name, workers, self.settings))
         return Run(fn, items, collect=collect, deadline=deadline_of(context, margin), margin_ms=margin,
-                   groups=groups, check=check, stop_on_failure=stop_on_failure, meter=meter)
+                   groups=groups, check=check, stop_on_failure=stop_on_failure, meter=meter,
+                   tracebacks=tracebacks)
 
-    def run(self, run: Run) -> Results:
-        """Drive ``run`` to its end on this thread and return :meth:`Run.finish`'s results."""
+    def run(self, run: Run, then: Callable[[Results], Any] | None = None) -> Any:
+        """Drive ``run`` to its end on this thread and return :meth:`Run.finish`'s results.
+
+        With ``then``, return ``then(results)`` instead: the caller's reply, built as
+        finish() runs, with the garbage collector paused (:class:`~lambda_fanout._run.CollectorPause`),
+        so the end of a call fits in the deadline margin.
+        """
         from .. import _metrics
 
-        with _metrics.measure(self, run):
-            self._drive(run)
-            return run.finish()
+        pause = CollectorPause()
+        try:
+            with _metrics.measure(self, run):
+                self._drive(run)
+                pause.start()
+                results = run.finish()
+            return results if then is None else then(results)
+        finally:
+            pause.stop()
 
-    async def arun(self, run: Run) -> Results:
-        """Drive ``run`` without blocking the running event loop; cancelling it starts no further job."""
+    async def arun(self, run: Run, then: Callable[[Results], Any] | None = None) -> Any:
+        """Drive ``run`` without blocking the running event loop; cancelling it starts no further job.
+
+        ``then`` as for :meth:`run`.
+        """
         from .. import _metrics
 
-        with _metrics.measure(self, run):
-            try:
-                await self._adrive(run)
-            except BaseException:
-                run.stop()
-                raise
-            return run.finish()
+        pause = CollectorPause()
+        try:
+            with _metrics.measure(self, run):
+                try:
+                    await self._adrive(run)
+                except BaseException:
+                    run.stop()
+                    raise
+                pause.start()
+                results = run.finish()
+            return results if then is None else then(results)
+        finally:
+            pause.stop()
 
     def map(self, task: Any, items: Iterable[Any], *, errors: str = "raise", context: Any = None) -> Results:
         """Run ``task`` on every item; results in input order.
@@ -325,21 +347,19 @@ class Strategy:
         _refuse_running_loop()
         run = self.start(task, items, errors=errors, context=context)
         try:
-            results = self.run(run)
+            return self.run(run, lambda results: _logged(self.settings, run, results))
         except TaskError as error:
             _log_raised(self.settings, run, error)
             raise
-        return _logged(self.settings, run, results)
 
     async def amap(self, task: Any, items: Iterable[Any], *, errors: str = "raise", context: Any = None) -> Results:
         """Awaitable :meth:`map` for callers already inside an event loop."""
         run = self.start(task, items, errors=errors, context=context)
         try:
-            results = await self.arun(run)
+            return await self.arun(run, lambda results: _logged(self.settings, run, results))
         except TaskError as error:
             _log_raised(self.settings, run, error)
             raise
-        return _logged(self.settings, run, results)
 
     async def _adrive(self, run: Run) -> None:
         # A sync strategy keeps the caller's loop free by driving from a thread of its own

@@ -13,6 +13,7 @@ sys.path.insert(0, os.path.dirname(__file__))  # tests' helper modules (hstrateg
 import lambda_fanout  # noqa: E402
 from fakes import FakeContext  # noqa: E402
 from once import once_per_run  # noqa: E402
+from lambda_fanout.strategies import strategy_class  # noqa: E402
 
 
 # -- the serial tests: the ones that time a deadline or a ratio run alone -------------------------
@@ -61,6 +62,14 @@ def _processes_ready() -> None:
 @pytest.fixture(params=[s for s in lambda_fanout.STRATEGIES if s != "sequential"])
 def concurrent_strategy(request) -> str:
     """Each strategy that runs items concurrently (not the sequential reference)."""
+    if request.param == "processes":
+        _processes_ready()
+    return request.param
+
+
+@pytest.fixture(params=[s for s in lambda_fanout.STRATEGIES if not strategy_class(s).needs_async_form])
+def sync_strategy(request) -> str:
+    """Each strategy that calls a task's blocking form (a plain record handler's)."""
     if request.param == "processes":
         _processes_ready()
     return request.param

@@ -36,6 +36,12 @@ def test_import_loads_nothing_heavy():
     assert not [m for m in HEAVY if m in loaded]
 
 
+def test_import_loads_no_powertools():
+    """Powertools loads with lambda_fanout.powertools only, never with the package or process_batch."""
+    loaded = fresh_modules("import lambda_fanout; from lambda_fanout import process_batch")
+    assert not [m for m in loaded if m.startswith("aws_lambda_powertools")]
+
+
 def test_threads_strategy_loads_no_asyncio():
     loaded = fresh_modules("import lambda_fanout; lambda_fanout.map(abs, [-1, -2], strategy='threads')")
     assert not [m for m in HEAVY if m in loaded]

@@ -23,6 +23,7 @@ import pytest
 import lambda_fanout
 from lambda_fanout import _procpool
 import staging
+import resources
 import xproc
 from lambda_fanout.strategies.base import WINDOW_PER_WORKER
 
@@ -142,16 +143,11 @@ def test_a_task_cancelling_itself_is_its_own_error():
 
 # -- short-lived threads leak no loop, thread or file descriptor ----------------------------
 
-def _fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 def _loops() -> int:
     gc.collect()
     return sum(1 for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and not o.is_closed())
 
 
-@pytest.mark.serial  # counts the process's fds: another test's late clean-up would move them
 def test_asyncio_from_short_lived_threads_leaks_nothing(strategy_name):
     async def double(i):
         return 2 * i
@@ -173,11 +169,12 @@ def test_asyncio_from_short_lived_threads_leaks_nothing(strategy_name):
     _procpool.shutdown()
     for _ in range(20):
         run_on_thread()  # warm-up: the shared loop and its thread exist from here on
-    before = (_fds(), threading.active_count(), _loops())
+    files, threads, loops = resources.open_files(), resources.threads(), _loops()
     for _ in range(1000):
         run_on_thread()
-    after = (_fds(), threading.active_count(), _loops())
-    assert after == before, f"fds, threads, open loops before {before} after {after}"
+    assert resources.open_files() - files == set()
+    assert resources.threads() - threads == set()
+    assert _loops() == loops
 
 
 # -- the deadline holds on every exit path ---------------------------------------------------

@@ -394,6 +394,54 @@ def test_a_deadline_cut_logs_one_summary_line_not_one_per_record(caplog, fake_co
     assert line.getMessage().startswith(f"lambda_fanout: map: {len(cut)} items cut by the Lambda deadline margin")
 
 
+def test_a_batch_cut_by_the_deadline_logs_one_line_for_its_cut_records(caplog, fake_context, strategy_name):
+    # Every record fails 30 calls deep after 1 ms: the deadline cuts most of a 10,000-record
+    # batch. The reply names every record; the log holds the first failures' lines, one
+    # summary of the other failures, and one line for every record the deadline cut.
+    from lambda_fanout._failures import MAX_LINES
+
+    caplog.set_level(logging.ERROR)
+    n = 10_000
+    out = lambda_fanout.process_batch(batches.sqs(n), xproc.deep_failing_records(0.001), fake_context(800),
+                                      strategy=strategy_name, max_workers=4)
+    assert sorted(f["itemIdentifier"] for f in out["batchItemFailures"]) == [f"msg-{i:05d}" for i in range(n)]
+    lines = fanout_records(caplog)
+    one_by_one = [r for r in lines if hasattr(r, "index")]
+    (cut,) = [r for r in lines if hasattr(r, "didNotFinish")]
+    more = [r for r in lines if hasattr(r, "exceptionTypes")]
+    assert len(one_by_one) <= MAX_LINES and len(more) <= 1 and len(lines) == len(one_by_one) + len(more) + 1
+    failed = len(one_by_one) + sum(r.count for r in more)
+    assert cut.count == cut.didNotFinish + cut.notStarted == n - failed and cut.notStarted > n // 2
+    assert all(r.exceptionType == "ValueError" and "in fail_deep" in "\n".join(r.traceback) for r in one_by_one)
+
+
+@pytest.mark.parametrize("strategy", ["sequential", "threads", "threads-map", "asyncio"])
+def test_a_partial_reply_keeps_the_tracebacks_of_the_lines_it_logs_only(strategy, caplog):
+    # A failure's traceback holds its frames and every frame above them: about 11 KB a
+    # record here, 100 MB for a 10,000-record batch, which a 128 MB function does not have.
+    # A partial reply hands no exception back, so only the failures logged one by one
+    # keep theirs. (Under processes the frames stay in the worker.)
+    import tracemalloc
+
+    from lambda_fanout._failures import MAX_LINES
+
+    caplog.set_level(logging.ERROR)
+    n = 2_000
+    event = batches.sqs(n)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        out = lambda_fanout.process_batch(event, xproc.deep_failing_records(0), strategy=strategy)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert len(out["batchItemFailures"]) == n
+    assert peak / n < 4096, f"{peak / n:.0f} bytes a record"
+    lines = fanout_records(caplog)
+    assert [r.index for r in lines[:MAX_LINES]] == list(range(MAX_LINES))
+    assert all("in fail_deep" in "\n".join(r.traceback) for r in lines[:MAX_LINES])
+
+
 def _deep(depth):
     if depth:
         return _deep(depth - 1)

@@ -46,6 +46,9 @@ def test_layer_contents(layer_build):
     assert f"{site}aiobotocore-3.10.0.dist-info/METADATA" in names
     assert not [n for n in names if "/tests/" in n or n.endswith((".pyi", "/RECORD"))]
     assert not [n for n in names if "awslambdaric" in n or "runtime_client" in n], "Lambda's runtime client shipped"
+    # lambda_fanout.powertools ships; Powertools itself is the function's own (or its public layer's).
+    assert "python/lambda_fanout/powertools.py" in names
+    assert not [n for n in names if "aws_lambda_powertools" in n or "pydantic" in n], "Powertools shipped"
     assert any(n.endswith(".cpython-312-x86_64-linux-gnu.so") for n in names), "manylinux wheels for the target"
     if result["bytecode"]:
         assert "python/lambda_fanout/__pycache__/__init__.cpython-312.pyc" in names

@@ -159,6 +159,27 @@ def test_the_kafka_sample_carries_its_position():
     assert len(event["records"]) == 3  # three partitions, round robin
 
 
+@pytest.mark.parametrize("kind,source,reply", [("s3", "s3", {"batchSize": 7, "succeeded": 7}),
+                                               ("sns", "sns", {"batchSize": 7, "succeeded": 7}),
+                                               ("dmap", "distributed-map", list(range(7)))])
+def test_the_s3_sns_and_distributed_map_samples_carry_their_position(kind, source, reply):
+    from lambda_fanout.batch import detect, process_batch
+
+    event = events.from_spec(f"{kind}:7")
+    shape = detect(event)
+    assert shape.source == source and [events.position(r) for r in shape.records] == list(range(7))
+    assert events.objects_named(event) == (0 if kind == "sns" else 7)
+    assert process_batch(event, events.position, strategy="sequential") == reply
+
+
+def test_the_eventbridge_sample_is_one_event_for_the_nth_object():
+    from lambda_fanout.batch import detect
+
+    event = events.from_spec("eventbridge:5")
+    assert detect(event).source == "eventbridge" and events.position(event) == 4
+    assert event["detail"]["object"]["key"] == "bench/000004" and events.objects_named(event) == 5
+
+
 @pytest.mark.parametrize("spec,fragment", [("sqs", "KIND:N"), ("mq:3", "KIND one of sqs, fifo, kinesis, ddb, kafka"),
                                            ("sqs:0", "from 1 to 10000"), ("sqs:x", "got 'x'")])
 def test_bad_sample_specs_say_what_is_accepted(spec, fragment):
@@ -236,6 +257,8 @@ def test_build_sh_invoke_reports_an_init_error(layer_build):
     (["--handler", "a.b", "--memory-mb", "64"], "--memory-mb must be from 128"),
     (["--handler", "a.b", "--env", "NOEQUALS"], "NAME=VALUE"),
     (["--handler", "a.b", "--task-root", "/no/such/dir"], "is not a folder"),
+    (["--handler", "a.b", "--seed", "nothing.py"], "neither 'bench' (or bench:N) nor a file"),
+    (["--handler", "a.b", "--seed", "bench:0"], "N must be a whole number from 1 to 10000"),
 ])
 def test_build_sh_invoke_refuses_bad_arguments(args, fragment):
     proc = subprocess.run([sys.executable, "-m", "lambda_fanout_dev.invoke", *args], capture_output=True,

@@ -231,7 +231,9 @@ def test_stop_the_batch_under_concurrency(concurrent_strategy):
     assert not failed & succeeded, "a record that ran and succeeded was reported"
     assert failed | succeeded == set(range(n)), "a record was neither run nor reported"
     assert sum(starts().values()) <= workers - 1, "records started after the failure was recorded"
-    assert len(failed) > n // 2, "the batch went on after the failure"
+    # The control: the failure came early enough to leave records never started (how many
+    # start before it is raised depends on how the workers were scheduled).
+    assert failed - set(starts()), "every record started before the failure: nothing was left to skip"
 
     # The same batch per group: the other groups run to the end.
     log.clear()

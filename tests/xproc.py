@@ -738,6 +738,26 @@ def fail_deep(depth: int, i):
     return fail_deep(depth - 1, i)
 
 
+def fail_record_deep(delay_s: float, record):
+    """A record handler: after ``delay_s``, raises ValueError from KeyError 30 calls down."""
+    time.sleep(delay_s)
+    fail_deep(30, record["messageId"])
+
+
+async def afail_record_deep(delay_s: float, record):
+    import asyncio
+
+    await asyncio.sleep(delay_s)
+    fail_deep(30, record["messageId"])
+
+
+def deep_failing_records(delay_s: float) -> lambda_fanout.Task:
+    """Both forms of :func:`fail_record_deep`, for every strategy."""
+    from functools import partial
+
+    return lambda_fanout.Task(partial(fail_record_deep, delay_s), partial(afail_record_deep, delay_s))
+
+
 def raise_bad(item):
     if item == 1:
         raise BadStrUnpicklable()
@@ -918,6 +938,12 @@ class Gauge:
         with self.lock:
             self.now -= 1
 
+    def wait_idle(self, seconds: float) -> None:
+        """Wait (at most ``seconds``) until no call is inside: one the deadline left running ends."""
+        until = time.monotonic() + seconds
+        while self.now > 0 and time.monotonic() < until:
+            time.sleep(0.01)
+
 
 GAUGE = Gauge()
 
@@ -1039,3 +1065,52 @@ def exec_on_zero(x):
 
         os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(120)"])
     return x
+
+
+class PowertoolsHandler:
+    """test_powertools' record handler, called as Powertools calls one: ``handler(record=<data class>)``.
+
+    Logs 2p as record p enters and 2p + 1 as it leaves, ``hold`` seconds later (see
+    :func:`replay`); then fails the positions in ``bad``.
+    """
+
+    def __init__(self, bad: set, log: Log, hold: float = 0.0) -> None:
+        self.bad = bad
+        self.log = log
+        self.hold = hold
+
+    def enter(self, record) -> int:
+        position = _position(record.raw_event)
+        self.log.append(2 * position)
+        return position
+
+    def leave(self, position: int) -> int:
+        self.log.append(2 * position + 1)
+        if position in self.bad:
+            raise RuntimeError(f"record {position} fails")
+        return position
+
+    def __call__(self, record):
+        position = self.enter(record)
+        time.sleep(self.hold)
+        return self.leave(position)
+
+
+class AsyncPowertoolsHandler(PowertoolsHandler):
+    """:class:`PowertoolsHandler` as an ``async def`` handler, for AsyncBatchProcessor."""
+
+    async def __call__(self, record):
+        position = self.enter(record)
+        await _asleep(self.hold)
+        return self.leave(position)
+
+
+class ContextHandler:
+    """A Powertools record handler that takes ``lambda_context``: logs the context's function name."""
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+
+    def __call__(self, record, lambda_context):
+        self.log.append(lambda_context.function_name)
+        return _position(record.raw_event)

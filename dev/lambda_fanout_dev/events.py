@@ -1,7 +1,11 @@
 """Batch events built from AWS's documented sample events (``sample_events/*.json``).
 
 Every record carries its position ``n``: an SQS body ``{"n": n}``, a Kinesis record's
-data (base64 of the same JSON), a DynamoDB stream record's ``NewImage.n``.
+data (base64 of the same JSON), a DynamoDB stream record's ``NewImage.n``, a Kafka
+record's value, an SNS ``Message``, an EventBridge event's ``detail.n``, a Distributed
+Map item's ``n``. The S3 notifications, the EventBridge event and the Distributed Map
+items name the bench's objects (``lambda_fanout.bench.seeding``): record i names object
+i of the bench's bucket, which ``./build.sh invoke --seed bench`` writes.
 
 :data:`SAMPLES` maps the short names ``./build.sh invoke --event KIND:N`` accepts to
 their builders; a new source is one more entry there.
@@ -14,6 +18,9 @@ import copy
 import json
 import os
 from typing import Callable
+
+from lambda_fanout._config import DEFAULT_BENCH_BUCKET
+from lambda_fanout.bench.seeding import s3_body, s3_keys
 
 EVENTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample_events")
 #: Record i of a generated Kinesis batch has sequence number KINESIS_SEQUENCE + i.
@@ -106,6 +113,66 @@ def kafka(n: int, partitions: list | None = None, *, self_managed: bool = False)
     return event
 
 
+def s3(n: int, bucket: str = DEFAULT_BENCH_BUCKET) -> dict:
+    """n S3 ObjectCreated notifications, record i naming the bench's object i (its key URL-encoded, as S3 sends it)."""
+    from urllib.parse import quote_plus
+
+    base = sample("s3")["Records"][0]
+    records = []
+    for i, key in enumerate(s3_keys(n)):
+        r = copy.deepcopy(base)
+        r["s3"]["bucket"]["name"] = bucket
+        r["s3"]["bucket"]["arn"] = f"arn:aws:s3:::{bucket}"
+        r["s3"]["object"].update(key=quote_plus(key), size=len(s3_body(key)), sequencer=f"{i:018X}")
+        records.append(r)
+    return {"Records": records}
+
+
+def sns(n: int) -> dict:
+    """n SNS notifications; record i's Message is ``{"n": i}``."""
+    base = sample("sns")["Records"][0]
+    records = []
+    for i in range(n):
+        r = copy.deepcopy(base)
+        r["Sns"]["MessageId"] = f"95df01b4-ee98-5cb9-9903-{i:012d}"
+        r["Sns"]["Message"] = _body(i)
+        records.append(r)
+    return {"Records": records}
+
+
+def eventbridge(n: int, bucket: str = DEFAULT_BENCH_BUCKET) -> dict:
+    """One EventBridge "Object Created" event from S3 for the bench's object ``n - 1``.
+
+    EventBridge invokes a function with one event at a time, so ``eventbridge:N`` is
+    one event: the N-th object's (``detail.n`` is N - 1).
+    """
+    key = s3_keys(n)[-1]
+    event = sample("eventbridge")
+    event.update({"id": f"fe8d3c65-xmpl-c5c3-2c87-{n - 1:012d}", "detail-type": "Object Created",
+                  "source": "aws.s3", "resources": [f"arn:aws:s3:::{bucket}"],
+                  "detail": {"version": "0", "bucket": {"name": bucket},
+                             "object": {"key": key, "size": len(s3_body(key))}, "n": n - 1}})
+    return event
+
+
+def distributed_map(n: int) -> dict:
+    """One Distributed Map ItemBatcher batch of n S3 listing entries, item i the bench's object i."""
+    event = sample("distributed_map")
+    event["Items"] = [{"Key": key, "Size": len(s3_body(key)), "n": i} for i, key in enumerate(s3_keys(n))]
+    event["BatchInput"] = {"prefix": "bench/"}
+    return event
+
+
+def objects_named(event: object) -> int:
+    """How many of the bench's objects a generated event names (0 for the other samples)."""
+    if not isinstance(event, dict):
+        return 0
+    if event.get("source") == "aws.s3" and isinstance(event.get("detail"), dict):
+        return event["detail"].get("n", 0) + 1
+    records = event.get("Items") or event.get("Records") or []
+    return sum(1 for r in records if isinstance(r, dict) and ("s3" in r or "Key" in r))
+
+
 def kafka_records(event: dict) -> list:
     """A Kafka event's records in the order process_batch lays them out: partition by partition."""
     return [r for batch in event["records"].values() for r in batch]
@@ -124,6 +191,14 @@ def position(record: dict) -> int:
         return json.loads(base64.b64decode(record["kinesis"]["data"]))["n"]
     if "offset" in record:
         return json.loads(base64.b64decode(record["value"]))["n"]
+    if "Sns" in record:
+        return json.loads(record["Sns"]["Message"])["n"]
+    if "s3" in record:
+        return int(record["s3"]["object"]["key"].rpartition("%2F")[2])
+    if "detail" in record:
+        return record["detail"]["n"]
+    if "Key" in record:
+        return record["n"]
     return int(record["dynamodb"]["NewImage"]["n"]["N"])
 
 
@@ -157,6 +232,10 @@ SAMPLES: dict[str, Callable[[int], dict]] = {
     "kinesis": kinesis,
     "ddb": dynamodb,
     "kafka": kafka,
+    "s3": s3,
+    "sns": sns,
+    "eventbridge": eventbridge,
+    "dmap": distributed_map,
 }
 
 

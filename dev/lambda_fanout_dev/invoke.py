@@ -11,6 +11,14 @@ behind the latency proxy, on 127.0.0.1) unless ``--endpoint-url`` is given. It p
 invocation, the function's logs, its EMF metrics as a table, the response, and the init and
 invoke durations with the billed duration and cost from the bench's cost model.
 
+``--seed`` fills the endpoint before the function starts: ``bench`` (or ``bench:N``)
+writes the bench's bucket and table (``lambda_fanout.bench.seeding``), which the sample
+events ``s3``, ``eventbridge`` and ``dmap`` name, and gives the function
+``BUCKET_NAME`` and ``TABLE_NAME``; a path runs that Python script with the endpoint's
+environment (``AWS_ENDPOINT_URL`` and test credentials). Locally ``FANOUT_METRICS`` and
+``FANOUT_LOG_FAILURES`` default to ``on`` (the metrics table, and each failed record's
+message in its log line), unless ``--env`` sets them.
+
 ``--snapstart`` takes the runtime's snap-start path (see :mod:`.snapstart`): the init ends
 at the snapshot, every connection open to the embedded endpoint is frozen (a request on
 one is reset), and ``--restores`` environments are restored from the snapshot, each
@@ -25,11 +33,13 @@ import contextlib
 import json
 import os
 import statistics
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 from lambda_fanout import _config
+from lambda_fanout.bench import seeding
 from lambda_fanout.bench.cost import MEMORY_RANGE_MB, billed_ms, cost_per_million
 
 from . import ROOT, emf, events
@@ -42,6 +52,11 @@ LAYER_SOURCES = ("python/lambda_fanout", "strategies", "layer/requirements.txt",
 #: Passed through to the function with --endpoint-url, for the real endpoint's credentials.
 CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
                    "AWS_DEFAULT_REGION")
+#: Settings that default to on here, unlike in Lambda (their defaults there second): the
+#: run is there to be read, metrics table and failures' messages included.
+LOCAL_DEFAULTS = {_config.ENV_METRICS: ("on", "off"), _config.ENV_LOG_FAILURES: ("on", "type-only")}
+#: ``--seed bench`` writes at least this many objects and items.
+BENCH_SEED_MIN = 100
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -63,6 +78,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--layer-zip", help="attach this layer zip (default: dist/'s for --python, built if stale)")
     p.add_argument("--arch", choices=("x86_64", "arm64"), default=None,
                    help="architecture to price (default: this machine's)")
+    p.add_argument("--seed", action="append", default=[], metavar="bench[:N]|SCRIPT",
+                   help="fill the endpoint first: 'bench' writes the bench's bucket and table (N objects and "
+                   f"items, default {BENCH_SEED_MIN} or as many as the sample event names) and sets BUCKET_NAME "
+                   "and TABLE_NAME; a .py path runs that script against the endpoint (repeatable)")
     p.add_argument("--snapstart", action="store_true",
                    help="SnapStart: snapshot after init, break its connections, restore --restores copies")
     p.add_argument("--restores", type=int, default=2, metavar="N",
@@ -85,9 +104,55 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     try:
         args.env = dict(_pair(item) for item in args.env)
         args.event = load_event(args.event)
+        args.seed = [parse_seed(spec, args.event) for spec in args.seed]
     except ValueError as exc:
         p.error(str(exc))
     return args
+
+
+def parse_seed(spec: str, event: object) -> tuple[str, object]:
+    """``("bench", count)`` or ``("script", path)`` for a ``--seed`` value.
+
+    Raises:
+        ValueError: neither ``bench[:N]`` nor an existing file, saying what is accepted.
+    """
+    name, sep, count = spec.partition(":")
+    if name == "bench":
+        if not sep:
+            return "bench", max(BENCH_SEED_MIN, events.objects_named(event))
+        if not (count.isascii() and count.isdigit()) or not 1 <= int(count) <= 10_000:
+            raise ValueError(f"--seed {spec!r}: N must be a whole number from 1 to 10000 but got {count!r}")
+        return "bench", int(count)
+    if os.path.isfile(spec):
+        return "script", os.path.abspath(spec)
+    raise ValueError(f"--seed {spec!r} is neither 'bench' (or bench:N) nor a file; give bench, bench:N, or the "
+                     "path of a Python script that writes what the function reads")
+
+
+def seed(seeds: list[tuple[str, object]], env: dict[str, str], cwd: str) -> dict[str, str]:
+    """Fill the endpoint ``env`` names, in order; the variables the function gets for it.
+
+    Raises:
+        RuntimeError: a script exited with an error (its output is in the message).
+    """
+    given: dict[str, str] = {}
+    for kind, what in seeds:
+        if kind == "bench":
+            bucket, table = _config.DEFAULT_BENCH_BUCKET, _config.DEFAULT_BENCH_TABLE
+            try:
+                seeding.seed(env["AWS_ENDPOINT_URL"], bucket, table, what)
+            except Exception as exc:  # the endpoint unreachable or refusing: said, not a traceback
+                raise RuntimeError(f"--seed bench: {type(exc).__name__}: {exc}") from exc
+            given.update(BUCKET_NAME=bucket, TABLE_NAME=table)
+            print(f"seed: bucket {bucket} and table {table}, {what} objects and items "
+                  "(BUCKET_NAME and TABLE_NAME name them)")
+            continue
+        proc = subprocess.run([sys.executable, what], cwd=cwd, env={**os.environ, **env}, capture_output=True,
+                              text=True, timeout=600)
+        if proc.returncode != 0:
+            raise RuntimeError(f"--seed {what} exited with code {proc.returncode}:\n{proc.stdout}{proc.stderr}")
+        print(f"seed: ran {what}" + (f"\n{proc.stdout.rstrip()}" if proc.stdout.strip() else ""))
+    return given
 
 
 def _pair(item: str) -> tuple[str, str]:
@@ -189,8 +254,14 @@ def main(argv: list[str] | None = None) -> int:
                 endpoint = stack.enter_context(LocalEndpoint())
                 env = endpoint.environ()
                 print(f"endpoint: moto behind the latency proxy at {endpoint.url} (local, no AWS account)")
-            # Locally the metrics table is part of the report: metrics on unless --env sets them.
-            env = {_config.ENV_METRICS: "on", **env, **args.env}
+            env = {**env, **seed(args.seed, env, args.task_root)} if args.seed else env
+            # Locally the metrics table and each failure's message are part of the report.
+            defaults = {name: pair for name, pair in LOCAL_DEFAULTS.items() if name not in args.env}
+            if defaults:
+                print("settings: " + ", ".join(f"{name}={local}" for name, (local, _) in defaults.items())
+                      + " (local defaults; in Lambda " + ", ".join(f"{lam}" for _, lam in defaults.values())
+                      + "; --env sets them)")
+            env = {**{name: local for name, (local, _) in defaults.items()}, **env, **args.env}
             fn = stack.enter_context(LocalFunction(
                 args.handler, task_root=args.task_root, opt=opt, python=python, runtime=runtime, env=env,
                 memory_mb=args.memory_mb, timeout_s=args.timeout, cpu_quota=True, snapstart=args.snapstart))

@@ -155,6 +155,7 @@ class _Pool:
     def __init__(self, host: str, port: int, tls: Any, socket_options: Any, size: int) -> None:
         self.host, self.port, self.tls, self.socket_options, self.size = host, port, tls, socket_options, size
         self.idle: list = []
+        self.closing: list = []  # awscrt's futures of connections closed beyond the size, until done
         self.lock = threading.Lock()
 
     def take(self) -> Any:
@@ -182,13 +183,21 @@ class _Pool:
                 if len(self.idle) < self.size:
                     self.idle.append(connection)
                     return
-        connection.close()
+        closed = connection.close()
+        with self.lock:
+            self.closing = [future for future in self.closing if not future.done()]
+            self.closing.append(closed)
 
     def close(self) -> list:
-        """Start closing every idle connection; returns awscrt's futures of their shutdowns."""
+        """Start closing every idle connection; returns awscrt's futures of every shutdown not yet done.
+
+        Those include connections closed earlier for being beyond the pool's size: awscrt
+        closes them on its own thread, so their sockets may still be open.
+        """
         with self.lock:
             idle, self.idle = self.idle, []
-        return [connection.close() for connection in idle]
+            closing, self.closing = self.closing, []
+        return [connection.close() for connection in idle] + [future for future in closing if not future.done()]
 
 
 class S3Native:

@@ -97,6 +97,23 @@ def user_frame(error: BaseException) -> str | None:
     return found
 
 
+def drop_tracebacks(error: BaseException) -> None:
+    """Let go of the traceback of ``error`` and of every exception of its chain (cause, context).
+
+    The exception keeps its type, message and chain; its frames, and the frames above
+    them that a finished frame keeps alive, are freed.
+    """
+    seen: set[int] = set()
+    todo = [error]
+    while todo:
+        exc = todo.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        exc.__traceback__ = None
+        todo += (exc.__cause__, exc.__context__)
+
+
 def kind(value: object) -> str:
     """``value``'s type with its article, for messages: "an int", "a str", "None"."""
     if value is None:

@@ -51,6 +51,11 @@ MAX_FRAMES = 40
 MAX_RANGES = 10
 
 
+def tracebacks_logged(settings: Settings) -> int:
+    """How many failures of a call, at most, get a line with their traceback: the first ones by index."""
+    return 0 if settings.log_failures == "off" else MAX_LINES
+
+
 def log_failures(settings: Settings, source: str, failures: Iterable[tuple[int, Any, BaseException]]) -> None:
     """Log one ERROR line per failed record, as ``settings.log_failures`` says, within bounds.
 
@@ -76,16 +81,26 @@ def log_failures(settings: Settings, source: str, failures: Iterable[tuple[int, 
     cut: dict[bool, list[int]] = {False: [], True: []}  # started -> indexes
     margin_ms = None
     unlogged: dict[type, list[int]] = {}
+    # The ledger's deadline reports are shared by the records they report: the one last
+    # seen is recognised by identity, so thousands of cut records cost a comparison each.
+    last_cut: BaseException | None = None
+    last_indexes: list[int] = []
     for index, identifier, error in failures:
-        if isinstance(error, DeadlineExceeded) and is_own_report(error):  # the ledger's deadline report
-            cut[error.started].append(index)
+        if error is last_cut:
+            last_indexes.append(index)
+        elif isinstance(error, DeadlineExceeded) and is_own_report(error):  # the ledger's deadline report
+            last_cut, last_indexes = error, cut[error.started]
+            last_indexes.append(index)
             margin_ms = error.margin_ms
         elif written < MAX_LINES:
             fields = describe(source, index, identifier, error, with_message=with_message)
             logger.error(_text(fields, traceback=traceback), extra=fields)
             written += 1
         else:
-            unlogged.setdefault(type(error), []).append(index)
+            group = unlogged.get(type(error))
+            if group is None:
+                group = unlogged[type(error)] = []
+            group.append(index)
     if unlogged:
         fields = _unlogged_summary(source, unlogged)
         logger.error(fields.pop("text"), extra=fields)
@@ -122,20 +137,24 @@ def _deadline_summary(source: str, cut: dict[bool, list[int]], margin_ms: Any) -
 
 
 def _ranges(indexes: list[int]) -> str:
-    """Sorted indexes as ranges, at most MAX_RANGES of them: "#3, #5-#9, ..."."""
+    """Sorted, distinct indexes as ranges, at most MAX_RANGES of them: "#3, #5-#9, ...".
+
+    Each range's end is found by bisection (along a range ``index - position`` stays the
+    same, and it only grows), so thousands of contiguous cut records cost a few steps.
+    """
+    from bisect import bisect_right
+
     ranges: list[str] = []
-    start = previous = None
-    for index in indexes:
-        if previous is not None and index == previous + 1:
-            previous = index
-            continue
-        if start is not None:
-            ranges.append(f"#{start}" if start == previous else f"#{start}-#{previous}")
-            if len(ranges) == MAX_RANGES:
-                return ", ".join(ranges) + ", ..."
-        start = previous = index
-    if start is not None:
-        ranges.append(f"#{start}" if start == previous else f"#{start}-#{previous}")
+    count = len(indexes)
+    start = 0
+    while start < count:
+        if len(ranges) == MAX_RANGES:
+            return ", ".join(ranges) + ", ..."
+        first = indexes[start]
+        end = bisect_right(range(count), first - start, lo=start, key=lambda position: indexes[position] - position)
+        last = indexes[end - 1]
+        ranges.append(f"#{first}" if first == last else f"#{first}-#{last}")
+        start = end
     return ", ".join(ranges)
 
 

@@ -30,6 +30,7 @@ States, named as concurrent.futures names a future's:
 
 from __future__ import annotations
 
+import gc
 import threading
 from contextvars import copy_context
 from time import monotonic
@@ -41,7 +42,8 @@ if TYPE_CHECKING:
 
     from ._limiter import Meter
 
-from ._errors import ConfigError, DeadlineExceeded, SkippedAfterFailure, TaskError, is_own_report, kind
+from ._errors import (ConfigError, DeadlineExceeded, SkippedAfterFailure, TaskError, drop_tracebacks,
+                      is_own_report, kind)
 from ._task import Outcome, Results
 
 
@@ -94,6 +96,34 @@ BROKEN = State("BROKEN")
 _NO_DEADLINE_MS = 1e12
 
 
+class CollectorPause:
+    """The cyclic garbage collector held off for the end of a call: finish() and the reply.
+
+    A full collection walks every object alive, and a call whose records failed keeps
+    each failure's traceback (its frames) alive until its reply is built: at a small
+    function's CPU share that one walk can take longer than the whole deadline margin.
+    The end of a call allocates what it returns (an Outcome and a reply entry per record),
+    enough to set one off, so the collector waits until the reply is built; whatever
+    the call left behind is collected afterwards as usual. A collector the caller turned
+    off stays off.
+    """
+
+    __slots__ = ("paused",)
+
+    def __init__(self) -> None:
+        self.paused = False
+
+    def start(self) -> None:
+        if gc.isenabled():
+            gc.disable()
+            self.paused = True
+
+    def stop(self) -> None:
+        if self.paused:
+            self.paused = False
+            gc.enable()
+
+
 def deadline_of(context: Any, margin_ms: int) -> float | None:
     """The monotonic time after which no record may start, or None without a usable deadline.
 
@@ -143,12 +173,20 @@ class Run:
         meter: under ``max_workers="auto"``, the meter of the adaptive limiter whose
             ``limit`` the strategy follows (:class:`~lambda_fanout._limiter.Meter`); every
             failure is shown to it (a throttling error is a signal).
+        tracebacks: keep the traceback of only this many failures, those of the lowest
+            indexes (a failure the ledger reported by the deadline does not count); every
+            other failure's exception loses its traceback and its chain's as it comes in.
+            For a caller that shows the tracebacks of the first failures only and hands no
+            exception back (a batch's partial reply): a failure's frames, and every frame
+            above them, would otherwise stay alive to the end of the call, kilobytes a
+            record. None keeps every traceback.
     """
 
     __slots__ = (
         "fn", "collect", "deadline", "margin_ms", "check", "stop_on_failure", "groups", "meter",
         "results", "pending", "failures", "first_failure", "fatal", "input_error", "size", "final",
         "state", "input", "jobs", "execute", "aexecute", "_stop_hooks", "_lock", "context",
+        "tracebacks", "_traced",
     )
 
     def __init__(
@@ -163,6 +201,7 @@ class Run:
         check: Callable[[Any], Any] | None = None,
         stop_on_failure: bool = False,
         meter: Meter | None = None,
+        tracebacks: int | None = None,
     ) -> None:
         self.fn = fn
         self.meter = meter
@@ -180,6 +219,9 @@ class Run:
         self.check = check
         self.stop_on_failure = stop_on_failure or not collect
         self.groups = groups
+        self.tracebacks = tracebacks
+        #: the indexes of the failures whose tracebacks are kept, negated (a max-heap).
+        self._traced: list[int] = []
         self.results: Results = Results()
         #: index -> record, for every record not yet settled.
         self.pending: dict[int, Any] = {}
@@ -389,7 +431,25 @@ class Run:
             self.failures[index] = (pending[index], error)
             self.results[index] = None
         del pending[index]
+        if self.tracebacks is not None and not (isinstance(error, DeadlineExceeded) and is_own_report(error)):
+            self._keep_traceback(index, error)
         return False
+
+    def _keep_traceback(self, index: int, error: BaseException) -> None:
+        # The tracebacks of the lowest indexes are kept: failures come in nearly in index
+        # order, so a kept one is rarely given up for a later, lower one.
+        from heapq import heappush, heapreplace
+
+        with self._lock:
+            traced = self._traced
+            if len(traced) < self.tracebacks:
+                heappush(traced, -index)
+                return
+            if traced and -traced[0] > index:
+                index = -heapreplace(traced, -index)
+                slot = self.results[index]
+                error = slot.error if self.collect else self.failures[index][1]
+        drop_tracebacks(error)
 
     def fatal_error(self, error: BaseException) -> None:
         """Report a BaseException that ends the call (KeyboardInterrupt, SystemExit): finish() raises it."""
@@ -521,23 +581,31 @@ class Run:
     def _report_unsettled(self, results: Results, pending: dict[int, Any]) -> None:
         if not self.collect and self.failures:
             return  # raise mode reports the first real failure; what it stopped is not reported
-        after_failure = self.stop_on_failure and self.collect and self.first_failure is not None
-        for index, item in sorted(pending.items()):
+        # One report of each kind for the whole call, shared by every record it reports:
+        # the end of a call must fit in the deadline margin, and a batch cut with
+        # thousands of records left would otherwise build thousands of exceptions there
+        # (microseconds each, many times that at a small function's CPU share).
+        running: BaseException = DeadlineExceeded.did_not_finish(self.margin_ms)
+        if self.stop_on_failure and self.collect and self.first_failure is not None:
+            queued: BaseException = SkippedAfterFailure.in_batch(self.first_failure)
+        else:
+            queued = DeadlineExceeded.not_started(self.margin_ms)
+        collect = self.collect
+        failures = self.failures
+        for index, item in pending.items():  # in index order: records enter `pending` in order
             slot = results[index]
             if slot is RUNNING:
                 # Started, or at the instant of starting: it may have had side effects.
-                error: BaseException = DeadlineExceeded.did_not_finish(self.margin_ms)
-            elif slot is not QUEUED:
-                continue  # settled between the two snapshots: its value stands
-            elif after_failure:
-                error = SkippedAfterFailure.in_batch(self.first_failure)
+                error = running
+            elif slot is QUEUED:
+                error = queued
             else:
-                error = DeadlineExceeded.not_started(self.margin_ms)
-            if self.collect:
+                continue  # settled between the two snapshots: its value stands
+            if collect:
                 results[index] = Outcome(index, item, None, error)
             else:
                 results[index] = None
-                self.failures.setdefault(index, (item, error))
+                failures.setdefault(index, (item, error))
 
     def counts(self) -> tuple[int, int, int, int]:
         """(records read, succeeded, failed, not run or cut by the deadline), once finish() has run.
@@ -550,14 +618,28 @@ class Run:
         if final is None:
             raise RuntimeError("Run.counts() needs finish() to have run")
         if self.collect:
-            ok = sum(1 for outcome in final if outcome.error is None)
-            failed = sum(1 for outcome in final if outcome.error is not None and not is_own_report(outcome.error))
+            errors = [outcome.error for outcome in final if outcome.error is not None]
+            ok = len(final) - len(errors)
         else:
             failures = self.failures
-            failed = sum(1 for _, error in failures.values() if not is_own_report(error))
+            errors = [error for _, error in failures.values()]
             ok = sum(1 for i, slot in enumerate(final)
                      if slot is not QUEUED and slot is not RUNNING and i not in failures)
+        failed = len(errors) - _own_reports(errors)
         return len(final), ok, failed, len(final) - ok - failed
+
+
+def _own_reports(errors: list[BaseException]) -> int:
+    """How many of ``errors`` are the ledger's own reports, asking once per run of one shared report."""
+    count = 0
+    last: object = None
+    own = False
+    for error in errors:
+        if error is not last:
+            last = error
+            own = is_own_report(error)
+        count += own
+    return count
 
 
 def _is_cancellation(exc: BaseException) -> bool:

@@ -161,6 +161,10 @@ def _sqs_group(index: int, record: dict) -> str | None:
     # ordering promise: only a FIFO queue's ARN ends in ".fifo".
     if not (_text("sqs", index, record, "eventSourceARN") or "").endswith(".fifo"):
         return None
+    return _message_group(index, record)
+
+
+def _message_group(index: int, record: dict) -> str | None:
     return _text("sqs", index, record, "attributes", "MessageGroupId")
 
 
@@ -253,14 +257,51 @@ def detect(event: Any) -> _Shape:
     source = sources[0]
     if source not in _RECORD_SOURCES:
         raise _unknown(f"unknown eventSource {source!r}")
-    name, reply, path, group = _RECORD_SOURCES[source]
+    return _listed(*_RECORD_SOURCES[source], records)
+
+
+def _listed(name: str, reply: str, path: tuple, group: Callable | None, records: list, fifo: bool = False) -> _Shape:
+    """The shape of ``records`` (objects, each from source ``name``), their identifiers and keys checked.
+
+    ``fifo`` marks an SQS batch FIFO whatever its keys; else one with a message group is.
+    """
     identifiers = [_text(name, index, record, *path) for index, record in enumerate(records)]
     for index, value in enumerate(identifiers):
         if not value:
             raise _bad_record(name, index, f"has no {'.'.join(path)}, which identifies it in the response")
     keys = [group(index, record) for index, record in enumerate(records)] if group is not None else None
-    fifo = name == "sqs" and any(key is not None for key in keys)
+    fifo = fifo or (name == "sqs" and any(key is not None for key in keys))
     return _Shape(name, records, reply, identifiers, keys, fifo)
+
+
+def shape_of_records(source: str, records: list, *, fifo: bool = False) -> _Shape:
+    """The shape of a batch handed over as its list of records, for a source named by the caller.
+
+    What Powertools' processors take: the source is the processor's, never read from the
+    records (which need no ``eventSource``), and the records stay in the order given.
+
+    Args:
+        source: "sqs", "kinesis", "dynamodb" or "kafka" (Kafka records flattened, each
+            carrying its ``topic``, ``partition`` and ``offset``, as Lambda sends them).
+        records: the batch's records, at least one.
+        fifo: SQS only: order the records by ``MessageGroupId`` whatever the queue's ARN
+            says, and treat the batch as FIFO (the one FANOUT_FIFO_ON_FAILURE applies to).
+
+    Raises:
+        ValueError: no records, a record that is not an object, or one without the
+            identifier (or with a malformed key) its source needs; nothing was processed.
+    """
+    if not records:
+        raise _malformed("the batch holds no record (Lambda never delivers an empty batch)")
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise _malformed(f"record #{index} is {kind(record)}, not a JSON object")
+    if source == "kafka":
+        return _kafka_listed(records)
+    name, reply, path, group = next(entry for entry in _RECORD_SOURCES.values() if entry[0] == source)
+    if fifo:
+        return _listed(name, reply, path, _message_group, records, fifo=True)
+    return _listed(name, reply, path, group, records)
 
 
 def _kafka(event: dict) -> _Shape:
@@ -287,13 +328,7 @@ def _kafka(event: dict) -> _Shape:
             where = f"kafka record records[{partition!r}][{position}]"
             if not isinstance(record, dict):
                 raise _malformed(f"{where} is {kind(record)}, not a JSON object")
-            offset = record.get("offset")
-            if isinstance(offset, bool) or not isinstance(offset, int):
-                raise ValueError(
-                    f"lambda_fanout.process_batch: {where} has no integer 'offset' (got {type(offset).__name__}), "
-                    "which identifies it in the response; nothing was processed. Check the event comes from "
-                    "Kafka as Lambda delivers it."
-                )
+            _kafka_offset(where, record)
         # Lambda delivers each partition in offset order; sorting (stable) keeps that promise anyway.
         for record in sorted(batch, key=lambda r: r["offset"]):
             records.append(record)
@@ -302,6 +337,37 @@ def _kafka(event: dict) -> _Shape:
     if not records:
         raise _malformed("Kafka 'records' holds no record (Lambda never delivers an empty batch)")
     return _Shape("kafka", records, PARTIAL, identifiers, keys, False)
+
+
+def _kafka_listed(records: list) -> _Shape:
+    """Kafka records as one flat list, each naming its topic and partition: the partition orders them."""
+    identifiers: list = []
+    keys: list = []
+    for index, record in enumerate(records):
+        where = f"kafka record #{index}"
+        offset = _kafka_offset(where, record)
+        topic, partition = record.get("topic"), record.get("partition")
+        if not isinstance(topic, str) or isinstance(partition, bool) or not isinstance(partition, int):
+            raise ValueError(
+                f"lambda_fanout.process_batch: {where} has no string 'topic' and integer 'partition', which "
+                "identify it in the response; nothing was processed. Check the event comes from Kafka as "
+                "Lambda delivers it."
+            )
+        key = f"{topic}-{partition}"
+        identifiers.append({"partition": key, "offset": offset})
+        keys.append(key)
+    return _Shape("kafka", records, PARTIAL, identifiers, keys, False)
+
+
+def _kafka_offset(where: str, record: dict) -> int:
+    offset = record.get("offset")
+    if isinstance(offset, bool) or not isinstance(offset, int):
+        raise ValueError(
+            f"lambda_fanout.process_batch: {where} has no integer 'offset' (got {type(offset).__name__}), "
+            "which identifies it in the response; nothing was processed. Check the event comes from "
+            "Kafka as Lambda delivers it."
+        )
+    return offset
 
 
 # -- running the records ---------------------------------------------------------------------
@@ -392,26 +458,66 @@ def run_batch(shape: _Shape, record_handler: Any, context: Any, strategy: Any) -
     deadline, or started and not finished by it. ``strategy.settings`` decides the
     FIFO mode and whether a batch whose every record failed raises.
     """
+    from ._failures import tracebacks_logged
+
     settings = strategy.settings
+    # A partial reply hands no exception back: only the failures logged one by one need
+    # their tracebacks (every failure's, when a batch that all failed raises BatchError).
+    partial = shape.reply == PARTIAL and not settings.raise_on_all_failed
+    return _run(shape, record_handler, context, strategy, lambda outcomes: _reply(shape, settings, outcomes),
+                tracebacks=tracebacks_logged(settings) if partial else None)
+
+
+def run_records(shape: _Shape, record_handler: Any, context: Any, strategy: Any) -> tuple[list, list[BatchFailure]]:
+    """Run a detected batch's records through ``strategy``'s ledger; log each failure once.
+
+    Returns:
+        The Outcomes in record order, and the failures among them as BatchFailure.
+    """
+    def with_failures(outcomes: list) -> tuple[list, list[BatchFailure]]:
+        failed, identifiers = _logged(shape, strategy.settings, outcomes)
+        return outcomes, [BatchFailure(o.index, identifier, o.error) for o, identifier in zip(failed, identifiers)]
+
+    return _run(shape, record_handler, context, strategy, with_failures)
+
+
+def _run(shape: _Shape, record_handler: Any, context: Any, strategy: Any, then: Callable[[list], Any],
+         tracebacks: int | None = None) -> Any:
+    """Run the batch's records and return ``then(outcomes)``, built as the run ends (see ``Strategy.run``)."""
     check = _json_serialisable if shape.reply == RESULTS else None
     run = strategy.start(record_handler, shape.records, errors="collect", context=context,
                          groups=_groups(shape), check=check,
-                         stop_on_failure=shape.fifo and settings.fifo_on_failure == "batch")
-    outcomes = strategy.run(run)
+                         stop_on_failure=shape.fifo and strategy.settings.fifo_on_failure == "batch",
+                         tracebacks=tracebacks)
+    return strategy.run(run, then)
+
+
+def _logged(shape: _Shape, settings: Settings, outcomes: list) -> tuple[list, list]:
+    """The failed outcomes and their identifiers, each failure logged once.
+
+    It runs inside the deadline margin, for every record the deadline cut: a few plain
+    passes over the failures, nothing built per record.
+    """
+    failed = [o for o in outcomes if o.error is not None]
+    indexes = [o.index for o in failed]
     ids = shape.identifiers
-    failures = [
-        BatchFailure(o.index, ids[o.index] if ids is not None else o.index, o.error)
-        for o in outcomes if o.error is not None
-    ]
-    if failures:
+    identifiers = indexes if ids is None else [ids[i] for i in indexes]
+    if failed:
         from ._failures import log_failures
 
-        logged = shape.source in _LOGGED_IDENTIFIERS
-        log_failures(strategy.settings, shape.source,
-                     ((f.index, f.identifier if logged else None, f.error) for f in failures))
-    if shape.reply == PARTIAL and not (settings.raise_on_all_failed and len(failures) == len(shape.records)):
-        return {"batchItemFailures": [{"itemIdentifier": f.identifier} for f in failures]}
-    if failures:
+        log_failures(settings, shape.source,
+                     zip(indexes, identifiers if shape.source in _LOGGED_IDENTIFIERS else [None] * len(indexes),
+                         [o.error for o in failed]))
+    return failed, identifiers
+
+
+def _reply(shape: _Shape, settings: Settings, outcomes: list) -> Any:
+    """Lambda's reply (or BatchError) from the outcomes, each failure logged once."""
+    failed, identifiers = _logged(shape, settings, outcomes)
+    if shape.reply == PARTIAL and not (settings.raise_on_all_failed and len(failed) == len(shape.records)):
+        return {"batchItemFailures": [{"itemIdentifier": identifier} for identifier in identifiers]}
+    if failed:
+        failures = [BatchFailure(o.index, identifier, o.error) for o, identifier in zip(failed, identifiers)]
         raise BatchError(shape.source, len(shape.records), failures) from failures[0].error
     if shape.reply == RESULTS:
         return [o.value for o in outcomes]

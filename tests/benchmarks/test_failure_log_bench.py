@@ -8,8 +8,12 @@ And the deadline a failing batch keeps: 10,000 SQS records that all fail with a 
 chained traceback, at 128 MB's CPU share (0.072 vCPU, a cgroup quota), given 3 s: how
 long before the deadline ``process_batch`` returns (``left_ms``; negative is after it,
 when Lambda would have timed the invocation out and lost the reply), and how long the
-failure log took (``log_ms``, first line to last). The log is written after the records
-ran, inside the margin: bounded, it is a small part of it.
+failure log took (``log_ms``, first line to last). The end of the call runs inside the
+margin: the cut records share one report of each kind, the reply and the log take a few
+plain passes over the records, the garbage collector waits for the reply, and the batch
+keeps the tracebacks of the failures it logs only (a full collection over ten thousand
+tracebacks took longer than the margin at this CPU share). The reply comes back before
+the deadline: the median round must.
 
 And the cost of many items failing deep down, under threads and under processes (whose
 workers format each traceback before sending it back).
@@ -112,6 +116,7 @@ def quota_child():
         return json.loads(proc.stdout.readline())
 
     run.cpus = f"{quota.cpus:.3f}" if quota else f"not emulated: {why}"
+    run.emulated = quota is not None
     try:
         yield run
     finally:
@@ -134,6 +139,10 @@ def test_a_failing_batch_returns_before_the_deadline(benchmark, quota_child, lev
     assert all(r["lines"] <= MAX_LINES + 2 for r in replies)
     left = sorted(r["left_ms"] for r in replies)
     log = sorted(r["log_ms"] for r in replies)
+    if quota_child.emulated:
+        # The goal itself, timed: the median round (a machine shared with other work
+        # can stall any single one).
+        assert left[len(left) // 2] > 0, f"the reply came {-left[len(left) // 2]:.0f} ms after the deadline"
     benchmark.extra_info.update(cpus=quota_child.cpus, level=level, left_ms_min=left[0],
                                 left_ms_median=left[len(left) // 2], log_ms_median=log[len(log) // 2],
                                 log_ms_max=log[-1], lines_max=max(r["lines"] for r in replies))
