@@ -182,7 +182,19 @@ bootstrap_peers() {
   fi
 }
 
+# The bench's help is its CLI's own, printed by any Python from this checkout's sources
+# (the CLI imports nothing outside the standard library before parsing): nothing is built.
+bench_help() {
+  local py=$VENV/bin/python
+  [ -x "$py" ] || py=$(find_python)
+  PYTHONPATH="$ROOT/python:$ROOT/dev${PYTHONPATH:+:$PYTHONPATH}" "$py" -m lambda_fanout_dev.bench "$@"
+}
+
 cmd_bench() {
+  local arg
+  for arg in "$@"; do
+    case $arg in -h|--help) bench_help "$@"; return ;; esac
+  done
   bootstrap
   bootstrap_peers
   "$VENV/bin/python" -m lambda_fanout_dev.bench "$@"
