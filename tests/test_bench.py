@@ -637,24 +637,27 @@ def test_each_row_reports_its_bound_from_the_rounds_it_ran():
 
 def test_a_tie_keeps_the_default_unless_another_uses_measurably_less_cpu():
     noisy_cpu = {"cpu_ms_per_item_rounds": [0.9, 2.9, 1.0, 3.1, 1.1, 2.8, 0.95, 3.0]}  # median ~2, noisy
-    rows = [row("sequential", 2.0), row("threads", 0.150, cpu=2.0, cpu_ms_per_item_rounds=[2.0, 2.1, 1.9, 2.0] * 2),
-            row("asyncio", 0.149, cpu=1.9, **noisy_cpu, seed=3)]
+    default = lambda_fanout.DEFAULT_MAX_WORKERS  # the untuned rows: no FANOUT_* settings
+    rows = [row("sequential", 2.0), row("threads", 0.150, cpu=2.0, cpu_ms_per_item_rounds=[2.0, 2.1, 1.9, 2.0] * 2,
+                                        workers=default),
+            row("asyncio", 0.149, cpu=1.9, **noisy_cpu, seed=3, workers=default)]
     pick, text = report.choose(rows)
     assert pick["impl"] == "threads" and "it is the default" in text, text
     cheap = [0.5, 0.52, 0.49, 0.5] * 2
-    rows[2] = row("asyncio", 0.149, cpu=0.5, cpu_ms_per_item_rounds=cheap, seed=3)
+    rows[2] = row("asyncio", 0.149, cpu=0.5, cpu_ms_per_item_rounds=cheap, seed=3, workers=default)
     pick, text = report.choose(rows)
     assert pick["impl"] == "asyncio" and "the client CPU of `threads`" in text and "95% CI" in text, text
 
 
 def test_advice_names_preconditions_and_what_an_untuned_function_gets():
-    rows = [row("sequential", 2.0, workload="s3"), row("threads", 0.40, workload="s3"),
+    rows = [row("sequential", 2.0, workload="s3"), row("threads", 0.40, workload="s3", workers=16),
+            row("threads", 0.40, workload="s3", workers=lambda_fanout.DEFAULT_MAX_WORKERS, seed=1),
             row("asyncio", 0.10, workload="s3", workers="auto", profile="crt")]
     text = report.advice(rows)
     assert text.startswith("Use `asyncio` (FANOUT_STRATEGY=asyncio, FANOUT_MAX_WORKERS=auto, client profile crt)")
     assert "FANOUT_AWS_CLIENT=crt" in text and "native layer zip" in text and "async form" in text
     assert "figures are warm" in text
-    assert "Untuned (no FANOUT_* settings: `threads`, 16 workers" in text and "faster than untuned" in text
+    assert "Untuned (no FANOUT_* settings: `threads`, auto workers" in text and "faster than untuned" in text
 
 
 def test_a_tie_of_many_variants_is_one_short_clause():
