@@ -169,8 +169,9 @@ class _Concurrent:
         return Task(call, name=_name_of(self.handler))
 
     def _settings(self, task: Task) -> Settings:
-        """The settings of this call, resolved now (``FANOUT_*``) for ``task``."""
-        return Settings.resolve()
+        """The settings of this call, resolved now (``FANOUT_*``) for ``task``: without
+        FANOUT_STRATEGY, the strategy that runs its form (asyncio for an async-only task)."""
+        return Settings.resolve(task=task)
 
     def _run(self) -> list[tuple]:
         """Run every record concurrently, then report each outcome in record order; Powertools' list of entries."""
@@ -249,9 +250,6 @@ class AsyncBatchProcessor(_Concurrent, _powertools.AsyncBatchProcessor):
     def _task(self, call: _RecordCall) -> Task:
         return Task(None, call.aio, name=_name_of(self.handler))
 
-    def _settings(self, task: Task) -> Settings:
-        return Settings.resolve(strategy=None if ENV_STRATEGY in os.environ else "asyncio")
-
     def _outcomes(self, shape: Any, task: Task, strategy: Strategy) -> tuple[list, list]:
         if not strategy.needs_async_form:
             raise ConfigError(
@@ -296,7 +294,7 @@ class SqsFifoPartialProcessor(BatchProcessor, _powertools.SqsFifoPartialProcesso
     _fifo = True
 
     def _settings(self, task: Task) -> Settings:
-        return Settings.resolve(fifo_on_failure="group" if self._skip_group_on_error else "batch")
+        return Settings.resolve(fifo_on_failure="group" if self._skip_group_on_error else "batch", task=task)
 
     def _exception_info(self, error: BaseException) -> ExceptionInfo:
         # A record the ledger did not start after a failure is Powertools' circuit breaker.
