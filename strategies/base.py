@@ -294,9 +294,11 @@ class Strategy:
             with _metrics.measure(self, run):
                 self._drive(run)
                 pause.start()
-                results = run.finish()
-            return results if then is None else then(results)
+                run.finish()
+            # No local holds the results: a failure's traceback keeps this frame alive.
+            return run.final if then is None else then(run.final)
         finally:
+            run.release()
             pause.stop()
 
     async def arun(self, run: Run, then: Callable[[Results], Any] | None = None) -> Any:
@@ -315,9 +317,11 @@ class Strategy:
                     run.stop()
                     raise
                 pause.start()
-                results = run.finish()
-            return results if then is None else then(results)
+                run.finish()
+            # No local holds the results: a failure's traceback keeps this frame alive.
+            return run.final if then is None else then(run.final)
         finally:
+            run.release()
             pause.stop()
 
     def map(self, task: Any, items: Iterable[Any], *, errors: str = "raise", context: Any = None) -> Results:

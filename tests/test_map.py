@@ -239,3 +239,47 @@ def test_the_no_async_form_warning_points_at_the_callers_line():
         assert warning.filename == __file__, (text, warning.filename)
         line = next(first + i for i, s in enumerate(source) if text in s and "calls" not in s)
         assert warning.lineno == line, (text, warning.lineno, line)
+
+
+class _Failure(Exception):
+    pass
+
+
+def _failing_with_weakrefs(raised: list):
+    import weakref
+
+    def make(i):
+        error = _Failure(i)
+        raised.append(weakref.ref(error))
+        return error
+
+    def fail(i):
+        raise make(i)  # no local of this frame, which its traceback keeps, holds the exception
+
+    async def afail(i):
+        raise make(i)
+
+    return lambda_fanout.Task(fail, afail)
+
+
+@pytest.mark.parametrize("strategy", ["sequential", "threads", "threads-map", "asyncio"])
+def test_a_call_s_failures_go_when_its_results_are_dropped(strategy):
+    # A failure's traceback keeps the frames that ran it, the ledger's among them; a
+    # returned call holds nothing of its records, so no reference cycle keeps the
+    # failures (and every frame they hold) until a full garbage collection.
+    import gc
+
+    raised: list = []
+    task = _failing_with_weakrefs(raised)
+    lambda_fanout.map(task, range(3), errors="collect", strategy=strategy)  # warm: pools, loop, imports
+    raised.clear()
+    gc.collect()
+    gc.disable()
+    try:
+        out = lambda_fanout.map(task, range(40), errors="collect", strategy=strategy)
+        assert [type(o.error) for o in out] == [_Failure] * 40 and all(o.error.__traceback__ for o in out)
+        del out
+        alive = sum(ref() is not None for ref in raised)
+    finally:
+        gc.enable()
+    assert len(raised) == 40 and alive == 0

@@ -555,7 +555,7 @@ class Run:
         # Snapshots in this order: a report writes its slot before leaving `pending`, so
         # every record missing from this `pending` has its final value in the copy below.
         pending = dict(self.pending)
-        results = Results(self.results) if pending else self.results
+        results = Results(self.results)  # the caller's own: release() empties the ledger's
         results.unread = self.input is not EXHAUSTED and (self.size is None or len(results) < self.size)
         if pending:
             self._report_unsettled(results, pending)
@@ -606,6 +606,22 @@ class Run:
             else:
                 results[index] = None
                 failures.setdefault(index, (item, error))
+
+    def release(self) -> None:
+        """Let go of every record and outcome, once the caller has what finish() returned.
+
+        A failure's traceback keeps alive the frames that ran it, this ledger's among them
+        (``self``, and the slot list they read): were the ledger still to hold the
+        outcomes, each call would leave its failures in a reference cycle that only a full
+        garbage collection frees. Emptied, they go as soon as the caller drops the results.
+        A late report still finds a slot to write, and is written nowhere that is read.
+        """
+        self._advance(CLOSED)
+        results = self.results
+        results[:] = [QUEUED] * len(results)
+        self.pending.clear()
+        self.failures.clear()
+        self.final = None
 
     def counts(self) -> tuple[int, int, int, int]:
         """(records read, succeeded, failed, not run or cut by the deadline), once finish() has run.
