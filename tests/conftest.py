@@ -129,6 +129,7 @@ def aws_endpoint(endpoint, monkeypatch):
     leaks = [w for w in caught if issubclass(w.category, ResourceWarning) or "Unclosed" in str(w.message)]
     assert not leaks, [str(w.message) for w in leaks]
     endpoint.configure()
+    endpoint.forget()  # the test may have written past the proxy
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 import random
+import statistics
 import zlib
 
 import lambda_fanout
@@ -473,6 +474,11 @@ def test_bench_cli_quick_end_to_end(tmp_path):
     assert sections == {"main", "sweep"}
     main_rounds = {len(b["stats"]["data"]) for b in data["benchmarks"] if b["extra_info"]["section"] == "main"}
     assert main_rounds == {QUICK.passes}  # one round in each pass, merged
+    s3_rows = [b["extra_info"] for b in data["benchmarks"] if b["extra_info"]["workload"] == "s3"]
+    for info in s3_rows:  # the fields a check outside the suite reads, by these names
+        assert info["bound_s"] > 0 and info["endpoint_cpu_ms_per_request"] > 0 and info["cpu_ms_per_item"] > 0
+        assert len(info["bound_s_rounds"]) == len(info["cpu_ms_per_item_rounds"]) == info["rounds"]
+    assert "wall / bound" in md
     assert "peer:aioboto3+gather" in md  # a row, measured from .venv-peers or skipped with the reason
     assert "[" in proc.stdout and "ok" in proc.stdout  # the progress lines
     again = subprocess.run(cmd[:5] + ["frequency", "--items", "8", "--rounds", "1", "--no-memory-sweep", "--out",
@@ -586,3 +592,77 @@ def test_a_slow_first_warm_up_does_not_leave_a_case_one_round(monkeypatch):
     measured = bench_cases.measure_case(case, opts, None, bench_cases.loop_timer)
     assert calls[:2] == [8, 8]  # the warm slice, twice
     assert measured.info["rounds"] > opts.mode.min_rounds, measured.info["rounds"]
+
+
+# -- the bound of a round ------------------------------------------------------------------
+
+def test_makespan_schedules_the_delays_in_request_order():
+    from lambda_fanout.bench.bound import makespan
+
+    assert makespan([1, 1, 1, 1], 2) == 2
+    assert makespan([3, 1, 1, 1], 2) == 3  # one worker takes the 3, the other the three 1s
+    assert makespan([1, 1, 1, 3], 2) == 4  # in order: the 3 starts last, after a 1 (a reordering would give 3)
+    assert makespan([0.02] * 48, 16) == pytest.approx(0.06)  # ceil(N / C) x L without a tail
+    assert makespan([5, 1], 64) == 5 and makespan([], 4) == 0 and makespan([2, 2], 1) == 4
+    with pytest.raises(ValueError):
+        makespan([1], 0)
+    with pytest.raises(ValueError):
+        makespan([-1], 2)
+
+
+def test_a_round_bound_is_the_larger_of_the_delays_and_the_cpu_at_the_quota():
+    from lambda_fanout.bench.bound import round_bound
+
+    assert round_bound([0.025] * 32, 16, cpu_s=0.01, cpus=0.5) == pytest.approx(0.05)  # the delays
+    assert round_bound([0.025] * 32, 16, cpu_s=0.05, cpus=0.5) == pytest.approx(0.1)  # the client's CPU
+    with pytest.raises(ValueError):
+        round_bound([1], 1, 1, 0)
+
+
+def test_each_row_reports_its_bound_from_the_rounds_it_ran():
+    opts = Options.create(items=32, workers=(8,), rounds=3, passes=1, latency_ms=5)
+    case = bench_cases.Case(bench_workloads.WORKLOADS["latency"], "threads", "strategy", 8)
+    info = bench_cases.measure_case(case, opts, None, bench_cases.loop_timer).info
+    quota = len(os.sched_getaffinity(0))
+    assert len(info["bound_s_rounds"]) == 3 == len(info["cpu_ms_per_item_rounds"])
+    for bound, cpu_ms in zip(info["bound_s_rounds"], info["cpu_ms_per_item_rounds"]):
+        assert bound == pytest.approx(max(4 * 0.005, cpu_ms * 32 / 1000 / quota))
+    assert info["bound_s"] == statistics.median(info["bound_s_rounds"])
+    sequential = bench_cases.Case(bench_workloads.WORKLOADS["latency"], "sequential", "strategy", None)
+    assert bench_cases.measure_case(sequential, opts, None, bench_cases.loop_timer).info["bound_s"] >= 32 * 0.005
+
+
+# -- advice on one screen --------------------------------------------------------------------
+
+def test_a_tie_keeps_the_default_unless_another_uses_measurably_less_cpu():
+    noisy_cpu = {"cpu_ms_per_item_rounds": [0.9, 2.9, 1.0, 3.1, 1.1, 2.8, 0.95, 3.0]}  # median ~2, noisy
+    rows = [row("sequential", 2.0), row("threads", 0.150, cpu=2.0, cpu_ms_per_item_rounds=[2.0, 2.1, 1.9, 2.0] * 2),
+            row("asyncio", 0.149, cpu=1.9, **noisy_cpu, seed=3)]
+    pick, text = report.choose(rows)
+    assert pick["impl"] == "threads" and "it is the default" in text, text
+    cheap = [0.5, 0.52, 0.49, 0.5] * 2
+    rows[2] = row("asyncio", 0.149, cpu=0.5, cpu_ms_per_item_rounds=cheap, seed=3)
+    pick, text = report.choose(rows)
+    assert pick["impl"] == "asyncio" and "the client CPU of `threads`" in text and "95% CI" in text, text
+
+
+def test_advice_names_preconditions_and_what_an_untuned_function_gets():
+    rows = [row("sequential", 2.0, workload="s3"), row("threads", 0.40, workload="s3"),
+            row("asyncio", 0.10, workload="s3", workers="auto", profile="crt")]
+    text = report.advice(rows)
+    assert text.startswith("Use `asyncio` (FANOUT_STRATEGY=asyncio, FANOUT_MAX_WORKERS=auto, client profile crt)")
+    assert "FANOUT_AWS_CLIENT=crt" in text and "native layer zip" in text and "async form" in text
+    assert "figures are warm" in text
+    assert "Untuned (no FANOUT_* settings: `threads`, 16 workers" in text and "faster than untuned" in text
+
+
+def test_a_tie_of_many_variants_is_one_short_clause():
+    rows = [row("sequential", 2.0, workload="s3")]
+    for impl in ("threads", "threads-map", "asyncio"):
+        for workers in (16, "auto"):
+            for profile in (None, "lean", "crt"):
+                rows.append(row(impl, 0.2, workload="s3", workers=workers, profile=profile,
+                                seed=zlib.crc32(f"{impl}{workers}{profile}".encode()) % 1000))
+    pick, text = report.choose(rows)
+    tie = text.split("no measurable difference between ")[1].split(" at this size")[0]
+    assert tie == "`threads`, `threads-map`, `asyncio` (16 or auto workers; clients default, lean, crt)", tie

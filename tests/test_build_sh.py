@@ -146,3 +146,17 @@ def test_test_with_a_path_passes_failures_on(probe):
                           text=True, timeout=300, cwd="/")
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.splitlines()[-1].startswith("1 failed, 2 passed"), proc.stdout[-3000:]
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_bench_help_prints_at_once_and_builds_nothing(flag, tmp_path):
+    # build.sh beside the sources it needs and nothing else: any bootstrap would leave a venv behind.
+    (tmp_path / "build.sh").write_text(Path(BUILD_SH).read_text())
+    for name in ("python", "dev"):
+        (tmp_path / name).symlink_to(Path(ROOT, name))
+    proc = subprocess.run(["bash", str(tmp_path / "build.sh"), "bench", flag], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.stdout.startswith("usage: ./build.sh bench")
+    assert "--quick" in proc.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["build.sh", "dev", "python"]

@@ -7,9 +7,6 @@ import functools
 import gc
 import os
 import re
-import shutil
-import subprocess
-import sys
 import threading
 import time
 
@@ -22,69 +19,14 @@ from fakes import FakeContext
 from lambda_fanout import ConfigError, DeadlineExceeded, TaskError, _procpool
 from lambda_fanout._failures import MAX_FRAMES, ForeignTraceback
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-#: As root, a private mount namespace with a read-only 4 kB /dev/shm: POSIX semaphores
-#: and shared memory fail with OSError there, as in Lambda, while pipes work.
-NO_SHM = "mount -t tmpfs -o ro,size=4k none /dev/shm && exec \"$@\""
-
 # Worker pools killed and replaced at deadlines of a few hundred ms: these run alone.
 pytestmark = pytest.mark.serial
 
 
-def run_without_shm(*argv: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``argv`` with /dev/shm unusable (skips the test where that cannot be arranged)."""
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        pytest.skip("needs root and unshare(1) to make /dev/shm unusable")
-    probe = subprocess.run(["unshare", "-m", "sh", "-c", NO_SHM, "sh", "true"], capture_output=True, text=True)
-    if probe.returncode:
-        pytest.skip(f"cannot make a mount namespace here: {probe.stderr.strip()}")
-    return subprocess.run(
-        ["unshare", "-m", "sh", "-c", NO_SHM, "sh", *argv],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-        env={**os.environ, "FANOUT_TEST_NO_SHM": "1"},
-    )
-
-
-# -- Lambda's missing /dev/shm ------------------------------------------------------------
-
-NO_SHM_SCRIPT = """
-import multiprocessing, sys
-sys.path.insert(0, "tests")
-import lambda_fanout, xproc
-if __name__ == "__main__":
-    for name, make in (("Pool", lambda: multiprocessing.Pool(2)), ("Queue", multiprocessing.Queue)):
-        try:
-            make()
-        except OSError as exc:
-            print(name, "OSError", exc.errno)
-        else:
-            print(name, "works")
-    out = lambda_fanout.map(xproc.square, range(200), strategy="processes", max_workers=2)
-    print("processes", out == [i * i for i in range(200)])
-"""
-
-
-def test_pool_fails_without_dev_shm_and_processes_works():
-    done = run_without_shm(sys.executable, "-c", NO_SHM_SCRIPT)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[:3] == ["Pool OSError 30", "Queue OSError 30", "processes True"]
-
-
-def test_process_tests_pass_without_dev_shm():
-    done = run_without_shm(
-        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
-        "tests/test_procpool.py", "tests/test_processes.py", "tests/test_map.py", "tests/test_edges.py",
-        "tests/test_contract.py", "tests/test_batch.py", "tests/test_deadline.py",
-        "-k", "(procpool or processes) and not without_dev_shm",
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert " passed" in done.stdout
-
-
 def test_dev_shm_is_unusable_when_the_harness_says_so():
-    if not os.environ.get("FANOUT_TEST_NO_SHM"):
-        pytest.skip("runs inside the no-/dev/shm harness (test_process_tests_pass_without_dev_shm)")
+    if not os.environ.get("TEST_WITHOUT_DEV_SHM"):
+        pytest.skip("runs where /dev/shm is unusable (tests/without-dev-shm: part 2 of ./build.sh test, "
+                    "and test_no_dev_shm.py)")
     import multiprocessing
 
     with pytest.raises(OSError):

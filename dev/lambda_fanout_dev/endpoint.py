@@ -3,6 +3,9 @@
     with LocalEndpoint() as ep:
         ep.configure(delay_ms=25, tail_sigma=0.5, faults={"503": 0.1})
         os.environ.update(ep.environ())     # boto3 / aiobotocore now talk to the proxy
+
+``LocalEndpoint(cpus={1})`` runs both processes on those CPUs only (CPU affinity), so a
+client kept off them does not share a core with the endpoint.
 """
 
 from __future__ import annotations
@@ -38,25 +41,31 @@ class ProxyControl:
             raise RuntimeError("this endpoint runs without the fault proxy")
         data = None if payload is None else json.dumps(payload).encode()
         req = urllib.request.Request(f"{self.proxy_url}/__proxy__/{action}", data=data,
-                                     method="GET" if data is None and action == "stats" else "POST")
+                                     method="GET" if data is None and action.startswith("stats") else "POST")
         with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read())
 
     def configure(self, *, delay_ms: float = 0.0, tail_sigma: float = 0.0, faults: dict | None = None,
                   stall_s: float = 30.0, seed: int | None = None, fault_after: int = 0,
-                  throttle: dict | None = None) -> None:
+                  throttle: dict | None = None, replay: bool = False) -> None:
         """Set the proxy's delay distribution, fault rates and throttling (and clear nothing else).
 
         ``throttle={"rate": R, "burst": B}`` answers requests beyond R per second per
-        prefix with the service's own throttling error (see lambda_fanout_dev.proxy).
+        prefix with the service's own throttling error; ``replay=True`` answers a read
+        upstream has answered before from its recorded answer (see lambda_fanout_dev.proxy).
         """
         self._control("config", {"delay_ms": delay_ms, "tail_sigma": tail_sigma, "faults": faults or {},
                                  "stall_s": stall_s, "seed": seed, "fault_after": fault_after,
-                                 "throttle": throttle})
+                                 "throttle": throttle, "replay": replay})
 
-    def stats(self) -> dict:
-        """What the proxy has served: request count, faults by kind, and a log per request."""
-        return self._control("stats")
+    def stats(self, since: int = 0) -> dict:
+        """What the proxy has served: request count, faults by kind, the endpoint's CPU seconds
+        (``cpu_s``), and a log per request from request ``since`` + 1 on (each with the delay applied)."""
+        return self._control(f"stats?since={int(since)}")
+
+    def forget(self) -> None:
+        """Drop every answer the proxy recorded (after writes sent straight to moto, past the proxy)."""
+        self._control("forget", {})
 
     def reset_stats(self) -> None:
         self._control("reset", {})
@@ -74,8 +83,9 @@ class ProxyControl:
 class LocalEndpoint(ProxyControl):
     """moto's server and the latency/fault proxy in front of it, both child processes."""
 
-    def __init__(self, *, proxy: bool = True, startup_timeout_s: float = 60.0) -> None:
+    def __init__(self, *, proxy: bool = True, startup_timeout_s: float = 60.0, cpus: set[int] | None = None) -> None:
         self.use_proxy = proxy
+        self.cpus = cpus
         self.startup_timeout_s = startup_timeout_s
         self.moto: subprocess.Popen | None = None
         self.proxy: subprocess.Popen | None = None
@@ -91,15 +101,17 @@ class LocalEndpoint(ProxyControl):
         port = free_port()
         self.moto = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=self._pin,
         )
         atexit.register(self.stop)
         self.moto_url = f"http://{LOOPBACK}:{port}"
         self._wait_http(self.moto_url + "/moto-api/", self.moto, "moto server")
         if self.use_proxy:
             self.proxy = subprocess.Popen(
-                [sys.executable, "-m", "lambda_fanout_dev.proxy", "--upstream", self.moto_url],
+                [sys.executable, "-m", "lambda_fanout_dev.proxy", "--upstream", self.moto_url,
+                 "--upstream-pid", str(self.moto.pid)],
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+                preexec_fn=self._pin,
             )
             line = self.proxy.stdout.readline() if self.proxy.stdout else ""
             if not line.startswith("READY "):
@@ -107,6 +119,11 @@ class LocalEndpoint(ProxyControl):
                 raise RuntimeError(f"the fault proxy did not start (printed {line!r})")
             self.proxy_url = f"http://{LOOPBACK}:{int(line.split()[1])}"
         return self
+
+    def _pin(self) -> None:
+        """In a child before it runs: keep it on ``cpus``, if given."""
+        if self.cpus:
+            os.sched_setaffinity(0, self.cpus)
 
     def _wait_http(self, url: str, proc: subprocess.Popen, what: str) -> None:
         deadline = time.monotonic() + self.startup_timeout_s

@@ -13,6 +13,15 @@ the service answers it: S3's ``503 SlowDown`` XML error, or DynamoDB's ``400
 ProvisionedThroughputExceededException`` JSON. This is S3's documented behaviour
 (3,500 writes and 5,500 reads per second per prefix), scaled down.
 
+Replay mode (``replay=True``): a read (S3 GET or HEAD without a conditional header,
+DynamoDB GetItem, BatchGetItem, Query, Scan, DescribeTable) that upstream has
+answered before is answered again from the recorded bytes (status, headers, ETag,
+checksums, body, error shape alike) instead of being forwarded, so upstream's own
+cost stays out of the timed work; the delay, faults and throttling apply the same.
+Everything else goes upstream, and anything that may change state (any request that
+is not a read) forgets every recording. Writes sent straight to upstream, past the
+proxy, must be followed by ``POST /__proxy__/forget``.
+
 Freezing (``POST /__proxy__/freeze``) models what a SnapStart restore finds: every client
 connection open at that moment stays open, silently, and the next request on it is
 answered with a reset (RST), as a server that has long forgotten the connection answers
@@ -20,14 +29,23 @@ one; it is counted as ``frozen``. Connections opened later are served as usual. 
 config ends the freeze.
 
 Control endpoints (never forwarded):
-    GET  /__proxy__/stats   -> {"requests": n, "served": n, "faults": {...}, "throttled": n, "frozen": n,
-                                "log": [...]}
+    GET  /__proxy__/stats[?since=N] -> {"requests": n, "served": n, "replayed": n, "faults": {...},
+                                "throttled": n, "frozen": n, "cpu_s": s, "log": [...]}
+                                (the log from request N+1 on; each entry's "delay" is the one applied)
     POST /__proxy__/config  <- {"delay_ms": 25, "tail_sigma": 0.5, "faults": {"503": 0.1},
-                                "throttle": {"rate": 200, "burst": 10}, ...}
+                                "throttle": {"rate": 200, "burst": 10}, "replay": true, ...}
     POST /__proxy__/reset   clears the stats
     POST /__proxy__/freeze  freezes the connections open now
+    POST /__proxy__/forget  drops every recorded answer
 
-Run: python -m lambda_fanout_dev.proxy --upstream http://127.0.0.1:PORT [--port 0]
+``cpu_s`` is the CPU time the endpoint has spent: this process's, plus the upstream
+process's when its pid is given (``--upstream-pid``).
+
+The server is an asyncio protocol over httptools (the llhttp parser of Node.js), on
+uvloop where it is installed: the proxy answers a replayed read in a few tens of
+microseconds of its own CPU, so the client being measured keeps the machine.
+
+Run: python -m lambda_fanout_dev.proxy --upstream http://127.0.0.1:PORT [--port 0] [--upstream-pid PID]
 Prints ``READY <port>`` on stdout once listening.
 """
 
@@ -35,31 +53,43 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import http
 import json
 import math
+import os
 import random
 import socket
 import struct
 import sys
 import time
 import uuid
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
-from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
+import httptools
+from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector
+from multidict import CIMultiDict
+from yarl import URL
 
 FAULT_KINDS = ("503", "500", "403", "reset", "stall")
 _HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-connection", "transfer-encoding", "content-length",
     "upgrade", "te", "trailer", "expect", "content-encoding",
 }
+#: DynamoDB operations that read and change nothing.
+DYNAMODB_READS = frozenset({"GetItem", "BatchGetItem", "Query", "Scan", "DescribeTable"})
+_CONDITIONAL = ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since")
+#: Request headers that change a read's answer, beside its method, URL and body.
+_ANSWER_HEADERS = ("range", "x-amz-checksum-mode", "accept-encoding")
 
 
 class ProxyConfig:
-    """Delay distribution and fault rates; replaced whole by POST /__proxy__/config."""
+    """Delay distribution, fault rates and replay; replaced whole by POST /__proxy__/config."""
 
     def __init__(self, delay_ms: float = 0.0, tail_sigma: float = 0.0, faults: dict | None = None,
                  stall_s: float = 30.0, seed: int | None = None, fault_after: int = 0,
-                 throttle: dict | None = None) -> None:
+                 throttle: dict | None = None, replay: bool = False) -> None:
         if delay_ms < 0 or tail_sigma < 0 or stall_s < 0:
             raise ValueError("delay_ms, tail_sigma and stall_s must be >= 0")
         self.throttle = TokenBuckets(**throttle) if throttle else None
@@ -74,6 +104,7 @@ class ProxyConfig:
         self.faults = faults
         self.stall_s = float(stall_s)
         self.fault_after = int(fault_after)
+        self.replay = bool(replay)
         self.rng = random.Random(seed)
 
     def draw_delay_s(self) -> float:
@@ -122,43 +153,139 @@ def throttle_prefix(path: str, body: bytes, json_protocol: bool) -> str:
     return path.rsplit("/", 1)[0] if path.count("/") > 1 else path
 
 
-def slow_down(json_protocol: bool) -> web.Response:
-    """S3's 503 SlowDown, or DynamoDB's ProvisionedThroughputExceededException, as AWS sends them."""
-    request_id = uuid.uuid4().hex[:16].upper()
-    if json_protocol:
-        body = {
-            "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
-            "message": "The level of configured provisioned throughput for the table was exceeded. "
-                       "Consider increasing your provisioning level with the UpdateTable API.",
-        }
-        return web.json_response(body, status=400, content_type="application/x-amz-json-1.0",
-                                 headers={"x-amzn-RequestId": request_id})
-    xml = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
-           "<Message>Please reduce your request rate.</Message>"
-           f"<RequestId>{request_id}</RequestId><HostId>{uuid.uuid4().hex}</HostId></Error>")
-    return web.Response(status=503, body=xml.encode(), content_type="application/xml",
-                        headers={"x-amz-request-id": request_id, "x-amz-id-2": uuid.uuid4().hex})
+# -- answers as bytes on the wire ------------------------------------------------------------
 
+def response_bytes(status: int, headers: list[tuple[str, str]], body: bytes, *, head: bool = False,
+                   close: bool = False) -> bytes:
+    """An HTTP/1.1 response: ``headers`` (no hop-by-hop ones), Content-Length, then ``body``.
+
+    ``head``: the answer to a HEAD, whose headers are sent (with the body's Content-Length
+    unless they hold one, as upstream's answer to a HEAD does) and whose body is not.
+    """
+    try:
+        reason = http.HTTPStatus(status).phrase
+    except ValueError:
+        reason = ""
+    lines = [f"HTTP/1.1 {status} {reason}"] + [f"{k}: {v}" for k, v in headers]
+    if not head or not any(k.lower() == "content-length" for k, _ in headers):
+        lines.append(f"Content-Length: {len(body)}")
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head else body)
+
+
+def _request_id() -> str:
+    return uuid.uuid4().hex[:16].upper()
+
+
+def json_error(status: int, error_type: str, message: str, extra: list[tuple[str, str]] = ()) -> tuple:
+    body = json.dumps({"__type": error_type, "message": message}).encode()
+    return status, [("Content-Type", "application/x-amz-json-1.0; charset=utf-8"), *extra], body
+
+
+def xml_error(status: int, code: str, message: str, extra: list[tuple[str, str]] = (), tail: str = "") -> tuple:
+    xml = (f'<?xml version="1.0" encoding="UTF-8"?>{tail and chr(10)}<Error><Code>{code}</Code>'
+           f"<Message>{message}</Message>{tail}</Error>")
+    return status, [("Content-Type", "application/xml"), *extra], xml.encode()
+
+
+def slow_down(json_protocol: bool) -> tuple[int, list[tuple[str, str]], bytes]:
+    """S3's 503 SlowDown, or DynamoDB's ProvisionedThroughputExceededException, as AWS sends them."""
+    request_id = _request_id()
+    if json_protocol:
+        return json_error(400, "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+                          "The level of configured provisioned throughput for the table was exceeded. "
+                          "Consider increasing your provisioning level with the UpdateTable API.",
+                          [("x-amzn-RequestId", request_id)])
+    return xml_error(503, "SlowDown", "Please reduce your request rate.",
+                     [("x-amz-request-id", request_id), ("x-amz-id-2", uuid.uuid4().hex)],
+                     tail=f"<RequestId>{request_id}</RequestId><HostId>{uuid.uuid4().hex}</HostId>")
+
+
+def injected(fault: str, json_protocol: bool) -> tuple[int, list[tuple[str, str]], bytes]:
+    """The error answer of an injected 503, 500 or 403."""
+    status = int(fault)
+    if json_protocol:
+        code = {503: "ThrottlingException", 500: "InternalServerError", 403: "AccessDeniedException"}[status]
+        return json_error(status, code, "injected by the fault proxy")
+    code = {503: "SlowDown", 500: "InternalError", 403: "AccessDenied"}[status]
+    return xml_error(status, code, "injected by the fault proxy")
+
+
+# -- one request ---------------------------------------------------------------------------
+
+class Request:
+    """A parsed request: method, raw URL (path and query as sent), headers, body."""
+
+    __slots__ = ("method", "url", "headers", "body", "keep_alive", "_lower")
+
+    def __init__(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes,
+                 keep_alive: bool) -> None:
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.keep_alive = keep_alive
+        self._lower: dict[str, str] | None = None
+
+    def header(self, name: str) -> str | None:
+        """A header's value by its lower-case name (the last one sent), or None."""
+        if self._lower is None:
+            self._lower = {k.lower(): v for k, v in self.headers}
+        return self._lower.get(name)
+
+    @property
+    def path(self) -> str:
+        return unquote(self.url.split("?", 1)[0])
+
+    @property
+    def head(self) -> bool:
+        """A HEAD: its answer has headers only."""
+        return self.method == "HEAD"
+
+    @property
+    def json_protocol(self) -> bool:
+        return self.header("x-amz-target") is not None
+
+    def read_key(self) -> tuple | None:
+        """What identifies this request's answer if it is a read (None if it may change state).
+
+        ``()`` for a read whose answer depends on a condition (it is forwarded, never replayed).
+        """
+        target = self.header("x-amz-target")
+        if target is not None:
+            if target.rsplit(".", 1)[-1] in DYNAMODB_READS:
+                return (target, self.body)
+            return None
+        if self.method not in ("GET", "HEAD"):
+            return None
+        if any(self.header(h) is not None for h in _CONDITIONAL):
+            return ()
+        return (self.method, self.url) + tuple(self.header(h) for h in _ANSWER_HEADERS)
+
+
+# -- the proxy ----------------------------------------------------------------------------
 
 class Proxy:
-    """The aiohttp application that forwards or faults each request."""
+    """What the proxy knows: its config, stats, recordings and connections; and how it answers."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, upstream_pid: int | None = None) -> None:
         parts = urlsplit(upstream)
         if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError(f"the proxy only forwards to loopback, got upstream {upstream!r}")
         self.upstream = upstream.rstrip("/")
+        self.upstream_pid = upstream_pid
         self.config = ProxyConfig()
         self.session: ClientSession | None = None
-        # Client connections by id of their transport (each holds its transport, so an id
-        # is not reused while listed): those seen since the last freeze, and the frozen ones.
-        self.connections: dict[int, asyncio.BaseTransport] = {}
-        self.frozen_connections: dict[int, asyncio.BaseTransport] = {}
+        self.recorded: dict[tuple, bytes] = {}  # read key -> the answer's bytes (keep-alive form)
+        self.connections: set[Connection] = set()
+        self.frozen_connections: set[Connection] = set()
         self.reset_stats()
 
     def reset_stats(self) -> None:
         self.requests = 0
         self.served = 0
+        self.replayed = 0
         self.fault_counts = {kind: 0 for kind in FAULT_KINDS}
         self.throttled = 0
         self.frozen = 0
@@ -166,143 +293,259 @@ class Proxy:
 
     def freeze(self) -> int:
         """Freeze every client connection open now; returns how many."""
-        self.frozen_connections = {key: t for key, t in self.connections.items() if not t.is_closing()}
-        self.connections = {}
+        self.frozen_connections = {c for c in self.connections if not c.closed}
         return len(self.frozen_connections)
 
-    def _is_frozen(self, transport: asyncio.BaseTransport | None) -> bool:
-        if transport is None:
-            return False
-        key = id(transport)
-        if self.frozen_connections.get(key) is transport:
-            return True
-        if key not in self.connections:
-            if len(self.connections) >= 1024:
-                self.connections = {k: t for k, t in self.connections.items() if not t.is_closing()}
-            self.connections[key] = transport
-        return False
+    def cpu_s(self) -> float:
+        """CPU seconds this process and the upstream process have used."""
+        cpu = time.process_time()
+        if self.upstream_pid:
+            try:
+                with open(f"/proc/{self.upstream_pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                cpu += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except (OSError, IndexError, ValueError):
+                pass
+        return cpu
 
-    async def start_session(self, app: web.Application) -> None:
-        self.session = ClientSession(
-            connector=TCPConnector(limit=0), timeout=ClientTimeout(total=None), auto_decompress=False
-        )
+    def stats(self, since: int = 0) -> dict:
+        return {"requests": self.requests, "served": self.served, "replayed": self.replayed,
+                "faults": self.fault_counts, "throttled": self.throttled, "frozen": self.frozen,
+                "cpu_s": self.cpu_s(), "log": self.log[since:]}  # entry i is request i + 1
 
-    async def close_session(self, app: web.Application) -> None:
-        if self.session is not None:
-            await self.session.close()
+    # -- answering -----------------------------------------------------------------------
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        if request.path.startswith("/__proxy__/"):
-            return await self.control(request)
+    def handle(self, conn: "Connection", req: Request) -> None:
+        """Answer ``req`` on ``conn``: at once, after the delay, or through a task that goes upstream."""
+        if req.url.startswith("/__proxy__/"):
+            conn.send(response_bytes(*self.control(req), head=req.head, close=not req.keep_alive), req.keep_alive)
+            return
         cfg = self.config
         self.requests += 1
         number = self.requests
-        body = await request.read()
-        if self._is_frozen(request.transport):
+        if conn in self.frozen_connections:
             self.frozen += 1
-            self.log.append({"n": number, "method": request.method, "path": request.path, "fault": "frozen"})
-            return await self.fault(request, "reset", cfg)
-        json_protocol = "X-Amz-Target" in request.headers
+            self.log.append({"n": number, "method": req.method, "path": req.path, "fault": "frozen"})
+            conn.abort(reset=True)
+            return
+        json_protocol = req.json_protocol
         if cfg.throttle is not None and not cfg.throttle.admit(
-                throttle_prefix(request.path, body, json_protocol), time.monotonic()):
+                throttle_prefix(req.path, req.body, json_protocol), time.monotonic()):
             self.throttled += 1
-            self.log.append({"n": number, "method": request.method, "path": request.path,
-                             "fault": "throttle"})
-            return slow_down(json_protocol)
+            self.log.append({"n": number, "method": req.method, "path": req.path, "fault": "throttle"})
+            conn.send(response_bytes(*slow_down(json_protocol), head=req.head, close=not req.keep_alive),
+                      req.keep_alive)
+            return
         delay = cfg.draw_delay_s()
         fault = cfg.draw_fault() if number > cfg.fault_after else None
-        entry = {"n": number, "method": request.method, "path": request.path, "fault": fault}
+        entry = {"n": number, "method": req.method, "path": req.path, "fault": fault, "delay": delay}
         self.log.append(entry)
+        key = req.read_key()
+        if key is None:
+            self.recorded.clear()  # it may change what any recording answered
+        if fault is None and key and cfg.replay and key in self.recorded:
+            self.replayed += 1
+            self.served += 1
+            answer = self.recorded[key]
+            if not req.keep_alive:
+                answer = answer.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
+            entry["status"] = int(answer[9:12])
+            if delay:
+                asyncio.get_running_loop().call_later(delay, conn.send, answer, req.keep_alive)
+            else:
+                conn.send(answer, req.keep_alive)
+            return
+        conn.task = asyncio.ensure_future(self.answer_later(conn, req, delay, fault, entry, key))
+
+    async def answer_later(self, conn: "Connection", req: Request, delay: float, fault: str | None,
+                           entry: dict, key: tuple | None) -> None:
         if delay:
             await asyncio.sleep(delay)
         if fault is not None:
             self.fault_counts[fault] += 1
-            return await self.fault(request, fault, cfg)
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
-        assert self.session is not None
+            if fault in ("503", "500", "403"):
+                conn.send(response_bytes(*injected(fault, req.json_protocol), head=req.head,
+                                         close=not req.keep_alive), req.keep_alive)
+            else:
+                if fault == "stall":
+                    await asyncio.sleep(self.config.stall_s)
+                conn.abort(reset=fault == "reset")
+            return
+        try:
+            status, headers, body = await self.forward(req)
+        except (OSError, ClientError, asyncio.TimeoutError) as exc:
+            entry["status"] = 502
+            conn.send(response_bytes(502, [], f"upstream failed: {exc!r}".encode(), head=req.head, close=True), False)
+            return
+        if key is None:
+            self.recorded.clear()
+        if key and status < 500:
+            self.recorded[key] = response_bytes(status, headers, body, head=req.head)
+        self.served += 1
+        entry["status"] = status
+        conn.send(response_bytes(status, headers, body, head=req.head, close=not req.keep_alive), req.keep_alive)
+
+    async def forward(self, req: Request) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Upstream's answer: status, headers (no hop-by-hop ones but a HEAD's Content-Length), body."""
+        headers = CIMultiDict((k, v) for k, v in req.headers if k.lower() not in _HOP_BY_HOP)
+        if self.session is None:
+            self.session = ClientSession(connector=TCPConnector(limit=0), timeout=ClientTimeout(total=None),
+                                         auto_decompress=False)
         async with self.session.request(
-            request.method, self.upstream + request.path_qs, headers=headers, data=body,
+            req.method, URL(self.upstream + req.url, encoded=True), headers=headers, data=req.body,
             allow_redirects=False, skip_auto_headers=("Content-Type", "User-Agent", "Accept-Encoding"),
         ) as upstream:
             payload = await upstream.read()
-            out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
-            if request.method == "HEAD" and "Content-Length" in upstream.headers:
-                # A HEAD response has no body; its Content-Length is the object's size.
-                out_headers["Content-Length"] = upstream.headers["Content-Length"]
-            self.served += 1
-            entry["status"] = upstream.status
-            return web.Response(status=upstream.status, headers=out_headers, body=payload)
+            out = [(k, v) for k, v in upstream.headers.items()
+                   if k.lower() not in _HOP_BY_HOP or (req.method == "HEAD" and k.lower() == "content-length")]
+            return upstream.status, out, payload
 
-    async def fault(self, request: web.Request, fault: str, cfg: ProxyConfig) -> web.StreamResponse:
-        json_protocol = "X-Amz-Target" in request.headers
-        if fault in ("503", "500", "403"):
-            status = int(fault)
-            if json_protocol:
-                code = {503: "ThrottlingException", 500: "InternalServerError", 403: "AccessDeniedException"}[status]
-                return web.json_response({"__type": code, "message": "injected by the fault proxy"},
-                                         status=status, content_type="application/x-amz-json-1.0")
-            code = {503: "SlowDown", 500: "InternalError", 403: "AccessDenied"}[status]
-            xml = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
-                   "<Message>injected by the fault proxy</Message></Error>")
-            return web.Response(status=status, body=xml.encode(), content_type="application/xml")
-        transport = request.transport
-        if fault == "stall":
-            await asyncio.sleep(cfg.stall_s)
-        if transport is not None:
-            sock = transport.get_extra_info("socket")
-            if sock is not None and fault == "reset":
-                # SO_LINGER 0: close() sends RST, the client sees "connection reset by peer".
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            transport.abort()
-        raise asyncio.CancelledError  # nothing more is sent on this connection
-
-    async def control(self, request: web.Request) -> web.Response:
-        action = request.path.removeprefix("/__proxy__/")
-        if action == "stats":
-            return web.json_response({
-                "requests": self.requests, "served": self.served,
-                "faults": self.fault_counts, "throttled": self.throttled, "frozen": self.frozen, "log": self.log,
-            })
-        if action == "config" and request.method == "POST":
+    def control(self, req: Request) -> tuple[int, list[tuple[str, str]], bytes]:
+        path, _, query = req.url.removeprefix("/__proxy__/").partition("?")
+        code, doc = 200, {"ok": True}
+        if path == "stats":
+            since = parse_qs(query).get("since", ["0"])[0]
+            doc = self.stats(int(since) if since.isdigit() else 0)
+        elif path == "config" and req.method == "POST":
             try:
-                self.config = ProxyConfig(**(await request.json()))
+                self.config = ProxyConfig(**json.loads(req.body or b"{}"))
+                self.frozen_connections = set()
             except (TypeError, ValueError) as exc:
-                return web.json_response({"error": str(exc)}, status=400)
-            self.frozen_connections = {}
-            return web.json_response({"ok": True})
-        if action == "freeze" and request.method == "POST":
-            return web.json_response({"frozen": self.freeze()})
-        if action == "reset" and request.method == "POST":
+                code, doc = 400, {"error": str(exc)}
+        elif path == "freeze" and req.method == "POST":
+            doc = {"frozen": self.freeze()}
+        elif path == "reset" and req.method == "POST":
             self.reset_stats()
-            return web.json_response({"ok": True})
-        return web.json_response({"error": f"unknown control {action!r}"}, status=404)
+        elif path == "forget" and req.method == "POST":
+            self.recorded.clear()
+        else:
+            code, doc = 404, {"error": f"unknown control {path!r}"}
+        return code, [("Content-Type", "application/json; charset=utf-8")], json.dumps(doc).encode()
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
 
 
-async def serve(upstream: str, port: int) -> None:
-    proxy = Proxy(upstream)
-    app = web.Application(client_max_size=1 << 30)
-    app.router.add_route("*", "/{tail:.*}", proxy.handle)
-    app.on_startup.append(proxy.start_session)
-    app.on_cleanup.append(proxy.close_session)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
-    await site.start()
-    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+class Connection(asyncio.Protocol):
+    """One client connection: httptools parses its requests, which are answered one at a time, in order."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.pending: collections.deque[Request] = collections.deque()
+        self.busy = False
+        self.closed = False
+        self.task: asyncio.Future | None = None
+        self._url = b""
+        self._headers: list[tuple[str, str]] = []
+        self._body: list[bytes] = []
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.proxy.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.proxy.connections.discard(self)
+        self.proxy.frozen_connections.discard(self)
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.send(response_bytes(400, [], b"bad request", close=True), keep_alive=False)
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self._url, self._headers, self._body = b"", [], []
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        if any(k.lower() == "expect" and v.lower() == "100-continue" for k, v in self._headers):
+            assert self.transport is not None
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.pending.append(Request(self.parser.get_method().decode(), self._url.decode("latin-1"),
+                                    self._headers, b"".join(self._body), self.parser.should_keep_alive()))
+        if not self.busy:
+            self.next()
+
+    # answering
+    def next(self) -> None:
+        if self.pending and not self.closed:
+            self.busy = True
+            self.proxy.handle(self, self.pending.popleft())
+        else:
+            self.busy = False
+
+    def send(self, data: bytes, keep_alive: bool = True) -> None:
+        """Write an answer; close after it unless kept alive; then take the next request."""
+        if self.closed or self.transport is None:
+            return
+        self.transport.write(data)
+        if not keep_alive:
+            self.closed = True
+            self.transport.close()
+            return
+        self.next()
+
+    def abort(self, *, reset: bool) -> None:
+        """Drop the connection; ``reset``: with an RST, so the client sees "connection reset by peer"."""
+        if self.transport is None or self.closed:
+            return
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None and reset:
+            # SO_LINGER 0: close() sends RST.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.closed = True
+        self.transport.abort()
+
+
+async def serve(upstream: str, port: int, upstream_pid: int | None = None) -> None:
+    proxy = Proxy(upstream, upstream_pid)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: Connection(proxy), "127.0.0.1", port, backlog=1024)
+    bound = server.sockets[0].getsockname()[1]
     print(f"READY {bound}", flush=True)
     try:
         await asyncio.Event().wait()
     finally:
-        await runner.cleanup()
+        server.close()
+        await proxy.close()
+
+
+def _run(main: Any) -> None:
+    """Run ``main`` on uvloop where it is installed, else on asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--upstream", required=True, help="http://127.0.0.1:PORT of the real endpoint")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
+    parser.add_argument("--upstream-pid", type=int, help="the upstream's process id, to count its CPU time")
     args = parser.parse_args(argv)
     try:
-        asyncio.run(serve(args.upstream, args.port))
+        _run(serve(args.upstream, args.port, args.upstream_pid))
     except KeyboardInterrupt:
         pass
 

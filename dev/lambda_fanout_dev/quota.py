@@ -4,10 +4,15 @@ Lambda gives a function one full vCPU at 1,769 MB, proportionally less below and
 to six at 10,240 MB. A cgroup CPU quota (v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``)
 reproduces that for the benchmark's client process; the endpoint and proxy stay
 outside it. Where the machine does not allow it, :func:`cpu_quota` says why.
+
+A quota limits how much CPU time the client gets, not where: on a machine of more
+than one CPU, :func:`endpoint_cpus` keeps one CPU for the endpoint and
+:func:`client_cpus` the others for the client, where they hold its quota.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import uuid
 
@@ -27,6 +32,20 @@ def vcpus_for_memory(memory_mb: int) -> float:
     if memory_mb >= 10240:
         return float(MAX_VCPUS)
     return min(memory_mb / MB_PER_VCPU, MAX_VCPUS)
+
+
+def endpoint_cpus(available: set[int] | None = None) -> set[int] | None:
+    """The CPU the endpoint runs on: the last one, where there are several (None: wherever it likes)."""
+    available = set(os.sched_getaffinity(0) if available is None else available)
+    return {max(available)} if len(available) > 1 else None
+
+
+def client_cpus(cpus: float, endpoint: set[int] | None, available: set[int] | None = None) -> set[int] | None:
+    """The CPUs a client under a quota of ``cpus`` runs on: those the endpoint does not use, when
+    they hold the quota (None: every CPU, shared with the endpoint)."""
+    available = set(os.sched_getaffinity(0) if available is None else available)
+    rest = available - (endpoint or set())
+    return rest if endpoint and len(rest) >= math.ceil(cpus) else None
 
 
 class CpuQuota:

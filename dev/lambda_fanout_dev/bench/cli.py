@@ -31,12 +31,14 @@ from lambda_fanout.bench.workloads import WORKLOADS, selected
 
 from .. import ROOT as REPO
 from ..endpoint import LocalEndpoint
-from ..quota import cpu_quota, vcpus_for_memory
+from ..quota import client_cpus, cpu_quota, endpoint_cpus, vcpus_for_memory
 from . import history
 from .chart import write_chart, write_limit_chart
 from .history import rows_from_pytest_benchmark
 
 SUITE = REPO / "tests" / "benchmarks" / "test_workloads.py"
+#: Where the embedded endpoint runs (None: anywhere); each suite's client keeps off it where it can.
+ENDPOINT_CPUS = endpoint_cpus()
 
 
 # -- arguments -----------------------------------------------------------------------------
@@ -68,7 +70,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     # The module's docstring is the help text, kept as written (plain text, no markup).
     p = argparse.ArgumentParser(prog="./build.sh bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="small sizes, under two minutes (CI and smoke tests)")
+    p.add_argument("--quick", action="store_true", help="small sizes, about two to four minutes on two cores (CI and smoke tests)")
     p.add_argument("--items", type=int, help="items per workload (default: per workload; 1,000 records for batch)")
     p.add_argument("--workers", type=_workers, help="worker counts or modes, a sweep when several: 8,32,64,auto (default 16, the library's default)")
     p.add_argument("--latency-ms", type=float, help="latency per I/O item for every I/O workload (default: each workload's own median)")
@@ -123,15 +125,19 @@ def run_suite(python: str, opts: Options, env: dict, json_path: Path, label: str
     """Run the workload suite with ``python`` in a child process under the CPU share of opts.memory_mb."""
     quota, why_not = cpu_quota(vcpus_for_memory(opts.memory_mb))
     opts.cpus = quota.cpus if quota else None
+    pinned = client_cpus(vcpus_for_memory(opts.memory_mb), ENDPOINT_CPUS)
     note = (f"{label}: client under {quota.describe()} ({opts.memory_mb} MB)" if quota
             else f"{label}: CPU not emulated ({why_not}); the client had the whole machine")
+    note += (f", on CPUs {sorted(pinned)}, the endpoint on CPUs {sorted(ENDPOINT_CPUS)}" if pinned
+             else ", sharing its CPUs with the endpoint" if ENDPOINT_CPUS else "")
     cmd = [python, "-m", "pytest", str(SUITE), "-v", "-p", "no:cacheprovider", "-o", "addopts=",
            "--benchmark-json", str(json_path), "--benchmark-columns=median", "-W", "ignore::DeprecationWarning"]
     # The child enters the quota itself once collected and set up (quota_procs): interpreter
     # start-up and imports at 128 MB's 0.07 CPUs would cost tens of seconds and measure nothing.
     opts = dataclasses.replace(opts, quota_procs=quota.procs_file if quota else None)
     proc = subprocess.Popen(cmd, cwd=REPO, env={**env, ENV_OPTIONS: opts.to_env()}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=(lambda: os.sched_setaffinity(0, pinned)) if pinned else None)
     try:
         tail = _progress(proc, label)
         proc.wait()
@@ -172,13 +178,24 @@ def _merge(doc: dict, part: dict, label: str, section: str) -> None:
             doc["benchmarks"].append(bench)
             continue
         earlier["stats"] = history.stats_dict(earlier["stats"]["data"] + bench["stats"]["data"])
-        info = earlier["extra_info"]
-        info["cpu_ms_per_item_passes"] = info.get("cpu_ms_per_item_passes", [info["cpu_ms_per_item"]]) + [
-            bench["extra_info"]["cpu_ms_per_item"]]
-        info["cpu_ms_per_item"] = statistics.median(info["cpu_ms_per_item_passes"])
+        info, later = earlier["extra_info"], bench["extra_info"]
+        # Per-round figures join their rounds; each row figure is the median of them all.
+        for figure, rounds in PER_ROUND.items():
+            if rounds in info and rounds in later:
+                info[rounds] += later[rounds]
+                info[figure] = statistics.median(info[rounds])
+        if "endpoint_cpu_ms_per_request" in later:
+            info["endpoint_cpu_ms_per_request_passes"] = info.get(
+                "endpoint_cpu_ms_per_request_passes", [info["endpoint_cpu_ms_per_request"]]) + [
+                later["endpoint_cpu_ms_per_request"]]
+            info["endpoint_cpu_ms_per_request"] = statistics.median(info["endpoint_cpu_ms_per_request_passes"])
         info["rounds"] = len(earlier["stats"]["data"])
         if not bench["extra_info"]["check_ok"]:
             info["check"], info["check_ok"] = bench["extra_info"]["check"], False
+
+
+#: A row's figures that are the median of per-round values, and the field holding those values.
+PER_ROUND = {"cpu_ms_per_item": "cpu_ms_per_item_rounds", "bound_s": "bound_s_rounds"}
 
 
 def run_label(label: str, run_opts: Options, env: dict, out: Path, doc: dict, notes: list[str]) -> bool:
@@ -223,14 +240,18 @@ def start_endpoint(opts: Options, env: dict, notes: list[str]):
         notes.append(f"Endpoint: {opts.endpoint_url} (latency as it comes).")
         return None
     say("==> starting the embedded endpoint (moto server + latency proxy on 127.0.0.1)")
-    endpoint = LocalEndpoint().start()
+    endpoint = LocalEndpoint(cpus=ENDPOINT_CPUS).start()
     env.update(endpoint.environ())
     opts.proxy_url = endpoint.proxy_url
     needed = max(opts.n_items(w) for w in WORKLOADS.values() if w.needs_aws)
     say(f"==> seeding {needed} S3 objects and DynamoDB items")
     seed(endpoint.moto_url, opts.bucket, opts.table, needed)
     notes.append("Endpoint: moto's server behind the latency proxy, each in its own process, outside "
-                 "the client's CPU quota; latency per request drawn around the median with a lognormal tail.")
+                 "the client's CPU quota; latency per request drawn around the median with a lognormal tail. "
+                 "Reads in timed rounds are answered by the proxy from moto's recorded answers (same body, "
+                 "headers, ETag, checksums and errors; recorded in each case's warm-up where its client asks "
+                 "in a new way), so moto's own CPU is not in the client's way; "
+                 "`endpoint_cpu_ms_per_request` in benchmark.json is the endpoint's CPU per request in each row.")
     return endpoint
 
 

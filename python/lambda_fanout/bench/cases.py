@@ -11,11 +11,13 @@ pytest is not at hand; everything else is shared.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from typing import Any, Callable
 
 from .. import STRATEGIES, aws
 from . import idioms, peers
+from .bound import EndpointRounds, round_bound
 from .options import Options
 from .stats import median
 from .workloads import WORKLOADS, Check, Env, Workload, selected
@@ -47,6 +49,15 @@ class Case:
     def unavailable(self) -> str | None:
         """Why this case cannot run in this process, or None."""
         return peers.PEERS[self.impl].unavailable() if self.kind == "peer" else None
+
+    def concurrency(self, n_items: int) -> int:
+        """How many items this case can have in flight: its pool's size (``auto``: ``limit_peak``
+        is used instead), one for what runs items one at a time, all of them for what gathers."""
+        if self.workers is None:
+            if self.kind == "strategy" or (self.kind == "raw" and not idioms.RAW[self.impl].concurrent):
+                return 1
+            return 1 if self.kind == "peer" and peers.PEERS[self.impl].one_at_a_time else n_items
+        return self.workload.concurrency(self.workers) or n_items
 
     def runner(self, env: Env | None) -> idioms.Runner:
         w = self.workload
@@ -148,15 +159,16 @@ class Measured:
     timed: Any
 
 
-Timer = Callable[[Callable[[], Any], int], Any]
+Timer = Callable[[Callable[[], Any], int, Callable[[], None]], Any]
 
 
 def measure_case(case: Case, opts: Options, env: Env | None, timer: Timer, *, section: str = "main") -> Measured:
     """Prepare, warm up, time and check one case.
 
     Args:
-        timer: ``timer(fn, rounds)`` runs ``fn`` for ``rounds`` timed rounds and returns
-            what the caller wants back; its last call's result must be ``fn``'s.
+        timer: ``timer(fn, rounds, setup)`` runs ``fn`` for ``rounds`` timed rounds, each
+            after an untimed ``setup()``, and returns what the caller wants back; its last
+            call's result must be ``fn``'s.
 
     Returns:
         The row fields (without wall times, which the timer holds), the check, and the timer's return.
@@ -176,18 +188,30 @@ def measure_case(case: Case, opts: Options, env: Env | None, timer: Timer, *, se
         results[:] = [out]
         return out
 
+    proxied = w.needs_aws and env is not None and env.proxy is not None
     try:
+        if proxied:
+            env.proxy.reset_stats()
         runner.run(warm)  # first: clients, connections, processes' workers
+        if proxied and _forwarded(env.proxy):
+            # Requests the endpoint had no recorded answer for: this client asks in a way not seen
+            # before. Have every item's answer recorded now, without delay, not in a timed round.
+            env.proxy.configure(replay=True)
+            runner.run(items)
+            w.setup(opts, env)
         # The round estimate comes from a second, warm run: a first one that starts worker
         # processes (a second or two) would leave a case one round per pass.
         t0 = time.perf_counter()
         runner.run(warm)
         estimate = (time.perf_counter() - t0) * len(items) / max(len(warm), 1)
         rounds = opts.rounds_for(estimate)
-        if w.needs_proxy:
+        endpoint = EndpointRounds(env.proxy) if proxied else None
+        if endpoint is not None:
             env.proxy.reset_stats()  # count what the timed rounds drew, not the warm-up
-        timed = timer(one_round, rounds)
-        proxy_stats = env.proxy.stats() if w.needs_proxy else None
+        timed = timer(one_round, rounds, endpoint.start if endpoint is not None else lambda: None)
+        if endpoint is not None:
+            endpoint.finish()
+        proxy_stats = env.proxy.stats(since=1 << 62) if w.needs_proxy else None
     finally:
         runner.close()
     check = w.check(results[0], items)
@@ -195,6 +219,7 @@ def measure_case(case: Case, opts: Options, env: Env | None, timer: Timer, *, se
         "workload": w.name, "impl": case.impl, "kind": case.kind, "workers": case.workers, "items": len(items),
         "profile": case.profile, "control": case.control,
         "rounds": rounds, "cpu_ms_per_item": median(cpu) * 1000 / max(len(items), 1),
+        "cpu_ms_per_item_rounds": [c * 1000 / max(len(items), 1) for c in cpu],
         "ideal_s": w.ideal_s(opts, case.workers), "memory_mb": opts.memory_mb, "cpus": opts.cpus,
         "check": check.text, "check_ok": check.ok, "failed_items": check.failed, "section": section,
     }
@@ -202,6 +227,12 @@ def measure_case(case: Case, opts: Options, env: Env | None, timer: Timer, *, se
         info["responses_503_per_round"] = proxy_stats["throttled"] / rounds
     if case.kind == "strategy" and isinstance(case.workers, str):
         info.update(_limit_figures(case, env))
+    if endpoint is not None:
+        info["endpoint_cpu_ms_per_request"] = median(endpoint.cpu_ms_per_request)
+    delays = endpoint.delays if endpoint is not None else (
+        [[opts.latency_s(w)] * len(items)] * len(cpu) if w.latency_bound and not w.needs_aws else None)
+    if delays is not None:
+        info.update(_bounds(case, info, delays, cpu, opts))
     if case.impl == PROCESSES:
         from .._procpool import get_pool
 
@@ -209,6 +240,23 @@ def measure_case(case: Case, opts: Options, env: Env | None, timer: Timer, *, se
         started = get_pool().startup_ms[:case.workers]
         info["startup_ms"] = max(started) if started else None
     return Measured(info, check, timed)
+
+
+def _forwarded(proxy: Any) -> int:
+    """Requests since the proxy's stats were reset that its upstream answered (not replayed)."""
+    stats = proxy.stats(since=1 << 62)
+    return stats["served"] - stats["replayed"]
+
+
+def _bounds(case: Case, info: dict, delays: list[list[float]], cpu: list[float], opts: Options) -> dict:
+    """Each round's bound (see lambda_fanout.bench.bound) and their median, ``bound_s``."""
+    workers = info.get("limit_peak") if isinstance(case.workers, str) else case.concurrency(info["items"])
+    if not workers:
+        return {}
+    quota = opts.cpus or len(os.sched_getaffinity(0))
+    floor = case.workload.floor_s(opts)  # what the service itself admits, where it limits the rate
+    per_round = [max(round_bound(d, workers, c, quota), floor) for d, c in zip(delays, cpu)]
+    return {"bound_s": median(per_round), "bound_s_rounds": per_round}
 
 
 def _limit_figures(case: Case, env: Env | None) -> dict:
@@ -226,10 +274,12 @@ def _limit_figures(case: Case, env: Env | None) -> dict:
             "limit_peak": limiter.peak, "limit_final": limiter.limit}
 
 
-def loop_timer(fn: Callable[[], Any], rounds: int) -> list[float]:
-    """Time ``rounds`` calls of ``fn``; the wall time of each (the harness without pytest)."""
+def loop_timer(fn: Callable[[], Any], rounds: int, setup: Callable[[], None] = lambda: None) -> list[float]:
+    """Time ``rounds`` calls of ``fn``, each after an untimed ``setup()``; the wall time of each
+    (the harness without pytest)."""
     walls = []
     for _ in range(rounds):
+        setup()
         t0 = time.perf_counter()
         fn()
         walls.append(time.perf_counter() - t0)

@@ -55,7 +55,7 @@ class Mode:
 FULL = Mode(workers=(DEFAULT_MAX_WORKERS,), passes=2, min_rounds=1, max_rounds=12, case_budget_s=1.5,
             memory_sweep=(128, 512, 1769, 3008), sweep_items=100, sweep_passes=2,
             auto_on=("latency", "s3", "dynamodb", "throttled"))
-QUICK = Mode(workers=(DEFAULT_MAX_WORKERS,), passes=2, min_rounds=2, max_rounds=20, case_budget_s=0.3,
+QUICK = Mode(workers=(DEFAULT_MAX_WORKERS,), passes=2, min_rounds=2, max_rounds=20, case_budget_s=0.15,
              memory_sweep=(128, 1769), sweep_items=32, sweep_passes=1, auto_on=("latency", "s3"))
 
 

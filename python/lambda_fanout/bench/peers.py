@@ -37,6 +37,7 @@ class Peer:
         make: ``(workload, env, workers) -> idioms.Runner``.
         venv: the environment it runs in (one of VENVS).
         takes_workers: it has a concurrency setting (else one row, workers "-").
+        one_at_a_time: it has none and runs items one after another (else it starts them all at once).
         never: a reason it cannot apply at all, shown as the skip reason.
     """
 
@@ -44,6 +45,7 @@ class Peer:
     make: Callable[[Any, Any, Any], idioms.Runner]
     venv: str = "main"
     takes_workers: bool = False
+    one_at_a_time: bool = False
     never: str | None = None
 
     def unavailable(self) -> str | None:
@@ -105,10 +107,11 @@ def _aioboto3(workload: Any, env: Any, workers: Any) -> idioms.Runner:
 
 PEERS: dict[str, Peer] = {
     "peer:powertools BatchProcessor": Peer(
-        "aws_lambda_powertools", _powertools("BatchProcessor", event_type="SQS")),
+        "aws_lambda_powertools", _powertools("BatchProcessor", event_type="SQS"), one_at_a_time=True),
     "peer:powertools AsyncBatchProcessor": Peer("aws_lambda_powertools", _powertools_async),
     "peer:powertools SqsFifoPartialProcessor": Peer(
-        "aws_lambda_powertools", _powertools("SqsFifoPartialProcessor", skip_group_on_error=True)),
+        "aws_lambda_powertools", _powertools("SqsFifoPartialProcessor", skip_group_on_error=True),
+        one_at_a_time=True),
     "peer:powertools AsyncBatchProcessor (FIFO)": Peer(
         "aws_lambda_powertools", _powertools_async,
         never="Powertools has no async FIFO processor: AsyncBatchProcessor would run a message group's "

@@ -11,6 +11,10 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
+from .. import aws
+from .._config import DEFAULT_AWS_CLIENT, DEFAULT_MAX_WORKERS, DEFAULT_STRATEGY, ENV_AWS_CLIENT, ENV_MAX_WORKERS
+from .._config import ENV_STRATEGY
+from ..strategies import strategy_class
 from .cases import REFERENCE
 from .cost import PRICES_READ_ON, cost_per_million
 from .stats import MIN_EFFECT, Ratio, iqr, median, ratio
@@ -29,7 +33,15 @@ def _measured(rows: Iterable[dict]) -> list[dict]:
     return [r for r in rows if r.get("data") and not r.get("control")]
 
 
-def noise_floor(rows: list[dict]) -> tuple[float, Ratio | None]:
+def samples(row: dict, figure: str = "wall") -> list[float]:
+    """A row's per-round values of ``figure``: its wall times, or its client CPU per item
+    (its rounds where recorded, else its one median)."""
+    if figure == "wall":
+        return row["data"]
+    return row.get("cpu_ms_per_item_rounds") or [row["cpu_ms_per_item"]]
+
+
+def noise_floor(rows: list[dict], figure: str = "wall") -> tuple[float, Ratio | None]:
     """The smallest ratio called measurable among ``rows``, and the control comparison behind it.
 
     A workload's control row is one of its cases measured a second time, at the other
@@ -47,7 +59,7 @@ def noise_floor(rows: list[dict]) -> tuple[float, Ratio | None]:
                              and r.get("profile") == control.get("profile")), None)
     if not twin:
         return MIN_EFFECT, None
-    seen = ratio(control["data"], twin["data"], confidence=CONTROL_CONFIDENCE)
+    seen = ratio(samples(control, figure), samples(twin, figure), confidence=CONTROL_CONFIDENCE)
     return max(MIN_EFFECT, seen.high, 1 / seen.low), seen
 
 
@@ -86,8 +98,14 @@ def _speedup(ref: dict, row: dict, floor: float = MIN_EFFECT) -> Ratio:
 
 
 HEADER = ["implementation", "workers", "rounds", "median wall (ms)", "IQR (ms)",
-          "speed-up vs sequential (95% CI)", "wall / ideal", "client CPU ms / item", "$ per 1M invocations",
+          "speed-up vs sequential (95% CI)", "wall / bound", "client CPU ms / item", "$ per 1M invocations",
           "result"]
+
+#: What the wall / bound column means, in one line of the report.
+BOUND_NOTE = ("wall / bound: the median wall time over the median of each round's bound, the larger of the "
+              "delays the endpoint applied in that round run in request order on the row's worker count with "
+              "no overhead, and the client's CPU time in that round at its full CPU share; 1.00 is a perfect "
+              "pool.")
 
 
 def _table_row(r: dict, ref: dict | None, memory_mb: int, arch: str, floor: float) -> list[str]:
@@ -98,13 +116,16 @@ def _table_row(r: dict, ref: dict | None, memory_mb: int, arch: str, floor: floa
     if ref is not None:
         s = _speedup(ref, r, floor)
         speed = f"{s.value:.2f}x ({s.low:.2f}-{s.high:.2f})" + ("" if s.measurable or r is ref else " ~")
-    ideal = r.get("ideal_s")
     return [
         label(r) + (" (noise control)" if r.get("control") else ""), _workers(r), str(len(r["data"])), f"{_median(r) * 1000:.1f}",
-        f"{q1 * 1000:.1f}-{q3 * 1000:.1f}", speed,
-        f"{_median(r) / ideal:.2f}" if ideal and r.get("workers") is not None else "-",
+        f"{q1 * 1000:.1f}-{q3 * 1000:.1f}", speed, _over_bound(r),
         f"{r['cpu_ms_per_item']:.3f}", f"${_cost(r, memory_mb, arch):,.2f}", _result(r),
     ]
+
+
+def _over_bound(row: dict) -> str:
+    bound = row.get("bound_s")
+    return f"{_median(row) / bound:.2f}" if bound else "-"
 
 
 def workload_table(rows: list[dict], memory_mb: int, arch: str) -> list[list[str]]:
@@ -122,13 +143,64 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _names(rows: list[dict]) -> str:
-    return ", ".join(f"`{label(r)}`" + (f" ({r['workers']} workers)" if r.get("workers") is not None else "")
-                     for r in rows)
+def untuned(rows: list[dict]) -> dict | None:
+    """The row of what a function gets with no FANOUT_* settings: the default strategy, worker count and client."""
+    return next((r for r in _measured(rows) if r.get("kind", "strategy") == "strategy"
+                 and r["impl"] == DEFAULT_STRATEGY and r.get("workers") == DEFAULT_MAX_WORKERS
+                 and r.get("profile") in (None, DEFAULT_AWS_CLIENT)), None)
 
 
-def _cpu_clause(rows: list[dict]) -> str:
-    return "client CPU per item " + ", ".join(f"{label(r)} {r['cpu_ms_per_item']:.3f} ms" for r in rows)
+def settings(row: dict) -> str:
+    """The settings that select ``row``: ``FANOUT_STRATEGY=threads, FANOUT_MAX_WORKERS=16, client profile lean``."""
+    return ", ".join([f"{ENV_STRATEGY}={row['impl']}"]
+                     + ([f"{ENV_MAX_WORKERS}={row['workers']}"] if row.get("workers") is not None else [])
+                     + ([f"client profile {row['profile']}"] if row.get("profile") else []))
+
+
+def preconditions(row: dict) -> list[str]:
+    """What using ``row``'s setting takes beyond the setting, and what its figures stand for."""
+    out = [f"client profile `{row['profile']}` is {ENV_AWS_CLIENT}={row['profile']}"] if row.get("profile") else []
+    if row.get("kind", "strategy") == "strategy" and strategy_class(row["impl"]).needs_async_form:
+        out.append(f"`{row['impl']}` needs the task's async form (an `async def`, or lambda_fanout.aws's helpers)")
+    if row.get("profile") in aws.NATIVE:
+        out.append(f"`{row['profile']}` needs the native layer zip (the template deploys the universal one)")
+    if isinstance(row.get("workers"), str):
+        out.append(f"`{row['workers']}`'s figures are warm: its limit was learned in the warm-up, and a first "
+                   "call in a new execution environment starts lower")
+    return out
+
+
+def _group_names(rows: list[dict]) -> str:
+    """Rows named in as few words as they allow: each implementation once with its worker counts
+    and client profiles where it tied at every combination of them, and implementations that
+    tied at the same several combinations together: `` `threads` (16 workers), `threads-map`,
+    `asyncio` (16 or auto workers; clients default, lean, crt)``."""
+    def details(workers: list, profiles: list[str]) -> str:
+        parts = ([" or ".join(map(str, workers)) + " workers"] if workers != [None] else []) + (
+            [f"clients {', '.join(profiles)}"] if len(profiles) > 1 else
+            [f"client {profiles[0]}"] if profiles[0] != DEFAULT_AWS_CLIENT else [])
+        return f" ({'; '.join(parts)})" if parts else ""
+
+    by_impl: dict[str, list[tuple]] = {}
+    for r in rows:
+        by_impl.setdefault(r["impl"], []).append((r.get("workers"), r.get("profile") or DEFAULT_AWS_CLIENT))
+    named: dict[str, list[str]] = {}  # details -> implementations, in order
+    for impl, pairs in by_impl.items():
+        workers = list(dict.fromkeys(w for w, _ in pairs))
+        profiles = list(dict.fromkeys(p for _, p in pairs))
+        if len(pairs) == len(workers) * len(profiles) and len(pairs) > 1:  # every combination: one group
+            named.setdefault(details(workers, profiles), []).append(f"`{impl}`")
+            continue
+        for w in workers:  # else one entry per worker count, with its profiles
+            named.setdefault(f"{impl}\0{w}", []).append(
+                f"`{impl}`" + details([w], [p for x, p in pairs if x == w]))
+    return ", ".join(", ".join(names) + (key if "\0" not in key else "") for key, names in named.items())
+
+
+def _cheaper(a: dict, b: dict, rows: list[dict]) -> Ratio:
+    """a's client CPU per item over b's, through the same noise control as wall time (< 1: a is cheaper)."""
+    floor, _ = noise_floor(rows, "cpu")
+    return ratio(samples(a, "cpu"), samples(b, "cpu"), min_effect=floor)
 
 
 def choose(rows: list[dict]) -> tuple[dict | None, str]:
@@ -136,7 +208,9 @@ def choose(rows: list[dict]) -> tuple[dict | None, str]:
 
     The fastest strategy is recommended only when its speed-up over sequential is
     measurable. Strategies not measurably slower than the fastest tie with it; of a
-    tie, the one using the least client CPU is recommended. A row whose items came back
+    tie, the untuned setting (no FANOUT_* settings) is kept where it is part of it,
+    unless another uses measurably less client CPU, judged per round through the same
+    noise control; else the one using measurably the least. A row whose items came back
     failed (throttled past botocore's retries) is not recommended while another row
     delivered every item, nor one whose results were wrong.
     """
@@ -164,24 +238,47 @@ def choose(rows: list[dict]) -> tuple[dict | None, str]:
                          f"as long: {why}.")
         return ref, (f"Keep `{REFERENCE}` (FANOUT_STRATEGY={REFERENCE}): no measurable difference between "
                      f"`{REFERENCE}` and `{label(runner_up)}` at this size ({slower.describe()} the time), and "
-                     f"`{REFERENCE}` is the simplest ({_cpu_clause([ref, runner_up])}).")
+                     f"`{REFERENCE}` is the simplest.")
     gain = _speedup(ref, best, floor)
     if not gain.b_faster:
         return ref, (f"Keep `{REFERENCE}` (FANOUT_STRATEGY={REFERENCE}): no measurable difference between "
                      f"`{REFERENCE}` and `{label(best)}` at this size (`{label(best)}` runs at {gain.describe()} "
-                     f"sequential's speed), and `{REFERENCE}` is the simplest ({_cpu_clause([ref, best])}).")
+                     f"sequential's speed), and `{REFERENCE}` is the simplest.")
     tied = [r for r in strategies if r is best or (
         r is not ref and _speedup(ref, r, floor).b_faster
         and not ratio(r["data"], best["data"], min_effect=floor).b_faster)]
-    pick = min(tied, key=lambda r: r["cpu_ms_per_item"])
-    text = (f"Use `{pick['impl']}` (FANOUT_STRATEGY={pick['impl']}"
-            + (f", FANOUT_MAX_WORKERS={pick['workers']}" if pick.get("workers") is not None else "")
-            + (f", client profile {pick['profile']}" if pick.get("profile") else "") + "): "
-            f"{_speedup(ref, pick, floor).describe()} faster than sequential")
+    default = untuned(tied)
+    anchor = default or best
+    cheaper = [r for r in tied if r is not anchor and _cheaper(r, anchor, rows).a_faster]
+    pick = min(cheaper, key=lambda r: median(samples(r, "cpu"))) if cheaper else anchor
+    text = (f"Use `{pick['impl']}` ({settings(pick)}): {_speedup(ref, pick, floor).describe()} faster than "
+            "sequential")
     if len(tied) > 1:
-        text += (f"; no measurable difference between {_names(tied)} at this size, and `{label(pick)}` uses the "
-                 f"least client CPU ({_cpu_clause(tied)})")
+        reason = (f"it uses {_cheaper(pick, anchor, rows).describe()} the client CPU of `{label(anchor)}`"
+                  if pick is not anchor else "it is the default" if default else "it was the fastest")
+        text += (f"; no measurable difference between {_group_names(tied)} at this size, and `{label(pick)}` "
+                 f"is kept: {reason}")
     return pick, text + "."
+
+
+def untuned_clause(rows: list[dict], pick: dict | None) -> str:
+    """What a function with no FANOUT_* settings gets, beside the pick."""
+    default = untuned(rows)
+    ref = _reference(rows)
+    if default is None or ref is None:
+        return (f"Untuned ({ENV_STRATEGY}={DEFAULT_STRATEGY}, {DEFAULT_MAX_WORKERS} workers): not measured in "
+                "this run.")
+    floor, _ = noise_floor(rows)
+    speed = _speedup(ref, default, floor)
+    text = (f"Untuned (no FANOUT_* settings: `{DEFAULT_STRATEGY}`, {DEFAULT_MAX_WORKERS} workers, client "
+            f"{DEFAULT_AWS_CLIENT}): " + (f"{speed.describe()} faster than sequential" if speed.value >= 1 else
+                                          f"takes {ratio(default['data'], ref['data'], min_effect=floor).describe()}"
+                                          " as long as sequential"))
+    if pick is not None and pick is not default and pick is not ref:
+        vs = ratio(default["data"], pick["data"], min_effect=floor)
+        text += (f"; the pick is {vs.describe()} faster than untuned" if vs.b_faster
+                 else f"; no measurable difference from the pick ({vs.describe()})")
+    return text + "."
 
 
 def _against_others(pick: dict, rows: list[dict]) -> str:
@@ -202,14 +299,25 @@ def _against_others(pick: dict, rows: list[dict]) -> str:
     return ("Beside the others: " + "; ".join(parts) + ".") if parts else ""
 
 
-def recommend(workload: str, rows: list[dict], memory_mb: int = 1024, arch: str = "x86_64") -> str:
-    """The recommendation for one workload's rows, in plain words."""
+def advice(rows: list[dict], memory_mb: int = 1024, arch: str = "x86_64") -> str:
+    """The one-screen advice for one workload: the pick with its gain and preconditions, and untuned beside it."""
     pick, text = choose(rows)
-    others = _against_others(pick, rows) if pick is not None else ""
     ref = _reference(rows)
-    if pick is not None and ref is not None and pick is not ref:
+    if pick is None or ref is None:
+        return text
+    if pick is not ref:
         pick_cost, ref_cost = _cost(pick, memory_mb, arch), _cost(ref, memory_mb, arch)
-        text = text[:-1] + f", {100 * (1 - pick_cost / ref_cost):.0f}% cheaper per invocation."
+        gain, _, ties = text[:-1].partition("; ")
+        text = (f"{gain}, {100 * (1 - pick_cost / ref_cost):.0f}% cheaper per invocation"
+                + "".join(f"; {part}" for part in [ties] + preconditions(pick) if part) + ".")
+    return f"{text} {untuned_clause(rows, pick)}"
+
+
+def recommend(workload: str, rows: list[dict], memory_mb: int = 1024, arch: str = "x86_64") -> str:
+    """The recommendation for one workload's rows, in plain words: the advice, the peers, the noise."""
+    pick, _ = choose(rows)
+    text = advice(rows, memory_mb, arch)
+    others = _against_others(pick, rows) if pick is not None else ""
     floor, seen = noise_floor(rows)
     noise = ""
     if seen is not None:
@@ -315,7 +423,9 @@ def method_note() -> str:
             "Each workload also measures one case twice (the noise control, at both ends of the workload in every "
             "pass); a difference counts as measurable only when its interval lies wholly beyond the control's "
             f"50% interval, and never within +-{(MIN_EFFECT - 1) * 100:.0f}% (`~` marks a ratio that does not). Without "
-            "a measurable difference the recommendation keeps the simpler or cheaper-in-CPU strategy.")
+            "a measurable difference the recommendation keeps sequential, or of concurrent strategies the untuned "
+            "default unless another uses measurably less client CPU (compared round by round through the same "
+            "noise control). " + BOUND_NOTE)
 
 
 def build_markdown(rows: list[dict], *, memory_mb: int, arch: str, notes: list[str]) -> str:
@@ -333,10 +443,13 @@ def build_markdown(rows: list[dict], *, memory_mb: int, arch: str, notes: list[s
             continue
         items = next((r["items"] for r in wrows if r.get("items")), "?")
         rec = recommend(name, wrows, memory_mb, arch)
-        parts += [f"## {name}: {workload.title}", "", f"{items} items.", "",
+        endpoint = [r["endpoint_cpu_ms_per_request"] for r in _measured(wrows) if "endpoint_cpu_ms_per_request" in r]
+        parts += [f"## {name}: {workload.title}", "", f"{items} items." + (
+                      f" The endpoint's own CPU per request: median {median(endpoint):.3f} ms over the rows "
+                      f"(at most {max(endpoint):.3f} ms)." if endpoint else ""), "",
                   markdown_table(HEADER, workload_table(wrows, memory_mb, arch)), "",
                   f"**Recommendation:** {rec}", ""]
-        recommendations.append((name, rec))
+        recommendations.append((name, advice(wrows, memory_mb, arch)))
     sweep = _by(rows, section="sweep")
     for name, why in SWEEP_TEXT.items():
         wsweep = _by(sweep, workload=name)

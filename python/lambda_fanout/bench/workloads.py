@@ -79,7 +79,7 @@ class Workload:
     def setup(self, opts: Options, env: Env | None) -> None:
         """Set the proxy's latency for this workload (AWS workloads only)."""
         if self.needs_aws and env is not None and env.proxy is not None:
-            env.proxy.configure(delay_ms=opts.latency_s(self) * 1000, tail_sigma=TAIL_SIGMA)
+            env.proxy.configure(delay_ms=opts.latency_s(self) * 1000, tail_sigma=TAIL_SIGMA, replay=True)
 
     def strategy_runner(self, env: Env | None, strategy: str, workers: Any,
                         profile: str | None = None) -> idioms.Runner:
@@ -91,6 +91,10 @@ class Workload:
     def concurrency(self, workers: Any) -> int | None:
         """How many items can be in flight at ``workers``; None when not a number."""
         return workers if isinstance(workers, int) else None
+
+    def floor_s(self, opts: Options) -> float:
+        """The least a round can take whatever the client does, beside its delays and CPU (0: none)."""
+        return 0.0
 
     def ideal_s(self, opts: Options, workers: Any) -> float | None:
         concurrency = self.concurrency(workers)
@@ -185,7 +189,7 @@ class Throttled(S3Get):
             raise RuntimeError("the throttled workload needs the embedded endpoint's proxy; "
                                "run it without --endpoint-url, or leave it out with --workload")
         env.proxy.configure(delay_ms=opts.latency_s(self) * 1000, tail_sigma=TAIL_SIGMA,
-                            throttle={"rate": THROTTLE_RATE, "burst": THROTTLE_BURST})
+                            throttle={"rate": THROTTLE_RATE, "burst": THROTTLE_BURST}, replay=True)
         time.sleep(THROTTLE_BURST / THROTTLE_RATE)  # each case starts with a full bucket
 
     def check(self, result, items):
@@ -201,6 +205,9 @@ class Throttled(S3Get):
         return Check(True, f"ok: {len(items) - failed} read, {failed} throttled after botocore's retries", failed)
 
     def ideal_s(self, opts, workers):
+        return self.floor_s(opts)
+
+    def floor_s(self, opts):
         # The bucket's rate bounds every implementation alike: the items past its depth at its rate.
         return max(0.0, opts.n_items(self) - THROTTLE_BURST) / THROTTLE_RATE + opts.latency_s(self)
 

@@ -1,0 +1,212 @@
+"""The bench endpoint: reads answered from moto's recorded answers, writes still served by moto,
+and the proxy's delays, faults and throttling applied to both alike; real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import time
+from urllib.parse import urlsplit
+
+import pytest
+
+from lambda_fanout_dev.quota import client_cpus, endpoint_cpus
+
+#: What differs between two answers of moto to the same request (its clock, its request ids), and
+#: what belongs to a connection rather than to the answer.
+VARYING = {"date", "x-amz-request-id", "x-amzn-requestid", "x-amz-id-2", "connection", "keep-alive",
+           "transfer-encoding"}
+
+
+def raw(url: str, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> tuple:
+    """One signed request on a fresh connection: (status, [(header, value)...], body) as sent on the wire."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    headers = dict(headers or {})
+    service = "dynamodb" if "X-Amz-Target" in headers else "s3"
+    request = AWSRequest(method, url + path, data=body, headers=headers)
+    request.context["payload_signing_enabled"] = True
+    SigV4Auth(Credentials("testing", "testing"), service, "us-east-1").add_auth(request)
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=dict(request.headers.items()))
+        resp = conn.getresponse()
+        return resp.status, resp.getheaders(), resp.read()
+    finally:
+        conn.close()
+
+
+def without_varying(answer: tuple) -> tuple:
+    status, headers, body = answer
+    body = re.sub(rb"<(RequestId|HostId)>[^<]*</(RequestId|HostId)>", b"", body)  # an error's own ids
+    return status, sorted((k.lower(), v) for k, v in headers if k.lower() not in VARYING), body
+
+
+def ddb_request(operation: str, params: dict) -> tuple[bytes, dict]:
+    return json.dumps(params).encode(), {"X-Amz-Target": f"DynamoDB_20120810.{operation}",
+                                         "Content-Type": "application/x-amz-json-1.0"}
+
+
+@pytest.fixture
+def replaying(aws_endpoint):
+    aws_endpoint.forget()
+    aws_endpoint.configure(replay=True)
+    yield aws_endpoint
+    aws_endpoint.forget()
+
+
+def test_a_replayed_read_is_moto_s_answer_byte_for_byte(replaying, s3_bucket, ddb_table):
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=replaying.moto_url)
+    s3.put_object(Bucket=s3_bucket, Key="k/one", Body=b"payload" * 50, ChecksumAlgorithm="CRC32")
+    boto3.client("dynamodb", endpoint_url=replaying.moto_url).put_item(
+        TableName=ddb_table, Item={"pk": {"S": "one"}, "v": {"S": "x" * 40}})
+    replaying.forget()  # written past the proxy
+    reads = [
+        ("GET", f"/{s3_bucket}/k/one", b"", {"x-amz-checksum-mode": "ENABLED"}),
+        ("GET", f"/{s3_bucket}/k/one", b"", {}),
+        ("GET", f"/{s3_bucket}/k/one", b"", {"Range": "bytes=0-9"}),
+        ("HEAD", f"/{s3_bucket}/k/one", b"", {}),
+        ("GET", f"/{s3_bucket}/k/missing", b"", {}),  # NoSuchKey: an error shape
+        ("GET", f"/{s3_bucket}?list-type=2&prefix=k%2F", b"", {}),
+        ("POST", "/", *ddb_request("GetItem", {"TableName": ddb_table, "Key": {"pk": {"S": "one"}}})),
+        ("POST", "/", *ddb_request("GetItem", {"TableName": "no-such-table", "Key": {"pk": {"S": "one"}}})),
+    ]
+    for method, path, body, headers in reads:
+        direct = raw(replaying.moto_url, method, path, body, headers)
+        forwarded = raw(replaying.proxy_url, method, path, body, headers)
+        before = replaying.stats()["replayed"]
+        replayed = raw(replaying.proxy_url, method, path, body, headers)
+        assert replaying.stats()["replayed"] == before + 1, (method, path)
+        assert replayed == forwarded, (method, path)  # status, every header (ETag, checksums, CRC32), body
+        assert without_varying(forwarded) == without_varying(direct), (method, path)
+    answers = {(m, p, b, tuple(h.items())): raw(replaying.proxy_url, m, p, b, h) for m, p, b, h in reads}
+    statuses = [a[0] for a in answers.values()]
+    assert statuses == [200, 200, 206, 200, 404, 200, 200, 400]
+    _, headers, _ = raw(replaying.proxy_url, "GET", f"/{s3_bucket}/k/one", b"", {"x-amz-checksum-mode": "ENABLED"})
+    got = {k.lower(): v for k, v in headers}
+    assert got["etag"] and got["x-amz-checksum-crc32"]
+
+
+def test_botocore_reads_the_replayed_answers_as_moto_s(replaying, s3_bucket, ddb_table):
+    import boto3
+
+    boto3.client("s3", endpoint_url=replaying.moto_url).put_object(Bucket=s3_bucket, Key="b/one", Body=b"abc" * 9)
+    replaying.forget()
+    s3 = boto3.client("s3")  # AWS_ENDPOINT_URL: the proxy
+    ddb = boto3.client("dynamodb")
+    ddb.put_item(TableName=ddb_table, Item={"pk": {"S": "p"}, "n": {"N": "7"}})
+    first = s3.get_object(Bucket=s3_bucket, Key="b/one")
+    body = first["Body"].read()
+    item = ddb.get_item(TableName=ddb_table, Key={"pk": {"S": "p"}})["Item"]
+    before = replaying.stats()["replayed"]
+    again = s3.get_object(Bucket=s3_bucket, Key="b/one")  # botocore checks the CRC32 it asked for
+    assert again["Body"].read() == body == b"abc" * 9
+    assert (again["ETag"], again.get("ChecksumCRC32")) == (first["ETag"], first.get("ChecksumCRC32"))
+    assert ddb.get_item(TableName=ddb_table, Key={"pk": {"S": "p"}})["Item"] == item  # x-amz-crc32 checked
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        s3.get_object(Bucket=s3_bucket, Key="b/missing")
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        s3.get_object(Bucket=s3_bucket, Key="b/missing")
+    assert replaying.stats()["replayed"] == before + 3
+
+
+def test_writes_and_conditional_reads_go_to_moto(replaying, s3_bucket, ddb_table):
+    import boto3
+
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=s3_bucket, Key="w/one", Body=b"first")
+    assert s3.get_object(Bucket=s3_bucket, Key="w/one")["Body"].read() == b"first"
+    etag = s3.get_object(Bucket=s3_bucket, Key="w/one")["ETag"]  # replayed
+    replayed = replaying.stats()["replayed"]
+    assert replayed >= 1
+    s3.put_object(Bucket=s3_bucket, Key="w/one", Body=b"second")  # a write: every recording is forgotten
+    assert s3.get_object(Bucket=s3_bucket, Key="w/one")["Body"].read() == b"second"
+    assert replaying.stats()["replayed"] == replayed
+    # A conditional read is moto's to answer, every time.
+    current = s3.head_object(Bucket=s3_bucket, Key="w/one")["ETag"]
+    assert current != etag
+    for _ in range(2):
+        with pytest.raises(s3.exceptions.ClientError) as caught:
+            s3.get_object(Bucket=s3_bucket, Key="w/one", IfNoneMatch=current)
+        assert caught.value.response["Error"]["Code"] == "304"
+    assert replaying.stats()["replayed"] == replayed
+    ddb = boto3.client("dynamodb")
+    ddb.put_item(TableName=ddb_table, Item={"pk": {"S": "w"}, "v": {"S": "1"}})
+    assert ddb.get_item(TableName=ddb_table, Key={"pk": {"S": "w"}})["Item"]["v"] == {"S": "1"}
+    ddb.update_item(TableName=ddb_table, Key={"pk": {"S": "w"}}, UpdateExpression="SET v = :v",
+                    ExpressionAttributeValues={":v": {"S": "2"}})
+    assert ddb.get_item(TableName=ddb_table, Key={"pk": {"S": "w"}})["Item"]["v"] == {"S": "2"}
+
+
+def test_without_replay_every_read_goes_to_moto(aws_endpoint, s3_bucket):
+    import boto3
+
+    aws_endpoint.configure()
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=s3_bucket, Key="n/one", Body=b"x")
+    for _ in range(3):
+        s3.get_object(Bucket=s3_bucket, Key="n/one")["Body"].read()
+    stats = aws_endpoint.stats()
+    assert stats["replayed"] == 0 and stats["served"] == stats["requests"] == 4
+
+
+def test_delays_faults_and_throttling_apply_to_replayed_reads(replaying, s3_bucket):
+    import boto3
+    from botocore.config import Config
+
+    s3 = boto3.client("s3", config=Config(retries={"total_max_attempts": 1}))
+    s3.put_object(Bucket=s3_bucket, Key="d/one", Body=b"x")
+    s3.get_object(Bucket=s3_bucket, Key="d/one")["Body"].read()  # recorded
+    replaying.configure(replay=True, delay_ms=60)
+    t0 = time.perf_counter()
+    s3.get_object(Bucket=s3_bucket, Key="d/one")["Body"].read()
+    assert time.perf_counter() - t0 >= 0.06
+    assert replaying.stats()["log"][-1]["delay"] == pytest.approx(0.06)
+    replaying.configure(replay=True, faults={"503": 1.0})
+    with pytest.raises(s3.exceptions.ClientError) as caught:
+        s3.get_object(Bucket=s3_bucket, Key="d/one")
+    assert caught.value.response["Error"]["Code"] == "SlowDown"
+    replaying.configure(replay=True, throttle={"rate": 0.01, "burst": 1})
+    s3.get_object(Bucket=s3_bucket, Key="d/one")["Body"].read()
+    with pytest.raises(s3.exceptions.ClientError) as caught:
+        s3.get_object(Bucket=s3_bucket, Key="d/one")
+    assert caught.value.response["Error"]["Code"] == "SlowDown"
+    stats = replaying.stats()
+    assert stats["faults"]["503"] == 1 and stats["throttled"] == 1
+
+
+def test_the_log_applies_the_configured_delay_distribution(replaying, s3_bucket):
+    import boto3
+
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=s3_bucket, Key="t/one", Body=b"x")
+    replaying.configure(replay=True, delay_ms=2, tail_sigma=0.5, seed=7)
+    replaying.reset_stats()
+    for _ in range(40):
+        s3.get_object(Bucket=s3_bucket, Key="t/one")["Body"].read()
+    from lambda_fanout_dev.proxy import ProxyConfig
+
+    expected = ProxyConfig(delay_ms=2, tail_sigma=0.5, seed=7)
+    want = []
+    for _ in range(40):  # the proxy draws a delay, then a fault, per request
+        want.append(expected.draw_delay_s())
+        expected.draw_fault()
+    stats = replaying.stats()
+    assert [e["delay"] for e in stats["log"]] == pytest.approx(want)
+    assert [e["delay"] for e in replaying.stats(since=30)["log"]] == pytest.approx(want[30:])
+    assert stats["cpu_s"] > 0
+
+
+def test_the_endpoint_and_the_client_keep_to_their_own_cpus():
+    assert endpoint_cpus({0}) is None
+    assert endpoint_cpus({0, 1}) == {1}
+    assert client_cpus(0.58, {1}, {0, 1}) == {0}
+    assert client_cpus(1.7, {1}, {0, 1}) is None  # the quota needs both: shared
+    assert client_cpus(1.7, {3}, {0, 1, 2, 3}) == {0, 1, 2}
+    assert client_cpus(0.58, None, {0}) is None
