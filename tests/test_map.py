@@ -172,6 +172,48 @@ def test_map_inside_a_running_loop_says_use_amap(strategy_name):
         asyncio.run(handler())
 
 
+def _nested_batch(strategy):
+    # A plain function that runs a whole batch call of its own under ``strategy``.
+    event = {"Records": [{"messageId": f"m{j}", "eventSource": "aws:sqs", "body": "x"} for j in range(2)]}
+    return lambda_fanout.process_batch(event, lambda_fanout.Task(xproc.identity, xproc.aidentity), strategy=strategy)
+
+
+async def _anested_batch(strategy):
+    return _nested_batch(strategy)
+
+
+@pytest.mark.parametrize("nested", ["threads", "asyncio"])
+@pytest.mark.parametrize("task", [_nested_batch, _anested_batch], ids=["inline-plain-function", "coroutine"])
+def test_a_blocking_call_on_the_asyncio_loop_fails_its_item_at_once(task, nested):
+    """A batch call made where the asyncio strategy's loop runs (a plain function it runs
+    inline, or a coroutine) would block that loop, and wait forever for work queued behind
+    it: it fails its item with the error saying what to do, and the loop stays usable."""
+    got: list = []
+
+    def call():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # "no async form": the point here
+            got.extend(lambda_fanout.map(task, [nested], strategy="asyncio", errors="collect"))
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    caller.join(20)
+    assert not caller.is_alive(), "the nested call blocked the event loop"
+    (outcome,) = got
+    assert isinstance(outcome.error, RuntimeError) and "await lambda_fanout.amap" in str(outcome.error)
+    assert lambda_fanout.map(DOUBLE, range(3), strategy="asyncio") == [0, 2, 4]
+
+
+def test_a_plain_function_raising_stop_iteration_fails_with_stop_iteration(strategy_name):
+    """The same error under every strategy: asyncio runs a plain function inline, and a
+    StopIteration raised inside a coroutine would turn into RuntimeError."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # asyncio: "no async form"
+        got = lambda_fanout.map(partial(xproc.raise_at, StopIteration, 1), range(3), strategy=strategy_name, errors="collect")
+    assert [o.value for o in got if o.ok] == [0, 2]
+    assert type(got[1].error) is StopIteration
+
+
 def test_base_exceptions_are_not_swallowed(strategy_name):
     interrupt = partial(xproc.raise_at, KeyboardInterrupt, 2)
 
