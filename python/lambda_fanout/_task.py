@@ -209,6 +209,13 @@ def sync_form(task: Any, strategy: str) -> Callable[[Any], Any]:
     return task
 
 
+def has_sync_form(task: Any) -> bool:
+    """Whether a sync strategy can call ``task``: a plain callable, or a Task with ``sync_fn``."""
+    if isinstance(task, Task):
+        return task.sync_fn is not None
+    return callable(task) and not _is_coroutine_function(task)
+
+
 def has_async_form(task: Any) -> bool:
     """Whether the asyncio strategy can await ``task``: a coroutine function, or a Task with ``async_fn``."""
     if isinstance(task, Task):
