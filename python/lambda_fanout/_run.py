@@ -142,15 +142,18 @@ def deadline_of(context: Any, margin_ms: int) -> float | None:
             "context=None for no deadline."
         )
     remaining = remaining_ms()
+    # A number only: a unit test's MagicMock() context returns a MagicMock, which float()
+    # reads as 1.0 (a deadline already past), and a numeric string is no remaining time.
+    if not isinstance(remaining, (int, float)) or isinstance(remaining, bool):
+        raise ConfigError(
+            f"context.get_remaining_time_in_millis() must return a number of milliseconds but "
+            f"returned {kind(remaining)}; pass the Lambda context object, or context=None for no "
+            "deadline (a mock context needs get_remaining_time_in_millis.return_value set, e.g. 300000)."
+        )
     try:
         remaining = float(remaining)
     except OverflowError:  # an int too large for a float: no deadline either
         return None
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"context.get_remaining_time_in_millis() must return a number of milliseconds but "
-            f"returned {remaining!r}; pass the Lambda context object, or context=None for no deadline."
-        ) from None
     if remaining != remaining or remaining > _NO_DEADLINE_MS:  # NaN or effectively infinite
         return None
     return monotonic() + (remaining - margin_ms) / 1000.0

@@ -422,7 +422,8 @@ def process_batch(
         record_handler: ``record -> result``: a plain function, a coroutine function, or a Task.
         context: the Lambda context, or None locally. Records not started before the
             deadline margin are reported as failures, never lost.
-        strategy: one of STRATEGIES; None reads FANOUT_STRATEGY.
+        strategy: one of STRATEGIES; None reads FANOUT_STRATEGY, else "asyncio" for a record
+            handler with only an async form and "threads" for any other.
         max_workers: concurrency, or "auto" / "auto:N"; None reads FANOUT_MAX_WORKERS.
         fifo_on_failure: SQS FIFO only: ``"group"`` (default) skips the later records of
             a failed message group and runs the other groups; ``"batch"`` starts no
@@ -444,7 +445,7 @@ def process_batch(
     """
     shape = detect(event)
     settings = Settings.resolve(strategy=strategy, max_workers=max_workers, fifo_on_failure=fifo_on_failure,
-                                raise_on_all_failed=raise_on_all_failed)
+                                raise_on_all_failed=raise_on_all_failed, task=record_handler)
     return run_batch(shape, record_handler, context, build(settings))
 
 

@@ -21,7 +21,6 @@ layer does not carry it: the function brings its own (or Powertools' public laye
 
 from __future__ import annotations
 
-import os
 import sys
 
 from aws_lambda_powertools.utilities import batch as _powertools
@@ -40,7 +39,7 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
-from ._config import ENV_STRATEGY, Settings
+from ._config import Settings
 from ._errors import SkippedAfterFailure, is_own_report
 from ._task import Task, _name_of
 from .batch import run_records, shape_of_records
@@ -129,8 +128,9 @@ class _Concurrent:
         return Task(call, name=_name_of(self.handler))
 
     def _settings(self, task: Task) -> Settings:
-        """The settings of this call, resolved now (``FANOUT_*``) for ``task``."""
-        return Settings.resolve()
+        """The settings of this call, resolved now (``FANOUT_*``) for ``task``: without
+        FANOUT_STRATEGY, the strategy that runs its form (asyncio for an async-only task)."""
+        return Settings.resolve(task=task)
 
     def _run(self) -> list[tuple]:
         """Run every record concurrently, then report each outcome in record order; Powertools' list of entries."""
@@ -189,9 +189,6 @@ class AsyncBatchProcessor(_Concurrent, _powertools.AsyncBatchProcessor):
     def _task(self, call: _RecordCall) -> Task:
         return Task(None, call.aio, name=_name_of(self.handler))
 
-    def _settings(self, task: Task) -> Settings:
-        return Settings.resolve(strategy=None if ENV_STRATEGY in os.environ else "asyncio")
-
 
 class SqsFifoPartialProcessor(BatchProcessor, _powertools.SqsFifoPartialProcessor):
     """Powertools' ``SqsFifoPartialProcessor``: message groups run concurrently, each in order.
@@ -206,7 +203,7 @@ class SqsFifoPartialProcessor(BatchProcessor, _powertools.SqsFifoPartialProcesso
     _fifo = True
 
     def _settings(self, task: Task) -> Settings:
-        return Settings.resolve(fifo_on_failure="group" if self._skip_group_on_error else "batch")
+        return Settings.resolve(fifo_on_failure="group" if self._skip_group_on_error else "batch", task=task)
 
     def _exception_info(self, error: BaseException) -> ExceptionInfo:
         # A record the ledger did not start after a failure is Powertools' circuit breaker.
