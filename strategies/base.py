@@ -295,14 +295,17 @@ class Strategy:
         """
         from .. import _metrics
 
+        _refuse_running_loop()
         pause = CollectorPause()
         try:
             with _metrics.measure(self, run):
                 self._drive(run)
                 pause.start()
-                results = run.finish()
-            return results if then is None else then(results)
+                run.finish()
+            # No local holds the results: a failure's traceback keeps this frame alive.
+            return run.final if then is None else then(run.final)
         finally:
+            run.release()
             pause.stop()
 
     async def arun(self, run: Run, then: Callable[[Results], Any] | None = None) -> Any:
@@ -321,9 +324,11 @@ class Strategy:
                     run.stop()
                     raise
                 pause.start()
-                results = run.finish()
-            return results if then is None else then(results)
+                run.finish()
+            # No local holds the results: a failure's traceback keeps this frame alive.
+            return run.final if then is None else then(run.final)
         finally:
+            run.release()
             pause.stop()
 
     def map(self, task: Any, items: Iterable[Any], *, errors: str = "raise", context: Any = None) -> Results:
@@ -344,7 +349,6 @@ class Strategy:
             ConfigError: a bad ``errors`` value, or a task without the form this strategy runs.
             RuntimeError: called inside a running event loop.
         """
-        _refuse_running_loop()
         run = self.start(task, items, errors=errors, context=context)
         try:
             return self.run(run, lambda results: _logged(self.settings, run, results))
@@ -429,7 +433,11 @@ def _refuse_running_loop() -> None:
         aio.get_running_loop()
     except RuntimeError:
         return
+    # Blocking there would stall the loop, and on the asyncio strategy's own loop thread (a
+    # plain function it runs inline, nesting a call) wait forever for work queued behind it.
     raise RuntimeError(
-        "lambda_fanout.map() was called from inside a running event loop, where it would block "
-        "the loop. Use `await lambda_fanout.amap(...)` there instead."
+        "lambda_fanout was asked to run a call to its end (map, process_batch, a batch processor) "
+        "from inside a running event loop, where it would block the loop. Inside a coroutine use "
+        "`await lambda_fanout.amap(...)`; in a plain function that the asyncio strategy runs on its "
+        "loop, give the function an async form, or use FANOUT_STRATEGY=threads."
     )

@@ -272,7 +272,22 @@ def async_form(task: Any) -> Callable[[Any], Awaitable[Any]]:
             stacklevel=_caller_stacklevel(),
         )
 
-    async def inline(item: Any, _fn=fn) -> Any:
-        return _fn(item)
+    def inline(item: Any, _fn=fn) -> _Done:
+        # Called, not a coroutine function: the call runs at once and what it raises is
+        # raised as it is. Inside a coroutine a StopIteration would become RuntimeError.
+        return _Done(_fn(item))
 
     return inline
+
+
+class _Done:
+    """An awaitable already finished: awaiting it gives ``value`` at once."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self):
+        return self.value
+        yield  # noqa: unreachable - makes __await__ a generator, as the protocol asks
