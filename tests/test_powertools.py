@@ -698,17 +698,16 @@ def test_outside_lambda_async_records_run_on_the_calling_thread(monkeypatch, fak
     assert [thread for _, thread in seen] == [threading.current_thread()] * 3
 
 
-def test_an_async_processor_called_inside_a_running_loop_still_runs_the_records():
-    """Powertools' async_process cannot run there; ours runs the records on lambda_fanout's shared loop."""
+def test_an_async_processor_called_inside_a_running_loop_is_refused_as_in_powertools():
+    """Powertools' async_process raises there too (its loop is running, or asyncio.run refuses)."""
     seen = []
 
-    async def caller():
-        return async_process_partial_response(sqs_event(3), loop_recorder(seen), ours.AsyncBatchProcessor(EventType.SQS)), \
-            asyncio.get_running_loop()
+    async def caller(module):
+        return async_process_partial_response(sqs_event(3), loop_recorder(seen), module.AsyncBatchProcessor(EventType.SQS))
 
-    reply, caller_loop = asyncio.run(caller())
-    assert reply == {"batchItemFailures": []} and len(seen) == 3
-    assert all(loop is not caller_loop for loop, _ in seen)
+    with pytest.raises(RuntimeError, match="inside a running event loop"):
+        asyncio.run(caller(ours))
+    assert seen == []
 
 
 def test_a_context_without_a_remaining_time_sets_no_deadline():

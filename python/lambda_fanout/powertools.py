@@ -240,8 +240,8 @@ class AsyncBatchProcessor(_Concurrent, _powertools.AsyncBatchProcessor):
     Without ``FANOUT_STRATEGY`` the records run under the ``asyncio`` strategy; a strategy
     named there must be able to await the handler. The records run on the event loop
     Powertools' ``async_process`` uses (in Lambda, the thread's own loop, where the
-    function's init may have made its clients), unless a loop is running already: then
-    on lambda_fanout's shared loop, as ``lambda_fanout.map`` runs them.
+    function's init may have made its clients). Inside a running loop the call is refused
+    with RuntimeError, as every blocking call of lambda_fanout is (Powertools' raises too).
     """
 
     def async_process(self) -> list[tuple]:
