@@ -50,6 +50,18 @@ def strategy_class(name: str):
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
 
 
+def default_for(task, names: tuple[str, ...]) -> str:
+    """The strategy an unset FANOUT_STRATEGY means for ``task``: the first of ``names`` whose
+    class runs a form the task has (``has_form_for``), else the first of them.
+
+    Only the classes tried are imported: a task the first one runs loads no other.
+    """
+    for name in names:
+        if strategy_class(name).has_form_for(task):
+            return name
+    return names[0]  # no form fits (not a task at all): that strategy's own check reports it
+
+
 def build(settings):
     """The strategy ``settings.strategy`` names, built with ``settings`` (``Settings.resolve()``'s)."""
     cls = strategy_class(settings.strategy)

@@ -52,6 +52,7 @@ class AsyncioStrategy(Strategy):
         context = run.context
         workers: list[asyncio.Task] = []
         alive = [0]
+        drained = [False]  # a worker found no job left: one spawned now would find none either
 
         def spawn() -> None:
             # Each worker starts from its own copy of the caller's context (under auto it
@@ -80,8 +81,9 @@ class AsyncioStrategy(Strategy):
                     meter.done(started, alive[0] - 1, ok is not False)
                     if alive[0] > meter.limit:
                         return
-                    while alive[0] < meter.limit:
+                    while alive[0] < meter.limit and not drained[0]:
                         spawn()
+                drained[0] = True
             finally:
                 alive[0] -= 1
 

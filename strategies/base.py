@@ -3,7 +3,7 @@
 What every strategy shares goes here: argument checks and opening the ledger
 (:meth:`Strategy.start`), the per-strategy rules with their defaults (class attributes
 and methods a subclass overrides: ``needs_async_form``, ``concurrent``,
-``runs_in_processes``, ``default_workers``, ``auto_workers``, ``adapt``), and the
+``runs_in_processes``, ``has_form_for``, ``default_workers``, ``auto_workers``, ``adapt``), and the
 drivers more than one strategy uses (:class:`CallPool`, :func:`drive_window`). What
 one strategy alone does goes in its own module; selection is in
 ``lambda_fanout.strategies``; every guarantee about records is the ledger's
@@ -31,7 +31,7 @@ from .. import _config
 from . import CLASSES
 from .._run import CollectorPause, Run, deadline_of
 from .._errors import TaskError, kind
-from .._task import Results, sync_form
+from .._task import Results, has_async_form, has_sync_form, sync_form
 
 #: How many items a strategy keeps in flight per worker: enough to keep every
 #: worker busy while the driver hands out the next job, small enough that a huge
@@ -97,8 +97,8 @@ def drive_window(
         submit: starts one job elsewhere (a pool thread) and returns its Future, whose
             result is ``run.execute``'s (False: the record failed or did not start).
         window: the most jobs in flight at a time.
-        meter: under ``max_workers="auto"``, the run's meter: the window is then its
-            limit, read at each completion, and the jobs it picks by stride are timed
+        meter: under ``max_workers="auto"``, the run's meter: the window is then its own
+            (``Meter.window``), read at each completion, and the jobs it picks by stride are timed
             from submission to completion, on this thread.
         on_stuck: called when the driver stops with jobs still running (deadline or
             fatal error), before it returns: how a strategy ends what still runs.
@@ -107,7 +107,7 @@ def drive_window(
     on_done = completed.put
     inflight = 0
     untimed = 0  # under auto, jobs left to hand out before the meter times the next one
-    room = window if meter is None else meter.limit
+    room = window if meter is None else meter.window(WINDOW_PER_WORKER)
     while True:
         if room > 0:
             for job in jobs:
@@ -142,7 +142,7 @@ def drive_window(
             if started is not None:
                 # False: failed or not started; None: a group (its records report themselves).
                 meter.done(started, inflight, ok is not False)
-            room = meter.limit - inflight
+            room = meter.window(WINDOW_PER_WORKER) - inflight
     if inflight and on_stuck is not None:
         on_stuck()
 
@@ -178,8 +178,14 @@ class Strategy:
     runs_in_processes: bool = False
 
     @classmethod
-    def default_workers(cls, environ: Any) -> int:
-        """``max_workers`` when neither the argument nor FANOUT_MAX_WORKERS sets it.
+    def has_form_for(cls, task: Any) -> bool:
+        """Whether ``task`` has the form this strategy runs: its coroutine form when
+        :attr:`needs_async_form`, else its blocking one (how an unset FANOUT_STRATEGY picks)."""
+        return has_async_form(task) if cls.needs_async_form else has_sync_form(task)
+
+    @classmethod
+    def default_workers(cls, environ: Any) -> int | _config.Auto:
+        """``max_workers`` when neither the argument nor FANOUT_MAX_WORKERS sets it: auto here.
 
         Args:
             environ: the environment the settings are read from.
@@ -187,7 +193,7 @@ class Strategy:
         Raises:
             ConfigError: a variable this rule reads is not valid.
         """
-        return _config.DEFAULT_MAX_WORKERS
+        return _config.resolve_workers(_config.DEFAULT_MAX_WORKERS)
 
     @classmethod
     def auto_workers(cls, workers: _config.Auto, default: int) -> int | _config.Auto:
@@ -195,7 +201,7 @@ class Strategy:
 
         Args:
             workers: the auto setting (its cap).
-            default: :meth:`default_workers`' count.
+            default: :meth:`default_workers`' setting.
         """
         return workers
 
@@ -289,14 +295,17 @@ class Strategy:
         """
         from .. import _metrics
 
+        _refuse_running_loop()
         pause = CollectorPause()
         try:
             with _metrics.measure(self, run):
                 self._drive(run)
                 pause.start()
-                results = run.finish()
-            return results if then is None else then(results)
+                run.finish()
+            # No local holds the results: a failure's traceback keeps this frame alive.
+            return run.final if then is None else then(run.final)
         finally:
+            run.release()
             pause.stop()
 
     async def arun(self, run: Run, then: Callable[[Results], Any] | None = None) -> Any:
@@ -315,9 +324,11 @@ class Strategy:
                     run.stop()
                     raise
                 pause.start()
-                results = run.finish()
-            return results if then is None else then(results)
+                run.finish()
+            # No local holds the results: a failure's traceback keeps this frame alive.
+            return run.final if then is None else then(run.final)
         finally:
+            run.release()
             pause.stop()
 
     def map(self, task: Any, items: Iterable[Any], *, errors: str = "raise", context: Any = None) -> Results:
@@ -338,7 +349,6 @@ class Strategy:
             ConfigError: a bad ``errors`` value, or a task without the form this strategy runs.
             RuntimeError: called inside a running event loop.
         """
-        _refuse_running_loop()
         run = self.start(task, items, errors=errors, context=context)
         try:
             return self.run(run, lambda results: _logged(self.settings, run, results))
@@ -423,7 +433,11 @@ def _refuse_running_loop() -> None:
         aio.get_running_loop()
     except RuntimeError:
         return
+    # Blocking there would stall the loop, and on the asyncio strategy's own loop thread (a
+    # plain function it runs inline, nesting a call) wait forever for work queued behind it.
     raise RuntimeError(
-        "lambda_fanout.map() was called from inside a running event loop, where it would block "
-        "the loop. Use `await lambda_fanout.amap(...)` there instead."
+        "lambda_fanout was asked to run a call to its end (map, process_batch, a batch processor) "
+        "from inside a running event loop, where it would block the loop. Inside a coroutine use "
+        "`await lambda_fanout.amap(...)`; in a plain function that the asyncio strategy runs on its "
+        "loop, give the function an async form, or use FANOUT_STRATEGY=threads."
     )

@@ -11,7 +11,8 @@ from .. import _config
 from .._procpool.cpus import vcpus
 from .._procpool.pickling import Killed, WorkerError, pickled_task
 from .._procpool.pool import ChunkSizer, Lease, get_pool
-from .._errors import DeadlineExceeded
+from .._procpool.worker import serving
+from .._errors import ConfigError, DeadlineExceeded
 from .._run import Run
 from .._task import sync_form
 from .base import WINDOW_PER_WORKER, CallPool, Strategy, drive_window
@@ -118,8 +119,15 @@ class ProcessesStrategy(Strategy):
 
         Raises:
             ConfigError: the task has no sync form, or cannot be pickled (a lambda, a
-                closure), saying what to do; raised before any item is read.
+                closure), or this is itself a worker process (a task under ``processes``
+                calling it again), saying what to do; raised before any item is read.
         """
+        if serving():
+            raise ConfigError(
+                "strategy 'processes' was asked to run inside a task that itself runs under 'processes': "
+                "a worker process cannot start worker processes of its own. Inside the task, pass "
+                "strategy='threads' or strategy='sequential' (FANOUT_STRATEGY reaches the workers too)."
+            )
         if isinstance(task, Remote):
             return task
         fn = sync_form(task, self.name)

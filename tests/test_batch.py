@@ -384,3 +384,49 @@ def test_kafka_partition_runs_in_offset_order(strategy_name, log):
     assert log.entries() == [0, 1, 2, 3, 4]
     assert out == {"batchItemFailures": [{"itemIdentifier": {"partition": "orders-0", "offset": 1000 + i}}
                                          for i in (4, 5)]}
+
+
+# -- with no strategy set, the record handler's own form picks it ----------------------------
+
+def test_unset_strategy_awaits_a_coroutine_record_handler():
+    import asyncio
+
+    from lambda_fanout._loop import get_loop
+
+    loops = []
+
+    async def arecord(record):
+        loops.append(asyncio.get_running_loop())
+        await asyncio.sleep(0)
+        if position_of(record) % 3 == 0:
+            raise ValueError("multiples of three fail")
+
+    event = batches.sqs(10)
+    reply = lambda_fanout.process_batch(event, arecord)
+    failed = [event["Records"][i] for i in (0, 3, 6, 9)]
+    assert reply == {"batchItemFailures": [{"itemIdentifier": batches.identifier("sqs", r)} for r in failed]}
+    assert loops == [get_loop()] * 10
+
+
+def test_unset_strategy_runs_a_plain_record_handler_on_threads():
+    import threading
+
+    names = []
+
+    def record(record):
+        names.append(threading.current_thread().name)
+
+    assert lambda_fanout.process_batch(batches.sqs(10), record) == {"batchItemFailures": []}
+    assert len(names) == 10 and all(name.startswith("fanout") for name in names), names
+
+
+def test_a_strategy_that_is_set_still_refuses_a_coroutine_record_handler(monkeypatch):
+    async def arecord(record):
+        return record
+
+    monkeypatch.setenv(lambda_fanout.ENV_STRATEGY, "threads")
+    with pytest.raises(lambda_fanout.ConfigError, match="coroutine function"):
+        lambda_fanout.process_batch(batches.sqs(3), arecord)
+    monkeypatch.delenv(lambda_fanout.ENV_STRATEGY)
+    with pytest.raises(lambda_fanout.ConfigError, match="coroutine function"):
+        lambda_fanout.process_batch(batches.sqs(3), arecord, strategy="threads")

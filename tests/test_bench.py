@@ -512,7 +512,8 @@ def _parent_is_gone(pid: str) -> bool:
 def test_auto_joins_the_default_runs_on_the_workloads_the_mode_names():
     quick = [c.id for c in bench_cases.cases(Options.create(quick=True))]
     assert {"latency-threads-autow", "latency-asyncio-autow", "s3-threads-autow", "s3-asyncio-autow"} <= set(quick)
-    assert not any(i.startswith(("dynamodb-", "cpu-")) and "autow" in i for i in quick)
+    # auto is the library's default, so it runs on every workload, a fixed 16 beside it.
+    assert {"dynamodb-threads-autow", "cpu-threads-autow", "cpu-threads-16w"} <= set(quick)
     assert not any(i.startswith("throttled-") for i in quick)  # slow: left out of quick runs unless named
     full = [c.id for c in bench_cases.cases(Options.create())]
     assert {"throttled-threads-autow", "throttled-threads-16w", "dynamodb-threads-map-autow"} <= set(full)
@@ -636,24 +637,27 @@ def test_each_row_reports_its_bound_from_the_rounds_it_ran():
 
 def test_a_tie_keeps_the_default_unless_another_uses_measurably_less_cpu():
     noisy_cpu = {"cpu_ms_per_item_rounds": [0.9, 2.9, 1.0, 3.1, 1.1, 2.8, 0.95, 3.0]}  # median ~2, noisy
-    rows = [row("sequential", 2.0), row("threads", 0.150, cpu=2.0, cpu_ms_per_item_rounds=[2.0, 2.1, 1.9, 2.0] * 2),
-            row("asyncio", 0.149, cpu=1.9, **noisy_cpu, seed=3)]
+    default = lambda_fanout.DEFAULT_MAX_WORKERS  # the untuned rows: no FANOUT_* settings
+    rows = [row("sequential", 2.0), row("threads", 0.150, cpu=2.0, cpu_ms_per_item_rounds=[2.0, 2.1, 1.9, 2.0] * 2,
+                                        workers=default),
+            row("asyncio", 0.149, cpu=1.9, **noisy_cpu, seed=3, workers=default)]
     pick, text = report.choose(rows)
     assert pick["impl"] == "threads" and "it is the default" in text, text
     cheap = [0.5, 0.52, 0.49, 0.5] * 2
-    rows[2] = row("asyncio", 0.149, cpu=0.5, cpu_ms_per_item_rounds=cheap, seed=3)
+    rows[2] = row("asyncio", 0.149, cpu=0.5, cpu_ms_per_item_rounds=cheap, seed=3, workers=default)
     pick, text = report.choose(rows)
     assert pick["impl"] == "asyncio" and "the client CPU of `threads`" in text and "95% CI" in text, text
 
 
 def test_advice_names_preconditions_and_what_an_untuned_function_gets():
-    rows = [row("sequential", 2.0, workload="s3"), row("threads", 0.40, workload="s3"),
+    rows = [row("sequential", 2.0, workload="s3"), row("threads", 0.40, workload="s3", workers=16),
+            row("threads", 0.40, workload="s3", workers=lambda_fanout.DEFAULT_MAX_WORKERS, seed=1),
             row("asyncio", 0.10, workload="s3", workers="auto", profile="crt")]
     text = report.advice(rows)
     assert text.startswith("Use `asyncio` (FANOUT_STRATEGY=asyncio, FANOUT_MAX_WORKERS=auto, client profile crt)")
     assert "FANOUT_AWS_CLIENT=crt" in text and "native layer zip" in text and "async form" in text
     assert "figures are warm" in text
-    assert "Untuned (no FANOUT_* settings: `threads`, 16 workers" in text and "faster than untuned" in text
+    assert "Untuned (no FANOUT_* settings: `threads`, auto workers" in text and "faster than untuned" in text
 
 
 def test_a_tie_of_many_variants_is_one_short_clause():

@@ -32,6 +32,36 @@ def test_bad_strategy_argument():
         lambda_fanout.map(abs, [1], strategy="fast")
 
 
+async def only_async(item):
+    return item
+
+
+def only_sync(item):
+    return item
+
+
+@pytest.mark.parametrize("task,expected", [
+    (only_async, "asyncio"),
+    (lambda_fanout.Task(None, only_async), "asyncio"),
+    (only_sync, "threads"),
+    (lambda_fanout.Task(only_sync), "threads"),
+    (lambda_fanout.Task(only_sync, only_async), lambda_fanout.DEFAULT_STRATEGY),
+    (None, lambda_fanout.DEFAULT_STRATEGY),  # the task is not known: get_strategy()
+    (42, lambda_fanout.DEFAULT_STRATEGY),  # not a task: that strategy's own check refuses it
+])
+def test_unset_strategy_follows_the_form_the_task_has(task, expected):
+    assert lambda_fanout.Settings.resolve(environ={}, task=task).strategy == expected
+
+
+@pytest.mark.parametrize("task", [only_async, only_sync, lambda_fanout.Task(only_sync, only_async)])
+@pytest.mark.parametrize("name", ["sequential", "threads", "asyncio", "processes"])
+def test_a_strategy_that_is_set_wins_whatever_the_task(task, name):
+    assert lambda_fanout.Settings.resolve(environ={"FANOUT_STRATEGY": name}, task=task).strategy == name
+    assert lambda_fanout.Settings.resolve(strategy=name, environ={}, task=task).strategy == name
+    with pytest.raises(lambda_fanout.ConfigError, match="FANOUT_STRATEGY"):
+        lambda_fanout.Settings.resolve(environ={"FANOUT_STRATEGY": "thread"}, task=task)
+
+
 @pytest.mark.parametrize("value", ["", "0", "-4", "abc", "1.5", "1e3", "2000", "ten", " "])
 def test_bad_max_workers_env(monkeypatch, value):
     monkeypatch.setenv("FANOUT_MAX_WORKERS", value)
@@ -100,7 +130,8 @@ def test_env_is_read_at_construction_and_arguments_win(monkeypatch):
     monkeypatch.delenv("FANOUT_STRATEGY")
     monkeypatch.delenv("FANOUT_MAX_WORKERS")
     s = lambda_fanout.get_strategy()
-    assert (s.name, s.max_workers) == ("threads", 16)  # the defaults the README documents
+    # The defaults the README documents: auto, whose pool holds up to its cap.
+    assert (s.name, str(s.settings.max_workers), s.max_workers) == ("threads", "auto", 256)
 
 
 def test_strategies_contract():
@@ -323,7 +354,11 @@ def test_configuration_table_in_the_readme_is_the_declared_one():
     # Defaults shown are the ones resolved from an empty environment.
     settings = lambda_fanout.Settings.resolve(environ={})
     rows = {row[0]: row[1] for row in _config.VARIABLES}
-    assert rows["FANOUT_STRATEGY"] == f"`{settings.strategy}`"
+    async def only_async(item):
+        return item
+
+    for_async = lambda_fanout.Settings.resolve(environ={}, task=only_async).strategy
+    assert rows["FANOUT_STRATEGY"] == f"`{for_async}` for a task with only an async form, else `{settings.strategy}`"
     assert rows["FANOUT_MAX_WORKERS"] == f"`{settings.max_workers}`"
     assert rows["FANOUT_DEADLINE_MARGIN_MS"] == f"`{settings.deadline_margin_ms}`"
     assert rows["FANOUT_LOG_FAILURES"] == f"`{settings.log_failures}`"

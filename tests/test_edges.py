@@ -433,6 +433,20 @@ def test_a_context_without_a_number_is_a_config_error(strategy_name):
         lambda_fanout.map(dual(abs), [1], strategy=strategy_name, context=Forever("soon"))
 
 
+@pytest.mark.parametrize("context", [Forever("300000"), Forever(True), "magicmock"],
+                         ids=["numeric-string", "bool", "magicmock"])
+def test_a_remaining_time_that_only_converts_to_a_number_is_a_config_error(strategy_name, context):
+    # A unit test's MagicMock() context returns a MagicMock, which float() reads as 1.0: a
+    # deadline already past would report every item cut. Only an int or float is a time.
+    from unittest.mock import MagicMock
+
+    if context == "magicmock":
+        context = MagicMock()
+    with pytest.raises(lambda_fanout.ConfigError, match="must return a number of milliseconds") as info:
+        lambda_fanout.map(dual(abs), [1], strategy=strategy_name, context=context)
+    assert "context=None" in str(info.value)
+
+
 @pytest.mark.parametrize("context,named", [({"Records": [{"body": "secret-payload"}]}, "a dict"),
                                            (object(), "an object")], ids=["the-event", "an-object"])
 def test_a_context_without_remaining_time_is_a_config_error_naming_its_type(strategy_name, context, named):

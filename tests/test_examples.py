@@ -114,6 +114,16 @@ def test_local_objects_writes_and_reads_its_own_objects(run, capsys):
     assert response["objects"] == 32
 
 
+def test_the_bench_function_runs_its_quick_comparison(run, capsys):
+    # examples/bench is the benchmark function's (empty) code folder: its handler is in the layer.
+    event = {"seed": True, "quick": True, "workloads": ["s3"], "items": 20, "workers": [3], "rounds": 1}
+    status, out, response = run(capsys, "--handler", "lambda_fanout.bench.runner.lambda_handler", "--task-root",
+                                os.path.join(EXAMPLES, "bench"), "--memory-mb", "1769", "--event", json.dumps(event))
+    assert_no_failure(status, out)
+    ran = [row for row in response["rows"] if not row.get("skipped")]
+    assert ran and all(row["check_ok"] and row["failed_items"] == 0 for row in ran), ran
+
+
 def test_a_seed_script_runs_against_the_endpoint_before_the_function(run, capsys, tmp_path):
     (tmp_path / "seed.py").write_text(
         "import boto3\n"

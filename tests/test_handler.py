@@ -85,6 +85,27 @@ def test_coroutine_record_handler_under_asyncio(task_root):
     check_sqs_run(task_root, "asyncio", "app.aprocess", "auto")
 
 
+@pytest.mark.parametrize("spec,expected", [
+    ("app.aprocess", "asyncio"),  # only an async form (an async def)
+    ("app.plain", "threads"),  # only a sync form
+    ("app.process", lambda_fanout.DEFAULT_STRATEGY),  # a Task with both
+])
+def test_unset_strategy_follows_the_record_handlers_form(task_root, spec, expected):
+    # Lambda's init resolves the handler (importing it is the init); the strategy it keeps is reported.
+    code = textwrap.dedent('''
+        import json, sys
+        from lambda_fanout import handler
+        event = json.loads(sys.stdin.read())
+        reply = handler.handler(event, None)
+        print("RESULT " + json.dumps([handler.init()[1].name, reply]))
+    ''')
+    proc = run_handler(task_root, {"FANOUT_RECORD_HANDLER": spec}, batches.sqs(10), code=code)
+    assert proc.returncode == 0, proc.stderr
+    name, result = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    assert name == expected
+    assert result == {"batchItemFailures": [{"itemIdentifier": f"msg-{i:05d}"} for i in (0, 3, 6, 9)]}
+
+
 def check_sqs_run(task_root, strategy_name, spec, workers):
     event = batches.sqs(10)
     proc = run_handler(task_root, {"FANOUT_RECORD_HANDLER": spec, "FANOUT_STRATEGY": strategy_name,

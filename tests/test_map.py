@@ -157,6 +157,65 @@ def test_sync_strategy_refuses_a_coroutine_function(name):
         lambda_fanout.map(lambda_fanout.Task(None, adouble), [1], strategy=name)
 
 
+# -- with no strategy set, the task's own form picks it ------------------------------------
+
+async def on_the_loop(x):
+    # Awaited, so under asyncio: a sync strategy refuses a coroutine function.
+    await asyncio.sleep(0)
+    return asyncio.get_running_loop(), 2 * x
+
+
+def on_a_thread(x):
+    return threading.current_thread().name, 2 * x
+
+
+def test_unset_strategy_runs_an_async_only_task_under_asyncio():
+    from lambda_fanout._loop import get_loop
+
+    got = lambda_fanout.map(on_the_loop, range(20))
+    # Every item was awaited on the event loop every asyncio call shares.
+    assert got == [(get_loop(), 2 * i) for i in range(20)]
+    assert lambda_fanout.map(lambda_fanout.Task(None, adouble), range(5)) == [0, 2, 4, 6, 8]
+
+
+def test_unset_strategy_amap_awaits_an_async_only_task_on_the_callers_loop():
+    async def handler():
+        return asyncio.get_running_loop(), await lambda_fanout.amap(on_the_loop, range(10))
+
+    caller, got = asyncio.run(handler())
+    assert got == [(caller, 2 * i) for i in range(10)]
+
+
+def test_unset_strategy_runs_a_sync_only_task_on_threads():
+    got = lambda_fanout.map(on_a_thread, range(20))
+    assert [v for _, v in got] == [2 * i for i in range(20)]
+    assert all(name.startswith("fanout") for name, _ in got), got
+
+
+def test_unset_strategy_runs_a_task_with_both_forms_under_the_documented_default():
+    forms = []
+
+    def sync_fn(x):
+        forms.append("sync")
+        return x
+
+    async def async_fn(x):
+        forms.append("async")
+        return x
+
+    assert lambda_fanout.map(lambda_fanout.Task(sync_fn, async_fn), range(10)) == list(range(10))
+    assert lambda_fanout.DEFAULT_STRATEGY == "threads" and forms == ["sync"] * 10
+
+
+@pytest.mark.parametrize("name", ["sequential", "threads", "threads-map"])
+def test_a_strategy_set_in_the_environment_still_refuses_a_coroutine_function(monkeypatch, name):
+    monkeypatch.setenv(lambda_fanout.ENV_STRATEGY, name)
+    with pytest.raises(lambda_fanout.ConfigError, match=f"'{name}'.*coroutine function"):
+        lambda_fanout.map(adouble, [1])
+    with pytest.raises(lambda_fanout.ConfigError, match=f"'{name}'.*coroutine function"):
+        asyncio.run(lambda_fanout.amap(adouble, [1]))
+
+
 def test_amap_inside_a_running_loop(strategy_name):
     async def handler():
         return await lambda_fanout.amap(DOUBLE, range(30), strategy=strategy_name, max_workers=5)
@@ -170,6 +229,48 @@ def test_map_inside_a_running_loop_says_use_amap(strategy_name):
 
     with pytest.raises(RuntimeError, match=r"await lambda_fanout\.amap"):
         asyncio.run(handler())
+
+
+def _nested_batch(strategy):
+    # A plain function that runs a whole batch call of its own under ``strategy``.
+    event = {"Records": [{"messageId": f"m{j}", "eventSource": "aws:sqs", "body": "x"} for j in range(2)]}
+    return lambda_fanout.process_batch(event, lambda_fanout.Task(xproc.identity, xproc.aidentity), strategy=strategy)
+
+
+async def _anested_batch(strategy):
+    return _nested_batch(strategy)
+
+
+@pytest.mark.parametrize("nested", ["threads", "asyncio"])
+@pytest.mark.parametrize("task", [_nested_batch, _anested_batch], ids=["inline-plain-function", "coroutine"])
+def test_a_blocking_call_on_the_asyncio_loop_fails_its_item_at_once(task, nested):
+    """A batch call made where the asyncio strategy's loop runs (a plain function it runs
+    inline, or a coroutine) would block that loop, and wait forever for work queued behind
+    it: it fails its item with the error saying what to do, and the loop stays usable."""
+    got: list = []
+
+    def call():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # "no async form": the point here
+            got.extend(lambda_fanout.map(task, [nested], strategy="asyncio", errors="collect"))
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    caller.join(20)
+    assert not caller.is_alive(), "the nested call blocked the event loop"
+    (outcome,) = got
+    assert isinstance(outcome.error, RuntimeError) and "await lambda_fanout.amap" in str(outcome.error)
+    assert lambda_fanout.map(DOUBLE, range(3), strategy="asyncio") == [0, 2, 4]
+
+
+def test_a_plain_function_raising_stop_iteration_fails_with_stop_iteration(strategy_name):
+    """The same error under every strategy: asyncio runs a plain function inline, and a
+    StopIteration raised inside a coroutine would turn into RuntimeError."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # asyncio: "no async form"
+        got = lambda_fanout.map(partial(xproc.raise_at, StopIteration, 1), range(3), strategy=strategy_name, errors="collect")
+    assert [o.value for o in got if o.ok] == [0, 2]
+    assert type(got[1].error) is StopIteration
 
 
 def test_base_exceptions_are_not_swallowed(strategy_name):
@@ -239,3 +340,47 @@ def test_the_no_async_form_warning_points_at_the_callers_line():
         assert warning.filename == __file__, (text, warning.filename)
         line = next(first + i for i, s in enumerate(source) if text in s and "calls" not in s)
         assert warning.lineno == line, (text, warning.lineno, line)
+
+
+class _Failure(Exception):
+    pass
+
+
+def _failing_with_weakrefs(raised: list):
+    import weakref
+
+    def make(i):
+        error = _Failure(i)
+        raised.append(weakref.ref(error))
+        return error
+
+    def fail(i):
+        raise make(i)  # no local of this frame, which its traceback keeps, holds the exception
+
+    async def afail(i):
+        raise make(i)
+
+    return lambda_fanout.Task(fail, afail)
+
+
+@pytest.mark.parametrize("strategy", ["sequential", "threads", "threads-map", "asyncio"])
+def test_a_call_s_failures_go_when_its_results_are_dropped(strategy):
+    # A failure's traceback keeps the frames that ran it, the ledger's among them; a
+    # returned call holds nothing of its records, so no reference cycle keeps the
+    # failures (and every frame they hold) until a full garbage collection.
+    import gc
+
+    raised: list = []
+    task = _failing_with_weakrefs(raised)
+    lambda_fanout.map(task, range(3), errors="collect", strategy=strategy)  # warm: pools, loop, imports
+    raised.clear()
+    gc.collect()
+    gc.disable()
+    try:
+        out = lambda_fanout.map(task, range(40), errors="collect", strategy=strategy)
+        assert [type(o.error) for o in out] == [_Failure] * 40 and all(o.error.__traceback__ for o in out)
+        del out
+        alive = sum(ref() is not None for ref in raised)
+    finally:
+        gc.enable()
+    assert len(raised) == 40 and alive == 0

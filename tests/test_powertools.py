@@ -12,9 +12,11 @@ strategy that can run the handler.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import inspect
 import json
+import threading
 import time
 
 import pytest
@@ -463,6 +465,65 @@ def test_a_success_handler_that_raises_fails_the_record_as_in_powertools():
     assert replies[0] == replies[1] == ({"batchItemFailures": [{"itemIdentifier": "msg-00002"}]}, [LookupError])
 
 
+class Parsed:
+    """What a ``_to_batch_type`` override makes of a record (a subclass's own parsing)."""
+
+    def __init__(self, record: dict) -> None:
+        self.message_id = record["messageId"]
+
+
+class ParsingProcessor(ours.BatchProcessor):
+    """Module level: under processes it travels to the workers with the handler."""
+
+    def _to_batch_type(self, record, event_type, model=None):
+        return Parsed(record)
+
+
+def parsed_handler(record):
+    if not isinstance(record, Parsed):
+        raise TypeError(f"the handler got {type(record).__name__}")
+    return record.message_id
+
+
+@pytest.mark.parametrize("strategy", ["threads", "processes"])
+def test_a_to_batch_type_override_builds_what_the_handler_receives(strategy, use_strategy):
+    use_strategy(strategy)
+    results = []
+    for base in (powertools.BatchProcessor, ParsingProcessor):
+        proc = type("Parsing", (base,), {"_to_batch_type": ParsingProcessor._to_batch_type})(EventType.SQS) \
+            if base is powertools.BatchProcessor else ParsingProcessor(EventType.SQS)
+        with proc(sqs_event(3)["Records"], parsed_handler) as batch:
+            results.append([e[:2] for e in batch.process()])
+    assert results[0] == results[1] == [("success", f"msg-0000{i}") for i in range(3)]
+
+
+@pytest.mark.parametrize("hook", ["_process_record", "_async_process_record"])
+@pytest.mark.parametrize("name", ["BatchProcessor", "AsyncBatchProcessor", "SqsFifoPartialProcessor"])
+def test_an_override_of_a_per_record_hook_is_refused_where_the_class_is_defined(name, hook):
+    """Ours never calls Powertools' per-record hooks: an override would be dropped silently, so it is refused."""
+    def override(self, record):
+        raise AssertionError("never called")
+
+    type("Mine", (getattr(powertools, name),), {hook: override})  # Powertools' own takes it
+    with pytest.raises(TypeError, match=f"Mine overrides {hook}.*record handler.*success_handler"):
+        type("Mine", (getattr(ours, name),), {hook: override})
+
+
+def test_a_handler_raising_the_models_validation_error_is_a_poison_pill_as_in_powertools():
+    """Powertools reports a record whose handler raised the model's ValidationError as its data class."""
+    def handler(record: Order):
+        if record.body["n"] == 1:
+            Order.model_validate({"body": "{not json"})  # raises a ValidationError titled "Order"
+        return record.body["n"]
+
+    seen = []
+    for module in (powertools, ours):
+        proc = module.BatchProcessor(EventType.SQS, model=Order)
+        reply = process_partial_response(sqs_event(3), handler, proc)
+        seen.append((reply, [type(r).__name__ for r in proc.fail_messages]))
+    assert seen[0] == seen[1] == ({"batchItemFailures": [{"itemIdentifier": "msg-00001"}]}, ["SQSRecord"])
+
+
 def test_lambda_context_reaches_a_handler_that_takes_it(sync_strategy, use_strategy, fake_context, tmp_path):
     use_strategy(sync_strategy)
     log = xproc.Log(str(tmp_path / "log"))
@@ -518,6 +579,37 @@ def test_processes_need_a_handler_that_pickles(use_strategy):
         process_partial_response(sqs_event(2), lambda record: None, ours.BatchProcessor(EventType.SQS))
 
 
+def test_a_handler_that_does_not_pickle_is_named_in_the_error(use_strategy):
+    use_strategy("processes")
+
+    def nested_handler(record):
+        return None
+
+    with pytest.raises(lambda_fanout.ConfigError) as info:
+        process_partial_response(sqs_event(2), nested_handler, ours.BatchProcessor(EventType.SQS))
+    message = str(info.value)
+    assert "nested_handler" in message and "cannot be pickled" in message
+    assert "_RecordCall" not in message and " at 0x" not in message
+
+
+@pytest.mark.parametrize("handler", ["async def", "def"])
+def test_an_async_processor_under_a_strategy_that_cannot_await_says_what_to_change(handler, use_strategy):
+    use_strategy("threads")
+
+    async def async_handler(record):
+        return None
+
+    def sync_handler(record):
+        return None
+
+    with pytest.raises(lambda_fanout.ConfigError) as info:
+        async_process_partial_response(sqs_event(2), async_handler if handler == "async def" else sync_handler,
+                                       ours.AsyncBatchProcessor(EventType.SQS))
+    message = str(info.value)
+    assert "_handler'" in message and "Unset FANOUT_STRATEGY" in message and "BatchProcessor" in message
+    assert "Task(" not in message and "sync_fn" not in message
+
+
 def test_a_processor_reused_across_invocations_starts_clean():
     proc = ours.BatchProcessor(EventType.SQS, raise_on_entire_batch_failure=False)
     first = process_partial_response(sqs_event(3), xproc.PowertoolsHandler({0}, xproc.Log()), proc)
@@ -562,6 +654,60 @@ def test_records_not_started_by_the_deadline_are_reported(strategy_name, use_str
     assert len(finished & reported) <= 2, "only a record running at the cut may finish and be reported"
     assert {type(e[1]).__name__ for e in proc.exceptions} == {"DeadlineExceeded"}
     assert len(proc.success_messages) + len(proc.fail_messages) == n
+
+
+# -- the event loop of AsyncBatchProcessor ----------------------------------------------------
+
+def loop_recorder(seen: list):
+    async def handler(record):
+        await asyncio.sleep(0)
+        seen.append((asyncio.get_running_loop(), threading.current_thread()))
+    return handler
+
+
+def test_in_lambda_async_records_run_on_the_loop_powertools_uses(monkeypatch):
+    """In Lambda, Powertools runs the records on the thread's own loop: what init made there works in the handler."""
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", "/var/task")
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        made_at_init = loop.run_until_complete(asyncio.sleep(0, result=asyncio.Queue()))  # bound to `loop` on use
+        for module in (powertools, ours):
+            seen = []
+            handler = loop_recorder(seen)
+
+            async def with_init_resource(record, handler=handler):
+                await made_at_init.put(record.message_id)
+                return await handler(record)
+
+            for _ in range(2):  # a warm invocation uses the same loop
+                reply = async_process_partial_response(sqs_event(3), with_init_resource,
+                                                       module.AsyncBatchProcessor(EventType.SQS))
+                assert reply == {"batchItemFailures": []}
+            assert seen == [(loop, threading.main_thread())] * 6, module.__name__
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def test_outside_lambda_async_records_run_on_the_calling_thread(monkeypatch, fake_context):
+    monkeypatch.delenv("LAMBDA_TASK_ROOT", raising=False)
+    seen = []
+    async_process_partial_response(sqs_event(3), loop_recorder(seen), ours.AsyncBatchProcessor(EventType.SQS),
+                                   context=fake_context(60_000))
+    assert [thread for _, thread in seen] == [threading.current_thread()] * 3
+
+
+def test_an_async_processor_called_inside_a_running_loop_is_refused_as_in_powertools():
+    """Powertools' async_process raises there too (its loop is running, or asyncio.run refuses)."""
+    seen = []
+
+    async def caller(module):
+        return async_process_partial_response(sqs_event(3), loop_recorder(seen), module.AsyncBatchProcessor(EventType.SQS))
+
+    with pytest.raises(RuntimeError, match="inside a running event loop"):
+        asyncio.run(caller(ours))
+    assert seen == []
 
 
 def test_a_context_without_a_remaining_time_sets_no_deadline():

@@ -35,6 +35,17 @@ def test_dev_shm_is_unusable_when_the_harness_says_so():
 
 # -- the strategy ---------------------------------------------------------------------------
 
+def test_a_task_that_runs_processes_again_fails_its_item_saying_what_to_do():
+    """A worker process cannot start workers of its own: a nested processes map is a ConfigError
+    that names the way out, and a nested threads map runs."""
+    got = lambda_fanout.map(xproc.nested_map, ["processes", "threads"], strategy="processes", max_workers=2,
+                            errors="collect")
+    assert isinstance(got[0].error, ConfigError), got[0].error
+    assert "inside a task that itself runs under 'processes'" in str(got[0].error)
+    assert "strategy='threads'" in str(got[0].error)
+    assert got[1].value == [0, -1, -2]
+
+
 def test_cpu_items_in_order_over_reused_workers():
     pool = _procpool.get_pool()
     out = lambda_fanout.map(xproc.parse, [50] * 400, strategy="processes", max_workers=2)

@@ -143,6 +143,15 @@ def identity(x):
     return x
 
 
+def nested_map(strategy: str) -> list:
+    """A task that runs a map of its own, under ``strategy``."""
+    return lambda_fanout.map(negate, range(3), strategy=strategy)
+
+
+async def aidentity(x):
+    return x
+
+
 def negate(x):
     return -x
 

@@ -65,7 +65,7 @@ def get_strategy(name: StrategyName | None = None, *, max_workers: Workers | Non
     Args:
         name: one of STRATEGIES; None reads FANOUT_STRATEGY, else "threads".
         max_workers: concurrency, or "auto" / "auto:N" (an adaptive limit up to N,
-            default 256); None reads FANOUT_MAX_WORKERS, else 16.
+            default 256); None reads FANOUT_MAX_WORKERS, else "auto" ("processes": its vCPUs).
 
     Returns:
         A strategy with ``.name``, ``.settings``, ``.max_workers``, ``.adapt(task)``,
@@ -111,9 +111,10 @@ def map(  # noqa: A001 - the package's verb
         task: a plain function, a coroutine function, or a Task with both forms.
         items: any iterable (a generator of millions is fine: it is read lazily,
             a bounded number of items ahead of the finished ones).
-        strategy: one of STRATEGIES; None reads FANOUT_STRATEGY, else "threads".
+        strategy: one of STRATEGIES; None reads FANOUT_STRATEGY, else "asyncio" for a
+            task with only an async form (an ``async def``) and "threads" for any other.
         max_workers: concurrency, or "auto" / "auto:N" (an adaptive limit up to N,
-            default 256); None reads FANOUT_MAX_WORKERS, else 16.
+            default 256); None reads FANOUT_MAX_WORKERS, else "auto" ("processes": its vCPUs).
         errors: "raise" stops at the first failure and raises TaskError (nothing is
             logged); "collect" returns one Outcome per item read and logs one ERROR
             line per failed item (FANOUT_LOG_FAILURES).
@@ -136,7 +137,8 @@ def map(  # noqa: A001 - the package's verb
             or any exception raised by the input iterator, propagates unchanged once
             the call has stopped starting items.
     """
-    return get_strategy(strategy, max_workers=max_workers).map(task, items, errors=errors, context=context)
+    return _build(Settings.resolve(strategy=strategy, max_workers=max_workers, task=task)).map(
+        task, items, errors=errors, context=context)
 
 
 @overload
@@ -171,9 +173,8 @@ async def amap(
     ``task.cancel()``) starts no further item and raises CancelledError at once.
     Arguments, return value and errors as in :func:`map`.
     """
-    return await get_strategy(strategy, max_workers=max_workers).amap(
-        task, items, errors=errors, context=context
-    )
+    return await _build(Settings.resolve(strategy=strategy, max_workers=max_workers, task=task)).amap(
+        task, items, errors=errors, context=context)
 
 
 def __getattr__(name: str) -> Any:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from typing import Any, Mapping
 
 from ._errors import ConfigError
-from .strategies import STRATEGIES, strategy_class
+from .strategies import STRATEGIES, default_for, strategy_class
 
 ENV_STRATEGY = "FANOUT_STRATEGY"
 ENV_MAX_WORKERS = "FANOUT_MAX_WORKERS"
@@ -49,14 +49,20 @@ ENV_LAMBDA_MEMORY_SIZE = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
 #: Lambda's log format setting (``Text`` or ``JSON``); not ours, read to match it.
 ENV_LAMBDA_LOG_FORMAT = "AWS_LAMBDA_LOG_FORMAT"
 
+#: The strategy of a task with both forms (a ``Task(sync_fn, async_fn)``) when FANOUT_STRATEGY is unset.
 DEFAULT_STRATEGY = "threads"
-#: Enough to hide typical S3/DynamoDB latency without crowding a small function.
-DEFAULT_MAX_WORKERS = 16
+#: FANOUT_STRATEGY unset: the first of these that runs a form the task has, so a task with
+#: only an async form runs under asyncio, any other under DEFAULT_STRATEGY.
+DEFAULT_STRATEGIES = (DEFAULT_STRATEGY, "asyncio")
 #: Lambda allows 1024 processes and threads per execution environment in all.
 MAX_WORKERS_LIMIT = 1024
 #: ``FANOUT_MAX_WORKERS=auto``: adaptive concurrency up to a cap (``auto:N``), 256 unless given.
 AUTO = "auto"
 DEFAULT_AUTO_CAP = 256
+#: FANOUT_MAX_WORKERS unset: auto, under every strategy but ``processes`` (its vCPUs). Chosen by
+#: measurement (tests/benchmarks/test_defaults_bench.py): the limit starts at the old fixed
+#: default of 16 and climbs as far as the work gains by it, and it backs off a throttling service.
+DEFAULT_MAX_WORKERS = AUTO
 #: Time kept back from the Lambda deadline to report results and flush metrics.
 DEFAULT_DEADLINE_MARGIN_MS = 500
 MAX_DEADLINE_MARGIN_MS = 15 * 60 * 1000
@@ -88,7 +94,8 @@ _BENCH = "per bench invocation"
 #: Every FANOUT_* variable: (name, default, when it is read, meaning). The README's
 #: Configuration table is :func:`configuration_table`, and a test keeps the two equal.
 VARIABLES = (
-    (ENV_STRATEGY, f"`{DEFAULT_STRATEGY}`", _PER_CALL,
+    (ENV_STRATEGY, f"`{DEFAULT_STRATEGIES[1]}` for a task with only an async form, else `{DEFAULT_STRATEGY}`",
+     _PER_CALL,
      "how items run: `sequential`, `threads`, `threads-map`, `asyncio` or `processes`"),
     (ENV_MAX_WORKERS, f"`{DEFAULT_MAX_WORKERS}`", _PER_CALL,
      f"concurrency, a whole number from 1 to {MAX_WORKERS_LIMIT}, or `auto` / `auto:N` (an adaptive "
@@ -198,19 +205,22 @@ class Settings:
         fifo_on_failure: str | None = None,
         raise_on_all_failed: bool | None = None,
         environ: Mapping[str, str] | None = None,
+        task: Any = None,
     ) -> "Settings":
         """Resolve every setting: the explicit argument, else its ``FANOUT_*`` variable, else the default.
 
         Args:
-            strategy: one of STRATEGIES, or None for ``FANOUT_STRATEGY``.
+            strategy: one of STRATEGIES, or None for ``FANOUT_STRATEGY``; unset, the one
+                that runs ``task``'s form (:func:`resolve_strategy`).
             max_workers: 1 to 1024, ``"auto"`` / ``"auto:N"``, or None for ``FANOUT_MAX_WORKERS``;
-                unset, 16, or for ``processes`` the vCPUs the function has (cgroup quota, CPU
+                unset, auto, or for ``processes`` the vCPUs the function has (cgroup quota, CPU
                 affinity, and ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE`` / 1769 rounded up inside
                 Lambda); under ``processes`` auto is that count too, at most its cap.
             deadline_margin_ms: ms kept back from the deadline, or None for ``FANOUT_DEADLINE_MARGIN_MS``.
             fifo_on_failure: ``"group"`` or ``"batch"``, or None for ``FANOUT_FIFO_ON_FAILURE``.
             raise_on_all_failed: a bool, or None for ``FANOUT_RAISE_ON_ALL_FAILED`` (on/off).
             environ: the environment to read (default ``os.environ``).
+            task: what the call runs (the record handler for a batch), or None when unknown.
 
         Returns:
             The frozen Settings.
@@ -229,14 +239,14 @@ class Settings:
                 problems.extend(exc.problems)
                 return None
 
-        name = attempt(resolve_strategy, strategy, environ=env)
+        name = attempt(resolve_strategy, strategy, environ=env, task=task)
         # The strategy's own rules: its default worker count, and what auto means for it.
         chosen = None if name is None else strategy_class(name)
-        default_workers = DEFAULT_MAX_WORKERS if chosen is None else attempt(chosen.default_workers, env)
-        if default_workers is None:  # a problem is reported already; the count is only a stand-in
-            default_workers = DEFAULT_MAX_WORKERS
-        workers = attempt(resolve_workers, max_workers, default=default_workers, environ=env)
-        if chosen is not None and isinstance(workers, Auto):
+        default_workers = Auto() if chosen is None else attempt(chosen.default_workers, env)
+        # (None: a problem is reported already; auto is only a stand-in.)
+        workers = attempt(resolve_workers, max_workers, default=Auto() if default_workers is None else default_workers,
+                          environ=env)
+        if chosen is not None and default_workers is not None and isinstance(workers, Auto):
             workers = chosen.auto_workers(workers, default_workers)
         margin = attempt(resolve_int, deadline_margin_ms, argument="deadline_margin_ms",
                          env=ENV_DEADLINE_MARGIN_MS, default=DEFAULT_DEADLINE_MARGIN_MS, minimum=0,
@@ -328,11 +338,19 @@ def resolve_choice(
     return value
 
 
-def resolve_strategy(value: str | None = None, *, environ: Mapping[str, str] | None = None) -> str:
-    """The strategy's name: an explicit argument, else FANOUT_STRATEGY, else the default.
+def resolve_strategy(value: str | None = None, *, environ: Mapping[str, str] | None = None,
+                     task: Any = None) -> str:
+    """The strategy's name: an explicit argument, else FANOUT_STRATEGY, else the default for ``task``.
+
+    Unset, a task with only an async form (an ``async def``) runs under asyncio, and any
+    other task under DEFAULT_STRATEGY (:data:`DEFAULT_STRATEGIES`); an unknown task (None)
+    under DEFAULT_STRATEGY. A strategy that is set wins, whatever the task.
 
     Raises ConfigError naming the source, repeating the value and listing STRATEGIES.
     """
+    unset = value is None and (os.environ if environ is None else environ).get(ENV_STRATEGY) is None
+    if unset and task is not None:
+        return default_for(task, DEFAULT_STRATEGIES)
     return resolve_choice(value, argument="strategy", env=ENV_STRATEGY, default=DEFAULT_STRATEGY,
                           choices=STRATEGIES, environ=environ)
 
@@ -417,13 +435,13 @@ class Auto:
 
 
 def resolve_workers(
-    value: Any = None, *, default: int = DEFAULT_MAX_WORKERS, environ: Mapping[str, str] | None = None,
+    value: Any = None, *, default: int | Auto | None = None, environ: Mapping[str, str] | None = None,
 ) -> int | Auto:
     """The worker setting: an explicit argument, else FANOUT_MAX_WORKERS, else the default.
 
     Args:
         value: a whole number, ``"auto"``, ``"auto:N"``, an :class:`Auto`, or None.
-        default: the count when neither is given.
+        default: the count (or an :class:`Auto`) when neither is given; None for auto.
         environ: the environment to read (default ``os.environ``).
 
     Returns:
@@ -433,6 +451,8 @@ def resolve_workers(
         ConfigError: anything else, naming the source, repeating the value and listing
             what is accepted.
     """
+    if default is None:
+        default = Auto()
     if isinstance(value, Auto):
         if type(value.cap) is int and 1 <= value.cap <= MAX_WORKERS_LIMIT:
             return value

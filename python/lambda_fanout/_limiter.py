@@ -311,12 +311,15 @@ class Limiter:
         if inflight >= self._win_peak:
             self._win_peak = inflight + 1
         if ok:
-            if self._slow and inflight + 1 >= self.limit:
+            floor = self._floor
+            if self._slow and inflight + 1 >= self.limit and (floor is None or now - started < floor * GROW_BELOW):
                 # Slow start grows per completion, as TCP's does per acknowledgement, so
                 # the limit rises as the first answers come back rather than after the
                 # slowest of a window; the window's verdict below can take it back. Only
                 # while the limit is in use (RFC 7661's rule): a limit the strategy cannot
-                # fill says nothing about a larger one.
+                # fill says nothing about a larger one; and only on an answer near the
+                # floor: one that took much longer says the limit already loads the work
+                # (CPU-bound items queue for the GIL), so more would only add threads.
                 limit = self.limit + self._gain * self.stride
                 self.limit = limit = self.cap if limit > self.cap else limit
                 if limit > self.peak:
@@ -544,6 +547,14 @@ class Meter:
     def limit(self) -> int:
         """The limiter's current limit."""
         return self.limiter.limit
+
+    def window(self, per_worker: int) -> int:
+        """How many jobs a driver handing them to a pool keeps in flight: the limit, or
+        ``per_worker`` times it while jobs are faster than ``FAST_JOB_S`` (timed by stride).
+        A job that short calls no service, and is as short as the hand-off itself: without
+        a backlog queued, each worker would wait for the driver between jobs."""
+        limiter = self.limiter
+        return limiter.limit * per_worker if limiter.stride > 1 else limiter.limit
 
     def enter(self) -> None:
         """Make this run's limiter the current one in this thread or coroutine (a pool's initializer)."""

@@ -142,15 +142,18 @@ def deadline_of(context: Any, margin_ms: int) -> float | None:
             "context=None for no deadline."
         )
     remaining = remaining_ms()
+    # A number only: a unit test's MagicMock() context returns a MagicMock, which float()
+    # reads as 1.0 (a deadline already past), and a numeric string is no remaining time.
+    if not isinstance(remaining, (int, float)) or isinstance(remaining, bool):
+        raise ConfigError(
+            f"context.get_remaining_time_in_millis() must return a number of milliseconds but "
+            f"returned {kind(remaining)}; pass the Lambda context object, or context=None for no "
+            "deadline (a mock context needs get_remaining_time_in_millis.return_value set, e.g. 300000)."
+        )
     try:
         remaining = float(remaining)
     except OverflowError:  # an int too large for a float: no deadline either
         return None
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"context.get_remaining_time_in_millis() must return a number of milliseconds but "
-            f"returned {remaining!r}; pass the Lambda context object, or context=None for no deadline."
-        ) from None
     if remaining != remaining or remaining > _NO_DEADLINE_MS:  # NaN or effectively infinite
         return None
     return monotonic() + (remaining - margin_ms) / 1000.0
@@ -555,7 +558,7 @@ class Run:
         # Snapshots in this order: a report writes its slot before leaving `pending`, so
         # every record missing from this `pending` has its final value in the copy below.
         pending = dict(self.pending)
-        results = Results(self.results) if pending else self.results
+        results = Results(self.results)  # the caller's own: release() empties the ledger's
         results.unread = self.input is not EXHAUSTED and (self.size is None or len(results) < self.size)
         if pending:
             self._report_unsettled(results, pending)
@@ -606,6 +609,22 @@ class Run:
             else:
                 results[index] = None
                 failures.setdefault(index, (item, error))
+
+    def release(self) -> None:
+        """Let go of every record and outcome, once the caller has what finish() returned.
+
+        A failure's traceback keeps alive the frames that ran it, this ledger's among them
+        (``self``, and the slot list they read): were the ledger still to hold the
+        outcomes, each call would leave its failures in a reference cycle that only a full
+        garbage collection frees. Emptied, they go as soon as the caller drops the results.
+        A late report still finds a slot to write, and is written nowhere that is read.
+        """
+        self._advance(CLOSED)
+        results = self.results
+        results[:] = [QUEUED] * len(results)
+        self.pending.clear()
+        self.failures.clear()
+        self.final = None
 
     def counts(self) -> tuple[int, int, int, int]:
         """(records read, succeeded, failed, not run or cut by the deadline), once finish() has run.

@@ -209,6 +209,13 @@ def sync_form(task: Any, strategy: str) -> Callable[[Any], Any]:
     return task
 
 
+def has_sync_form(task: Any) -> bool:
+    """Whether a sync strategy can call ``task``: a plain callable, or a Task with ``sync_fn``."""
+    if isinstance(task, Task):
+        return task.sync_fn is not None
+    return callable(task) and not _is_coroutine_function(task)
+
+
 def has_async_form(task: Any) -> bool:
     """Whether the asyncio strategy can await ``task``: a coroutine function, or a Task with ``async_fn``."""
     if isinstance(task, Task):
@@ -265,7 +272,22 @@ def async_form(task: Any) -> Callable[[Any], Awaitable[Any]]:
             stacklevel=_caller_stacklevel(),
         )
 
-    async def inline(item: Any, _fn=fn) -> Any:
-        return _fn(item)
+    def inline(item: Any, _fn=fn) -> _Done:
+        # Called, not a coroutine function: the call runs at once and what it raises is
+        # raised as it is. Inside a coroutine a StopIteration would become RuntimeError.
+        return _Done(_fn(item))
 
     return inline
+
+
+class _Done:
+    """An awaitable already finished: awaiting it gives ``value`` at once."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self):
+        return self.value
+        yield  # noqa: unreachable - makes __await__ a generator, as the protocol asks

@@ -422,7 +422,8 @@ def process_batch(
         record_handler: ``record -> result``: a plain function, a coroutine function, or a Task.
         context: the Lambda context, or None locally. Records not started before the
             deadline margin are reported as failures, never lost.
-        strategy: one of STRATEGIES; None reads FANOUT_STRATEGY.
+        strategy: one of STRATEGIES; None reads FANOUT_STRATEGY, else "asyncio" for a record
+            handler with only an async form and "threads" for any other.
         max_workers: concurrency, or "auto" / "auto:N"; None reads FANOUT_MAX_WORKERS.
         fifo_on_failure: SQS FIFO only: ``"group"`` (default) skips the later records of
             a failed message group and runs the other groups; ``"batch"`` starts no
@@ -444,7 +445,7 @@ def process_batch(
     """
     shape = detect(event)
     settings = Settings.resolve(strategy=strategy, max_workers=max_workers, fifo_on_failure=fifo_on_failure,
-                                raise_on_all_failed=raise_on_all_failed)
+                                raise_on_all_failed=raise_on_all_failed, task=record_handler)
     return run_batch(shape, record_handler, context, build(settings))
 
 
@@ -473,22 +474,39 @@ def run_records(shape: _Shape, record_handler: Any, context: Any, strategy: Any)
     Returns:
         The Outcomes in record order, and the failures among them as BatchFailure.
     """
+    return strategy.run(_start(shape, record_handler, context, strategy), _with_failures(shape, strategy.settings))
+
+
+async def arun_records(shape: _Shape, record_handler: Any, context: Any,
+                       strategy: Any) -> tuple[list, list[BatchFailure]]:
+    """:func:`run_records` on the running event loop (``strategy.arun``): the ``asyncio``
+    strategy awaits the records there, the others drive them from a thread of their own."""
+    return await strategy.arun(_start(shape, record_handler, context, strategy),
+                               _with_failures(shape, strategy.settings))
+
+
+def _with_failures(shape: _Shape, settings: Settings) -> Callable[[list], tuple[list, list[BatchFailure]]]:
+    """What :func:`run_records` returns, built from the outcomes as the run ends."""
     def with_failures(outcomes: list) -> tuple[list, list[BatchFailure]]:
-        failed, identifiers = _logged(shape, strategy.settings, outcomes)
+        failed, identifiers = _logged(shape, settings, outcomes)
         return outcomes, [BatchFailure(o.index, identifier, o.error) for o, identifier in zip(failed, identifiers)]
 
-    return _run(shape, record_handler, context, strategy, with_failures)
+    return with_failures
 
 
 def _run(shape: _Shape, record_handler: Any, context: Any, strategy: Any, then: Callable[[list], Any],
          tracebacks: int | None = None) -> Any:
     """Run the batch's records and return ``then(outcomes)``, built as the run ends (see ``Strategy.run``)."""
+    return strategy.run(_start(shape, record_handler, context, strategy, tracebacks), then)
+
+
+def _start(shape: _Shape, record_handler: Any, context: Any, strategy: Any, tracebacks: int | None = None) -> Any:
+    """The ledger of the batch's records, opened (nothing runs yet; see ``Strategy.start``)."""
     check = _json_serialisable if shape.reply == RESULTS else None
-    run = strategy.start(record_handler, shape.records, errors="collect", context=context,
-                         groups=_groups(shape), check=check,
-                         stop_on_failure=shape.fifo and strategy.settings.fifo_on_failure == "batch",
-                         tracebacks=tracebacks)
-    return strategy.run(run, then)
+    return strategy.start(record_handler, shape.records, errors="collect", context=context,
+                          groups=_groups(shape), check=check,
+                          stop_on_failure=shape.fifo and strategy.settings.fifo_on_failure == "batch",
+                          tracebacks=tracebacks)
 
 
 def _logged(shape: _Shape, settings: Settings, outcomes: list) -> tuple[list, list]:

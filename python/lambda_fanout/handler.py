@@ -105,7 +105,7 @@ def init(environ: Any = None) -> tuple[Callable[[Any], Any], Any]:
     except ConfigError as exc:
         problems.extend(exc.problems)
     try:
-        settings = _config.Settings.resolve(environ=environ)
+        settings = _config.Settings.resolve(environ=environ, task=record_handler)
     except ConfigError as exc:
         problems.extend(exc.problems)
     spec = environ.get(_config.ENV_RECORD_HANDLER)
@@ -116,7 +116,7 @@ def init(environ: Any = None) -> tuple[Callable[[Any], Any], Any]:
         # Another setting is bad, but the strategy's name may be good: its check of the record
         # handler does not depend on the other settings, so its problem is listed with theirs.
         try:
-            name = _config.resolve_strategy(environ=environ)
+            name = _config.resolve_strategy(environ=environ, task=record_handler)
         except ConfigError:
             name = None  # listed already
         if name is not None:

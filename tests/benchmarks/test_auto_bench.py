@@ -12,8 +12,10 @@ before each round (a cold first invocation), ``auto-warm`` keeps it (warm ones).
 The per-task overhead of auto beside a fixed count is in test_core_bench.py
 (``test_overhead_auto_beside_fixed``).
 
-At the end the module prints, per workload and strategy, throughput relative to the
-best fixed count, and for ``throttled`` the 503s relative to fixed 64 (run with -s).
+At the end the module prints, per workload and strategy, auto's throughput relative to
+the best fixed count and to fixed 16 (the count a cold limiter starts from), each the
+median of the rounds with their range (the noise), the best count's wall time, and for
+``throttled`` the 503s relative to fixed 64 (run with -s).
 Under ``--benchmark-disable`` (``./build.sh test``) each case runs once on few items.
 """
 
@@ -34,7 +36,8 @@ pytestmark = pytest.mark.aws
 SWEEP = (4, 8, 16, 32, 64, 128, 256)
 AUTO = ("auto-first", "auto-warm")
 STRATEGIES = ("threads", "asyncio")
-ITEMS = 500
+#: Enough for a run of a second or more at the best fixed count on every workload.
+ITEMS = 3000
 QUICK_ITEMS = 40
 ROUNDS = 3
 BUCKET = "fanout-auto-bench"
@@ -126,7 +129,8 @@ def test_auto_beside_fixed(benchmark, bench_endpoint, workload, strategy, worker
     if not throttle:
         assert all(o.ok for o in out)
     median_wall = statistics.median(r["wall"] for r in runs)
-    info = {"throughput": statistics.median(r["ok"] / r["wall"] for r in runs), "wall": median_wall,
+    throughputs = [r["ok"] / r["wall"] for r in runs]
+    info = {"throughput": statistics.median(throughputs), "throughputs": throughputs, "wall": median_wall,
             "throttled_503": stats["throttled"], "limit": runs[-1]["limit"], "peak": runs[-1]["peak"],
             "failed": n - runs[-1]["ok"]}
     if runs[-1]["history"] is not None:
@@ -144,11 +148,13 @@ def _report() -> None:
         if not fixed:
             continue
         best_w, best = max(fixed.items(), key=lambda kv: kv[1]["throughput"])
-        parts = [f"{workload:9s} {strategy:8s} best fixed {best_w:>3s} at {best['throughput']:7.1f}/s"]
+        parts = [f"{workload:9s} {strategy:8s} best fixed {best_w:>3s} at {best['throughput']:7.1f}/s "
+                 f"({best['wall']:.2f} s)"]
         for name in AUTO:
             if name in row:
                 r = row[name]
-                parts.append(f"{name} {r['throughput'] / best['throughput']:.2f}x (limit {r['limit']}, peak {r['peak']})")
+                parts.append(f"{name} {_ratio(r, best)} of best, {_ratio(r, fixed.get('16'))} of 16 "
+                             f"(limit {r['limit']}, peak {r['peak']})")
         if workload == "throttled" and "64" in row:
             f64 = max(row["64"]["throttled_503"], 1)
             parts.append("503s vs fixed 64: " + ", ".join(
@@ -156,3 +162,11 @@ def _report() -> None:
             parts.append(f"(fixed 64: {row['64']['throttled_503']} 503s, {row['64']['failed']} failed)")
         lines.append("  ".join(parts))
     print("\n".join(lines))
+
+
+def _ratio(row: dict, reference: dict | None) -> str:
+    """Throughput relative to ``reference``'s median: the median of the rounds, and their range."""
+    if reference is None:
+        return "-"
+    ratios = sorted(t / reference["throughput"] for t in row["throughputs"])
+    return f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})"

@@ -20,10 +20,11 @@ import sys
 import time
 from pathlib import Path
 
-from lambda_fanout import STRATEGIES, ConfigError, get_strategy
+from lambda_fanout import DEFAULT_MAX_WORKERS, STRATEGIES, ConfigError, get_strategy
 from lambda_fanout.bench.cases import REFERENCE, cases
 from lambda_fanout.bench.cost import ARCHITECTURES, MEMORY_RANGE_MB
-from lambda_fanout.bench.options import DEFAULT_BUCKET, DEFAULT_MEMORY_MB, DEFAULT_TABLE, ENV_OPTIONS, Options
+from lambda_fanout.bench.options import (DEFAULT_BUCKET, DEFAULT_MEMORY_MB, DEFAULT_TABLE, ENV_OPTIONS, FIXED_WORKERS,
+                                         Options)
 from lambda_fanout.bench.peers import PEERS_VENV_DIR
 from lambda_fanout.bench.report import build_markdown
 from lambda_fanout.bench.seeding import seed
@@ -72,7 +73,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes, about two to four minutes on two cores (CI and smoke tests)")
     p.add_argument("--items", type=int, help="items per workload (default: per workload; 1,000 records for batch)")
-    p.add_argument("--workers", type=_workers, help="worker counts or modes, a sweep when several: 8,32,64,auto (default 16, the library's default)")
+    p.add_argument("--workers", type=_workers, help=f"worker counts or modes, a sweep when several: 8,32,64,auto (default {DEFAULT_MAX_WORKERS},{FIXED_WORKERS}: the library's default, and a fixed count beside it)")
     p.add_argument("--latency-ms", type=float, help="latency per I/O item for every I/O workload (default: each workload's own median)")
     p.add_argument("--workload", action="append", choices=list(WORKLOADS), help="run only this workload (repeatable; default: all)")
     p.add_argument("--memory-mb", type=_memory, default=DEFAULT_MEMORY_MB, help=f"Lambda memory to emulate and price (default {DEFAULT_MEMORY_MB})")

@@ -28,6 +28,14 @@ from .wire import (
 )
 
 
+_serving = False  # True in a worker process, from the start of serve()
+
+
+def serving() -> bool:
+    """Whether this process is a worker (a task running here cannot start workers of its own)."""
+    return _serving
+
+
 def serve(conn, board_fd: Fd, arena_fd: Fd) -> None:
     """A worker's life: load the task when it changes, run each request's items, reply.
 
@@ -39,6 +47,8 @@ def serve(conn, board_fd: Fd, arena_fd: Fd) -> None:
     """
     import signal
 
+    global _serving
+    _serving = True
     # Ctrl-C reaches the whole process group; the caller decides what it stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A task that execs another program must not hand it our end of the pipe: the
