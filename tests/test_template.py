@@ -133,3 +133,20 @@ def test_the_sqs_sample_runs_through_the_zero_code_handler(tmp_path):
     assert proc.returncode == 0, proc.stderr
     second = load("sqs_records.json")["Records"][1]["messageId"]
     assert json.loads(proc.stdout.split("RESULT ", 1)[1]) == {"batchItemFailures": [{"itemIdentifier": second}]}
+
+
+def test_the_max_workers_parameter_defaults_as_the_library_and_takes_what_it_takes(template):
+    import re
+
+    from lambda_fanout import ConfigError
+    from lambda_fanout._config import DEFAULT_MAX_WORKERS, Settings
+
+    parameter = template["Parameters"]["FanoutMaxWorkers"]
+    assert parameter["Default"] == str(DEFAULT_MAX_WORKERS)
+    pattern = re.compile(parameter["AllowedPattern"])
+    for value in ["auto", "auto:1", "auto:64", "auto:1024", "1", "16", "999", "1009", "1019", "1024"]:
+        assert Settings.resolve(strategy="threads", environ={"FANOUT_MAX_WORKERS": value}) and pattern.fullmatch(value), value
+    for value in ["0", "abc", "auto:0", "1e3", "-1", "", "1025", "1030", "2000", "auto:1025"]:
+        with pytest.raises(ConfigError):
+            Settings.resolve(strategy="threads", environ={"FANOUT_MAX_WORKERS": value})
+        assert not pattern.fullmatch(value), value
