@@ -245,6 +245,7 @@ class Strategy:
         check: Callable[[Any], Any] | None = None,
         stop_on_failure: bool = False,
         tracebacks: int | None = None,
+        reserve_ms: int = 0,
     ) -> Run:
         """Check the arguments and open the ledger of one call (nothing runs yet).
 
@@ -254,6 +255,8 @@ class Strategy:
             errors: "raise" or "collect".
             context: the Lambda context, or None.
             groups, check, stop_on_failure, tracebacks: see :class:`~lambda_fanout._run.Run`.
+            reserve_ms: time kept beyond the deadline margin for what follows the call (a
+                batch's reply), added to it.
 
         Raises:
             ConfigError: a bad ``errors`` value, a task without the form this strategy runs,
@@ -274,7 +277,7 @@ class Strategy:
                 "pass the records as a list, or wrap a single item in a list."
             ) from None
         fn = self.adapt(task)
-        margin = self.settings.deadline_margin_ms
+        margin = self.settings.deadline_margin_ms + reserve_ms
         workers = self.settings.max_workers
         meter = None
         if isinstance(workers, _config.Auto) and self.concurrent:
@@ -438,6 +441,8 @@ def _refuse_running_loop() -> None:
     raise RuntimeError(
         "lambda_fanout was asked to run a call to its end (map, process_batch, a batch processor) "
         "from inside a running event loop, where it would block the loop. Inside a coroutine use "
-        "`await lambda_fanout.amap(...)`; in a plain function that the asyncio strategy runs on its "
-        "loop, give the function an async form, or use FANOUT_STRATEGY=threads."
+        "`await lambda_fanout.amap(...)`, or run the blocking call on a thread of its own "
+        "(`await asyncio.to_thread(lambda_fanout.process_batch, event, handler, context)`); in a plain "
+        "function that the asyncio strategy runs on its loop, give the function an async form, or use "
+        "FANOUT_STRATEGY=threads."
     )

@@ -90,6 +90,22 @@ def test_order_within_a_group_under_concurrency(strategy_name, source, workers, 
         assert active["peak"] > 1, "groups should run concurrently"
 
 
+@pytest.mark.parametrize("memory_mb,records,runs", [("128", 10_000, False), ("128", 10, True),
+                                                    ("1769", 10_000, True)])
+def test_a_batch_keeps_time_for_its_reply_beyond_the_margin(monkeypatch, fake_context, memory_mb, records, runs):
+    """A large batch at a small CPU share keeps time for the runtime to post its reply:
+    with 700 ms left and a 100 ms margin, 10,000 records at 128 MB (830 ms kept) start
+    none and report every one; 10 records there, or 10,000 at a whole vCPU (60 ms kept), start."""
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory_mb)
+    monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, "100")
+    assert batch_module.reply_reserve_ms(records) == {("128", 10_000): 830, ("128", 10): 1,
+                                                      ("1769", 10_000): 60}[memory_mb, records]
+    out = lambda_fanout.process_batch(batches.sqs(records), lambda record: None, fake_context(700),
+                                      strategy="sequential")
+    failed = len(out["batchItemFailures"])
+    assert failed < records if runs else failed == records
+
+
 @pytest.mark.parametrize("workers", [4, "auto"])
 def test_deadline_reports_unstarted_records_and_loses_none(strategy_name, fake_context, monkeypatch, workers):
     monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, "100")

@@ -53,6 +53,13 @@ def test_unset_strategy_follows_the_form_the_task_has(task, expected):
     assert lambda_fanout.Settings.resolve(environ={}, task=task).strategy == expected
 
 
+@pytest.mark.parametrize("task,expected", [(only_async, "asyncio"), (only_sync, "threads")])
+def test_an_empty_strategy_names_the_default_the_task_would_get(task, expected):
+    with pytest.raises(lambda_fanout.ConfigError) as info:
+        lambda_fanout.Settings.resolve(environ={"FANOUT_STRATEGY": ""}, task=task)
+    assert f"Unset it to use the default {expected!r}" in str(info.value)
+
+
 @pytest.mark.parametrize("task", [only_async, only_sync, lambda_fanout.Task(only_sync, only_async)])
 @pytest.mark.parametrize("name", ["sequential", "threads", "asyncio", "processes"])
 def test_a_strategy_that_is_set_wins_whatever_the_task(task, name):

@@ -260,6 +260,7 @@ def test_a_blocking_call_on_the_asyncio_loop_fails_its_item_at_once(task, nested
     assert not caller.is_alive(), "the nested call blocked the event loop"
     (outcome,) = got
     assert isinstance(outcome.error, RuntimeError) and "await lambda_fanout.amap" in str(outcome.error)
+    assert "asyncio.to_thread(lambda_fanout.process_batch" in str(outcome.error)
     assert lambda_fanout.map(DOUBLE, range(3), strategy="asyncio") == [0, 2, 4]
 
 

@@ -18,6 +18,7 @@ import inspect
 import json
 import threading
 import time
+from unittest.mock import MagicMock
 
 import pytest
 from aws_lambda_powertools.utilities import batch as powertools
@@ -710,11 +711,16 @@ def test_an_async_processor_called_inside_a_running_loop_is_refused_as_in_powert
     assert seen == []
 
 
-def test_a_context_without_a_remaining_time_sets_no_deadline():
-    """Powertools hands any lambda_context to the handler (its own tests pass {}): no deadline then, no error."""
-    reply = process_partial_response(sqs_event(3), xproc.PowertoolsHandler(set(), xproc.Log()),
-                                     ours.BatchProcessor(EventType.SQS), context={})
-    assert reply == {"batchItemFailures": []}
+@pytest.mark.parametrize("make_context", [dict, MagicMock], ids=["dict", "magicmock"])
+def test_a_context_without_a_remaining_time_sets_no_deadline(make_context):
+    """Powertools hands any lambda_context to the handler and never reads its time (its own
+    tests pass {}, users' tests a MagicMock()): no deadline then, no error, Powertools' reply."""
+    context = make_context()
+    reply = process_partial_response(sqs_event(3), xproc.PowertoolsHandler({1}, xproc.Log()),
+                                     ours.BatchProcessor(EventType.SQS), context=context)
+    theirs = process_partial_response(sqs_event(3), xproc.PowertoolsHandler({1}, xproc.Log()),
+                                      powertools.BatchProcessor(EventType.SQS), context=context)
+    assert reply == theirs == {"batchItemFailures": [{"itemIdentifier": sqs_event(3)["Records"][1]["messageId"]}]}
 
 
 def test_records_reach_the_handler_as_powertools_data_classes():

@@ -158,9 +158,11 @@ class _Concurrent:
 
     def __call__(self, records: list[dict], handler: Callable, lambda_context: Any = None):
         super().__call__(records, handler, lambda_context)
-        # Powertools hands any lambda_context to the handler (its tests pass {}); only a
-        # real context, with a remaining time, sets the deadline.
-        has_deadline = callable(getattr(lambda_context, "get_remaining_time_in_millis", None))
+        # Powertools hands any lambda_context to the handler and never reads its time (its
+        # tests pass {}, users' tests a MagicMock()); only a context whose remaining time is
+        # a number, as a real one's is, sets the deadline.
+        remaining = getattr(lambda_context, "get_remaining_time_in_millis", None)
+        has_deadline = callable(remaining) and type(remaining()) in (int, float)
         self._deadline_context = lambda_context if has_deadline else None
         return self
 

@@ -61,6 +61,11 @@ def cgroup_cpus(root: str = "/sys/fs/cgroup") -> float | None:
     return min(limits) if limits else None
 
 
+def cpu_share(memory_mb: int | None) -> float:
+    """The share of one vCPU that Lambda gives ``memory_mb`` (1.0 from 1,769 MB up, and when unknown)."""
+    return min(1.0, memory_mb / MB_PER_VCPU) if memory_mb else 1.0
+
+
 def vcpus(memory_mb: int | None = None, *, cgroup_root: str = "/sys/fs/cgroup") -> int:
     """The CPUs this function can really use, as a whole number of workers (at least 1).
 
