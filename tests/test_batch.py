@@ -116,7 +116,9 @@ def test_deadline_reports_unstarted_records_and_loses_none(strategy_name, fake_c
     # (started, did not finish) and may finish later, even before the call returns.
     done = xproc.TimedLog()
     context = fake_context(350)
-    margin_at = context.deadline - 0.1
+    # The batch's margin: the 100 ms set, and the time it keeps for its reply; 2 ms earlier
+    # still, as the remaining time the context gives is whole milliseconds, rounded down.
+    margin_at = context.deadline - (100 + batch_module.reply_reserve_ms(n) + 2) / 1000
     out = lambda_fanout.process_batch(event, failing_handler(set(), done, delay=0.01),
                                       context=context, strategy=strategy_name, max_workers=workers)
     failed = {f["itemIdentifier"] for f in out["batchItemFailures"]}
