@@ -54,6 +54,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import heapq
 import http
 import json
 import math
@@ -77,11 +78,13 @@ _HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-connection", "transfer-encoding", "content-length",
     "upgrade", "te", "trailer", "expect", "content-encoding",
 }
-#: DynamoDB operations that read and change nothing.
-DYNAMODB_READS = frozenset({"GetItem", "BatchGetItem", "Query", "Scan", "DescribeTable"})
-_CONDITIONAL = ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since")
+#: DynamoDB operations that read and change nothing (as the X-Amz-Target header names them).
+DYNAMODB_READS = frozenset({b"GetItem", b"BatchGetItem", b"Query", b"Scan", b"DescribeTable"})
+_CONDITIONAL = frozenset({b"if-match", b"if-none-match", b"if-modified-since", b"if-unmodified-since"})
 #: Request headers that change a read's answer, beside its method, URL and body.
-_ANSWER_HEADERS = ("range", "x-amz-checksum-mode", "accept-encoding")
+_ANSWER_HEADERS = (b"range", b"x-amz-checksum-mode", b"accept-encoding")
+#: The request headers that decide how it is answered, kept by lower-case name as they are parsed.
+WANTED = frozenset({b"x-amz-target", b"expect", *_CONDITIONAL, *_ANSWER_HEADERS})
 
 
 class ProxyConfig:
@@ -116,6 +119,8 @@ class ProxyConfig:
         return self.delay_ms * math.exp(self.rng.gauss(0.0, self.tail_sigma)) / 1000.0
 
     def draw_fault(self) -> str | None:
+        if not self.faults:
+            return None
         roll = self.rng.random()
         for kind in FAULT_KINDS:
             rate = self.faults.get(kind, 0.0)
@@ -215,24 +220,26 @@ def injected(fault: str, json_protocol: bool) -> tuple[int, list[tuple[str, str]
 # -- one request ---------------------------------------------------------------------------
 
 class Request:
-    """A parsed request: method, raw URL (path and query as sent), headers, body."""
+    """A parsed request: method, raw URL (path and query as sent), headers, body.
 
-    __slots__ = ("method", "url", "headers", "body", "keep_alive", "_lower")
+    Headers stay the bytes the parser gave until a forward needs them as text; the few
+    that decide how the request is answered (``WANTED``) are kept by lower-case name.
+    """
 
-    def __init__(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes,
-                 keep_alive: bool) -> None:
+    __slots__ = ("method", "url", "raw_headers", "wanted", "body", "keep_alive")
+
+    def __init__(self, method: str, url: str, raw_headers: list[tuple[bytes, bytes]], wanted: dict[bytes, bytes],
+                 body: bytes, keep_alive: bool) -> None:
         self.method = method
         self.url = url
-        self.headers = headers
+        self.raw_headers = raw_headers
+        self.wanted = wanted
         self.body = body
         self.keep_alive = keep_alive
-        self._lower: dict[str, str] | None = None
 
-    def header(self, name: str) -> str | None:
-        """A header's value by its lower-case name (the last one sent), or None."""
-        if self._lower is None:
-            self._lower = {k.lower(): v for k, v in self.headers}
-        return self._lower.get(name)
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.raw_headers]
 
     @property
     def path(self) -> str:
@@ -245,23 +252,77 @@ class Request:
 
     @property
     def json_protocol(self) -> bool:
-        return self.header("x-amz-target") is not None
+        return b"x-amz-target" in self.wanted
 
     def read_key(self) -> tuple | None:
         """What identifies this request's answer if it is a read (None if it may change state).
 
         ``()`` for a read whose answer depends on a condition (it is forwarded, never replayed).
         """
-        target = self.header("x-amz-target")
+        wanted = self.wanted
+        target = wanted.get(b"x-amz-target")
         if target is not None:
-            if target.rsplit(".", 1)[-1] in DYNAMODB_READS:
+            if target.rsplit(b".", 1)[-1] in DYNAMODB_READS:
                 return (target, self.body)
             return None
         if self.method not in ("GET", "HEAD"):
             return None
-        if any(self.header(h) is not None for h in _CONDITIONAL):
+        if not wanted.keys().isdisjoint(_CONDITIONAL):
             return ()
-        return (self.method, self.url) + tuple(self.header(h) for h in _ANSWER_HEADERS)
+        return (self.method, self.url) + tuple(map(wanted.get, _ANSWER_HEADERS))
+
+
+def _log_entry(entry: list) -> dict:
+    """A log entry as stats() reports it: n, method, path, fault, and the delay and status where it has them."""
+    number, method, url, fault, delay, status = entry
+    out = {"n": number, "method": method, "path": unquote(url.split("?", 1)[0]), "fault": fault}
+    if delay is not None:
+        out["delay"] = delay
+    if status is not None:
+        out["status"] = status
+    return out
+
+
+class DueAnswers:
+    """Replayed answers waiting out their delays, sent by one timer.
+
+    A timer per answer would cost the event loop a timer to make, arm and close, and a wake-up
+    of its own, per request. Here one timer is armed for the earliest answer due; when it fires,
+    every answer due by then, or within ``SLACK_S`` after (less than the loop's own timer
+    resolution of a millisecond), goes out in the same wake-up.
+    """
+
+    SLACK_S = 0.0005
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[float, int, Connection, bytes, bool]] = []
+        self.count = 0  # a tie-break: answers due at the same time go in the order they were added
+        self.timer: asyncio.TimerHandle | None = None
+        self.armed_for = math.inf
+
+    def add(self, delay_s: float, conn: "Connection", answer: bytes, keep_alive: bool) -> None:
+        """Send ``answer`` on ``conn`` ``delay_s`` from now."""
+        due = time.monotonic() + delay_s
+        self.count += 1
+        heapq.heappush(self.heap, (due, self.count, conn, answer, keep_alive))
+        if due < self.armed_for - self.SLACK_S:
+            self._arm(due)
+
+    def _arm(self, due: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.armed_for = due
+        self.timer = asyncio.get_running_loop().call_later(max(0.0, due - time.monotonic()), self._fire)
+
+    def _fire(self) -> None:
+        self.timer, self.armed_for = None, math.inf
+        heap = self.heap
+        until = time.monotonic() + self.SLACK_S
+        while heap and heap[0][0] <= until:
+            _, _, conn, answer, keep_alive = heapq.heappop(heap)
+            conn.send(answer, keep_alive)
+        if heap:
+            self._arm(heap[0][0])
 
 
 # -- the proxy ----------------------------------------------------------------------------
@@ -279,6 +340,7 @@ class Proxy:
         self.session: ClientSession | None = None
         self.recorded: dict[tuple, bytes] = {}  # read key -> the answer's bytes (keep-alive form)
         self.connections: set[Connection] = set()
+        self.answers = DueAnswers()
         self.frozen_connections: set[Connection] = set()
         self.reset_stats()
 
@@ -289,7 +351,9 @@ class Proxy:
         self.fault_counts = {kind: 0 for kind in FAULT_KINDS}
         self.throttled = 0
         self.frozen = 0
-        self.log: list[dict] = []
+        # One entry per request: [n, method, URL, fault, delay or None, status or None], made a
+        # dict by stats() (a list per request costs less than a dict on the hot path).
+        self.log: list[list] = []
 
     def freeze(self) -> int:
         """Freeze every client connection open now; returns how many."""
@@ -311,7 +375,7 @@ class Proxy:
     def stats(self, since: int = 0) -> dict:
         return {"requests": self.requests, "served": self.served, "replayed": self.replayed,
                 "faults": self.fault_counts, "throttled": self.throttled, "frozen": self.frozen,
-                "cpu_s": self.cpu_s(), "log": self.log[since:]}  # entry i is request i + 1
+                "cpu_s": self.cpu_s(), "log": [_log_entry(e) for e in self.log[since:]]}  # entry i is request i + 1
 
     # -- answering -----------------------------------------------------------------------
 
@@ -325,40 +389,41 @@ class Proxy:
         number = self.requests
         if conn in self.frozen_connections:
             self.frozen += 1
-            self.log.append({"n": number, "method": req.method, "path": req.path, "fault": "frozen"})
+            self.log.append([number, req.method, req.url, "frozen", None, None])
             conn.abort(reset=True)
             return
-        json_protocol = req.json_protocol
-        if cfg.throttle is not None and not cfg.throttle.admit(
-                throttle_prefix(req.path, req.body, json_protocol), time.monotonic()):
-            self.throttled += 1
-            self.log.append({"n": number, "method": req.method, "path": req.path, "fault": "throttle"})
-            conn.send(response_bytes(*slow_down(json_protocol), head=req.head, close=not req.keep_alive),
-                      req.keep_alive)
-            return
+        if cfg.throttle is not None:
+            json_protocol = req.json_protocol
+            if not cfg.throttle.admit(throttle_prefix(req.path, req.body, json_protocol), time.monotonic()):
+                self.throttled += 1
+                self.log.append([number, req.method, req.url, "throttle", None, None])
+                conn.send(response_bytes(*slow_down(json_protocol), head=req.head, close=not req.keep_alive),
+                          req.keep_alive)
+                return
         delay = cfg.draw_delay_s()
         fault = cfg.draw_fault() if number > cfg.fault_after else None
-        entry = {"n": number, "method": req.method, "path": req.path, "fault": fault, "delay": delay}
+        entry = [number, req.method, req.url, fault, delay, None]
         self.log.append(entry)
         key = req.read_key()
         if key is None:
             self.recorded.clear()  # it may change what any recording answered
-        if fault is None and key and cfg.replay and key in self.recorded:
-            self.replayed += 1
-            self.served += 1
-            answer = self.recorded[key]
-            if not req.keep_alive:
-                answer = answer.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
-            entry["status"] = int(answer[9:12])
-            if delay:
-                asyncio.get_running_loop().call_later(delay, conn.send, answer, req.keep_alive)
-            else:
-                conn.send(answer, req.keep_alive)
-            return
+        elif fault is None and key and cfg.replay:
+            answer = self.recorded.get(key)
+            if answer is not None:
+                self.replayed += 1
+                self.served += 1
+                if not req.keep_alive:
+                    answer = answer.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
+                entry[5] = int(answer[9:12])
+                if delay:
+                    self.answers.add(delay, conn, answer, req.keep_alive)
+                else:
+                    conn.send(answer, req.keep_alive)
+                return
         conn.task = asyncio.ensure_future(self.answer_later(conn, req, delay, fault, entry, key))
 
     async def answer_later(self, conn: "Connection", req: Request, delay: float, fault: str | None,
-                           entry: dict, key: tuple | None) -> None:
+                           entry: list, key: tuple | None) -> None:
         if delay:
             await asyncio.sleep(delay)
         if fault is not None:
@@ -374,7 +439,7 @@ class Proxy:
         try:
             status, headers, body = await self.forward(req)
         except (OSError, ClientError, asyncio.TimeoutError) as exc:
-            entry["status"] = 502
+            entry[5] = 502
             conn.send(response_bytes(502, [], f"upstream failed: {exc!r}".encode(), head=req.head, close=True), False)
             return
         if key is None:
@@ -382,7 +447,7 @@ class Proxy:
         if key and status < 500:
             self.recorded[key] = response_bytes(status, headers, body, head=req.head)
         self.served += 1
-        entry["status"] = status
+        entry[5] = status
         conn.send(response_bytes(status, headers, body, head=req.head, close=not req.keep_alive), req.keep_alive)
 
     async def forward(self, req: Request) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -439,7 +504,8 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.task: asyncio.Future | None = None
         self._url = b""
-        self._headers: list[tuple[str, str]] = []
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._wanted: dict[bytes, bytes] = {}
         self._body: list[bytes] = []
 
     # asyncio.Protocol
@@ -462,16 +528,19 @@ class Connection(asyncio.Protocol):
 
     # httptools callbacks
     def on_message_begin(self) -> None:
-        self._url, self._headers, self._body = b"", [], []
+        self._url, self._headers, self._wanted, self._body = b"", [], {}, []
 
     def on_url(self, url: bytes) -> None:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        self._headers.append((name, value))
+        lower = name.lower()
+        if lower in WANTED:
+            self._wanted[lower] = value
 
     def on_headers_complete(self) -> None:
-        if any(k.lower() == "expect" and v.lower() == "100-continue" for k, v in self._headers):
+        if self._wanted.get(b"expect", b"").lower() == b"100-continue":
             assert self.transport is not None
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -479,8 +548,8 @@ class Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        self.pending.append(Request(self.parser.get_method().decode(), self._url.decode("latin-1"),
-                                    self._headers, b"".join(self._body), self.parser.should_keep_alive()))
+        self.pending.append(Request(self.parser.get_method().decode(), self._url.decode("latin-1"), self._headers,
+                                    self._wanted, b"".join(self._body), self.parser.should_keep_alive()))
         if not self.busy:
             self.next()
 
