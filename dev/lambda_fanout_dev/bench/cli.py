@@ -241,7 +241,7 @@ def start_endpoint(opts: Options, env: dict, notes: list[str]):
         notes.append(f"Endpoint: {opts.endpoint_url} (latency as it comes).")
         return None
     say("==> starting the embedded endpoint (moto server + latency proxy on 127.0.0.1)")
-    endpoint = LocalEndpoint(cpus=ENDPOINT_CPUS).start()
+    endpoint = LocalEndpoint(cpus=ENDPOINT_CPUS, prompt=True).start()
     env.update(endpoint.environ())
     opts.proxy_url = endpoint.proxy_url
     needed = max(opts.n_items(w) for w in WORKLOADS.values() if w.needs_aws)
@@ -252,7 +252,9 @@ def start_endpoint(opts: Options, env: dict, notes: list[str]):
                  "Reads in timed rounds are answered by the proxy from moto's recorded answers (same body, "
                  "headers, ETag, checksums and errors; recorded in each case's warm-up where its client asks "
                  "in a new way), so moto's own CPU is not in the client's way; "
-                 "`endpoint_cpu_ms_per_request` in benchmark.json is the endpoint's CPU per request in each row.")
+                 "`endpoint_cpu_ms_per_request` in benchmark.json is the endpoint's CPU per request in each row. "
+                 f"The proxy ran at {endpoint.priority} priority (real-time where allowed, so that a loaded "
+                 "machine does not make its answers late).")
     return endpoint
 
 
