@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from lambda_fanout.bench.cases import cases, measure_case
+from lambda_fanout.bench.cases import cases, measure_case, prepare
 from lambda_fanout.bench.options import Options
 from lambda_fanout.bench.seeding import seed
 from lambda_fanout.bench.workloads import WORKLOADS, Env, selected
@@ -28,23 +28,41 @@ CASES = cases(OPTS)
 
 @pytest.fixture(scope="session")
 def bench_setup(request):
-    """(Env, environment variables) for the AWS workloads."""
+    """(Env, environment variables) for the AWS workloads; the clients and the shared loop the
+    cases made are closed once the suite ends (cases share them, as warm invocations do)."""
     if OPTS.proxy_url or OPTS.endpoint_url:
         from lambda_fanout_dev.endpoint import ProxyControl
 
-        return Env(OPTS.bucket, OPTS.table, ProxyControl(OPTS.proxy_url) if OPTS.proxy_url else None), {}
-    endpoint = request.getfixturevalue("endpoint")
-    names = selected(OPTS)
-    needed = max([OPTS.n_items(WORKLOADS[w]) for w in names if WORKLOADS[w].needs_aws] or [0])
-    if needed:
-        seed(endpoint.moto_url, OPTS.bucket, OPTS.table, needed)
-        endpoint.forget()  # written past the proxy: no answer it recorded before holds
-    return Env(OPTS.bucket, OPTS.table, endpoint), endpoint.environ()
+        control = ProxyControl(OPTS.proxy_url) if OPTS.proxy_url else None
+        yield Env(OPTS.bucket, OPTS.table, control), {}
+        if control is not None:
+            control.close_control()
+    else:
+        endpoint = request.getfixturevalue("endpoint")
+        names = selected(OPTS)
+        needed = max([OPTS.n_items(WORKLOADS[w]) for w in names if WORKLOADS[w].needs_aws] or [0])
+        if needed:
+            seed(endpoint.moto_url, OPTS.bucket, OPTS.table, needed)
+            endpoint.forget()  # written past the proxy: no answer it recorded before holds
+        yield Env(OPTS.bucket, OPTS.table, endpoint), endpoint.environ()
+    from lambda_fanout import aws
+    from lambda_fanout._loop import reset_loop
+
+    reset_loop()
+    aws.reset_clients()
 
 
 @pytest.fixture(scope="session")
 def under_quota(bench_setup):
-    """Move this process into the CPU quota the CLI made, once set up: only the cases run under it."""
+    """Make the cases' clients, then move this process into the CPU quota the CLI made: only the
+    cases run under it."""
+    env, environ = bench_setup
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in environ.items():
+            patch.setenv(name, value)
+        prepare(CASES, OPTS, env)
+        if env.proxy is not None:
+            env.proxy.configure()
     if OPTS.quota_procs:
         with open(OPTS.quota_procs, "w") as f:
             f.write(str(os.getpid()))
@@ -58,11 +76,6 @@ def bench_env(bench_setup, under_quota, monkeypatch):
     yield env
     if env.proxy is not None:
         env.proxy.configure()  # no throttling or latency left for whatever runs next
-    from lambda_fanout import aws
-    from lambda_fanout._loop import reset_loop
-
-    reset_loop()
-    aws.reset_clients()
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
