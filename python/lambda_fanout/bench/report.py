@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
-from .. import aws
+from .. import STRATEGIES, aws
 from .._config import DEFAULT_AWS_CLIENT, DEFAULT_MAX_WORKERS, DEFAULT_STRATEGY, ENV_AWS_CLIENT, ENV_MAX_WORKERS
 from .._config import ENV_STRATEGY
 from ..strategies import strategy_class
@@ -208,9 +208,11 @@ def choose(rows: list[dict]) -> tuple[dict | None, str]:
 
     The fastest strategy is recommended only when its speed-up over sequential is
     measurable. Strategies not measurably slower than the fastest tie with it; of a
-    tie, the untuned setting (no FANOUT_* settings) is kept where it is part of it,
-    unless another uses measurably less client CPU, judged per round through the same
-    noise control; else the one using measurably the least. A row whose items came back
+    tie, the untuned setting (no FANOUT_* settings) is kept where it is part of it, else
+    the row closest to it (:func:`simplest`), unless others use measurably less client
+    CPU, judged per round through the same noise control: then the simplest of those that
+    do not use measurably more than the cheapest of them. No choice rests on a median alone,
+    so the same configuration measured again gives the same advice. A row whose items came back
     failed (throttled past botocore's retries) is not recommended while another row
     delivered every item, nor one whose results were wrong.
     """
@@ -248,17 +250,43 @@ def choose(rows: list[dict]) -> tuple[dict | None, str]:
         r is not ref and _speedup(ref, r, floor).b_faster
         and not ratio(r["data"], best["data"], min_effect=floor).b_faster)]
     default = untuned(tied)
-    anchor = default or best
+    anchor = default or simplest(tied)
     cheaper = [r for r in tied if r is not anchor and _cheaper(r, anchor, rows).a_faster]
-    pick = min(cheaper, key=lambda r: median(samples(r, "cpu"))) if cheaper else anchor
+    if cheaper:
+        # Of the rows measurably cheaper than the anchor, those not measurably dearer than the
+        # cheapest tie too; the simplest of them is kept, never the noisiest median.
+        cheapest = min(cheaper, key=lambda r: median(samples(r, "cpu")))
+        pick = simplest([r for r in cheaper if r is cheapest or not _cheaper(cheapest, r, rows).a_faster])
+    else:
+        pick = anchor
     text = (f"Use `{pick['impl']}` ({settings(pick)}): {_speedup(ref, pick, floor).describe()} faster than "
             "sequential")
     if len(tied) > 1:
         reason = (f"it uses {_cheaper(pick, anchor, rows).describe()} the client CPU of `{label(anchor)}`"
-                  if pick is not anchor else "it is the default" if default else "it was the fastest")
+                  if pick is not anchor else "it is the default" if default else
+                  "it is the closest to the default of them")
         text += (f"; no measurable difference between {_group_names(tied)} at this size, and `{label(pick)}` "
                  f"is kept: {reason}")
     return pick, text + "."
+
+
+def simplest(rows: list[dict]) -> dict:
+    """Of rows that do not differ measurably, the one closest to what an untuned function runs: the
+    fewest settings changed from the defaults, then the registries' order (strategies, worker modes
+    before counts, client profiles), so that the same tie gives the same answer in every run."""
+    profiles = list(getattr(aws, "CLIENT_PROFILES", ()))
+
+    def key(r: dict) -> tuple:
+        profile = r.get("profile") or DEFAULT_AWS_CLIENT
+        workers = r.get("workers")
+        changed = ((r["impl"] != DEFAULT_STRATEGY) + (workers not in (None, DEFAULT_MAX_WORKERS))
+                   + (profile != DEFAULT_AWS_CLIENT))
+        order = list(STRATEGIES)
+        return (changed, order.index(r["impl"]) if r["impl"] in order else len(order),
+                (0, str(workers)) if isinstance(workers, str) else (1, workers or 0),
+                profiles.index(profile) if profile in profiles else len(profiles))
+
+    return min(rows, key=key)
 
 
 def untuned_clause(rows: list[dict], pick: dict | None) -> str:
