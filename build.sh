@@ -46,8 +46,10 @@ python_version_path() {
 }
 
 # Create or refresh a venv from a hashed requirements file; a stamp skips unchanged work.
+# Arguments after the third go to pip install.
 ensure_venv() {
   local venv=$1 python=$2 req=$3 stamp sum
+  shift 3
   sum=$( (cat "$req"; "$python" -V) | sha256sum | cut -c1-16)
   stamp=$venv/.fanout-stamp
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ] && [ -x "$venv/bin/python" ]; then
@@ -57,7 +59,7 @@ ensure_venv() {
   rm -rf "$venv"
   "$python" -m venv "$venv"
   # `|| return 1`: also stop where a caller tests this function (set -e is off there).
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r "$req" \
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes -r "$req" "$@" \
     2> >(grep -v "is ignored: it is neither a file nor a directory" >&2) || return 1
   echo "$sum" > "$stamp"
 }
@@ -171,7 +173,9 @@ property_tests() {
 # be built, the bench still runs and reports those peers as skipped, with the reason.
 bootstrap_peers() {
   local venv=$ROOT/.venv-peers
-  if ! ensure_venv "$venv" "$(find_python)" requirements/peers.txt; then
+  # --no-compile: the peers' suite imports a few dozen of their modules (compiled then, once),
+  # so byte-compiling all of them up front would double the time this takes.
+  if ! ensure_venv "$venv" "$(find_python)" requirements/peers.txt --no-compile; then
     log "could not build $venv; the peers it holds will be reported as skipped"
     rm -rf "$venv"
     return 0
