@@ -18,6 +18,7 @@ the same report is built inside Lambda, where numpy is not at hand.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
 import statistics
 import zlib
@@ -98,12 +99,18 @@ def ratio(a: Sequence[float], b: Sequence[float], *, resamples: int = RESAMPLES,
         raise ValueError(f"a ratio needs rounds on both sides, got {len(a)} and {len(b)}")
     if min(a) <= 0 or min(b) <= 0:
         raise ValueError("round times must be positive")
+    low, high = _interval(tuple(a), tuple(b), resamples, confidence)
+    return Ratio(median(a) / median(b), low, high, low > min_effect or high < 1 / min_effect)
+
+
+@functools.lru_cache(maxsize=4096)
+def _interval(a: tuple[float, ...], b: tuple[float, ...], resamples: int, confidence: float) -> tuple[float, float]:
+    """The bootstrap interval of median(a) / median(b). The resampling is seeded from the rounds,
+    so the same rounds always give the same interval, and a report asking again gets it at once."""
     rng = random.Random(zlib.crc32(repr((sorted(a), sorted(b))).encode()))
     ratios = sorted(
         statistics.median(rng.choices(a, k=len(a))) / statistics.median(rng.choices(b, k=len(b)))
         for _ in range(resamples)
     )
     tail = (1 - confidence) / 2
-    low = ratios[int(tail * resamples)]
-    high = ratios[min(resamples - 1, int((1 - tail) * resamples))]
-    return Ratio(median(a) / median(b), low, high, low > min_effect or high < 1 / min_effect)
+    return ratios[int(tail * resamples)], ratios[min(resamples - 1, int((1 - tail) * resamples))]
