@@ -670,3 +670,64 @@ def test_a_tie_of_many_variants_is_one_short_clause():
     pick, text = report.choose(rows)
     tie = text.split("no measurable difference between ")[1].split(" at this size")[0]
     assert tie == "`threads`, `threads-map`, `asyncio` (16 or auto workers; clients default, lean, crt)", tie
+
+
+def test_of_rows_measurably_cheaper_than_the_default_the_simplest_is_kept_whatever_their_noise():
+    """A/A: the same rows measured again with other noise give the same advice. Of a tie in wall
+    time, several rows use measurably less CPU than the untuned one and do not differ among
+    themselves: the one that changes the fewest settings is kept, not the lowest median."""
+    default = lambda_fanout.DEFAULT_MAX_WORKERS
+    picks = set()
+    for seed in range(10):
+        rng = random.Random(seed)
+        cpu = lambda center: [center * rng.uniform(0.8, 1.25) for _ in range(8)]  # noqa: E731
+        rows = [row("sequential", 2.0, workload="s3", seed=seed),
+                row("threads", 0.2, workload="s3", workers=default, seed=seed + 1, cpu_ms_per_item_rounds=cpu(2.0)),
+                row("threads", 0.2, workload="s3", workers=default, profile="crt", seed=seed + 2,
+                    cpu_ms_per_item_rounds=cpu(0.6)),
+                row("asyncio", 0.2, workload="s3", workers=16, profile="crt", seed=seed + 3,
+                    cpu_ms_per_item_rounds=cpu(0.58)),
+                row("threads-map", 0.2, workload="s3", workers=default, profile="crt", seed=seed + 4,
+                    cpu_ms_per_item_rounds=cpu(0.62))]
+        pick, text = report.choose(rows)
+        picks.add((pick["impl"], pick["workers"], pick.get("profile")))
+        assert text.startswith("Use `threads`") and "client profile crt" in text, text
+    assert picks == {("threads", default, "crt")}
+
+
+def test_a_tie_without_the_untuned_row_keeps_the_one_closest_to_it():
+    rows = [row("sequential", 2.0), row("asyncio", 0.150, cpu=0.3), row("threads-map", 0.149, cpu=0.3),
+            row("threads", 0.152, cpu=0.3)]
+    pick, text = report.choose(rows)
+    assert pick["impl"] == "threads" and "it is the closest to the default of them" in text, text
+
+
+def test_prepared_cases_find_their_clients_made_and_every_answer_recorded(aws_endpoint):
+    """Before the CPU quota, prepare() makes each AWS case's clients and has the endpoint record
+    each answer the way that case's client asks: a case run afterwards makes no client and
+    sends nothing the endpoint has to forward to moto."""
+    from lambda_fanout import aws
+    from lambda_fanout.bench.seeding import seed
+    from lambda_fanout.bench.workloads import Env
+
+    opts = Options.create(quick=True, items=8, workers=(4,), workloads=("s3", "dynamodb"), rounds=1, passes=1,
+                          memory_sweep=(), bucket="fanout-prepare", table="fanout-prepare")
+    seed(aws_endpoint.moto_url, opts.bucket, opts.table, 8)
+    aws_endpoint.forget()
+    env = Env(opts.bucket, opts.table, aws_endpoint)
+    todo = [c for c in bench_cases.cases(opts) if c.kind == "strategy"]
+    assert {c.workload.name for c in todo} == {"s3", "dynamodb"}
+    bench_cases.prepare(todo, opts, env)
+    made = dict(aws._registry)
+    assert made
+    aws_endpoint.configure(replay=True)
+    aws_endpoint.reset_stats()
+    for case in todo:
+        runner = case.runner(env)
+        try:
+            assert case.workload.check(runner.run(case.workload.items(8)), case.workload.items(8)).ok
+        finally:
+            runner.close()
+    stats = aws_endpoint.stats()
+    assert stats["requests"] > 0 and stats["replayed"] == stats["requests"]
+    assert aws._registry == made  # the same client pairs, none made again

@@ -210,9 +210,9 @@ def choose(rows: list[dict]) -> tuple[dict | None, str]:
     measurable. Strategies not measurably slower than the fastest tie with it; of a
     tie, the untuned setting (no FANOUT_* settings) is kept where it is part of it, else
     the row closest to it (:func:`simplest`), unless others use measurably less client
-    CPU, judged per round through the same noise control: then the simplest of those that
-    do not use measurably more than the cheapest of them. No choice rests on a median alone,
-    so the same configuration measured again gives the same advice. A row whose items came back
+    CPU, judged per round through the same noise control: then the simplest of those. No
+    choice rests on a median alone, so the same configuration measured again gives the
+    same advice. A row whose items came back
     failed (throttled past botocore's retries) is not recommended while another row
     delivered every item, nor one whose results were wrong.
     """
@@ -252,13 +252,9 @@ def choose(rows: list[dict]) -> tuple[dict | None, str]:
     default = untuned(tied)
     anchor = default or simplest(tied)
     cheaper = [r for r in tied if r is not anchor and _cheaper(r, anchor, rows).a_faster]
-    if cheaper:
-        # Of the rows measurably cheaper than the anchor, those not measurably dearer than the
-        # cheapest tie too; the simplest of them is kept, never the noisiest median.
-        cheapest = min(cheaper, key=lambda r: median(samples(r, "cpu")))
-        pick = simplest([r for r in cheaper if r is cheapest or not _cheaper(cheapest, r, rows).a_faster])
-    else:
-        pick = anchor
+    # Of the rows measurably cheaper than the anchor, the one that changes the fewest settings:
+    # never the lowest median, which another run of the same rows may give to another row.
+    pick = simplest(cheaper) if cheaper else anchor
     text = (f"Use `{pick['impl']}` ({settings(pick)}): {_speedup(ref, pick, floor).describe()} faster than "
             "sequential")
     if len(tied) > 1:
