@@ -36,6 +36,7 @@ sampling, and the current-limiter context variable). The setting itself
 from __future__ import annotations
 
 import contextvars
+import os
 import threading
 import time
 from collections import deque
@@ -47,7 +48,8 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Hashable
 
 # The setting itself (``Auto``, ``auto:N``) is parsed with the others, in _config.
-from ._config import DEFAULT_AUTO_CAP as DEFAULT_CAP, Auto
+from ._config import DEFAULT_AUTO_CAP as DEFAULT_CAP, ENV_LAMBDA_MEMORY_SIZE, Auto
+from ._procpool.cpus import python_cpus
 from . import _snapstart
 from ._errors import ConfigError
 from ._errors import safe_attr as _read
@@ -66,6 +68,12 @@ THROTTLE_STATUSES = frozenset({429, 503})
 
 #: Where a limiter with no history starts: small, so a throttling service sees a gentle ramp.
 INITIAL_LIMIT = 16
+#: Latency alone never takes the limit below this (a throttling signal still does): it
+#: is the fixed count auto replaces, and the level a cold limiter measures its floor at.
+#: Below it fewer in flight buy nothing on a saturated service, and on CPU-bound work
+#: (where latency is the wait for the GIL and grows with any limit) each shrink would
+#: only lower the floor for the next, down to a few workers and a hand-off per job.
+LEAST_LIMIT = INITIAL_LIMIT
 #: A window closes after ``limit`` completions and at least this long, so that very
 #: fast tasks adjust a few hundred times per second, not once per item.
 MIN_WINDOW_S = 0.005
@@ -86,6 +94,11 @@ BACKOFF = 0.7
 #: A step up is kept only if completions per second rose by at least this share of
 #: the step (a doubling must bring 25 % more).
 STEP_GAIN = 0.25
+#: A window in which the process's CPU time reached this share of what its Python can
+#: use (one CPU under the GIL, less under Lambda's memory share) is CPU-bound: more in
+#: flight cannot complete more, only queue for the GIL, so the limit does not grow and a
+#: growth made during the window is taken back.
+CPU_BUSY = 0.9
 #: Jobs faster than this are timed one in ``stride``: a clock read costs up to a
 #: microsecond on some virtual machines, as much as a trivial job itself.
 FAST_JOB_S = 0.0002
@@ -225,21 +238,27 @@ class Limiter:
         "cap", "limit", "peak", "throttled", "adjustments", "history", "clock", "stride", "_lock",
         "_inflight", "_done", "_samples", "_need", "_t0", "_win_peak", "_floor", "_rate",
         "_smooth", "_slow", "_stepped", "_before", "_ceiling", "_recover_at", "_origin",
-        "_gain", "_opened", "_opened_before",
+        "_gain", "_opened", "_opened_before", "cpu_clock", "_cpus", "_cpu0",
     )
 
     def __init__(self, cap: int = DEFAULT_CAP, *, initial: int = INITIAL_LIMIT,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter,
+                 cpu_clock: Callable[[], float] | None = None, cpus: float = 1.0) -> None:
         """Build a limiter.
 
         Args:
             cap: the ceiling (at least 1).
             initial: where the limit starts (clamped into [1, cap]).
             clock: seconds, monotonic; a simulation passes its own.
+            cpu_clock: the process's CPU seconds (``time.process_time``), read once per
+                window on the same time scale as ``clock``; None: never CPU-bound.
+            cpus: the CPU the process's Python can use (see ``CPU_BUSY``).
         """
         self.cap = max(1, int(cap))
         self.limit = min(self.cap, max(1, int(initial)))
         self.clock = clock
+        self.cpu_clock = cpu_clock
+        self._cpus = cpus
         self._lock = threading.Lock()
         self._floor: float | None = None  # the no-load latency, once measured
         self._smooth: float | None = None  # window medians, smoothed
@@ -288,6 +307,7 @@ class Limiter:
         self._opened_before = getattr(self, "_opened", self.limit)
         self._opened = self.limit
         self._t0 = now
+        self._cpu0 = self.cpu_clock() if self.cpu_clock is not None else 0.0
         self._win_peak = self._inflight
         self._need = max(self.limit, MIN_SAMPLES)
 
@@ -395,6 +415,8 @@ class Limiter:
         if floor is None or latency < floor and smooth is not None:
             self._floor = floor = latency
         ratio = latency / floor if floor > 0 else 1.0
+        cpu_bound = (self.cpu_clock is not None
+                     and self.cpu_clock() - self._cpu0 >= CPU_BUSY * self._cpus * (now - self._t0))
         limit = self.limit
         previous_rate, self._rate = self._rate, rate
         if self._done < self._recover_at:
@@ -412,7 +434,7 @@ class Limiter:
                 self._set(opened, now, stepped=0)  # the limit was not used: no verdict on more
                 return
             wanted = 1.0 + STEP_GAIN * (opened - before) / before
-            if ratio < GROW_BELOW and rate >= previous_rate * wanted:
+            if ratio < GROW_BELOW and rate >= previous_rate * wanted and not cpu_bound:
                 self._gain = SLOW_START_GAIN if ratio < FLAT else 1
                 self._set(limit, now, stepped=0)
                 return
@@ -425,7 +447,7 @@ class Limiter:
             # A step up must buy throughput, at least a share of what it would on an
             # unloaded service; else go back.
             wanted = 1.0 + STEP_GAIN * (limit - self._before) / self._before
-            if rate < previous_rate * wanted:
+            if rate < previous_rate * wanted or cpu_bound:
                 self._set(self._before, now, stepped=0)
                 return
         if ratio > SHRINK_ABOVE:
@@ -433,11 +455,13 @@ class Limiter:
                 self._floor = latency  # the service itself became slower: a new floor
             target = int(limit * max(0.5, GROW_BELOW / ratio))
             self._ceiling = limit  # too many: growth climbs back towards it, then probes
-            self._set(max(1, min(target, limit - 1)), now, stepped=0)
+            least = LEAST_LIMIT if limit > LEAST_LIMIT else limit  # below it only a throttle cuts
+            self._set(max(least, min(target, limit - 1)), now, stepped=0)
             return
-        if ratio >= GROW_BELOW or self._win_peak < limit or limit >= self.cap:
+        if ratio >= GROW_BELOW or self._win_peak < limit or limit >= self.cap or cpu_bound:
             # Latency is rising, or the limit was not even used (an idle limit says
-            # nothing about a larger one), or it is at the cap: hold.
+            # nothing about a larger one), or it is at the cap, or the process's CPU is
+            # spent: hold.
             self._set(limit, now, stepped=0)
             return
         if limit < self._ceiling:
@@ -489,11 +513,16 @@ def limiter_for(task: Any, strategy: str, workers: Auto, settings: Hashable = ()
         if found is not None and found[0] == fingerprint:
             limiter = found[1]
         else:
-            limiter = Limiter(workers.cap)
+            limiter = Limiter(workers.cap, cpu_clock=time.process_time, cpus=_python_cpus())
             _registry[key] = (fingerprint, limiter)
             _snapstart.register(after=forget_floors)
     limiter.new_run()
     return limiter
+
+
+def _python_cpus() -> float:
+    memory = os.environ.get(ENV_LAMBDA_MEMORY_SIZE, "")
+    return python_cpus(int(memory) if memory.isdigit() else None)
 
 
 def learned(task: Any, strategy: str) -> Limiter | None:
