@@ -6,15 +6,18 @@ with the lowest one seen (the no-load latency). The limit starts small and, in s
 start, grows with each completion while it is in use (x4 per round trip while latency
 is flat), each window keeping that growth only while latency stays near the floor and
 completions per second rise; it then grows in smaller steps while both hold, undoes a step that
-bought no throughput, shrinks in proportion when latency climbs, and is cut
+bought no throughput, shrinks in proportion when latency climbs (never below
+``LEAST_LIMIT``: below it only a throttling signal cuts), and is cut
 multiplicatively on a throttling signal (TCP's AIMD, CUBIC's 0.7), at most once per
 burst of requests that were already in flight when the signal came. After a cut it
-climbs back quickly towards the limit that throttled, then probes past it slowly.
+climbs back quickly towards the limit that throttled, then probes past it slowly. A
+window in which the process spent its CPU (``CPU_BUSY``) grows no further and takes
+back the growth it made: CPU-bound work only queues for the GIL.
 
 Per completion the work is two clock reads and a list append, for one job in
 ``stride`` (more than one only for jobs faster than ``FAST_JOB_S``); the decisions
 run once per window (about one round trip: ``limit`` samples, at least
-``MIN_WINDOW_S``), under a lock.
+``MIN_WINDOW_S``), under a lock, with one read of the process's CPU time.
 
 Throttling signals: a botocore ``ClientError`` whose code is in
 :data:`THROTTLE_CODES`, an HTTP 429 or 503 (``.response`` of botocore's shape,
