@@ -27,9 +27,9 @@ import queue
 import sys
 from time import monotonic
 
-from .. import _config
+from .. import _config, _metrics
 from . import CLASSES
-from .._run import CollectorPause, Run, deadline_of
+from .._run import CallEnd, Run, deadline_of
 from .._errors import TaskError, kind
 from .._task import Results, has_async_form, has_sync_form, sync_form
 
@@ -184,14 +184,11 @@ class Strategy:
         return has_async_form(task) if cls.needs_async_form else has_sync_form(task)
 
     @classmethod
-    def default_workers(cls, environ: Any) -> int | _config.Auto:
+    def default_workers(cls, memory_mb: int | None) -> int | _config.Auto:
         """``max_workers`` when neither the argument nor FANOUT_MAX_WORKERS sets it: auto here.
 
         Args:
-            environ: the environment the settings are read from.
-
-        Raises:
-            ConfigError: a variable this rule reads is not valid.
+            memory_mb: the function's memory (``Settings.memory_mb``), None outside Lambda.
         """
         return _config.resolve_workers(_config.DEFAULT_MAX_WORKERS)
 
@@ -293,46 +290,30 @@ class Strategy:
         """Drive ``run`` to its end on this thread and return :meth:`Run.finish`'s results.
 
         With ``then``, return ``then(results)`` instead: the caller's reply, built as
-        finish() runs, with the garbage collector paused (:class:`~lambda_fanout._run.CollectorPause`),
+        finish() runs, with the garbage collector paused (:class:`~lambda_fanout._run.CallEnd`),
         so the end of a call fits in the deadline margin.
         """
-        from .. import _metrics
-
         _refuse_running_loop()
-        pause = CollectorPause()
-        try:
+        with CallEnd(run) as end:
             with _metrics.measure(self, run):
                 self._drive(run)
-                pause.start()
-                run.finish()
-            # No local holds the results: a failure's traceback keeps this frame alive.
-            return run.final if then is None else then(run.final)
-        finally:
-            run.release()
-            pause.stop()
+                end.finish()
+            return end.reply(then)
 
     async def arun(self, run: Run, then: Callable[[Results], Any] | None = None) -> Any:
         """Drive ``run`` without blocking the running event loop; cancelling it starts no further job.
 
         ``then`` as for :meth:`run`.
         """
-        from .. import _metrics
-
-        pause = CollectorPause()
-        try:
+        with CallEnd(run) as end:
             with _metrics.measure(self, run):
                 try:
                     await self._adrive(run)
                 except BaseException:
                     run.stop()
                     raise
-                pause.start()
-                run.finish()
-            # No local holds the results: a failure's traceback keeps this frame alive.
-            return run.final if then is None else then(run.final)
-        finally:
-            run.release()
-            pause.stop()
+                end.finish()
+            return end.reply(then)
 
     def map(self, task: Any, items: Iterable[Any], *, errors: str = "raise", context: Any = None) -> Results:
         """Run ``task`` on every item; results in input order.

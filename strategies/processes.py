@@ -7,7 +7,6 @@ import threading
 import time
 from itertools import islice
 
-from .. import _config
 from .._procpool.cpus import vcpus
 from .._procpool.pickling import Killed, WorkerError, pickled_task
 from .._procpool.pool import ChunkSizer, Lease, get_pool
@@ -103,11 +102,9 @@ class ProcessesStrategy(Strategy):
     runs_in_processes = True
 
     @classmethod
-    def default_workers(cls, environ) -> int:
-        """The vCPUs the function really has (:func:`~lambda_fanout._procpool.vcpus`), its memory read from ``environ``."""
-        memory = _config.resolve_int(None, argument="memory_mb", env=_config.ENV_LAMBDA_MEMORY_SIZE, default=None,
-                                     minimum=128, maximum=10240, environ=environ)
-        return vcpus(memory)
+    def default_workers(cls, memory_mb: int | None) -> int:
+        """The vCPUs the function really has (:func:`~lambda_fanout._procpool.vcpus`) at ``memory_mb``."""
+        return vcpus(memory_mb)
 
     @classmethod
     def auto_workers(cls, workers, default: int) -> int:

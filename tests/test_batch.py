@@ -98,7 +98,8 @@ def test_a_batch_keeps_time_for_its_reply_beyond_the_margin(monkeypatch, fake_co
     none and report every one; 10 records there, or 10,000 at a whole vCPU (60 ms kept), start."""
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory_mb)
     monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, "100")
-    assert batch_module.reply_reserve_ms(records) == {("128", 10_000): 830, ("128", 10): 1,
+    assert lambda_fanout.get_strategy("sequential").settings.memory_mb == int(memory_mb)
+    assert batch_module.reply_reserve_ms(records, int(memory_mb)) == {("128", 10_000): 830, ("128", 10): 1,
                                                       ("1769", 10_000): 60}[memory_mb, records]
     out = lambda_fanout.process_batch(batches.sqs(records), lambda record: None, fake_context(700),
                                       strategy="sequential")
@@ -118,7 +119,8 @@ def test_deadline_reports_unstarted_records_and_loses_none(strategy_name, fake_c
     context = fake_context(350)
     # The batch's margin: the 100 ms set, and the time it keeps for its reply; 2 ms earlier
     # still, as the remaining time the context gives is whole milliseconds, rounded down.
-    margin_at = context.deadline - (100 + batch_module.reply_reserve_ms(n) + 2) / 1000
+    reserve_ms = batch_module.reply_reserve_ms(n, lambda_fanout.get_strategy(strategy_name).settings.memory_mb)
+    margin_at = context.deadline - (100 + reserve_ms + 2) / 1000
     out = lambda_fanout.process_batch(event, failing_handler(set(), done, delay=0.01),
                                       context=context, strategy=strategy_name, max_workers=workers)
     failed = {f["itemIdentifier"] for f in out["batchItemFailures"]}

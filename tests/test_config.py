@@ -291,6 +291,22 @@ def test_every_bad_setting_in_one_error(monkeypatch):
     assert info.value.problems == [line[2:] for line in lines[1:]]
 
 
+@pytest.mark.parametrize("strategy", lambda_fanout.STRATEGIES)
+def test_the_memory_size_is_read_once_with_the_settings(monkeypatch, strategy):
+    """AWS_LAMBDA_FUNCTION_MEMORY_SIZE sets the CPU share every strategy's batch plans for:
+    read with the other settings, a size Lambda never gives is listed with them."""
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", " 1769 ")
+    assert lambda_fanout.Settings.resolve(strategy=strategy).memory_mb == 1769
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+    assert lambda_fanout.Settings.resolve(strategy=strategy).memory_mb is None
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "64")
+    monkeypatch.setenv("FANOUT_METRICS", "maybe")
+    with pytest.raises(lambda_fanout.ConfigError) as info:
+        lambda_fanout.process_batch(batches.sqs(2), abs, strategy=strategy)
+    assert len(info.value.problems) == 2, info.value.problems
+    assert "AWS_LAMBDA_FUNCTION_MEMORY_SIZE" in info.value.problems[0] and "'64'" in info.value.problems[0]
+
+
 def test_a_single_bad_setting_is_the_message_and_the_one_problem(monkeypatch):
     monkeypatch.setenv("FANOUT_MAX_WORKERS", "0")
     with pytest.raises(lambda_fanout.ConfigError) as info:

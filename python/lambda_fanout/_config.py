@@ -54,6 +54,9 @@ DEFAULT_STRATEGY = "threads"
 #: FANOUT_STRATEGY unset: the first of these that runs a form the task has, so a task with
 #: only an async form runs under asyncio, any other under DEFAULT_STRATEGY.
 DEFAULT_STRATEGIES = (DEFAULT_STRATEGY, "asyncio")
+#: The memory sizes Lambda gives a function.
+MIN_MEMORY_MB = 128
+MAX_MEMORY_MB = 10240
 #: Lambda allows 1024 processes and threads per execution environment in all.
 MAX_WORKERS_LIMIT = 1024
 #: ``FANOUT_MAX_WORKERS=auto``: adaptive concurrency up to a cap (``auto:N``), 256 unless given.
@@ -164,12 +167,15 @@ class Settings:
         log_failures: "on", "type-only" or "off": the log line per failed record.
         log_json: whether Lambda's log format is JSON (the failure line's fields then
             go out as structured keys).
+        memory_mb: the function's memory (``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``), which sets
+            its CPU share; None outside Lambda.
     """
 
     # A plain class rather than a frozen dataclass: dataclasses imports inspect, which
     # would add milliseconds to every cold start.
     __slots__ = ("strategy", "max_workers", "deadline_margin_ms", "metrics", "metrics_namespace",
-                 "function_name", "fifo_on_failure", "raise_on_all_failed", "log_failures", "log_json")
+                 "function_name", "fifo_on_failure", "raise_on_all_failed", "log_failures", "log_json",
+                 "memory_mb")
 
     def __init__(self, **values: Any) -> None:
         missing = [n for n in self.__slots__ if n not in values]
@@ -241,9 +247,10 @@ class Settings:
                 return None
 
         name = attempt(resolve_strategy, strategy, environ=env, task=task)
+        memory = attempt(resolve_memory_mb, env)
         # The strategy's own rules: its default worker count, and what auto means for it.
         chosen = None if name is None else strategy_class(name)
-        default_workers = Auto() if chosen is None else attempt(chosen.default_workers, env)
+        default_workers = Auto() if chosen is None else attempt(chosen.default_workers, memory)
         # (None: a problem is reported already; auto is only a stand-in.)
         workers = attempt(resolve_workers, max_workers, default=Auto() if default_workers is None else default_workers,
                           environ=env)
@@ -274,7 +281,8 @@ class Settings:
                    fifo_on_failure=fifo, raise_on_all_failed=raise_all,
                    log_failures=log_failures,
                    # Lambda's own rule: JSON when the value is "JSON" in any case, else text.
-                   log_json=env.get(ENV_LAMBDA_LOG_FORMAT, "").upper() == "JSON")
+                   log_json=env.get(ENV_LAMBDA_LOG_FORMAT, "").upper() == "JSON",
+                   memory_mb=memory)
 
 
 def spelling(raw: str) -> str:
@@ -337,6 +345,16 @@ def resolve_choice(
             f"{source} must be one of {shown} but got {value!r}.{hint}"
         )
     return value
+
+
+def resolve_memory_mb(environ: Mapping[str, str] | None = None) -> int | None:
+    """The function's memory from ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE`` (128 to 10,240 MB), or None when unset.
+
+    Raises:
+        ConfigError: the variable is set but is not a memory size Lambda gives.
+    """
+    return resolve_int(None, argument="memory_mb", env=ENV_LAMBDA_MEMORY_SIZE, default=None,
+                       minimum=MIN_MEMORY_MB, maximum=MAX_MEMORY_MB, environ=environ)
 
 
 def resolve_strategy(value: str | None = None, *, environ: Mapping[str, str] | None = None,

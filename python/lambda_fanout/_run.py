@@ -96,29 +96,46 @@ BROKEN = State("BROKEN")
 _NO_DEADLINE_MS = 1e12
 
 
-class CollectorPause:
-    """The cyclic garbage collector held off for the end of a call: finish() and the reply.
+class CallEnd:
+    """The end of one call, the same for ``Strategy.run`` and ``Strategy.arun``.
 
-    A full collection walks every object alive, and a call whose records failed keeps
-    each failure's traceback (its frames) alive until its reply is built: at a small
-    function's CPU share that one walk can take longer than the whole deadline margin.
-    The end of a call allocates what it returns (an Outcome and a reply entry per record),
-    enough to set one off, so the collector waits until the reply is built; whatever
-    the call left behind is collected afterwards as usual. A collector the caller turned
-    off stays off.
+    Use it as a context manager around the whole call: :meth:`finish` once driving
+    ends, then :meth:`reply`; leaving releases the ledger (:meth:`Run.release`) and
+    resumes the collector, whatever happened.
+
+    From :meth:`finish` until the reply is built the cyclic garbage collector is held
+    off. A full collection walks every object alive, and a call whose records failed
+    keeps each failure's traceback (its frames) alive until its reply is built: at a
+    small function's CPU share that one walk can take longer than the whole deadline
+    margin. The end of a call allocates what it returns (an Outcome and a reply entry
+    per record), enough to set one off, so the collector waits until the reply is built;
+    whatever the call left behind is collected afterwards as usual. A collector the
+    caller turned off stays off.
     """
 
-    __slots__ = ("paused",)
+    __slots__ = ("run", "paused")
 
-    def __init__(self) -> None:
+    def __init__(self, run: Run) -> None:
+        self.run = run
         self.paused = False
 
-    def start(self) -> None:
+    def __enter__(self) -> "CallEnd":
+        return self
+
+    def finish(self) -> None:
+        """Pause the collector and end the ledger (:meth:`Run.finish`)."""
         if gc.isenabled():
             gc.disable()
             self.paused = True
+        self.run.finish()
 
-    def stop(self) -> None:
+    def reply(self, then: Callable[[Results], Any] | None) -> Any:
+        """finish()'s results, or ``then(results)``: the caller's reply, built while the collector waits."""
+        # No local holds the results: a failure's traceback keeps this frame alive.
+        return self.run.final if then is None else then(self.run.final)
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.run.release()
         if self.paused:
             self.paused = False
             gc.enable()

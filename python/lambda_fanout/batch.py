@@ -28,10 +28,9 @@ every record failed raises BatchError instead of replying.
 from __future__ import annotations
 
 import math
-import os
 from operator import itemgetter
 
-from ._config import ENV_LAMBDA_MEMORY_SIZE, Settings, resolve_int
+from ._config import Settings
 from ._errors import SkippedAfterFailure, kind, public
 from .strategies import build
 
@@ -39,7 +38,7 @@ from .strategies import build
 # not imported at run time, which keeps cold starts short.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Literal, Mapping
+    from typing import Any, Callable, Literal
 
     from . import StrategyName, Workers
     from ._task import Task
@@ -320,9 +319,7 @@ def _kafka(event: dict) -> _Shape:
     if not isinstance(partitions, dict):
         raise _malformed(f"Kafka 'records' is {kind(partitions)}, expected an object mapping "
                        '"<topic>-<partition>" to a list of records')
-    records: list = []
-    identifiers: list = []
-    keys: list = []
+    placed: list = []
     for partition, batch in partitions.items():
         if not isinstance(batch, list):
             raise _malformed(f"Kafka records[{partition!r}] is {kind(batch)}, expected a list of records")
@@ -332,19 +329,15 @@ def _kafka(event: dict) -> _Shape:
                 raise _malformed(f"{where} is {kind(record)}, not a JSON object")
             _kafka_offset(where, record)
         # Lambda delivers each partition in offset order; sorting (stable) keeps that promise anyway.
-        for record in sorted(batch, key=lambda r: r["offset"]):
-            records.append(record)
-            identifiers.append({"partition": partition, "offset": record["offset"]})
-            keys.append(partition)
-    if not records:
+        placed.extend((partition, record, record["offset"]) for record in sorted(batch, key=lambda r: r["offset"]))
+    if not placed:
         raise _malformed("Kafka 'records' holds no record (Lambda never delivers an empty batch)")
-    return _Shape("kafka", records, PARTIAL, identifiers, keys, False)
+    return _kafka_shape(placed)
 
 
 def _kafka_listed(records: list) -> _Shape:
     """Kafka records as one flat list, each naming its topic and partition: the partition orders them."""
-    identifiers: list = []
-    keys: list = []
+    placed: list = []
     for index, record in enumerate(records):
         where = f"kafka record #{index}"
         offset = _kafka_offset(where, record)
@@ -355,10 +348,16 @@ def _kafka_listed(records: list) -> _Shape:
                 "identify it in the response; nothing was processed. Check the event comes from Kafka as "
                 "Lambda delivers it."
             )
-        key = f"{topic}-{partition}"
-        identifiers.append({"partition": key, "offset": offset})
-        keys.append(key)
-    return _Shape("kafka", records, PARTIAL, identifiers, keys, False)
+        placed.append((f"{topic}-{partition}", record, offset))
+    return _kafka_shape(placed)
+
+
+def _kafka_shape(placed: list) -> _Shape:
+    """Kafka records as ``(topic-partition, record, offset)`` in run order: the
+    topic-partition is the ordering key and, with the offset, the identifier."""
+    return _Shape("kafka", [record for _, record, _ in placed], PARTIAL,
+                  [{"partition": key, "offset": offset} for key, _, offset in placed],
+                  [key for key, _, _ in placed], False)
 
 
 def _kafka_offset(where: str, record: dict) -> int:
@@ -466,8 +465,9 @@ def run_batch(shape: _Shape, record_handler: Any, context: Any, strategy: Any) -
     # A partial reply hands no exception back: only the failures logged one by one need
     # their tracebacks (every failure's, when a batch that all failed raises BatchError).
     partial = shape.reply == PARTIAL and not settings.raise_on_all_failed
-    return _run(shape, record_handler, context, strategy, lambda outcomes: _reply(shape, settings, outcomes),
-                tracebacks=tracebacks_logged(settings) if partial else None)
+    return strategy.run(_start(shape, record_handler, context, strategy,
+                               tracebacks_logged(settings) if partial else None),
+                        lambda outcomes: _reply(shape, settings, outcomes))
 
 
 def run_records(shape: _Shape, record_handler: Any, context: Any, strategy: Any) -> tuple[list, list[BatchFailure]]:
@@ -496,27 +496,20 @@ def _with_failures(shape: _Shape, settings: Settings) -> Callable[[list], tuple[
     return with_failures
 
 
-def _run(shape: _Shape, record_handler: Any, context: Any, strategy: Any, then: Callable[[list], Any],
-         tracebacks: int | None = None) -> Any:
-    """Run the batch's records and return ``then(outcomes)``, built as the run ends (see ``Strategy.run``)."""
-    return strategy.run(_start(shape, record_handler, context, strategy, tracebacks), then)
-
-
 #: Full-vCPU time, in microseconds, that the end of a batch call takes per record beyond
 #: what the deadline margin covers: the reply built and the failures logged here, then
 #: the reply serialised and posted by the runtime (about 3 + 2.5 us, measured at 128 MB).
 REPLY_US_PER_RECORD = 6
 
 
-def reply_reserve_ms(records: int, environ: Mapping[str, str] | None = None) -> int:
+def reply_reserve_ms(records: int, memory_mb: int | None) -> int:
     """The time kept beyond the deadline margin for a batch's reply: it grows with the
-    records and shrinks with the function's CPU share (10,000 records: 60 ms at 1,769 MB,
-    830 ms at 128 MB), so a large failed batch still replies before Lambda's timeout."""
+    records and shrinks with the function's CPU share at ``memory_mb`` (10,000 records:
+    60 ms at 1,769 MB, 830 ms at 128 MB), so a large failed batch still replies before
+    Lambda's timeout."""
     from ._procpool.cpus import cpu_share
 
-    memory = resolve_int(None, argument="memory_mb", env=ENV_LAMBDA_MEMORY_SIZE, default=None, minimum=128,
-                         maximum=10240, environ=os.environ if environ is None else environ)
-    return math.ceil(records * REPLY_US_PER_RECORD / cpu_share(memory) / 1000)
+    return math.ceil(records * REPLY_US_PER_RECORD / cpu_share(memory_mb) / 1000)
 
 
 def _start(shape: _Shape, record_handler: Any, context: Any, strategy: Any, tracebacks: int | None = None) -> Any:
@@ -525,7 +518,8 @@ def _start(shape: _Shape, record_handler: Any, context: Any, strategy: Any, trac
     return strategy.start(record_handler, shape.records, errors="collect", context=context,
                           groups=_groups(shape), check=check,
                           stop_on_failure=shape.fifo and strategy.settings.fifo_on_failure == "batch",
-                          tracebacks=tracebacks, reserve_ms=reply_reserve_ms(len(shape.records)))
+                          tracebacks=tracebacks,
+                          reserve_ms=reply_reserve_ms(len(shape.records), strategy.settings.memory_mb))
 
 
 def _logged(shape: _Shape, settings: Settings, outcomes: list) -> tuple[list, list]:
