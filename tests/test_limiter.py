@@ -432,3 +432,24 @@ def test_a_window_that_spends_the_process_cpu_grows_no_further(cpus, used, bound
     spent.update(busy=False, cpu=cpu_clock(), since=sim.now)
     sim.run(Service(0.010), completions=3000)
     assert lim.limit > 4 * _limiter.INITIAL_LIMIT
+
+
+def test_a_kept_limiter_measures_the_process_cpu_against_the_function_share(monkeypatch):
+    """limiter_for gives the limiter the process's CPU clock, and the CPU its Python can
+    use at the function's memory (a 1,024 MB function has 1024/1769 of a vCPU)."""
+    import time
+
+    from lambda_fanout._procpool import cpus
+
+    monkeypatch.setattr(cpus, "cgroup_cpus", lambda root="/sys/fs/cgroup": None)
+    _limiter.forget()
+
+    def read(x):
+        return x
+
+    settings = Settings.resolve(max_workers="auto:64", environ={"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024"})
+    lim = _limiter.limiter_for(read, "threads", Auto(64), settings)
+    assert lim.cpu_clock is time.process_time and lim.cpus == pytest.approx(1024 / 1769)
+    _limiter.forget()
+    assert _limiter.limiter_for(read, "threads", Auto(64)).cpus == 1.0
+    _limiter.forget()

@@ -39,7 +39,6 @@ sampling, and the current-limiter context variable). The setting itself
 from __future__ import annotations
 
 import contextvars
-import os
 import threading
 import time
 from collections import deque
@@ -51,7 +50,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Hashable
 
 # The setting itself (``Auto``, ``auto:N``) is parsed with the others, in _config.
-from ._config import DEFAULT_AUTO_CAP as DEFAULT_CAP, ENV_LAMBDA_MEMORY_SIZE, Auto
+from ._config import DEFAULT_AUTO_CAP as DEFAULT_CAP, Auto
 from ._procpool.cpus import python_cpus
 from . import _snapstart
 from ._errors import ConfigError
@@ -235,13 +234,15 @@ class Limiter:
         history: ``(seconds since the run began, limit)`` after each change.
         stride: time one job in this many (1 unless jobs are very fast); each sample
             stands for ``stride`` completions.
+        cpu_clock: the process's CPU seconds, read once per window (None: never CPU-bound).
+        cpus: the CPU the process's Python can use, against which ``CPU_BUSY`` is measured.
     """
 
     __slots__ = (
         "cap", "limit", "peak", "throttled", "adjustments", "history", "clock", "stride", "_lock",
         "_inflight", "_done", "_samples", "_need", "_t0", "_win_peak", "_floor", "_rate",
         "_smooth", "_slow", "_stepped", "_before", "_ceiling", "_recover_at", "_origin",
-        "_gain", "_opened", "_opened_before", "cpu_clock", "_cpus", "_cpu0",
+        "_gain", "_opened", "_opened_before", "cpu_clock", "cpus", "_cpu0",
     )
 
     def __init__(self, cap: int = DEFAULT_CAP, *, initial: int = INITIAL_LIMIT,
@@ -261,7 +262,7 @@ class Limiter:
         self.limit = min(self.cap, max(1, int(initial)))
         self.clock = clock
         self.cpu_clock = cpu_clock
-        self._cpus = cpus
+        self.cpus = cpus
         self._lock = threading.Lock()
         self._floor: float | None = None  # the no-load latency, once measured
         self._smooth: float | None = None  # window medians, smoothed
@@ -419,7 +420,7 @@ class Limiter:
             self._floor = floor = latency
         ratio = latency / floor if floor > 0 else 1.0
         cpu_bound = (self.cpu_clock is not None
-                     and self.cpu_clock() - self._cpu0 >= CPU_BUSY * self._cpus * (now - self._t0))
+                     and self.cpu_clock() - self._cpu0 >= CPU_BUSY * self.cpus * (now - self._t0))
         limit = self.limit
         previous_rate, self._rate = self._rate, rate
         if self._done < self._recover_at:
@@ -503,7 +504,9 @@ def limiter_for(task: Any, strategy: str, workers: Auto, settings: Hashable = ()
         task: the task (its module and qualified name key the state).
         strategy: the strategy's name.
         workers: the auto setting (its cap).
-        settings: anything else that, when changed, must reset what was learned.
+        settings: the call's :class:`~lambda_fanout.Settings` (or anything else) that, when
+            changed, must reset what was learned; its ``memory_mb`` sets the CPU share
+            ``CPU_BUSY`` is measured against.
 
     Returns:
         A limiter, fresh for a new key or changed settings, else the one learned so far
@@ -516,16 +519,11 @@ def limiter_for(task: Any, strategy: str, workers: Auto, settings: Hashable = ()
         if found is not None and found[0] == fingerprint:
             limiter = found[1]
         else:
-            limiter = Limiter(workers.cap, cpu_clock=time.process_time, cpus=_python_cpus())
+            limiter = Limiter(workers.cap, cpu_clock=time.process_time, cpus=python_cpus(getattr(settings, "memory_mb", None)))
             _registry[key] = (fingerprint, limiter)
             _snapstart.register(after=forget_floors)
     limiter.new_run()
     return limiter
-
-
-def _python_cpus() -> float:
-    memory = os.environ.get(ENV_LAMBDA_MEMORY_SIZE, "")
-    return python_cpus(int(memory) if memory.isdigit() else None)
 
 
 def learned(task: Any, strategy: str) -> Limiter | None:
