@@ -453,3 +453,17 @@ def test_a_kept_limiter_measures_the_process_cpu_against_the_function_share(monk
     _limiter.forget()
     assert _limiter.limiter_for(read, "threads", Auto(64)).cpus == 1.0
     _limiter.forget()
+
+
+@pytest.mark.parametrize("sigma", [0.5, 0.8])
+@pytest.mark.parametrize("seed", range(6))
+def test_the_floor_does_not_read_low_on_a_noisy_service(sigma, seed):
+    """A service with a lognormal tail and no limit of its own: the floor stays near its
+    median latency (the first window's from the batch sent as it opened, not from its
+    fastest answers; no slow-start window's; later ones only beyond their sampling
+    noise), so its noise never reads as congestion and the limit reaches the cap."""
+    sim = Simulation(256, seed=seed)
+    sim.run(Service(0.025, sigma=sigma), completions=10_000)
+    lim = sim.limiter
+    assert 0.6 * 0.025 <= lim._floor <= 1.4 * 0.025
+    assert lim.limit == 256

@@ -2,7 +2,8 @@
 
 The controller follows TCP Vegas and Netflix's concurrency-limits (Vegas, Gradient2):
 the median latency of a window of completions, smoothed over windows, is compared
-with the lowest one seen (the no-load latency). The limit starts small and, in slow
+with the lowest one seen (the no-load latency; beyond its sampling noise, and for the
+first window the median of the batch it sent rather than of its fastest answers). The limit starts small and, in slow
 start, grows with each completion while it is in use (x4 per round trip while latency
 is flat), each window keeping that growth only while latency stays near the floor and
 completions per second rise; it then grows in smaller steps while both hold, undoes a step that
@@ -39,6 +40,7 @@ sampling, and the current-limiter context variable). The setting itself
 from __future__ import annotations
 
 import contextvars
+import math
 import threading
 import time
 from collections import deque
@@ -91,6 +93,11 @@ FLAT = 1.2
 SLOW_START_GAIN = 3
 #: Weight of the newest window in the smoothed latency.
 SMOOTHING = 0.5
+#: A smoothed latency lowers the floor only by what its sampling noise cannot explain:
+#: to itself times this many standard errors (estimated from the window's spread), so
+#: the lowest of many noisy windows does not read as the service's no-load latency (a
+#: floor read low makes latency seem to climb, and the limit stop or shrink too early).
+FLOOR_NOISE_Z = 3.0
 #: The multiplicative cut on a throttling signal (CUBIC's beta).
 BACKOFF = 0.7
 #: A step up is kept only if completions per second rose by at least this share of
@@ -242,7 +249,7 @@ class Limiter:
         "cap", "limit", "peak", "throttled", "adjustments", "history", "clock", "stride", "_lock",
         "_inflight", "_done", "_samples", "_need", "_t0", "_win_peak", "_floor", "_rate",
         "_smooth", "_slow", "_stepped", "_before", "_ceiling", "_recover_at", "_origin",
-        "_gain", "_opened", "_opened_before", "cpu_clock", "cpus", "_cpu0",
+        "_gain", "_opened", "_opened_before", "cpu_clock", "cpus", "_cpu0", "_starts",
     )
 
     def __init__(self, cap: int = DEFAULT_CAP, *, initial: int = INITIAL_LIMIT,
@@ -308,6 +315,7 @@ class Limiter:
 
     def _open_window(self, now: float) -> None:
         self._samples: list[float] = []
+        self._starts: list[float] = []  # the samples' start times, while no floor is measured
         self._opened_before = getattr(self, "_opened", self.limit)
         self._opened = self.limit
         self._t0 = now
@@ -350,6 +358,8 @@ class Limiter:
                     self.peak = limit
             samples = self._samples
             samples.append(now - started)
+            if floor is None:
+                self._starts.append(started)
             if len(samples) >= self._need and now - self._t0 >= MIN_WINDOW_S:
                 with self._lock:
                     if samples is self._samples:  # not already closed by another thread
@@ -415,9 +425,19 @@ class Limiter:
         self._smooth = latency = median if smooth is None else smooth + (median - smooth) * SMOOTHING
         rate = n * self.stride / (now - self._t0)
         floor = self._floor
-        # (The first window after a restart is a single median: too noisy to lower it.)
-        if floor is None or latency < floor and smooth is not None:
-            self._floor = floor = latency
+        if floor is None:
+            self._floor = floor = self._first_floor(median)
+        elif latency < floor and smooth is not None and not self._slow:
+            # (Not the first window after a restart: one median; nor a slow-start window,
+            # which like the first closes on answers its own growth made the fastest.)
+            # A lognormal's interquartile range spans 1.349 sigma (in logs); its median's
+            # standard error is 1.2533 sigma / sqrt(n), and the smoothing keeps a third of
+            # that variance.
+            spread = math.log(samples[(3 * n) // 4] / samples[n // 4]) / 1.349 if samples[n // 4] > 0 else 0.0
+            error = 1.2533 * spread / math.sqrt(n) * (SMOOTHING / (2.0 - SMOOTHING)) ** 0.5
+            lowered = latency * math.exp(FLOOR_NOISE_Z * error)
+            if lowered < floor:
+                self._floor = floor = lowered
         ratio = latency / floor if floor > 0 else 1.0
         cpu_bound = (self.cpu_clock is not None
                      and self.cpu_clock() - self._cpu0 >= CPU_BUSY * self.cpus * (now - self._t0))
@@ -473,6 +493,25 @@ class Limiter:
         else:
             grown = limit + max(1, limit // 8)
         self._set(min(self.cap, grown), now, stepped=1)
+
+    def _first_floor(self, median: float) -> float:
+        """The first window's floor: the median of the batch sent as it opened, not of its answers.
+
+        The window closes on its first answers, the fastest of what was sent (and of what
+        its growth sent after), so their median reads low on a noisy service. The batch
+        sent at the opening all started together: its answers came in the order of their
+        latencies, so its median is its (batch / 2)-th fastest answer, known once more
+        than half the batch has answered (else at least its slowest answer so far).
+        """
+        starts = self._starts
+        if len(starts) != len(self._samples):
+            return median  # the floor was forgotten during the window: its earlier answers have no start
+        first_answer = min(start + latency for start, latency in zip(starts, self._samples))
+        batch = sorted(latency for start, latency in zip(starts, self._samples) if start < first_answer)
+        half = max(1, self._opened // self.stride) // 2
+        if len(batch) > half:
+            return batch[half]
+        return batch[-1] if batch else median  # the batch's median is at least its slowest answer so far
 
     def __repr__(self) -> str:
         return f"<Limiter limit={self.limit} cap={self.cap} peak={self.peak} throttled={self.throttled}>"
