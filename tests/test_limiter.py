@@ -4,6 +4,7 @@ properties against a simulated service (hypothesis; no real sleeps)."""
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -367,3 +368,102 @@ def test_slow_start_grows_only_while_the_limit_is_in_use():
         clock[0] += 0.01
         lim.end(started)  # one at a time: in flight never above 1
     assert lim.limit == _limiter.INITIAL_LIMIT and lim.peak == _limiter.INITIAL_LIMIT
+
+
+def test_latency_alone_never_takes_the_limit_below_the_fixed_count_it_replaces():
+    """A service that saturates at 2 in flight (or CPU-bound work, whose latency is its wait
+    for the GIL and grows with any limit) after the limit grew on a flat one: it shrinks
+    as latency climbs, but never below LEAST_LIMIT, where fewer in flight would buy
+    nothing; a throttling signal still cuts below it."""
+    sim = Simulation(256, seed=5)
+    sim.run(Service(0.005), completions=2000)
+    grown = sim.limiter.limit
+    assert grown > 4 * _limiter.LEAST_LIMIT
+    mark = len(sim.limits)
+    sim.run(Service(0.005, capacity=2), completions=5000)
+    lim = sim.limiter
+    assert min(sim.limits[mark:]) == _limiter.LEAST_LIMIT and lim.limit < grown
+    sim.drain()
+    lim.new_run()
+    before = lim.limit
+    lim.throttle()
+    assert lim.limit == int(before * _limiter.BACKOFF) < _limiter.LEAST_LIMIT
+
+
+def test_latency_never_shrinks_a_limit_already_at_or_below_the_least():
+    """After a throttling cut took it below LEAST_LIMIT, rising latency holds the limit:
+    only another throttling signal cuts it further."""
+    clock = [0.0]
+    lim = Limiter(256, initial=10, clock=lambda: clock[0])
+    lim._slow = False
+    latency = 0.010
+    for _ in range(40):  # floor at 10 ms, then latency climbs to 8x it
+        for _ in range(16):
+            started = clock[0]
+            clock[0] += 0.001
+            lim.sample(started - latency, clock[0], 9)
+        latency = min(latency * 1.5, 0.080)
+    assert lim._floor == pytest.approx(0.010, rel=0.3)
+    assert lim.limit == 10 and min(limit for _, limit in lim.history) == 10
+
+
+
+@pytest.mark.parametrize("cpus, used, bound", [(1.0, 1.0, True), (0.5, 0.48, True), (1.0, 0.5, False)])
+def test_a_window_that_spends_the_process_cpu_grows_no_further(cpus, used, bound):
+    """Jobs that need the process's CPU (pure Python holds the GIL): a window in which the
+    process's CPU time reached CPU_BUSY of what its Python can use (``cpus``: one CPU, or
+    Lambda's share below it) takes back the slow start's growth and holds the limit, even
+    on flat latency: more in flight would only queue for the GIL. Once the CPU is free
+    again, the limit grows. A process using half of a whole CPU is not CPU-bound."""
+    spent = {"busy": True, "cpu": 0.0, "since": 0.0}
+    sim = None
+
+    def cpu_clock():  # CPU seconds: ``used`` of each second while busy
+        now = 0.0 if sim is None else sim.now
+        return spent["cpu"] + ((now - spent["since"]) * used if spent["busy"] else 0.0)
+
+    sim = Simulation(256, seed=2, limiter_cls=partial(Limiter, cpu_clock=cpu_clock, cpus=cpus))
+    sim.run(Service(0.010), completions=3000)
+    lim = sim.limiter
+    if not bound:
+        assert lim.limit > 4 * _limiter.INITIAL_LIMIT
+        return
+    assert set(sim.limits) == {_limiter.INITIAL_LIMIT}
+    spent.update(busy=False, cpu=cpu_clock(), since=sim.now)
+    sim.run(Service(0.010), completions=3000)
+    assert lim.limit > 4 * _limiter.INITIAL_LIMIT
+
+
+def test_a_kept_limiter_measures_the_process_cpu_against_the_function_share(monkeypatch):
+    """limiter_for gives the limiter the process's CPU clock, and the CPU its Python can
+    use at the function's memory (a 1,024 MB function has 1024/1769 of a vCPU)."""
+    import time
+
+    from lambda_fanout._procpool import cpus
+
+    monkeypatch.setattr(cpus, "cgroup_cpus", lambda root="/sys/fs/cgroup": None)
+    _limiter.forget()
+
+    def read(x):
+        return x
+
+    settings = Settings.resolve(max_workers="auto:64", environ={"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024"})
+    lim = _limiter.limiter_for(read, "threads", Auto(64), settings)
+    assert lim.cpu_clock is time.process_time and lim.cpus == pytest.approx(1024 / 1769)
+    _limiter.forget()
+    assert _limiter.limiter_for(read, "threads", Auto(64)).cpus == 1.0
+    _limiter.forget()
+
+
+@pytest.mark.parametrize("sigma", [0.5, 0.8])
+@pytest.mark.parametrize("seed", range(6))
+def test_the_floor_does_not_read_low_on_a_noisy_service(sigma, seed):
+    """A service with a lognormal tail and no limit of its own: the floor stays near its
+    median latency (the first window's from the batch sent as it opened, not from its
+    fastest answers; no slow-start window's; later ones only beyond their sampling
+    noise), so its noise never reads as congestion and the limit reaches the cap."""
+    sim = Simulation(256, seed=seed)
+    sim.run(Service(0.025, sigma=sigma), completions=10_000)
+    lim = sim.limiter
+    assert 0.6 * 0.025 <= lim._floor <= 1.4 * 0.025
+    assert lim.limit == 256

@@ -77,6 +77,21 @@ def test_without_quota_affinity_counts_and_memory_caps(tmp_path, monkeypatch):
     assert _procpool.vcpus(10240, cgroup_root=root) == min(affinity, 6)
 
 
+
+@pytest.mark.parametrize("quota, memory_mb, expected", [
+    ("170000", None, 1.0), ("50000", None, 0.5), ("-1", None, 1.0), ("-1", 1024, 1024 / 1769),
+    ("50000", 1024, 0.5), ("-1", 3008, 1.0),
+])
+def test_python_cpus_is_at_most_one_within_the_quota_and_memory_share(tmp_path, monkeypatch, quota, memory_mb,
+                                                                      expected):
+    """What one process's Python can use (auto's CPU_BUSY measures against it): one CPU
+    under the GIL, less under a cgroup quota or Lambda's memory share."""
+    from lambda_fanout._procpool.cpus import python_cpus
+
+    monkeypatch.setattr(_procpool.cpus, "_cgroup_paths", lambda: (None, "/"))
+    root = _fake_cgroup(tmp_path, quota)
+    assert python_cpus(memory_mb, cgroup_root=root) == pytest.approx(expected)
+
 def test_real_cgroup_quota_gives_two_workers_at_1_7_cpus():
     from lambda_fanout_dev.quota import cpu_quota
 

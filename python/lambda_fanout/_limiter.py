@@ -2,19 +2,23 @@
 
 The controller follows TCP Vegas and Netflix's concurrency-limits (Vegas, Gradient2):
 the median latency of a window of completions, smoothed over windows, is compared
-with the lowest one seen (the no-load latency). The limit starts small and, in slow
+with the lowest one seen (the no-load latency; beyond its sampling noise, and for the
+first window the median of the batch it sent rather than of its fastest answers). The limit starts small and, in slow
 start, grows with each completion while it is in use (x4 per round trip while latency
 is flat), each window keeping that growth only while latency stays near the floor and
 completions per second rise; it then grows in smaller steps while both hold, undoes a step that
-bought no throughput, shrinks in proportion when latency climbs, and is cut
+bought no throughput, shrinks in proportion when latency climbs (never below
+``LEAST_LIMIT``: below it only a throttling signal cuts), and is cut
 multiplicatively on a throttling signal (TCP's AIMD, CUBIC's 0.7), at most once per
 burst of requests that were already in flight when the signal came. After a cut it
-climbs back quickly towards the limit that throttled, then probes past it slowly.
+climbs back quickly towards the limit that throttled, then probes past it slowly. A
+window in which the process spent its CPU (``CPU_BUSY``) grows no further and takes
+back the growth it made: CPU-bound work only queues for the GIL.
 
 Per completion the work is two clock reads and a list append, for one job in
 ``stride`` (more than one only for jobs faster than ``FAST_JOB_S``); the decisions
 run once per window (about one round trip: ``limit`` samples, at least
-``MIN_WINDOW_S``), under a lock.
+``MIN_WINDOW_S``), under a lock, with one read of the process's CPU time.
 
 Throttling signals: a botocore ``ClientError`` whose code is in
 :data:`THROTTLE_CODES`, an HTTP 429 or 503 (``.response`` of botocore's shape,
@@ -36,6 +40,7 @@ sampling, and the current-limiter context variable). The setting itself
 from __future__ import annotations
 
 import contextvars
+import math
 import threading
 import time
 from collections import deque
@@ -48,6 +53,7 @@ if TYPE_CHECKING:
 
 # The setting itself (``Auto``, ``auto:N``) is parsed with the others, in _config.
 from ._config import DEFAULT_AUTO_CAP as DEFAULT_CAP, Auto
+from ._procpool.cpus import python_cpus
 from . import _snapstart
 from ._errors import ConfigError
 from ._errors import safe_attr as _read
@@ -66,6 +72,12 @@ THROTTLE_STATUSES = frozenset({429, 503})
 
 #: Where a limiter with no history starts: small, so a throttling service sees a gentle ramp.
 INITIAL_LIMIT = 16
+#: Latency alone never takes the limit below this (a throttling signal still does): it
+#: is the fixed count auto replaces, and the level a cold limiter measures its floor at.
+#: Below it fewer in flight buy nothing on a saturated service, and on CPU-bound work
+#: (where latency is the wait for the GIL and grows with any limit) each shrink would
+#: only lower the floor for the next, down to a few workers and a hand-off per job.
+LEAST_LIMIT = INITIAL_LIMIT
 #: A window closes after ``limit`` completions and at least this long, so that very
 #: fast tasks adjust a few hundred times per second, not once per item.
 MIN_WINDOW_S = 0.005
@@ -81,11 +93,21 @@ FLAT = 1.2
 SLOW_START_GAIN = 3
 #: Weight of the newest window in the smoothed latency.
 SMOOTHING = 0.5
+#: A smoothed latency lowers the floor only by what its sampling noise cannot explain:
+#: to itself times this many standard errors (estimated from the window's spread), so
+#: the lowest of many noisy windows does not read as the service's no-load latency (a
+#: floor read low makes latency seem to climb, and the limit stop or shrink too early).
+FLOOR_NOISE_Z = 3.0
 #: The multiplicative cut on a throttling signal (CUBIC's beta).
 BACKOFF = 0.7
 #: A step up is kept only if completions per second rose by at least this share of
 #: the step (a doubling must bring 25 % more).
 STEP_GAIN = 0.25
+#: A window in which the process's CPU time reached this share of what its Python can
+#: use (one CPU under the GIL, less under Lambda's memory share) is CPU-bound: more in
+#: flight cannot complete more, only queue for the GIL, so the limit does not grow and a
+#: growth made during the window is taken back.
+CPU_BUSY = 0.9
 #: Jobs faster than this are timed one in ``stride``: a clock read costs up to a
 #: microsecond on some virtual machines, as much as a trivial job itself.
 FAST_JOB_S = 0.0002
@@ -219,27 +241,35 @@ class Limiter:
         history: ``(seconds since the run began, limit)`` after each change.
         stride: time one job in this many (1 unless jobs are very fast); each sample
             stands for ``stride`` completions.
+        cpu_clock: the process's CPU seconds, read once per window (None: never CPU-bound).
+        cpus: the CPU the process's Python can use, against which ``CPU_BUSY`` is measured.
     """
 
     __slots__ = (
         "cap", "limit", "peak", "throttled", "adjustments", "history", "clock", "stride", "_lock",
         "_inflight", "_done", "_samples", "_need", "_t0", "_win_peak", "_floor", "_rate",
         "_smooth", "_slow", "_stepped", "_before", "_ceiling", "_recover_at", "_origin",
-        "_gain", "_opened", "_opened_before",
+        "_gain", "_opened", "_opened_before", "cpu_clock", "cpus", "_cpu0", "_starts",
     )
 
     def __init__(self, cap: int = DEFAULT_CAP, *, initial: int = INITIAL_LIMIT,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter,
+                 cpu_clock: Callable[[], float] | None = None, cpus: float = 1.0) -> None:
         """Build a limiter.
 
         Args:
             cap: the ceiling (at least 1).
             initial: where the limit starts (clamped into [1, cap]).
             clock: seconds, monotonic; a simulation passes its own.
+            cpu_clock: the process's CPU seconds (``time.process_time``), read once per
+                window on the same time scale as ``clock``; None: never CPU-bound.
+            cpus: the CPU the process's Python can use (see ``CPU_BUSY``).
         """
         self.cap = max(1, int(cap))
         self.limit = min(self.cap, max(1, int(initial)))
         self.clock = clock
+        self.cpu_clock = cpu_clock
+        self.cpus = cpus
         self._lock = threading.Lock()
         self._floor: float | None = None  # the no-load latency, once measured
         self._smooth: float | None = None  # window medians, smoothed
@@ -285,9 +315,11 @@ class Limiter:
 
     def _open_window(self, now: float) -> None:
         self._samples: list[float] = []
+        self._starts: list[float] = []  # the samples' start times, while no floor is measured
         self._opened_before = getattr(self, "_opened", self.limit)
         self._opened = self.limit
         self._t0 = now
+        self._cpu0 = self.cpu_clock() if self.cpu_clock is not None else 0.0
         self._win_peak = self._inflight
         self._need = max(self.limit, MIN_SAMPLES)
 
@@ -326,6 +358,8 @@ class Limiter:
                     self.peak = limit
             samples = self._samples
             samples.append(now - started)
+            if floor is None:
+                self._starts.append(started)
             if len(samples) >= self._need and now - self._t0 >= MIN_WINDOW_S:
                 with self._lock:
                     if samples is self._samples:  # not already closed by another thread
@@ -391,10 +425,22 @@ class Limiter:
         self._smooth = latency = median if smooth is None else smooth + (median - smooth) * SMOOTHING
         rate = n * self.stride / (now - self._t0)
         floor = self._floor
-        # (The first window after a restart is a single median: too noisy to lower it.)
-        if floor is None or latency < floor and smooth is not None:
-            self._floor = floor = latency
+        if floor is None:
+            self._floor = floor = self._first_floor(median)
+        elif latency < floor and smooth is not None and not self._slow:
+            # (Not the first window after a restart: one median; nor a slow-start window,
+            # which like the first closes on answers its own growth made the fastest.)
+            # A lognormal's interquartile range spans 1.349 sigma (in logs); its median's
+            # standard error is 1.2533 sigma / sqrt(n), and the smoothing keeps a third of
+            # that variance.
+            spread = math.log(samples[(3 * n) // 4] / samples[n // 4]) / 1.349 if samples[n // 4] > 0 else 0.0
+            error = 1.2533 * spread / math.sqrt(n) * (SMOOTHING / (2.0 - SMOOTHING)) ** 0.5
+            lowered = latency * math.exp(FLOOR_NOISE_Z * error)
+            if lowered < floor:
+                self._floor = floor = lowered
         ratio = latency / floor if floor > 0 else 1.0
+        cpu_bound = (self.cpu_clock is not None
+                     and self.cpu_clock() - self._cpu0 >= CPU_BUSY * self.cpus * (now - self._t0))
         limit = self.limit
         previous_rate, self._rate = self._rate, rate
         if self._done < self._recover_at:
@@ -412,7 +458,7 @@ class Limiter:
                 self._set(opened, now, stepped=0)  # the limit was not used: no verdict on more
                 return
             wanted = 1.0 + STEP_GAIN * (opened - before) / before
-            if ratio < GROW_BELOW and rate >= previous_rate * wanted:
+            if ratio < GROW_BELOW and rate >= previous_rate * wanted and not cpu_bound:
                 self._gain = SLOW_START_GAIN if ratio < FLAT else 1
                 self._set(limit, now, stepped=0)
                 return
@@ -425,7 +471,7 @@ class Limiter:
             # A step up must buy throughput, at least a share of what it would on an
             # unloaded service; else go back.
             wanted = 1.0 + STEP_GAIN * (limit - self._before) / self._before
-            if rate < previous_rate * wanted:
+            if rate < previous_rate * wanted or cpu_bound:
                 self._set(self._before, now, stepped=0)
                 return
         if ratio > SHRINK_ABOVE:
@@ -433,11 +479,13 @@ class Limiter:
                 self._floor = latency  # the service itself became slower: a new floor
             target = int(limit * max(0.5, GROW_BELOW / ratio))
             self._ceiling = limit  # too many: growth climbs back towards it, then probes
-            self._set(max(1, min(target, limit - 1)), now, stepped=0)
+            least = LEAST_LIMIT if limit > LEAST_LIMIT else limit  # below it only a throttle cuts
+            self._set(max(least, min(target, limit - 1)), now, stepped=0)
             return
-        if ratio >= GROW_BELOW or self._win_peak < limit or limit >= self.cap:
+        if ratio >= GROW_BELOW or self._win_peak < limit or limit >= self.cap or cpu_bound:
             # Latency is rising, or the limit was not even used (an idle limit says
-            # nothing about a larger one), or it is at the cap: hold.
+            # nothing about a larger one), or it is at the cap, or the process's CPU is
+            # spent: hold.
             self._set(limit, now, stepped=0)
             return
         if limit < self._ceiling:
@@ -445,6 +493,25 @@ class Limiter:
         else:
             grown = limit + max(1, limit // 8)
         self._set(min(self.cap, grown), now, stepped=1)
+
+    def _first_floor(self, median: float) -> float:
+        """The first window's floor: the median of the batch sent as it opened, not of its answers.
+
+        The window closes on its first answers, the fastest of what was sent (and of what
+        its growth sent after), so their median reads low on a noisy service. The batch
+        sent at the opening all started together: its answers came in the order of their
+        latencies, so its median is its (batch / 2)-th fastest answer, known once more
+        than half the batch has answered (else at least its slowest answer so far).
+        """
+        starts = self._starts
+        if len(starts) != len(self._samples):
+            return median  # the floor was forgotten during the window: its earlier answers have no start
+        first_answer = min(start + latency for start, latency in zip(starts, self._samples))
+        batch = sorted(latency for start, latency in zip(starts, self._samples) if start < first_answer)
+        half = max(1, self._opened // self.stride) // 2
+        if len(batch) > half:
+            return batch[half]
+        return batch[-1] if batch else median  # the batch's median is at least its slowest answer so far
 
     def __repr__(self) -> str:
         return f"<Limiter limit={self.limit} cap={self.cap} peak={self.peak} throttled={self.throttled}>"
@@ -476,7 +543,9 @@ def limiter_for(task: Any, strategy: str, workers: Auto, settings: Hashable = ()
         task: the task (its module and qualified name key the state).
         strategy: the strategy's name.
         workers: the auto setting (its cap).
-        settings: anything else that, when changed, must reset what was learned.
+        settings: the call's :class:`~lambda_fanout.Settings` (or anything else) that, when
+            changed, must reset what was learned; its ``memory_mb`` sets the CPU share
+            ``CPU_BUSY`` is measured against.
 
     Returns:
         A limiter, fresh for a new key or changed settings, else the one learned so far
@@ -489,7 +558,7 @@ def limiter_for(task: Any, strategy: str, workers: Auto, settings: Hashable = ()
         if found is not None and found[0] == fingerprint:
             limiter = found[1]
         else:
-            limiter = Limiter(workers.cap)
+            limiter = Limiter(workers.cap, cpu_clock=time.process_time, cpus=python_cpus(getattr(settings, "memory_mb", None)))
             _registry[key] = (fingerprint, limiter)
             _snapstart.register(after=forget_floors)
     limiter.new_run()

@@ -1,7 +1,7 @@
 """How many CPUs this function can really use: the cgroup quota, the affinity mask, Lambda's memory share.
 
 What belongs here: reading the CPU quota and turning a function's memory size into
-a count of workers, and Lambda's ratio of memory to vCPUs (``MB_PER_VCPU``), which
+a count of workers (or the CPU one process's Python can use), and Lambda's ratio of memory to vCPUs (``MB_PER_VCPU``), which
 the bench's CPU quota uses too. Nothing here starts a process.
 """
 
@@ -85,3 +85,16 @@ def vcpus(memory_mb: int | None = None, *, cgroup_root: str = "/sys/fs/cgroup") 
     if memory_mb:
         count = min(count, math.ceil(memory_mb / MB_PER_VCPU))
     return max(1, count)
+
+
+def python_cpus(memory_mb: int | None = None, *, cgroup_root: str = "/sys/fs/cgroup") -> float:
+    """The CPU one process's Python code can use, in CPUs: at most one (the GIL), less
+    under a cgroup quota or Lambda's memory share below 1,769 MB.
+
+    Args:
+        memory_mb: the function's memory size, or None outside Lambda.
+        cgroup_root: where the cgroup filesystems are mounted.
+    """
+    quota = cgroup_cpus(cgroup_root)
+    share = min(1.0, quota) if quota is not None else 1.0
+    return min(share, cpu_share(memory_mb))
