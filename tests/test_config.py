@@ -307,6 +307,17 @@ def test_the_memory_size_is_read_once_with_the_settings(monkeypatch, strategy):
     assert "AWS_LAMBDA_FUNCTION_MEMORY_SIZE" in info.value.problems[0] and "'64'" in info.value.problems[0]
 
 
+@pytest.mark.parametrize("value", [" ", "64", "1e3"])
+def test_a_bad_memory_size_says_what_unset_means(monkeypatch, value):
+    """Unset, the memory size has no default to name: the error says who sets it and what to do."""
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", value)
+    with pytest.raises(lambda_fanout.ConfigError) as info:
+        lambda_fanout.Settings.resolve()
+    message = str(info.value)
+    assert "from 128 to 10240" in message and repr(value) in message
+    assert "Lambda sets it to the function's memory in MB" in message and "None" not in message
+
+
 def test_a_single_bad_setting_is_the_message_and_the_one_problem(monkeypatch):
     monkeypatch.setenv("FANOUT_MAX_WORKERS", "0")
     with pytest.raises(lambda_fanout.ConfigError) as info:

@@ -354,7 +354,9 @@ def resolve_memory_mb(environ: Mapping[str, str] | None = None) -> int | None:
         ConfigError: the variable is set but is not a memory size Lambda gives.
     """
     return resolve_int(None, argument="memory_mb", env=ENV_LAMBDA_MEMORY_SIZE, default=None,
-                       minimum=MIN_MEMORY_MB, maximum=MAX_MEMORY_MB, environ=environ)
+                       minimum=MIN_MEMORY_MB, maximum=MAX_MEMORY_MB, environ=environ,
+                       advice="Lambda sets it to the function's memory in MB: outside Lambda, set it "
+                              "so to emulate a memory size, or unset it.")
 
 
 def resolve_strategy(value: str | None = None, *, environ: Mapping[str, str] | None = None,
@@ -386,12 +388,16 @@ def resolve_int(
     minimum: int,
     maximum: int,
     environ: Mapping[str, str] | None = None,
+    advice: str | None = None,
 ) -> int:
     """Pick an explicit integer argument, else the environment variable, else the default.
 
     Only plain ASCII digits count as a number in the environment (ASCII spaces around
     them are ignored): ``int()`` would also take digits of other scripts, signs, and
     Unicode spaces and line breaks.
+
+    ``advice`` replaces the error's closing sentence (set it in range, or unset it for the
+    default) where unset means something other than a default.
 
     Raises ConfigError naming the source, repeating the value and giving the valid range.
     """
@@ -410,7 +416,7 @@ def resolve_int(
         if not (text.isascii() and text.isdigit()):
             raise ConfigError(
                 f"{source} must be {expected} but got {raw!r}. "
-                f"Set it to such a number, or unset it to use the default {default}."
+                + (advice or f"Set it to such a number, or unset it to use the default {default}.")
             )
         number = whole_number(text, maximum)
     elif isinstance(raw, bool) or not isinstance(raw, int):
@@ -420,7 +426,7 @@ def resolve_int(
     if number is None or not minimum <= number <= maximum:
         raise ConfigError(
             f"{source} must be {expected} but got {raw!r}. "
-            f"Use a value in that range, or leave it unset for the default {default}."
+            + (advice or f"Use a value in that range, or leave it unset for the default {default}.")
         )
     return number
 
