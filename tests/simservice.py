@@ -29,13 +29,8 @@ class Service:
     #: Attempts per request, as botocore retries a throttled one after a backoff.
     attempts: int = 1
     backoff_s: float = 0.5
-    #: This share of requests answers from a cache in ``fast_s`` (a bimodal service).
-    fast_share: float = 0.0
-    fast_s: float = 0.002
 
     def draw(self, rng: random.Random, inflight: int) -> float:
-        if self.fast_share and rng.random() < self.fast_share:
-            return self.fast_s
         base = self.latency_s * (math.exp(rng.gauss(0.0, self.sigma)) if self.sigma else 1.0)
         return base * max(1.0, inflight / self.capacity)
 

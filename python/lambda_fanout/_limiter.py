@@ -91,15 +91,10 @@ SHRINK_ABOVE = 2.0
 #: per round trip (SLOW_START_GAIN more per completion), else it doubles (one more).
 FLAT = 1.2
 SLOW_START_GAIN = 3
-#: The first window stays open until more than half the batch it opened with has
-#: answered (its median is the floor), for at most this long: fast answers, and the
-#: jobs slow start sends after them, fill a window before a bimodal or long-tailed
-#: service's median job has answered; only a batch that hangs takes longer.
-FIRST_WINDOW_MAX_S = 1.0
 #: Weight of the newest window in the smoothed latency.
 SMOOTHING = 0.5
 #: A smoothed latency lowers the floor only by what its sampling noise cannot explain:
-#: to the median's upper confidence bound at this many standard errors (by rank), so
+#: to itself times this many standard errors (estimated from the window's spread), so
 #: the lowest of many noisy windows does not read as the service's no-load latency (a
 #: floor read low makes latency seem to climb, and the limit stop or shrink too early).
 FLOOR_NOISE_Z = 3.0
@@ -254,7 +249,7 @@ class Limiter:
         "cap", "limit", "peak", "throttled", "adjustments", "history", "clock", "stride", "_lock",
         "_inflight", "_done", "_samples", "_need", "_t0", "_win_peak", "_floor", "_rate",
         "_smooth", "_slow", "_stepped", "_before", "_ceiling", "_recover_at", "_origin",
-        "_gain", "_opened", "_opened_before", "cpu_clock", "cpus", "_cpu0", "_starts", "_shrank",
+        "_gain", "_opened", "_opened_before", "cpu_clock", "cpus", "_cpu0", "_starts",
     )
 
     def __init__(self, cap: int = DEFAULT_CAP, *, initial: int = INITIAL_LIMIT,
@@ -281,7 +276,6 @@ class Limiter:
         self._slow = True  # slow start: growth per completion, judged per window
         self._gain = SLOW_START_GAIN
         self._ceiling = 0  # the limit at the last throttling cut (0: none yet)
-        self._shrank: tuple[int, float] | None = None  # (limit, window median) when latency last shrank it
         self.adjustments = 0
         self.stride = 1
         self.throttled = 0
@@ -425,13 +419,6 @@ class Limiter:
         samples = sorted(self._samples)
         n = len(samples)
         median = samples[n // 2]
-        first_floor = None
-        if self._floor is None:
-            first_floor = self._first_floor(median, now)
-            if first_floor is None:
-                # Not yet known: the window stays open, looked at again an eighth of its samples on.
-                self._need = n + max(1, n // 8)
-                return
         if median < FAST_JOB_S:
             self.stride = min(MAX_STRIDE, self.stride * 2)
         elif median > 10 * FAST_JOB_S:
@@ -443,16 +430,16 @@ class Limiter:
         rate = n * self.stride / (now - self._t0)
         floor = self._floor
         if floor is None:
-            self._floor = floor = first_floor
+            self._floor = floor = self._first_floor(median)
         elif latency < floor and smooth is not None and not self._slow:
             # (Not the first window after a restart: one median; nor a slow-start window,
             # which like the first closes on answers its own growth made the fastest.)
-            # The median's upper confidence bound, free of any assumed distribution (a
-            # bimodal service's median jumps between its modes): the sample FLOOR_NOISE_Z
-            # binomial standard errors (sqrt(n) / 2 ranks) above the middle one. The
-            # smoothing keeps a third of a window's variance, so of its log-distance too.
-            upper = samples[min(n - 1, n // 2 + math.ceil(FLOOR_NOISE_Z * math.sqrt(n) / 2))]
-            lowered = latency * (upper / median) ** (SMOOTHING / (2.0 - SMOOTHING)) ** 0.5 if median > 0 else latency
+            # A lognormal's interquartile range spans 1.349 sigma (in logs); its median's
+            # standard error is 1.2533 sigma / sqrt(n), and the smoothing keeps a third of
+            # that variance.
+            spread = math.log(samples[(3 * n) // 4] / samples[n // 4]) / 1.349 if samples[n // 4] > 0 else 0.0
+            error = 1.2533 * spread / math.sqrt(n) * (SMOOTHING / (2.0 - SMOOTHING)) ** 0.5
+            lowered = latency * math.exp(FLOOR_NOISE_Z * error)
             if lowered < floor:
                 self._floor = floor = lowered
         ratio = latency / floor if floor > 0 else 1.0
@@ -492,21 +479,11 @@ class Limiter:
                 self._set(self._before, now, stepped=0)
                 return
         if ratio > SHRINK_ABOVE:
-            least = LEAST_LIMIT if limit > LEAST_LIMIT else limit  # below it only a throttle cuts
-            if limit <= least:
-                # Latency takes it no lower. At one job, or when a whole window at this
-                # limit did not see the latency fall with the limit (a congested service's
-                # falls in proportion), the service itself became slower, or the floor was
-                # read low by chance: a new floor.
-                shrank = self._shrank
-                if limit == 1 or (shrank is not None and self._opened_before == limit
-                                  and median * shrank[0] > GROW_BELOW * shrank[1] * limit):
-                    self._floor = latency
-                self._set(limit, now, stepped=0)
-                return
+            if limit == 1:
+                self._floor = latency  # the service itself became slower: a new floor
             target = int(limit * max(0.5, GROW_BELOW / ratio))
             self._ceiling = limit  # too many: growth climbs back towards it, then probes
-            self._shrank = (limit, median)
+            least = LEAST_LIMIT if limit > LEAST_LIMIT else limit  # below it only a throttle cuts
             self._set(max(least, min(target, limit - 1)), now, stepped=0)
             return
         if ratio >= GROW_BELOW or self._win_peak < limit or limit >= self.cap or cpu_bound:
@@ -521,15 +498,14 @@ class Limiter:
             grown = limit + max(1, limit // 8)
         self._set(min(self.cap, grown), now, stepped=1)
 
-    def _first_floor(self, median: float, now: float) -> float | None:
+    def _first_floor(self, median: float) -> float:
         """The first window's floor: the median of the batch sent as it opened, not of its answers.
 
         The window closes on its first answers, the fastest of what was sent (and of what
         its growth sent after), so their median reads low on a noisy service. The batch
         sent at the opening all started together: its answers came in the order of their
         latencies, so its median is its (batch / 2)-th fastest answer, known once more
-        than half the batch has answered. None until then: the window stays open (see
-        ``FIRST_WINDOW_MAX_S``).
+        than half the batch has answered (else at least its slowest answer so far).
         """
         starts = self._starts
         if len(starts) != len(self._samples):
@@ -539,10 +515,7 @@ class Limiter:
         half = max(1, self._opened // self.stride) // 2
         if len(batch) > half:
             return batch[half]
-        if now - self._t0 < FIRST_WINDOW_MAX_S:
-            return None
-        # A batch that never answers (hung jobs): at least its slowest answer so far.
-        return batch[-1] if batch else median
+        return batch[-1] if batch else median  # the batch's median is at least its slowest answer so far
 
     def __repr__(self) -> str:
         return f"<Limiter limit={self.limit} cap={self.cap} peak={self.peak} throttled={self.throttled}>"
