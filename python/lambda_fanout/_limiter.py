@@ -1,19 +1,20 @@
 """Adaptive concurrency for ``FANOUT_MAX_WORKERS=auto``: a limit that finds its own level.
 
 The controller follows TCP Vegas and Netflix's concurrency-limits (Vegas, Gradient2):
-the median latency of a window of completions, smoothed over windows, is compared
-with the lowest one seen (the no-load latency; beyond its sampling noise, and for the
-first window the median of the batch it sent rather than of its fastest answers). The limit starts small and, in slow
-start, grows with each completion while it is in use (x4 per round trip while latency
-is flat), each window keeping that growth only while latency stays near the floor and
-completions per second rise; it then grows in smaller steps while both hold, undoes a step that
-bought no throughput, shrinks in proportion when latency climbs (never below
-``LEAST_LIMIT``: below it only a throttling signal cuts), and is cut
-multiplicatively on a throttling signal (TCP's AIMD, CUBIC's 0.7), at most once per
-burst of requests that were already in flight when the signal came. After a cut it
-climbs back quickly towards the limit that throttled, then probes past it slowly. A
-window in which the process spent its CPU (``CPU_BUSY``) grows no further and takes
-back the growth it made: CPU-bound work only queues for the GIL.
+the median latency of a window of completions, smoothed over windows, is compared with
+the lowest one seen (the no-load latency; lowered only beyond its sampling noise, and
+for the first window the median of the batch it sent rather than of its fastest
+answers). The limit starts small and, in slow start, grows with each completion while
+it is in use (x4 per round trip while latency is flat), each window keeping that
+growth only while latency stays near the floor and completions per second rise; it
+then grows in smaller steps while both hold, undoes a step that bought no throughput,
+shrinks in proportion when latency climbs (never below ``LEAST_LIMIT``: below it only
+a throttling signal cuts), and is cut multiplicatively on a throttling signal (TCP's
+AIMD, CUBIC's 0.7), at most once per burst of requests that were already in flight
+when the signal came. After a cut it climbs back quickly towards the limit that
+throttled, then probes past it slowly. A window in which the process spent its CPU
+(``CPU_BUSY``) grows no further and takes back the growth it made: CPU-bound work only
+queues for the GIL.
 
 Per completion the work is two clock reads and a list append, for one job in
 ``stride`` (more than one only for jobs faster than ``FAST_JOB_S``); the decisions
@@ -562,7 +563,8 @@ def limiter_for(task: Any, strategy: str, workers: Auto, settings: Hashable = ()
         if found is not None and found[0] == fingerprint:
             limiter = found[1]
         else:
-            limiter = Limiter(workers.cap, cpu_clock=time.process_time, cpus=python_cpus(getattr(settings, "memory_mb", None)))
+            limiter = Limiter(workers.cap, cpu_clock=time.process_time,
+                              cpus=python_cpus(getattr(settings, "memory_mb", None)))
             _registry[key] = (fingerprint, limiter)
             _snapstart.register(after=forget_floors)
     limiter.new_run()

@@ -31,6 +31,7 @@ import math
 from operator import itemgetter
 
 from ._config import Settings
+from ._procpool.cpus import cpu_share
 from ._errors import SkippedAfterFailure, kind, public
 from .strategies import build
 
@@ -507,8 +508,6 @@ def reply_reserve_ms(records: int, memory_mb: int | None) -> int:
     records and shrinks with the function's CPU share at ``memory_mb`` (10,000 records:
     60 ms at 1,769 MB, 830 ms at 128 MB), so a large failed batch still replies before
     Lambda's timeout."""
-    from ._procpool.cpus import cpu_share
-
     return math.ceil(records * REPLY_US_PER_RECORD / cpu_share(memory_mb) / 1000)
 
 

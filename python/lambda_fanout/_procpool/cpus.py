@@ -1,8 +1,8 @@
 """How many CPUs this function can really use: the cgroup quota, the affinity mask, Lambda's memory share.
 
 What belongs here: reading the CPU quota and turning a function's memory size into
-a count of workers (or the CPU one process's Python can use), and Lambda's ratio of memory to vCPUs (``MB_PER_VCPU``), which
-the bench's CPU quota uses too. Nothing here starts a process.
+a count of workers (or the CPU one process's Python can use), and Lambda's ratio of
+memory to vCPUs (``MB_PER_VCPU``), which the bench's CPU quota uses too. Nothing here starts a process.
 """
 
 from __future__ import annotations

@@ -270,14 +270,14 @@ def simplest(rows: list[dict]) -> dict:
     """Of rows that do not differ measurably, the one closest to what an untuned function runs: the
     fewest settings changed from the defaults, then the registries' order (strategies, worker modes
     before counts, client profiles), so that the same tie gives the same answer in every run."""
-    profiles = list(getattr(aws, "CLIENT_PROFILES", ()))
+    profiles = list(aws.CLIENT_PROFILES)
+    order = list(STRATEGIES)
 
     def key(r: dict) -> tuple:
         profile = r.get("profile") or DEFAULT_AWS_CLIENT
         workers = r.get("workers")
         changed = ((r["impl"] != DEFAULT_STRATEGY) + (workers not in (None, DEFAULT_MAX_WORKERS))
                    + (profile != DEFAULT_AWS_CLIENT))
-        order = list(STRATEGIES)
         return (changed, order.index(r["impl"]) if r["impl"] in order else len(order),
                 (0, str(workers)) if isinstance(workers, str) else (1, workers or 0),
                 profiles.index(profile) if profile in profiles else len(profiles))
