@@ -731,3 +731,18 @@ def test_prepared_cases_find_their_clients_made_and_every_answer_recorded(aws_en
     stats = aws_endpoint.stats()
     assert stats["requests"] > 0 and stats["replayed"] == stats["requests"]
     assert aws._registry == made  # the same client pairs, none made again
+
+
+def test_the_same_rounds_give_the_same_interval_whatever_was_asked_before():
+    """Rounds given as whole numbers and the same rounds as floats are one pair: their
+    interval is the same, whichever of the two was asked first in the process."""
+    from lambda_fanout.bench import stats
+
+    a, b = [122, 102, 109, 108, 127, 121, 122, 115, 127], [92, 120, 105, 115, 116, 101, 113, 125, 113]
+    stats._interval.cache_clear()
+    floats_first = stats.ratio([float(x) for x in a], [float(x) for x in b])
+    stats._interval.cache_clear()
+    ints_first = stats.ratio(a, b)
+    floats_after = stats.ratio([float(x) for x in a], [float(x) for x in b])
+    assert (floats_first.low, floats_first.high) == (ints_first.low, ints_first.high) == \
+        (floats_after.low, floats_after.high)

@@ -291,3 +291,57 @@ def test_the_bench_endpoint_runs_its_proxy_promptly_where_the_system_allows():
         assert ep.stats()["requests"] == 0  # and it serves
     with LocalEndpoint() as plain:
         assert plain.priority == "normal" and os.sched_getscheduler(plain.proxy.pid) == os.SCHED_OTHER
+
+
+def test_a_read_is_replayed_only_for_the_same_account_and_region(replaying):
+    """The same GetItem signed for another region names another table: it is answered
+    from that region's recording, never from the first region's."""
+    import uuid
+
+    import boto3
+
+    table = f"whose-{uuid.uuid4().hex[:8]}"
+    clients = {}
+    for region, value in (("us-east-1", "EAST"), ("eu-west-1", "WEST")):
+        ddb = clients[region] = boto3.client("dynamodb", endpoint_url=replaying.proxy_url, region_name=region)
+        ddb.create_table(TableName=table, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                         BillingMode="PAY_PER_REQUEST")
+        ddb.put_item(TableName=table, Item={"pk": {"S": "1"}, "v": {"S": value}})
+    before = replaying.stats()["replayed"]
+    seen = [(region, ddb.get_item(TableName=table, Key={"pk": {"S": "1"}})["Item"]["v"]["S"])
+            for _ in range(2) for region, ddb in clients.items()]
+    assert seen == [("us-east-1", "EAST"), ("eu-west-1", "WEST")] * 2
+    assert replaying.stats()["replayed"] == before + 2  # the second read of each region
+
+
+def test_the_nice_fallback_reaches_every_thread_of_the_proxy(monkeypatch):
+    """Where real-time priority is refused, every thread of the process runs at nice -10,
+    not only its main thread."""
+    import os
+    import subprocess
+    import sys
+
+    from lambda_fanout_dev import endpoint
+
+    if os.geteuid() != 0:
+        pytest.skip("lowering a nice value needs root")
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import threading, time\n"
+                              "for _ in range(3): threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+                              "print('ready', flush=True); time.sleep(30)"], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline().strip() == b"ready"
+
+        def refused(*args):
+            raise PermissionError("real-time priority refused")
+
+        monkeypatch.setattr(endpoint.os, "sched_setscheduler", refused)
+        assert endpoint._raise_priority(child.pid) == "nice -10"
+        threads = [int(tid) for tid in os.listdir(f"/proc/{child.pid}/task")]
+        assert len(threads) == 4
+        assert [os.getpriority(os.PRIO_PROCESS, tid) for tid in threads] == [-10] * 4
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()

@@ -83,8 +83,23 @@ DYNAMODB_READS = frozenset({b"GetItem", b"BatchGetItem", b"Query", b"Scan", b"De
 _CONDITIONAL = frozenset({b"if-match", b"if-none-match", b"if-modified-since", b"if-unmodified-since"})
 #: Request headers that change a read's answer, beside its method, URL and body.
 _ANSWER_HEADERS = (b"range", b"x-amz-checksum-mode", b"accept-encoding")
+#: Request headers that say whose resource a read names: the host (an S3 bucket may be in
+#: it) and the signature's credential scope (the account and region), read by :func:`_scope`.
+_WHOSE_HEADERS = (b"host", b"authorization")
 #: The request headers that decide how it is answered, kept by lower-case name as they are parsed.
-WANTED = frozenset({b"x-amz-target", b"expect", *_CONDITIONAL, *_ANSWER_HEADERS})
+WANTED = frozenset({b"x-amz-target", b"expect", *_CONDITIONAL, *_ANSWER_HEADERS, *_WHOSE_HEADERS})
+
+
+def _scope(authorization: bytes | None) -> bytes | None:
+    """A SigV4 Authorization header's access key, region and service (``Credential=AKID/date/region/service/...``),
+    without the date, which changes nothing in the answer; the header itself when it has no credential."""
+    if authorization is None:
+        return None
+    start = authorization.find(b"Credential=")
+    if start < 0:
+        return authorization
+    parts = authorization[start + 11:].split(b",", 1)[0].split(b"/")
+    return b"/".join(parts[:1] + parts[2:4])
 
 
 class ProxyConfig:
@@ -261,15 +276,16 @@ class Request:
         """
         wanted = self.wanted
         target = wanted.get(b"x-amz-target")
+        whose = (wanted.get(b"host"), _scope(wanted.get(b"authorization")))
         if target is not None:
             if target.rsplit(b".", 1)[-1] in DYNAMODB_READS:
-                return (target, self.body)
+                return (target, self.body) + whose
             return None
         if self.method not in ("GET", "HEAD"):
             return None
         if not wanted.keys().isdisjoint(_CONDITIONAL):
             return ()
-        return (self.method, self.url) + tuple(map(wanted.get, _ANSWER_HEADERS))
+        return (self.method, self.url) + tuple(map(wanted.get, _ANSWER_HEADERS)) + whose
 
 
 def _log_entry(entry: list) -> dict:

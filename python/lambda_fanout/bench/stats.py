@@ -99,7 +99,8 @@ def ratio(a: Sequence[float], b: Sequence[float], *, resamples: int = RESAMPLES,
         raise ValueError(f"a ratio needs rounds on both sides, got {len(a)} and {len(b)}")
     if min(a) <= 0 or min(b) <= 0:
         raise ValueError("round times must be positive")
-    low, high = _interval(tuple(a), tuple(b), resamples, confidence)
+    # As floats: 2 and 2.0 are one key of the cache, and must seed the resampling alike.
+    low, high = _interval(tuple(map(float, a)), tuple(map(float, b)), resamples, confidence)
     return Ratio(median(a) / median(b), low, high, low > min_effect or high < 1 / min_effect)
 
 
