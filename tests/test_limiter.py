@@ -508,11 +508,13 @@ def test_slow_start_growth_on_other_threads_never_writes_over_a_throttling_cut()
                 thread.start()
             time.sleep(0.001)
             lim.throttle()
-            cut = lim.limit
+            cut, verdicts = lim.limit, lim.adjustments
             time.sleep(0.001)
             stop.set()
             for thread in threads:
                 thread.join()
-            assert not lim._slow and lim.limit == cut
+            # (The cut opens a window of `cut` samples: on a slow machine it may close and
+            # climb back towards the throttled limit, a verdict the limiter counts.)
+            assert not lim._slow and (lim.limit == cut or lim.adjustments > verdicts)
     finally:
         sys.setswitchinterval(interval)
