@@ -46,16 +46,20 @@ class CallPool:
     them anyway), and the pool waits for the running ones only until the run's deadline,
     or not at all once a fatal error was recorded: a hung task keeps its thread, and
     its late result is written nowhere.
+
+    ``executor`` replaces the ThreadPoolExecutor of ``workers`` threads: a strategy's
+    own pool with ThreadPoolExecutor's ``shutdown`` that keeps its threads, as
+    ThreadPoolExecutor does, in ``_threads``.
     """
 
-    def __init__(self, run: Run, workers: int, name: str) -> None:
+    def __init__(self, run: Run, workers: int, name: str, executor: Any = None) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self.run = run
         # Each job runs in a copy of the run's context (Run.execute), which under auto
         # also holds the run's limiter (the meter entered it there), so botocore's retry
         # hook reports throttled attempts to it: the threads themselves need no setup.
-        self.executor = ThreadPoolExecutor(workers, thread_name_prefix=name)
+        self.executor = executor or ThreadPoolExecutor(workers, thread_name_prefix=name)
 
     def __enter__(self) -> "CallPool":
         return self
@@ -97,28 +101,21 @@ def drive_window(
         submit: starts one job elsewhere (a pool thread) and returns its Future, whose
             result is ``run.execute``'s (False: the record failed or did not start).
         window: the most jobs in flight at a time.
-        meter: under ``max_workers="auto"``, the run's meter: the window is then its own
-            (``Meter.window``), read at each completion, and the jobs it picks by stride are timed
-            from submission to completion, on this thread.
+        meter: under ``max_workers="auto"``, the run's meter: the window is then its
+            own (``Meter.window``), read at each completion, and ``submit`` must run no
+            more than its limit at a time and time the jobs where they run (as the
+            ``threads`` strategy's pool does).
         on_stuck: called when the driver stops with jobs still running (deadline or
             fatal error), before it returns: how a strategy ends what still runs.
     """
     completed: queue.SimpleQueue = queue.SimpleQueue()
     on_done = completed.put
     inflight = 0
-    untimed = 0  # under auto, jobs left to hand out before the meter times the next one
-    room = window if meter is None else meter.window(WINDOW_PER_WORKER)
+    room = window if meter is None else meter.window()
     while True:
         if room > 0:
             for job in jobs:
-                future = submit(job)
-                if meter is not None:
-                    if untimed:
-                        untimed -= 1
-                        future.started = None
-                    else:
-                        future.started, untimed = meter.start()
-                future.add_done_callback(on_done)
+                submit(job).add_done_callback(on_done)
                 inflight += 1
                 room -= 1
                 if not room:
@@ -132,17 +129,10 @@ def drive_window(
                 continue
             break
         inflight -= 1
-        ok = future.result()  # the ledger records every task error: this raises only on a bug
+        future.result()  # the ledger records every task error: this raises only on a bug
         if run.must_return():
             break
-        if meter is None:
-            room = window - inflight
-        else:
-            started = future.started
-            if started is not None:
-                # False: failed or not started; None: a group (its records report themselves).
-                meter.done(started, inflight, ok is not False)
-            room = meter.window(WINDOW_PER_WORKER) - inflight
+        room = (window if meter is None else meter.window()) - inflight
     if inflight and on_stuck is not None:
         on_stuck()
 

@@ -1,8 +1,22 @@
-"""``threads``: ThreadPoolExecutor, submit, results handled in completion order, placed by index."""
+"""``threads``: ThreadPoolExecutor, submit, results handled in completion order, placed by index.
+
+Under auto the pool is this module's :class:`LimitPool`: threads that follow the run's limit.
+"""
 
 from __future__ import annotations
 
+import queue
+import threading
+from concurrent.futures import Future
 from functools import partial
+from itertools import count
+
+# Annotations only (postponed by `from __future__ import annotations`).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    from .._limiter import Meter
 
 from .._run import Run
 from .base import WINDOW_PER_WORKER, CallPool, Strategy, drive_window
@@ -14,7 +28,10 @@ class ThreadsStrategy(Strategy):
     This is the submit + as_completed pattern with a sliding window
     (:func:`~lambda_fanout.strategies.base.drive_window`): completions are handled
     in the order as_completed would yield them, without one slow item stalling
-    every refill. Under auto the window follows the run's meter.
+    every refill. Under auto the pool's threads follow the run's limit
+    (:class:`LimitPool`), and the window keeps a backlog queued beyond it, as it does
+    for a fixed count: a thread that finishes a job takes the next at once, rather
+    than waiting for this driver.
 
     The executor lives for one call, so no thread outlives it (unless a task hangs
     past the deadline: that thread is left to finish on its own and its result is
@@ -22,6 +39,105 @@ class ThreadsStrategy(Strategy):
     """
 
     def _drive(self, run: Run) -> None:
-        with CallPool(run, self.max_workers, "fanout") as pool:
-            drive_window(run, run.jobs, partial(pool.executor.submit, run.execute),
-                         self.max_workers * WINDOW_PER_WORKER, meter=run.meter)
+        meter = run.meter
+        executor = None if meter is None else LimitPool(meter, run.execute, "fanout")
+        with CallPool(run, self.max_workers, "fanout", executor) as pool:
+            submit = partial(pool.executor.submit, run.execute) if meter is None else pool.executor.submit
+            drive_window(run, run.jobs, submit, self.max_workers * WINDOW_PER_WORKER, meter=meter)
+
+
+class LimitPool:
+    """Threads running ``fn`` over submitted jobs, as many as the meter's limit, timed by it.
+
+    A thread that finishes a job retires while more threads run than the limit, and
+    starts more threads while fewer run and jobs wait: the limit is what runs, and the
+    jobs submitted beyond it wait in the queue (each thread takes the next itself).
+    Like ThreadPoolExecutor it starts a future with ``set_running_or_notify_cancel``
+    (a cancelled one is skipped), keeps its threads in ``_threads``, and cancels
+    what is still queued on ``shutdown(cancel_futures=True)``.
+    """
+
+    def __init__(self, meter: Meter, fn: Callable[[Any], Any], name: str) -> None:
+        self._meter = meter
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._fn = meter.timed(fn, self._queue.qsize)  # timed where it runs; queued jobs wait for the limit
+        self._name = name
+        self._lock = threading.Lock()
+        self._threads: set[threading.Thread] = set()
+        self._running = 0  # threads started and not retired
+        self._count = count()
+        self._shutdown = False
+
+    def submit(self, job: Any) -> Future:
+        """Queue ``fn(job)``, starting a thread for it while fewer than the limit run; returns its future."""
+        future: Future = Future()
+        self._queue.put((future, job))
+        if self._running < self._meter.limit:
+            self._grow(1)
+        return future
+
+    def _grow(self, wanted: int) -> None:
+        # Up to ``wanted`` more threads, never past the limit. A thread the system refuses
+        # leaves the pool smaller (the limit is a ceiling), unless the pool has none: then
+        # submit raises, as ThreadPoolExecutor's does.
+        with self._lock:
+            while wanted > 0 and not self._shutdown and self._running < self._meter.limit:
+                wanted -= 1
+                thread = threading.Thread(target=self._work, name=f"{self._name}_{next(self._count)}")
+                self._running += 1
+                self._threads.add(thread)
+                try:
+                    thread.start()
+                except BaseException:
+                    self._running -= 1
+                    self._threads.discard(thread)
+                    if not self._running:
+                        raise
+                    return
+
+    def _work(self) -> None:
+        fn, get, meter = self._fn, self._queue.get, self._meter
+        try:
+            while True:
+                item = get()
+                if item is None:
+                    return
+                future, job = item
+                if future.set_running_or_notify_cancel():
+                    try:
+                        future.set_result(fn(job))
+                    except BaseException as exc:  # as ThreadPoolExecutor's work item does
+                        future.set_exception(exc)
+                    del future, item
+                if self._running > meter.limit:
+                    with self._lock:
+                        if self._running > meter.limit:
+                            self._running -= 1
+                            self._threads.discard(threading.current_thread())
+                            return
+                elif self._running < meter.limit:
+                    self._grow(self._queue.qsize())  # the limit grew: a thread for each job waiting
+        finally:
+            with self._lock:
+                if threading.current_thread() in self._threads:
+                    self._running -= 1
+                    self._threads.discard(threading.current_thread())
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._shutdown = True
+            running = self._running
+            threads = list(self._threads)
+        if cancel_futures:
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].cancel()
+        for _ in range(running):
+            self._queue.put(None)  # an idle thread ends; a busy one ends after its job
+        if wait:
+            for thread in threads:
+                thread.join()

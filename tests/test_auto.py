@@ -7,6 +7,7 @@ import asyncio
 import json
 import threading
 import time
+from functools import partial
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -30,8 +31,8 @@ class Scripted(_limiter.Limiter):
 
     __slots__ = ("script",)
 
-    def end(self, started, ok=True):
-        super().end(started, ok)
+    def end(self, started, ok=True, waiting=0):
+        super().end(started, ok, waiting)
         with self._lock:
             if self.script:
                 self.limit = self.script.pop(0)
@@ -305,3 +306,79 @@ def test_auto_very_fast_tasks(strategy):
     assert xproc.GAUGE.peak <= 4
     limiter = _limiter.learned(xproc.fast, strategy)
     assert 1 <= limiter.limit <= 4
+
+
+def _pinned(script):
+    """limiter_for's stand-in: a limiter whose limit follows ``script`` (then stays)."""
+    made = []
+
+    def limiter_for(task, strategy, workers, settings=()):
+        lim = Scripted(workers.cap, initial=script[0])
+        lim.script = list(script)
+        made.append(lim)
+        return lim
+
+    return limiter_for, made
+
+
+def _pool_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("fanout_")]
+
+
+def test_threads_under_auto_run_on_as_many_threads_as_the_limit_and_retire_when_it_falls(monkeypatch):
+    # 8 at a time for the first 40 completions, then 2: the threads beyond the limit
+    # retire as their jobs end, and the queued backlog runs 2 at a time.
+    limiter_for, made = _pinned([8] * 40 + [2] * 1000)
+    monkeypatch.setattr(_limiter, "limiter_for", limiter_for)
+    started = []
+    lock = threading.Lock()
+    late = Peak()
+
+    def job(x):
+        with lock:
+            started.append(threading.current_thread().name)
+            position = len(started)
+        if position > 60:  # well after the fall: every thread of the 8 has ended a job since
+            with late:
+                time.sleep(0.002)
+        else:
+            time.sleep(0.002)
+        return x
+
+    assert lambda_fanout.map(job, range(120), strategy="threads", max_workers="auto:64") == list(range(120))
+    assert len(set(started[:40])) <= 8  # threads follow the limit, not the cap of 64
+    assert late.peak <= 2
+    assert _pool_threads() == []  # every pool thread ended with the call
+
+
+def test_threads_under_auto_carry_on_with_fewer_threads_when_the_system_refuses_more(monkeypatch):
+    refused = []
+    start = threading.Thread.start
+
+    def limited_start(self):
+        if self.name.startswith("fanout_") and len(_pool_threads()) >= 3:
+            refused.append(self.name)
+            raise RuntimeError("can't start new thread")
+        return start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", limited_start)
+    limiter_for, _ = _pinned([16])
+    monkeypatch.setattr(_limiter, "limiter_for", limiter_for)
+    assert lambda_fanout.map(partial(xproc.sleep_then, 0.01), range(60), strategy="threads",
+                             max_workers="auto:64") == list(range(60))
+    assert refused  # it asked for more than 3, and ran on what it got
+
+
+@pytest.mark.parametrize("workers", [16, "auto"])
+def test_threads_raise_the_systems_refusal_when_no_thread_can_start(monkeypatch, workers):
+    def refuse(self):
+        if self.name.startswith("fanout"):
+            raise RuntimeError("can't start new thread")
+        return start(self)
+
+    start = threading.Thread.start
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        lambda_fanout.map(partial(xproc.sleep_then, 0.01), range(20), strategy="threads", max_workers=workers)
+    monkeypatch.undo()
+    assert _pool_threads() == []

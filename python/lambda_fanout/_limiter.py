@@ -339,13 +339,17 @@ class Limiter:
         Cheap, and lock-free unless slow start grows the limit or the window closes:
         call it from the one thread that drives the run, or through :meth:`end`.
         """
-        self._done += self.stride
         self._inflight = inflight
-        if inflight >= self._win_peak:
-            self._win_peak = inflight + 1
+        self._record(started, now, inflight, ok)
+
+    def _record(self, started: float, now: float, in_use: int, ok: bool) -> None:
+        # ``in_use``: the jobs in flight after this one, and those queued for the limit.
+        self._done += self.stride
+        if in_use >= self._win_peak:
+            self._win_peak = in_use + 1
         if ok:
             floor = self._floor
-            if self._slow and inflight + 1 >= self.limit and (floor is None or now - started < floor * GROW_BELOW):
+            if self._slow and in_use + 1 >= self.limit and (floor is None or now - started < floor * GROW_BELOW):
                 # Slow start grows per completion, as TCP's does per acknowledgement, so
                 # the limit rises as the first answers come back rather than after the
                 # slowest of a window; the window's verdict below can take it back. Only
@@ -376,12 +380,16 @@ class Limiter:
             self._inflight += 1
         return self.clock()
 
-    def end(self, started: float, ok: bool = True) -> None:
-        """The job begun at ``started`` ended (any thread); see :meth:`sample`."""
+    def end(self, started: float, ok: bool = True, waiting: int = 0) -> None:
+        """The job begun at ``started`` ended (any thread); see :meth:`sample`.
+
+        ``waiting``: jobs queued for the limit's next free slot; they count as in flight
+        (the limit is in use while work waits for it).
+        """
         now = self.clock()
         with self._lock:
             self._inflight = inflight = self._inflight - 1
-        self.sample(started, now, inflight, ok)
+        self._record(started, now, inflight + waiting, ok)
 
     def throttle(self) -> None:
         """A throttling signal: cut the limit, once per window of requests already in flight."""
@@ -623,13 +631,13 @@ class Meter:
         """The limiter's current limit."""
         return self.limiter.limit
 
-    def window(self, per_worker: int) -> int:
-        """How many jobs a driver handing them to a pool keeps in flight: the limit, or
-        ``per_worker`` times it while jobs are faster than ``FAST_JOB_S`` (timed by stride).
-        A job that short calls no service, and is as short as the hand-off itself: without
-        a backlog queued, each worker would wait for the driver between jobs."""
-        limiter = self.limiter
-        return limiter.limit * per_worker if limiter.stride > 1 else limiter.limit
+    def window(self) -> int:
+        """How many jobs a driver keeps submitted to a pool that runs only :attr:`limit` of
+        them: as many as slow start may grow the limit to (x4 per round trip) before the
+        driver, which may wait for the GIL, next tops the queue up. A backlog queued means
+        a thread that finishes a job takes the next at once, and counts as the limit in
+        use (:meth:`timed`'s ``waiting``)."""
+        return self.limiter.limit * (SLOW_START_GAIN + 1)
 
     def enter(self) -> None:
         """Make this run's limiter the current one in this thread or coroutine (a pool's initializer)."""
@@ -648,13 +656,16 @@ class Meter:
         limiter = self.limiter
         limiter.sample(started, limiter.clock(), inflight, ok)
 
-    def timed(self, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def timed(self, fn: Callable[[Any], Any], waiting: Callable[[], int] | None = None) -> Callable[[Any], Any]:
         """``fn`` timed by stride from whichever thread runs it (:meth:`Limiter.begin` / :meth:`Limiter.end`).
 
-        Results and exceptions pass through.
+        Results and exceptions pass through; a job that raises or returns False
+        (``Run.execute``'s failed or unstarted record) is no sample. ``waiting``: for a
+        pool that queues jobs beyond the limit, how many wait (see :meth:`Limiter.end`).
         """
         limiter = self.limiter
         begin, end = limiter.begin, limiter.end
+        waiting = waiting or (lambda: 0)
 
         def measured(item: Any) -> Any:
             if self._skip:
@@ -667,7 +678,7 @@ class Meter:
             except BaseException:
                 end(started, False)
                 raise
-            end(started)
+            end(started, value is not False, waiting())
             return value
 
         return measured
