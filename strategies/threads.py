@@ -47,29 +47,35 @@ class ThreadsStrategy(Strategy):
 
 
 class LimitPool:
-    """Threads running ``fn`` over submitted jobs, as many as the meter's limit, timed by it.
+    """Threads running ``fn`` over submitted jobs, as many at once as the meter's limit, timed by it.
 
-    A thread that finishes a job retires while more threads run than the limit, and
-    starts more threads while fewer run and jobs wait: the limit is what runs, and the
-    jobs submitted beyond it wait in the queue (each thread takes the next itself).
-    Like ThreadPoolExecutor it starts a future with ``set_running_or_notify_cancel``
-    (a cancelled one is skipped), keeps its threads in ``_threads``, and cancels
-    what is still queued on ``shutdown(cancel_futures=True)``.
+    The jobs submitted beyond the limit wait in the queue, and each thread takes the
+    next itself. A thread that finishes a job while more run than the limit parks until
+    the limit rises again; while fewer run than the limit and jobs wait, parked threads
+    resume first, then new ones start. Threads are kept, not ended, as the limit moves:
+    starting one costs more CPU than a job's hand-off, which a small CPU share feels.
+    Like ThreadPoolExecutor it starts a future with ``set_running_or_notify_cancel`` (a
+    cancelled one is skipped), keeps its threads in ``_threads``, and cancels what is
+    still queued on ``shutdown(cancel_futures=True)``.
     """
 
     def __init__(self, meter: Meter, fn: Callable[[Any], Any], name: str) -> None:
         self._meter = meter
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._fn = meter.timed(fn, self._queue.qsize)  # timed where it runs; queued jobs wait for the limit
+        # Timed where it runs; what waits in the queue waits for the limit.
+        self._fn = meter.timed(fn, lambda: (self._running - 1, self._queue.qsize()))
         self._name = name
         self._lock = threading.Lock()
+        self._resume = threading.Condition(self._lock)
         self._threads: set[threading.Thread] = set()
-        self._running = 0  # threads started and not retired
+        self._running = 0  # threads taking jobs (not parked)
+        self._parked = 0
+        self._resumed = 0  # parked threads told to resume that have not yet woken
         self._count = count()
         self._shutdown = False
 
     def submit(self, job: Any) -> Future:
-        """Queue ``fn(job)``, starting a thread for it while fewer than the limit run; returns its future."""
+        """Queue ``fn(job)``, with a thread for it while fewer than the limit run; returns its future."""
         future: Future = Future()
         self._queue.put((future, job))
         if self._running < self._meter.limit:
@@ -77,12 +83,20 @@ class LimitPool:
         return future
 
     def _grow(self, wanted: int) -> None:
-        # Up to ``wanted`` more threads, never past the limit. A thread the system refuses
-        # leaves the pool smaller (the limit is a ceiling), unless the pool has none: then
-        # submit raises, as ThreadPoolExecutor's does.
+        # Up to ``wanted`` more running threads, never past the limit: parked ones first. A
+        # thread the system refuses leaves the pool smaller (the limit is a ceiling), unless
+        # the pool has none: then submit raises, as ThreadPoolExecutor's does.
         with self._lock:
-            while wanted > 0 and not self._shutdown and self._running < self._meter.limit:
-                wanted -= 1
+            wanted = min(wanted, self._meter.limit - self._running)
+            if wanted <= 0 or self._shutdown:
+                return
+            resumed = min(wanted, self._parked)
+            if resumed:
+                self._parked -= resumed
+                self._resumed += resumed
+                self._running += resumed
+                self._resume.notify(resumed)
+            for _ in range(wanted - resumed):
                 thread = threading.Thread(target=self._work, name=f"{self._name}_{next(self._count)}")
                 self._running += 1
                 self._threads.add(thread)
@@ -94,6 +108,22 @@ class LimitPool:
                     if not self._running:
                         raise
                     return
+
+    def _park(self) -> bool:
+        # Called after a job while more run than the limit: wait until told to resume (True)
+        # or the pool shuts down (False).
+        with self._lock:
+            if self._running <= self._meter.limit or self._shutdown:
+                return not self._shutdown
+            self._running -= 1
+            self._parked += 1
+            while not self._resumed and not self._shutdown:
+                self._resume.wait()
+            if self._resumed:
+                self._resumed -= 1  # _grow counted it running again
+                return True
+            self._parked -= 1
+            return False
 
     def _work(self) -> None:
         fn, get, meter = self._fn, self._queue.get, self._meter
@@ -110,24 +140,20 @@ class LimitPool:
                         future.set_exception(exc)
                     del future, item
                 if self._running > meter.limit:
-                    with self._lock:
-                        if self._running > meter.limit:
-                            self._running -= 1
-                            self._threads.discard(threading.current_thread())
-                            return
+                    if not self._park():
+                        return
                 elif self._running < meter.limit:
                     self._grow(self._queue.qsize())  # the limit grew: a thread for each job waiting
         finally:
             with self._lock:
-                if threading.current_thread() in self._threads:
-                    self._running -= 1
-                    self._threads.discard(threading.current_thread())
+                self._threads.discard(threading.current_thread())
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
             self._shutdown = True
             running = self._running
             threads = list(self._threads)
+            self._resume.notify_all()  # parked threads end
         if cancel_futures:
             while True:
                 try:

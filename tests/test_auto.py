@@ -31,8 +31,8 @@ class Scripted(_limiter.Limiter):
 
     __slots__ = ("script",)
 
-    def end(self, started, ok=True, waiting=0):
-        super().end(started, ok, waiting)
+    def _record(self, started, now, in_use, ok):  # every completion, however the strategy times it
+        super()._record(started, now, in_use, ok)
         with self._lock:
             if self.script:
                 self.limit = self.script.pop(0)
@@ -325,9 +325,9 @@ def _pool_threads():
     return [t for t in threading.enumerate() if t.name.startswith("fanout_")]
 
 
-def test_threads_under_auto_run_on_as_many_threads_as_the_limit_and_retire_when_it_falls(monkeypatch):
+def test_threads_under_auto_run_on_as_many_threads_as_the_limit_and_no_more_than_a_fallen_one(monkeypatch):
     # 8 at a time for the first 40 completions, then 2: the threads beyond the limit
-    # retire as their jobs end, and the queued backlog runs 2 at a time.
+    # stand down as their jobs end, and the queued backlog runs 2 at a time.
     limiter_for, made = _pinned([8] * 40 + [2] * 1000)
     monkeypatch.setattr(_limiter, "limiter_for", limiter_for)
     started = []

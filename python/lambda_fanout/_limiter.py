@@ -326,7 +326,7 @@ class Limiter:
 
     # -- per item --------------------------------------------------------------------
 
-    def sample(self, started: float, now: float, inflight: int, ok: bool = True) -> None:
+    def sample(self, started: float, now: float, inflight: int, ok: bool = True, waiting: int = 0) -> None:
         """One job completed: it started at ``started`` and ended at ``now`` (clock seconds).
 
         Args:
@@ -335,12 +335,14 @@ class Limiter:
             inflight: how many jobs are still in flight after this one.
             ok: False when it raised. A failed job's latency says nothing about the
                 service's (a refused request comes back fast), so it is no sample.
+            waiting: jobs queued for the limit's next free slot; they count as in use
+                (the limit is in use while work waits for it), not as in flight.
 
         Cheap, and lock-free unless slow start grows the limit or the window closes:
         call it from the one thread that drives the run, or through :meth:`end`.
         """
         self._inflight = inflight
-        self._record(started, now, inflight, ok)
+        self._record(started, now, inflight + waiting, ok)
 
     def _record(self, started: float, now: float, in_use: int, ok: bool) -> None:
         # ``in_use``: the jobs in flight after this one, and those queued for the limit.
@@ -380,16 +382,12 @@ class Limiter:
             self._inflight += 1
         return self.clock()
 
-    def end(self, started: float, ok: bool = True, waiting: int = 0) -> None:
-        """The job begun at ``started`` ended (any thread); see :meth:`sample`.
-
-        ``waiting``: jobs queued for the limit's next free slot; they count as in flight
-        (the limit is in use while work waits for it).
-        """
+    def end(self, started: float, ok: bool = True) -> None:
+        """The job begun at ``started`` ended (any thread); see :meth:`sample`."""
         now = self.clock()
         with self._lock:
             self._inflight = inflight = self._inflight - 1
-        self._record(started, now, inflight + waiting, ok)
+        self._record(started, now, inflight, ok)
 
     def throttle(self) -> None:
         """A throttling signal: cut the limit, once per window of requests already in flight."""
@@ -656,29 +654,40 @@ class Meter:
         limiter = self.limiter
         limiter.sample(started, limiter.clock(), inflight, ok)
 
-    def timed(self, fn: Callable[[Any], Any], waiting: Callable[[], int] | None = None) -> Callable[[Any], Any]:
-        """``fn`` timed by stride from whichever thread runs it (:meth:`Limiter.begin` / :meth:`Limiter.end`).
+    def timed(self, fn: Callable[[Any], Any],
+              load: Callable[[], tuple[int, int]] | None = None) -> Callable[[Any], Any]:
+        """``fn`` timed by stride from whichever thread runs it.
 
         Results and exceptions pass through; a job that raises or returns False
-        (``Run.execute``'s failed or unstarted record) is no sample. ``waiting``: for a
-        pool that queues jobs beyond the limit, how many wait (see :meth:`Limiter.end`).
+        (``Run.execute``'s failed or unstarted record) is no sample. The jobs in flight
+        are counted with :meth:`Limiter.begin` / :meth:`Limiter.end`, under the limiter's
+        lock, unless ``load`` gives them: for a pool that counts its own, ``() ->
+        (in flight after this job, queued for the limit)``, read as each timed job ends,
+        with no lock taken per job (threads that contend for one while holding the GIL in
+        turn cost a CPU-bound task more than its timing).
         """
         limiter = self.limiter
-        begin, end = limiter.begin, limiter.end
-        waiting = waiting or (lambda: 0)
+        begin, end, clock, sample = limiter.begin, limiter.end, limiter.clock, limiter.sample
 
         def measured(item: Any) -> Any:
             if self._skip:
                 self._skip -= 1
                 return fn(item)
             _, self._skip = self.start()
-            started = begin()
+            started = begin() if load is None else clock()
             try:
                 value = fn(item)
             except BaseException:
-                end(started, False)
+                if load is None:
+                    end(started, False)
+                else:
+                    sample(started, clock(), load()[0], False)
                 raise
-            end(started, value is not False, waiting())
+            if load is None:
+                end(started, value is not False)
+            else:
+                inflight, queued = load()
+                sample(started, clock(), inflight, value is not False, queued)
             return value
 
         return measured
