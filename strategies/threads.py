@@ -84,8 +84,9 @@ class LimitPool:
 
     def _grow(self, wanted: int) -> None:
         # Up to ``wanted`` more running threads, never past the limit: parked ones first. A
-        # thread the system refuses leaves the pool smaller (the limit is a ceiling), unless
-        # the pool has none: then submit raises, as ThreadPoolExecutor's does.
+        # start that fails (the system refuses a thread, or a signal's exception interrupts
+        # it) is given up for and raises, as ThreadPoolExecutor's submit does; a thread
+        # whose start was interrupted after it began finds itself given up for and ends.
         with self._lock:
             wanted = min(wanted, self._meter.limit - self._running)
             if wanted <= 0 or self._shutdown:
@@ -105,9 +106,7 @@ class LimitPool:
                 except BaseException:
                     self._running -= 1
                     self._threads.discard(thread)
-                    if not self._running:
-                        raise
-                    return
+                    raise
 
     def _park(self) -> bool:
         # Called after a job while more run than the limit: wait until told to resume (True)
@@ -127,10 +126,16 @@ class LimitPool:
 
     def _work(self) -> None:
         fn, get, meter = self._fn, self._queue.get, self._meter
+        me = threading.current_thread()
+        with self._lock:  # held by _grow until its start() returned or was given up for
+            if me not in self._threads:
+                return
+        ended = False  # by a sentinel or by shutdown while parked: not counted running
         try:
             while True:
                 item = get()
                 if item is None:
+                    ended = True
                     return
                 future, job = item
                 if future.set_running_or_notify_cancel():
@@ -141,12 +146,15 @@ class LimitPool:
                     del future, item
                 if self._running > meter.limit:
                     if not self._park():
+                        ended = True
                         return
                 elif self._running < meter.limit:
                     self._grow(self._queue.qsize())  # the limit grew: a thread for each job waiting
         finally:
             with self._lock:
-                self._threads.discard(threading.current_thread())
+                self._threads.discard(me)
+                if not ended:
+                    self._running -= 1  # an exception ended it (a refused start of another thread)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:

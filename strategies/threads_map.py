@@ -29,9 +29,7 @@ class ThreadsMapStrategy(Strategy):
         # queued; with two queued, up to twice the limit may run, never more than the
         # pool (auto's cap). Jobs complete on the pool's threads, so they are timed there.
         size = (lambda: fixed) if meter is None else (lambda: max(meter.limit, MIN_AUTO_WINDOW))
-        if meter is not None:
-            run.wrap_task(meter.timed)
-        execute = run.execute
+        execute = run.execute if meter is None else meter.timed(run.execute)
         jobs = run.jobs
         with CallPool(run, self.max_workers, "fanout") as pool:
             current = pool.executor.map(execute, list(islice(jobs, size())), timeout=run.wait_timeout())

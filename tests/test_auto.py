@@ -351,34 +351,63 @@ def test_threads_under_auto_run_on_as_many_threads_as_the_limit_and_no_more_than
     assert _pool_threads() == []  # every pool thread ended with the call
 
 
-def test_threads_under_auto_carry_on_with_fewer_threads_when_the_system_refuses_more(monkeypatch):
-    refused = []
-    start = threading.Thread.start
-
-    def limited_start(self):
-        if self.name.startswith("fanout_") and len(_pool_threads()) >= 3:
-            refused.append(self.name)
-            raise RuntimeError("can't start new thread")
-        return start(self)
-
-    monkeypatch.setattr(threading.Thread, "start", limited_start)
-    limiter_for, _ = _pinned([16])
-    monkeypatch.setattr(_limiter, "limiter_for", limiter_for)
-    assert lambda_fanout.map(partial(xproc.sleep_then, 0.01), range(60), strategy="threads",
-                             max_workers="auto:64") == list(range(60))
-    assert refused  # it asked for more than 3, and ran on what it got
-
-
 @pytest.mark.parametrize("workers", [16, "auto"])
-def test_threads_raise_the_systems_refusal_when_no_thread_can_start(monkeypatch, workers):
+@pytest.mark.parametrize("started", [0, 3])
+def test_threads_raise_the_systems_refusal_of_a_thread_and_leave_none_running(monkeypatch, workers, started):
     def refuse(self):
-        if self.name.startswith("fanout"):
+        if self.name.startswith("fanout") and len(_pool_threads()) >= started:
             raise RuntimeError("can't start new thread")
         return start(self)
 
     start = threading.Thread.start
     monkeypatch.setattr(threading.Thread, "start", refuse)
     with pytest.raises(RuntimeError, match="can't start new thread"):
-        lambda_fanout.map(partial(xproc.sleep_then, 0.01), range(20), strategy="threads", max_workers=workers)
+        lambda_fanout.map(partial(xproc.sleep_then, 0.01), range(40), strategy="threads", max_workers=workers)
     monkeypatch.undo()
     assert _pool_threads() == []
+
+
+@pytest.mark.parametrize("workers", [16, "auto"])
+@pytest.mark.parametrize("nth", [1, 3, 10])
+def test_an_interrupt_while_a_thread_starts_propagates_and_leaves_no_thread(monkeypatch, workers, nth):
+    """A signal's KeyboardInterrupt can land in Thread.start after the thread began: the
+    call raises it, and no thread is left waiting for work (which would hold the
+    interpreter's exit)."""
+    calls = []
+
+    def interrupted(self):
+        start(self)
+        if self.name.startswith("fanout"):
+            calls.append(self.name)
+            if len(calls) == nth:
+                raise KeyboardInterrupt
+
+    start = threading.Thread.start
+    monkeypatch.setattr(threading.Thread, "start", interrupted)
+    if workers == "auto":
+        limiter_for, _ = _pinned([16])
+        monkeypatch.setattr(_limiter, "limiter_for", limiter_for)
+    with pytest.raises(KeyboardInterrupt):
+        lambda_fanout.map(partial(xproc.sleep_then, 0.005), range(40), strategy="threads", max_workers=workers)
+    monkeypatch.undo()
+    deadline = time.monotonic() + 5
+    while _pool_threads() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _pool_threads() == []
+
+
+def test_a_task_whose_results_are_false_is_timed_like_any_other(concurrent_strategy):
+    _limiter.forget()
+
+    def wait(x):
+        time.sleep(0.01)
+        return False
+
+    async def await_(x):
+        await asyncio.sleep(0.01)
+        return False
+
+    task = lambda_fanout.Task(wait, await_)
+    assert lambda_fanout.map(task, range(600), strategy=concurrent_strategy, max_workers="auto:128") == [False] * 600
+    assert _limiter.learned(task, concurrent_strategy).peak > _limiter.INITIAL_LIMIT
+    _limiter.forget()

@@ -613,8 +613,9 @@ class Meter:
     and how many of the following jobs to leave untimed: the driver counts those down
     without calling the meter, which keeps very fast jobs cheap) and :meth:`done` when
     that job completes, on the driver's thread; or, where jobs complete on many threads,
-    runs :meth:`timed`'s wrapper of the task. The ledger shows it every failure
-    (:meth:`failed`).
+    runs :meth:`timed`'s wrapper of the task. A driver that submits to a pool running
+    only ``limit`` jobs at a time keeps :meth:`window` submitted. The ledger shows it
+    every failure (:meth:`failed`).
     """
 
     __slots__ = ("limiter", "_skip")
@@ -634,7 +635,7 @@ class Meter:
         them: as many as slow start may grow the limit to (x4 per round trip) before the
         driver, which may wait for the GIL, next tops the queue up. A backlog queued means
         a thread that finishes a job takes the next at once, and counts as the limit in
-        use (:meth:`timed`'s ``waiting``)."""
+        use (:meth:`timed`'s ``load``)."""
         return self.limiter.limit * (SLOW_START_GAIN + 1)
 
     def enter(self) -> None:
@@ -656,10 +657,10 @@ class Meter:
 
     def timed(self, fn: Callable[[Any], Any],
               load: Callable[[], tuple[int, int]] | None = None) -> Callable[[Any], Any]:
-        """``fn`` timed by stride from whichever thread runs it.
+        """``fn``, ``Run.execute``, timed by stride from whichever thread runs it.
 
-        Results and exceptions pass through; a job that raises or returns False
-        (``Run.execute``'s failed or unstarted record) is no sample. The jobs in flight
+        Results and exceptions pass through; a job that raises or returns False (a
+        record that failed or did not start) is no sample. The jobs in flight
         are counted with :meth:`Limiter.begin` / :meth:`Limiter.end`, under the limiter's
         lock, unless ``load`` gives them: for a pool that counts its own, ``() ->
         (in flight after this job, queued for the limit)``, read as each timed job ends,
