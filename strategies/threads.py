@@ -46,17 +46,25 @@ class ThreadsStrategy(Strategy):
             drive_window(run, run.jobs, submit, self.max_workers * WINDOW_PER_WORKER, meter=meter)
 
 
+#: An idle thread of a pool that is shutting down ends within this long even if the
+#: sentinel that ends it promptly was never queued (an exception, from a signal's handler,
+#: interrupted the shutdown).
+IDLE_CHECK_S = 1.0
+
+
 class LimitPool:
     """Threads running ``fn`` over submitted jobs, as many at once as the meter's limit, timed by it.
 
     The jobs submitted beyond the limit wait in the queue, and each thread takes the
     next itself. A thread that finishes a job while more run than the limit parks until
-    the limit rises again; while fewer run than the limit and jobs wait, parked threads
-    resume first, then new ones start. Threads are kept, not ended, as the limit moves:
-    starting one costs more CPU than a job's hand-off, which a small CPU share feels.
-    Like ThreadPoolExecutor it starts a future with ``set_running_or_notify_cancel`` (a
-    cancelled one is skipped), keeps its threads in ``_threads``, and cancels what is
-    still queued on ``shutdown(cancel_futures=True)``.
+    the limit rises again. Threads start only in :meth:`submit` (the driver's thread),
+    one per job while fewer run than the limit, after a parked one resumes; a thread
+    that finishes a job only resumes parked ones, so a start the system refuses raises
+    to the caller, as ThreadPoolExecutor's does. Threads are kept, not ended, as the
+    limit moves: starting one costs more CPU than a job's hand-off, which a small CPU
+    share feels. Like ThreadPoolExecutor it starts a future with
+    ``set_running_or_notify_cancel`` (a cancelled one is skipped), keeps its threads in
+    ``_threads``, and cancels what is still queued on ``shutdown(cancel_futures=True)``.
     """
 
     def __init__(self, meter: Meter, fn: Callable[[Any], Any], name: str) -> None:
@@ -67,59 +75,58 @@ class LimitPool:
         self._name = name
         self._lock = threading.Lock()
         self._resume = threading.Condition(self._lock)
+        # Each state change is one step, so that an exception a signal's handler raises
+        # between two steps leaves no count out of step: the running threads are the
+        # threads not parked.
         self._threads: set[threading.Thread] = set()
-        self._running = 0  # threads taking jobs (not parked)
         self._parked = 0
         self._resumed = 0  # parked threads told to resume that have not yet woken
         self._count = count()
         self._shutdown = False
+
+    @property
+    def _running(self) -> int:
+        return len(self._threads) - self._parked
 
     def submit(self, job: Any) -> Future:
         """Queue ``fn(job)``, with a thread for it while fewer than the limit run; returns its future."""
         future: Future = Future()
         self._queue.put((future, job))
         if self._running < self._meter.limit:
-            self._grow(1)
-        return future
-
-    def _grow(self, wanted: int) -> None:
-        # Up to ``wanted`` more running threads, never past the limit: parked ones first. A
-        # start that fails (the system refuses a thread, or a signal's exception interrupts
-        # it) is given up for and raises, as ThreadPoolExecutor's submit does; a thread
-        # whose start was interrupted after it began finds itself given up for and ends.
-        with self._lock:
-            wanted = min(wanted, self._meter.limit - self._running)
-            if wanted <= 0 or self._shutdown:
-                return
-            resumed = min(wanted, self._parked)
-            if resumed:
-                self._parked -= resumed
-                self._resumed += resumed
-                self._running += resumed
-                self._resume.notify(resumed)
-            for _ in range(wanted - resumed):
+            with self._lock:
+                if self._shutdown or self._running >= self._meter.limit or self._wake(1):
+                    return future
                 thread = threading.Thread(target=self._work, name=f"{self._name}_{next(self._count)}")
-                self._running += 1
-                self._threads.add(thread)
                 try:
+                    self._threads.add(thread)
                     thread.start()
                 except BaseException:
-                    self._running -= 1
+                    # Refused, or interrupted: given up for (a thread that began finds
+                    # itself so and ends), and raised as ThreadPoolExecutor's submit does.
                     self._threads.discard(thread)
                     raise
+        return future
+
+    def _wake(self, wanted: int) -> int:
+        # Under the lock: resume up to ``wanted`` parked threads; returns how many.
+        resumed = min(wanted, self._parked)
+        if resumed > 0:
+            self._parked -= resumed
+            self._resumed += resumed
+            self._resume.notify(resumed)
+        return resumed
 
     def _park(self) -> bool:
-        # Called after a job while more run than the limit: wait until told to resume (True)
-        # or the pool shuts down (False).
+        # After a job while more run than the limit: wait until told to resume (True) or
+        # the pool shuts down (False).
         with self._lock:
             if self._running <= self._meter.limit or self._shutdown:
                 return not self._shutdown
-            self._running -= 1
             self._parked += 1
             while not self._resumed and not self._shutdown:
                 self._resume.wait()
             if self._resumed:
-                self._resumed -= 1  # _grow counted it running again
+                self._resumed -= 1  # _wake counted it running again
                 return True
             self._parked -= 1
             return False
@@ -127,15 +134,19 @@ class LimitPool:
     def _work(self) -> None:
         fn, get, meter = self._fn, self._queue.get, self._meter
         me = threading.current_thread()
-        with self._lock:  # held by _grow until its start() returned or was given up for
+        with self._lock:  # held by submit until its start() returned or was given up for
             if me not in self._threads:
                 return
-        ended = False  # by a sentinel or by shutdown while parked: not counted running
         try:
             while True:
-                item = get()
+                try:
+                    item = get(timeout=IDLE_CHECK_S)
+                except queue.Empty:
+                    if self._shutdown:
+                        return
+                    continue
                 if item is None:
-                    ended = True
+                    self._queue.put(None)  # passed on: one sentinel ends every idle thread
                     return
                 future, job = item
                 if future.set_running_or_notify_cancel():
@@ -144,34 +155,30 @@ class LimitPool:
                     except BaseException as exc:  # as ThreadPoolExecutor's work item does
                         future.set_exception(exc)
                     del future, item
-                if self._running > meter.limit:
+                running, limit = self._running, meter.limit
+                if running > limit:
                     if not self._park():
-                        ended = True
                         return
-                elif self._running < meter.limit:
-                    self._grow(self._queue.qsize())  # the limit grew: a thread for each job waiting
+                elif running < limit and self._parked and self._queue.qsize():
+                    with self._lock:  # the limit grew: parked threads resume for the jobs waiting
+                        self._wake(min(limit - self._running, self._queue.qsize()))
         finally:
             with self._lock:
                 self._threads.discard(me)
-                if not ended:
-                    self._running -= 1  # an exception ended it (a refused start of another thread)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
             self._shutdown = True
-            running = self._running
-            threads = list(self._threads)
             self._resume.notify_all()  # parked threads end
+            threads = list(self._threads)
         if cancel_futures:
             while True:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is not None:
-                    item[0].cancel()
-        for _ in range(running):
-            self._queue.put(None)  # an idle thread ends; a busy one ends after its job
+                item[0].cancel()
+        self._queue.put(None)  # idle threads end, each passing it on; busy ones after their job
         if wait:
             for thread in threads:
                 thread.join()
