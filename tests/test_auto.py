@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import queue
 import threading
 import time
 from functools import partial
@@ -351,9 +352,12 @@ def test_threads_under_auto_run_on_as_many_threads_as_the_limit_and_no_more_than
     assert _pool_threads() == []  # every pool thread ended with the call
 
 
-@pytest.mark.parametrize("workers", [16, "auto"])
-@pytest.mark.parametrize("started", [0, 3])
-def test_threads_raise_the_systems_refusal_of_a_thread_and_leave_none_running(monkeypatch, workers, started):
+@pytest.mark.parametrize("workers", [32, "auto"])
+@pytest.mark.parametrize("started", [0, 3, 16])
+def test_threads_raise_the_systems_refusal_of_a_thread_and_leave_none_running(monkeypatch, capfd, workers, started):
+    """Refused once ``started`` threads run, also while a limit grows past them: the call
+    raises the refusal as a fixed pool does, no worker dies of it (no thread's traceback
+    on stderr), and no thread is left."""
     def refuse(self):
         if self.name.startswith("fanout") and len(_pool_threads()) >= started:
             raise RuntimeError("can't start new thread")
@@ -361,26 +365,33 @@ def test_threads_raise_the_systems_refusal_of_a_thread_and_leave_none_running(mo
 
     start = threading.Thread.start
     monkeypatch.setattr(threading.Thread, "start", refuse)
+    limiter_for, _ = _pinned([16] * 20 + [32] * 1000)  # grows past 16 threads mid-call
+    monkeypatch.setattr(_limiter, "limiter_for", limiter_for)
     with pytest.raises(RuntimeError, match="can't start new thread"):
-        lambda_fanout.map(partial(xproc.sleep_then, 0.01), range(40), strategy="threads", max_workers=workers)
+        lambda_fanout.map(partial(xproc.sleep_then, 0.01), range(200), strategy="threads", max_workers=workers)
     monkeypatch.undo()
     assert _pool_threads() == []
+    assert "Exception in thread" not in capfd.readouterr().err
 
 
 @pytest.mark.parametrize("workers", [16, "auto"])
 @pytest.mark.parametrize("nth", [1, 3, 10])
-def test_an_interrupt_while_a_thread_starts_propagates_and_leaves_no_thread(monkeypatch, workers, nth):
-    """A signal's KeyboardInterrupt can land in Thread.start after the thread began: the
-    call raises it, and no thread is left waiting for work (which would hold the
-    interpreter's exit)."""
+@pytest.mark.parametrize("began", [True, False])
+def test_an_interrupt_while_a_thread_starts_propagates_and_leaves_no_thread(monkeypatch, workers, nth, began):
+    """A signal's KeyboardInterrupt can land in Thread.start before or after the thread
+    began: the call raises it (nothing else), and no thread is left waiting for work
+    (which would hold the interpreter's exit)."""
     calls = []
 
     def interrupted(self):
-        start(self)
+        if began or not self.name.startswith("fanout"):
+            start(self)
         if self.name.startswith("fanout"):
             calls.append(self.name)
             if len(calls) == nth:
                 raise KeyboardInterrupt
+            if not began:
+                start(self)
 
     start = threading.Thread.start
     monkeypatch.setattr(threading.Thread, "start", interrupted)
@@ -411,3 +422,29 @@ def test_a_task_whose_results_are_false_is_timed_like_any_other(concurrent_strat
     assert lambda_fanout.map(task, range(600), strategy=concurrent_strategy, max_workers="auto:128") == [False] * 600
     assert _limiter.learned(task, concurrent_strategy).peak > _limiter.INITIAL_LIMIT
     _limiter.forget()
+
+
+@pytest.mark.parametrize("workers", [16, "auto"])
+def test_an_interrupt_during_the_pools_shutdown_leaves_no_thread_for_long(monkeypatch, workers):
+    """A signal's KeyboardInterrupt landing in the pool's shutdown (as it queues the
+    sentinel that ends idle threads) propagates, and the pool's threads still end."""
+    from lambda_fanout.strategies import threads as threads_module
+
+    fired = []
+
+    class InterruptedOnce(queue.SimpleQueue):
+        def put(self, item, *args, **kwargs):
+            super().put(item, *args, **kwargs)
+            if item is None and not fired:
+                fired.append(True)
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(threads_module.queue, "SimpleQueue", InterruptedOnce)
+    with pytest.raises(KeyboardInterrupt):
+        lambda_fanout.map(partial(xproc.sleep_then, 0.002), range(100), strategy="threads", max_workers=workers)
+    monkeypatch.undo()
+    assert fired
+    deadline = time.monotonic() + 5
+    while _pool_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _pool_threads() == []
