@@ -58,7 +58,8 @@ class LimitPool:
     The jobs submitted beyond the limit wait in the queue, and each thread takes the
     next itself. A thread that finishes a job while more run than the limit parks until
     the limit rises again. Threads start only in :meth:`submit` (the driver's thread),
-    one per job while fewer run than the limit, after a parked one resumes; a thread
+    one per job while fewer run than the limit and none waits idle for a job, after a
+    parked one resumes; a thread
     that finishes a job only resumes parked ones, so a start the system refuses raises
     to the caller, as ThreadPoolExecutor's does. Threads are kept, not ended, as the
     limit moves: starting one costs more CPU than a job's hand-off, which a small CPU
@@ -71,7 +72,7 @@ class LimitPool:
         self._meter = meter
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         # Timed where it runs; what waits in the queue waits for the limit.
-        self._fn = meter.timed(fn, lambda: (self._running - 1, self._queue.qsize()))
+        self._fn = meter.timed(fn, lambda: (self._running - self._idle - 1, self._queue.qsize()))
         self._name = name
         self._lock = threading.Lock()
         self._resume = threading.Condition(self._lock)
@@ -80,6 +81,7 @@ class LimitPool:
         # threads not parked.
         self._threads: set[threading.Thread] = set()
         self._parked = 0
+        self._idle = 0  # threads waiting for a job (counted only when the queue ran dry)
         self._resumed = 0  # parked threads told to resume that have not yet woken
         self._count = count()
         self._shutdown = False
@@ -92,9 +94,9 @@ class LimitPool:
         """Queue ``fn(job)``, with a thread for it while fewer than the limit run; returns its future."""
         future: Future = Future()
         self._queue.put((future, job))
-        if self._running < self._meter.limit:
+        if self._running < self._meter.limit and not self._idle:
             with self._lock:
-                if self._shutdown or self._running >= self._meter.limit or self._wake(1):
+                if self._shutdown or self._running >= self._meter.limit or self._idle or self._wake(1):
                     return future
                 thread = threading.Thread(target=self._work, name=f"{self._name}_{next(self._count)}")
                 try:
@@ -132,7 +134,7 @@ class LimitPool:
             return False
 
     def _work(self) -> None:
-        fn, get, meter = self._fn, self._queue.get, self._meter
+        fn, get, get_nowait, meter = self._fn, self._queue.get, self._queue.get_nowait, self._meter
         me = threading.current_thread()
         with self._lock:  # held by submit until its start() returned or was given up for
             if me not in self._threads:
@@ -140,11 +142,19 @@ class LimitPool:
         try:
             while True:
                 try:
-                    item = get(timeout=IDLE_CHECK_S)
+                    item = get_nowait()
                 except queue.Empty:
-                    if self._shutdown:
-                        return
-                    continue
+                    with self._lock:
+                        self._idle += 1
+                    try:
+                        item = get(timeout=IDLE_CHECK_S)
+                    except queue.Empty:
+                        if self._shutdown:
+                            return
+                        continue
+                    finally:
+                        with self._lock:
+                            self._idle -= 1
                 if item is None:
                     self._queue.put(None)  # passed on: one sentinel ends every idle thread
                     return

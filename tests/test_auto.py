@@ -368,7 +368,8 @@ def test_threads_raise_the_systems_refusal_of_a_thread_and_leave_none_running(mo
     limiter_for, _ = _pinned([16] * 20 + [32] * 1000)  # grows past 16 threads mid-call
     monkeypatch.setattr(_limiter, "limiter_for", limiter_for)
     with pytest.raises(RuntimeError, match="can't start new thread"):
-        lambda_fanout.map(partial(xproc.sleep_then, 0.01), range(200), strategy="threads", max_workers=workers)
+        # Jobs long enough that a backlog stays queued (no thread waits idle) on a loaded machine.
+        lambda_fanout.map(partial(xproc.sleep_then, 0.03), range(300), strategy="threads", max_workers=workers)
     monkeypatch.undo()
     assert _pool_threads() == []
     assert "Exception in thread" not in capfd.readouterr().err
@@ -448,3 +449,21 @@ def test_an_interrupt_during_the_pools_shutdown_leaves_no_thread_for_long(monkey
     while _pool_threads() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _pool_threads() == []
+
+
+def test_threads_under_auto_hand_slow_input_to_an_idle_thread_rather_than_start_more():
+    names = set()
+
+    def job(x):
+        names.add(threading.current_thread().name)
+        return x
+
+    def arriving():
+        for i in range(20):
+            time.sleep(0.01)
+            yield i
+
+    for workers in (16, "auto"):
+        names.clear()
+        assert lambda_fanout.map(job, arriving(), strategy="threads", max_workers=workers) == list(range(20))
+        assert len(names) <= 2, (workers, names)  # one thread, or two where a job and a read overlap
