@@ -702,6 +702,23 @@ def test_a_tie_without_the_untuned_row_keeps_the_one_closest_to_it():
     assert pick["impl"] == "threads" and "it is the closest to the default of them" in text, text
 
 
+def test_a_row_measurably_slower_than_another_is_never_part_of_the_tie():
+    """A/A: a noisy row that happens to have the lowest median does not pull into the tie
+    a row that another is measurably faster than (here the untuned one, which a tie keeps)."""
+    default = lambda_fanout.DEFAULT_MAX_WORKERS
+    picks = set()
+    for seed in range(6):
+        rows = [row("sequential", 2.0, seed=seed),
+                row("asyncio", 0.100, spread=0.01, seed=seed + 1),  # tight, fastest in truth
+                row("threads-map", 0.100 if seed % 2 else 0.097, spread=0.35, seed=seed + 2),  # noisy
+                row("threads", 0.125, spread=0.01, workers=default, seed=seed + 3)]  # untuned, measurably slower
+        assert report.ratio(rows[3]["data"], rows[1]["data"], min_effect=report.noise_floor(rows)[0]).b_faster
+        pick, text = report.choose(rows)
+        picks.add(pick["impl"])
+        assert "`threads` (" not in text.split("; ")[-1] and pick["impl"] != "threads", text
+    assert len(picks) == 1, picks
+
+
 def test_prepared_cases_find_their_clients_made_and_every_answer_recorded(aws_endpoint):
     """Before the CPU quota, prepare() makes each AWS case's clients and has the endpoint record
     each answer the way that case's client asks: a case run afterwards makes no client and

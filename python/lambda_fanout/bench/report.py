@@ -207,8 +207,8 @@ def choose(rows: list[dict]) -> tuple[dict | None, str]:
     """The strategy row to recommend among a workload's rows, and why, in plain words.
 
     The fastest strategy is recommended only when its speed-up over sequential is
-    measurable. Strategies not measurably slower than the fastest tie with it; of a
-    tie, the untuned setting (no FANOUT_* settings) is kept where it is part of it, else
+    measurable. Strategies measurably faster than sequential that no other is
+    measurably faster than tie (whichever has the lowest median); of a tie, the untuned setting (no FANOUT_* settings) is kept where it is part of it, else
     the row closest to it (:func:`simplest`), unless others use measurably less client
     CPU, judged per round through the same noise control: then the simplest of those. No
     choice rests on a median alone, so the same configuration measured again gives the
@@ -246,9 +246,13 @@ def choose(rows: list[dict]) -> tuple[dict | None, str]:
         return ref, (f"Keep `{REFERENCE}` (FANOUT_STRATEGY={REFERENCE}): no measurable difference between "
                      f"`{REFERENCE}` and `{label(best)}` at this size (`{label(best)}` runs at {gain.describe()} "
                      f"sequential's speed), and `{REFERENCE}` is the simplest.")
-    tied = [r for r in strategies if r is best or (
-        r is not ref and _speedup(ref, r, floor).b_faster
-        and not ratio(r["data"], best["data"], min_effect=floor).b_faster)]
+    # The tie: the rows faster than sequential that no row is measurably faster than. Not
+    # "not slower than the lowest median": which of several indistinguishable rows has it
+    # changes from run to run, and a row measurably slower than another would join the
+    # tie whenever a third, noisy one came first.
+    tied = [r for r in strategies if r is not ref and _speedup(ref, r, floor).b_faster
+            and not any(ratio(r["data"], o["data"], min_effect=floor).b_faster for o in strategies if o is not r)]
+    tied = tied or [best]
     default = untuned(tied)
     anchor = default or simplest(tied)
     cheaper = [r for r in tied if r is not anchor and _cheaper(r, anchor, rows).a_faster]
