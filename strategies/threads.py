@@ -57,13 +57,13 @@ class LimitPool:
 
     The jobs submitted beyond the limit wait in the queue, and each thread takes the
     next itself. A thread that finishes a job while more run than the limit parks until
-    the limit rises again. Threads start only in :meth:`submit` (the driver's thread),
-    one per job while fewer run than the limit and none waits idle for a job, after a
-    parked one resumes; a thread
-    that finishes a job only resumes parked ones, so a start the system refuses raises
-    to the caller, as ThreadPoolExecutor's does. Threads are kept, not ended, as the
-    limit moves: starting one costs more CPU than a job's hand-off, which a small CPU
-    share feels. Like ThreadPoolExecutor it starts a future with
+    the limit rises again. :meth:`submit` (on the driver's thread) leaves a job to an idle
+    thread while idle threads outnumber the jobs queued, else resumes a parked one, else
+    starts one, while fewer run than the limit;
+    a thread that finishes a job only resumes parked ones, so a start the system refuses
+    raises to the caller, as ThreadPoolExecutor's does. Threads are kept, not ended, as
+    the limit moves: starting one costs more CPU than a job's hand-off, which a small
+    CPU share feels. Like ThreadPoolExecutor it starts a future with
     ``set_running_or_notify_cancel`` (a cancelled one is skipped), keeps its threads in
     ``_threads``, and cancels what is still queued on ``shutdown(cancel_futures=True)``.
     """
@@ -94,9 +94,12 @@ class LimitPool:
         """Queue ``fn(job)``, with a thread for it while fewer than the limit run; returns its future."""
         future: Future = Future()
         self._queue.put((future, job))
-        if self._running < self._meter.limit and not self._idle:
+        # Idle threads take jobs only as many as they are: a burst after a pause in the
+        # input needs more threads than the one that waited for it.
+        if self._running < self._meter.limit and self._idle < self._queue.qsize():
             with self._lock:
-                if self._shutdown or self._running >= self._meter.limit or self._idle or self._wake(1):
+                if (self._shutdown or self._running >= self._meter.limit
+                        or self._idle >= self._queue.qsize() or self._wake(1)):
                     return future
                 thread = threading.Thread(target=self._work, name=f"{self._name}_{next(self._count)}")
                 try:

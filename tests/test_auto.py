@@ -467,3 +467,24 @@ def test_threads_under_auto_hand_slow_input_to_an_idle_thread_rather_than_start_
         names.clear()
         assert lambda_fanout.map(job, arriving(), strategy="threads", max_workers=workers) == list(range(20))
         assert len(names) <= 2, (workers, names)  # one thread, or two where a job and a read overlap
+
+
+def test_threads_under_auto_run_a_burst_after_a_pause_in_the_input_on_as_many_threads_as_the_limit(monkeypatch):
+    """A thread that waited idle through a pause takes one job of the burst that follows,
+    not all of them: the rest get threads of their own, up to the limit."""
+    limiter_for, _ = _pinned([16])
+    monkeypatch.setattr(_limiter, "limiter_for", limiter_for)
+    peak = Peak()
+
+    def job(x):
+        with peak:
+            time.sleep(0.02)
+        return x
+
+    def paused():
+        yield -1
+        time.sleep(0.2)  # the one thread finishes item -1 and waits idle
+        yield from range(64)
+
+    assert lambda_fanout.map(job, paused(), strategy="threads", max_workers="auto:64") == [-1, *range(64)]
+    assert peak.peak > 8  # near the limit of 16, never one at a time

@@ -115,9 +115,9 @@ def map(  # noqa: A001 - the package's verb
             task with only an async form (an ``async def``) and "threads" for any other.
         max_workers: concurrency, or "auto" / "auto:N" (an adaptive limit up to N,
             default 256); None reads FANOUT_MAX_WORKERS, else "auto" ("processes": its vCPUs).
-        errors: "raise" stops at the first failure and raises TaskError (nothing is
-            logged); "collect" returns one Outcome per item read and logs one ERROR
-            line per failed item (FANOUT_LOG_FAILURES).
+        errors: "raise" stops at the first failure, logs one ERROR line for it and
+            raises TaskError; "collect" returns one Outcome per item read and logs one
+            ERROR line per failed item (both as FANOUT_LOG_FAILURES says; "off": none).
         context: the Lambda context. Once the remaining time falls under
             FANOUT_DEADLINE_MARGIN_MS (default 500 ms) no item starts and no further
             input is read; the call returns by then.

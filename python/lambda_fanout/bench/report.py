@@ -208,7 +208,8 @@ def choose(rows: list[dict]) -> tuple[dict | None, str]:
 
     The fastest strategy is recommended only when its speed-up over sequential is
     measurable. Strategies measurably faster than sequential that no other is
-    measurably faster than tie (whichever has the lowest median); of a tie, the untuned setting (no FANOUT_* settings) is kept where it is part of it, else
+    measurably faster than tie (whichever has the lowest median); of a tie, the
+    untuned setting (no FANOUT_* settings) is kept where it is part of it, else
     the row closest to it (:func:`simplest`), unless others use measurably less client
     CPU, judged per round through the same noise control: then the simplest of those. No
     choice rests on a median alone, so the same configuration measured again gives the
