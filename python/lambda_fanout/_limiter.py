@@ -668,27 +668,27 @@ class Meter:
         turn cost a CPU-bound task more than its timing).
         """
         limiter = self.limiter
-        begin, end, clock, sample = limiter.begin, limiter.end, limiter.clock, limiter.sample
+        if load is None:
+            begin, end = limiter.begin, limiter.end
+        else:
+            begin, clock, sample = limiter.clock, limiter.clock, limiter.sample
+
+            def end(started: float, ok: bool) -> None:
+                inflight, queued = load()
+                sample(started, clock(), inflight, ok, queued)
 
         def measured(item: Any) -> Any:
             if self._skip:
                 self._skip -= 1
                 return fn(item)
             _, self._skip = self.start()
-            started = begin() if load is None else clock()
+            started = begin()
             try:
                 value = fn(item)
             except BaseException:
-                if load is None:
-                    end(started, False)
-                else:
-                    sample(started, clock(), load()[0], False)
+                end(started, False)
                 raise
-            if load is None:
-                end(started, value is not False)
-            else:
-                inflight, queued = load()
-                sample(started, clock(), inflight, value is not False, queued)
+            end(started, value is not False)
             return value
 
         return measured
