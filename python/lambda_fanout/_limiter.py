@@ -338,8 +338,11 @@ class Limiter:
             waiting: jobs queued for the limit's next free slot; they count as in use
                 (the limit is in use while work waits for it), not as in flight.
 
-        Cheap, and lock-free unless slow start grows the limit or the window closes:
-        call it from the one thread that drives the run, or through :meth:`end`.
+        Cheap, and lock-free unless slow start grows the limit or the window closes. From
+        the one thread that drives the run, from :meth:`end`, or from the threads of a
+        pool that counts its own jobs (:meth:`Meter.timed`'s ``load``): the counts shared
+        unlocked (completions, the window's samples and peak) may then miss one, which
+        only moves when a window closes.
         """
         self._inflight = inflight
         self._record(started, now, inflight + waiting, ok)
