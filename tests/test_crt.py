@@ -583,7 +583,8 @@ def test_a_botocore_stubber_answers_every_call_as_under_default(pairs, s3_bucket
                 stub.add_response("get_object", {"Body": StreamingBody(io.BytesIO(body), len(body))})
             results[name] = outcomes(run(aws.s3_get_object(s3_bucket, clients=pair), ["a", "b"], strategy))
             stub.assert_no_pending_responses()  # and no call of crt's own took one
-    assert results["crt"] == results["default"] == [("ok", b"first"), ("ok", b"second")]
+    # A Stubber answers in the order calls reach it, which concurrent threads do not fix: compare the answers given.
+    assert sorted(results["crt"]) == sorted(results["default"]) == [("ok", b"first"), ("ok", b"second")]
 
 
 @pytest.mark.parametrize("strategy", [s for s in IN_PROCESS if s != "asyncio"])  # handlers on the sync client
