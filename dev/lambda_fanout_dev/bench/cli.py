@@ -71,7 +71,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     # The module's docstring is the help text, kept as written (plain text, no markup).
     p = argparse.ArgumentParser(prog="./build.sh bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="small sizes, fewer rounds: about four minutes on two quiet cores, six on loaded ones (CI and smoke tests)")
+    p.add_argument("--quick", action="store_true", help="fewer items, two passes of at least two rounds, the S3 memory sweep at 128 and 1769 MB only: about three minutes on two cores (CI and smoke tests)")
     p.add_argument("--items", type=int, help="items per workload (default: per workload; 1,000 records for batch)")
     p.add_argument("--workers", type=_workers, help=f"worker counts or modes, a sweep when several: 8,32,64,auto (default {DEFAULT_MAX_WORKERS},{FIXED_WORKERS}: the library's default, and a fixed count beside it)")
     p.add_argument("--latency-ms", type=float, help="latency per I/O item for every I/O workload (default: each workload's own median)")
