@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from .. import _config, _loop
+from .. import _loop
 from .._run import Run
 from .._task import async_form
 from .base import Strategy
@@ -25,17 +25,6 @@ class AsyncioStrategy(Strategy):
     """
 
     needs_async_form = True
-
-    @classmethod
-    def default_workers(cls, memory_mb):
-        """Unset, auto up to the most a call may have (``auto:1024``), not auto's usual cap of 256.
-
-        A coroutine in flight costs a task, not a thread, so a warm limit may take a whole
-        batch at once, as Powertools' ``AsyncBatchProcessor`` does; the limit still starts
-        small on a cold start and backs off on throttling. Connections stay within the
-        client's pool (``lambda_fanout.aws`` sizes it for auto's usual cap).
-        """
-        return _config.Auto(_config.MAX_WORKERS_LIMIT)
 
     def adapt(self, task):
         """The coroutine function this strategy awaits for ``task`` (a sync-only task runs inline)."""

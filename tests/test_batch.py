@@ -428,24 +428,6 @@ def test_unset_strategy_awaits_a_coroutine_record_handler():
     assert loops == [get_loop()] * 10
 
 
-def test_an_untuned_coroutine_record_handler_may_run_past_threads_cap():
-    import asyncio
-
-    from lambda_fanout import _limiter
-
-    async def arecord(record):
-        await asyncio.sleep(0)
-
-    async def spelled_auto(record):
-        await asyncio.sleep(0)
-
-    _limiter.forget()
-    assert lambda_fanout.process_batch(batches.sqs(20), arecord) == {"batchItemFailures": []}
-    assert _limiter.learned(arecord, "asyncio").cap == 1024
-    assert lambda_fanout.process_batch(batches.sqs(20), spelled_auto, max_workers="auto") == {"batchItemFailures": []}
-    assert _limiter.learned(spelled_auto, "asyncio").cap == 256
-
-
 def test_unset_strategy_runs_a_plain_record_handler_on_threads():
     import threading
 

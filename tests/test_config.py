@@ -6,7 +6,6 @@ import pytest
 
 import batches
 import lambda_fanout
-from lambda_fanout._config import Auto
 
 
 @pytest.mark.parametrize("value", ["", "thread", "THREAD", "gevent", "threads\u00a0", "\tasyncio", " "])
@@ -52,17 +51,6 @@ def only_sync(item):
 ])
 def test_unset_strategy_follows_the_form_the_task_has(task, expected):
     assert lambda_fanout.Settings.resolve(environ={}, task=task).strategy == expected
-
-
-@pytest.mark.parametrize("environ,task,expected", [
-    ({}, only_async, Auto(1024)),  # a coroutine in flight costs a task: a warm limit may take a whole batch
-    ({"FANOUT_STRATEGY": "asyncio"}, only_async, Auto(1024)),
-    ({}, only_sync, Auto()),  # a thread in flight costs a thread
-    ({"FANOUT_MAX_WORKERS": "auto"}, only_async, Auto()),  # auto spelled out keeps its documented cap
-    ({"FANOUT_MAX_WORKERS": "64"}, only_async, 64),
-])
-def test_an_unset_worker_count_under_asyncio_is_auto_up_to_the_most_a_call_may_have(environ, task, expected):
-    assert lambda_fanout.Settings.resolve(environ=environ, task=task).max_workers == expected
 
 
 @pytest.mark.parametrize("task,expected", [(only_async, "asyncio"), (only_sync, "threads")])

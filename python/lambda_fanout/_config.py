@@ -102,7 +102,7 @@ VARIABLES = (
      "how items run: `sequential`, `threads`, `threads-map`, `asyncio` or `processes`"),
     (ENV_MAX_WORKERS, f"`{DEFAULT_MAX_WORKERS}`", _PER_CALL,
      f"concurrency, a whole number from 1 to {MAX_WORKERS_LIMIT}, or `auto` / `auto:N` (an adaptive "
-     f"limit up to N, default {DEFAULT_AUTO_CAP}); under `asyncio` unset, `auto:{MAX_WORKERS_LIMIT}`; under `processes` unset or auto, the vCPUs (at most N)"),
+     f"limit up to N, default {DEFAULT_AUTO_CAP}); under `processes` unset or auto, the vCPUs (at most N)"),
     (ENV_DEADLINE_MARGIN_MS, f"`{DEFAULT_DEADLINE_MARGIN_MS}`", _PER_CALL,
      "milliseconds kept back from the Lambda deadline: no item starts after it (a batch keeps more "
      "for its reply: 6 µs of a vCPU per record)"),
