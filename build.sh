@@ -200,8 +200,23 @@ cmd_bench() {
     case $arg in -h|--help) bench_help "$@"; return ;; esac
   done
   bootstrap
-  bootstrap_peers
-  "$VENV/bin/python" -m lambda_fanout_dev.bench "$@"
+  # .venv-peers (made on the first run, or anew when its pins change) is needed only by the
+  # peers' cases, which run after the main ones: it is made beside those, at idle priority on
+  # the last CPU (the endpoint's, whose proxy runs at real-time priority where allowed), and
+  # the bench waits for it only before the peers' cases. Once made, this takes a second.
+  local ready peers status
+  ready=$(mktemp)
+  ( chrt --idle -p 0 "$BASHPID" >/dev/null 2>&1 || renice -n 19 -p "$BASHPID" >/dev/null 2>&1 || true
+    taskset -p -c "$(($(nproc) - 1))" "$BASHPID" >/dev/null 2>&1 || true
+    bootstrap_peers
+    echo done > "$ready" ) &
+  peers=$!
+  FANOUT_BENCH_PEERS_READY=$ready "$VENV/bin/python" -m lambda_fanout_dev.bench "$@" && status=0 || status=$?
+  # A run that needed no peer still leaves .venv-peers whole; a failed or interrupted one
+  # does not wait (the build finishes on its own, and an unfinished one is made anew next time).
+  [ "$status" != 0 ] || wait "$peers" || true
+  rm -f "$ready"
+  return "$status"
 }
 
 cmd_layer() {

@@ -750,6 +750,38 @@ def test_prepared_cases_find_their_clients_made_and_every_answer_recorded(aws_en
     assert aws._registry == made  # the same client pairs, none made again
 
 
+def test_a_prepared_case_warms_up_once_and_auto_twice(aws_endpoint):
+    """A strategy case at a fixed worker count on an AWS workload ran before the quota
+    (prepare), so one run of its warm-up slice is a warm one and gives its round estimate;
+    ``auto``, which learns its limit in the warm-up, still warms up twice."""
+    from lambda_fanout.bench.seeding import seed
+    from lambda_fanout.bench.workloads import Env
+
+    calls = []
+
+    class Counted(bench_workloads.S3Get):
+        def strategy_runner(self, env, strategy, workers, profile=None):
+            inner = super().strategy_runner(env, strategy, workers, profile)
+
+            def run(items):
+                calls.append(len(items))
+                return inner.run(items)
+            return bench_workloads.idioms.Runner(run, inner.close)
+
+    opts = Options.create(quick=True, items=8, workers=(4,), workloads=("s3",), rounds=1, passes=1,
+                          memory_sweep=(), bucket="fanout-warm", table="fanout-warm")
+    seed(aws_endpoint.moto_url, opts.bucket, opts.table, 8)
+    aws_endpoint.forget()
+    env = Env(opts.bucket, opts.table, aws_endpoint)
+    fixed, auto = (bench_cases.Case(Counted(), "threads", "strategy", w) for w in (4, "auto"))
+    bench_cases.prepare([fixed, auto], opts, env)
+    for case, warm_runs in ((fixed, 1), (auto, 2)):
+        calls.clear()
+        measured = bench_cases.measure_case(case, opts, env, bench_cases.loop_timer)
+        assert measured.check.ok, measured.check.text
+        assert calls == [8] * warm_runs + [8] * measured.info["rounds"], (case.id, calls)
+
+
 def test_the_same_rounds_give_the_same_interval_whatever_was_asked_before():
     """Rounds given as whole numbers and the same rounds as floats are one pair: their
     interval is the same, whichever of the two was asked first in the process."""

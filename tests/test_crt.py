@@ -947,6 +947,34 @@ def test_crt_stalled_body_is_read_timeout_under_asyncio(raw_env, monkeypatch):
     assert server.requests == 2  # retried once, as standard mode does with 2 attempts
 
 
+def test_crt_an_answer_after_the_read_timeout_logs_nothing(raw_env, monkeypatch, caplog):
+    """A response that completes after its read timeout failed the call is dropped: the
+    event loop logs no error for it (its future was settled already)."""
+    import logging
+    import time
+
+    from botocore.exceptions import ReadTimeoutError
+
+    monkeypatch.setenv("FANOUT_AWS_READ_TIMEOUT_S", "0.3")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    release = threading.Event()
+    server = rawhttp.RawServer(rawhttp.stalling(release))
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    try:
+        pair = _raw_pair(server, "crt")
+        got = lambda_fanout.map(aws.s3_get_object("bkt", clients=pair), ["k1", "k2"], strategy="asyncio",
+                                errors="collect")
+        assert [type(o.error) for o in got] == [ReadTimeoutError] * 2, got
+        release.set()  # the answers end now, after the calls failed
+        time.sleep(0.5)
+        lambda_fanout.map(aws.s3_get_object("bkt", clients=pair), [], strategy="asyncio")  # the loop ran them
+    finally:
+        release.set()
+        server.close()
+    assert server.requests == 2
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
 def test_crt_reset_mid_body_is_connection_closed(raw_env, monkeypatch):
     """Promise (the crt profile): "a refused or failed connection raises
     EndpointConnectionError / ConnectionClosedError"; never short data."""

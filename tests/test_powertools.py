@@ -699,6 +699,38 @@ def test_outside_lambda_async_records_run_on_the_calling_thread(monkeypatch, fak
     assert [thread for _, thread in seen] == [threading.current_thread()] * 3
 
 
+@pytest.mark.parametrize("in_lambda", [True, False])
+def test_an_async_records_failure_carries_only_its_own_exception(monkeypatch, caplog, in_lambda):
+    """A failed record's exception has no context the processor added (the loop lookup's
+    RuntimeError), so its log line shows the handler's error alone."""
+    import logging
+
+    if in_lambda:
+        monkeypatch.setenv("LAMBDA_TASK_ROOT", "/var/task")
+        asyncio.set_event_loop(None)  # no loop yet on this thread: the processor makes one
+    else:
+        monkeypatch.delenv("LAMBDA_TASK_ROOT", raising=False)
+
+    async def handler(record):
+        await asyncio.sleep(0)
+        raise ValueError("record failed")
+
+    caplog.set_level(logging.ERROR)
+    proc = ours.AsyncBatchProcessor(EventType.SQS, raise_on_entire_batch_failure=False)
+    try:
+        reply = async_process_partial_response(sqs_event(2), handler, proc)
+    finally:
+        if in_lambda:
+            asyncio.get_event_loop().close()
+            asyncio.set_event_loop(None)
+    assert len(reply["batchItemFailures"]) == 2
+    errors = [info[1] for info in proc.exceptions]
+    assert [type(e) for e in errors] == [ValueError, ValueError]
+    assert all(e.__context__ is None and e.__cause__ is None for e in errors), [e.__context__ for e in errors]
+    logged = "\n".join(r.getMessage() + (str(r.exc_info) if r.exc_info else "") for r in caplog.records)
+    assert "RuntimeError" not in logged
+
+
 def test_an_async_processor_called_inside_a_running_loop_is_refused_as_in_powertools():
     """Powertools' async_process raises there too (its loop is running, or asyncio.run refuses)."""
     seen = []

@@ -723,7 +723,7 @@ def _bridge(future: Any) -> Any:
     waiting = loop.create_future()
 
     def settle(source: Any) -> None:
-        if waiting.cancelled():
+        if waiting.done():  # cancelled, or already failed by its read timeout
             return
         error = source.exception()
         if error is not None:

@@ -263,6 +263,12 @@ class AsyncBatchProcessor(_Concurrent, _powertools.AsyncBatchProcessor):
         try:
             asyncio.get_running_loop()
         except RuntimeError:
+            running = False
+        else:
+            running = True
+        if not running:
+            # Outside the except block: a record's exception must not carry this lookup's
+            # RuntimeError as its context, into every failure's log line.
             return _run_as_powertools(arun_records(shape, task, self._deadline_context, strategy))
         return super()._outcomes(shape, task, strategy)
 
@@ -277,6 +283,8 @@ def _run_as_powertools(coro: Any) -> Any:
         try:
             loop = asyncio.get_event_loop()
         except RuntimeError:
+            loop = None
+        if loop is None:
             loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
         return loop.run_until_complete(loop.create_task(coro))

@@ -71,7 +71,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     # The module's docstring is the help text, kept as written (plain text, no markup).
     p = argparse.ArgumentParser(prog="./build.sh bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="small sizes, fewer rounds: about four minutes on two quiet cores, six on loaded ones (CI and smoke tests)")
+    p.add_argument("--quick", action="store_true", help="fewer items, two passes of at least two rounds, the S3 memory sweep at 128 and 1769 MB only: about three minutes on two cores (CI and smoke tests)")
     p.add_argument("--items", type=int, help="items per workload (default: per workload; 1,000 records for batch)")
     p.add_argument("--workers", type=_workers, help=f"worker counts or modes, a sweep when several: 8,32,64,auto (default {DEFAULT_MAX_WORKERS},{FIXED_WORKERS}: the library's default, and a fixed count beside it)")
     p.add_argument("--latency-ms", type=float, help="latency per I/O item for every I/O workload (default: each workload's own median)")
@@ -199,6 +199,20 @@ def _merge(doc: dict, part: dict, label: str, section: str) -> None:
 PER_ROUND = {"cpu_ms_per_item": "cpu_ms_per_item_rounds", "bound_s": "bound_s_rounds"}
 
 
+#: A file ./build.sh writes once it has made (or checked) .venv-peers beside the run; unset: nothing to wait for.
+ENV_PEERS_READY = "FANOUT_BENCH_PEERS_READY"
+
+
+def wait_for_peers_venv() -> None:
+    """Wait until ./build.sh has made .venv-peers, where it makes it beside the run's first cases."""
+    ready = Path(os.environ.get(ENV_PEERS_READY) or "")
+    if not os.environ.get(ENV_PEERS_READY) or not ready.exists() or ready.read_text():
+        return
+    say(f"==> waiting for {PEERS_VENV_DIR} (made beside the first cases, on the first run)")
+    while ready.exists() and not ready.read_text():
+        time.sleep(0.2)
+
+
 def run_label(label: str, run_opts: Options, env: dict, out: Path, doc: dict, notes: list[str]) -> bool:
     """Run one label's cases in every environment they need, pass after pass; merge them into ``doc``."""
     section = "main" if label == "main" else "sweep"
@@ -207,6 +221,8 @@ def run_label(label: str, run_opts: Options, env: dict, out: Path, doc: dict, no
         todo = cases(run_opts, venv)
         if not todo:
             continue
+        if venv != "main":
+            wait_for_peers_venv()
         if venv != "main" and not peers_python.exists():
             reason = f"{PEERS_VENV_DIR} not found: ./build.sh bench creates it from requirements/peers.txt"
             doc["skipped"] += [{"workload": c.workload.name, "impl": c.impl, "kind": c.kind, "skipped": reason,

@@ -59,7 +59,7 @@ FULL = Mode(workers=(DEFAULT_MAX_WORKERS, FIXED_WORKERS), passes=2, min_rounds=1
             memory_sweep=(128, 512, 1769, 3008), sweep_items=100, sweep_passes=2,
             auto_on=("latency", "s3", "dynamodb", "throttled"))
 QUICK = Mode(workers=(DEFAULT_MAX_WORKERS, FIXED_WORKERS), passes=2, min_rounds=2, max_rounds=20, case_budget_s=0.15,
-             memory_sweep=(128, 1769), sweep_items=32, sweep_passes=1, auto_on=("latency", "s3"))
+             memory_sweep=(128, 1769), sweep_items=16, sweep_passes=1, auto_on=("latency", "s3"))
 
 
 @dataclasses.dataclass

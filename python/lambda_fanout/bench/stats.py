@@ -17,8 +17,8 @@ the same report is built inside Lambda, where numpy is not at hand.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
+import operator
 import random
 import statistics
 import zlib
@@ -50,34 +50,64 @@ def iqr(samples: Sequence[float]) -> tuple[float, float]:
     return q1, q3
 
 
-@dataclasses.dataclass(frozen=True)
 class Ratio:
     """How many times longer ``a`` took than ``b``, with its confidence interval.
 
     Attributes:
         value: median(a) / median(b); above 1 means b was faster.
         low, high: the bootstrap confidence interval of that ratio.
-        measurable: the interval lies wholly outside [1/MIN_EFFECT, MIN_EFFECT].
+        measurable: the interval lies wholly outside [1/min_effect, min_effect].
+
+    The interval is resampled only when asked for, and a verdict only when the rounds
+    leave it open: every resampled median lies within its side's rounds, so every
+    resampled ratio, and both ends of the interval, lie within [min(a) / max(b),
+    max(a) / min(b)]. Rounds apart beyond the band, or wholly inside it, decide without
+    resampling, and the verdict is the one the interval would give.
     """
 
-    value: float
-    low: float
-    high: float
-    measurable: bool
+    def __init__(self, a: tuple[float, ...], b: tuple[float, ...], resamples: int, confidence: float,
+                 min_effect: float) -> None:
+        self.value = median(a) / median(b)
+        self.min_effect = min_effect
+        self._least, self._most = min(a) / max(b), max(a) / min(b)
+        self._sides = (a, b, resamples, confidence)
+
+    @property
+    def low(self) -> float:
+        return _interval(*self._sides)[0]
+
+    @property
+    def high(self) -> float:
+        return _interval(*self._sides)[1]
+
+    def _low_above(self, x: float) -> bool:
+        """low > x, resampling only when the rounds' range leaves it open."""
+        return True if self._least > x else False if self._most <= x else self.low > x
+
+    def _high_below(self, x: float) -> bool:
+        """high < x, resampling only when the rounds' range leaves it open."""
+        return True if self._most < x else False if self._least >= x else self.high < x
+
+    @property
+    def measurable(self) -> bool:
+        return self._low_above(self.min_effect) or self._high_below(1 / self.min_effect)
 
     @property
     def b_faster(self) -> bool:
         """b is measurably faster than a."""
-        return self.measurable and self.low > 1
+        return self.measurable and self._low_above(1)
 
     @property
     def a_faster(self) -> bool:
         """a is measurably faster than b."""
-        return self.measurable and self.high < 1
+        return self.measurable and self._high_below(1)
 
     def describe(self) -> str:
         """``2.31x (95% CI 2.10-2.52)``."""
         return f"{self.value:.2f}x (95% CI {self.low:.2f}-{self.high:.2f})"
+
+    def __repr__(self) -> str:
+        return f"Ratio({self.describe()}, measurable={self.measurable})"
 
 
 def ratio(a: Sequence[float], b: Sequence[float], *, resamples: int = RESAMPLES,
@@ -100,18 +130,33 @@ def ratio(a: Sequence[float], b: Sequence[float], *, resamples: int = RESAMPLES,
     if min(a) <= 0 or min(b) <= 0:
         raise ValueError("round times must be positive")
     # As floats: 2 and 2.0 are one key of the cache, and must seed the resampling alike.
-    low, high = _interval(tuple(map(float, a)), tuple(map(float, b)), resamples, confidence)
-    return Ratio(median(a) / median(b), low, high, low > min_effect or high < 1 / min_effect)
+    return Ratio(tuple(map(float, a)), tuple(map(float, b)), resamples, confidence, min_effect)
 
 
 @functools.lru_cache(maxsize=4096)
 def _interval(a: tuple[float, ...], b: tuple[float, ...], resamples: int, confidence: float) -> tuple[float, float]:
     """The bootstrap interval of median(a) / median(b). The resampling is seeded from the rounds,
-    so the same rounds always give the same interval, and a report asking again gets it at once."""
+    so the same rounds always give the same interval, and a report asking again gets it at once.
+
+    Each resample is what ``statistics.median(rng.choices(a, k=len(a))) /
+    statistics.median(rng.choices(b, k=len(b)))`` gives, from the same draws in the same
+    order; the draws are taken in one go and the medians computed column-wise, which is
+    several times faster than resampling one by one in pure Python.
+    """
     rng = random.Random(zlib.crc32(repr((sorted(a), sorted(b))).encode()))
-    ratios = sorted(
-        statistics.median(rng.choices(a, k=len(a))) / statistics.median(rng.choices(b, k=len(b)))
-        for _ in range(resamples)
-    )
+    draw, stride = rng.random, len(a) + len(b)
+    draws = [draw() for _ in range(resamples * stride)]
+    ratios = sorted(map(operator.truediv, _medians(a, draws, 0, stride), _medians(b, draws, len(a), stride)))
     tail = (1 - confidence) / 2
     return ratios[int(tail * resamples)], ratios[min(resamples - 1, int((1 - tail) * resamples))]
+
+
+def _medians(xs: tuple[float, ...], draws: list[float], offset: int, stride: int) -> list[float]:
+    """The median of each resample of ``xs`` whose k-th pick comes from draws[offset + k::stride],
+    as statistics.median of random.choices' picks (``xs[floor(draw * len(xs))]``) would be."""
+    n = len(xs)
+    scale, half = float(n), n // 2
+    columns = [[xs[int(r * scale)] for r in draws[offset + k::stride]] for k in range(n)]
+    if n % 2:
+        return [s[half] for s in map(sorted, zip(*columns))]
+    return [(s[half - 1] + s[half]) / 2 for s in map(sorted, zip(*columns))]
