@@ -54,7 +54,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import heapq
 import http
 import json
 import math
@@ -74,6 +73,13 @@ from multidict import CIMultiDict
 from yarl import URL
 
 FAULT_KINDS = ("503", "500", "403", "reset", "stall")
+#: A replayed answer held back is sent by a timer of the loop's own (uvloop's timers are C: one
+#: per answer costs less than any kept in Python), which fires on the first whole millisecond of
+#: the loop's clock at or after it is due and a wake-up after that, so up to a millisecond late.
+#: Set half a millisecond early, an answer goes out within about a millisecond either side of its
+#: due time. (The time is read from time.monotonic(): uvloop's loop.time() is the same clock cut
+#: to the millisecond, which would add up to a millisecond more.)
+TIMER_LEAD_S = 0.0005
 _HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-connection", "transfer-encoding", "content-length",
     "upgrade", "te", "trailer", "expect", "content-encoding",
@@ -274,18 +280,17 @@ class Request:
 
         ``()`` for a read whose answer depends on a condition (it is forwarded, never replayed).
         """
-        wanted = self.wanted
-        target = wanted.get(b"x-amz-target")
-        whose = (wanted.get(b"host"), _scope(wanted.get(b"authorization")))
+        get = self.wanted.get
+        target = get(b"x-amz-target")
         if target is not None:
             if target.rsplit(b".", 1)[-1] in DYNAMODB_READS:
-                return (target, self.body) + whose
+                return target, self.body, get(b"host"), _scope(get(b"authorization"))
             return None
         if self.method not in ("GET", "HEAD"):
             return None
-        if not wanted.keys().isdisjoint(_CONDITIONAL):
+        if not self.wanted.keys().isdisjoint(_CONDITIONAL):
             return ()
-        return (self.method, self.url) + tuple(map(wanted.get, _ANSWER_HEADERS)) + whose
+        return self.method, self.url, *map(get, _ANSWER_HEADERS), get(b"host"), _scope(get(b"authorization"))
 
 
 def _log_entry(entry: list) -> dict:
@@ -297,48 +302,6 @@ def _log_entry(entry: list) -> dict:
     if status is not None:
         out["status"] = status
     return out
-
-
-class DueAnswers:
-    """Replayed answers waiting out their delays, sent by one timer.
-
-    A timer per answer would cost the event loop a timer to make, arm and close, and a wake-up
-    of its own, per request. Here one timer is armed for the earliest answer due; when it fires,
-    every answer due by then, or within ``SLACK_S`` after (less than the loop's own timer
-    resolution of a millisecond), goes out in the same wake-up.
-    """
-
-    SLACK_S = 0.0005
-
-    def __init__(self) -> None:
-        self.heap: list[tuple[float, int, Connection, bytes, bool]] = []
-        self.count = 0  # a tie-break: answers due at the same time go in the order they were added
-        self.timer: asyncio.TimerHandle | None = None
-        self.armed_for = math.inf
-
-    def add(self, delay_s: float, conn: "Connection", answer: bytes, keep_alive: bool) -> None:
-        """Send ``answer`` on ``conn`` ``delay_s`` from now."""
-        due = time.monotonic() + delay_s
-        self.count += 1
-        heapq.heappush(self.heap, (due, self.count, conn, answer, keep_alive))
-        if due < self.armed_for - self.SLACK_S:
-            self._arm(due)
-
-    def _arm(self, due: float) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.armed_for = due
-        self.timer = asyncio.get_running_loop().call_later(max(0.0, due - time.monotonic()), self._fire)
-
-    def _fire(self) -> None:
-        self.timer, self.armed_for = None, math.inf
-        heap = self.heap
-        until = time.monotonic() + self.SLACK_S
-        while heap and heap[0][0] <= until:
-            _, _, conn, answer, keep_alive = heapq.heappop(heap)
-            conn.send(answer, keep_alive)
-        if heap:
-            self._arm(heap[0][0])
 
 
 # -- the proxy ----------------------------------------------------------------------------
@@ -354,9 +317,9 @@ class Proxy:
         self.upstream_pid = upstream_pid
         self.config = ProxyConfig()
         self.session: ClientSession | None = None
-        self.recorded: dict[tuple, bytes] = {}  # read key -> the answer's bytes (keep-alive form)
+        # read key -> the answer's bytes (keep-alive form) and status
+        self.recorded: dict[tuple, tuple[bytes, int]] = {}
         self.connections: set[Connection] = set()
-        self.answers = DueAnswers()
         self.frozen_connections: set[Connection] = set()
         self.reset_stats()
 
@@ -367,9 +330,10 @@ class Proxy:
         self.fault_counts = {kind: 0 for kind in FAULT_KINDS}
         self.throttled = 0
         self.frozen = 0
-        # One entry per request: [n, method, URL, fault, delay or None, status or None], made a
-        # dict by stats() (a list per request costs less than a dict on the hot path).
-        self.log: list[list] = []
+        # One entry per request: (n, method, URL, fault, delay or None, status or None), made a
+        # dict by stats() (a tuple or list per request costs less than a dict on the hot path). A
+        # request answered later has a list, whose status is filled in when it is answered.
+        self.log: list[tuple | list] = []
 
     def freeze(self) -> int:
         """Freeze every client connection open now; returns how many."""
@@ -397,45 +361,49 @@ class Proxy:
 
     def handle(self, conn: "Connection", req: Request) -> None:
         """Answer ``req`` on ``conn``: at once, after the delay, or through a task that goes upstream."""
-        if req.url.startswith("/__proxy__/"):
+        url = req.url
+        if url.startswith("/__proxy__/"):
             conn.send(response_bytes(*self.control(req), head=req.head, close=not req.keep_alive), req.keep_alive)
             return
         cfg = self.config
         self.requests += 1
         number = self.requests
-        if conn in self.frozen_connections:
+        if self.frozen_connections and conn in self.frozen_connections:
             self.frozen += 1
-            self.log.append([number, req.method, req.url, "frozen", None, None])
+            self.log.append((number, req.method, url, "frozen", None, None))
             conn.abort(reset=True)
             return
         if cfg.throttle is not None:
             json_protocol = req.json_protocol
             if not cfg.throttle.admit(throttle_prefix(req.path, req.body, json_protocol), time.monotonic()):
                 self.throttled += 1
-                self.log.append([number, req.method, req.url, "throttle", None, None])
+                self.log.append((number, req.method, url, "throttle", None, None))
                 conn.send(response_bytes(*slow_down(json_protocol), head=req.head, close=not req.keep_alive),
                           req.keep_alive)
                 return
         delay = cfg.draw_delay_s()
         fault = cfg.draw_fault() if number > cfg.fault_after else None
-        entry = [number, req.method, req.url, fault, delay, None]
-        self.log.append(entry)
         key = req.read_key()
         if key is None:
             self.recorded.clear()  # it may change what any recording answered
         elif fault is None and key and cfg.replay:
-            answer = self.recorded.get(key)
-            if answer is not None:
+            recorded = self.recorded.get(key)
+            if recorded is not None:
+                answer, status = recorded
                 self.replayed += 1
                 self.served += 1
-                if not req.keep_alive:
+                self.log.append((number, req.method, url, None, delay, status))
+                keep_alive = req.keep_alive
+                if not keep_alive:
                     answer = answer.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
-                entry[5] = int(answer[9:12])
                 if delay:
-                    self.answers.add(delay, conn, answer, req.keep_alive)
+                    asyncio.get_running_loop().call_at(time.monotonic() + delay - TIMER_LEAD_S, conn.send, answer,
+                                                       keep_alive)
                 else:
-                    conn.send(answer, req.keep_alive)
+                    conn.send(answer, keep_alive)
                 return
+        entry = [number, req.method, url, fault, delay, None]
+        self.log.append(entry)
         conn.task = asyncio.ensure_future(self.answer_later(conn, req, delay, fault, entry, key))
 
     async def answer_later(self, conn: "Connection", req: Request, delay: float, fault: str | None,
@@ -461,7 +429,7 @@ class Proxy:
         if key is None:
             self.recorded.clear()
         if key and status < 500:
-            self.recorded[key] = response_bytes(status, headers, body, head=req.head)
+            self.recorded[key] = response_bytes(status, headers, body, head=req.head), status
         self.served += 1
         entry[5] = status
         conn.send(response_bytes(status, headers, body, head=req.head, close=not req.keep_alive), req.keep_alive)
@@ -511,6 +479,9 @@ class Proxy:
 class Connection(asyncio.Protocol):
     """One client connection: httptools parses its requests, which are answered one at a time, in order."""
 
+    __slots__ = ("proxy", "parser", "transport", "pending", "busy", "closed", "task",
+                 "_url", "_headers", "_wanted", "_body")
+
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
         self.parser = httptools.HttpRequestParser(self)
@@ -519,10 +490,14 @@ class Connection(asyncio.Protocol):
         self.busy = False
         self.closed = False
         self.task: asyncio.Future | None = None
+        self._next_message()
+
+    def _next_message(self) -> None:
+        """Empty the parts of the request being parsed (the next one's URL, headers and body)."""
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._wanted: dict[bytes, bytes] = {}
-        self._body: list[bytes] = []
+        self._body: list[bytes] | None = None
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -542,10 +517,8 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError:
             self.send(response_bytes(400, [], b"bad request", close=True), keep_alive=False)
 
-    # httptools callbacks
-    def on_message_begin(self) -> None:
-        self._url, self._headers, self._wanted, self._body = b"", [], {}, []
-
+    # httptools callbacks (a message's parts are emptied once it is complete, not at its beginning:
+    # one call fewer per request)
     def on_url(self, url: bytes) -> None:
         self._url += url
 
@@ -561,13 +534,21 @@ class Connection(asyncio.Protocol):
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
-        self._body.append(body)
+        if self._body is None:
+            self._body = [body]
+        else:
+            self._body.append(body)
 
     def on_message_complete(self) -> None:
-        self.pending.append(Request(self.parser.get_method().decode(), self._url.decode("latin-1"), self._headers,
-                                    self._wanted, b"".join(self._body), self.parser.should_keep_alive()))
-        if not self.busy:
-            self.next()
+        parser = self.parser
+        req = Request(parser.get_method().decode(), self._url.decode("latin-1"), self._headers, self._wanted,
+                      b"".join(self._body) if self._body else b"", parser.should_keep_alive())
+        self._next_message()
+        if self.busy or self.closed:
+            self.pending.append(req)  # answered after those before it (never, once closed)
+        else:
+            self.busy = True
+            self.proxy.handle(self, req)
 
     # answering
     def next(self) -> None:
