@@ -463,6 +463,7 @@ def test_bench_cli_quick_end_to_end(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FANOUT_", "AWS_", "PYTEST_XDIST_"))}
     cmd = [sys.executable, "-m", "lambda_fanout_dev.bench", "--quick", "--workload", "frequency", "--workload", "s3",
            "--items", "8", "--rounds", "1", "--out", str(tmp_path), "--save", "first"]
+    before = set(_proxies())  # another run's proxies on the same machine are not this run's to check
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     md = (tmp_path / "report.md").read_text()
@@ -488,9 +489,14 @@ def test_bench_cli_quick_end_to_end(tmp_path):
     assert "## Change against 0001_first" in again.stdout and "| frequency sequential |" in again.stdout
     assert len((tmp_path / history.HISTORY).read_text().splitlines()) == 2
     # Nothing left running: no moto server or proxy started by this run survives it.
-    leftover = subprocess.run(["pgrep", "-f", "lambda_fanout_dev.proxy --upstream"], capture_output=True, text=True)
-    mine = [pid for pid in leftover.stdout.split() if _parent_is_gone(pid)]
+    mine = [pid for pid in _proxies() if pid not in before and _parent_is_gone(pid)]
     assert not mine
+
+
+def _proxies() -> list[str]:
+    """The pids of every bench proxy running on the machine."""
+    found = subprocess.run(["pgrep", "-f", "lambda_fanout_dev.proxy --upstream"], capture_output=True, text=True)
+    return found.stdout.split()
 
 
 def test_bench_cli_rejects_a_bad_compare_reference_before_running(tmp_path):
