@@ -94,11 +94,3 @@ def test_a_stop_calls_each_stop_hook_and_no_state_goes_back():
     run.wind_down()
     run.settle(0, "late")
     assert got[0].error.started is True and run.counts() == (2, 0, 0, 2)
-
-
-def test_a_wrapped_task_runs_in_place_of_the_task():
-    run = Run(lambda item: item * 2, [1, 2], collect=False, deadline=None, margin_ms=MARGIN_MS)
-    run.wrap_task(lambda fn: lambda item: fn(item) + 1)
-    for job in run.jobs:
-        run.execute(job)
-    assert run.finish() == [3, 5]

@@ -12,9 +12,8 @@ own slot. A strategy pulls jobs from :attr:`Run.jobs` and runs each with
 :meth:`Run.execute` (blocking form) or ``await`` :meth:`Run.aexecute` (coroutine form),
 or, when it ships records elsewhere, starts and reports each itself through the start
 protocol (:meth:`Run.begin`, :meth:`Run.unbegin`, :meth:`Run.settle`, :meth:`Run.fail`,
-:meth:`Run.fatal_error`). It never writes the ledger's fields: it wraps the task
-(:meth:`Run.wrap_task`), adds a stop hook (:meth:`Run.add_stop_hook`) or winds down
-(:meth:`Run.wind_down`).
+:meth:`Run.fatal_error`). It never writes the ledger's fields: it adds a stop hook
+(:meth:`Run.add_stop_hook`) or winds down (:meth:`Run.wind_down`).
 
 States, named as concurrent.futures names a future's:
 
@@ -297,10 +296,6 @@ class Run:
         return self.input is READING
 
     # -- what a strategy may change ---------------------------------------------------------
-
-    def wrap_task(self, wrapper: Callable[[Callable[[Any], Any]], Callable[[Any], Any]]) -> None:
-        """Run ``wrapper(task)`` instead of the task from now on (call it before any job runs)."""
-        self.fn = wrapper(self.fn)
 
     def add_stop_hook(self, callback: Callable[[], None]) -> None:
         """Have :meth:`stop` call ``callback``: how records running elsewhere stop there too."""
