@@ -141,6 +141,14 @@ def test_a_tight_difference_below_the_minimum_effect_is_not_measurable():
     assert not r.measurable
 
 
+@pytest.mark.parametrize("a,b", [([1.0, 2.0, float("nan")], [3.0, 3.0]), ([1.0, float("inf")], [1.0]),
+                                  ([1.0], [0.0]), ([-1.0, 2.0], [1.0])])
+def test_a_ratio_of_times_that_are_not_positive_finite_numbers_is_refused(a, b):
+    # A NaN round would otherwise decide a verdict that no interval supports.
+    with pytest.raises(ValueError, match="positive, finite"):
+        stats.ratio(a, b)
+
+
 def test_iqr_and_bad_input():
     assert stats.iqr([1, 2, 3, 4, 5]) == (2, 4)
     assert stats.iqr([7.0]) == (7.0, 7.0)
