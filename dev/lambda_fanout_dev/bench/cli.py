@@ -223,8 +223,11 @@ def run_label(label: str, run_opts: Options, env: dict, out: Path, doc: dict, no
             continue
         if venv != "main":
             wait_for_peers_venv()
-        if venv != "main" and not peers_python.exists():
-            reason = f"{PEERS_VENV_DIR} not found: ./build.sh bench creates it from requirements/peers.txt"
+        # Only a whole one: ./build.sh writes the stamp once every pinned wheel is installed
+        # (another run may be making it at this moment).
+        if venv != "main" and not (peers_python.exists() and (REPO / PEERS_VENV_DIR / ".fanout-stamp").exists()):
+            reason = (f"{PEERS_VENV_DIR} not found or not complete: ./build.sh bench creates it from "
+                      "requirements/peers.txt (see its output above for why it could not)")
             doc["skipped"] += [{"workload": c.workload.name, "impl": c.impl, "kind": c.kind, "skipped": reason,
                                 "section": section} for c in todo]
             continue
