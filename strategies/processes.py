@@ -19,12 +19,13 @@ from .base import WINDOW_PER_WORKER, CallPool, Strategy, drive_window
 _current = threading.local()  # the Lease of the call a driver thread works for
 
 #: After killing the busy workers at the deadline (or after a fatal error), how long
-#: at most to wait for their driver threads to tell the ledger which records had begun:
-#: the kernel closes a killed process's pipes at once, so this is milliseconds. Never
-#: more than half the deadline margin.
+#: at most to wait, in all, for them to be gone and for their driver threads to tell
+#: the ledger which records had begun: the kernel ends a killed process and closes its
+#: pipes at once, so this is milliseconds. Never more than half the deadline margin,
+#: so the call still returns inside it on a busy machine.
 _SETTLE_S = 0.25
-#: After killing the busy workers, how long at most to wait for them to be gone, so
-#: that which records each had begun is final (SIGKILL takes microseconds).
+#: Of that, how long at most to wait for the killed workers to be gone, so that which
+#: records each had begun is final (SIGKILL takes microseconds).
 _KILLED_S = 0.05
 
 
@@ -157,9 +158,10 @@ class ProcessesStrategy(Strategy):
                     # Deadline or fatal error: kill what still runs, so each driver thread
                     # returns now and the ledger learns which records had begun; the
                     # records a killed worker never began are known here already.
-                    for index in lease.interrupt(_KILLED_S):
+                    budget = min(_SETTLE_S, run.margin_ms / 2000)
+                    end = time.monotonic() + budget
+                    for index in lease.interrupt(min(_KILLED_S, budget / 2)):
                         run.unbegin(index)
-                    end = time.monotonic() + min(_SETTLE_S, run.margin_ms / 2000)
                     for _ in range(submitted):
                         try:
                             settled.get(timeout=max(end - time.monotonic(), 0.0))

@@ -21,6 +21,9 @@ import lambda_fanout
 import xproc
 
 MARGIN_MS = 100
+#: How long before the margin an item must begin for its BaseException to be certain to
+#: reach the caller (see the property).
+LATE_S = MARGIN_MS / 2000
 
 
 Boom = xproc.Boom  # defined there: a worker then imports only that light module
@@ -51,7 +54,7 @@ def source(n, fault_at, reads):
 def test_every_program_keeps_the_contract(strategy_name, monkeypatch, fake_context, program):
     monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, str(MARGIN_MS))
     actions, fault_at, remaining_ms, errors, workers = program
-    log = xproc.Log()
+    log = xproc.TimedLog()
     reads: list[int] = []
     release = xproc.Flag()
     threads_before = threading.active_count()
@@ -66,8 +69,9 @@ def test_every_program_keeps_the_contract(strategy_name, monkeypatch, fake_conte
     finally:
         returned_with_ms = None if ctx is None else ctx.get_remaining_time_in_millis()
         release.set()
-        started = log.entries()
+        started_at = log.entries()
         log.remove()
+    started = [i for i, _ in started_at]
 
     # The return time: before the Lambda deadline (the margin is what the call may use).
     if ctx is not None:
@@ -76,10 +80,16 @@ def test_every_program_keeps_the_contract(strategy_name, monkeypatch, fake_conte
     assert len(started) == len(ran), "an item ran twice"
     assert ran <= set(reads), "an item ran that was never read"
     fatal_started = [i for i in ran if actions[i] in BASE_ERRORS]
+    fatal_types = {BASE_ERRORS[actions[i]] for i in fatal_started}
+    # An item that begins just before the margin may still be on its way out (a worker
+    # process between its start and its reply) when the call is cut: it may then be
+    # reported as started and not finished. One that began earlier has raised by then.
+    cut_at = None if ctx is None else ctx.deadline - MARGIN_MS / 1000 - LATE_S
+    fatal_in_time = [i for i, at in started_at if actions[i] in BASE_ERRORS and (cut_at is None or at < cut_at)]
 
-    if fatal_started:
+    if fatal_in_time or (fatal_started and type(raised) in fatal_types):
         # A BaseException from a task propagates unchanged: never swallowed, never a deadline.
-        assert type(raised) in {BASE_ERRORS[actions[i]] for i in fatal_started}, repr(raised)
+        assert type(raised) in fatal_types, repr(raised)
     elif isinstance(raised, InputBroke):
         assert len(reads) == fault_at, "the input error was raised before the input reached it"
     elif errors == "collect":
@@ -93,7 +103,7 @@ def test_every_program_keeps_the_contract(strategy_name, monkeypatch, fake_conte
         for outcome in got:
             i = outcome.index
             if outcome.ok:
-                assert i in ran and actions[i] not in ("raise", "hang") and outcome.value == i * 7
+                assert i in ran and actions[i] not in ("raise", "hang", *BASE_ERRORS) and outcome.value == i * 7
             elif isinstance(outcome.error, Boom):
                 assert i in ran and actions[i] == "raise"
             else:

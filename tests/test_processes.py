@@ -798,3 +798,16 @@ def test_a_task_that_execs_another_program_fails_its_item_without_waiting_for_it
     assert time.monotonic() - t0 < 60  # far from the two minutes the program would hold the call
     assert "worker process exited" in str(out[0].error)
     assert [o.value for o in out[1:]] == [1, 2, 3]
+
+
+def test_a_killed_worker_whose_child_holds_its_pipes_still_returns_inside_the_margin(fake_context, monkeypatch):
+    """A task's forked child keeps the killed worker's pipes open, so its end is never seen: the call
+    waits at most half the margin for it, and reports the items as not finished."""
+    monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, "100")
+    ctx = fake_context(500)
+    out = lambda_fanout.map(xproc.fork_then_hang, [1, 1], strategy="processes", max_workers=2,
+                            errors="collect", context=ctx)
+    left = ctx.get_remaining_time_in_millis()
+    assert left > 0, f"returned {-left} ms after the Lambda deadline"
+    assert [type(o.error) for o in out] == [DeadlineExceeded, DeadlineExceeded]
+    assert lambda_fanout.map(xproc.square, [7], strategy="processes") == [49]

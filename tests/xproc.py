@@ -1076,6 +1076,14 @@ def exec_on_zero(x):
     return x
 
 
+def fork_then_hang(x):
+    """Forks a child that holds the worker's pipes for ``x`` seconds, then hangs until killed."""
+    if os.fork() == 0:
+        time.sleep(x)
+        os._exit(0)
+    time.sleep(600)
+
+
 class PowertoolsHandler:
     """test_powertools' record handler, called as Powertools calls one: ``handler(record=<data class>)``.
 
