@@ -204,19 +204,44 @@ cmd_bench() {
   # peers' cases, which run after the main ones: it is made beside those, at idle priority on
   # the last CPU (the endpoint's, whose proxy runs at real-time priority where allowed), and
   # the bench waits for it only before the peers' cases. Once made, this takes a second.
-  local ready peers status
+  local ready peers bench status=0 stopped=""
   ready=$(mktemp)
   ( chrt --idle -p 0 "$BASHPID" >/dev/null 2>&1 || renice -n 19 -p "$BASHPID" >/dev/null 2>&1 || true
     taskset -p -c "$(($(nproc) - 1))" "$BASHPID" >/dev/null 2>&1 || true
     bootstrap_peers
-    echo done > "$ready" ) &
+    # Told only while the run still listens; a file removed means the run is over.
+    if [ -e "$ready" ]; then echo done > "$ready"; fi ) &
   peers=$!
-  FANOUT_BENCH_PEERS_READY=$ready "$VENV/bin/python" -m lambda_fanout_dev.bench "$@" && status=0 || status=$?
-  # A run that needed no peer still leaves .venv-peers whole; a failed or interrupted one
-  # does not wait (the build finishes on its own, and an unfinished one is made anew next time).
-  [ "$status" != 0 ] || wait "$peers" || true
+  # The run goes in the background so that a signal reaches this script at once: Ctrl-C, or a
+  # kill of this script, stops the run (which then stops what it started: endpoint, suites,
+  # CPU quota) and the venv being made beside it. Nothing outlives an interrupted bench.
+  FANOUT_BENCH_PEERS_READY=$ready "$VENV/bin/python" -m lambda_fanout_dev.bench "$@" &
+  bench=$!
+  trap 'stopped=1; kill -TERM "$bench" 2>/dev/null || true' INT TERM HUP
+  while :; do
+    wait "$bench" && status=0 || status=$?
+    kill -0 "$bench" 2>/dev/null || break  # still running: the wait was cut by a signal
+  done
+  trap - INT TERM HUP
+  if [ -n "$stopped" ]; then
+    rm -f "$ready"
+    kill_tree "$peers"
+    return 130
+  fi
+  if [ -e "$ready" ] && [ ! -s "$ready" ]; then
+    log "$ROOT/.venv-peers is still being made in the background, at idle priority; a run that needs it waits for it"
+  fi
   rm -f "$ready"
   return "$status"
+}
+
+# Stop a process and every process it started (each held still while its children are found).
+kill_tree() {
+  local child
+  kill -STOP "$1" 2>/dev/null || return 0
+  for child in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$child"; done
+  kill -TERM "$1" 2>/dev/null || true
+  kill -CONT "$1" 2>/dev/null || true
 }
 
 cmd_layer() {

@@ -4,7 +4,7 @@ What every strategy shares goes here: argument checks and opening the ledger
 (:meth:`Strategy.start`), the per-strategy rules with their defaults (class attributes
 and methods a subclass overrides: ``needs_async_form``, ``concurrent``,
 ``runs_in_processes``, ``has_form_for``, ``default_workers``, ``auto_workers``, ``adapt``), and the
-drivers more than one strategy uses (:class:`CallPool`, :func:`drive_window`). What
+drivers more than one strategy uses (:func:`thread_pool`, :class:`CallPool`, :func:`drive_window`). What
 one strategy alone does goes in its own module; selection is in
 ``lambda_fanout.strategies``; every guarantee about records is the ledger's
 (``lambda_fanout._run``); ``auto`` is reached only through the run's meter
@@ -39,27 +39,32 @@ from .._task import Results, has_async_form, has_sync_form, sync_form
 WINDOW_PER_WORKER = 2
 
 
+def thread_pool(workers: int, name: str) -> Any:
+    """A ThreadPoolExecutor of ``workers`` threads named ``name``, for a :class:`CallPool`."""
+    from concurrent.futures import ThreadPoolExecutor  # on first use: no cost at import (cold start)
+
+    return ThreadPoolExecutor(workers, thread_name_prefix=name)
+
+
 class CallPool:
-    """A thread pool for one call of ``run``, shut down when the call ends.
+    """The threads of one call of ``run``, shut down when the call ends.
 
     On exit, jobs queued but not started are cancelled (the run would refuse to start
     them anyway), and the pool waits for the running ones only until the run's deadline,
     or not at all once a fatal error was recorded: a hung task keeps its thread, and
     its late result is written nowhere.
 
-    ``executor`` replaces the ThreadPoolExecutor of ``workers`` threads: a strategy's
-    own pool with ThreadPoolExecutor's ``shutdown`` that keeps its threads, as
-    ThreadPoolExecutor does, in ``_threads``.
+    ``executor`` is a :func:`thread_pool`, or a strategy's own pool with
+    ThreadPoolExecutor's ``shutdown`` that keeps its threads, as ThreadPoolExecutor
+    does, in ``_threads``. Each job runs in a copy of the run's context
+    (``Run.execute``), which under auto also holds the run's limiter (the meter entered
+    it there), so botocore's retry hook reports throttled attempts to it: the threads
+    themselves need no setup.
     """
 
-    def __init__(self, run: Run, workers: int, name: str, executor: Any = None) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
+    def __init__(self, run: Run, executor: Any) -> None:
         self.run = run
-        # Each job runs in a copy of the run's context (Run.execute), which under auto
-        # also holds the run's limiter (the meter entered it there), so botocore's retry
-        # hook reports throttled attempts to it: the threads themselves need no setup.
-        self.executor = executor or ThreadPoolExecutor(workers, thread_name_prefix=name)
+        self.executor = executor
 
     def __enter__(self) -> "CallPool":
         return self

@@ -14,7 +14,7 @@ from .._procpool.worker import serving
 from .._errors import ConfigError, DeadlineExceeded
 from .._run import Run
 from .._task import sync_form
-from .base import WINDOW_PER_WORKER, CallPool, Strategy, drive_window
+from .base import WINDOW_PER_WORKER, CallPool, Strategy, drive_window, thread_pool
 
 _current = threading.local()  # the Lease of the call a driver thread works for
 
@@ -146,7 +146,7 @@ class ProcessesStrategy(Strategy):
         settled: queue.SimpleQueue = queue.SimpleQueue()  # one token per chunk, once the ledger knows
         submitted = 0
         try:
-            with CallPool(run, self.max_workers, "fanout-processes") as threads:
+            with CallPool(run, thread_pool(self.max_workers, "fanout-processes")) as threads:
                 executor_submit = threads.executor.submit
 
                 def submit(chunk):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._run import Run
-from .base import CallPool, Strategy
+from .base import CallPool, Strategy, thread_pool
 
 
 class SequentialStrategy(Strategy):
@@ -28,7 +28,7 @@ class SequentialStrategy(Strategy):
             return
         from concurrent.futures import TimeoutError as FuturesTimeout
 
-        with CallPool(run, 1, "fanout-sequential") as pool:
+        with CallPool(run, thread_pool(1, "fanout-sequential")) as pool:
             for job in run.jobs:
                 try:
                     pool.executor.submit(execute, job).result(timeout=run.wait_timeout())

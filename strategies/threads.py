@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .._limiter import Meter
 
 from .._run import Run
-from .base import WINDOW_PER_WORKER, CallPool, Strategy, drive_window
+from .base import WINDOW_PER_WORKER, CallPool, Strategy, drive_window, thread_pool
 
 
 class ThreadsStrategy(Strategy):
@@ -40,8 +40,8 @@ class ThreadsStrategy(Strategy):
 
     def _drive(self, run: Run) -> None:
         meter = run.meter
-        executor = None if meter is None else LimitPool(meter, run.execute, "fanout")
-        with CallPool(run, self.max_workers, "fanout", executor) as pool:
+        executor = thread_pool(self.max_workers, "fanout") if meter is None else LimitPool(meter, run.execute, "fanout")
+        with CallPool(run, executor) as pool:
             submit = partial(pool.executor.submit, run.execute) if meter is None else pool.executor.submit
             drive_window(run, run.jobs, submit, self.max_workers * WINDOW_PER_WORKER, meter=meter)
 

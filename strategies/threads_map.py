@@ -6,7 +6,7 @@ from concurrent.futures import TimeoutError as FuturesTimeout
 from itertools import islice
 
 from .._run import Run
-from .base import WINDOW_PER_WORKER, CallPool, Strategy
+from .base import WINDOW_PER_WORKER, CallPool, Strategy, thread_pool
 
 #: Under auto, the smallest window handed to executor.map: its cost per window would
 #: swamp smaller ones.
@@ -31,7 +31,7 @@ class ThreadsMapStrategy(Strategy):
         size = (lambda: fixed) if meter is None else (lambda: max(meter.limit, MIN_AUTO_WINDOW))
         execute = run.execute if meter is None else meter.timed(run.execute)
         jobs = run.jobs
-        with CallPool(run, self.max_workers, "fanout") as pool:
+        with CallPool(run, thread_pool(self.max_workers, "fanout")) as pool:
             current = pool.executor.map(execute, list(islice(jobs, size())), timeout=run.wait_timeout())
             while True:
                 window = list(islice(jobs, size()))

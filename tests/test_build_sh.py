@@ -1,11 +1,15 @@
-"""./build.sh's help, and the bench's: plain text on stdout, every command and option documented."""
+"""./build.sh: its help and the bench's (plain text on stdout, every command and option documented), what
+``test`` runs, and a ``bench`` that stops everything it started."""
 
 from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -161,3 +165,53 @@ def test_bench_help_prints_at_once_and_builds_nothing(flag, tmp_path):
     assert proc.stdout.startswith("usage: ./build.sh bench")
     assert "--quick" in proc.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["build.sh", "dev", "python"]
+
+
+# -- ./build.sh bench: stopped from outside, it leaves nothing behind ---------------------------
+
+def _marked(mark: str) -> list[int]:
+    """The processes whose environment holds ``mark`` (every process a run started inherits it)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if mark.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT])
+def test_a_bench_run_stopped_from_outside_stops_everything_it_started(how, tmp_path):
+    stamp = Path(ROOT, ".venv", ".fanout-stamp")
+    if not stamp.exists() or stamp.stat().st_mtime < Path(ROOT, "requirements", "dev.txt").stat().st_mtime:
+        pytest.skip(".venv is missing or older than requirements/dev.txt: ./build.sh test makes it")
+    mark = f"FANOUT_TEST_RUN_MARK={uuid.uuid4().hex}"
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FANOUT_", "AWS_", "PYTEST_XDIST_"))}
+    env.update(dict([mark.split("=")]), TMPDIR=str(scratch))
+    proc = subprocess.Popen(["bash", BUILD_SH, "bench", "--quick", "--workload", "frequency", "--items", "8",
+                             "--no-memory-sweep", "--out", str(tmp_path / "out")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+    try:
+        seen = []
+        for line in proc.stdout:  # until the run's suite has begun its cases
+            seen.append(line)
+            if "==> main:" in line:
+                break
+        assert proc.poll() is None, "".join(seen)
+        time.sleep(2)
+        assert len(_marked(mark)) > 2  # the run, its endpoint and its suite
+        proc.send_signal(how)
+        rest = proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, "".join(seen) + rest
+    until = time.monotonic() + 10
+    while _marked(mark) and time.monotonic() < until:
+        time.sleep(0.1)
+    assert _marked(mark) == [], "processes of the run outlived it"
+    assert list(scratch.iterdir()) == [], "the run left its files behind"

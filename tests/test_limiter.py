@@ -370,6 +370,24 @@ def test_slow_start_grows_only_while_the_limit_is_in_use():
     assert lim.limit == _limiter.INITIAL_LIMIT and lim.peak == _limiter.INITIAL_LIMIT
 
 
+def test_jobs_of_an_earlier_run_that_end_late_leave_the_next_runs_count_in_flight_alone():
+    """Jobs left running by one invocation (hung, or a call beside the next one) that end
+    during the next: that run counts its own jobs in flight from zero, so when its own
+    fill the limit, slow start still sees it in use and grows."""
+    clock = [0.0]
+    lim = Limiter(256, clock=lambda: clock[0])
+    limit = lim.limit
+    leftovers = [lim.begin() for _ in range(limit)]
+    clock[0] += 1.0
+    lim.new_run()
+    for started in leftovers:
+        lim.end(started, ok=False)
+    mine = [lim.begin() for _ in range(limit)]
+    clock[0] += 0.01
+    lim.end(mine[0])  # the limit was in use: every other job of this run still in flight
+    assert lim.limit > limit
+
+
 def test_latency_alone_never_takes_the_limit_below_the_fixed_count_it_replaces():
     """A service that saturates at 2 in flight (or CPU-bound work, whose latency is its wait
     for the GIL and grows with any limit) after the limit grew on a flat one: it shrinks

@@ -383,13 +383,20 @@ class Limiter:
         """A job starts on any thread; returns its start time for :meth:`end`."""
         with self._lock:
             self._inflight += 1
-        return self.clock()
+            return self.clock()  # read under the lock: :meth:`new_run` tells its jobs by it
 
     def end(self, started: float, ok: bool = True) -> None:
-        """The job begun at ``started`` ended (any thread); see :meth:`sample`."""
+        """The job begun at ``started`` ended (any thread); see :meth:`sample`.
+
+        A job begun before the latest :meth:`new_run` (one left hung by an earlier
+        invocation, or a call running beside the one that began since) is no longer
+        counted in flight: that count restarted at zero.
+        """
         now = self.clock()
         with self._lock:
-            self._inflight = inflight = self._inflight - 1
+            if started >= self._origin:
+                self._inflight -= 1
+            inflight = self._inflight
         self._record(started, now, inflight, ok)
 
     def throttle(self) -> None:
