@@ -67,10 +67,14 @@ ensure_venv() {
 bootstrap() {
   local py
   py=$(find_python)
-  ensure_venv "$VENV" "$py" requirements/dev.txt
+  if ! ensure_venv "$VENV" "$py" requirements/dev.txt; then
+    log "could not make $VENV from requirements/dev.txt (pip's error is above). Check that this machine reaches the package index (or PIP_INDEX_URL's), then run the same command again: it starts the venv anew."
+    exit 1
+  fi
   if ! "$VENV/bin/python" -c "import lambda_fanout, lambda_fanout_dev, sys; sys.exit(not all(m.__file__.startswith('$ROOT/') for m in (lambda_fanout, lambda_fanout_dev)))" 2>/dev/null; then
     log "installing lambda-fanout (editable) into .venv"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . \
+      || { log "could not install this checkout into $VENV (pip's error is above); remove $VENV and run again"; exit 1; }
   fi
 }
 

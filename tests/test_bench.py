@@ -105,6 +105,25 @@ def test_real_quota_limits_a_child_where_the_machine_allows():
         q.close()
     # 0.1 s of CPU at 0.2 CPUs needs about 0.5 s of wall time; unthrottled it would take 0.1 s.
     assert float(out) > 0.25
+    assert not os.path.exists(q.path)
+
+
+def test_a_quota_is_removed_even_with_a_process_still_in_it():
+    """A process the client left behind (or one still exiting) is moved out, so no empty cgroup
+    stays behind after the run: the kernel never removes one on its own."""
+    q, why = quota.cpu_quota(0.5)
+    if q is None:
+        pytest.skip(f"this machine gives no CPU quota: {why}")
+    left = subprocess.Popen(["sleep", "30"])
+    try:
+        with open(q.procs_file, "w") as f:
+            f.write(str(left.pid))
+        q.close()
+        assert not os.path.exists(q.path), "the cgroup was left behind"
+        assert left.poll() is None  # moved out of the quota, not killed
+    finally:
+        left.kill()
+        left.wait()
 
 
 # -- statistics: a real difference is named, noise is not ------------------------------------

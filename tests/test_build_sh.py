@@ -167,6 +167,20 @@ def test_bench_help_prints_at_once_and_builds_nothing(flag, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["build.sh", "dev", "python"]
 
 
+def test_a_venv_that_cannot_be_made_says_what_to_do(tmp_path):
+    # build.sh beside a requirements file pip cannot satisfy (no index: nothing is fetched).
+    (tmp_path / "build.sh").write_text(Path(BUILD_SH).read_text())
+    (tmp_path / "requirements").mkdir()
+    (tmp_path / "requirements" / "dev.txt").write_text("no-such-package-for-fanout==1.0 --hash=sha256:" + "0" * 64 + "\n")
+    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": ""}
+    proc = subprocess.run(["bash", str(tmp_path / "build.sh"), "layer"], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path, env=env)
+    assert proc.returncode == 1, proc.stderr
+    assert "could not make" in proc.stderr and "requirements/dev.txt" in proc.stderr, proc.stderr
+    assert "run the same command again" in proc.stderr
+    assert not (tmp_path / ".venv" / ".fanout-stamp").exists()  # so the next run makes it anew
+
+
 # -- ./build.sh bench: stopped from outside, it leaves nothing behind ---------------------------
 
 def _marked(mark: str) -> list[int]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 import uuid
 
 from lambda_fanout._procpool.cpus import MB_PER_VCPU
@@ -61,11 +62,29 @@ class CpuQuota:
         with open(self.procs_file, "w") as f:
             f.write(str(os.getpid()))
 
-    def close(self) -> None:
-        try:
-            os.rmdir(self.path)
-        except OSError:
-            pass  # still has a process, or already gone: the kernel frees it when empty
+    def close(self, wait: float = 2.0) -> None:
+        """Remove the cgroup: a process still in it (one the child left behind, or one still
+        exiting) is moved to the parent cgroup first, out of the quota. A cgroup is never
+        removed by the kernel on its own, so one left here would stay until reboot."""
+        parent_procs = os.path.join(os.path.dirname(self.path), os.path.basename(self.procs_file))
+        until = time.monotonic() + wait
+        while True:
+            try:
+                with open(self.procs_file) as f:
+                    leftovers = f.read().split()
+                for pid in leftovers:
+                    try:
+                        _write(parent_procs, pid)
+                    except OSError:
+                        pass  # gone meanwhile
+                os.rmdir(self.path)
+                return
+            except FileNotFoundError:
+                return  # already removed
+            except OSError:
+                if time.monotonic() >= until:
+                    return  # the kernel still holds it (an exiting process): nothing more to do here
+                time.sleep(0.05)
 
     def describe(self) -> str:
         return f"{self.cpus:.3f} CPUs via cgroup {self.kind}"
