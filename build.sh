@@ -208,13 +208,17 @@ cmd_bench() {
   # peers' cases, which run after the main ones: it is made beside those, at idle priority on
   # the last CPU (the endpoint's, whose proxy runs at real-time priority where allowed), and
   # the bench waits for it only before the peers' cases. Once made, this takes a second.
-  local ready peers bench status=0 stopped=""
-  ready=$(mktemp)
+  # The build's own files (pip's temporary ones too) live in $scratch, removed whichever ends last.
+  local scratch ready peers bench status=0 stopped=""
+  scratch=$(mktemp -d)
+  ready=$scratch/peers-ready
+  : > "$ready"
   ( chrt --idle -p 0 "$BASHPID" >/dev/null 2>&1 || renice -n 19 -p "$BASHPID" >/dev/null 2>&1 || true
     taskset -p -c "$(($(nproc) - 1))" "$BASHPID" >/dev/null 2>&1 || true
-    bootstrap_peers
+    mkdir -p "$scratch/tmp"
+    TMPDIR=$scratch/tmp bootstrap_peers
     # Told only while the run still listens; a file removed means the run is over.
-    if [ -e "$ready" ]; then echo done > "$ready"; fi ) &
+    if [ -e "$ready" ]; then echo done > "$ready"; else rm -rf "$scratch"; fi ) &
   peers=$!
   # The run goes in the background so that a signal reaches this script at once: Ctrl-C, or a
   # kill of this script, stops the run (which then stops what it started: endpoint, suites,
@@ -230,12 +234,17 @@ cmd_bench() {
   if [ -n "$stopped" ]; then
     rm -f "$ready"
     kill_tree "$peers"
+    wait "$peers" 2>/dev/null || true
+    rm -rf "$scratch"
     return 130
   fi
-  if [ -e "$ready" ] && [ ! -s "$ready" ]; then
+  if [ -s "$ready" ] || ! kill -0 "$peers" 2>/dev/null; then
+    wait "$peers" 2>/dev/null || true
+    rm -rf "$scratch"
+  else
+    rm -f "$ready"  # the build removes $scratch when it ends
     log "$ROOT/.venv-peers is still being made in the background, at idle priority; a run that needs it waits for it"
   fi
-  rm -f "$ready"
   return "$status"
 }
 

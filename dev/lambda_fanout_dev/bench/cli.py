@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 from lambda_fanout import DEFAULT_MAX_WORKERS, STRATEGIES, ConfigError, get_strategy
@@ -38,6 +39,8 @@ from .chart import write_chart, write_limit_chart
 from .history import rows_from_pytest_benchmark
 
 SUITE = REPO / "tests" / "benchmarks" / "test_workloads.py"
+#: How long an interrupted suite may take to stop as on Ctrl-C before it is killed.
+SUITE_STOP_S = 10.0
 #: Where the embedded endpoint runs (None: anywhere); each suite's client keeps off it where it can.
 ENDPOINT_CPUS = endpoint_cpus()
 
@@ -137,21 +140,38 @@ def run_suite(python: str, opts: Options, env: dict, json_path: Path, label: str
     # start-up and imports at 128 MB's 0.07 CPUs would cost tens of seconds and measure nothing.
     opts = dataclasses.replace(opts, quota_procs=quota.procs_file if quota else None)
     proc = subprocess.Popen(cmd, cwd=REPO, env={**env, ENV_OPTIONS: opts.to_env()}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=(lambda: os.sched_setaffinity(0, pinned)) if pinned else None)
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=partial(_suite_child, pinned))
     try:
         tail = _progress(proc, label)
         proc.wait()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:  # the run was interrupted: the suite stops as pytest does on Ctrl-C
+            _stop(proc)
         if quota:
             quota.close()
     if proc.returncode not in (0, 5):  # 5: every case skipped
         say("".join(tail))
         return False, note
     return True, note
+
+
+def _suite_child(pinned: set[int] | None) -> None:
+    # In the suite's process before it starts: on its CPUs, and with Ctrl-C's default
+    # handling (a run started in the background inherits SIGINT ignored), which _stop uses.
+    if pinned:
+        os.sched_setaffinity(0, pinned)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _stop(proc: subprocess.Popen, grace: float = SUITE_STOP_S) -> None:
+    """Stop a suite as Ctrl-C does, so it removes its temporary files and stops its worker
+    processes; killed if it has not ended within ``grace`` seconds."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _read_skips(path: Path) -> list[dict]:
