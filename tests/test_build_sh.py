@@ -60,7 +60,7 @@ def bench_help() -> str:
 def bench_options(text: str) -> set[str]:
     """Every long option the bench's help lists (its usage line names them all)."""
     usage = text[:text.index("\n\n")]
-    return set(re.findall(r"\[(--[a-z][a-z-]*)", usage)) - {"--help"}
+    return set(re.findall(r"[\[|] ?(--[a-z][a-z-]*)", usage)) - {"--help"}  # "[--a X | --b]": both
 
 
 def test_bench_help_is_plain_text():

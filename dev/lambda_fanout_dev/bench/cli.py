@@ -24,8 +24,8 @@ from pathlib import Path
 from lambda_fanout import DEFAULT_MAX_WORKERS, STRATEGIES, ConfigError, get_strategy
 from lambda_fanout.bench.cases import REFERENCE, cases
 from lambda_fanout.bench.cost import ARCHITECTURES, MEMORY_RANGE_MB
-from lambda_fanout.bench.options import (DEFAULT_BUCKET, DEFAULT_MEMORY_MB, DEFAULT_TABLE, ENV_OPTIONS, FIXED_WORKERS,
-                                         Options)
+from lambda_fanout.bench.options import (CPU_SWEEP, DEFAULT_BUCKET, DEFAULT_MEMORY_MB, DEFAULT_TABLE, ENV_OPTIONS,
+                                         FIXED_WORKERS, FULL, Options)
 from lambda_fanout.bench.peers import PEERS_VENV_DIR
 from lambda_fanout.bench.report import build_markdown
 from lambda_fanout.bench.seeding import seed
@@ -70,18 +70,28 @@ def _memory(text: str) -> int:
     return value
 
 
+def _memory_sizes(text: str) -> tuple[int, ...]:
+    """Comma-separated Lambda memory sizes (128,1769), each checked as --memory-mb is."""
+    sizes = tuple(sorted({_memory(token.strip()) for token in text.split(",") if token.strip()}))
+    if not sizes:
+        raise argparse.ArgumentTypeError(f"expected memory sizes such as 128,1769, got {text!r}")
+    return sizes
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     # The module's docstring is the help text, kept as written (plain text, no markup).
     p = argparse.ArgumentParser(prog="./build.sh bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="fewer items, two passes of at least two rounds, the S3 memory sweep at 128 and 1769 MB only: about three minutes on two cores (CI and smoke tests)")
+    p.add_argument("--quick", action="store_true", help="fewer items, two passes of at least two rounds, no memory sweep unless --memory-sweep names its sizes: about two minutes on two cores (CI and smoke tests)")
     p.add_argument("--items", type=int, help="items per workload (default: per workload; 1,000 records for batch)")
     p.add_argument("--workers", type=_workers, help=f"worker counts or modes, a sweep when several: 8,32,64,auto (default {DEFAULT_MAX_WORKERS},{FIXED_WORKERS}: the library's default, and a fixed count beside it)")
     p.add_argument("--latency-ms", type=float, help="latency per I/O item for every I/O workload (default: each workload's own median)")
     p.add_argument("--workload", action="append", choices=list(WORKLOADS), help="run only this workload (repeatable; default: all)")
     p.add_argument("--memory-mb", type=_memory, default=DEFAULT_MEMORY_MB, help=f"Lambda memory to emulate and price (default {DEFAULT_MEMORY_MB})")
     p.add_argument("--arch", choices=ARCHITECTURES, default="x86_64", help="price for this architecture (default x86_64)")
-    p.add_argument("--no-memory-sweep", action="store_true", help="skip the memory sweep (s3 and cpu at other memory sizes)")
+    sweep = p.add_mutually_exclusive_group()
+    sweep.add_argument("--memory-sweep", type=_memory_sizes, metavar="SIZES", help=f"the memory sizes of the s3 sweep, e.g. 128,1769 (default {','.join(map(str, FULL.memory_sweep))}; none with --quick); the cpu workload runs at {','.join(map(str, CPU_SWEEP))} whenever there is a sweep")
+    sweep.add_argument("--no-memory-sweep", action="store_true", help="skip the memory sweep (s3 and cpu at other memory sizes)")
     p.add_argument("--endpoint-url", help="run against this endpoint (real AWS or S3-compatible) instead of the embedded one")
     p.add_argument("--bucket", default=DEFAULT_BUCKET, help=f"bucket for the S3 and batch workloads (default {DEFAULT_BUCKET})")
     p.add_argument("--table", default=DEFAULT_TABLE, help=f"table for the DynamoDB workload (default {DEFAULT_TABLE})")
@@ -102,7 +112,7 @@ def options(args: argparse.Namespace) -> Options:
         quick=args.quick, items=args.items, workers=args.workers, latency_ms=args.latency_ms,
         workloads=tuple(args.workload or ()), memory_mb=args.memory_mb, arch=args.arch,
         endpoint_url=args.endpoint_url, bucket=args.bucket, table=args.table, rounds=args.rounds,
-        memory_sweep=() if args.no_memory_sweep else None)
+        memory_sweep=() if args.no_memory_sweep else args.memory_sweep)
 
 
 def say(text: str) -> None:
