@@ -237,6 +237,23 @@ def fixed_row(impl, data, *, cpu=0.1, workers=None, check="ok", check_ok=True, k
 SEQ = [1.00, 1.01, 0.99, 1.00, 1.02, 0.98, 1.00, 1.01]
 
 
+def test_a_change_is_advised_only_for_a_row_measurably_faster_than_untuned():
+    """The advice never names a setting that is not shown to beat what an untuned function gets:
+    a noisy row tied with a faster one is not picked over the untuned default for being closer
+    to it; of the tie, only the rows measurably faster than the untuned one count."""
+    untuned = fixed_row("threads", [0.300, 0.302, 0.298, 0.301, 0.299, 0.300, 0.303, 0.297], workers="auto")
+    faster = {**fixed_row("asyncio", [0.200, 0.201, 0.199, 0.200, 0.202, 0.198, 0.200, 0.201], workers=16),
+              "profile": "lean"}
+    noisy = fixed_row("asyncio", [0.10, 0.45, 0.12, 0.40, 0.15, 0.35, 0.11, 0.42], workers="auto")
+    rows = [fixed_row("sequential", SEQ), untuned, faster, noisy]
+    pick, text = report.choose(rows)
+    assert pick is faster, text
+    assert report.untuned_clause(rows, pick).endswith("faster than untuned.")
+    # Without the faster row, nothing beats the untuned one: it is kept.
+    pick, text = report.choose([fixed_row("sequential", SEQ), untuned, noisy])
+    assert pick is untuned, text
+
+
 def test_bench_never_recommends_a_wrong_result():
     """README (bench): the report shows "whether the result was right" and "recommends a strategy per
     workload". A strategy whose results were wrong (here: threads, 3 records missing) is

@@ -208,7 +208,8 @@ def choose(rows: list[dict]) -> tuple[dict | None, str]:
 
     The fastest strategy is recommended only when its speed-up over sequential is
     measurable. Strategies measurably faster than sequential that no other is
-    measurably faster than tie (whichever has the lowest median); of a tie, the
+    measurably faster than tie (whichever has the lowest median), narrowed to those
+    measurably faster than the untuned setting where any is, else joined by it; of a tie, the
     untuned setting (no FANOUT_* settings) is kept where it is part of it, else
     the row closest to it (:func:`simplest`), unless others use measurably less client
     CPU, judged per round through the same noise control: then the simplest of those. No
@@ -254,6 +255,14 @@ def choose(rows: list[dict]) -> tuple[dict | None, str]:
     tied = [r for r in strategies if r is not ref and _speedup(ref, r, floor).b_faster
             and not any(ratio(r["data"], o["data"], min_effect=floor).b_faster for o in strategies if o is not r)]
     tied = tied or [best]
+    # Changing a setting is advised only for a row measurably faster than what an untuned
+    # function gets: when a row outside the tie is measurably faster than the untuned one,
+    # but no tied row is, the untuned one joins the tie (and, being the default, is kept).
+    untuned_row = untuned(strategies)
+    if (untuned_row is not None and untuned_row is not ref and untuned_row not in tied
+            and _speedup(ref, untuned_row, floor).b_faster):
+        better = [r for r in tied if ratio(untuned_row["data"], r["data"], min_effect=floor).b_faster]
+        tied = better or tied + [untuned_row]
     default = untuned(tied)
     anchor = default or simplest(tied)
     cheaper = [r for r in tied if r is not anchor and _cheaper(r, anchor, rows).a_faster]
