@@ -25,7 +25,8 @@ _current = threading.local()  # the Lease of the call a driver thread works for
 #: so the call still returns inside it on a busy machine.
 _SETTLE_S = 0.25
 #: Of that, how long at most to wait for the killed workers to be gone, so that which
-#: records each had begun is final (SIGKILL takes microseconds).
+#: records each had begun is final (SIGKILL takes microseconds; a forkserver child's end
+#: is seen once the forkserver reaps it).
 _KILLED_S = 0.05
 
 
@@ -158,9 +159,11 @@ class ProcessesStrategy(Strategy):
                     # Deadline or fatal error: kill what still runs, so each driver thread
                     # returns now and the ledger learns which records had begun; the
                     # records a killed worker never began are known here already.
+                    # With a margin of 0 there is no time to keep: the kill's wait is then
+                    # spent on knowing which records began.
                     budget = min(_SETTLE_S, run.margin_ms / 2000)
                     end = time.monotonic() + budget
-                    for index in lease.interrupt(min(_KILLED_S, budget / 2)):
+                    for index in lease.interrupt(min(_KILLED_S, budget) if budget else _KILLED_S):
                         run.unbegin(index)
                     for _ in range(submitted):
                         try:
@@ -194,7 +197,10 @@ class ProcessesStrategy(Strategy):
 
 def _settle_chunk(lease, run: Run, chunk: list[int], sizer) -> None:
     # Each record of the chunk that may still start is begun in the ledger, sent, and
-    # reported from the lease's reply.
+    # reported from the lease's reply. The worker is had first: one still being made
+    # (the first call starts the forkserver) cannot be killed at the deadline, so records
+    # begun while waiting for it would be reported as started.
+    lease.worker()
     begun = [index for index in chunk if run.begin(index)]
     while begun:
         reply = lease.run(run.fn.data, [run.pending[index] for index in begun], begun,

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import json
 import os
 import re
+import subprocess
+import sys
 import threading
 import time
 
@@ -800,14 +803,51 @@ def test_a_task_that_execs_another_program_fails_its_item_without_waiting_for_it
     assert [o.value for o in out[1:]] == [1, 2, 3]
 
 
-def test_a_killed_worker_whose_child_holds_its_pipes_still_returns_inside_the_margin(fake_context, monkeypatch):
-    """A task's forked child keeps the killed worker's pipes open, so its end is never seen: the call
-    waits at most half the margin for it, and reports the items as not finished."""
+def test_a_killed_worker_whose_child_holds_its_pipes_is_settled_inside_the_margin(fake_context, monkeypatch):
+    """A task's forked child keeps the killed worker's pipe open, so no end of it ever comes:
+    the worker's end is seen from its process instead. The items it finished keep their
+    results, and the call returns inside the margin."""
     monkeypatch.setenv(lambda_fanout.ENV_DEADLINE_MARGIN_MS, "100")
     ctx = fake_context(500)
-    out = lambda_fanout.map(xproc.fork_then_hang, [1, 1], strategy="processes", max_workers=2,
+    out = lambda_fanout.map(xproc.fork_and_hang_on_5, range(10), strategy="processes", max_workers=1,
                             errors="collect", context=ctx)
     left = ctx.get_remaining_time_in_millis()
     assert left > 0, f"returned {-left} ms after the Lambda deadline"
-    assert [type(o.error) for o in out] == [DeadlineExceeded, DeadlineExceeded]
+    assert [o.value for o in out[:5]] == [0, 1, 2, 3, 4], out[:5]
+    assert isinstance(out[5].error, DeadlineExceeded) and out[5].error.started
+    assert all(isinstance(o.error, DeadlineExceeded) and not o.error.started for o in out[6:])
     assert lambda_fanout.map(xproc.square, [7], strategy="processes") == [49]
+
+
+COLD_CALL = """
+import json, os, sys, time
+sys.path.insert(0, sys.argv[1])
+import lambda_fanout, xproc
+from fakes import FakeContext
+
+if __name__ == "__main__":
+    items = [{"i": i, "s": 0.05, "dir": sys.argv[2]} for i in range(24)]
+    out = lambda_fanout.map(xproc.mark_start, items, strategy="processes", max_workers=8, errors="collect",
+                            context=FakeContext(150))
+    print(json.dumps([o.index for o in out if not o.ok and o.error.started]))
+"""
+
+
+def test_records_cut_while_the_first_workers_start_are_reported_not_started(tmp_path):
+    """The first call in a process starts the forkserver; a deadline that passes meanwhile cuts
+    records that never ran, and each is reported not started (safe to redeliver), never as
+    started. Run in a fresh interpreter, where the forkserver does not run yet."""
+    marks = tmp_path / "started"
+    marks.mkdir()
+    for _ in range(3):
+        for f in marks.iterdir():
+            f.unlink()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FANOUT_")}
+        proc = subprocess.run([sys.executable, "-c", COLD_CALL, os.path.dirname(__file__), str(marks)],
+                              capture_output=True, text=True, timeout=120,
+                              env={**env, lambda_fanout.ENV_DEADLINE_MARGIN_MS: "50"})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        reported_started = set(json.loads(proc.stdout.splitlines()[-1]))
+        time.sleep(0.5)  # a record on its way into a worker would have written its file by now
+        ran = {int(f.name) for f in marks.iterdir()}
+        assert reported_started <= ran, f"reported started but never ran: {sorted(reported_started - ran)}"

@@ -1076,12 +1076,22 @@ def exec_on_zero(x):
     return x
 
 
-def fork_then_hang(x):
-    """Forks a child that holds the worker's pipes for ``x`` seconds, then hangs until killed."""
-    if os.fork() == 0:
-        time.sleep(x)
-        os._exit(0)
-    time.sleep(600)
+def mark_start(item):
+    """Writes a file named after item["i"] into item["dir"] as it starts, then sleeps item["s"] seconds."""
+    with open(os.path.join(item["dir"], str(item["i"])), "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(item["s"])
+    return item["i"]
+
+
+def fork_and_hang_on_5(x):
+    """Item 5 forks a child that holds the worker's pipes for a second, then hangs until killed."""
+    if x == 5:
+        if os.fork() == 0:
+            time.sleep(1)
+            os._exit(0)
+        time.sleep(600)
+    return x
 
 
 class PowertoolsHandler:

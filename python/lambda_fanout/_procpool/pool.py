@@ -213,14 +213,19 @@ class Worker:
 
     def _receive(self, until: float | None) -> bytes | None:
         # The next reply; None once the worker is gone (past `until` it is killed first).
+        # A killed worker is gone when its process is, even while a child it forked still
+        # holds its pipe open (no EOF would come): what it finished is in the arena.
         conn = self.conn
         try:
             if until is not None and not self.interrupted and not conn.poll(max(until - time.monotonic(), 0.0)):
                 self.interrupt()
-            if self.interrupted and not conn.poll(_DEATH_S):
-                return None
+            if self.interrupted and not conn.poll(0):
+                from multiprocessing.connection import wait
+
+                if conn not in wait([conn, self.process.sentinel], _DEATH_S):
+                    return None
             return conn.recv_bytes()
-        except (EOFError, OSError):
+        except (EOFError, OSError, ValueError):
             return None
 
     def unstarted(self, sent: list | None, timeout: float) -> list:
@@ -329,11 +334,13 @@ class ProcessPool:
             self.started += 1
         return Worker(self._ctx, self._board_fd)
 
-    def release(self, worker: Worker, keep: int, *, replace: bool = False) -> None:
+    def release(self, worker: Worker, keep: int, *, replace: bool = False, later: list | None = None) -> None:
         """Take ``worker`` back, or discard it if ``keep`` workers are idle already.
 
         A dead or killed worker is discarded; with ``replace`` a new one starts at
         once and imports the same task in the background, so the next call finds it ready.
+        Given ``later``, starting it (milliseconds per process) is left to
+        :meth:`start_later`, on a thread of its own: ``later`` gets its task.
         """
         if worker.startup_ms is not None and worker.started:
             self.startup_ms.append(worker.startup_ms)
@@ -348,12 +355,35 @@ class ProcessPool:
             replace = replace and not healthy and len(self._idle) < keep
             if replace:
                 self.started += 1
-        if replace:
-            fresh = Worker(self._ctx, self._board_fd)
-            if worker.task is not None:
-                fresh.preload(worker.task, worker.env)
-            with self._lock:
-                self._idle.append(fresh)
+        if not replace:
+            return
+        if later is not None:
+            later.append((worker.task, worker.env))
+        else:
+            self._start_idle(worker.task, worker.env)
+
+    def start_later(self, tasks: list) -> None:
+        """Start an idle worker for each ``(task, env)`` of ``tasks`` (from :meth:`release`) on
+        a thread of its own, importing its task: the caller may be returning at its deadline."""
+        if not tasks:
+            return
+
+        def start() -> None:
+            try:
+                for task, env in tasks:
+                    self._start_idle(task, env)
+            except Exception:  # noqa: BLE001 - no one to tell here: the next call that needs one starts it
+                pass
+
+        threading.Thread(target=start, name="fanout-replace", daemon=True).start()
+
+    def _start_idle(self, task: bytes | None, env: dict | None) -> None:
+        # A new idle worker, importing ``task`` in the background.
+        fresh = Worker(self._ctx, self._board_fd)
+        if task is not None:
+            fresh.preload(task, env)
+        with self._lock:
+            self._idle.append(fresh)
 
     def _reap(self) -> None:
         # Close the processes that have exited (their sentinels are fds); never blocks.
@@ -536,13 +566,16 @@ class Lease:
         return unstarted
 
     def close(self) -> None:
-        """Give every worker back to the pool, a killed one replaced; never waits for a process."""
+        """Give every worker back to the pool, a killed one replaced; never waits for a process,
+        nor starts one on the caller's thread (see :meth:`ProcessPool.release`)."""
         with self._lock:
             held, self.held = self.held, []
             self._closed = True
+        later: list = []
         for worker in held:
-            self.pool.release(worker, self.keep, replace=True)
+            self.pool.release(worker, self.keep, replace=True, later=later)
         self.pool.free_slot(self.slot)
+        self.pool.start_later(later)
 
 
 _pool: ProcessPool | None = None
