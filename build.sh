@@ -177,6 +177,11 @@ property_tests() {
 # be built, the bench still runs and reports those peers as skipped, with the reason.
 bootstrap_peers() {
   local venv=$ROOT/.venv-peers
+  # One build at a time: another run's build of the same venv is waited for, never undone.
+  if command -v flock >/dev/null 2>&1; then
+    exec 9>"$ROOT/.venv-peers.lock"
+    flock 9
+  fi
   # --no-compile: the peers' suite imports a few dozen of their modules (compiled then, once),
   # so byte-compiling all of them up front would double the time this takes.
   if ! ensure_venv "$venv" "$(find_python)" requirements/peers.txt --no-compile; then

@@ -196,8 +196,9 @@ def _marked(mark: str) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT])
-def test_a_bench_run_stopped_from_outside_stops_everything_it_started(how, tmp_path):
+@pytest.mark.parametrize("how, to_group", [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGHUP, True)])
+def test_a_bench_run_stopped_from_outside_stops_everything_it_started(how, to_group, tmp_path):
+    """A kill of build.sh, Ctrl-C, or a hangup of the terminal (which reaches the whole group)."""
     stamp = Path(ROOT, ".venv", ".fanout-stamp")
     if not stamp.exists() or stamp.stat().st_mtime < Path(ROOT, "requirements", "dev.txt").stat().st_mtime:
         pytest.skip(".venv is missing or older than requirements/dev.txt: ./build.sh test makes it")
@@ -208,7 +209,8 @@ def test_a_bench_run_stopped_from_outside_stops_everything_it_started(how, tmp_p
     env.update(dict([mark.split("=")]), TMPDIR=str(scratch))
     proc = subprocess.Popen(["bash", BUILD_SH, "bench", "--quick", "--workload", "frequency", "--items", "8",
                              "--no-memory-sweep", "--out", str(tmp_path / "out")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
+                            start_new_session=True)
     try:
         seen = []
         for line in proc.stdout:  # until the suite has run a case on worker processes (they stay up)
@@ -217,7 +219,10 @@ def test_a_bench_run_stopped_from_outside_stops_everything_it_started(how, tmp_p
                 break
         assert proc.poll() is None, "".join(seen)
         assert len(_marked(mark)) > 3  # the run, its endpoint, its suite and its worker processes
-        proc.send_signal(how)
+        if to_group:
+            os.killpg(proc.pid, how)
+        else:
+            proc.send_signal(how)
         rest = proc.communicate(timeout=60)[0]
     finally:
         if proc.poll() is None:

@@ -168,9 +168,12 @@ def run_suite(python: str, opts: Options, env: dict, json_path: Path, label: str
 def _suite_child(pinned: set[int] | None) -> None:
     # In the suite's process before it starts: on its CPUs, and with Ctrl-C's default
     # handling (a run started in the background inherits SIGINT ignored), which _stop uses.
+    # A hangup reaches it through the run, which then stops it that way: the hangup itself
+    # would end it at once, its temporary files left behind.
     if pinned:
         os.sched_setaffinity(0, pinned)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def _stop(proc: subprocess.Popen, grace: float = SUITE_STOP_S) -> None:
@@ -343,8 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.compare:
         history.load_run(args.compare, out)  # a bad reference fails now, not after the run
-    # SIGTERM ends the run like Ctrl-C does, so the finally below stops what was started.
-    signal.signal(signal.SIGTERM, _interrupt)
+    # SIGTERM and a hangup end the run like Ctrl-C does, so the finally below stops what was
+    # started (the endpoint runs in sessions of its own, which a hangup never reaches).
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
     endpoint = None
     started = time.monotonic()
     command = f"./build.sh bench {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip()
