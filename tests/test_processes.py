@@ -851,3 +851,22 @@ def test_records_cut_while_the_first_workers_start_are_reported_not_started(tmp_
         time.sleep(0.5)  # a record on its way into a worker would have written its file by now
         ran = {int(f.name) for f in marks.iterdir()}
         assert reported_started <= ran, f"reported started but never ran: {sorted(reported_started - ran)}"
+
+
+def test_a_process_the_task_started_is_killed_with_its_worker_at_the_deadline(fake_context, tmp_path):
+    """Nothing of the call runs on after it: the worker killed at the deadline takes the
+    processes its task started with it."""
+    pid_file = tmp_path / "child"
+    out = lambda_fanout.map(xproc.start_sleep_and_hang, [str(pid_file)], strategy="processes", max_workers=1,
+                            errors="collect", context=fake_context(1500))
+    assert isinstance(out[0].error, DeadlineExceeded) and out[0].error.started
+    child = int(pid_file.read_text())
+    until = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < until:
+        time.sleep(0.02)
+    assert not _alive(child), "the task's child process outlived the call"
+
+
+def _alive(pid: int) -> bool:
+    # Running, not a zombie waiting to be reaped.
+    return _state(pid) not in (None, "Z")

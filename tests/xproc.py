@@ -1076,6 +1076,16 @@ def exec_on_zero(x):
     return x
 
 
+def start_sleep_and_hang(path):
+    """Starts a ``sleep`` that would outlive the call, writes its pid to ``path``, then hangs."""
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "60"])
+    with open(path, "w") as f:
+        f.write(str(child.pid))
+    time.sleep(600)
+
+
 def mark_start(item):
     """Writes a file named after item["i"] into item["dir"] as it starts, then sleeps item["s"] seconds."""
     with open(os.path.join(item["dir"], str(item["i"])), "w") as f:

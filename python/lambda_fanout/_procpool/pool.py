@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import threading
 import time
 # Annotations only (postponed by `from __future__ import annotations`): typing is
@@ -251,8 +252,14 @@ class Worker:
         return not self.interrupted and self.process.exitcode is None
 
     def interrupt(self) -> None:
-        """Kill the process now (any thread): a blocked :meth:`call` raises Killed."""
+        """Kill the process now (any thread), with the processes its task started in its
+        group (see :func:`~lambda_fanout._procpool.worker.serve`): a blocked :meth:`call` raises Killed."""
         self.interrupted = True
+        try:
+            if self.process.exitcode is None:  # never a pid reused after the worker's end
+                os.killpg(self.process.pid, signal.SIGKILL)
+        except (ValueError, OSError, AttributeError, TypeError):
+            pass  # no group of its own (yet): the worker alone, below
         try:
             self.process.kill()
         except (ValueError, OSError, AttributeError):

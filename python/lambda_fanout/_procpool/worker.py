@@ -51,6 +51,12 @@ def serve(conn, board_fd: Fd, arena_fd: Fd) -> None:
     _serving = True
     # Ctrl-C reaches the whole process group; the caller decides what it stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A group of its own, which the processes a task starts join: a worker killed at the
+    # deadline is killed with them (Worker.interrupt), so none of them runs on.
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass  # the caller then kills the worker alone
     # A task that execs another program must not hand it our end of the pipe: the
     # caller sees the pipe close at once, as if the worker had exited.
     os.set_inheritable(conn.fileno(), False)
