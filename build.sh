@@ -237,8 +237,9 @@ cmd_bench() {
   done
   trap - INT TERM HUP
   if [ -n "$stopped" ]; then
+    # Only a build still running (it says "done" before it ends): never a pid reused since.
+    [ -s "$ready" ] || kill_tree "$peers"
     rm -f "$ready"
-    kill_tree "$peers"
     wait "$peers" 2>/dev/null || true
     rm -rf "$scratch"
     return 130
