@@ -303,6 +303,7 @@ class ProcessPool:
         self._ctx = multiprocessing.get_context(method)
         self._idle: list[Worker] = []
         self._dying: list[Any] = []
+        self._starting: list[threading.Thread] = []  # start_later's threads still running
         self._lock = threading.Lock()
         self.pid = os.getpid()
         self.started = 0
@@ -382,7 +383,10 @@ class ProcessPool:
             except Exception:  # noqa: BLE001 - no one to tell here: the next call that needs one starts it
                 pass
 
-        threading.Thread(target=start, name="fanout-replace", daemon=True).start()
+        thread = threading.Thread(target=start, name="fanout-replace", daemon=True)
+        with self._lock:  # started under the lock: shutdown never finds it unstarted
+            self._starting = [t for t in self._starting if t.is_alive()] + [thread]
+            thread.start()
 
     def _start_idle(self, task: bytes | None, env: dict | None) -> None:
         # A new idle worker, importing ``task`` in the background.
@@ -413,6 +417,10 @@ class ProcessPool:
 
     def shutdown(self) -> None:
         """Stop every idle worker and wait for them (tests; a Lambda never needs to)."""
+        with self._lock:
+            starting, self._starting = self._starting, []
+        for thread in starting:  # replacements on their way in (start_later) are stopped too
+            thread.join(10.0)
         with self._lock:
             idle, self._idle = self._idle, []
             dying, self._dying = self._dying, []
