@@ -170,7 +170,12 @@ def test_worker_that_exits_is_reported_and_replaced(pool):
     with pytest.raises(WorkerError, match=r"exited \(code 3\)") as info:
         worker.call(task(xproc.die), [0, 1])
     assert info.value.started == 1
-    pool.release(worker, keep=4, replace=True)
+    later: list = []
+    pool.release(worker, keep=4, later=later)
+    pool.start_later(later, pool.generation)
+    until = time.monotonic() + 10
+    while pool.idle() < 1 and time.monotonic() < until:
+        time.sleep(0.01)
     assert pool.idle() == 1  # replaced at once, the task loading in the background
     assert run(pool, xproc.square, [5]) == [(True, 25)]
 
@@ -295,3 +300,20 @@ def test_unstarted_names_what_a_killed_worker_never_began(pool):
     timer.join()
     pool.release(worker, keep=4)
     assert unstarted == ["c", "d"] and info.value.started == 2 and info.value.results == [(True, 0)]
+
+
+def test_a_replacement_for_a_call_begun_before_a_shutdown_is_not_kept(pool):
+    """SnapStart stops the idle workers before the snapshot (shutdown): a replacement for a call
+    begun before it, started on its way out, must not put one back."""
+    worker = pool.acquire()
+    with pytest.raises(WorkerError):
+        worker.call(task(xproc.die), [0, 1])
+    generation = pool.generation
+    pool.shutdown()
+    later: list = []
+    pool.release(worker, keep=4, later=later)
+    pool.start_later(later, generation)
+    for thread in threading.enumerate():
+        if thread.name == "fanout-replace":
+            thread.join(10)
+    assert pool.idle() == 0

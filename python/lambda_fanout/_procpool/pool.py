@@ -304,6 +304,8 @@ class ProcessPool:
         self._idle: list[Worker] = []
         self._dying: list[Any] = []
         self._starting: list[threading.Thread] = []  # start_later's threads still running
+        #: how many shutdowns so far: a call's replacement workers are kept only in its own
+        self.generation = 0
         self._lock = threading.Lock()
         self.pid = os.getpid()
         self.started = 0
@@ -342,13 +344,11 @@ class ProcessPool:
             self.started += 1
         return Worker(self._ctx, self._board_fd)
 
-    def release(self, worker: Worker, keep: int, *, replace: bool = False, later: list | None = None) -> None:
+    def release(self, worker: Worker, keep: int, *, later: list | None = None) -> None:
         """Take ``worker`` back, or discard it if ``keep`` workers are idle already.
 
-        A dead or killed worker is discarded; with ``replace`` a new one starts at
-        once and imports the same task in the background, so the next call finds it ready.
-        Given ``later``, starting it (milliseconds per process) is left to
-        :meth:`start_later`, on a thread of its own: ``later`` gets its task.
+        A dead or killed worker is discarded. Given ``later``, its replacement's task is
+        added there for :meth:`start_later`, so that the next call finds a worker ready.
         """
         if worker.startup_ms is not None and worker.started:
             self.startup_ms.append(worker.startup_ms)
@@ -360,26 +360,23 @@ class ProcessPool:
                 self._idle.append(worker)
                 return
             self._dying.append(worker.discard())
-            replace = replace and not healthy and len(self._idle) < keep
-            if replace:
+            if later is not None and not healthy and len(self._idle) < keep:
                 self.started += 1
-        if not replace:
-            return
-        if later is not None:
-            later.append((worker.task, worker.env))
-        else:
-            self._start_idle(worker.task, worker.env)
+                later.append((worker.task, worker.env))
 
-    def start_later(self, tasks: list) -> None:
-        """Start an idle worker for each ``(task, env)`` of ``tasks`` (from :meth:`release`) on
-        a thread of its own, importing its task: the caller may be returning at its deadline."""
+    def start_later(self, tasks: list, generation: int) -> None:
+        """Start an idle worker for each ``(task, env)`` of ``tasks`` (from :meth:`release`),
+        importing its task, on a thread of its own: starting a process takes milliseconds,
+        and the caller may be returning at its deadline. ``generation`` is the pool's at the
+        start of the call they replace for: after a :meth:`shutdown` since, none is kept.
+        """
         if not tasks:
             return
 
         def start() -> None:
             try:
                 for task, env in tasks:
-                    self._start_idle(task, env)
+                    self._start_idle(task, env, generation)
             except Exception:  # noqa: BLE001 - no one to tell here: the next call that needs one starts it
                 pass
 
@@ -388,13 +385,16 @@ class ProcessPool:
             self._starting = [t for t in self._starting if t.is_alive()] + [thread]
             thread.start()
 
-    def _start_idle(self, task: bytes | None, env: dict | None) -> None:
-        # A new idle worker, importing ``task`` in the background.
+    def _start_idle(self, task: bytes | None, env: dict | None, generation: int) -> None:
+        # A new idle worker, importing ``task`` in the background; none after a shutdown since.
         fresh = Worker(self._ctx, self._board_fd)
         if task is not None:
             fresh.preload(task, env)
         with self._lock:
-            self._idle.append(fresh)
+            if generation == self.generation:
+                self._idle.append(fresh)
+                return
+            self._dying.append(fresh.discard())
 
     def _reap(self) -> None:
         # Close the processes that have exited (their sentinels are fds); never blocks.
@@ -418,8 +418,9 @@ class ProcessPool:
     def shutdown(self) -> None:
         """Stop every idle worker and wait for them (tests; a Lambda never needs to)."""
         with self._lock:
+            self.generation += 1  # a replacement for a call begun before is never kept
             starting, self._starting = self._starting, []
-        for thread in starting:  # replacements on their way in (start_later) are stopped too
+        for thread in starting:  # nor one on its way in
             thread.join(10.0)
         with self._lock:
             idle, self._idle = self._idle, []
@@ -498,6 +499,8 @@ class Lease:
         self.env = dict(os.environ)
         #: this call's board slot: every request of the call watches it
         self.slot = pool.take_slot()
+        #: the pool's generation at the call's start (see :meth:`ProcessPool.start_later`)
+        self.generation = pool.generation
         self._closed = False
 
     def worker(self) -> Worker:
@@ -538,7 +541,9 @@ class Lease:
             results, elapsed = self.worker().call(task, items, self.timeout(), stop_on_failure=stop_on_failure,
                                                   env=self.env, slot=self.slot, sent=names)
         except (Killed, WorkerError) as exc:
-            results, started, error, elapsed = exc.results, exc.started, exc, 0.0
+            # Without its traceback, whose frames hold the worker (and this frame, which holds
+            # the error: a cycle): a killed worker's arena is freed now, not at the next GC.
+            results, started, error, elapsed = exc.results, exc.started, exc.with_traceback(None), 0.0
         else:
             started, error = len(results), None
         return Reply(list(range(len(items))) if names is None else names, results, started, error, elapsed)
@@ -551,7 +556,9 @@ class Lease:
             self.held.remove(worker)
         if getattr(self._mine, "worker", None) is worker:
             self._mine.worker = None
-        self.pool.release(worker, self.keep, replace=start)
+        later: list | None = [] if start else None
+        self.pool.release(worker, self.keep, later=later)
+        self.pool.start_later(later or [], self.generation)
 
     def renew(self) -> None:
         """Replace this thread's worker now if it died or was killed (a replacement starts at once)."""
@@ -588,9 +595,9 @@ class Lease:
             self._closed = True
         later: list = []
         for worker in held:
-            self.pool.release(worker, self.keep, replace=True, later=later)
+            self.pool.release(worker, self.keep, later=later)
         self.pool.free_slot(self.slot)
-        self.pool.start_later(later)
+        self.pool.start_later(later, self.generation)
 
 
 _pool: ProcessPool | None = None
