@@ -218,7 +218,9 @@ cmd_bench() {
   scratch=$(mktemp -d)
   ready=$scratch/peers-ready
   : > "$ready"
-  ( chrt --idle -p 0 "$BASHPID" >/dev/null 2>&1 || renice -n 19 -p "$BASHPID" >/dev/null 2>&1 || true
+  ( # Killed on its own (a signal to the whole group once the run is over), it still cleans up.
+    trap 'rm -rf "$scratch"; exit 143' TERM HUP
+    chrt --idle -p 0 "$BASHPID" >/dev/null 2>&1 || renice -n 19 -p "$BASHPID" >/dev/null 2>&1 || true
     taskset -p -c "$(($(nproc) - 1))" "$BASHPID" >/dev/null 2>&1 || true
     mkdir -p "$scratch/tmp"
     TMPDIR=$scratch/tmp bootstrap_peers

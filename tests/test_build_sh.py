@@ -196,7 +196,8 @@ def _marked(mark: str) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("how, to_group", [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGHUP, True)])
+@pytest.mark.parametrize("how, to_group", [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGHUP, True),
+                                          (signal.SIGTERM, True)])
 def test_a_bench_run_stopped_from_outside_stops_everything_it_started(how, to_group, tmp_path):
     """A kill of build.sh, Ctrl-C, or a hangup of the terminal (which reaches the whole group)."""
     stamp = Path(ROOT, ".venv", ".fanout-stamp")

@@ -64,7 +64,7 @@ def _workers(text: str) -> tuple:
 
 def _memory(text: str) -> int:
     low, high = MEMORY_RANGE_MB
-    value = int(text) if text.isdigit() else -1
+    value = int(text) if text.isascii() and text.isdigit() else -1
     if not low <= value <= high:
         raise argparse.ArgumentTypeError(f"expected a Lambda memory size from {low} to {high} MB, got {text!r}")
     return value
@@ -168,12 +168,14 @@ def run_suite(python: str, opts: Options, env: dict, json_path: Path, label: str
 def _suite_child(pinned: set[int] | None) -> None:
     # In the suite's process before it starts: on its CPUs, and with Ctrl-C's default
     # handling (a run started in the background inherits SIGINT ignored), which _stop uses.
-    # A hangup reaches it through the run, which then stops it that way: the hangup itself
-    # would end it at once, its temporary files left behind.
+    # In a process group of its own: a signal to the run's whole group (a hangup, a kill of
+    # the group) reaches it through the run, which stops it that way; the signal itself
+    # would end it at once, its temporary files left behind. (Ignoring those signals
+    # instead would pass to its worker processes, which multiprocessing ends with SIGTERM.)
     if pinned:
         os.sched_setaffinity(0, pinned)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    os.setpgid(0, 0)
 
 
 def _stop(proc: subprocess.Popen, grace: float = SUITE_STOP_S) -> None:
@@ -336,6 +338,10 @@ def finish(args: argparse.Namespace, opts: Options, doc: dict, notes: list[str],
 
 
 def _interrupt(signum, frame) -> None:
+    # Once: a signal sent to the whole group also arrives through build.sh, and a second
+    # KeyboardInterrupt would cut short the cleanup the first one starts.
+    for again in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(again, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
