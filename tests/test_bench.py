@@ -254,6 +254,21 @@ def test_a_change_is_advised_only_for_a_row_measurably_faster_than_untuned():
     assert pick is untuned, text
 
 
+@pytest.mark.parametrize("flaw, says", [({"failed_items": 4}, "4 items came back failed"),
+                                         ({"check_ok": False, "check": "wrong"}, "its result was wrong")])
+def test_the_untuned_figure_names_a_lost_or_wrong_result_rather_than_comparing_it(flaw, says):
+    """An untuned row faster than the pick only because it lost items or got them wrong is
+    said to be so, never called "no measurable difference" from the pick."""
+    untuned = {**fixed_row("threads", [0.200, 0.201, 0.199, 0.200, 0.202, 0.198, 0.200, 0.201], workers="auto"),
+               **flaw}
+    other = fixed_row("threads-map", [0.500, 0.501, 0.499, 0.500, 0.502, 0.498, 0.500, 0.501], workers=16)
+    rows = [fixed_row("sequential", SEQ), untuned, other]
+    pick, _ = report.choose(rows)
+    assert pick is other
+    clause = report.untuned_clause(rows, pick)
+    assert says in clause and "no measurable difference" not in clause, clause
+
+
 def test_bench_never_recommends_a_wrong_result():
     """README (bench): the report shows "whether the result was right" and "recommends a strategy per
     workload". A strategy whose results were wrong (here: threads, 3 records missing) is

@@ -312,9 +312,15 @@ def untuned_clause(rows: list[dict], pick: dict | None) -> str:
             f"{DEFAULT_AWS_CLIENT}): " + (f"{speed.describe()} faster than sequential" if speed.value >= 1 else
                                           f"takes {ratio(default['data'], ref['data'], min_effect=floor).describe()}"
                                           " as long as sequential"))
+    if not default.get("check_ok", True):
+        return text + "; but its result was wrong, so it is not compared with the pick."
+    if default.get("failed_items"):
+        return text + (f"; but {default['failed_items']} items came back failed (throttled past botocore's "
+                       "retries), so it is not compared with the pick.")
     if pick is not None and pick is not default and pick is not ref:
         vs = ratio(default["data"], pick["data"], min_effect=floor)
         text += (f"; the pick is {vs.describe()} faster than untuned" if vs.b_faster
+                 else f"; untuned is measurably faster than the pick ({vs.describe()} its time)" if vs.a_faster
                  else f"; no measurable difference from the pick ({vs.describe()})")
     return text + "."
 
