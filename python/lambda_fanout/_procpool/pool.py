@@ -364,19 +364,29 @@ class ProcessPool:
                 self.started += 1
                 later.append((worker.task, worker.env))
 
-    def start_later(self, tasks: list, generation: int) -> None:
+    def start_now(self, tasks: list, generation: int) -> None:
         """Start an idle worker for each ``(task, env)`` of ``tasks`` (from :meth:`release`),
-        importing its task, on a thread of its own: starting a process takes milliseconds,
-        and the caller may be returning at its deadline. ``generation`` is the pool's at the
-        start of the call they replace for: after a :meth:`shutdown` since, none is kept.
-        """
+        importing its task in the background. ``generation`` is the pool's at the start of
+        the call they replace for: after a :meth:`shutdown` since, none is kept."""
+        for task, env in tasks:
+            fresh = Worker(self._ctx, self._board_fd)
+            if task is not None:
+                fresh.preload(task, env)
+            with self._lock:
+                if generation == self.generation:
+                    self._idle.append(fresh)
+                else:
+                    self._dying.append(fresh.discard())
+
+    def start_later(self, tasks: list, generation: int) -> None:
+        """:meth:`start_now` on a thread of its own: starting a process takes milliseconds,
+        and the caller may be returning at its deadline."""
         if not tasks:
             return
 
         def start() -> None:
             try:
-                for task, env in tasks:
-                    self._start_idle(task, env, generation)
+                self.start_now(tasks, generation)
             except Exception:  # noqa: BLE001 - no one to tell here: the next call that needs one starts it
                 pass
 
@@ -384,17 +394,6 @@ class ProcessPool:
         with self._lock:  # started under the lock: shutdown never finds it unstarted
             self._starting = [t for t in self._starting if t.is_alive()] + [thread]
             thread.start()
-
-    def _start_idle(self, task: bytes | None, env: dict | None, generation: int) -> None:
-        # A new idle worker, importing ``task`` in the background; none after a shutdown since.
-        fresh = Worker(self._ctx, self._board_fd)
-        if task is not None:
-            fresh.preload(task, env)
-        with self._lock:
-            if generation == self.generation:
-                self._idle.append(fresh)
-                return
-            self._dying.append(fresh.discard())
 
     def _reap(self) -> None:
         # Close the processes that have exited (their sentinels are fds); never blocks.
@@ -549,7 +548,8 @@ class Lease:
         return Reply(list(range(len(items))) if names is None else names, results, started, error, elapsed)
 
     def replace(self, worker: Worker, *, start: bool = True) -> None:
-        """Give up this thread's killed or dead worker; with ``start``, a replacement starts now."""
+        """Give up this thread's killed or dead worker; with ``start``, a replacement starts now
+        (on this thread: a driver thread, which needs it next)."""
         with self._lock:
             if worker not in self.held:
                 return
@@ -558,7 +558,8 @@ class Lease:
             self._mine.worker = None
         later: list | None = [] if start else None
         self.pool.release(worker, self.keep, later=later)
-        self.pool.start_later(later or [], self.generation)
+        # Here, on the driver thread that needs it next (never the caller's).
+        self.pool.start_now(later or [], self.generation)
 
     def renew(self) -> None:
         """Replace this thread's worker now if it died or was killed (a replacement starts at once)."""
