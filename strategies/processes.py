@@ -92,9 +92,9 @@ class ProcessesStrategy(Strategy):
 
     At the deadline margin every worker still running an item is killed (and
     replaced at once): nothing of this call keeps running, in this invocation or the
-    next; a driver thread ends moments after the call, once it has handed its killed
-    worker's replacement to the pool (started on a thread of its own, and never kept
-    after a shutdown of the pool since the call began). What the worker finished stands,
+    next; a driver thread ends moments after the call, once it has started its killed
+    worker's replacement (never kept after a shutdown of the pool since the call
+    began). What the worker finished stands,
     the record it was running is reported as not finished, the rest as not started.
 
     ``max_workers`` defaults to the vCPUs the function really has (see

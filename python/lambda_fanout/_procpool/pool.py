@@ -556,10 +556,12 @@ class Lease:
             self.held.remove(worker)
         if getattr(self._mine, "worker", None) is worker:
             self._mine.worker = None
-        later: list | None = [] if start else None
+        if not start:
+            self.pool.release(worker, self.keep)
+            return
+        later: list = []
         self.pool.release(worker, self.keep, later=later)
-        # Here, on the driver thread that needs it next (never the caller's).
-        self.pool.start_now(later or [], self.generation)
+        self.pool.start_now(later, self.generation)  # here, on the driver thread that needs it next
 
     def renew(self) -> None:
         """Replace this thread's worker now if it died or was killed (a replacement starts at once)."""
@@ -590,7 +592,7 @@ class Lease:
 
     def close(self) -> None:
         """Give every worker back to the pool, a killed one replaced; never waits for a process,
-        nor starts one on the caller's thread (see :meth:`ProcessPool.release`)."""
+        nor starts one on the caller's thread (see :meth:`ProcessPool.start_later`)."""
         with self._lock:
             held, self.held = self.held, []
             self._closed = True

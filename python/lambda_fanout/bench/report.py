@@ -263,7 +263,7 @@ def choose(rows: list[dict]) -> tuple[dict | None, str]:
             and _speedup(ref, untuned_row, floor).b_faster):
         better = [r for r in tied if ratio(untuned_row["data"], r["data"], min_effect=floor).b_faster]
         tied = better or tied + [untuned_row]
-    default = untuned(tied)
+    default = untuned_row if untuned_row in tied else None
     anchor = default or simplest(tied)
     cheaper = [r for r in tied if r is not anchor and _cheaper(r, anchor, rows).a_faster]
     # Of the rows measurably cheaper than the anchor, the one that changes the fewest settings:
