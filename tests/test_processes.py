@@ -870,3 +870,16 @@ def test_a_process_the_task_started_is_killed_with_its_worker_at_the_deadline(fa
 def _alive(pid: int) -> bool:
     # Running, not a zombie waiting to be reaped.
     return _state(pid) not in (None, "Z")
+
+
+@pytest.mark.parametrize("how", ["fork", "fork-exit"])
+def test_a_child_the_task_forked_never_answers_for_the_worker(how):
+    """A child that returns or raises instead of ending with os._exit comes back into the
+    worker's loop: it ends there, so the call gets the parent's result, and later calls
+    their own."""
+    out = lambda_fanout.map(xproc.fork_and_carry_on, ["a", how, "c"], strategy="processes", max_workers=2,
+                            errors="collect")
+    assert [o.value for o in out] == ["a", "parent", "c"], out
+    for _ in range(3):
+        assert lambda_fanout.map(xproc.fork_and_carry_on, list("uvwxyz"), strategy="processes",
+                                 max_workers=2) == list("uvwxyz")

@@ -1086,6 +1086,20 @@ def start_sleep_and_hang(path):
     time.sleep(600)
 
 
+def fork_and_carry_on(x):
+    """Item "fork" forks a child that returns (or, for "fork-exit", raises SystemExit) as the
+    task would, instead of ending with os._exit; the parent waits for it and returns "parent"."""
+    if x in ("fork", "fork-exit"):
+        child = os.fork()
+        if child == 0:
+            if x == "fork-exit":
+                raise SystemExit(0)
+            return "child"
+        os.waitpid(child, 0)
+        return "parent"
+    return x
+
+
 def mark_start(item):
     """Writes a file named after item["i"] into item["dir"] as it starts, then sleeps item["s"] seconds."""
     with open(os.path.join(item["dir"], str(item["i"])), "w") as f:

@@ -153,6 +153,9 @@ class _Worker:
         limit = ARENA_SIZE - header
         begun_word, written_word, marshalled = _STARTED, _WRITTEN, _MARSHALLED
         nothing = Unsendable  # a sentinel no task returns
+        # A child the task forked that comes back here (it returned or raised instead of
+        # ending with os._exit) is no worker: it ends at once, never answering for it.
+        me, pid = os.getpid(), os.getpid
         started = time.perf_counter()
         begun = 0
         pos = _HEAD
@@ -166,12 +169,16 @@ class _Worker:
             value = nothing
             try:
                 value = fn(unpack(item) if each else item)
+                if pid() != me:
+                    os._exit(0)
                 if plain(value):
                     body, kind = mdumps(value), marshalled
                 else:
                     body, kind = dumps(value, protocol), _PICKLED
                 record = (True, value)
             except BaseException as exc:
+                if pid() != me:
+                    os._exit(1)
                 # errors="raise": nothing starts after a failure; a BaseException propagates
                 # in the caller. Either way no item of this call starts after it, in any
                 # worker: the board is set first, before the report is built.
