@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+import itertools
 import random
 import statistics
 import zlib
@@ -385,8 +386,18 @@ def test_cases_follow_the_strategy_registry_and_worker_modes(monkeypatch):
     assert "s3-peer:aioboto3+gather-8w" in peer_ids and "s3-peer:aioboto3+gather-autow" not in peer_ids
     assert "s3-raw:boto3+ThreadPoolExecutor-8w" in ids and "s3-raw:boto3+ThreadPoolExecutor-autow" not in ids
     assert WORKLOADS["s3"].ideal_s(opts, "auto") is None
-    reverse = bench_cases.cases(Options.create(workloads=("cpu",), reverse=True))
-    assert [c.id for c in reverse] == [c.id for c in bench_cases.cases(Options.create(workloads=("cpu",)))][::-1]
+
+
+def test_every_pass_runs_in_one_schedule_every_other_one_reversed():
+    """The suite runs every pass in one process: pass 1 in table order, pass 2 reversed, and so
+    on; a later pass's run carries the pass in its id, which the CLI takes off to merge the rounds."""
+    ids = [c.id for c in bench_cases.cases(Options.create(workloads=("cpu",)))]
+    sched = bench_cases.schedule(Options.create(workloads=("cpu",), passes=3))
+    assert [(n, c.id) for n, c in sched] == [(1, i) for i in ids] + [(2, i) for i in ids[::-1]] + [(3, i) for i in ids]
+    named = [bench_cases.scheduled_id(n, c) for n, c in sched]
+    assert len(set(named)) == len(named) and named[:len(ids)] == ids
+    assert [bench_cases.unscheduled(f"test_workload[{name}]") for name in named] == [
+        (f"test_workload[{c.id}]", n) for n, c in sched]
 
 
 def test_client_profiles_add_rows_where_the_aws_helpers_have_them(monkeypatch):
@@ -517,6 +528,38 @@ def test_the_shipped_package_never_imports_the_dev_tools():
 
 
 # -- the CLI, end to end -------------------------------------------------------------------
+
+def test_a_suites_passes_come_back_as_one_row_per_case_with_every_round(capsys):
+    """Every pass runs in one suite process: its progress names each run's pass, and the
+    later passes' runs (ids marked with the pass) join their case's row, rounds and per-round
+    figures together, also for an id that holds brackets of its own."""
+    from types import SimpleNamespace
+
+    from lambda_fanout_dev.bench import cli
+
+    lines = ["tests/benchmarks/test_workloads.py::test_workload[s3-threads[crt]-16w] PASSED [ 50%]\n",
+             "tests/benchmarks/test_workloads.py::test_workload[s3-threads[crt]-16w@pass2] PASSED [100%]\n"]
+    cli._progress(SimpleNamespace(stdout=iter(lines)), "main", 2)
+    shown = capsys.readouterr().out.splitlines()
+    assert shown == ["  [ 50%] main pass 1/2 s3-threads[crt]-16w ok", "  [100%] main pass 2/2 s3-threads[crt]-16w ok"]
+
+    def row(case_id, data, cpu):
+        name = f"test_workload[{case_id}]"
+        return {"name": name, "fullname": f"tests/benchmarks/test_workloads.py::{name}",
+                "stats": history.stats_dict(data), "extra_info": {
+                    "check_ok": True, "check": "ok", "rounds": len(data), "cpu_ms_per_item": statistics.median(cpu),
+                    "cpu_ms_per_item_rounds": cpu}}
+
+    doc = {"benchmarks": [], "skipped": []}
+    part = {"benchmarks": [row("s3-threads[crt]-16w", [0.1, 0.2], [1.0, 2.0]),
+                           row("s3-threads[crt]-16w@pass2", [0.3, 0.5], [3.0, 5.0])]}
+    cli._merge(doc, part, "main", "main")
+    [merged] = doc["benchmarks"]
+    assert merged["fullname"] == "tests/benchmarks/test_workloads.py::test_workload[s3-threads[crt]-16w]"
+    assert merged["stats"]["data"] == [0.1, 0.2, 0.3, 0.5] and merged["extra_info"]["rounds"] == 4
+    assert merged["extra_info"]["cpu_ms_per_item_rounds"] == [1.0, 2.0, 3.0, 5.0]
+    assert merged["extra_info"]["cpu_ms_per_item"] == 2.5
+
 
 def test_bench_cli_quick_end_to_end(tmp_path):
     # A user's shell: no settings, and not inside a pytest-xdist worker (pytest-benchmark turns
@@ -842,23 +885,62 @@ def test_a_prepared_case_warms_up_once_and_auto_twice(aws_endpoint):
     env = Env(opts.bucket, opts.table, aws_endpoint)
     fixed, auto = (bench_cases.Case(Counted(), "threads", "strategy", w) for w in (4, "auto"))
     bench_cases.prepare([fixed, auto], opts, env)
-    for case, warm_runs in ((fixed, 1), (auto, 2)):
+    # In a later pass of the same process (again=True) auto's limiter is warm too: one run.
+    for case, again, warm_runs in ((fixed, False, 1), (auto, False, 2), (fixed, True, 1), (auto, True, 1)):
         calls.clear()
-        measured = bench_cases.measure_case(case, opts, env, bench_cases.loop_timer)
+        measured = bench_cases.measure_case(case, opts, env, bench_cases.loop_timer, again=again)
         assert measured.check.ok, measured.check.text
-        assert calls == [8] * warm_runs + [8] * measured.info["rounds"], (case.id, calls)
+        assert calls == [8] * warm_runs + [8] * measured.info["rounds"], (case.id, again, calls)
 
 
 def test_the_same_rounds_give_the_same_interval_whatever_was_asked_before():
-    """Rounds given as whole numbers and the same rounds as floats are one pair: their
-    interval is the same, whichever of the two was asked first in the process."""
-    from lambda_fanout.bench import stats
-
+    """Rounds given as whole numbers and the same rounds as floats, in any order, are one
+    pair: their interval is the same, whichever was asked first in the process."""
     a, b = [122, 102, 109, 108, 127, 121, 122, 115, 127], [92, 120, 105, 115, 116, 101, 113, 125, 113]
-    stats._interval.cache_clear()
+    stats._quantile.cache_clear()
     floats_first = stats.ratio([float(x) for x in a], [float(x) for x in b])
-    stats._interval.cache_clear()
+    stats._quantile.cache_clear()
     ints_first = stats.ratio(a, b)
-    floats_after = stats.ratio([float(x) for x in a], [float(x) for x in b])
+    shuffled = stats.ratio([float(x) for x in reversed(a)], [float(x) for x in b[::2] + b[1::2]])
     assert (floats_first.low, floats_first.high) == (ints_first.low, ints_first.high) == \
-        (floats_after.low, floats_after.high)
+        (shuffled.low, shuffled.high)
+
+
+def test_the_bootstrap_law_of_a_median_is_every_resample_counted():
+    """The law the intervals come from is exact: for up to 6 rounds, with and without equal
+    rounds, each median's probability is the share of all n**n resamples with that median."""
+    import itertools
+    from collections import Counter
+
+    rng = random.Random(7)
+    for n in range(1, 7):
+        for rounds in ([rng.uniform(1, 10) for _ in range(n)], [rng.choice([1.0, 2.0, 3.5]) for _ in range(n)]):
+            x = tuple(sorted(rounds))
+            counted = Counter(statistics.median(draw) for draw in itertools.product(x, repeat=n))
+            values, cumulative = stats._median_law(x)
+            law = dict(zip(values, [c - before for c, before in zip(cumulative, (0.0, *cumulative))]))
+            assert law.keys() == counted.keys()
+            assert all(abs(law[v] - counted[v] / n ** n) < 1e-12 for v in law), (x, law)
+
+
+def test_the_interval_ends_are_the_laws_percentiles_and_the_verdicts_agree_with_them():
+    """low is the least ratio r with P(ratio <= r) > 2.5%, high the least with P > 97.5%, checked
+    against every pair of resampled medians; a verdict is what those ends say, near its edge too."""
+    rng = random.Random(11)
+    for _ in range(40):
+        a = [rng.lognormvariate(0, 0.15) * rng.choice([1.0, 1.06, 1.3]) for _ in range(rng.randint(1, 9))]
+        b = [rng.lognormvariate(0, 0.15) for _ in range(rng.randint(1, 9))]
+        r = stats.ratio(a, b)
+        (av, ac), (bv, bc) = stats._median_law(tuple(sorted(a))), stats._median_law(tuple(sorted(b)))
+        pairs = sorted((x / y, (pa - qa) * (pb - qb)) for x, pa, qa in zip(av, ac, (0.0, *ac))
+                       for y, pb, qb in zip(bv, bc, (0.0, *bc)))
+        cumulative = list(itertools.accumulate(p for _, p in pairs))
+
+        def least_above(q):
+            return next(v for (v, _), c in zip(pairs, cumulative) if c > q + 1e-12)
+
+        assert r.low == pytest.approx(least_above(0.025), rel=1e-8)
+        assert r.high == pytest.approx(least_above(0.975), rel=1e-8)
+        assert r.b_faster == (r.low > 1 and (r.low > r.min_effect or r.high < 1 / r.min_effect))
+        assert r.a_faster == (r.high < 1 and (r.low > r.min_effect or r.high < 1 / r.min_effect))
+        assert r.measurable == (r.low > r.min_effect or r.high < 1 / r.min_effect)

@@ -1,8 +1,8 @@
 """The workload suite behind ``./build.sh bench``: every strategy beside the raw idioms and peers.
 
 Run by the bench CLI with its options in FANOUT_BENCH_OPTIONS (and its endpoint in
-the AWS_* environment), once in .venv and once in .venv-peers for the peers whose
-pins clash with the layer's; run by ``./build.sh test`` once, quick and untimed,
+the AWS_* environment), every pass in one process, once in .venv and once in
+.venv-peers for the peers whose pins clash with the layer's; run by ``./build.sh test`` once, quick and untimed,
 against the test session's own endpoint so it cannot rot. The harness itself is
 lambda_fanout.bench.cases.measure_case, shared with the in-Lambda runner.
 """
@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from lambda_fanout.bench.cases import cases, measure_case, prepare
+from lambda_fanout.bench.cases import cases, measure_case, prepare, schedule, scheduled_id
 from lambda_fanout.bench.options import Options
 from lambda_fanout.bench.seeding import seed
 from lambda_fanout.bench.workloads import WORKLOADS, Env, selected
@@ -24,6 +24,7 @@ OPTS = Options.from_env() or Options.create(
     quick=True, items=16, workers=(4,), rounds=1, passes=1, memory_sweep=(), workloads=tuple(WORKLOADS),
     auto_on=("latency", "throttled"))
 CASES = cases(OPTS)
+SCHEDULE = schedule(OPTS)  # (pass, case) of every timed run
 
 
 @pytest.fixture(scope="session")
@@ -89,11 +90,11 @@ def bench_env(bench_setup, under_quota, monkeypatch):
         env.proxy.configure()  # no throttling or latency left for whatever runs next
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_workload(benchmark, case, bench_env):
+@pytest.mark.parametrize(("number", "case"), SCHEDULE, ids=[scheduled_id(n, c) for n, c in SCHEDULE])
+def test_workload(benchmark, number, case, bench_env):
     why_not = case.unavailable()
     if why_not:
-        if OPTS.skip_file:
+        if OPTS.skip_file and number == 1:
             with open(OPTS.skip_file, "a") as f:
                 f.write(json.dumps({"workload": case.workload.name, "impl": case.impl, "kind": case.kind,
                                     "skipped": why_not}) + "\n")
@@ -101,7 +102,8 @@ def test_workload(benchmark, case, bench_env):
     benchmark.group = f"{case.workload.name}: {case.workload.title}"
     measured = measure_case(case, OPTS, bench_env,
                             lambda fn, rounds, setup: benchmark.pedantic(fn, setup=setup, rounds=rounds,
-                                                                         iterations=1))
+                                                                         iterations=1),
+                            again=number > 1)
     benchmark.extra_info.update(measured.info)
     if case.kind == "strategy":  # the toolkit's own contract; a peer's wrong answer is reported, not fatal
         assert measured.check.ok, measured.check.text

@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -22,7 +23,7 @@ from functools import partial
 from pathlib import Path
 
 from lambda_fanout import DEFAULT_MAX_WORKERS, STRATEGIES, ConfigError, get_strategy
-from lambda_fanout.bench.cases import REFERENCE, cases
+from lambda_fanout.bench.cases import REFERENCE, cases, unscheduled
 from lambda_fanout.bench.cost import ARCHITECTURES, MEMORY_RANGE_MB
 from lambda_fanout.bench.options import (CPU_SWEEP, DEFAULT_BUCKET, DEFAULT_MEMORY_MB, DEFAULT_TABLE, ENV_OPTIONS,
                                          FIXED_WORKERS, FULL, Options)
@@ -121,22 +122,27 @@ def say(text: str) -> None:
 
 # -- one suite run in a child process -------------------------------------------------------
 
-def _progress(proc: subprocess.Popen, label: str) -> list[str]:
+def _progress(proc: subprocess.Popen, label: str, passes: int) -> list[str]:
     """Echo one line per finished case; the output's last lines, for a failure."""
     tail: list[str] = []
     assert proc.stdout is not None
     for line in proc.stdout:
         tail = (tail + [line])[-60:]
-        if "::test_workload[" in line and any(s in line for s in ("PASSED", "FAILED", "ERROR", "SKIPPED")):
-            case = line.split("[", 1)[1].split("]", 1)[0]
-            status = next(s for s in ("PASSED", "FAILED", "ERROR", "SKIPPED") if s in line)
-            pct = line.rsplit("[", 1)[-1].strip().rstrip("]")
-            say(f"  [{pct:>4}] {label} {case} {'ok' if status == 'PASSED' else status.lower()}")
+        done = _CASE_DONE.search(line)
+        if done:
+            case, number = unscheduled(done["id"])
+            status = "ok" if done["status"] == "PASSED" else done["status"].lower()
+            say(f"  [{done['pct']:>4}] {label} pass {number}/{passes} {case} {status}")
     return tail
 
 
+#: pytest -v's line for a finished case: ``...::test_workload[s3-threads[crt]-16w@pass2] PASSED [ 50%]``.
+_CASE_DONE = re.compile(r"::test_workload\[(?P<id>.*)\] (?P<status>PASSED|FAILED|ERROR|SKIPPED)\b.*\[\s*(?P<pct>\d+%)\]")
+
+
 def run_suite(python: str, opts: Options, env: dict, json_path: Path, label: str) -> tuple[bool, str]:
-    """Run the workload suite with ``python`` in a child process under the CPU share of opts.memory_mb."""
+    """Run the workload suite, every pass, with ``python`` in a child process under the CPU share
+    of opts.memory_mb."""
     quota, why_not = cpu_quota(vcpus_for_memory(opts.memory_mb))
     opts.cpus = quota.cpus if quota else None
     pinned = client_cpus(vcpus_for_memory(opts.memory_mb), ENDPOINT_CPUS)
@@ -152,7 +158,7 @@ def run_suite(python: str, opts: Options, env: dict, json_path: Path, label: str
     proc = subprocess.Popen(cmd, cwd=REPO, env={**env, ENV_OPTIONS: opts.to_env()}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, preexec_fn=partial(_suite_child, pinned))
     try:
-        tail = _progress(proc, label)
+        tail = _progress(proc, label, opts.n_passes)
         proc.wait()
     finally:
         if proc.poll() is None:  # the run was interrupted: the suite stops as pytest does on Ctrl-C
@@ -196,7 +202,7 @@ def _read_skips(path: Path) -> list[dict]:
 
 
 def _merge(doc: dict, part: dict, label: str, section: str) -> None:
-    """Add a suite pass's benchmarks to the run's one pytest-benchmark document.
+    """Add a suite's benchmarks to the run's one pytest-benchmark document.
 
     Rows of another run label are named by it; a case met again in a later pass gets
     that pass's rounds added to its data, and its statistics recomputed.
@@ -206,12 +212,14 @@ def _merge(doc: dict, part: dict, label: str, section: str) -> None:
     known = {b["fullname"]: b for b in doc["benchmarks"]}
     for bench in part.get("benchmarks", []):
         bench["extra_info"]["section"] = section
-        if label != "main":
-            bench["name"] = f"{label}::{bench['name']}"
-            bench["fullname"] = f"{label}::{bench['fullname']}"
+        for key in ("name", "fullname"):
+            bench[key] = unscheduled(bench[key])[0]
+            if label != "main":
+                bench[key] = f"{label}::{bench[key]}"
         earlier = known.get(bench["fullname"])
         if earlier is None:
             doc["benchmarks"].append(bench)
+            known[bench["fullname"]] = bench
             continue
         earlier["stats"] = history.stats_dict(earlier["stats"]["data"] + bench["stats"]["data"])
         info, later = earlier["extra_info"], bench["extra_info"]
@@ -249,7 +257,7 @@ def wait_for_peers_venv() -> None:
 
 
 def run_label(label: str, run_opts: Options, env: dict, out: Path, doc: dict, notes: list[str]) -> bool:
-    """Run one label's cases in every environment they need, pass after pass; merge them into ``doc``."""
+    """Run one label's cases in every environment they need, every pass; merge them into ``doc``."""
     section = "main" if label == "main" else "sweep"
     peers_python = REPO / PEERS_VENV_DIR / "bin" / "python"
     for venv, python in (("main", sys.executable), ("peers", str(peers_python))):
@@ -268,20 +276,17 @@ def run_label(label: str, run_opts: Options, env: dict, out: Path, doc: dict, no
             continue
         skip_path = out / f"skipped-{label}-{venv}.jsonl"
         skip_path.unlink(missing_ok=True)
-        for number in range(run_opts.n_passes):
-            json_path = out / f"benchmark-{label}-{venv}-pass{number + 1}.json"
-            json_path.unlink(missing_ok=True)
-            pass_opts = dataclasses.replace(run_opts, venv=venv, reverse=bool(number % 2),
-                                            skip_file=str(skip_path) if number == 0 else None)
-            tag = f"{label}{'' if venv == 'main' else '-' + venv} pass {number + 1}/{run_opts.n_passes}"
-            ok, note = run_suite(python, pass_opts, env, json_path, tag)
-            if number == 0:
-                notes.append(note)
-            if not ok:
-                say(f"benchmark run {tag!r} failed; see the output above")
-                return False
-            if json_path.exists():
-                _merge(doc, json.loads(json_path.read_text()), label, section)
+        json_path = out / f"benchmark-{label}-{venv}.json"
+        json_path.unlink(missing_ok=True)
+        tag = f"{label}{'' if venv == 'main' else '-' + venv}"
+        ok, note = run_suite(python, dataclasses.replace(run_opts, venv=venv, skip_file=str(skip_path)), env,
+                             json_path, tag)
+        notes.append(note)
+        if not ok:
+            say(f"benchmark run {tag!r} failed; see the output above")
+            return False
+        if json_path.exists():
+            _merge(doc, json.loads(json_path.read_text()), label, section)
         doc["skipped"] += [{**s, "section": section} for s in _read_skips(skip_path)]
     return True
 

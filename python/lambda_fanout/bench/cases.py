@@ -140,7 +140,36 @@ def cases(opts: Options, venv: str | None = None) -> list[Case]:
         control = next((c for c in out[first:] if c.kind == "strategy" and c.workers is not None), None)
         if control is not None:
             out.append(dataclasses.replace(control, control=True))
-    return out[::-1] if opts.reverse else out
+    return out
+
+
+#: What a later pass adds to a case's id in the suite (``s3-threads-16w@pass2``).
+PASS_MARK = "@pass"
+
+
+def schedule(opts: Options, venv: str | None = None) -> list[tuple[int, Case]]:
+    """(pass number from 1, case) of every timed run of ``cases(opts, venv)``, in the order they run.
+
+    Every other pass runs the cases in reverse order (see :class:`~.options.Mode`), all in one
+    process: a later pass finds what an earlier one left warm, as a warm invocation would.
+    """
+    todo = cases(opts, venv)
+    return [(number, case) for number in range(1, opts.n_passes + 1)
+            for case in (todo if number % 2 else todo[::-1])]
+
+
+def scheduled_id(number: int, case: Case) -> str:
+    """The id of ``case``'s run in pass ``number``: its own id in pass 1, marked with the pass after."""
+    return case.id if number == 1 else f"{case.id}{PASS_MARK}{number}"
+
+
+def unscheduled(name: str) -> tuple[str, int]:
+    """(the name with the pass mark removed, the pass number) of a name holding a scheduled id."""
+    head, mark, tail = name.partition(PASS_MARK)
+    if not mark:
+        return name, 1
+    digits = len(tail) - len(tail.lstrip("0123456789"))
+    return head + tail[digits:], int(tail[:digits])
 
 
 def warm_slice(items: list, workers: Any) -> list:
@@ -195,13 +224,16 @@ class Measured:
 Timer = Callable[[Callable[[], Any], int, Callable[[], None]], Any]
 
 
-def measure_case(case: Case, opts: Options, env: Env | None, timer: Timer, *, section: str = "main") -> Measured:
+def measure_case(case: Case, opts: Options, env: Env | None, timer: Timer, *, section: str = "main",
+                 again: bool = False) -> Measured:
     """Prepare, warm up, time and check one case.
 
     Args:
         timer: ``timer(fn, rounds, setup)`` runs ``fn`` for ``rounds`` timed rounds, each
             after an untimed ``setup()``, and returns what the caller wants back; its last
             call's result must be ``fn``'s.
+        again: this process measured the case before (an earlier pass): a strategy's
+            clients, pool and limiter outlive its runner, so one warm-up run is a warm one.
 
     Returns:
         The row fields (without wall times, which the timer holds), the check, and the timer's return.
@@ -235,7 +267,7 @@ def measure_case(case: Case, opts: Options, env: Env | None, timer: Timer, *, se
             env.proxy.configure(replay=True)
             runner.run(items)
             w.setup(opts, env)
-        if recorded or not _prepared(case, env):
+        if recorded or not _warm_at_once(case, env, again):
             # The round estimate comes from a second, warm run: a first one that starts worker
             # processes (a second or two) would leave a case one round per pass.
             t0 = time.perf_counter()
@@ -280,12 +312,16 @@ def measure_case(case: Case, opts: Options, env: Env | None, timer: Timer, *, se
     return Measured(info, check, timed)
 
 
-def _prepared(case: Case, env: Env | None) -> bool:
-    """Whether :func:`prepare` already ran this case, so its first warm-up run was a warm one: a
-    strategy at a fixed worker count on an AWS workload behind the endpoint (its clients are shared
-    and were made there; ``auto`` still learns its limit in the warm-up, so it warms up twice)."""
-    return (case.kind == "strategy" and case.workload.needs_aws and env is not None and env.proxy is not None
-            and not isinstance(case.workers, str))
+def _warm_at_once(case: Case, env: Env | None, again: bool) -> bool:
+    """Whether the first warm-up run of ``case`` is a warm one, so that it alone gives the round
+    estimate: a strategy's clients, pool and limiter outlive its runner, so one measured in an
+    earlier pass (``again``) is warm; so is a strategy at a fixed worker count on an AWS workload
+    behind the endpoint, which :func:`prepare` ran (``auto`` still learns its limit in its first
+    pass's warm-up, so it warms up twice there). A raw idiom or a peer makes its clients anew."""
+    if case.kind != "strategy":
+        return False
+    return again or (case.workload.needs_aws and env is not None and env.proxy is not None
+                     and not isinstance(case.workers, str))
 
 
 def _forwarded(proxy: Any) -> int:

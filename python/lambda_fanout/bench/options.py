@@ -31,7 +31,8 @@ CPU_SWEEP = (128, 1769, 3008)
 class Mode:
     """The defaults of a full or a quick run.
 
-    Rounds: the suite runs ``passes`` times, every other pass in reverse case order, so
+    Rounds: the suite runs its cases ``passes`` times in one process (a later pass finds
+    them warm), every other pass in reverse case order, so
     each case's rounds are spread over the run and a slow drift of a shared machine
     shows up as spread within a case (which the statistics see) rather than as a
     difference between cases (which they could not). In each pass a case runs as many
@@ -88,7 +89,6 @@ class Options:
     skip_file: str | None = None  # where the suite writes the cases it skipped, with the reason
     quota_procs: str | None = None  # the CPU quota's cgroup.procs: the suite enters it once set up
     passes: int | None = None  # suite passes; None: the mode's
-    reverse: bool = False  # this pass runs the cases in reverse order
     auto_on: tuple[str, ...] = ()  # workloads that also run at max_workers="auto"
 
     @classmethod

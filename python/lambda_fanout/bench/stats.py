@@ -5,8 +5,10 @@ per-round data). Two implementations differ *measurably* only when the 95%
 bootstrap confidence interval of the ratio of their median wall times lies wholly
 outside the band [1/MIN_EFFECT, MIN_EFFECT]:
 
-- the interval comes from resampling each side's rounds with replacement and taking
-  the ratio of the resampled medians, RESAMPLES times (percentile method);
+- the interval is the percentile interval of the bootstrap law of that ratio: the ratio
+  of the medians of each side's rounds resampled with replacement. The law is computed
+  exactly from binomial counts (:func:`_median_law`), not drawn, so it needs no seed and
+  no resample count, and the same rounds always give the same answer;
 - MIN_EFFECT (5%) covers what rounds of one case cannot see: the cases run one after
   another, so slow drift of a shared machine shifts whole cases, not single rounds.
 
@@ -17,15 +19,14 @@ the same report is built inside Lambda, where numpy is not at hand.
 
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 import math
-import random
 import statistics
-import zlib
 from typing import Sequence
 
 CONFIDENCE = 0.95
-RESAMPLES = 2000
 #: Differences inside +-5% are never called measurable (drift between cases).
 MIN_EFFECT = 1.05
 
@@ -58,35 +59,39 @@ class Ratio:
         low, high: the bootstrap confidence interval of that ratio.
         measurable: the interval lies wholly outside [1/min_effect, min_effect].
 
-    The interval is resampled only when asked for, and a verdict only when the rounds
-    leave it open: every resampled median lies within its side's rounds, so every
-    resampled ratio, and both ends of the interval, lie within [min(a) / max(b),
-    max(a) / min(b)]. Rounds apart beyond the band, or wholly inside it, decide without
-    resampling, and the verdict is the one the interval would give.
+    A verdict needs no interval: "low > x" is "at most ``tail`` of the bootstrap law lies at
+    or below x", one reading of its distribution function, and the rounds' range decides most
+    without even that (every resampled median lies within its side's rounds, so every
+    bootstrap ratio lies within [min(a) / max(b), max(a) / min(b)]). ``low`` and ``high``
+    themselves are found when asked for, for the report's text.
     """
 
-    def __init__(self, a: tuple[float, ...], b: tuple[float, ...], resamples: int, confidence: float,
-                 min_effect: float) -> None:
+    def __init__(self, a: tuple[float, ...], b: tuple[float, ...], confidence: float, min_effect: float) -> None:
         self.value = median(a) / median(b)
         self.min_effect = min_effect
         self._least, self._most = min(a) / max(b), max(a) / min(b)
-        self._sides = (a, b, resamples, confidence)
+        self._a, self._b = a, b
+        self._tail = (1 - confidence) / 2
 
     @property
     def low(self) -> float:
-        return _interval(*self._sides)[0]
+        return _quantile(self._a, self._b, self._tail)
 
     @property
     def high(self) -> float:
-        return _interval(*self._sides)[1]
+        return _quantile(self._a, self._b, 1 - self._tail)
 
     def _low_above(self, x: float) -> bool:
-        """low > x, resampling only when the rounds' range leaves it open."""
-        return True if self._least > x else False if self._most <= x else self.low > x
+        """low > x: the law puts at most ``tail`` at or below x."""
+        if self._least > x or self._most <= x:
+            return self._least > x
+        return _cdf(self._a, self._b, x, strict=False) <= self._tail
 
     def _high_below(self, x: float) -> bool:
-        """high < x, resampling only when the rounds' range leaves it open."""
-        return True if self._most < x else False if self._least >= x else self.high < x
+        """high < x: the law puts more than 1 - ``tail`` below x."""
+        if self._most < x or self._least >= x:
+            return self._most < x
+        return _cdf(self._a, self._b, x, strict=True) > 1 - self._tail
 
     @property
     def measurable(self) -> bool:
@@ -110,15 +115,12 @@ class Ratio:
         return f"Ratio({self.describe()}, measurable={self.measurable})"
 
 
-def ratio(a: Sequence[float], b: Sequence[float], *, resamples: int = RESAMPLES,
-          confidence: float = CONFIDENCE, min_effect: float = MIN_EFFECT) -> Ratio:
+def ratio(a: Sequence[float], b: Sequence[float], *, confidence: float = CONFIDENCE,
+          min_effect: float = MIN_EFFECT) -> Ratio:
     """Compare two sets of round times: median(a) / median(b) and its bootstrap interval.
-
-    The resampling is seeded from the data, so the same rounds always give the same answer.
 
     Args:
         a, b: wall times of the rounds (any unit, the same for both).
-        resamples: bootstrap resamples.
         confidence: the interval's coverage, e.g. 0.95.
         min_effect: the smallest ratio ever called measurable.
 
@@ -129,18 +131,73 @@ def ratio(a: Sequence[float], b: Sequence[float], *, resamples: int = RESAMPLES,
         raise ValueError(f"a ratio needs rounds on both sides, got {len(a)} and {len(b)}")
     if not all(0 < x < math.inf for x in (*a, *b)):  # NaN fails every comparison
         raise ValueError("round times must be positive, finite numbers")
-    # As floats: 2 and 2.0 are one key of the cache, and must seed the resampling alike.
-    return Ratio(tuple(map(float, a)), tuple(map(float, b)), resamples, confidence, min_effect)
+    # Sorted floats: the law depends on the rounds only, and 2 and 2.0 are one key of the cache.
+    return Ratio(tuple(sorted(map(float, a))), tuple(sorted(map(float, b))), confidence, min_effect)
+
+
+@functools.lru_cache(maxsize=1024)
+def _median_law(x: tuple[float, ...]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The bootstrap law of the median of ``x`` (sorted): the median of n draws with replacement
+    from its n rounds, exactly. (values ascending, cumulative probabilities).
+
+    Label the rounds 1..n in sorted order. For odd n = 2m + 1 the median is the (m + 1)-th
+    smallest draw, at most round i when at least m + 1 draws are: a binomial tail. For even
+    n = 2m it is the mean of the m-th and (m + 1)-th draws: rounds i < j when m draws are at
+    most i, their largest i, and the other m at least j, their smallest j; round i twice when
+    fewer than m draws lie below it and fewer than m above.
+    """
+    n = len(x)
+    m = n // 2
+    law: dict[float, float] = {}
+    if n % 2:
+        below = 0.0
+        for i in range(1, n + 1):
+            p = i / n
+            at_most = sum(math.comb(n, k) * p ** k * (1 - p) ** (n - k) for k in range(m + 1, n + 1))
+            law[x[i - 1]] = law.get(x[i - 1], 0.0) + at_most - below
+            below = at_most
+    else:
+        pairs = math.comb(n, m)
+        top = [((i / n) ** m - ((i - 1) / n) ** m) for i in range(1, n + 1)]  # m draws <= i, largest i
+        bottom = [(((n - j + 1) / n) ** m - ((n - j) / n) ** m) for j in range(1, n + 1)]  # m >= j, smallest j
+        fact = [math.factorial(k) for k in range(n + 1)]
+        for i in range(1, n + 1):
+            for j in range(i + 1, n + 1):
+                v = (x[i - 1] + x[j - 1]) / 2
+                law[v] = law.get(v, 0.0) + pairs * top[i - 1] * bottom[j - 1]
+            lo, hi = (i - 1) / n, (n - i) / n
+            twice = sum(fact[n] / (fact[a] * fact[n - a - c] * fact[c]) * lo ** a * (1 / n) ** (n - a - c) * hi ** c
+                        for a in range(m) for c in range(m))
+            law[x[i - 1]] = law.get(x[i - 1], 0.0) + twice
+    values = tuple(sorted(law))
+    return values, tuple(itertools.accumulate(law[v] for v in values))
+
+
+def _cdf(a: tuple[float, ...], b: tuple[float, ...], x: float, *, strict: bool) -> float:
+    """The bootstrap probability that median(a) / median(b) is at most ``x`` (below it if strict)."""
+    a_values, a_cum = _median_law(a)
+    b_values, b_cum = _median_law(b)
+    cut = bisect.bisect_left if strict else bisect.bisect_right
+    total, before = 0.0, 0.0
+    for vb, cum in zip(b_values, b_cum):
+        k = cut(a_values, x, key=lambda va: va / vb)
+        if k:
+            total += (cum - before) * a_cum[k - 1]
+        before = cum
+    return total
 
 
 @functools.lru_cache(maxsize=4096)
-def _interval(a: tuple[float, ...], b: tuple[float, ...], resamples: int, confidence: float) -> tuple[float, float]:
-    """The bootstrap interval of median(a) / median(b). The resampling is seeded from the rounds,
-    so the same rounds always give the same interval, and a report asking again gets it at once."""
-    rng = random.Random(zlib.crc32(repr((sorted(a), sorted(b))).encode()))
-    ratios = sorted(
-        statistics.median(rng.choices(a, k=len(a))) / statistics.median(rng.choices(b, k=len(b)))
-        for _ in range(resamples)
-    )
-    tail = (1 - confidence) / 2
-    return ratios[int(tail * resamples)], ratios[min(resamples - 1, int((1 - tail) * resamples))]
+def _quantile(a: tuple[float, ...], b: tuple[float, ...], q: float) -> float:
+    """The least ratio r of the bootstrap law with P(ratio <= r) > q (the percentile
+    interval's end), to within a relative 1e-9."""
+    lo, hi = a[0] / b[-1], a[-1] / b[0]
+    if _cdf(a, b, lo, strict=False) > q:
+        return lo
+    while hi - lo > 1e-9 * hi:  # P(<= lo) <= q < P(<= hi)
+        mid = (lo + hi) / 2
+        if _cdf(a, b, mid, strict=False) > q:
+            hi = mid
+        else:
+            lo = mid
+    return hi
