@@ -135,6 +135,11 @@ def ratio(a: Sequence[float], b: Sequence[float], *, confidence: float = CONFIDE
     return Ratio(tuple(sorted(map(float, a))), tuple(sorted(map(float, b))), confidence, min_effect)
 
 
+#: A term of a median's law below this is left out: together far under the 2.5% tails an
+#: interval reads, and it keeps the law of many rounds small.
+_NEGLIGIBLE = 1e-16
+
+
 @functools.lru_cache(maxsize=1024)
 def _median_law(x: tuple[float, ...]) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The bootstrap law of the median of ``x`` (sorted): the median of n draws with replacement
@@ -143,34 +148,54 @@ def _median_law(x: tuple[float, ...]) -> tuple[tuple[float, ...], tuple[float, .
     Label the rounds 1..n in sorted order. For odd n = 2m + 1 the median is the (m + 1)-th
     smallest draw, at most round i when at least m + 1 draws are: a binomial tail. For even
     n = 2m it is the mean of the m-th and (m + 1)-th draws: rounds i < j when m draws are at
-    most i, their largest i, and the other m at least j, their smallest j; round i twice when
-    fewer than m draws lie below it and fewer than m above.
+    most i, their largest i, and the other m at least j, their smallest j; round i twice unless
+    m draws or more lie below it, or m or more above (both at once: m each).
     """
     n = len(x)
     m = n // 2
     law: dict[float, float] = {}
+
+    def add(value: float, p: float) -> None:
+        if p > _NEGLIGIBLE:
+            law[value] = law.get(value, 0.0) + p
+
     if n % 2:
         below = 0.0
         for i in range(1, n + 1):
-            p = i / n
-            at_most = sum(math.comb(n, k) * p ** k * (1 - p) ** (n - k) for k in range(m + 1, n + 1))
-            law[x[i - 1]] = law.get(x[i - 1], 0.0) + at_most - below
+            at_most = _binomial_tail(n, i / n, m + 1)
+            add(x[i - 1], at_most - below)
             below = at_most
     else:
-        pairs = math.comb(n, m)
-        top = [((i / n) ** m - ((i - 1) / n) ** m) for i in range(1, n + 1)]  # m draws <= i, largest i
-        bottom = [(((n - j + 1) / n) ** m - ((n - j) / n) ** m) for j in range(1, n + 1)]  # m >= j, smallest j
-        fact = [math.factorial(k) for k in range(n + 1)]
+        log_pairs = _log_comb(n, m)
+        top = [_log(((i / n) ** m - ((i - 1) / n) ** m)) for i in range(1, n + 1)]  # m draws <= i, largest i
+        bottom = top[::-1]  # m draws >= j, smallest j: the mirror image
         for i in range(1, n + 1):
             for j in range(i + 1, n + 1):
-                v = (x[i - 1] + x[j - 1]) / 2
-                law[v] = law.get(v, 0.0) + pairs * top[i - 1] * bottom[j - 1]
-            lo, hi = (i - 1) / n, (n - i) / n
-            twice = sum(fact[n] / (fact[a] * fact[n - a - c] * fact[c]) * lo ** a * (1 / n) ** (n - a - c) * hi ** c
-                        for a in range(m) for c in range(m))
-            law[x[i - 1]] = law.get(x[i - 1], 0.0) + twice
+                add((x[i - 1] + x[j - 1]) / 2, math.exp(log_pairs + top[i - 1] + bottom[j - 1]))
+            below, above = (i - 1) / n, (n - i) / n
+            both = math.exp(log_pairs + m * (_log(below) + _log(above)))
+            add(x[i - 1], 1 - _binomial_tail(n, below, m) - _binomial_tail(n, above, m) + both)
     values = tuple(sorted(law))
-    return values, tuple(itertools.accumulate(law[v] for v in values))
+    total = math.fsum(law.values())  # 1, but for rounding and what was left out
+    return values, tuple(min(1.0, c / total) for c in itertools.accumulate(law[v] for v in values))
+
+
+def _log(p: float) -> float:
+    return math.log(p) if p > 0 else -math.inf
+
+
+def _log_comb(n: int, k: int) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+
+def _binomial_tail(n: int, p: float, k: int) -> float:
+    """P(at least k of n draws), each with probability p."""
+    if p <= 0:
+        return float(k <= 0)
+    if p >= 1:
+        return float(k <= n)
+    lp, lq = math.log(p), math.log1p(-p)
+    return min(1.0, sum(math.exp(_log_comb(n, j) + j * lp + (n - j) * lq) for j in range(max(k, 0), n + 1)))
 
 
 def _cdf(a: tuple[float, ...], b: tuple[float, ...], x: float, *, strict: bool) -> float:
