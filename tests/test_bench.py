@@ -529,6 +529,52 @@ def test_the_shipped_package_never_imports_the_dev_tools():
 
 # -- the CLI, end to end -------------------------------------------------------------------
 
+def test_a_worker_count_or_workload_given_twice_is_measured_once():
+    """``--workers 16,16`` or ``--workload cpu --workload cpu`` asks for the same cases twice: each
+    runs once per pass, so pytest never has to tell two apart and every pass merges into one row."""
+    once = [c.id for c in bench_cases.cases(Options.create(workers=(16,), workloads=("cpu", "s3")))]
+    twice = bench_cases.cases(Options.create(workers=(16, 16), workloads=("cpu", "s3", "cpu")))
+    assert [c.id for c in twice] == once and len(set(once)) == len(once)
+
+
+def test_a_processes_start_up_is_reported_by_the_case_that_started_the_workers_only():
+    """Every pass runs in one process: a later pass finds the ``processes`` workers running, so only
+    the run that started them reports a start-up, and the report counts each start once."""
+    script = """if True:
+        from lambda_fanout.bench import cases
+        from lambda_fanout.bench.options import Options
+        from lambda_fanout.bench.workloads import WORKLOADS
+        opts = Options.create(items=8, workers=(2,), rounds=1, passes=2)
+        case = cases.Case(WORKLOADS["cpu"], "processes", "strategy", 2)
+        first = cases.measure_case(case, opts, None, cases.loop_timer)
+        again = cases.measure_case(case, opts, None, cases.loop_timer, again=True)
+        print(first.info.get("startup_ms"), again.info.get("startup_ms"), first.check.ok and again.check.ok)
+    """
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    first, again, ok = out.stdout.split()
+    assert float(first) > 0 and again == "None" and ok == "True"
+
+
+def test_the_measurements_are_written_before_the_report_is_built(tmp_path, monkeypatch):
+    """A report that fails to build loses no measurement: benchmark.json and the saved run are
+    written first."""
+    import argparse
+
+    from lambda_fanout_dev.bench import cli
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the report could not be built")
+
+    monkeypatch.setattr(cli, "build_markdown", broken)
+    doc = {"benchmarks": [], "skipped": [], "machine_info": {}, "commit_info": {}, "datetime": "x", "version": "5"}
+    args = argparse.Namespace(compare=None, save="kept")
+    with pytest.raises(RuntimeError, match="could not be built"):
+        cli.finish(args, Options.create(quick=True), doc, [], tmp_path, "./build.sh bench")
+    assert json.loads((tmp_path / "benchmark.json").read_text())["benchmarks"] == []
+    assert (tmp_path / history.HISTORY).exists() and not (tmp_path / "report.md").exists()
+
+
 def test_a_suites_passes_come_back_as_one_row_per_case_with_every_round(capsys):
     """Every pass runs in one suite process: its progress names each run's pass, and the
     later passes' runs (ids marked with the pass) join their case's row, rounds and per-round
@@ -904,6 +950,22 @@ def test_the_same_rounds_give_the_same_interval_whatever_was_asked_before():
     shuffled = stats.ratio([float(x) for x in reversed(a)], [float(x) for x in b[::2] + b[1::2]])
     assert (floats_first.low, floats_first.high) == (ints_first.low, ints_first.high) == \
         (shuffled.low, shuffled.high)
+
+
+def test_an_interval_has_finite_exact_ends_for_any_count_and_any_positive_rounds():
+    """Hundreds of rounds a side give an interval (no float overflow in the law); an end whose
+    quotient overflows a float's range in the search still comes back as the law's own ratio;
+    an end on an atom of the law is that atom exactly, so it agrees with the verdict."""
+    rng = random.Random(3)
+    many = [rng.lognormvariate(0, 0.2) for _ in range(700)]
+    r = stats.ratio(many, [x * 1.3 for x in many])
+    assert 0.7 < r.low <= r.value <= r.high < 0.8 and r.a_faster
+
+    extreme = stats.ratio([1.0, 1.0, 1.0, 1.0, 1e300], [1e-10, 1.0, 1.0, 1.0, 1.0])
+    assert (extreme.low, extreme.high) == (1.0, 1e300)
+
+    on_atom = stats.ratio([25, 23, 24, 19], [18, 20, 18], min_effect=1.05)
+    assert on_atom.low == 21 / 20 and not on_atom.measurable  # P(ratio <= 1.05) = 4.35% > 2.5%
 
 
 def test_the_bootstrap_law_of_a_median_is_every_resample_counted():

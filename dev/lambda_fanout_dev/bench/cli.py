@@ -324,16 +324,17 @@ def plan(opts: Options) -> list[tuple[str, Options]]:
 
 def finish(args: argparse.Namespace, opts: Options, doc: dict, notes: list[str], out: Path, command: str) -> str:
     """Write the report, chart and JSON, save the run, append the history; the Markdown."""
+    # The measurements first: a report that fails to build loses none of them.
+    (out / "benchmark.json").write_text(json.dumps(doc, indent=1))
+    name = args.save or time.strftime("run-%Y%m%d-%H%M%S", time.gmtime())
+    saved = history.save_run(out, doc, name)
+    history.append_history(out, doc, name, command)
     rows = rows_from_pytest_benchmark(doc)
     md = build_markdown(rows, memory_mb=opts.memory_mb, arch=opts.arch, notes=notes)
     if args.compare:
         label, earlier = history.load_run(args.compare, out)
         md += "\n" + history.compare_markdown(label, earlier, rows)
     (out / "report.md").write_text(md)
-    (out / "benchmark.json").write_text(json.dumps(doc, indent=1))
-    name = args.save or time.strftime("run-%Y%m%d-%H%M%S", time.gmtime())
-    saved = history.save_run(out, doc, name)
-    history.append_history(out, doc, name, command)
     charts = [c for c in (write_chart(rows, str(out / "comparison.png")),
                           write_limit_chart(rows, str(out / "auto-limits.png"))) if c]
     say(md)

@@ -135,7 +135,7 @@ def cases(opts: Options, venv: str | None = None) -> list[Case]:
                                       and w.profiled else ())
                 for profile in profiles:
                     case = Case(w, impl, kind, count, profile)
-                    if case.venv == venv:
+                    if case.venv == venv and case not in out:  # a worker count or workload given twice
                         out.append(case)
         control = next((c for c in out[first:] if c.kind == "strategy" and c.workers is not None), None)
         if control is not None:
@@ -257,9 +257,12 @@ def measure_case(case: Case, opts: Options, env: Env | None, timer: Timer, *, se
     try:
         if proxied:
             env.proxy.reset_stats()
+        starts = _worker_starts(case)
         t0 = time.perf_counter()
         runner.run(warm)  # first: clients, connections, processes' workers
         took = time.perf_counter() - t0
+        # The warm-up waited for the slowest of the workers it started (they start side by side).
+        started = _worker_starts(case)[len(starts):]
         recorded = proxied and _forwarded(env.proxy)
         if recorded:
             # Requests the endpoint had no recorded answer for: this client asks in a way not seen
@@ -303,13 +306,18 @@ def measure_case(case: Case, opts: Options, env: Env | None, timer: Timer, *, se
         [[opts.latency_s(w)] * len(items)] * len(cpu) if w.latency_bound and not w.needs_aws else None)
     if delays is not None:
         info.update(_bounds(case, info, delays, cpu, opts))
-    if case.impl == PROCESSES:
-        from .._procpool import get_pool
-
-        # The warm-up waited for the slowest of the workers it started (they start side by side).
-        started = get_pool().startup_ms[:case.workers]
-        info["startup_ms"] = max(started) if started else None
+    if started:  # only where this case started them: a later pass finds them running
+        info["startup_ms"] = max(started)
     return Measured(info, check, timed)
+
+
+def _worker_starts(case: Case) -> list[float]:
+    """Every worker start-up (ms) of the ``processes`` pool so far, for a case of that strategy."""
+    if case.impl != PROCESSES:
+        return []
+    from .._procpool import get_pool  # the pool only where a case uses it
+
+    return list(get_pool().startup_ms)
 
 
 def _warm_at_once(case: Case, env: Env | None, again: bool) -> bool:

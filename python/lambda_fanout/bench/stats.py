@@ -24,6 +24,7 @@ import functools
 import itertools
 import math
 import statistics
+import sys
 from typing import Sequence
 
 CONFIDENCE = 0.95
@@ -202,27 +203,65 @@ def _cdf(a: tuple[float, ...], b: tuple[float, ...], x: float, *, strict: bool) 
     """The bootstrap probability that median(a) / median(b) is at most ``x`` (below it if strict)."""
     a_values, a_cum = _median_law(a)
     b_values, b_cum = _median_law(b)
-    cut = bisect.bisect_left if strict else bisect.bisect_right
     total, before = 0.0, 0.0
     for vb, cum in zip(b_values, b_cum):
-        k = cut(a_values, x, key=lambda va: va / vb)
+        k = _count_at_most(a_values, vb, x, strict)
         if k:
             total += (cum - before) * a_cum[k - 1]
         before = cum
     return total
 
 
+def _count_at_most(a_values: tuple[float, ...], vb: float, x: float, strict: bool = False) -> int:
+    """How many of ``a_values`` (ascending) give va / vb at most ``x`` (below it if strict), the
+    ratio as computed: a search on x * vb, then a step either way where its rounding differs."""
+    n = len(a_values)
+    if strict:
+        k = bisect.bisect_left(a_values, x * vb)
+        while k and a_values[k - 1] / vb >= x:
+            k -= 1
+        while k < n and a_values[k] / vb < x:
+            k += 1
+    else:
+        k = bisect.bisect_right(a_values, x * vb)
+        while k and a_values[k - 1] / vb > x:
+            k -= 1
+        while k < n and a_values[k] / vb <= x:
+            k += 1
+    return k
+
+
 @functools.lru_cache(maxsize=4096)
 def _quantile(a: tuple[float, ...], b: tuple[float, ...], q: float) -> float:
-    """The least ratio r of the bootstrap law with P(ratio <= r) > q (the percentile
-    interval's end), to within a relative 1e-9."""
-    lo, hi = a[0] / b[-1], a[-1] / b[0]
+    """The least ratio r of the bootstrap law with P(ratio <= r) > q: the percentile interval's end.
+
+    Bisection narrows it to a bracket (lo, hi] with P(<= lo) <= q < P(<= hi); the law's own
+    ratios in that bracket are then taken in order until one passes q, so the end is one of
+    them exactly.
+    """
+    a_values, b_values = _median_law(a)[0], _median_law(b)[0]
+    lo = a_values[0] / b_values[-1]
     if _cdf(a, b, lo, strict=False) > q:
         return lo
-    while hi - lo > 1e-9 * hi:  # P(<= lo) <= q < P(<= hi)
-        mid = (lo + hi) / 2
+    hi = min(a_values[-1] / b_values[0], sys.float_info.max)  # finite: a bracket to halve
+    while hi - lo > 1e-9 * hi:
+        mid = lo + (hi - lo) / 2
         if _cdf(a, b, mid, strict=False) > q:
             hi = mid
         else:
             lo = mid
-    return hi
+    while True:
+        r = _next_ratio(a_values, b_values, lo)
+        if r == math.inf or _cdf(a, b, r, strict=False) > q:
+            return r
+        lo = r
+
+
+def _next_ratio(a_values: tuple[float, ...], b_values: tuple[float, ...], x: float) -> float:
+    """The least ratio of a value of ``a_values`` to one of ``b_values`` above ``x`` (inf: none)."""
+    least = math.inf
+    for vb in b_values:
+        k = _count_at_most(a_values, vb, x)
+        if k < len(a_values):
+            least = min(least, a_values[k] / vb)
+    return least

@@ -378,7 +378,7 @@ def selected(opts: Options) -> tuple[str, ...]:
     """The workloads a run measures: those named, else every one that fits it (a quick run
     leaves out the slow ones; a run against another endpoint, those that need the proxy)."""
     if opts.workloads:
-        return tuple(opts.workloads)
+        return tuple(dict.fromkeys(opts.workloads))  # each once, in the order given
     proxy = bool(opts.proxy_url) or not opts.endpoint_url
     return tuple(name for name, w in WORKLOADS.items()
                  if (w.in_quick or not opts.quick) and (proxy or not w.needs_proxy))
