@@ -467,6 +467,26 @@ def test_saved_runs_history_and_compare(tmp_path):
     assert "0 of 3 rows changed beyond noise" in history.compare_markdown(label, loaded, noisy)
 
 
+def test_compare_reads_the_earlier_run_before_this_run_replaces_its_files(tmp_path):
+    """``--compare out/benchmark.json`` (the last run's file) and ``--save X --compare X`` compare
+    with the earlier run, not with the run being written: a run twice as slow shows as slower."""
+    import argparse
+
+    from lambda_fanout_dev.bench import cli
+
+    def run(threads_s):
+        return pytest_benchmark_doc([row("sequential", 2.0), row("threads", threads_s), row("asyncio", 0.20)])
+
+    for compare, save in ((str(tmp_path / "benchmark.json"), None), ("tuned", "tuned")):
+        cli.finish(argparse.Namespace(compare=None, save="tuned"), Options.create(quick=True), run(0.15), [],
+                   tmp_path, "./build.sh bench")
+        md = cli.finish(argparse.Namespace(compare=compare, save=save), Options.create(quick=True), run(0.30), [],
+                        tmp_path, "./build.sh bench")
+        assert "1 of 3 rows changed beyond noise" in md, (compare, md[-1500:])
+        lines = {ln.split("|")[1].strip(): ln for ln in md.splitlines() if ln.startswith("| latency")}
+        assert "**slower**" in lines["latency threads 16w"], (compare, lines)
+
+
 # -- the library runner and its Lambda handler, against the local endpoint -----------------
 
 def test_runner_library_and_lambda_handler(aws_endpoint, monkeypatch):
@@ -966,6 +986,12 @@ def test_an_interval_has_finite_exact_ends_for_any_count_and_any_positive_rounds
 
     on_atom = stats.ratio([25, 23, 24, 19], [18, 20, 18], min_effect=1.05)
     assert on_atom.low == 21 / 20 and not on_atom.measurable  # P(ratio <= 1.05) = 4.35% > 2.5%
+
+    # Ends among the smallest floats, and among rounds a few ulps apart, are found in a few steps.
+    assert (stats.ratio([5e-324, 1e-323, 1.5e-323], [1.0]).low, stats.ratio([5e-324, 1e-323, 1.5e-323], [1.0]).high) \
+        == (5e-324, 1.5e-323)
+    dense = stats.ratio([1 + k * 1e-15 for k in range(40)], [1 + k * 2e-15 for k in range(40)])
+    assert 0.99999999 < dense.low <= dense.high < 1.00000001
 
 
 def test_the_bootstrap_law_of_a_median_is_every_resample_counted():

@@ -324,16 +324,19 @@ def plan(opts: Options) -> list[tuple[str, Options]]:
 
 def finish(args: argparse.Namespace, opts: Options, doc: dict, notes: list[str], out: Path, command: str) -> str:
     """Write the report, chart and JSON, save the run, append the history; the Markdown."""
-    # The measurements first: a report that fails to build loses none of them.
+    # The run compared against, read before this run's files can replace it (its benchmark.json,
+    # a saved run of the same name); then the measurements, so that a report that fails to
+    # build loses none of them and leaves no earlier run's report beside them.
+    reference = history.load_run(args.compare, out) if args.compare else None
+    (out / "report.md").unlink(missing_ok=True)
     (out / "benchmark.json").write_text(json.dumps(doc, indent=1))
     name = args.save or time.strftime("run-%Y%m%d-%H%M%S", time.gmtime())
     saved = history.save_run(out, doc, name)
     history.append_history(out, doc, name, command)
     rows = rows_from_pytest_benchmark(doc)
     md = build_markdown(rows, memory_mb=opts.memory_mb, arch=opts.arch, notes=notes)
-    if args.compare:
-        label, earlier = history.load_run(args.compare, out)
-        md += "\n" + history.compare_markdown(label, earlier, rows)
+    if reference is not None:
+        md += "\n" + history.compare_markdown(*reference, rows)
     (out / "report.md").write_text(md)
     charts = [c for c in (write_chart(rows, str(out / "comparison.png")),
                           write_limit_chart(rows, str(out / "auto-limits.png"))) if c]

@@ -507,7 +507,8 @@ def build_markdown(rows: list[dict], *, memory_mb: int, arch: str, notes: list[s
     if startup:
         parts += [f"`processes` worker start-up, paid by the first call in an execution environment (and by a "
                   f"worker replaced after a deadline kill): median {median(startup):.0f} ms, "
-                  f"at most {startup[-1]:.0f} ms, over {len(startup)} start{'s' if len(startup) > 1 else ''}.", ""]
+                  f"at most {startup[-1]:.0f} ms, over {len(startup)} first call{'s' if len(startup) > 1 else ''} "
+                  f"(each waits for the slowest of the workers it starts side by side).", ""]
     parts += limit_section(main)
     parts += ["## Recommendations", ""] + [f"- **{n}**: {r}" for n, r in recommendations]
     return "\n".join(parts) + "\n"

@@ -24,6 +24,7 @@ import functools
 import itertools
 import math
 import statistics
+import struct
 import sys
 from typing import Sequence
 
@@ -235,33 +236,33 @@ def _count_at_most(a_values: tuple[float, ...], vb: float, x: float, strict: boo
 def _quantile(a: tuple[float, ...], b: tuple[float, ...], q: float) -> float:
     """The least ratio r of the bootstrap law with P(ratio <= r) > q: the percentile interval's end.
 
-    Bisection narrows it to a bracket (lo, hi] with P(<= lo) <= q < P(<= hi); the law's own
-    ratios in that bracket are then taken in order until one passes q, so the end is one of
-    them exactly.
+    A bisection over the floats themselves (their bit patterns order them): it ends, within 64
+    steps whatever the rounds, on two neighbouring floats lo < hi with P(<= lo) <= q < P(<= hi),
+    and the end, a ratio the law holds, is the one float above lo that can be it: hi.
     """
     a_values, b_values = _median_law(a)[0], _median_law(b)[0]
     lo = a_values[0] / b_values[-1]
     if _cdf(a, b, lo, strict=False) > q:
         return lo
-    hi = min(a_values[-1] / b_values[0], sys.float_info.max)  # finite: a bracket to halve
-    while hi - lo > 1e-9 * hi:
-        mid = lo + (hi - lo) / 2
-        if _cdf(a, b, mid, strict=False) > q:
-            hi = mid
+    hi = a_values[-1] / b_values[0]
+    if hi == math.inf:  # the law holds inf itself, or only finite ratios below the largest float
+        hi = sys.float_info.max if _cdf(a, b, sys.float_info.max, strict=False) > q else math.inf
+        if hi == math.inf:
+            return hi
+    lo_bits, hi_bits = _bits(lo), _bits(hi)
+    while hi_bits - lo_bits > 1:
+        mid = (lo_bits + hi_bits) // 2
+        if _cdf(a, b, _float(mid), strict=False) > q:
+            hi_bits = mid
         else:
-            lo = mid
-    while True:
-        r = _next_ratio(a_values, b_values, lo)
-        if r == math.inf or _cdf(a, b, r, strict=False) > q:
-            return r
-        lo = r
+            lo_bits = mid
+    return _float(hi_bits)
 
 
-def _next_ratio(a_values: tuple[float, ...], b_values: tuple[float, ...], x: float) -> float:
-    """The least ratio of a value of ``a_values`` to one of ``b_values`` above ``x`` (inf: none)."""
-    least = math.inf
-    for vb in b_values:
-        k = _count_at_most(a_values, vb, x)
-        if k < len(a_values):
-            least = min(least, a_values[k] / vb)
-    return least
+def _bits(x: float) -> int:
+    """A non-negative float's bit pattern, as an integer: it orders such floats as their values do."""
+    return struct.unpack("<q", struct.pack("<d", x))[0]
+
+
+def _float(bits: int) -> float:
+    return struct.unpack("<d", struct.pack("<q", bits))[0]
