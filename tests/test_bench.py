@@ -398,6 +398,7 @@ def test_every_pass_runs_in_one_schedule_every_other_one_reversed():
     assert len(set(named)) == len(named) and named[:len(ids)] == ids
     assert [bench_cases.unscheduled(f"test_workload[{name}]") for name in named] == [
         (f"test_workload[{c.id}]", n) for n, c in sched]
+    assert bench_cases.unscheduled("test_workload[peer:x@passive-1w]") == ("test_workload[peer:x@passive-1w]", 1)
 
 
 def test_client_profiles_add_rows_where_the_aws_helpers_have_them(monkeypatch):

@@ -165,10 +165,10 @@ def scheduled_id(number: int, case: Case) -> str:
 
 def unscheduled(name: str) -> tuple[str, int]:
     """(the name with the pass mark removed, the pass number) of a name holding a scheduled id."""
-    head, mark, tail = name.partition(PASS_MARK)
-    if not mark:
-        return name, 1
+    head, mark, tail = name.rpartition(PASS_MARK)
     digits = len(tail) - len(tail.lstrip("0123456789"))
+    if not mark or not digits:
+        return name, 1
     return head + tail[digits:], int(tail[:digits])
 
 
