@@ -37,7 +37,7 @@ class Workload:
 
     name = ""
     title = ""
-    default_items = 500
+    default_items = 300  # a full run: 19 waves of 16 workers; within the full run's 12 minutes
     quick_items = 48
     default_latency_ms: float = 0.0
     latency_bound = False  # ideal = ceil(N/C) x L applies
