@@ -57,7 +57,7 @@ class Mode:
 FIXED_WORKERS = 16
 # The library's default first: the bench measures what a user gets unless told otherwise.
 FULL = Mode(workers=(DEFAULT_MAX_WORKERS, FIXED_WORKERS), passes=2, min_rounds=1, max_rounds=12, case_budget_s=1.5,
-            memory_sweep=(128, 512, 1769, 3008), sweep_items=50, sweep_passes=2,
+            memory_sweep=(128, 512, 1769, 3008), sweep_items=32, sweep_passes=2,
             auto_on=("latency", "s3", "dynamodb", "throttled"))
 # A quick run answers at one memory size: the sweep, the most of its time under the smallest
 # sizes' CPU shares, is asked for by name (``memory_sweep=(128, 1769)``, the CLI's

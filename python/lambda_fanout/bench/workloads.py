@@ -175,6 +175,7 @@ class Throttled(S3Get):
     name = "throttled"
     title = (f"S3 get_object against a throttling endpoint: {THROTTLE_RATE:g} requests/s per prefix "
              f"(burst {THROTTLE_BURST:g}), the excess answered 503 SlowDown")
+    default_items = 200  # the bucket's rate, not the client, sets a round: at least 1.3 s at 150 per second
     raws = ()
     peers = ()
     profiled = False
