@@ -306,7 +306,7 @@ class Batch(Workload):
 
     name = "batch"
     title = "SQS batch through the zero-code handler (lambda_fanout.handler.handler), an S3 GET per record"
-    default_items = 1000
+    default_items = 500
     quick_items = 50
     default_latency_ms = 10.0
     latency_bound = True
