@@ -23,6 +23,7 @@ import bisect
 import functools
 import itertools
 import math
+import operator
 import statistics
 import struct
 import sys
@@ -216,19 +217,12 @@ def _cdf(a: tuple[float, ...], b: tuple[float, ...], x: float, *, strict: bool) 
 def _count_at_most(a_values: tuple[float, ...], vb: float, x: float, strict: bool = False) -> int:
     """How many of ``a_values`` (ascending) give va / vb at most ``x`` (below it if strict), the
     ratio as computed: a search on x * vb, then a step either way where its rounding differs."""
-    n = len(a_values)
-    if strict:
-        k = bisect.bisect_left(a_values, x * vb)
-        while k and a_values[k - 1] / vb >= x:
-            k -= 1
-        while k < n and a_values[k] / vb < x:
-            k += 1
-    else:
-        k = bisect.bisect_right(a_values, x * vb)
-        while k and a_values[k - 1] / vb > x:
-            k -= 1
-        while k < n and a_values[k] / vb <= x:
-            k += 1
+    cut, inside = (bisect.bisect_left, operator.lt) if strict else (bisect.bisect_right, operator.le)
+    k = cut(a_values, x * vb)
+    while k and not inside(a_values[k - 1] / vb, x):
+        k -= 1
+    while k < len(a_values) and inside(a_values[k] / vb, x):
+        k += 1
     return k
 
 
@@ -244,11 +238,9 @@ def _quantile(a: tuple[float, ...], b: tuple[float, ...], q: float) -> float:
     lo = a_values[0] / b_values[-1]
     if _cdf(a, b, lo, strict=False) > q:
         return lo
-    hi = a_values[-1] / b_values[0]
-    if hi == math.inf:  # the law holds inf itself, or only finite ratios below the largest float
-        hi = sys.float_info.max if _cdf(a, b, sys.float_info.max, strict=False) > q else math.inf
-        if hi == math.inf:
-            return hi
+    hi = min(a_values[-1] / b_values[0], sys.float_info.max)  # a quotient may overflow: a bracket to halve
+    if _cdf(a, b, hi, strict=False) <= q:  # only where it did: the end is the overflowed ratio itself
+        return math.inf
     lo_bits, hi_bits = _bits(lo), _bits(hi)
     while hi_bits - lo_bits > 1:
         mid = (lo_bits + hi_bits) // 2
