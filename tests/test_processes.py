@@ -819,6 +819,19 @@ def test_a_killed_worker_whose_child_holds_its_pipes_is_settled_inside_the_margi
     assert lambda_fanout.map(xproc.square, [7], strategy="processes") == [49]
 
 
+def test_a_worker_that_dies_while_a_child_it_forked_runs_on_fails_its_item_at_once():
+    """A worker that dies while a child it forked still holds its pipe (no end of the pipe
+    comes): its end is seen from its process, so the item it ran fails as an exited worker at
+    once, and the items it never reached run on a replacement, not after the child ends."""
+    started = time.monotonic()
+    out = lambda_fanout.map(xproc.fork_then_die_on_2, range(6), strategy="processes", max_workers=1,
+                            errors="collect")
+    took = time.monotonic() - started
+    assert isinstance(out[2].error, _procpool.WorkerError) and "exited" in str(out[2].error), out[2]
+    assert [o.value for o in out if o.ok] == [0, 1, 3, 4, 5]
+    assert took < 15, f"the call waited {took:.1f} s for the forked child"
+
+
 COLD_CALL = """
 import json, os, sys, time
 sys.path.insert(0, sys.argv[1])

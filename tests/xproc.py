@@ -1118,6 +1118,16 @@ def fork_and_hang_on_5(x):
     return x
 
 
+def fork_then_die_on_2(x):
+    """Item 2 forks a child that holds the worker's pipes for 20 s, then the worker dies at once."""
+    if x == 2:
+        if os.fork() == 0:
+            time.sleep(20)
+            os._exit(0)
+        os._exit(1)
+    return x
+
+
 class PowertoolsHandler:
     """test_powertools' record handler, called as Powertools calls one: ``handler(record=<data class>)``.
 

@@ -214,17 +214,20 @@ class Worker:
 
     def _receive(self, until: float | None) -> bytes | None:
         # The next reply; None once the worker is gone (past `until` it is killed first).
-        # A killed worker is gone when its process is, even while a child it forked still
-        # holds its pipe open (no EOF would come): what it finished is in the arena.
-        conn = self.conn
-        try:
-            if until is not None and not self.interrupted and not conn.poll(max(until - time.monotonic(), 0.0)):
-                self.interrupt()
-            if self.interrupted and not conn.poll(0):
-                from multiprocessing.connection import wait
+        # A worker is gone when its process is, even while a child it forked still holds
+        # its pipe open (no EOF would come): what it finished is in the arena.
+        from multiprocessing.connection import wait
 
-                if conn not in wait([conn, self.process.sentinel], _DEATH_S):
-                    return None
+        conn, sentinel = self.conn, self.process.sentinel
+        try:
+            if not self.interrupted:
+                left = None if until is None else max(until - time.monotonic(), 0.0)
+                if not wait([conn, sentinel], left):
+                    self.interrupt()
+                elif not conn.poll(0):
+                    return None  # it ended, and has nothing more to say
+            if self.interrupted and not conn.poll(0) and conn not in wait([conn, sentinel], _DEATH_S):
+                return None
             return conn.recv_bytes()
         except (EOFError, OSError, ValueError):
             return None
