@@ -82,6 +82,12 @@ def test_every_bench_option_is_in_the_readme_with_its_default():
     options = bench_options(bench_help())
     assert options == documented, (options - documented, documented - options)
     assert f"(default {DEFAULT_MAX_WORKERS}" in section
+    # The full run's batch size, as the workload declares it, in the help and the README alike.
+    from lambda_fanout.bench.workloads import WORKLOADS
+
+    records = f"{WORKLOADS['batch'].default_items:,} records for `batch`"
+    assert records in section, section
+    assert records.replace("`", "") in " ".join(bench_help().split())
 
 
 def test_bench_default_workers_are_the_library_default():

@@ -84,7 +84,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="./build.sh bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer items, two passes of at least two rounds, no memory sweep unless --memory-sweep names its sizes: about two minutes on two cores (CI and smoke tests)")
-    p.add_argument("--items", type=int, help="items per workload (default: per workload; 1,000 records for batch)")
+    p.add_argument("--items", type=int, help="items per workload (default: per workload; "
+                   f"{WORKLOADS['batch'].default_items:,} records for batch)")
     p.add_argument("--workers", type=_workers, help=f"worker counts or modes, a sweep when several: 8,32,64,auto (default {DEFAULT_MAX_WORKERS},{FIXED_WORKERS}: the library's default, and a fixed count beside it)")
     p.add_argument("--latency-ms", type=float, help="latency per I/O item for every I/O workload (default: each workload's own median)")
     p.add_argument("--workload", action="append", choices=list(WORKLOADS), help="run only this workload (repeatable; default: all)")
