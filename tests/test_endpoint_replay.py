@@ -203,6 +203,36 @@ def test_the_log_applies_the_configured_delay_distribution(replaying, s3_bucket)
     assert stats["cpu_s"] > 0
 
 
+def test_the_endpoints_cpu_counts_the_upstreams_to_well_under_a_clock_tick():
+    """The endpoint's CPU per request is read per round, and a short round's whole figure is a few
+    milliseconds: the upstream's share is read to the nanosecond, its ended threads included,
+    not in the 10 ms ticks of /proc/PID/stat."""
+    import subprocess
+    import sys
+
+    from lambda_fanout_dev.proxy import Proxy
+
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import sys, threading, time\n"
+        "def burn():\n"
+        "    end = time.thread_time() + 0.0137\n"
+        "    while time.thread_time() < end: pass\n"
+        "threads = [threading.Thread(target=burn) for _ in range(2)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print(repr(time.process_time()), flush=True)\n"
+        "sys.stdin.read()\n")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    with child:
+        said = float(child.stdout.readline())
+        proxy = Proxy("http://127.0.0.1:1", upstream_pid=child.pid)
+        upstream = proxy.cpu_s() - time.process_time()
+        child.stdin.close()
+        child.wait(timeout=10)
+    assert said > 0.027  # both threads' burn, though they have ended
+    assert abs(upstream - said) < 0.0005, (upstream, said)
+    gone = Proxy("http://127.0.0.1:1", upstream_pid=child.pid)
+    assert abs(gone.cpu_s() - time.process_time()) < 0.0005  # the upstream has exited: its own CPU only
+
+
 def test_the_endpoint_and_the_client_keep_to_their_own_cpus():
     assert endpoint_cpus({0}) is None
     assert endpoint_cpus({0, 1}) == {1}
