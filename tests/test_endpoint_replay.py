@@ -231,6 +231,11 @@ def test_the_endpoints_cpu_counts_the_upstreams_to_well_under_a_clock_tick():
     assert abs(upstream - said) < 0.0005, (upstream, said)
     gone = Proxy("http://127.0.0.1:1", upstream_pid=child.pid)
     assert abs(gone.cpu_s() - time.process_time()) < 0.0005  # the upstream has exited: its own CPU only
+    # 0 and -1 would name the proxy itself (its CPU counted twice); a larger id than Linux gives, or
+    # one given as text, would fail on every read of the stats rather than once, here.
+    for pid in (0, -1, -2, 1 << 28, "1234", 1.0):
+        with pytest.raises(ValueError, match="a process id is a whole number"):
+            Proxy("http://127.0.0.1:1", upstream_pid=pid)
 
 
 def test_the_endpoint_and_the_client_keep_to_their_own_cpus():

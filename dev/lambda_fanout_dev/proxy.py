@@ -89,9 +89,19 @@ _WHOSE_HEADERS = (b"host", b"authorization")
 WANTED = frozenset({b"x-amz-target", b"expect", *_CONDITIONAL, *_ANSWER_HEADERS, *_WHOSE_HEADERS})
 
 
+#: The largest process id Linux gives (PID_MAX_LIMIT).
+PID_MAX_LIMIT = 1 << 22
+
+
 def process_cpu_clock(pid: int) -> int:
     """The clock id of another process's CPU time on Linux, as glibc's ``clock_getcpuclockid``
-    makes it (``MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)``), for :func:`time.clock_gettime`."""
+    makes it (``MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)``), for :func:`time.clock_gettime`.
+
+    Raises:
+        ValueError: ``pid`` is not a process id (0 and -1 would name the calling process).
+    """
+    if type(pid) is not int or not 0 < pid <= PID_MAX_LIMIT:
+        raise ValueError(f"a process id is a whole number from 1 to {PID_MAX_LIMIT}, got {pid!r}")
     return ((~pid) << 3) | 2
 
 
@@ -356,7 +366,7 @@ class Proxy:
         if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError(f"the proxy only forwards to loopback, got upstream {upstream!r}")
         self.upstream = upstream.rstrip("/")
-        self.upstream_pid = upstream_pid
+        self.upstream_clock = None if upstream_pid is None else process_cpu_clock(upstream_pid)
         self.config = ProxyConfig()
         self.session: ClientSession | None = None
         self.recorded: dict[tuple, bytes] = {}  # read key -> the answer's bytes (keep-alive form)
@@ -386,9 +396,9 @@ class Proxy:
         upstream's from its process CPU-time clock, which counts every thread it ran, ended ones
         too (``/proc/PID/stat`` counts in 10 ms ticks, as much as a short round's whole figure)."""
         cpu = time.process_time()
-        if self.upstream_pid:
+        if self.upstream_clock is not None:
             try:
-                cpu += time.clock_gettime(process_cpu_clock(self.upstream_pid))
+                cpu += time.clock_gettime(self.upstream_clock)
             except OSError:  # the upstream has exited
                 pass
         return cpu
