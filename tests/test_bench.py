@@ -610,22 +610,26 @@ def test_a_suites_passes_come_back_as_one_row_per_case_with_every_round(capsys):
     shown = capsys.readouterr().out.splitlines()
     assert shown == ["  [ 50%] main pass 1/2 s3-threads[crt]-16w ok", "  [100%] main pass 2/2 s3-threads[crt]-16w ok"]
 
-    def row(case_id, data, cpu):
+    def row(case_id, data, cpu, endpoint):
         name = f"test_workload[{case_id}]"
         return {"name": name, "fullname": f"tests/benchmarks/test_workloads.py::{name}",
                 "stats": history.stats_dict(data), "extra_info": {
                     "check_ok": True, "check": "ok", "rounds": len(data), "cpu_ms_per_item": statistics.median(cpu),
-                    "cpu_ms_per_item_rounds": cpu}}
+                    "cpu_ms_per_item_rounds": cpu, "endpoint_cpu_ms_per_request": statistics.median(endpoint),
+                    "endpoint_cpu_ms_per_request_rounds": endpoint}}
 
     doc = {"benchmarks": [], "skipped": []}
-    part = {"benchmarks": [row("s3-threads[crt]-16w", [0.1, 0.2], [1.0, 2.0]),
-                           row("s3-threads[crt]-16w@pass2", [0.3, 0.5], [3.0, 5.0])]}
+    part = {"benchmarks": [row("s3-threads[crt]-16w", [0.1, 0.2], [1.0, 2.0], [0.2, 0.1]),
+                           row("s3-threads[crt]-16w@pass2", [0.3, 0.5], [3.0, 5.0], [0.15, 0.9])]}
     cli._merge(doc, part, "main", "main")
     [merged] = doc["benchmarks"]
     assert merged["fullname"] == "tests/benchmarks/test_workloads.py::test_workload[s3-threads[crt]-16w]"
     assert merged["stats"]["data"] == [0.1, 0.2, 0.3, 0.5] and merged["extra_info"]["rounds"] == 4
     assert merged["extra_info"]["cpu_ms_per_item_rounds"] == [1.0, 2.0, 3.0, 5.0]
     assert merged["extra_info"]["cpu_ms_per_item"] == 2.5
+    # The endpoint's CPU per request too: the median of every round, not of each pass's median.
+    assert merged["extra_info"]["endpoint_cpu_ms_per_request_rounds"] == [0.2, 0.1, 0.15, 0.9]
+    assert merged["extra_info"]["endpoint_cpu_ms_per_request"] == pytest.approx(0.175)
 
 
 def test_bench_cli_quick_end_to_end(tmp_path):
@@ -649,7 +653,8 @@ def test_bench_cli_quick_end_to_end(tmp_path):
     s3_rows = [b["extra_info"] for b in data["benchmarks"] if b["extra_info"]["workload"] == "s3"]
     for info in s3_rows:  # the fields a check outside the suite reads, by these names
         assert info["bound_s"] > 0 and info["endpoint_cpu_ms_per_request"] > 0 and info["cpu_ms_per_item"] > 0
-        assert len(info["bound_s_rounds"]) == len(info["cpu_ms_per_item_rounds"]) == info["rounds"]
+        assert (len(info["bound_s_rounds"]) == len(info["cpu_ms_per_item_rounds"])
+                == len(info["endpoint_cpu_ms_per_request_rounds"]) == info["rounds"])
     assert "wall / bound" in md
     assert "peer:aioboto3+gather" in md  # a row, measured from .venv-peers or skipped with the reason
     assert "[" in proc.stdout and "ok" in proc.stdout  # the progress lines

@@ -229,18 +229,14 @@ def _merge(doc: dict, part: dict, label: str, section: str) -> None:
             if rounds in info and rounds in later:
                 info[rounds] += later[rounds]
                 info[figure] = statistics.median(info[rounds])
-        if "endpoint_cpu_ms_per_request" in later:
-            info["endpoint_cpu_ms_per_request_passes"] = info.get(
-                "endpoint_cpu_ms_per_request_passes", [info["endpoint_cpu_ms_per_request"]]) + [
-                later["endpoint_cpu_ms_per_request"]]
-            info["endpoint_cpu_ms_per_request"] = statistics.median(info["endpoint_cpu_ms_per_request_passes"])
         info["rounds"] = len(earlier["stats"]["data"])
         if not bench["extra_info"]["check_ok"]:
             info["check"], info["check_ok"] = bench["extra_info"]["check"], False
 
 
 #: A row's figures that are the median of per-round values, and the field holding those values.
-PER_ROUND = {"cpu_ms_per_item": "cpu_ms_per_item_rounds", "bound_s": "bound_s_rounds"}
+PER_ROUND = {"cpu_ms_per_item": "cpu_ms_per_item_rounds", "bound_s": "bound_s_rounds",
+             "endpoint_cpu_ms_per_request": "endpoint_cpu_ms_per_request_rounds"}
 
 
 #: A file ./build.sh writes once it has made (or checked) .venv-peers beside the run; unset: nothing to wait for.

@@ -302,6 +302,7 @@ def measure_case(case: Case, opts: Options, env: Env | None, timer: Timer, *, se
         info.update(_limit_figures(case, env))
     if endpoint is not None:
         info["endpoint_cpu_ms_per_request"] = median(endpoint.cpu_ms_per_request)
+        info["endpoint_cpu_ms_per_request_rounds"] = endpoint.cpu_ms_per_request
     delays = endpoint.delays if endpoint is not None else (
         [[opts.latency_s(w)] * len(items)] * len(cpu) if w.latency_bound and not w.needs_aws else None)
     if delays is not None:
