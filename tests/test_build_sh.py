@@ -82,9 +82,13 @@ def test_every_bench_option_is_in_the_readme_with_its_default():
     options = bench_options(bench_help())
     assert options == documented, (options - documented, documented - options)
     assert f"(default {DEFAULT_MAX_WORKERS}" in section
-    # The full run's batch size, as the workload declares it, in the help and the README alike.
-    from lambda_fanout.bench.workloads import WORKLOADS
+    # A full run's item counts as the workloads declare them, in the README; the batch size in the help too.
+    from lambda_fanout.bench.workloads import WORKLOADS, Workload
 
+    assert f"a full run: {Workload.default_items}," in section
+    for workload in WORKLOADS.values():
+        if workload.default_items != Workload.default_items:
+            assert f"{workload.default_items:,}" in section and f"`{workload.name}`" in section, workload.name
     records = f"{WORKLOADS['batch'].default_items:,} records for `batch`"
     assert records in section, section
     assert records.replace("`", "") in " ".join(bench_help().split())
