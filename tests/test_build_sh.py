@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -208,14 +210,16 @@ def _marked(mark: str) -> list[int]:
 
 @pytest.mark.parametrize("how, to_group", [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGHUP, True),
                                           (signal.SIGTERM, True)])
-def test_a_bench_run_stopped_from_outside_stops_everything_it_started(how, to_group, tmp_path):
+def test_a_bench_run_stopped_from_outside_stops_everything_it_started(how, to_group, tmp_path, request):
     """A kill of build.sh, Ctrl-C, or a hangup of the terminal (which reaches the whole group)."""
     stamp = Path(ROOT, ".venv", ".fanout-stamp")
     if not stamp.exists() or stamp.stat().st_mtime < Path(ROOT, "requirements", "dev.txt").stat().st_mtime:
         pytest.skip(".venv is missing or older than requirements/dev.txt: ./build.sh test makes it")
     mark = f"FANOUT_TEST_RUN_MARK={uuid.uuid4().hex}"
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
+    # The run's temporary directory, short: the processes strategy's forkserver listens on a Unix
+    # socket in it, and a socket's path is at most 107 bytes (pytest's tmp_path can leave less).
+    scratch = Path(tempfile.mkdtemp(prefix="fanout-run-"))
+    request.addfinalizer(lambda: shutil.rmtree(scratch, ignore_errors=True))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FANOUT_", "AWS_", "PYTEST_XDIST_"))}
     env.update(dict([mark.split("=")]), TMPDIR=str(scratch))
     proc = subprocess.Popen(["bash", BUILD_SH, "bench", "--quick", "--workload", "frequency", "--items", "8",
@@ -228,6 +232,7 @@ def test_a_bench_run_stopped_from_outside_stops_everything_it_started(how, to_gr
             seen.append(line)
             if "frequency-processes" in line:
                 break
+        assert seen[-1].rstrip().endswith(" ok"), "".join(seen)  # its workers started, and stay up
         assert proc.poll() is None, "".join(seen)
         assert len(_marked(mark)) > 3  # the run, its endpoint, its suite and its worker processes
         if to_group:
