@@ -208,6 +208,13 @@ def _marked(mark: str) -> list[int]:
     return found
 
 
+def _as_in_a_terminal() -> None:
+    """Ctrl-C's default handling, as a shell in a terminal has it: a suite started in the background
+    (``./build.sh test &``) passes SIGINT on ignored, and bash can neither trap nor reset a signal
+    ignored when it starts."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("how, to_group", [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGHUP, True),
                                           (signal.SIGTERM, True)])
 def test_a_bench_run_stopped_from_outside_stops_everything_it_started(how, to_group, tmp_path, request):
@@ -222,10 +229,12 @@ def test_a_bench_run_stopped_from_outside_stops_everything_it_started(how, to_gr
     request.addfinalizer(lambda: shutil.rmtree(scratch, ignore_errors=True))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FANOUT_", "AWS_", "PYTEST_XDIST_"))}
     env.update(dict([mark.split("=")]), TMPDIR=str(scratch))
+    # Enough rounds that the run outlasts this test's look at it, once its processes case has run, by
+    # seconds rather than by its report's writing alone (every pass runs in one suite process).
     proc = subprocess.Popen(["bash", BUILD_SH, "bench", "--quick", "--workload", "frequency", "--items", "8",
-                             "--no-memory-sweep", "--out", str(tmp_path / "out")],
+                             "--rounds", "150", "--no-memory-sweep", "--out", str(tmp_path / "out")],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_as_in_a_terminal)
     try:
         seen = []
         for line in proc.stdout:  # until the suite has run a case on worker processes (they stay up)
