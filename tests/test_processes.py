@@ -832,6 +832,16 @@ def test_a_worker_that_dies_while_a_child_it_forked_runs_on_fails_its_item_at_on
     assert took < 15, f"the call waited {took:.1f} s for the forked child"
 
 
+def test_a_worker_still_running_when_the_forkserver_ends_keeps_its_item():
+    """The forkserver that started the workers ending (killed, or chosen by the OOM killer) ends
+    no worker: the item under way on another worker completes with its value, as does the item
+    whose task ended the forkserver, and the next call starts workers anew."""
+    out = lambda_fanout.map(xproc.end_forkserver_on_0, [1, 0, 2, 3], strategy="processes", max_workers=2,
+                            errors="collect")
+    assert [o.value if o.ok else repr(o.error) for o in out] == [1, "ended", 2, 3]
+    assert lambda_fanout.map(xproc.square, [7], strategy="processes") == [49]
+
+
 COLD_CALL = """
 import json, os, sys, time
 sys.path.insert(0, sys.argv[1])

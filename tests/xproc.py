@@ -1128,6 +1128,16 @@ def fork_then_die_on_2(x):
     return x
 
 
+def end_forkserver_on_0(x):
+    """Item 0 kills the forkserver that started the workers (its parent) and returns; the others
+    run on for 0.5 s on workers that outlive it."""
+    if x == 0:
+        os.kill(os.getppid(), signal.SIGKILL)
+        return "ended"
+    time.sleep(0.5)
+    return x
+
+
 class PowertoolsHandler:
     """test_powertools' record handler, called as Powertools calls one: ``handler(record=<data class>)``.
 

@@ -222,15 +222,30 @@ class Worker:
         try:
             if not self.interrupted:
                 left = None if until is None else max(until - time.monotonic(), 0.0)
-                if not wait([conn, sentinel], left):
+                ready = wait([conn, sentinel], left)
+                if ready and not conn.poll(0):
+                    if not self._running():
+                        return None  # it ended, and has nothing more to say
+                    # The sentinel is the forkserver's pipe: its end, not the worker's, made it
+                    # ready. The worker runs on, and only its own pipe tells now.
+                    ready = conn.poll(None if until is None else max(until - time.monotonic(), 0.0))
+                if not ready:
                     self.interrupt()
-                elif not conn.poll(0):
-                    return None  # it ended, and has nothing more to say
             if self.interrupted and not conn.poll(0) and conn not in wait([conn, sentinel], _DEATH_S):
                 return None
             return conn.recv_bytes()
         except (EOFError, OSError, ValueError):
             return None
+
+    def _running(self) -> bool:
+        # Its process still exists (a worker the forkserver reaped does not).
+        try:
+            os.kill(self.process.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
 
     def unstarted(self, sent: list | None, timeout: float) -> list:
         """After :meth:`interrupt`: the entries of ``sent`` the worker never began.
