@@ -191,6 +191,7 @@ class ProcessesStrategy(Strategy):
         try:
             for job in chunk:
                 run.execute(job)
+            _share_stop(lease, run)
         finally:
             _current.lease = None
             settled.put(None)
@@ -230,8 +231,20 @@ def _settle_chunk(lease, run: Run, chunk: list[int], sizer) -> None:
         for index in reply.unstarted:
             run.unbegin(index)
         break
-    if run.stopped:
-        lease.stop()  # a failure recorded here stops the other workers of the call too
+    _share_stop(lease, run)
+
+
+def _share_stop(lease, run: Run) -> None:
+    # The call's stop, known on one side first, is made known on the other. A failure
+    # recorded here stops the other workers of the call. A worker that stopped the call
+    # sets the board before it builds its failure's report, and the other workers then
+    # return their items unstarted: the ledger stops too, so that while the report is on
+    # its way no further job starts and the input is read no further (each unstarted
+    # chunk would otherwise free room in the window for another).
+    if lease.stopped:
+        run.stop()
+    elif run.stopped:
+        lease.stop()
 
 
 def _report(run: Run, finished) -> None:

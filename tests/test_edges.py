@@ -256,10 +256,15 @@ def test_a_list_read_to_its_end_is_not_unread(strategy_name, fake_context, relea
 
 # -- raise mode: nothing starts after the first failure ---------------------------------------
 
-def test_raise_mode_starts_nothing_after_the_first_failure(strategy_name, started):
+@pytest.mark.parametrize("report", ["at-once", "late"])
+def test_raise_mode_starts_nothing_after_the_first_failure(strategy_name, started, report):
     reads = []
     # Item 0 fails at once; the others are slow: plenty of time to (wrongly) refill.
+    # A late report: item 0's failure takes 0.5 s to reach the caller from a worker
+    # process, so the others end first and their workers ask for more meanwhile.
     fn = partial(xproc.fail_first_then_wait, started)
+    if report == "late":
+        fn = partial(fn, error=xproc.SlowToSend)
 
     def items():
         for i in range(1000):
@@ -274,7 +279,7 @@ def test_raise_mode_starts_nothing_after_the_first_failure(strategy_name, starte
     # Only items already running when item 0 failed ever started; none started after it.
     assert set(started) <= set(range(4)), sorted(started)
     assert len(reads) == read_at_raise, "the input was read after the call stopped"
-    assert read_at_raise <= 2 * 4 * WINDOW_PER_WORKER
+    assert read_at_raise <= 2 * 4 * WINDOW_PER_WORKER, read_at_raise
 
 
 # -- the input: read only as far as a deadline allows, and what was read runs ----------------

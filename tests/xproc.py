@@ -180,13 +180,21 @@ def sleep_then(delay_s: float, i):
     return i
 
 
-def fail_first_then_wait(started: Log, i):
-    """Item 0 fails at once; the others record themselves and take 0.2 s."""
+def fail_first_then_wait(started: Log, i, error: type[Exception] | None = None):
+    """Item 0 raises ``error`` (Boom) at once; the others record themselves and take 0.2 s."""
     started.append(i)
     if i == 0:
-        raise Boom("first item fails at once")
+        raise (error or Boom)("first item fails at once")
     time.sleep(0.2)
     return i
+
+
+class SlowToSend(Exception):
+    """Takes 0.5 s to pickle: raised in a worker process, it reaches the caller that much later."""
+
+    def __reduce__(self):
+        time.sleep(0.5)
+        return type(self), self.args
 
 
 def record_then_wait(started: Log, release: Flag, i):

@@ -302,7 +302,11 @@ class Run:
         self._stop_hooks.append(callback)
 
     def stop(self) -> None:
-        """Start no further job (the caller cancelled the call), and call the stop hooks."""
+        """Start no further job, and call the stop hooks.
+
+        For a driver: the caller cancelled the call, or the call was stopped where its
+        records run (another process) before the report of why reached the ledger.
+        """
         self._advance(STOPPED)
         for callback in self._stop_hooks:
             callback()

@@ -592,6 +592,12 @@ class Lease:
         if not self._closed:  # the slot may serve another call by then
             self.pool.board[self.slot] = 1
 
+    @property
+    def stopped(self) -> bool:
+        """True once the call's board slot is set: by :meth:`stop`, or by a worker of the call
+        at a failure that stops it, before that worker has sent the failure back."""
+        return not self._closed and bool(self.pool.board[self.slot])
+
     def interrupt(self, wait: float = 0.0) -> list:
         """Kill every worker of this call still running a request (the deadline margin passed).
 
