@@ -16,7 +16,7 @@ from .._run import Run
 from .._task import sync_form
 from .base import WINDOW_PER_WORKER, CallPool, Strategy, drive_window, thread_pool
 
-_current = threading.local()  # the Lease of the call a driver thread works for
+_current = threading.local()  # the Lease of the call a driver thread works for, and whether a failure stops it
 
 #: After killing the busy workers at the deadline (or after a fatal error), how long
 #: at most to wait, in all, for them to be gone and for their driver threads to tell
@@ -53,13 +53,13 @@ class Remote:
         if lease is None:
             lease = Lease(get_pool(), 1, lambda: None)
             try:
-                return self._in(lease, item)
+                return self._in(lease, item, False)
             finally:
                 lease.close()
-        return self._in(lease, item)
+        return self._in(lease, item, _current.stop_on_failure)
 
-    def _in(self, lease, item):
-        reply = lease.run(self.data, [item])
+    def _in(self, lease, item, stop_on_failure: bool):
+        reply = lease.run(self.data, [item], stop_on_failure=stop_on_failure)
         if isinstance(reply.error, Killed):
             raise DeadlineExceeded.did_not_finish(self.margin_ms)
         if reply.error is not None:
@@ -187,7 +187,7 @@ class ProcessesStrategy(Strategy):
 
     @staticmethod
     def _walk(lease, run: Run, chunk: list, sizer, settled) -> None:
-        _current.lease = lease
+        _current.lease, _current.stop_on_failure = lease, run.stop_on_failure
         try:
             for job in chunk:
                 run.execute(job)

@@ -205,19 +205,21 @@ def test_malformed_record_runs_nothing(strategy_name, source):
     log.remove()
 
 
-def test_stop_the_batch_under_concurrency(concurrent_strategy):
-    """FIFO "batch" mode with several workers: nothing starts once the failure is recorded.
+@pytest.mark.parametrize("report", ["at-once", "late"])
+def test_stop_the_batch_under_concurrency(concurrent_strategy, report):
+    """FIFO "batch" mode with several workers: nothing starts once the failure is raised.
 
     Records already running finish and are reported as they end; every other record is
     reported SkippedAfterFailure. Only the records in flight when the failure was raised
-    (at most one per other worker) may start after it.
+    (at most one per other worker) may start after it. A late report: the failure takes
+    0.5 s to reach the caller from a worker process, and the other groups wait for nothing.
     """
     n, workers = 40, 4
     groups = [i % 4 for i in range(n)]
     failing = 9
     raised = xproc.Flag()
     log = xproc.Log()  # 2p + 1 when record p started after the failure was raised, else 2p
-    work = xproc.StartsAfter(log, raised, failing)
+    work = xproc.StartsAfter(log, raised, failing, xproc.SlowToSend if report == "late" else RuntimeError)
 
     def starts() -> dict:
         return {entry // 2: bool(entry % 2) for entry in log}

@@ -437,12 +437,13 @@ class Succeeding:
 
 
 class StartsAfter:
-    """Logs 2p + 1 if record p started after ``raised`` was set, else 2p; record ``failing`` sets it and fails."""
+    """Logs 2p + 1 if record p started after ``raised`` was set, else 2p; record ``failing`` sets it and raises ``error``."""
 
-    def __init__(self, log: Log, raised: Flag, failing: int) -> None:
+    def __init__(self, log: Log, raised: Flag, failing: int, error: type[Exception] = RuntimeError) -> None:
         self.log = log
         self.raised = raised
         self.failing = failing
+        self.error = error
 
     def start(self, record) -> int:
         position = _position(record)
@@ -452,7 +453,7 @@ class StartsAfter:
     def end(self, position: int) -> int:
         if position == self.failing:
             self.raised.set()
-            raise RuntimeError("fails")
+            raise self.error("fails")
         return position
 
     def __call__(self, record):
