@@ -208,6 +208,18 @@ def test_base_exception_with_a_hung_task_returns_by_the_deadline(strategy_name, 
     assert ctx.get_remaining_time_in_millis() > 0, "raised after the Lambda deadline"
 
 
+@pytest.mark.parametrize("errors", ["raise", "collect"])
+@pytest.mark.parametrize("error, kind", [(xproc.ExitFrom, SystemExit), (xproc.InterruptFrom, KeyboardInterrupt)])
+def test_a_base_exception_that_cannot_be_pickled_still_reaches_the_caller(strategy_name, error, kind, errors):
+    fn = partial(xproc.raise_from_at, error, 3)
+    with pytest.raises(kind) as info:
+        lambda_fanout.map(dual(fn), iter(range(30)), strategy=strategy_name, max_workers=2, errors=errors)
+    if kind is SystemExit:
+        assert info.value.code == 7
+    # From a worker process: the built-in class stands in, and its note names the task's.
+    assert type(info.value) is error or error.__name__ in "".join(info.value.__notes__), info.value
+
+
 def test_a_blocking_read_at_the_deadline_finishes_first(strategy_name, fake_context, margin_100ms):
     consumed = []
 

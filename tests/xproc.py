@@ -171,6 +171,30 @@ def raise_at(error: type, at: int, i: int) -> int:
     return i
 
 
+class ExitFrom(SystemExit):
+    """A SystemExit with code 7 whose __init__ takes an argument it does not pass on: it cannot be unpickled."""
+
+    def __init__(self, where):
+        super().__init__()
+        self.code = 7
+        self.where = where
+
+
+class InterruptFrom(KeyboardInterrupt):
+    """A KeyboardInterrupt whose __init__ takes an argument it does not pass on: it cannot be unpickled."""
+
+    def __init__(self, where):
+        super().__init__()
+        self.where = where
+
+
+def raise_from_at(error: type, at: int, i: int) -> int:
+    """``i``, except that item ``at`` raises ``error("the task")``."""
+    if i == at:
+        raise error("the task")
+    return i
+
+
 def lookup_empty(key):
     return {}[key]  # KeyError(key): the message is the payload
 

@@ -140,8 +140,28 @@ def _portable(exc: BaseException) -> _Portable:
     try:
         pickle.loads(pickle.dumps(exc, PROTOCOL))
     except Exception:
-        exc = WorkerError(f"{text_of(exc)} (the exception could not be pickled)", exited=False)
+        exc = _stand_in(exc)
     return _Portable(exc)
+
+
+def _stand_in(exc: BaseException) -> BaseException:
+    # What is sent for an exception that cannot be: one of the same kind, so the caller
+    # handles it as it would the task's own. An Exception's text goes in a WorkerError
+    # (the record fails); a BaseException (SystemExit, KeyboardInterrupt) goes as its
+    # nearest built-in class, with its text as a note (it still ends the call, and
+    # reaches the caller).
+    text = f"{text_of(exc)} (the exception could not be pickled)"
+    if isinstance(exc, Exception):
+        return WorkerError(text, exited=False)
+    if isinstance(exc, SystemExit):
+        code = exc.code
+        stand_in: BaseException = SystemExit(code if code is None or type(code) is int else 1)
+    elif isinstance(exc, KeyboardInterrupt):
+        stand_in = KeyboardInterrupt()
+    else:
+        stand_in = BaseException()
+    stand_in.add_note(f"lambda_fanout: raised in a worker process as {text}")
+    return stand_in
 
 
 class Unsendable:
