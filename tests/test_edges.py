@@ -209,15 +209,30 @@ def test_base_exception_with_a_hung_task_returns_by_the_deadline(strategy_name, 
 
 
 @pytest.mark.parametrize("errors", ["raise", "collect"])
-@pytest.mark.parametrize("error, kind", [(xproc.ExitFrom, SystemExit), (xproc.InterruptFrom, KeyboardInterrupt)])
-def test_a_base_exception_that_cannot_be_pickled_still_reaches_the_caller(strategy_name, error, kind, errors):
-    fn = partial(xproc.raise_from_at, error, 3)
+@pytest.mark.parametrize("fn, kind, code", [
+    (partial(xproc.raise_from_at, xproc.ExitFrom, 3), SystemExit, 7),
+    (partial(xproc.raise_from_at, xproc.QuietExitFrom, 3), SystemExit, False),
+    (partial(xproc.raise_from_at, xproc.InterruptFrom, 3), KeyboardInterrupt, None),
+    (partial(xproc.raise_local_cancel_at, 3), asyncio.CancelledError, None),
+], ids=["exit-7", "exit-false", "interrupt", "cancelled"])
+def test_a_base_exception_that_cannot_be_pickled_still_reaches_the_caller(strategy_name, fn, kind, code, errors):
     with pytest.raises(kind) as info:
         lambda_fanout.map(dual(fn), iter(range(30)), strategy=strategy_name, max_workers=2, errors=errors)
     if kind is SystemExit:
-        assert info.value.code == 7
-    # From a worker process: the built-in class stands in, and its note names the task's.
-    assert type(info.value) is error or error.__name__ in "".join(info.value.__notes__), info.value
+        assert info.value.code == code  # the same exit status
+    if strategy_name == "processes":  # the standard library's class stands in; its note names the task's
+        assert type(info.value).__module__ in ("builtins", "asyncio.exceptions"), type(info.value)
+        assert "raised in a worker process as " in "".join(info.value.__notes__)
+
+
+def test_an_exception_whose_pickling_raises_fails_its_item_alone(strategy_name):
+    fn = partial(xproc.raise_unsendable_at, 3)
+    got = lambda_fanout.map(dual(fn), range(8), strategy=strategy_name, max_workers=2, errors="collect")
+    assert [o.ok for o in got] == [True] * 3 + [False] + [True] * 4, [o.error for o in got]
+    assert "InterruptsWhenPickled" in f"{type(got[3].error).__name__} {got[3].error}"
+    with pytest.raises(lambda_fanout.TaskError) as info:
+        lambda_fanout.map(dual(fn), range(8), strategy=strategy_name, max_workers=2)
+    assert info.value.index == 3
 
 
 def test_a_blocking_read_at_the_deadline_finishes_first(strategy_name, fake_context, margin_100ms):

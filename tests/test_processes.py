@@ -676,6 +676,14 @@ def test_processes_unpicklable_result_fails_alone(procs):
     assert all("pickled" in str(o.error) for o in got if not o.ok)
 
 
+def test_processes_result_whose_pickling_raises_a_base_exception_fails_alone(procs):
+    """The KeyboardInterrupt its pickling raises is the result's failure, not the task's: the call goes on."""
+    got = lambda_fanout.map(functools.partial(xproc.return_unsendable_at, 3), range(8), strategy=procs, max_workers=2,
+                            errors="collect")
+    assert [o.ok for o in got] == [True] * 3 + [False] + [True] * 4, [o.error for o in got]
+    assert "cannot be pickled back" in str(got[3].error)
+
+
 # cheap items first: the chunk sizer then sends the rest several to a request
 @pytest.mark.parametrize("items", [[1] * 40 + [1, 2, 3, 4] * 10, [1] * 40 + [1, 200_000, 3, 2 << 20, 5] * 3])
 def test_processes_result_that_does_not_unpickle_fails_alone(procs, items):

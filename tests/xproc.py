@@ -172,12 +172,20 @@ def raise_at(error: type, at: int, i: int) -> int:
 
 
 class ExitFrom(SystemExit):
-    """A SystemExit with code 7 whose __init__ takes an argument it does not pass on: it cannot be unpickled."""
+    """A SystemExit with code ``exit_code`` whose __init__ takes an argument it does not pass on: it cannot be unpickled."""
+
+    exit_code: object = 7
 
     def __init__(self, where):
         super().__init__()
-        self.code = 7
+        self.code = self.exit_code
         self.where = where
+
+
+class QuietExitFrom(ExitFrom):
+    """An ExitFrom whose code is False: the exit status of success."""
+
+    exit_code = False
 
 
 class InterruptFrom(KeyboardInterrupt):
@@ -193,6 +201,37 @@ def raise_from_at(error: type, at: int, i: int) -> int:
     if i == at:
         raise error("the task")
     return i
+
+
+def raise_local_cancel_at(at: int, i: int) -> int:
+    """``i``, except that item ``at`` raises a CancelledError of a class defined here (it cannot be pickled)."""
+    if i == at:
+        import asyncio
+
+        class Cancelled(asyncio.CancelledError):
+            pass
+
+        raise Cancelled("the task")
+    return i
+
+
+class InterruptsWhenPickled(Exception):
+    """Pickling it raises KeyboardInterrupt, raised by a task or returned by one."""
+
+    def __reduce__(self):
+        raise KeyboardInterrupt("pickled")
+
+
+def raise_unsendable_at(at: int, i: int) -> int:
+    """``i``, except that item ``at`` raises :class:`InterruptsWhenPickled`."""
+    if i == at:
+        raise InterruptsWhenPickled("the task")
+    return i
+
+
+def return_unsendable_at(at: int, i):
+    """``i``, except that item ``at`` returns an :class:`InterruptsWhenPickled`."""
+    return InterruptsWhenPickled("the value") if i == at else i
 
 
 def lookup_empty(key):

@@ -69,10 +69,11 @@ def _with_traceback(exc: BaseException, tb: str, type_only: list[str]) -> BaseEx
 
 
 def text_of(exc: BaseException) -> str:
-    # str() of a task's exception runs the task's code: it may raise too.
+    # str() of a task's exception runs the task's code: it may raise too, even a
+    # BaseException, and a failure's report must still go.
     try:
         return f"{type(exc).__qualname__}: {exc}"
-    except Exception as inner:
+    except BaseException as inner:
         return f"{type(exc).__qualname__} (whose str() raised {type(inner).__name__})"
 
 
@@ -88,11 +89,11 @@ class _Portable:
         self.exc = exc
         try:
             self.tb = _OPEN + "\n".join(traceback_lines(exc, with_message=True)) + "\n" + _CLOSE
-        except Exception:
+        except BaseException:  # a str() in the chain raised (see text_of)
             self.tb = f"\n(the worker's traceback could not be formatted: {text_of(exc)})"
         try:  # the frames and types a failure line logs without messages (FANOUT_LOG_FAILURES=type-only)
             self.type_only = traceback_lines(exc, with_message=False)
-        except Exception:
+        except BaseException:
             self.type_only = [type(exc).__qualname__]
 
     def __reduce__(self):
@@ -136,32 +137,52 @@ WorkerError.__module__ = Killed.__module__ = "lambda_fanout._procpool"
 
 def _portable(exc: BaseException) -> _Portable:
     # An exception that does not survive a round trip (a required argument its
-    # __init__ does not pass to super()) would fail its frame in the caller; send its text.
+    # __init__ does not pass to super(), a __reduce__ that raises) would fail its frame
+    # in the caller, or end the worker; a stand-in goes instead.
     try:
         pickle.loads(pickle.dumps(exc, PROTOCOL))
-    except Exception:
-        exc = _stand_in(exc)
+    except BaseException:
+        exc = _stand_in(exc, "the exception could not be pickled")
     return _Portable(exc)
 
 
-def _stand_in(exc: BaseException) -> BaseException:
-    # What is sent for an exception that cannot be: one of the same kind, so the caller
-    # handles it as it would the task's own. An Exception's text goes in a WorkerError
-    # (the record fails); a BaseException (SystemExit, KeyboardInterrupt) goes as its
-    # nearest built-in class, with its text as a note (it still ends the call, and
-    # reaches the caller).
-    text = f"{text_of(exc)} (the exception could not be pickled)"
+#: The modules whose exception classes a stand-in may be of: every worker and caller has them.
+_STANDARD = frozenset({"builtins", "asyncio.exceptions"})
+
+
+def _stand_in(exc: BaseException, why: str) -> BaseException:
+    """What is sent for a task's exception that cannot be: one of the same kind, with its text.
+
+    The caller then handles it as it would the task's own. An Exception becomes a
+    :class:`WorkerError` (the record fails); any other BaseException becomes its
+    nearest class of the standard library (SystemExit with its exit code, KeyboardInterrupt,
+    asyncio.CancelledError, else BaseException), its text as a note: it still ends the
+    call, and reaches the caller.
+    """
+    text = f"{text_of(exc)} ({why})"
     if isinstance(exc, Exception):
         return WorkerError(text, exited=False)
+    substitute = _standard_like(exc)
+    substitute.add_note(f"lambda_fanout: raised in a worker process as {text}")
+    return substitute
+
+
+def _standard_like(exc: BaseException) -> BaseException:
     if isinstance(exc, SystemExit):
         code = exc.code
-        stand_in: BaseException = SystemExit(code if code is None or type(code) is int else 1)
-    elif isinstance(exc, KeyboardInterrupt):
-        stand_in = KeyboardInterrupt()
-    else:
-        stand_in = BaseException()
-    stand_in.add_note(f"lambda_fanout: raised in a worker process as {text}")
-    return stand_in
+        if code is None or isinstance(code, int):  # bool and IntEnum codes too: the same exit status
+            return SystemExit(code if code is None else int.__int__(code))
+        try:
+            return SystemExit(str(code))  # printed at exit, as the task's own would be; status 1
+        except BaseException:
+            return SystemExit(1)
+    for cls in type(exc).__mro__:
+        if cls.__module__ in _STANDARD:
+            try:
+                return cls()
+            except Exception:  # BaseExceptionGroup takes arguments
+                continue
+    return BaseException()
 
 
 class Unsendable:
@@ -199,11 +220,11 @@ def unpack(item: Any) -> Any:
 
 
 def failure(exc: BaseException) -> tuple[tuple, bytes]:
-    # (the failure as the caller gets it, its exception pickled)
+    # (the failure as the caller gets it, its exception pickled). Whatever the task's
+    # exception does when pickled or printed, the item's report goes.
     error: Any = _portable(exc)
     try:
         return (False, error), pickle.dumps(error, PROTOCOL)
-    except Exception as again:  # the traceback or the text itself: never lose the item
-        error = WorkerError(
-            f"{text_of(exc)}; it could not be sent back from the worker process ({text_of(again)})", exited=False)
+    except BaseException as again:  # the traceback or the text itself: never lose the item
+        error = _stand_in(exc, f"it could not be sent back from the worker process: {text_of(again)}")
         return (False, error), pickle.dumps(error, PROTOCOL)

@@ -181,8 +181,9 @@ class _Worker:
                     os._exit(1)
                 # errors="raise": nothing starts after a failure; a BaseException propagates
                 # in the caller. Either way no item of this call starts after it, in any
-                # worker: the board is set first, before the report is built.
-                halt = stop_on_failure or not isinstance(exc, Exception)
+                # worker: the board is set first, before the report is built. (One raised
+                # by pickling the task's value is that value's failure: the item fails.)
+                halt = stop_on_failure or (value is nothing and not isinstance(exc, Exception))
                 if halt and slot:
                     board[slot] = 1
                 record, body = self._failed(exc, value)
