@@ -225,11 +225,12 @@ def test_a_base_exception_that_cannot_be_pickled_still_reaches_the_caller(strate
         assert "raised in a worker process as " in "".join(info.value.__notes__)
 
 
-def test_an_exception_whose_pickling_raises_fails_its_item_alone(strategy_name):
+def test_an_exception_whose_pickling_raises_fails_its_item_alone(strategy_name, caplog):
     fn = partial(xproc.raise_unsendable_at, 3)
     got = lambda_fanout.map(dual(fn), range(8), strategy=strategy_name, max_workers=2, errors="collect")
     assert [o.ok for o in got] == [True] * 3 + [False] + [True] * 4, [o.error for o in got]
     assert "InterruptsWhenPickled" in f"{type(got[3].error).__name__} {got[3].error}"
+    assert "in raise_unsendable_at" in caplog.text  # the log shows where the task raised it
     with pytest.raises(lambda_fanout.TaskError) as info:
         lambda_fanout.map(dual(fn), range(8), strategy=strategy_name, max_workers=2)
     assert info.value.index == 3

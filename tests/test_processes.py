@@ -284,28 +284,35 @@ def _pmap(task, items, **kw):
     return lambda_fanout.map(task, items, strategy="processes", **kw)
 
 
-def test_processes_unloadable_result_fails_that_item_alone(log_dir):
+@pytest.mark.parametrize("error", [ValueError, KeyboardInterrupt, SystemExit])
+def test_processes_unloadable_result_fails_that_item_alone(log_dir, error):
     """README (processes): "An item or result that cannot be pickled fails that item alone, saying so."
 
     A result whose unpickling raises (it pickled fine in the worker) fails item 5 only,
-    in collect mode; the ValueError from pickle.loads does not escape map itself.
+    in collect mode; what pickle.loads raised, even a BaseException, does not escape map itself.
     """
-    out = _pmap(xproc.unloadable_result, range(8), max_workers=1, errors="collect")
+    out = _pmap(functools.partial(xproc.unloadable_result, error=error), range(8), max_workers=1, errors="collect")
     assert [o.ok for o in out] == [True] * 5 + [False] + [True] * 2
+    assert "could not be unpickled" in str(out[5].error)
 
 
-def test_processes_unloadable_item_mid_chunk_fails_alone(log_dir):
+@pytest.mark.parametrize("error", [ValueError, KeyboardInterrupt, SystemExit])
+def test_processes_unloadable_item_mid_chunk_fails_alone(log_dir, error):
     """README (processes): "An item or result that cannot be pickled fails that item alone, saying so."
 
     Items 0..3 go one per chunk; then the chunk grows to 256 (items 4..259). Item 10
-    pickles but raises when the worker unpickles it: only item 10 fails.
+    pickles but raises when the worker unpickles it (even a BaseException): only item 10
+    fails, and no worker ends for it.
     """
     _fresh_pool()
+    started = _procpool.get_pool().started
     items = list(range(20))
-    items[10] = xproc.Unloadable()
+    items[10] = xproc.Unloadable(error)
     out = _pmap(xproc.identity, items, max_workers=1, errors="collect")
     failed = [o.index for o in out if not o.ok]
     assert failed == [10], [(o.index, type(o.error).__name__) for o in out if not o.ok]
+    assert "could not be unpickled in the worker" in str(out[10].error)
+    assert _procpool.get_pool().started == started + 1
 
 
 def test_processes_environment_after_unpicklable_item(log_dir, monkeypatch):
@@ -380,9 +387,11 @@ def test_processes_closure_task_config_error_before_reading(log_dir):
     assert read == []
 
 
-def test_processes_unpicklable_item_fails_alone(log_dir):
+@pytest.mark.parametrize("unpicklable", [threading.Lock(), xproc.InterruptsWhenPickled("the item")],
+                         ids=["a-lock", "interrupts-when-pickled"])
+def test_processes_unpicklable_item_fails_alone(log_dir, unpicklable):
     """README (processes): "An item ... that cannot be pickled fails that item alone, saying so"."""
-    items = [1, 2, threading.Lock(), 4]
+    items = [1, 2, unpicklable, 4]
     out = _pmap(xproc.identity, items, max_workers=1, errors="collect")
     assert [o.ok for o in out] == [True, True, False, True]
     assert "pickled" in str(out[2].error)

@@ -158,6 +158,13 @@ def test_unpicklable_item_fails_alone(pool):
     assert not results[1][0] and "cannot be pickled" in str(results[1][1])
 
 
+def test_an_unpicklable_exit_whose_code_cannot_be_read_comes_back_with_a_failures_status(pool):
+    (ok, err), = run(pool, functools.partial(xproc.raise_from_at, xproc.UnreadableExitFrom, 0), [0])
+    assert not ok and type(err) is SystemExit and err.code == 1
+    assert "UnreadableExitFrom" in "".join(err.__notes__)
+    assert run(pool, xproc.square, [4]) == [(True, 16)] and pool.started == 1  # the worker serves on
+
+
 def test_unpicklable_result_and_exception_are_reported(pool):
     (ok, err), = run(pool, xproc.unpicklable_result, [0])
     assert not ok and "cannot be pickled back" in str(err)

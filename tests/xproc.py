@@ -188,6 +188,18 @@ class QuietExitFrom(ExitFrom):
     exit_code = False
 
 
+class UnreadableExitFrom(ExitFrom):
+    """An ExitFrom whose code raises as it is read."""
+
+    @property
+    def code(self):
+        raise ValueError("no code")
+
+    @code.setter
+    def code(self, value):
+        pass
+
+
 class InterruptFrom(KeyboardInterrupt):
     """A KeyboardInterrupt whose __init__ takes an argument it does not pass on: it cannot be unpickled."""
 
@@ -764,18 +776,21 @@ def change_environment(_item):
 
 
 class Unloadable:
-    """Pickles fine; raises ValueError when unpickled (in whichever process loads it)."""
+    """Pickles fine; raises ``error`` (ValueError) when unpickled (in whichever process loads it)."""
+
+    def __init__(self, error: type[BaseException] = ValueError) -> None:
+        self.error = error
 
     def __reduce__(self):
-        return (_refuse_load, ("no",))
+        return (_refuse_load, (self.error,))
 
 
-def _refuse_load(_arg):
-    raise ValueError("this object refuses to be unpickled")
+def _refuse_load(error: type[BaseException]):
+    raise error("this object refuses to be unpickled")
 
 
-def unloadable_result(item):
-    return Unloadable() if item == 5 else item
+def unloadable_result(item, error: type[BaseException] = ValueError):
+    return Unloadable(error) if item == 5 else item
 
 
 def explode():

@@ -82,19 +82,21 @@ class _Portable:
 
     __slots__ = ("exc", "tb", "type_only")
 
-    def __init__(self, exc: BaseException) -> None:
+    def __init__(self, exc: BaseException, raised: BaseException | None = None) -> None:
         # The failure log's traceback lines (trimmed to the most recent exceptions and
         # frames, formatted frames cached by where they were raised), so a batch whose
-        # every item fails deep down costs what it costs in one process.
+        # every item fails deep down costs what it costs in one process. They are those
+        # of ``raised``, the task's exception, where ``exc`` stands in for it.
         self.exc = exc
+        raised = exc if raised is None else raised
         try:
-            self.tb = _OPEN + "\n".join(traceback_lines(exc, with_message=True)) + "\n" + _CLOSE
+            self.tb = _OPEN + "\n".join(traceback_lines(raised, with_message=True)) + "\n" + _CLOSE
         except BaseException:  # a str() in the chain raised (see text_of)
-            self.tb = f"\n(the worker's traceback could not be formatted: {text_of(exc)})"
+            self.tb = f"\n(the worker's traceback could not be formatted: {text_of(raised)})"
         try:  # the frames and types a failure line logs without messages (FANOUT_LOG_FAILURES=type-only)
-            self.type_only = traceback_lines(exc, with_message=False)
+            self.type_only = traceback_lines(raised, with_message=False)
         except BaseException:
-            self.type_only = [type(exc).__qualname__]
+            self.type_only = [type(raised).__qualname__]
 
     def __reduce__(self):
         return _with_traceback, (self.exc, self.tb, self.type_only)
@@ -142,7 +144,7 @@ def _portable(exc: BaseException) -> _Portable:
     try:
         pickle.loads(pickle.dumps(exc, PROTOCOL))
     except BaseException:
-        exc = _stand_in(exc, "the exception could not be pickled")
+        return _Portable(_stand_in(exc, "the exception could not be pickled"), exc)
     return _Portable(exc)
 
 
@@ -169,12 +171,12 @@ def _stand_in(exc: BaseException, why: str) -> BaseException:
 
 def _standard_like(exc: BaseException) -> BaseException:
     if isinstance(exc, SystemExit):
-        code = exc.code
-        if code is None or isinstance(code, int):  # bool and IntEnum codes too: the same exit status
-            return SystemExit(code if code is None else int.__int__(code))
         try:
+            code = exc.code
+            if code is None or isinstance(code, int):  # bool and IntEnum codes too: the same exit status
+                return SystemExit(code if code is None else int.__int__(code))
             return SystemExit(str(code))  # printed at exit, as the task's own would be; status 1
-        except BaseException:
+        except BaseException:  # a code that raises as it is read: the status of a failure
             return SystemExit(1)
     for cls in type(exc).__mro__:
         if cls.__module__ in _STANDARD:
@@ -201,7 +203,7 @@ def one_by_one(items: list) -> list:
     for item in items:
         try:
             packed.append(pickle.dumps(item, PROTOCOL))
-        except Exception as exc:
+        except BaseException as exc:  # the item's own code may raise anything
             packed.append(Unsendable(
                 f"the item (a {type(item).__name__}) cannot be pickled to send to a worker process "
                 f"({type(exc).__name__}: {exc}); pass plain data as items"))
@@ -213,7 +215,7 @@ def unpack(item: Any) -> Any:
         raise WorkerError(item.message, exited=False)
     try:
         return pickle.loads(item)
-    except Exception as exc:
+    except BaseException as exc:  # the item's own code may raise anything
         raise WorkerError(
             f"the item could not be unpickled in the worker process ({text_of(exc)}); pass plain data as items",
             exited=False) from None

@@ -136,7 +136,7 @@ class Worker:
                     slot, until, stop_on_failure)
             try:
                 request = pickle.dumps((head + (False,), items), PROTOCOL)
-            except Exception:
+            except BaseException:  # an item's own code may raise anything: it fails alone, below
                 request = None
             result = None if request is None else self._exchange(request, until)
             if result is None:  # some item could not be pickled here, or loaded there
@@ -168,7 +168,7 @@ class Worker:
                 if len(reply) > 1 + _ELAPSED.size:
                     try:
                         results.extend(pickle.loads(memoryview(reply)[1 + _ELAPSED.size:]))
-                    except Exception:  # a result that does not load here: each frame on its own
+                    except BaseException:  # a result that does not load here: each frame on its own
                         self._collect(results)
                 else:
                     self._collect(results)
@@ -181,7 +181,7 @@ class Worker:
                 self.task = None
                 try:
                     error = pickle.loads(memoryview(reply)[1:])
-                except Exception as exc:
+                except BaseException as exc:
                     error = WorkerError(text_of(exc), exited=False)
                 raise WorkerError(
                     f"the worker process could not load the task ({text_of(error)}); check that the task's "

@@ -135,7 +135,7 @@ def read_frames(data: bytes, start: int, first: int, results: list) -> None:
             try:
                 results.append((True, marshal.loads(body)) if kind == _MARSHALLED else
                                (kind == _PICKLED, pickle.loads(body)))
-            except Exception as exc:
+            except BaseException as exc:  # the result's own code may raise anything: it fails alone
                 results.append((False, WorkerError(
                     f"the task's result could not be unpickled in the caller ({text_of(exc)}); return plain data",
                     exited=False)))

@@ -103,12 +103,12 @@ class _Worker:
         """Serve one request: prepare the task and environment, run the items, send the end."""
         try:
             (task, env, slot, until, stop_on_failure, each), items = pickle.loads(request)
-        except Exception as exc:
+        except BaseException as exc:  # an item's own code may raise anything: the items go one by one
             self._refuse(_BAD_ITEMS, exc)
             return
         try:
             self._prepare(task, env)
-        except Exception as exc:
+        except BaseException as exc:  # the task's module may raise anything as it loads
             self._refuse(_BAD_TASK, exc)
             return
         self._end(*self._run(items, slot, until, stop_on_failure, each))
