@@ -694,16 +694,20 @@ def test_processes_result_whose_pickling_raises_a_base_exception_fails_alone(pro
 
 
 # cheap items first: the chunk sizer then sends the rest several to a request
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
 @pytest.mark.parametrize("items", [[1] * 40 + [1, 2, 3, 4] * 10, [1] * 40 + [1, 200_000, 3, 2 << 20, 5] * 3])
-def test_processes_result_that_does_not_unpickle_fails_alone(procs, items):
+def test_processes_result_that_does_not_unpickle_fails_alone(procs, items, error):
     """Promise (processes): a result that "pickles but cannot be unpickled on the other side
-    fails that item alone, saying so", in a small request and in one that spills."""
-    got = lambda_fanout.map(xproc.unloadable_on_3, items, strategy=procs, max_workers=1, errors="collect")
+    fails that item alone, saying so", in a small request and in one that spills; whatever
+    its loading raises, and the next call gets its own results."""
+    got = lambda_fanout.map(functools.partial(xproc.unloadable_on_3, error=error), items, strategy=procs,
+                            max_workers=1, errors="collect")
     for o, item in zip(got, items):
         if item == 3:
             assert not o.ok and "unpickled" in str(o.error), o
         else:
             assert o.ok and o.value == xproc.unloadable_on_3(item), o
+    assert lambda_fanout.map(xproc.identity, range(50), strategy=procs, max_workers=1) == list(range(50))
 
 
 def test_processes_numpy_result_comes_back_as_an_array(procs):

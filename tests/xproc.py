@@ -793,21 +793,10 @@ def unloadable_result(item, error: type[BaseException] = ValueError):
     return Unloadable(error) if item == 5 else item
 
 
-def explode():
-    raise RuntimeError("cannot be rebuilt here")
-
-
-class Unrebuildable:
-    """Pickles anywhere, unpickles nowhere (RuntimeError)."""
-
-    def __reduce__(self):
-        return explode, ()
-
-
-def unloadable_on_3(i: int):
-    """Item 3 returns an Unrebuildable; item i >= 1000 returns i bytes; others i."""
+def unloadable_on_3(i: int, error: type[BaseException] = RuntimeError):
+    """Item 3 returns an Unloadable raising ``error``; item i >= 1000 returns i bytes; others i."""
     if i == 3:
-        return Unrebuildable()
+        return Unloadable(error)
     if i >= 1000:
         return b"u" * i
     return i
