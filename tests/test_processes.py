@@ -387,8 +387,9 @@ def test_processes_closure_task_config_error_before_reading(log_dir):
     assert read == []
 
 
-@pytest.mark.parametrize("unpicklable", [threading.Lock(), xproc.InterruptsWhenPickled("the item")],
-                         ids=["a-lock", "interrupts-when-pickled"])
+@pytest.mark.parametrize("unpicklable", [threading.Lock(), xproc.InterruptsWhenPickled("the item"),
+                                         xproc.UnprintablyUnpicklable()],
+                         ids=["a-lock", "interrupts-when-pickled", "unprintable-error"])
 def test_processes_unpicklable_item_fails_alone(log_dir, unpicklable):
     """README (processes): "An item ... that cannot be pickled fails that item alone, saying so"."""
     items = [1, 2, unpicklable, 4]
@@ -691,6 +692,16 @@ def test_processes_result_whose_pickling_raises_a_base_exception_fails_alone(pro
                             errors="collect")
     assert [o.ok for o in got] == [True] * 3 + [False] + [True] * 4, [o.error for o in got]
     assert "cannot be pickled back" in str(got[3].error)
+
+
+def test_processes_result_that_pickles_only_once_comes_back_and_the_worker_serves_on(procs):
+    """A result is pickled as its item ends, and the request's results once more at its end:
+    whatever that second pickling raises, the first stands and the worker lives on."""
+    lambda_fanout.map(xproc.identity, range(2), strategy=procs, max_workers=1)
+    started = _procpool.get_pool().started
+    got = lambda_fanout.map(xproc.pickles_once, range(4), strategy=procs, max_workers=1)
+    assert all(type(v) is xproc.PicklesOnce for v in got), got
+    assert _procpool.get_pool().started == started
 
 
 # cheap items first: the chunk sizer then sends the rest several to a request

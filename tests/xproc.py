@@ -234,6 +234,35 @@ class InterruptsWhenPickled(Exception):
         raise KeyboardInterrupt("pickled")
 
 
+class UnprintablyUnpicklable:
+    """Pickling it raises an exception whose str() raises KeyboardInterrupt."""
+
+    def __reduce__(self):
+        raise NoStr()
+
+
+class NoStr(Exception):
+    def __str__(self):
+        raise KeyboardInterrupt("str")
+
+
+class PicklesOnce:
+    """Its first pickling works; any later one raises KeyboardInterrupt."""
+
+    def __init__(self) -> None:
+        self.pickled = 0
+
+    def __reduce__(self):
+        self.pickled += 1
+        if self.pickled > 1:
+            raise KeyboardInterrupt("pickled again")
+        return PicklesOnce, ()
+
+
+def pickles_once(_i) -> PicklesOnce:
+    return PicklesOnce()
+
+
 def raise_unsendable_at(at: int, i: int) -> int:
     """``i``, except that item ``at`` raises :class:`InterruptsWhenPickled`."""
     if i == at:

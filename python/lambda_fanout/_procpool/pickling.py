@@ -206,7 +206,7 @@ def one_by_one(items: list) -> list:
         except BaseException as exc:  # the item's own code may raise anything
             packed.append(Unsendable(
                 f"the item (a {type(item).__name__}) cannot be pickled to send to a worker process "
-                f"({type(exc).__name__}: {exc}); pass plain data as items"))
+                f"({text_of(exc)}); pass plain data as items"))
     return packed
 
 

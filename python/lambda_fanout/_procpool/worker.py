@@ -220,6 +220,6 @@ class _Worker:
         if pos - _HEAD <= _REPLY_LIST:
             try:
                 end += pickle.dumps(kept, PROTOCOL)
-            except Exception:
+            except BaseException:  # a result's own code, pickled again: anything
                 pass  # the caller reads the arena's frames instead
         self.conn.send_bytes(end)
