@@ -51,6 +51,23 @@ _DEATH_S = 0.5
 #: status (the pipe closes as the process exits, so this is only a bound for a busy
 #: machine); one still running then has become another program.
 _EXIT_S = 1.0
+#: A worker asked of a forkserver that is ending (killed, or chosen by the OOM killer)
+#: fails to start; the next try starts a new forkserver once the old one is gone,
+#: which takes the kernel milliseconds. Tries, and the pause between two.
+_START_TRIES, _START_PAUSE_S = 20, 0.005
+
+
+def _start(process: Any) -> None:
+    # Process.start(), tried again while the forkserver it asks is ending: it refuses the
+    # connection, or closes it before it answers, until multiprocessing sees it gone.
+    for tries_left in range(_START_TRIES - 1, -1, -1):
+        try:
+            process.start()
+            return
+        except (OSError, EOFError):
+            if not tries_left:
+                raise
+            time.sleep(_START_PAUSE_S)
 
 
 class Worker:
@@ -67,7 +84,7 @@ class Worker:
         self.process = ctx.Process(target=serve, args=(there, Fd(board_fd), Fd(arena_fd)), name="fanout-worker",
                                    daemon=True)
         try:
-            self.process.start()
+            _start(self.process)
         finally:
             there.close()
             os.close(arena_fd)  # the mapping keeps the file
