@@ -16,7 +16,7 @@ from .._run import Run
 from .._task import sync_form
 from .base import WINDOW_PER_WORKER, CallPool, Strategy, drive_window, thread_pool
 
-_current = threading.local()  # the Lease of the call a driver thread works for, and whether a failure stops it
+_current = threading.local()  # the Lease of the call a driver thread works for
 
 #: After killing the busy workers at the deadline (or after a fatal error), how long
 #: at most to wait, in all, for them to be gone and for their driver threads to tell
@@ -53,13 +53,13 @@ class Remote:
         if lease is None:
             lease = Lease(get_pool(), 1, lambda: None)
             try:
-                return self._in(lease, item, False)
+                return self._in(lease, item)
             finally:
                 lease.close()
-        return self._in(lease, item, _current.stop_on_failure)
+        return self._in(lease, item)
 
-    def _in(self, lease, item, stop_on_failure: bool):
-        reply = lease.run(self.data, [item], stop_on_failure=stop_on_failure)
+    def _in(self, lease, item):
+        reply = lease.run(self.data, [item])
         if isinstance(reply.error, Killed):
             raise DeadlineExceeded.did_not_finish(self.margin_ms)
         if reply.error is not None:
@@ -136,7 +136,7 @@ class ProcessesStrategy(Strategy):
                       self.settings.deadline_margin_ms)
 
     def _drive(self, run: Run) -> None:
-        lease = Lease(get_pool(), self.max_workers, run.wait_timeout)
+        lease = Lease(get_pool(), self.max_workers, run.wait_timeout, stop_on_failure=run.stop_on_failure)
         run.add_stop_hook(lease.stop)  # a cancelled amap: the workers stop before their next item
         if run.groups is None:
             sizer = ChunkSizer()
@@ -187,7 +187,7 @@ class ProcessesStrategy(Strategy):
 
     @staticmethod
     def _walk(lease, run: Run, chunk: list, sizer, settled) -> None:
-        _current.lease, _current.stop_on_failure = lease, run.stop_on_failure
+        _current.lease = lease
         try:
             for job in chunk:
                 run.execute(job)
@@ -206,8 +206,7 @@ def _settle_chunk(lease, run: Run, chunk: list[int], sizer) -> None:
     lease.worker()
     begun = [index for index in chunk if run.begin(index)]
     while begun:
-        reply = lease.run(run.fn.data, [run.pending[index] for index in begun], begun,
-                          stop_on_failure=run.stop_on_failure)
+        reply = lease.run(run.fn.data, [run.pending[index] for index in begun], begun)
         _report(run, reply.finished)
         error = reply.error
         if isinstance(error, WorkerError):

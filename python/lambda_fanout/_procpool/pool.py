@@ -520,12 +520,15 @@ class Lease:
         pool: where workers come from and go back to.
         keep: how many idle workers the pool may keep after this call.
         timeout: seconds a worker may still take (the run's deadline), or None.
+        stop_on_failure: no item of the call starts after a failure (see :meth:`Worker.call`).
     """
 
-    def __init__(self, pool: ProcessPool, keep: int, timeout: Callable[[], float | None]) -> None:
+    def __init__(self, pool: ProcessPool, keep: int, timeout: Callable[[], float | None], *,
+                 stop_on_failure: bool = False) -> None:
         self.pool = pool
         self.keep = keep
         self.timeout = timeout
+        self.stop_on_failure = stop_on_failure
         self.held: list[Worker] = []
         self._mine = threading.local()
         self._lock = threading.Lock()
@@ -549,7 +552,7 @@ class Lease:
             self.held.append(worker)
         return worker
 
-    def run(self, task: bytes, items: list, names: list | None = None, *, stop_on_failure: bool = False) -> Reply:
+    def run(self, task: bytes, items: list, names: list | None = None) -> Reply:
         """Run ``task`` on ``items`` in this thread's worker for the call; what became of each, in one :class:`Reply`.
 
         A worker that exits before it begins the first item (killed while idle, say)
@@ -561,18 +564,17 @@ class Lease:
                 :meth:`interrupt` also returns; None for items the caller names no
                 other way (the reply then names them by position, and :meth:`interrupt`
                 never returns them).
-            stop_on_failure: no item of the call starts after a failure (see :meth:`Worker.call`).
         """
-        reply = self._request(task, items, names, stop_on_failure)
+        reply = self._request(task, items, names)
         error = reply.error
         if isinstance(error, WorkerError) and error.exited and error.started == 0:
             self.renew()  # it died before it began the first item (killed while idle, say): once more
-            reply = self._request(task, items, names, stop_on_failure)
+            reply = self._request(task, items, names)
         return reply
 
-    def _request(self, task: bytes, items: list, names: list | None, stop_on_failure: bool) -> Reply:
+    def _request(self, task: bytes, items: list, names: list | None) -> Reply:
         try:
-            results, elapsed = self.worker().call(task, items, self.timeout(), stop_on_failure=stop_on_failure,
+            results, elapsed = self.worker().call(task, items, self.timeout(), stop_on_failure=self.stop_on_failure,
                                                   env=self.env, slot=self.slot, sent=names)
         except (Killed, WorkerError) as exc:
             # Without its traceback, whose frames hold the worker (and this frame, which holds
